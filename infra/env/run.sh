@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Runs a command inside the project environment (built first if needed by setup.sh).
+#   infra/env/run.sh python -m pipeline.run_local
+# In userland mode the command runs under bubblewrap with the Debian 13 tree as /, the repo (read-write)
+# and its parent folder (read-only: ../shared) at their host paths, plus /tmp and $HOME. More host paths:
+# BLOODCELL_BIND="/data/a:/data/b" (read-only). bwrap's mounts vanish when the command ends.
+set -euo pipefail
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+env_dir=$("$repo/infra/env/setup.sh")
+
+export PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}"
+export TF_USE_LEGACY_KERAS=1 TF_CPP_MIN_LOG_LEVEL=${TF_CPP_MIN_LOG_LEVEL:-2} PYTHONUNBUFFERED=1
+
+if [ -d "$env_dir/venv" ]; then
+  export PATH="$env_dir/venv/bin:$PATH"
+  exec "$@"
+fi
+
+host_ca=${SSL_CERT_FILE:-/etc/ssl/certs/ca-certificates.crt}
+args=(--ro-bind "$env_dir/rootfs" / --proc /proc --dev /dev --tmpfs /dev/shm
+      --ro-bind /etc/resolv.conf /etc/resolv.conf
+      --ro-bind "$host_ca" /etc/ssl/certs/ca-certificates.crt)
+# Later mounts cover earlier ones: read-only parent first, then the writable paths.
+parent=$(dirname "$repo")
+[ "$parent" != / ] && args+=(--ro-bind "$parent" "$parent")
+args+=(--bind /tmp /tmp)
+[ -d "$HOME" ] && [ "$HOME" != "$repo" ] && args+=(--bind "$HOME" "$HOME")
+args+=(--bind "$repo" "$repo")
+IFS=: read -ra extra <<< "${BLOODCELL_BIND:-}"
+for p in "${extra[@]}"; do [ -n "$p" ] && args+=(--ro-bind "$p" "$p"); done
+# Device nodes for a GPU, when the host has one.
+for d in /dev/nvidia*; do [ -e "$d" ] && args+=(--dev-bind "$d" "$d"); done
+
+# The tree is mounted read-only, so mount points are made beforehand on the host side.
+for ((i = 0; i < ${#args[@]}; i++)); do
+  case "${args[i]}" in
+    --bind|--ro-bind|--dev-bind)
+      dest=${args[i+2]}; [ "$dest" = / ] || [ -e "$env_dir/rootfs$dest" ] || {
+        if [ -d "${args[i+1]}" ]; then mkdir -p "$env_dir/rootfs$dest"
+        else mkdir -p "$(dirname "$env_dir/rootfs$dest")"; touch "$env_dir/rootfs$dest"; fi; }
+      i=$((i + 2));;
+  esac
+done
+
+exec bwrap "${args[@]}" --chdir "$PWD" \
+  --setenv PATH "/opt/venv/bin:/usr/local/bin:/usr/bin:/bin" \
+  --setenv SSL_CERT_FILE /etc/ssl/certs/ca-certificates.crt "$@"

@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Builds, once per lock hash, the environment every project command runs in, and prints its path.
+#   - glibc >= 2.38 on the host: a plain virtualenv.
+#   - otherwise (Debian 12 and older): a Debian 13 userland (mmdebstrap) with the virtualenv inside,
+#     entered through bubblewrap by infra/env/run.sh.
+# Environments live under $BLOODCELL_CACHE (default ~/.cache/bloodcell), keyed by a hash of the
+# lock files, so a second run takes seconds and a lock change rebuilds. Only a build that finished
+# gets its .complete marker; an unfinished one is deleted and redone.
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+cache=${BLOODCELL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/bloodcell}
+log() { printf '[setup] %s\n' "$*" >&2; }
+
+glibc_ok() {
+  local v; v=$(getconf GNU_LIBC_VERSION 2>/dev/null | awk '{print $2}')
+  [ -n "$v" ] && [ "$(printf '%s\n2.38\n' "$v" | sort -V | head -n1)" = "2.38" ]
+}
+
+mode=${BLOODCELL_ENV_MODE:-}
+if [ -z "$mode" ]; then if glibc_ok; then mode=venv; else mode=userland; fi; fi
+case "$mode" in venv|userland) ;; *) log "BLOODCELL_ENV_MODE must be venv or userland, not '$mode'"; exit 2;; esac
+
+key_files=("$repo/locks/pipeline.lock" "$repo/infra/env/tools.lock" "$repo/infra/env/setup.sh")
+[ "$mode" = userland ] && key_files+=("$repo/infra/env/apt-packages.txt")
+key=$( { echo "$mode"; cat "${key_files[@]}"; } | sha256sum | cut -c1-16)
+target="$cache/env-$mode-$key"
+
+if [ -f "$target/.complete" ]; then echo "$target"; exit 0; fi
+
+mkdir -p "$cache"
+exec 9>"$cache/.setup.lock"
+log "waiting for the setup lock ($cache/.setup.lock)"
+flock 9
+if [ -f "$target/.complete" ]; then echo "$target"; exit 0; fi
+
+build="$target"
+# A leftover from an interrupted build: safe to delete, no mount outlives a bwrap call.
+rm -rf "$build"
+mkdir -p "$build" "$cache/uv-cache"
+start=$SECONDS
+host_ca=${SSL_CERT_FILE:-/etc/ssl/certs/ca-certificates.crt}
+
+if [ "$mode" = userland ]; then
+  for tool in mmdebstrap bwrap; do
+    if ! command -v "$tool" >/dev/null; then
+      log "installing mmdebstrap and bubblewrap from Debian"
+      if [ "$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq mmdebstrap bubblewrap >&2
+      else log "need root (or: sudo apt-get install mmdebstrap bubblewrap)"; exit 1; fi
+      break
+    fi
+  done
+  pkgs=$(grep -v '^#' "$repo/infra/env/apt-packages.txt" | xargs | tr ' ' ',')
+  log "building the Debian 13 userland (mmdebstrap, ~30 s): $pkgs"
+  mmdebstrap --quiet --variant=minbase --include="$pkgs" trixie "$build/rootfs" >&2
+  py=/usr/bin/python3
+  run_in() {
+    bwrap --bind "$build/rootfs" / --proc /proc --dev /dev \
+      --ro-bind /etc/resolv.conf /etc/resolv.conf \
+      --ro-bind "$host_ca" /etc/ssl/certs/ca-certificates.crt \
+      --bind "$cache/uv-cache" /var/cache/uv --ro-bind "$repo" /src \
+      --setenv SSL_CERT_FILE /etc/ssl/certs/ca-certificates.crt \
+      --setenv UV_CACHE_DIR /var/cache/uv --setenv UV_LINK_MODE copy "$@"
+  }
+  venv=/opt/venv
+  lock=/src/locks/pipeline.lock; tools=/src/infra/env/tools.lock
+else
+  py=$(command -v python3.13 || command -v python3.12 || command -v python3.11 || command -v python3.10 || true)
+  [ -n "$py" ] || { log "no python3.10-3.13 on PATH"; exit 1; }
+  run_in() { UV_CACHE_DIR="$cache/uv-cache" "$@"; }
+  venv="$build/venv"
+  lock="$repo/locks/pipeline.lock"; tools="$repo/infra/env/tools.lock"
+fi
+
+log "creating the virtualenv and installing uv"
+run_in "$py" -m venv "$venv"
+run_in "$venv/bin/pip" install --quiet --disable-pip-version-check --no-cache-dir -r "$tools" >&2
+log "installing the locked packages with uv (first time: ~4 GB download)"
+run_in "$venv/bin/uv" pip sync --python "$venv/bin/python" --require-hashes "$lock" >&2
+run_in "$venv/bin/python" -c "import tfx, tensorflow, apache_beam, kfp; print('[setup] tfx', tfx.__version__, 'tensorflow', tensorflow.__version__)" >&2
+
+touch "$target/.complete"
+log "environment ready in $((SECONDS - start)) s: $target"
+echo "$target"

@@ -1,0 +1,142 @@
+"""The pipeline configuration: one YAML file every runner reads, validated on load."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG = REPO_ROOT / "pipeline" / "config.yaml"
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be used; the message is one line meant for the user."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class IngestConfig(_Section):
+    val_fraction: float = Field(0.1, gt=0, lt=1)
+    hash_split_eval_fraction: float = Field(0.2, gt=0, lt=1)
+    max_pixels: int = Field(25_000_000, gt=0)
+    max_bad_fraction: float = Field(0.05, ge=0, le=1)
+
+
+class TrainingConfig(_Section):
+    model: Literal["default", "tutorial_cnn"] = "default"
+    epochs: int = Field(3, ge=1)
+    batch_size: int = Field(32, ge=1)
+    learning_rate: float = Field(1e-3, gt=0)
+    early_stopping_patience: int = Field(3, ge=1)
+    seed: int = 42
+
+
+class EvaluationConfig(_Section):
+    min_accuracy: float = Field(0.0, ge=0, le=1)
+    max_accuracy_drop: float = Field(0.01, ge=0, le=1)
+
+
+class ServingConfig(_Section):
+    model_name: str = Field("bloodcell", pattern=r"^[A-Za-z0-9_.-]+$")
+
+
+class BeamConfig(_Section):
+    direct_num_workers: int = Field(0, ge=0)
+    extra_args: list[str] = []
+
+
+class Config(_Section):
+    pipeline_name: str = Field("bloodcell", pattern=r"^[A-Za-z0-9_-]+$")
+    data_dir: str
+    output_dir: str = "runs"
+    class_names: list[str] = ["EOSINOPHIL", "LYMPHOCYTE", "MONOCYTE", "NEUTROPHIL"]
+    image_size: int = Field(80, ge=16, le=1024)
+    ingest: IngestConfig = IngestConfig()
+    training: TrainingConfig = TrainingConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
+    serving: ServingConfig = ServingConfig()
+    beam: BeamConfig = BeamConfig()
+
+    @field_validator("class_names")
+    @classmethod
+    def _distinct_classes(cls, names: list[str]) -> list[str]:
+        if len(names) < 2 or len(set(names)) != len(names):
+            raise ValueError("needs at least two distinct class names")
+        return names
+
+    # Derived locations: one layout for every runner.
+    def _abs(self, path: str) -> str:
+        if "://" in path:
+            return path
+        return str((REPO_ROOT / path).resolve()) if not os.path.isabs(path) else path
+
+    @property
+    def run_dir(self) -> str:
+        return os.path.join(self._abs(self.output_dir), self.pipeline_name)
+
+    @property
+    def pipeline_root(self) -> str:
+        return os.path.join(self.run_dir, "pipeline_root")
+
+    @property
+    def metadata_path(self) -> str:
+        return os.path.join(self.run_dir, "metadata.sqlite")
+
+    @property
+    def serving_base(self) -> str:
+        """TF Serving's base path; versions are pushed to <serving_base>/<version>/."""
+        return os.path.join(self.run_dir, "serving", self.serving.model_name)
+
+    @property
+    def data_path(self) -> str:
+        return self._abs(self.data_dir)
+
+    def beam_args(self) -> list[str]:
+        if any(a.startswith("--runner") for a in self.beam.extra_args):
+            return list(self.beam.extra_args)
+        workers = self.beam.direct_num_workers or os.cpu_count() or 1
+        return [
+            "--direct_running_mode=multi_processing",
+            f"--direct_num_workers={workers}",
+            *self.beam.extra_args,
+        ]
+
+
+def _set_dotted(data: dict, dotted: str) -> None:
+    if "=" not in dotted:
+        raise ConfigError(f"--set expects section.key=value, got '{dotted}'")
+    key, raw = dotted.split("=", 1)
+    node = data
+    parts = key.strip().split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"--set {key}: '{part}' is not a section")
+    node[parts[-1]] = yaml.safe_load(raw)
+
+
+def load_config(path: str | os.PathLike | None = None, overrides: list[str] | None = None) -> Config:
+    """Reads and validates a configuration; raises ConfigError with a one-line reason."""
+    path = Path(path or DEFAULT_CONFIG)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"config file {path} is not valid YAML: {str(err).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping at the top level")
+    for item in overrides or []:
+        _set_dotted(data, item)
+    try:
+        return Config.model_validate(data)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        more = f" (and {err.error_count() - 1} more)" if err.error_count() > 1 else ""
+        raise ConfigError(f"config {path}: {where}: {first['msg']}{more}") from None
