@@ -101,6 +101,7 @@ class Config(_Section):
             return list(self.beam.extra_args)
         workers = self.beam.direct_num_workers or os.cpu_count() or 1
         return [
+            "--runner=DirectRunner",
             "--direct_running_mode=multi_processing",
             f"--direct_num_workers={workers}",
             *self.beam.extra_args,

@@ -1,0 +1,118 @@
+"""ExampleGen executor for folders of labelled images (TFX's Beam-based ExampleGen, custom executor).
+
+Splits: train and val from TRAIN by a hash of each file's path, eval from TEST. Inputs that cannot
+become examples are listed with their reason in `ingest_report.json` inside the Examples artifact
+(also summarised as custom properties), and the execution fails when their share passes the limit.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from typing import Any
+
+import apache_beam as beam
+import tensorflow as tf
+from google.protobuf import json_format, struct_pb2
+from tfx.components.example_gen.base_example_gen_executor import BaseExampleGenExecutor
+from tfx.proto import example_gen_pb2
+from tfx.types import artifact_utils, standard_component_specs
+
+from components.image_example_gen import image_reader
+
+REPORT_FILE = "ingest_report.json"
+_REJECTS_DIR = ".decode_rejects"
+
+
+def ingest_params(exec_properties: dict[str, Any]) -> dict[str, Any]:
+    """The image ingest settings packed into ExampleGen's custom_config (a Struct in an Any)."""
+    raw = exec_properties.get(standard_component_specs.CUSTOM_CONFIG_KEY)
+    custom = example_gen_pb2.CustomConfig()
+    if raw:
+        json_format.Parse(raw, custom)
+    params = struct_pb2.Struct()
+    custom.custom_config.Unpack(params)
+    return json_format.MessageToDict(params)
+
+
+class _DecodeImage(beam.DoFn):
+    """Candidate -> (split, serialized tf.Example); bad inputs go to the `rejected` output."""
+
+    def __init__(self, max_pixels: int):
+        self._max_pixels = max_pixels
+
+    def process(self, candidate: image_reader.Candidate):
+        try:
+            yield candidate.split, image_reader.to_example(candidate, self._max_pixels)
+        except image_reader.BadImage as err:
+            yield beam.pvalue.TaggedOutput("rejected", json.dumps(
+                {"rel_path": candidate.rel_path, "split": candidate.split, "reason": str(err)}))
+        except OSError as err:  # unreadable file: permissions, vanished, I/O error
+            yield beam.pvalue.TaggedOutput("rejected", json.dumps(
+                {"rel_path": candidate.rel_path, "split": candidate.split,
+                 "reason": f"unreadable file ({err.strerror or err})"}))
+
+
+class Executor(BaseExampleGenExecutor):
+    """Reads <input_base>/{TRAIN,TEST}/<CLASS>/* (or <input_base>/<CLASS>/*) into tf.Examples."""
+
+    def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
+        # Splitting needs the whole listing, so GenerateExamplesByBeam is overridden instead.
+        raise NotImplementedError("image ExampleGen builds its splits in GenerateExamplesByBeam")
+
+    def GenerateExamplesByBeam(self, pipeline: beam.Pipeline, exec_properties: dict[str, Any]):
+        decoded = (
+            pipeline
+            | "ListedImages" >> beam.Create(self._candidates)
+            | "Distribute" >> beam.Reshuffle()
+            | "DecodeImages" >> beam.ParDo(_DecodeImage(self._params["max_pixels"])).with_outputs(
+                "rejected", main="examples"))
+        _ = decoded.rejected | "WriteRejects" >> beam.io.WriteToText(
+            self._rejects_prefix, file_name_suffix=".jsonl")
+        by_split = decoded.examples | "BySplit" >> beam.Partition(
+            lambda item, n: image_reader.SPLITS.index(item[0]), len(image_reader.SPLITS))
+        return {split: by_split[i] | f"Payload[{split}]" >> beam.Values()
+                for i, split in enumerate(image_reader.SPLITS)}
+
+    def Do(self, input_dict, output_dict, exec_properties) -> None:
+        self._params = ingest_params(exec_properties)
+        examples = artifact_utils.get_single_instance(output_dict[standard_component_specs.EXAMPLES_KEY])
+        root = exec_properties[standard_component_specs.INPUT_BASE_KEY]
+        self._candidates, listing_rejects = image_reader.list_source(
+            root, list(self._params["class_names"]), self._params["val_fraction"],
+            self._params["hash_split_eval_fraction"])
+        rejects_dir = os.path.join(examples.uri, _REJECTS_DIR)
+        self._rejects_prefix = os.path.join(rejects_dir, "rejects")
+
+        super().Do(input_dict, output_dict, exec_properties)
+
+        decode_rejects = []
+        for path in tf.io.gfile.glob(self._rejects_prefix + "*"):
+            with tf.io.gfile.GFile(path) as f:
+                decode_rejects += [image_reader.Rejected(**json.loads(line)) for line in f if line.strip()]
+        shutil.rmtree(rejects_dir, ignore_errors=True)
+
+        max_bad = float(self._params["max_bad_fraction"])
+        report = image_reader.summarize(self._candidates, listing_rejects + decode_rejects, max_bad)
+        problem = None
+        empty = [s for s, c in report["splits"].items() if c["examples"] == 0]
+        if empty:
+            problem = f"split(s) {', '.join(empty)} have no valid images after rejecting bad inputs"
+        elif report["rejected_fraction"] > max_bad:
+            top = ", ".join(f"{k}: {v}" for k, v in sorted(report["rejected_by_reason"].items(), key=lambda kv: -kv[1])[:3])
+            problem = (f"{report['rejected']} of {report['inputs']} inputs rejected "
+                       f"({report['rejected_fraction']:.1%} > limit {max_bad:.1%}; {top})")
+        report["status"] = "failed" if problem else "ok"
+        report_path = os.path.join(examples.uri, REPORT_FILE)
+        with tf.io.gfile.GFile(report_path, "w") as f:
+            json.dump(report, f, indent=2)
+
+        if problem:
+            # Leave no examples that could pass for a finished ingest; keep the report to read.
+            for split in image_reader.SPLITS:
+                shutil.rmtree(artifact_utils.get_split_uri([examples], split), ignore_errors=True)
+            raise image_reader.IngestError(f"{problem}; see {report_path}")
+
+        examples.set_int_custom_property("ingest_inputs", report["inputs"])
+        examples.set_int_custom_property("ingest_rejected", report["rejected"])
+        examples.set_string_custom_property("ingest_report", report_path)

@@ -1,0 +1,212 @@
+"""Reading a folder of labelled images: listing, splitting, checking and encoding as tf.Examples.
+
+Pure Python (Pillow + protobuf), so it is unit-tested without Beam; the executor runs it in Beam.
+Every rejected input carries a reason; nothing is dropped silently.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import os
+from typing import Iterable
+
+from PIL import Image, UnidentifiedImageError
+
+# Feature names of the tf.Examples; the schema and the Transform read these.
+IMAGE_KEY = "image"
+LABEL_KEY = "label"
+LABEL_NAME_KEY = "label_name"
+PATH_KEY = "source_path"
+HEIGHT_KEY = "height"
+WIDTH_KEY = "width"
+
+IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png", ".bmp")
+TRAIN_DIR, TEST_DIR = "TRAIN", "TEST"
+SPLITS = ("train", "val", "eval")
+
+
+class IngestError(RuntimeError):
+    """The source cannot give a usable dataset; the message is one line for the user."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Candidate:
+    path: str          # absolute path of the file
+    rel_path: str      # path relative to the data root: what the split hash and the report use
+    split: str         # train | val | eval
+    label_name: str
+    label: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Rejected:
+    rel_path: str
+    split: str | None
+    reason: str
+
+
+def hash_fraction(key: str) -> float:
+    """A stable number in [0, 1) for a key: the same file always lands in the same split."""
+    digest = hashlib.sha256(key.encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def resolve_data_root(data_dir: str) -> str:
+    """The folder holding TRAIN/TEST (or the class folders), for the layouts the Kaggle archive has.
+
+    Accepts `<dir>`, `<dir>/images`, `<dir>/dataset2-master/images`; raises IngestError otherwise.
+    """
+    if not os.path.isdir(data_dir):
+        raise IngestError(f"data directory not found: {data_dir}")
+    for sub in ("", "images", os.path.join("dataset2-master", "images"),
+                os.path.join("dataset2-master", "dataset2-master", "images")):
+        root = os.path.join(data_dir, sub) if sub else data_dir
+        if os.path.isdir(os.path.join(root, TRAIN_DIR)):
+            return os.path.normpath(root)
+    return os.path.normpath(data_dir)
+
+
+def has_split_folders(root: str) -> bool:
+    return os.path.isdir(os.path.join(root, TRAIN_DIR))
+
+
+def _list_class_folders(folder: str, split_of, class_names: list[str], root: str,
+                        candidates: list, rejected: list) -> None:
+    for entry in sorted(os.listdir(folder)):
+        class_dir = os.path.join(folder, entry)
+        if not os.path.isdir(class_dir):
+            continue
+        for dirpath, _, files in os.walk(class_dir):
+            for name in sorted(files):
+                path = os.path.join(dirpath, name)
+                rel = os.path.relpath(path, root)
+                split = split_of(rel)
+                if name.startswith("."):
+                    continue  # .DS_Store and friends are not inputs
+                if entry not in class_names:
+                    rejected.append(Rejected(rel, split, f"unknown class folder '{entry}'"))
+                elif not name.lower().endswith(IMAGE_EXTENSIONS):
+                    rejected.append(Rejected(rel, split, "not an image file extension"))
+                else:
+                    candidates.append(Candidate(path, rel, split, entry, class_names.index(entry)))
+
+
+def list_source(data_root: str, class_names: list[str], val_fraction: float,
+                eval_fraction: float) -> tuple[list[Candidate], list[Rejected]]:
+    """Lists the image files of a source and assigns each to train / val / eval.
+
+    With TRAIN/ and TEST/ folders: eval is TEST, and val is a hashed share of TRAIN.
+    Without them (class folders at the top): all three splits are hashed shares.
+    """
+    candidates: list[Candidate] = []
+    rejected: list[Rejected] = []
+    if has_split_folders(data_root):
+        test_dir = os.path.join(data_root, TEST_DIR)
+        if not os.path.isdir(test_dir):
+            raise IngestError(f"{data_root} has {TRAIN_DIR}/ but no {TEST_DIR}/ folder: the eval split would be empty")
+        _list_class_folders(os.path.join(data_root, TRAIN_DIR),
+                            lambda rel: "val" if hash_fraction(rel) < val_fraction else "train",
+                            class_names, data_root, candidates, rejected)
+        _list_class_folders(test_dir, lambda rel: "eval", class_names, data_root, candidates, rejected)
+    else:
+        def split_of(rel: str) -> str:
+            h = hash_fraction(rel)
+            return "eval" if h < eval_fraction else "val" if h < eval_fraction + val_fraction else "train"
+        _list_class_folders(data_root, split_of, class_names, data_root, candidates, rejected)
+    for split in SPLITS:
+        if not any(c.split == split for c in candidates):
+            raise IngestError(
+                f"split '{split}' has no images under {data_root} "
+                f"(expected {TRAIN_DIR}/<CLASS>/* and {TEST_DIR}/<CLASS>/* with classes {', '.join(class_names)})")
+    return candidates, rejected
+
+
+class BadImage(ValueError):
+    """An input that cannot become an example; str() is the reason for the report."""
+
+
+def read_image(path: str, max_pixels: int) -> tuple[bytes, int, int]:
+    """Returns (encoded bytes, height, width) of an RGB image ready for tf.io.decode_image.
+
+    RGB JPEGs keep their original bytes; grayscale, RGBA, palette, PNG and BMP inputs are converted
+    to RGB and stored as PNG (lossless). Raises BadImage with the reason otherwise.
+    """
+    with open(path, "rb") as f:
+        data = f.read()
+    if not data:
+        raise BadImage("empty file (0 bytes)")
+    try:
+        img = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError:
+        raise BadImage("not an image (content is not a readable image format)") from None
+    width, height = img.size
+    if width * height > max_pixels:
+        raise BadImage(f"image too large: {width}x{height} pixels exceeds the limit of {max_pixels}")
+    if img.format not in ("JPEG", "PNG", "BMP"):
+        raise BadImage(f"unsupported image format {img.format}")
+    try:
+        img.load()
+    except (OSError, SyntaxError, ValueError) as err:
+        raise BadImage(f"truncated or corrupt image data ({err})") from None
+    if img.format == "JPEG" and img.mode == "RGB":
+        return data, height, width
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        canvas = Image.new("RGBA", rgba.size, (255, 255, 255, 255))  # slides are light: white behind
+        rgb = Image.alpha_composite(canvas, rgba).convert("RGB")
+    else:
+        rgb = img.convert("RGB")
+    out = io.BytesIO()
+    rgb.save(out, format="PNG")
+    return out.getvalue(), height, width
+
+
+def to_example(candidate: Candidate, max_pixels: int) -> bytes:
+    """Serialized tf.Example for one image file; raises BadImage."""
+    # Imported here so that listing works without TensorFlow.
+    import tensorflow as tf
+
+    data, height, width = read_image(candidate.path, max_pixels)
+
+    def b(v: bytes):
+        return tf.train.Feature(bytes_list=tf.train.BytesList(value=[v]))
+
+    def i(v: int):
+        return tf.train.Feature(int64_list=tf.train.Int64List(value=[v]))
+
+    return tf.train.Example(features=tf.train.Features(feature={
+        IMAGE_KEY: b(data),
+        LABEL_KEY: i(candidate.label),
+        LABEL_NAME_KEY: b(candidate.label_name.encode()),
+        PATH_KEY: b(candidate.rel_path.encode()),
+        HEIGHT_KEY: i(height),
+        WIDTH_KEY: i(width),
+    })).SerializeToString()
+
+
+def summarize(candidates: Iterable[Candidate], rejected: list[Rejected], max_bad_fraction: float) -> dict:
+    """The ingest report: counts per split and every rejected input with its reason.
+
+    `rejected` holds both kinds: inputs refused at listing (never candidates) and candidates that
+    failed to decode.
+    """
+    candidates = list(candidates)
+    bad_paths = {r.rel_path for r in rejected}
+    inputs = len({c.rel_path for c in candidates} | bad_paths)
+    per_split = {split: {"examples": sum(1 for c in candidates if c.split == split and c.rel_path not in bad_paths)}
+                 for split in SPLITS}
+    reasons: dict[str, int] = {}
+    for r in rejected:
+        key = r.reason.split(" (")[0].split(":")[0]
+        reasons[key] = reasons.get(key, 0) + 1
+    return {
+        "inputs": inputs,
+        "examples": inputs - len(bad_paths),
+        "rejected": len(bad_paths),
+        "rejected_fraction": round(len(bad_paths) / inputs, 6) if inputs else 0.0,
+        "max_bad_fraction": max_bad_fraction,
+        "splits": per_split,
+        "rejected_by_reason": reasons,
+        "rejected_inputs": [dataclasses.asdict(r) for r in sorted(rejected, key=lambda r: r.rel_path)],
+    }

@@ -1,0 +1,106 @@
+"""Trainer's run_fn: trains on the transformed `train` split, stops early on `val`, exports a
+SavedModel whose signatures take raw encoded images (serving_default) or serialized tf.Examples
+(from_examples, used by the Evaluator)."""
+from __future__ import annotations
+
+import logging
+import os
+
+import tensorflow as tf
+import tensorflow_transform as tft
+import tf_keras as keras
+from tfx import v1 as tfx
+
+from components.trainer import augment as augment_lib
+from components.trainer import models
+from components.transform.preprocessing import IMAGE_KEY, LABEL_KEY, TRANSFORMED_IMAGE_KEY
+
+EXAMPLES_SIGNATURE = "from_examples"
+
+
+def distribution_strategy() -> tf.distribute.Strategy:
+    """Follows the devices present: all GPUs (mixed precision) if any, else the CPU."""
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+        return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.OneDeviceStrategy("/gpu:0")
+    keras.mixed_precision.set_global_policy("float32")
+    return tf.distribute.get_strategy()
+
+
+def make_dataset(file_pattern: list[str], tf_transform_output: tft.TFTransformOutput, batch_size: int,
+                 training: bool, seed: int) -> tf.data.Dataset:
+    """Transformed TFRecords -> (images, labels) batches, read and mapped in parallel."""
+    feature_spec = tf_transform_output.transformed_feature_spec()
+    files = tf.data.Dataset.list_files(file_pattern, shuffle=training, seed=seed)
+    ds = files.interleave(lambda f: tf.data.TFRecordDataset(f, compression_type="GZIP"),
+                          cycle_length=4, num_parallel_calls=tf.data.AUTOTUNE, deterministic=not training)
+    if training:
+        ds = ds.shuffle(2048, seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size)
+    ds = ds.map(lambda s: tf.io.parse_example(s, feature_spec), num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.map(lambda f: (f[TRANSFORMED_IMAGE_KEY], tf.reshape(f[LABEL_KEY], [-1])),
+                num_parallel_calls=tf.data.AUTOTUNE)
+    if training:
+        # One stateless seed per example, derived from the base seed and the element counter.
+        ds = ds.unbatch().enumerate().map(
+            lambda i, xy: (augment_lib.augment(xy[0], tf.stack([tf.cast(seed, tf.int64), i])), xy[1]),
+            num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def _export_signatures(model: keras.Model, tf_transform_output: tft.TFTransformOutput,
+                       class_names: list[str]) -> dict:
+    model.tft_layer = tf_transform_output.transform_features_layer()
+    names = tf.constant(class_names)
+
+    def predict(raw_features: dict) -> dict:
+        transformed = model.tft_layer(raw_features)
+        probabilities = tf.cast(model(transformed[TRANSFORMED_IMAGE_KEY], training=False), tf.float32)
+        class_id = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
+        return {"probabilities": probabilities, "class_id": class_id,
+                "class_name": tf.gather(names, class_id)}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="images")])
+    def serve_images(images):
+        # The schema declares the image feature with fixed shape [1]: feed a dense [batch, 1] tensor.
+        return predict({IMAGE_KEY: tf.reshape(images, [-1, 1])})
+
+    raw_spec = tf_transform_output.raw_feature_spec()
+    image_only = {IMAGE_KEY: raw_spec[IMAGE_KEY]}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    def serve_examples(serialized):
+        return predict(tf.io.parse_example(serialized, image_only))
+
+    return {"serving_default": serve_images.get_concrete_function(),
+            EXAMPLES_SIGNATURE: serve_examples.get_concrete_function()}
+
+
+def run_fn(fn_args: tfx.components.FnArgs) -> None:
+    cfg = fn_args.custom_config
+    seed = int(cfg["seed"])
+    keras.utils.set_random_seed(seed)
+    tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
+    batch_size = int(cfg["batch_size"])
+    train_ds = make_dataset(fn_args.train_files, tf_transform_output, batch_size, True, seed)
+    val_ds = make_dataset(fn_args.eval_files, tf_transform_output, batch_size, False, seed)
+
+    strategy = distribution_strategy()
+    logging.info("training %s on %s with %d replica(s)", cfg["model"], type(strategy).__name__,
+                 strategy.num_replicas_in_sync)
+    with strategy.scope():
+        model = models.build_model(cfg["model"], int(cfg["image_size"]), len(cfg["class_names"]))
+        model.compile(optimizer=models.optimizer_for(cfg["model"], float(cfg["learning_rate"])),
+                      loss="sparse_categorical_crossentropy", metrics=["sparse_categorical_accuracy"])
+    model.summary(print_fn=logging.info)
+
+    callbacks = [
+        keras.callbacks.EarlyStopping(monitor="val_loss", patience=int(cfg["early_stopping_patience"]),
+                                      restore_best_weights=True),
+        keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir, update_freq="epoch"),
+    ]
+    model.fit(train_ds, validation_data=val_ds, epochs=int(cfg["epochs"]), callbacks=callbacks, verbose=2)
+
+    signatures = _export_signatures(model, tf_transform_output, list(cfg["class_names"]))
+    model.save(fn_args.serving_model_dir, save_format="tf", signatures=signatures)

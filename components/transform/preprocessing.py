@@ -1,0 +1,31 @@
+"""Transform's preprocessing_fn: encoded image bytes -> resized RGB floats in [0, 1].
+
+The same graph is embedded in the exported model, so the served model takes raw encoded images.
+"""
+from __future__ import annotations
+
+import tensorflow as tf
+
+IMAGE_KEY = "image"
+LABEL_KEY = "label"
+TRANSFORMED_IMAGE_KEY = "image_xf"
+
+
+def decode_and_resize(encoded: tf.Tensor, image_size: int) -> tf.Tensor:
+    """One encoded JPEG/PNG/BMP (any channel count) -> float32 [size, size, 3] in [0, 1]."""
+    image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
+    image = tf.image.convert_image_dtype(image, tf.float32)  # uint8 -> [0, 1]
+    image = tf.image.resize(image, [image_size, image_size], method="bilinear", antialias=True)
+    return tf.clip_by_value(image, 0.0, 1.0)
+
+
+def preprocessing_fn(inputs: dict, custom_config: dict) -> dict:
+    image_size = int(custom_config["image_size"])
+    encoded = tf.reshape(inputs[IMAGE_KEY], [-1])
+    images = tf.map_fn(
+        lambda b: decode_and_resize(b, image_size), encoded,
+        fn_output_signature=tf.TensorSpec([image_size, image_size, 3], tf.float32))
+    outputs = {TRANSFORMED_IMAGE_KEY: images}
+    if LABEL_KEY in inputs:  # absent when serving
+        outputs[LABEL_KEY] = inputs[LABEL_KEY]
+    return outputs

@@ -1,0 +1,74 @@
+"""The TFX pipeline, built from the configuration; the local and Kubeflow runners both call it."""
+from __future__ import annotations
+
+import os
+
+from tfx import v1 as tfx
+
+from components.evaluation.eval_config import eval_config
+from components.image_example_gen import image_reader
+from components.image_example_gen.component import image_example_gen
+from components.validation.anomalies_gate import AnomaliesGate
+from pipeline.config import REPO_ROOT, Config
+
+SCHEMA_DIR = REPO_ROOT / "components" / "schema"
+PREPROCESSING_FN = "components.transform.preprocessing.preprocessing_fn"
+RUN_FN = "components.trainer.run_fn.run_fn"
+
+
+def trainer_custom_config(config: Config) -> dict:
+    t = config.training
+    return {"class_names": list(config.class_names), "image_size": config.image_size, "model": t.model,
+            "epochs": t.epochs, "batch_size": t.batch_size, "learning_rate": t.learning_rate,
+            "early_stopping_patience": t.early_stopping_patience, "seed": t.seed}
+
+
+def create_components(config: Config, data_root: str) -> list:
+    example_gen = image_example_gen(config, data_root)
+    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
+    inferred_schema = tfx.components.SchemaGen(statistics=statistics_gen.outputs["statistics"],
+                                               infer_feature_shape=True)
+    curated_schema = tfx.components.ImportSchemaGen(schema_file=str(SCHEMA_DIR / "schema.pbtxt"))
+    example_validator = tfx.components.ExampleValidator(statistics=statistics_gen.outputs["statistics"],
+                                                        schema=curated_schema.outputs["schema"])
+    gate = AnomaliesGate(anomalies=example_validator.outputs["anomalies"])
+    transform = tfx.components.Transform(
+        examples=example_gen.outputs["examples"], schema=curated_schema.outputs["schema"],
+        preprocessing_fn=PREPROCESSING_FN, custom_config={"image_size": config.image_size},
+        splits_config=tfx.proto.SplitsConfig(analyze=["train"], transform=["train", "val", "eval"]))
+    transform.add_upstream_node(gate)  # no training on data that failed validation
+    trainer = tfx.components.Trainer(
+        run_fn=RUN_FN,
+        examples=transform.outputs["transformed_examples"],
+        transform_graph=transform.outputs["transform_graph"],
+        schema=curated_schema.outputs["schema"],
+        train_args=tfx.proto.TrainArgs(splits=["train"]),
+        eval_args=tfx.proto.EvalArgs(splits=["val"]),  # early stopping on val; TEST is never seen here
+        custom_config=trainer_custom_config(config))
+    baseline = tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+    ).with_id("latest_blessed_model_resolver")
+    evaluator = tfx.components.Evaluator(
+        examples=example_gen.outputs["examples"], model=trainer.outputs["model"],
+        baseline_model=baseline.outputs["model"], eval_config=eval_config(config),
+        example_splits=["eval"])
+    pusher = tfx.components.Pusher(
+        model=trainer.outputs["model"], model_blessing=evaluator.outputs["blessing"],
+        push_destination=tfx.proto.PushDestination(
+            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=config.serving_base)))
+    return [example_gen, statistics_gen, inferred_schema, curated_schema, example_validator, gate,
+            transform, trainer, baseline, evaluator, pusher]
+
+
+def create_pipeline(config: Config, metadata_connection_config=None, data_root: str | None = None) -> tfx.dsl.Pipeline:
+    data_root = data_root or image_reader.resolve_data_root(config.data_path)
+    return tfx.dsl.Pipeline(
+        pipeline_name=config.pipeline_name,
+        pipeline_root=config.pipeline_root,
+        components=create_components(config, data_root),
+        enable_cache=True,
+        metadata_connection_config=metadata_connection_config,
+        beam_pipeline_args=config.beam_args(),
+    )

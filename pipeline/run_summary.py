@@ -1,0 +1,133 @@
+"""What a run produced, read back from the metadata store: per-component time and state, the eval
+metrics, the blessing and where the model was pushed."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+
+from ml_metadata import metadata_store
+from ml_metadata.proto import metadata_store_pb2
+
+_STATE = metadata_store_pb2.Execution.State
+
+
+@dataclasses.dataclass
+class ComponentRun:
+    node: str
+    state: str
+    seconds: float
+
+
+@dataclasses.dataclass
+class RunSummary:
+    components: list[ComponentRun]
+    blessed: bool | None = None
+    blessing_reason: str = "the Evaluator did not run"
+    metrics: dict = dataclasses.field(default_factory=dict)
+    pushed_to: str | None = None
+    ingest_report: str | None = None
+    evaluation_uri: str | None = None
+
+
+def _custom(artifact, key):
+    if key not in artifact.custom_properties:
+        return None
+    value = artifact.custom_properties[key]
+    return value.WhichOneof("value") and getattr(value, value.WhichOneof("value"))
+
+
+def _outputs(store, execution_id: int) -> list:
+    events = store.get_events_by_execution_ids([execution_id])
+    ids = [e.artifact_id for e in events if e.type == metadata_store_pb2.Event.OUTPUT]
+    return store.get_artifacts_by_id(ids) if ids else []
+
+
+def load_metrics(evaluation_uri: str) -> dict:
+    """Overall-slice metrics of a TFMA evaluation: {name: value}, per-class ones as name/class_id."""
+    import tensorflow_model_analysis as tfma
+
+    result = tfma.load_eval_result(evaluation_uri)
+    metrics = {}
+    for slice_key, by_output in result.slicing_metrics:
+        if slice_key:
+            continue
+        for _, by_sub in by_output.items():
+            for sub_key, values in by_sub.items():
+                for name, value in values.items():
+                    number = value.get("doubleValue") if isinstance(value, dict) else None
+                    if number is None:
+                        continue
+                    label = f"{name}/{sub_key}" if sub_key else name
+                    metrics[label] = number
+    return metrics
+
+
+def collect(metadata_path: str, since_epoch_s: float) -> RunSummary:
+    if not os.path.exists(metadata_path):
+        return RunSummary(components=[])
+    cfg = metadata_store_pb2.ConnectionConfig()
+    cfg.sqlite.filename_uri = metadata_path
+    cfg.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
+    store = metadata_store.MetadataStore(cfg)
+    since_ms = int(since_epoch_s * 1000) - 1000
+    summary = RunSummary(components=[])
+    executions = sorted((e for e in store.get_executions() if e.create_time_since_epoch >= since_ms),
+                        key=lambda e: e.create_time_since_epoch)
+    for execution in executions:
+        node = next((c.name.split(".", 1)[-1] for c in store.get_contexts_by_execution(execution.id)
+                     if store.get_context_types_by_id([c.type_id])[0].name == "node"), str(execution.id))
+        seconds = (execution.last_update_time_since_epoch - execution.create_time_since_epoch) / 1000
+        summary.components.append(ComponentRun(node, _STATE.Name(execution.last_known_state), seconds))
+        for artifact in _outputs(store, execution.id):
+            kind = store.get_artifact_types_by_id([artifact.type_id])[0].name
+            if kind == "Examples" and _custom(artifact, "ingest_report"):
+                summary.ingest_report = _custom(artifact, "ingest_report")
+            elif kind == "ModelBlessing":
+                summary.blessed = bool(_custom(artifact, "blessed"))
+            elif kind == "ModelEvaluation":
+                summary.evaluation_uri = artifact.uri
+            elif kind == "PushedModel" and _custom(artifact, "pushed"):
+                summary.pushed_to = _custom(artifact, "pushed_destination")
+    if summary.evaluation_uri:
+        try:
+            summary.metrics = load_metrics(summary.evaluation_uri)
+        except Exception as err:  # the summary must not hide the run's own outcome
+            summary.metrics = {"error": f"could not read metrics: {err}"}
+    if summary.blessed is False:
+        summary.blessing_reason = _why_not_blessed(summary.evaluation_uri)
+    elif summary.blessed:
+        summary.blessing_reason = "blessed"
+    return summary
+
+
+def _why_not_blessed(evaluation_uri: str | None) -> str:
+    """The failed thresholds, from TFMA's validation result."""
+    if not evaluation_uri:
+        return "no evaluation"
+    try:
+        import tensorflow_model_analysis as tfma
+
+        validation = tfma.load_validation_result(evaluation_uri)
+        reasons = []
+        for failure in validation.metric_validations_per_slice:
+            for f in failure.failures:
+                reasons.append(f"{f.metric_key.name}: {f.message}" if f.message else f.metric_key.name)
+        return "; ".join(reasons) or "thresholds not met"
+    except Exception as err:
+        return f"thresholds not met (validation result unreadable: {err})"
+
+
+def format_summary(summary: RunSummary, wall_seconds: float) -> str:
+    lines = ["", "== run summary =="]
+    for c in summary.components:
+        lines.append(f"  {c.node:<34} {c.state:<9} {c.seconds:8.1f} s")
+    lines.append(f"  {'total wall time':<44} {wall_seconds:8.1f} s")
+    if summary.ingest_report:
+        lines.append(f"ingest report: {summary.ingest_report}")
+    if summary.metrics:
+        lines.append("eval metrics (split 'eval'): " + json.dumps(
+            {k: round(v, 4) if isinstance(v, float) else v for k, v in sorted(summary.metrics.items())}))
+    lines.append(f"blessed: {summary.blessed} ({summary.blessing_reason})")
+    lines.append(f"pushed model: {summary.pushed_to or 'none'}")
+    return "\n".join(lines)
