@@ -1,14 +1,13 @@
 """The TFX pipeline, built from the configuration; the local and Kubeflow runners both call it."""
 from __future__ import annotations
 
-import os
-
 from tfx import v1 as tfx
 
 from components.evaluation.eval_config import eval_config
 from components.image_example_gen import image_reader
 from components.image_example_gen.component import image_example_gen
 from components.validation.anomalies_gate import AnomaliesGate
+from pipeline.code_version import code_fingerprint
 from pipeline.config import REPO_ROOT, Config
 
 SCHEMA_DIR = REPO_ROOT / "components" / "schema"
@@ -18,7 +17,7 @@ RUN_FN = "components.trainer.run_fn.run_fn"
 
 def trainer_custom_config(config: Config) -> dict:
     t = config.training
-    return {"class_names": list(config.class_names), "image_size": config.image_size, "model": t.model,
+    return {"code_version": code_fingerprint("components/trainer", "components/transform"),"class_names": list(config.class_names), "image_size": config.image_size, "model": t.model,
             "epochs": t.epochs, "batch_size": t.batch_size, "learning_rate": t.learning_rate,
             "early_stopping_patience": t.early_stopping_patience, "seed": t.seed}
 
@@ -34,7 +33,8 @@ def create_components(config: Config, data_root: str) -> list:
     gate = AnomaliesGate(anomalies=example_validator.outputs["anomalies"])
     transform = tfx.components.Transform(
         examples=example_gen.outputs["examples"], schema=curated_schema.outputs["schema"],
-        preprocessing_fn=PREPROCESSING_FN, custom_config={"image_size": config.image_size},
+        preprocessing_fn=PREPROCESSING_FN, custom_config={"image_size": config.image_size,
+                       "code_version": code_fingerprint("components/transform")},
         splits_config=tfx.proto.SplitsConfig(analyze=["train"], transform=["train", "val", "eval"]))
     transform.add_upstream_node(gate)  # no training on data that failed validation
     trainer = tfx.components.Trainer(

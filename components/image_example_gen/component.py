@@ -8,6 +8,7 @@ from tfx.components import FileBasedExampleGen
 from tfx.dsl.components.base import executor_spec
 
 from components.image_example_gen import executor, image_reader
+from pipeline.code_version import code_fingerprint
 from pipeline.config import Config
 
 
@@ -19,6 +20,7 @@ def image_example_gen(config: Config, data_root: str) -> FileBasedExampleGen:
         "hash_split_eval_fraction": config.ingest.hash_split_eval_fraction,
         "max_pixels": config.ingest.max_pixels,
         "max_bad_fraction": config.ingest.max_bad_fraction,
+        "code_version": code_fingerprint("components/image_example_gen"),
     })
     packed = any_pb2.Any()
     packed.Pack(params)

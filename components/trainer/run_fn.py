@@ -95,12 +95,14 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
                       loss="sparse_categorical_crossentropy", metrics=["sparse_categorical_accuracy"])
     model.summary(print_fn=logging.info)
 
-    callbacks = [
-        keras.callbacks.EarlyStopping(monitor="val_loss", patience=int(cfg["early_stopping_patience"]),
-                                      restore_best_weights=True),
-        keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir, update_freq="epoch"),
-    ]
+    early_stopping = keras.callbacks.EarlyStopping(
+        monitor="val_loss", patience=int(cfg["early_stopping_patience"]), restore_best_weights=True)
+    callbacks = [early_stopping, keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir, update_freq="epoch")]
     model.fit(train_ds, validation_data=val_ds, epochs=int(cfg["epochs"]), callbacks=callbacks, verbose=2)
+    if early_stopping.stopped_epoch == 0 and early_stopping.best_weights is not None:
+        # Keras restores the best weights only when it stops early; the last epoch need not be the best.
+        model.set_weights(early_stopping.best_weights)
+        logging.info("restored the weights of the epoch with the best val_loss (%.4f)", early_stopping.best)
 
     signatures = _export_signatures(model, tf_transform_output, list(cfg["class_names"]))
     model.save(fn_args.serving_model_dir, save_format="tf", signatures=signatures)

@@ -27,10 +27,13 @@ def read_anomalies(anomalies_uri: str, split_names: list) -> dict:
     return found
 
 
-@tfx.dsl.components.component
-def AnomaliesGate(anomalies: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.ExampleAnomalies]) -> None:
-    splits = artifact_utils.decode_split_names(anomalies.split_names)
-    found = read_anomalies(anomalies.uri, splits)
+def check_anomalies(anomalies_uri: str, split_names: list) -> None:
+    found = read_anomalies(anomalies_uri, split_names)
     if found:
         detail = "; ".join(f"{split}: {', '.join(p)}" for split, p in found.items())
         raise DataValidationError(f"data validation failed, training skipped: {detail}")
+
+
+@tfx.dsl.components.component
+def AnomaliesGate(anomalies: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.ExampleAnomalies]) -> None:
+    check_anomalies(anomalies.uri, artifact_utils.decode_split_names(anomalies.split_names))

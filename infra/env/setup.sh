@@ -7,6 +7,8 @@
 # lock files, so a second run takes seconds and a lock change rebuilds. Only a build that finished
 # gets its .complete marker; an unfinished one is deleted and redone.
 set -euo pipefail
+# --prune: afterwards delete every other cached environment (safe: no bwrap mount outlives its command).
+prune=0; [ "${1:-}" = --prune ] && prune=1
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cache=${BLOODCELL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/bloodcell}
@@ -26,13 +28,22 @@ key_files=("$repo/locks/pipeline.lock" "$repo/infra/env/tools.lock" "$repo/infra
 key=$( { echo "$mode"; cat "${key_files[@]}"; } | sha256sum | cut -c1-16)
 target="$cache/env-$mode-$key"
 
-if [ -f "$target/.complete" ]; then echo "$target"; exit 0; fi
+finish() {
+  if [ "$prune" = 1 ]; then
+    for old in "$cache"/env-*; do
+      [ "$old" != "$target" ] && [ -d "$old" ] && { log "removing $old"; rm -rf "$old"; }
+    done
+  fi
+  echo "$target"; exit 0
+}
+
+if [ -f "$target/.complete" ]; then finish; fi
 
 mkdir -p "$cache"
 exec 9>"$cache/.setup.lock"
 log "waiting for the setup lock ($cache/.setup.lock)"
 flock 9
-if [ -f "$target/.complete" ]; then echo "$target"; exit 0; fi
+if [ -f "$target/.complete" ]; then finish; fi
 
 build="$target"
 # A leftover from an interrupted build: safe to delete, no mount outlives a bwrap call.
@@ -81,4 +92,4 @@ run_in "$venv/bin/python" -c "import tfx, tensorflow, apache_beam, kfp; print('[
 
 touch "$target/.complete"
 log "environment ready in $((SECONDS - start)) s: $target"
-echo "$target"
+finish

@@ -1,0 +1,42 @@
+"""The download command fails with one clear line when unauthenticated or offline, never shows the key."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_download(tmp_path, env_extra, *args):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KAGGLE_")}
+    env.update(HOME=str(tmp_path), **env_extra)
+    proc = subprocess.run([sys.executable, "-m", "pipeline.download", "--dest", str(tmp_path / "d"), *args],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def test_no_credentials(tmp_path):
+    code, _, err = run_download(tmp_path, {})
+    assert code == 1
+    assert err.strip() == (f"error: no Kaggle credentials: create {tmp_path}/.kaggle/kaggle.json "
+                           "(Kaggle > Settings > API) or set KAGGLE_USERNAME and KAGGLE_KEY")
+
+
+@pytest.mark.timeout(150)
+def test_world_readable_file_warns_and_offline_fails_in_one_line_without_the_key(tmp_path):
+    secret = "0123456789abcdef0123456789abcdef"
+    conf = tmp_path / ".kaggle"
+    conf.mkdir()
+    (conf / "kaggle.json").write_text(json.dumps({"username": "someone", "key": secret}))
+    os.chmod(conf / "kaggle.json", 0o644)
+    # An unresolvable proxy makes the test offline on any machine.
+    code, out, err = run_download(tmp_path, {"HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9"})
+    assert code == 1
+    lines = err.strip().splitlines()
+    assert lines[0] == f"warning: {conf}/kaggle.json is readable by other users; run: chmod 600 {conf}/kaggle.json"
+    assert lines[-1].startswith("error: ")
+    assert secret not in out + err
