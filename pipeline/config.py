@@ -102,6 +102,10 @@ class Config(_Section):
         workers = self.beam.direct_num_workers or os.cpu_count() or 1
         return [
             "--runner=DirectRunner",
+            # Beam's DirectRunner first tries PrismRunner, which downloads a binary from GitHub at run
+            # time (fails offline, then falls back). This flag is one of the conditions that skip it;
+            # these batch pipelines use no triggers.
+            "--allow_unsafe_triggers",
             "--direct_running_mode=multi_processing",
             f"--direct_num_workers={workers}",
             *self.beam.extra_args,

@@ -118,7 +118,18 @@ def _why_not_blessed(evaluation_uri: str | None) -> str:
         return f"thresholds not met (validation result unreadable: {err})"
 
 
-def format_summary(summary: RunSummary, wall_seconds: float) -> str:
+def readable_metrics(metrics: dict, class_names: list[str]) -> dict:
+    """'recall/classId:2 topK:1' -> 'recall/MONOCYTE'; values rounded."""
+    out = {}
+    for key, value in sorted(metrics.items()):
+        name = key
+        for i, cls in enumerate(class_names):
+            name = name.replace(f"classId:{i} topK:1", cls).replace(f"classId:{i}", cls)
+        out[name] = round(value, 4) if isinstance(value, float) else value
+    return out
+
+
+def format_summary(summary: RunSummary, wall_seconds: float, class_names: list[str] = ()) -> str:
     lines = ["", "== run summary =="]
     for c in summary.components:
         lines.append(f"  {c.node:<34} {c.state:<9} {c.seconds:8.1f} s")
@@ -126,8 +137,7 @@ def format_summary(summary: RunSummary, wall_seconds: float) -> str:
     if summary.ingest_report:
         lines.append(f"ingest report: {summary.ingest_report}")
     if summary.metrics:
-        lines.append("eval metrics (split 'eval'): " + json.dumps(
-            {k: round(v, 4) if isinstance(v, float) else v for k, v in sorted(summary.metrics.items())}))
+        lines.append("eval metrics (split 'eval'): " + json.dumps(readable_metrics(summary.metrics, list(class_names))))
     lines.append(f"blessed: {summary.blessed} ({summary.blessing_reason})")
     lines.append(f"pushed model: {summary.pushed_to or 'none'}")
     return "\n".join(lines)

@@ -62,6 +62,9 @@ def test_bad_inputs_over_the_limit_stop_the_run_before_training(tmp_path, capsys
     assert error.startswith("error: pipeline failed: IngestError: 1 of 17 inputs rejected")
     found = states(captured.out)
     assert found["FileBasedExampleGen"] == "FAILED" and "Trainer" not in found
+    # The failed ingest leaves its report to read, and no examples that could pass for finished ones.
+    artifacts = list((tmp_path / "out" / "bloodcell" / "pipeline_root" / "FileBasedExampleGen" / "examples").iterdir())
+    assert [p.name for a in artifacts for p in a.iterdir()] == ["ingest_report.json"]
 
 
 def test_missing_data_dir_is_a_one_line_usage_error(tmp_path, capsys):

@@ -15,11 +15,14 @@ from components.image_example_gen import executor as executor_lib
 from components.image_example_gen import image_reader
 from components.image_example_gen.component import image_example_gen
 from pipeline.config import load_config
-from tests.conftest import make_dataset
+from PIL import Image
+
+from tests.conftest import encoded, make_dataset
 
 
 def run_executor(data_root, out_dir, max_bad_fraction):
-    config = load_config(overrides=[f"ingest.max_bad_fraction={max_bad_fraction}", "ingest.val_fraction=0.25"])
+    config = load_config(overrides=[f"ingest.max_bad_fraction={max_bad_fraction}", "ingest.val_fraction=0.25",
+                                    "ingest.max_pixels=500000"])
     component = image_example_gen(config, str(data_root))
     props = {}
     for key, value in component.exec_properties.items():
@@ -42,6 +45,7 @@ def dataset_with_bad_inputs(tmp_path, real_jpeg):
     (root / "TRAIN" / "EOSINOPHIL" / "zero.jpeg").write_bytes(b"")
     (root / "TRAIN" / "LYMPHOCYTE" / "half.jpeg").write_bytes(real_jpeg[:2000])
     (root / "TEST" / "MONOCYTE" / "page.jpg").write_bytes(b"<html></html>")
+    (root / "TEST" / "NEUTROPHIL" / "huge.png").write_bytes(encoded(Image.new("RGB", (1000, 1000)), "PNG"))
     (root / "TRAIN" / "PLATELET").mkdir()
     (root / "TRAIN" / "PLATELET" / "p.jpeg").write_bytes(real_jpeg)
     return root
@@ -51,17 +55,18 @@ def test_examples_and_report(tmp_path, dataset_with_bad_inputs):
     examples = run_executor(dataset_with_bad_inputs, tmp_path / "out", max_bad_fraction=0.2)
     report = json.loads((tmp_path / "out" / executor_lib.REPORT_FILE).read_text())
     assert report["status"] == "ok"
-    assert (report["inputs"], report["rejected"], report["examples"]) == (36, 4, 32)
+    assert (report["inputs"], report["rejected"], report["examples"]) == (37, 5, 32)
     reasons = {r["rel_path"]: r["reason"] for r in report["rejected_inputs"]}
     assert reasons["TRAIN/EOSINOPHIL/zero.jpeg"] == "empty file (0 bytes)"
     assert reasons["TRAIN/LYMPHOCYTE/half.jpeg"].startswith("truncated or corrupt image data")
     assert reasons["TEST/MONOCYTE/page.jpg"].startswith("not an image")
     assert reasons["TRAIN/PLATELET/p.jpeg"] == "unknown class folder 'PLATELET'"
+    assert reasons["TEST/NEUTROPHIL/huge.png"] == "image too large: 1000x1000 pixels exceeds the limit of 500000"
     counts = {s: count_records(tmp_path / "out" / f"Split-{s}") for s in image_reader.SPLITS}
     assert counts == {s: report["splits"][s]["examples"] for s in image_reader.SPLITS}
     assert counts["eval"] == 8 and counts["train"] + counts["val"] == 24
     assert not (tmp_path / "out" / ".decode_rejects").exists()
-    assert examples.get_int_custom_property("ingest_rejected") == 4
+    assert examples.get_int_custom_property("ingest_rejected") == 5
 
 
 def test_too_many_bad_inputs_stop_with_one_line_and_no_examples(tmp_path, dataset_with_bad_inputs):
@@ -69,7 +74,7 @@ def test_too_many_bad_inputs_stop_with_one_line_and_no_examples(tmp_path, datase
         run_executor(dataset_with_bad_inputs, tmp_path / "out", max_bad_fraction=0.05)
     message = str(err.value)
     assert "\n" not in message
-    assert message.startswith("4 of 36 inputs rejected (11.1% > limit 5.0%;")
+    assert message.startswith("5 of 37 inputs rejected (13.5% > limit 5.0%;")
     report = json.loads((tmp_path / "out" / executor_lib.REPORT_FILE).read_text())
     assert report["status"] == "failed"
     assert not any(p.name.startswith("Split-") for p in (tmp_path / "out").iterdir())

@@ -65,7 +65,7 @@ class Executor(BaseExampleGenExecutor):
             pipeline
             | "ListedImages" >> beam.Create(self._candidates)
             | "Distribute" >> beam.Reshuffle()
-            | "DecodeImages" >> beam.ParDo(_DecodeImage(self._params["max_pixels"])).with_outputs(
+            | "DecodeImages" >> beam.ParDo(_DecodeImage(int(self._params["max_pixels"]))).with_outputs(
                 "rejected", main="examples"))
         _ = decoded.rejected | "WriteRejects" >> beam.io.WriteToText(
             self._rejects_prefix, file_name_suffix=".jsonl")

@@ -1,0 +1,37 @@
+import json
+
+from pipeline import code_version
+
+
+def test_fingerprint_follows_the_code(tmp_path, monkeypatch):
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "a.py").write_text("x = 1\n")
+    monkeypatch.setattr(code_version, "REPO_ROOT", tmp_path)
+    first = code_version.code_fingerprint("pkg")
+    assert code_version.code_fingerprint("pkg") == first
+    (pkg / "a.py").write_text("x = 2\n")
+    assert code_version.code_fingerprint("pkg") != first
+
+
+def test_metric_names_use_class_names():
+    from pipeline.run_summary import readable_metrics
+
+    got = readable_metrics({"recall/classId:1 topK:1": 0.91234, "sparse_categorical_accuracy": 0.5},
+                           ["EOSINOPHIL", "LYMPHOCYTE"])
+    assert got == {"recall/LYMPHOCYTE": 0.9123, "sparse_categorical_accuracy": 0.5}
+
+
+def test_pipeline_wiring(tmp_path):
+    """Training waits for the validation gate; TEST feeds only the Evaluator; only blessed models push."""
+    from pipeline.config import load_config
+    from pipeline.pipeline_def import create_pipeline
+    from tests.conftest import make_dataset
+
+    config = load_config(overrides=[f"data_dir={make_dataset(tmp_path)}", f"output_dir={tmp_path / 'out'}"])
+    nodes = {c.id: c for c in create_pipeline(config).components}
+    assert "AnomaliesGate" in {n.id for n in nodes["Transform"].upstream_nodes}
+    assert json.loads(nodes["Trainer"].exec_properties["eval_args"])["splits"] == ["val"]
+    assert json.loads(nodes["Evaluator"].exec_properties["example_splits"]) == ["eval"]
+    assert nodes["Pusher"].inputs["model_blessing"] is nodes["Evaluator"].outputs["blessing"]
+    assert len(nodes) == 11
