@@ -50,6 +50,28 @@ class BeamConfig(_Section):
     extra_args: list[str] = []
 
 
+class TrainerResources(_Section):
+    cpu_limit: float = Field(8, gt=0)
+    memory_limit_gib: float = Field(32, gt=0)
+    gpu_type: str = "nvidia.com/gpu"
+    gpu_count: int = Field(1, ge=0)
+
+
+class KubeflowConfig(_Section):
+    """Where the pipeline runs on a cluster; the local runner ignores this section."""
+    pipeline_root: str = "gs://YOUR-BUCKET/bloodcell/pipeline_root"
+    data_dir: str = "gs://YOUR-BUCKET/blood-cells/dataset2-master/images"
+    serving_base: str = "gs://YOUR-BUCKET/bloodcell/serving/bloodcell"
+    image: str = "REGISTRY/bloodcell-pipeline:latest"
+    converter_image: str = "REGISTRY/bloodcell-converter:latest"
+    endpoint: str = "http://localhost:8080"
+    experiment: str = "bloodcell"
+    schedule_cron: str = "0 0 3 * * 1"   # KFP cron has a seconds field: 03:00 every Monday
+    output_file: str = "build/kubeflow/bloodcell-pipeline.yaml"
+    trainer: TrainerResources = TrainerResources()
+    beam_args: list[str] = []            # empty: the same Beam arguments as a local run
+
+
 class Config(_Section):
     pipeline_name: str = Field("bloodcell", pattern=r"^[A-Za-z0-9_-]+$")
     data_dir: str
@@ -61,6 +83,7 @@ class Config(_Section):
     evaluation: EvaluationConfig = EvaluationConfig()
     serving: ServingConfig = ServingConfig()
     beam: BeamConfig = BeamConfig()
+    kubeflow: KubeflowConfig = KubeflowConfig()
 
     @field_validator("class_names")
     @classmethod
@@ -99,7 +122,6 @@ class Config(_Section):
     def beam_args(self) -> list[str]:
         if any(a.startswith("--runner") for a in self.beam.extra_args):
             return list(self.beam.extra_args)
-        workers = self.beam.direct_num_workers or os.cpu_count() or 1
         return [
             "--runner=DirectRunner",
             # Beam's DirectRunner first tries PrismRunner, which downloads a binary from GitHub at run
@@ -107,7 +129,7 @@ class Config(_Section):
             # these batch pipelines use no triggers.
             "--allow_unsafe_triggers",
             "--direct_running_mode=multi_processing",
-            f"--direct_num_workers={workers}",
+            f"--direct_num_workers={self.beam.direct_num_workers}",  # 0: the cores where it runs
             *self.beam.extra_args,
         ]
 

@@ -22,7 +22,7 @@ def trainer_custom_config(config: Config) -> dict:
             "early_stopping_patience": t.early_stopping_patience, "seed": t.seed}
 
 
-def create_components(config: Config, data_root: str) -> list:
+def create_components(config: Config, data_root: str, serving_base: str) -> list:
     example_gen = image_example_gen(config, data_root)
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
     inferred_schema = tfx.components.SchemaGen(statistics=statistics_gen.outputs["statistics"],
@@ -57,18 +57,21 @@ def create_components(config: Config, data_root: str) -> list:
     pusher = tfx.components.Pusher(
         model=trainer.outputs["model"], model_blessing=evaluator.outputs["blessing"],
         push_destination=tfx.proto.PushDestination(
-            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=config.serving_base)))
+            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=serving_base)))
     return [example_gen, statistics_gen, inferred_schema, curated_schema, example_validator, gate,
             transform, trainer, baseline, evaluator, pusher]
 
 
-def create_pipeline(config: Config, metadata_connection_config=None, data_root: str | None = None) -> tfx.dsl.Pipeline:
+def create_pipeline(config: Config, metadata_connection_config=None, data_root: str | None = None,
+                    pipeline_root: str | None = None, serving_base: str | None = None,
+                    beam_args: list[str] | None = None) -> tfx.dsl.Pipeline:
+    """The pipeline; the local runner takes the locations from `config`, Kubeflow passes its own."""
     data_root = data_root or image_reader.resolve_data_root(config.data_path)
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,
-        pipeline_root=config.pipeline_root,
-        components=create_components(config, data_root),
+        pipeline_root=pipeline_root or config.pipeline_root,
+        components=create_components(config, data_root, serving_base or config.serving_base),
         enable_cache=True,
         metadata_connection_config=metadata_connection_config,
-        beam_pipeline_args=config.beam_args(),
+        beam_pipeline_args=beam_args if beam_args is not None else config.beam_args(),
     )
