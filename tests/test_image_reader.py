@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import io
 
+import tensorflow as tf
+
 import pytest
 from PIL import Image
 
@@ -141,3 +143,8 @@ def test_summary_counts_each_rejected_input_once():
     assert report["rejected_fraction"] == 0.2
     assert report["splits"] == {"train": {"examples": 7}, "val": {"examples": 0}, "eval": {"examples": 1}}
     assert report["rejected_by_reason"] == {"empty file": 1, "unknown class folder 'X'": 1}
+
+
+def test_unreadable_file_is_an_error_not_a_crash(tmp_path):
+    with pytest.raises(tf.errors.NotFoundError):
+        reader.read_image(str(tmp_path / "vanished.jpeg"), 10**8)

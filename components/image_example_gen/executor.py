@@ -47,10 +47,11 @@ class _DecodeImage(beam.DoFn):
         except image_reader.BadImage as err:
             yield beam.pvalue.TaggedOutput("rejected", json.dumps(
                 {"rel_path": candidate.rel_path, "split": candidate.split, "reason": str(err)}))
-        except OSError as err:  # unreadable file: permissions, vanished, I/O error
+        except (OSError, tf.errors.OpError) as err:  # unreadable: permissions, vanished, I/O error
+            detail = getattr(err, "strerror", None) or getattr(err, "message", None) or str(err)
             yield beam.pvalue.TaggedOutput("rejected", json.dumps(
                 {"rel_path": candidate.rel_path, "split": candidate.split,
-                 "reason": f"unreadable file ({err.strerror or err})"}))
+                 "reason": f"unreadable file ({detail})"}))
 
 
 class Executor(BaseExampleGenExecutor):

@@ -1,7 +1,7 @@
 """Reading a folder of labelled images: listing, splitting, checking and encoding as tf.Examples.
 
-Pure Python (Pillow + protobuf), so it is unit-tested without Beam; the executor runs it in Beam.
-Every rejected input carries a reason; nothing is dropped silently.
+Files are read through tf.io.gfile, so a data folder can be local or remote (gs://, s3://) when the
+pipeline runs on a cluster. Every rejected input carries a reason; nothing is dropped silently.
 """
 from __future__ import annotations
 
@@ -11,7 +11,10 @@ import io
 import os
 from typing import Iterable
 
+import tensorflow as tf
 from PIL import Image, UnidentifiedImageError
+
+gfile = tf.io.gfile
 
 # Feature names of the tf.Examples; the schema and the Transform read these.
 IMAGE_KEY = "image"
@@ -57,30 +60,30 @@ def resolve_data_root(data_dir: str) -> str:
 
     Accepts `<dir>`, `<dir>/images`, `<dir>/dataset2-master/images`; raises IngestError otherwise.
     """
-    if not os.path.isdir(data_dir):
+    if not gfile.isdir(data_dir):
         raise IngestError(f"data directory not found: {data_dir}")
     for sub in ("", "images", os.path.join("dataset2-master", "images"),
                 os.path.join("dataset2-master", "dataset2-master", "images")):
         root = os.path.join(data_dir, sub) if sub else data_dir
-        if os.path.isdir(os.path.join(root, TRAIN_DIR)):
-            return os.path.normpath(root)
-    return os.path.normpath(data_dir)
+        if gfile.isdir(os.path.join(root, TRAIN_DIR)):
+            return root.rstrip("/")
+    return data_dir.rstrip("/")
 
 
 def has_split_folders(root: str) -> bool:
-    return os.path.isdir(os.path.join(root, TRAIN_DIR))
+    return gfile.isdir(os.path.join(root, TRAIN_DIR))
 
 
 def _list_class_folders(folder: str, split_of, class_names: list[str], root: str,
                         candidates: list, rejected: list) -> None:
-    for entry in sorted(os.listdir(folder)):
+    for entry in sorted(e.rstrip("/") for e in gfile.listdir(folder)):
         class_dir = os.path.join(folder, entry)
-        if not os.path.isdir(class_dir):
+        if not gfile.isdir(class_dir):
             continue
-        for dirpath, _, files in os.walk(class_dir):
+        for dirpath, _, files in gfile.walk(class_dir):
             for name in sorted(files):
                 path = os.path.join(dirpath, name)
-                rel = os.path.relpath(path, root)
+                rel = path[len(root):].lstrip("/")
                 split = split_of(rel)
                 if name.startswith("."):
                     continue  # .DS_Store and friends are not inputs
@@ -103,7 +106,7 @@ def list_source(data_root: str, class_names: list[str], val_fraction: float,
     rejected: list[Rejected] = []
     if has_split_folders(data_root):
         test_dir = os.path.join(data_root, TEST_DIR)
-        if not os.path.isdir(test_dir):
+        if not gfile.isdir(test_dir):
             raise IngestError(f"{data_root} has {TRAIN_DIR}/ but no {TEST_DIR}/ folder: the eval split would be empty")
         _list_class_folders(os.path.join(data_root, TRAIN_DIR),
                             lambda rel: "val" if hash_fraction(rel) < val_fraction else "train",
@@ -132,7 +135,7 @@ def read_image(path: str, max_pixels: int) -> tuple[bytes, int, int]:
     RGB JPEGs keep their original bytes; grayscale, RGBA, palette, PNG and BMP inputs are converted
     to RGB and stored as PNG (lossless). Raises BadImage with the reason otherwise.
     """
-    with open(path, "rb") as f:
+    with gfile.GFile(path, "rb") as f:
         data = f.read()
     if not data:
         raise BadImage("empty file (0 bytes)")
@@ -164,9 +167,6 @@ def read_image(path: str, max_pixels: int) -> tuple[bytes, int, int]:
 
 def to_example(candidate: Candidate, max_pixels: int) -> bytes:
     """Serialized tf.Example for one image file; raises BadImage."""
-    # Imported here so that listing works without TensorFlow.
-    import tensorflow as tf
-
     data, height, width = read_image(candidate.path, max_pixels)
 
     def b(v: bytes):
