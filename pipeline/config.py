@@ -43,6 +43,8 @@ class EvaluationConfig(_Section):
 
 class ServingConfig(_Section):
     model_name: str = Field("bloodcell", pattern=r"^[A-Za-z0-9_.-]+$")
+    # Images for TF Serving's warm-up requests (repo-relative, absolute or remote paths).
+    warmup_images: list[str] = Field(default_factory=list)
 
 
 class BeamConfig(_Section):

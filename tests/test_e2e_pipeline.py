@@ -2,6 +2,7 @@
 SavedModel classifies real JPEGs; a second run reuses the cached steps."""
 from __future__ import annotations
 
+import json
 import os
 import re
 
@@ -10,7 +11,8 @@ import tensorflow as tf
 
 from components.image_example_gen import image_reader
 from pipeline import run_local
-from tests.conftest import CLASSES, SAMPLE, make_dataset, sample_jpegs
+from serving.version_check import check_version
+from tests.conftest import CLASSES, make_dataset, sample_jpegs
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -19,14 +21,12 @@ def states(output: str) -> dict[str, str]:
     return dict(re.findall(r"^  (\w+)\s+(COMPLETE|CACHED|FAILED|RUNNING|NEW|CANCELED)\s", output, re.M))
 
 
-def test_pipeline_pushes_a_model_that_classifies_real_jpegs(tmp_path, capsys):
-    args = ["--data-dir", str(SAMPLE), "--output-dir", str(tmp_path), "--epochs", "1"]
-    assert run_local.main(args) == 0
-    out = capsys.readouterr().out
-    assert "blessed: True" in out
-    pushed = re.search(r"^pushed model: (\S+)$", out, re.M).group(1)
+def test_pipeline_pushes_a_model_that_classifies_real_jpegs(pipeline_run, capsys):
+    assert pipeline_run.code == 0, pipeline_run.output
+    assert "blessed: True" in pipeline_run.output
+    pushed = pipeline_run.pushed
     # TF Serving's layout: <base>/<model_name>/<numeric version>/saved_model.pb
-    assert os.path.dirname(pushed) == str(tmp_path / "bloodcell" / "serving" / "bloodcell")
+    assert os.path.dirname(pushed) == pipeline_run.serving_base
     assert os.path.basename(pushed).isdigit()
     assert os.path.exists(os.path.join(pushed, "saved_model.pb"))
 
@@ -44,8 +44,11 @@ def test_pipeline_pushes_a_model_that_classifies_real_jpegs(tmp_path, capsys):
     from_examples = model.signatures["from_examples"](examples=tf.constant([image_reader.to_example(candidate, 10**8)]))
     assert tf.reduce_max(tf.abs(from_examples["probabilities"][0] - result["probabilities"][0])) < 1e-5
 
+    # The version is what TF Serving and the clients expect, warm-up requests included.
+    assert check_version(pushed) == []
+
     # Same inputs again: the data and training steps come from the cache.
-    assert run_local.main(args) == 0
+    assert run_local.main(pipeline_run.args) == 0
     rerun = states(capsys.readouterr().out)
     for node in ("FileBasedExampleGen", "StatisticsGen", "Transform", "Trainer"):
         assert rerun[node] == "CACHED", rerun
@@ -62,9 +65,12 @@ def test_bad_inputs_over_the_limit_stop_the_run_before_training(tmp_path, capsys
     assert error.startswith("error: pipeline failed: IngestError: 1 of 17 inputs rejected")
     found = states(captured.out)
     assert found["FileBasedExampleGen"] == "FAILED" and "Trainer" not in found
-    # The failed ingest leaves its report to read, and no examples that could pass for finished ones.
-    artifacts = list((tmp_path / "out" / "bloodcell" / "pipeline_root" / "FileBasedExampleGen" / "examples").iterdir())
-    assert [p.name for a in artifacts for p in a.iterdir()] == ["ingest_report.json"]
+    # No examples that could pass for finished ones; the report is kept where the message says.
+    component_dir = tmp_path / "out" / "bloodcell" / "pipeline_root" / "FileBasedExampleGen"
+    assert not list(component_dir.glob("examples/*/Split-*"))
+    report = json.loads(open(error.rsplit("; see ", 1)[1]).read())
+    assert report["status"] == "failed"
+    assert report["rejected_inputs"][0]["rel_path"] == "TRAIN/MONOCYTE/cut.jpeg"
 
 
 def test_missing_data_dir_is_a_one_line_usage_error(tmp_path, capsys):

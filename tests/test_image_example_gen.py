@@ -52,8 +52,8 @@ def dataset_with_bad_inputs(tmp_path, real_jpeg):
 
 
 def test_examples_and_report(tmp_path, dataset_with_bad_inputs):
-    examples = run_executor(dataset_with_bad_inputs, tmp_path / "out", max_bad_fraction=0.2)
-    report = json.loads((tmp_path / "out" / executor_lib.REPORT_FILE).read_text())
+    examples = run_executor(dataset_with_bad_inputs, tmp_path / "gen" / "examples" / "7", max_bad_fraction=0.2)
+    report = json.loads((tmp_path / "gen" / "examples" / "7" / executor_lib.REPORT_FILE).read_text())
     assert report["status"] == "ok"
     assert (report["inputs"], report["rejected"], report["examples"]) == (37, 5, 32)
     reasons = {r["rel_path"]: r["reason"] for r in report["rejected_inputs"]}
@@ -62,22 +62,22 @@ def test_examples_and_report(tmp_path, dataset_with_bad_inputs):
     assert reasons["TEST/MONOCYTE/page.jpg"].startswith("not an image")
     assert reasons["TRAIN/PLATELET/p.jpeg"] == "unknown class folder 'PLATELET'"
     assert reasons["TEST/NEUTROPHIL/huge.png"] == "image too large: 1000x1000 pixels exceeds the limit of 500000"
-    counts = {s: count_records(tmp_path / "out" / f"Split-{s}") for s in image_reader.SPLITS}
+    counts = {s: count_records(tmp_path / "gen" / "examples" / "7" / f"Split-{s}") for s in image_reader.SPLITS}
     assert counts == {s: report["splits"][s]["examples"] for s in image_reader.SPLITS}
     assert counts["eval"] == 8 and counts["train"] + counts["val"] == 24
-    assert not (tmp_path / "out" / ".decode_rejects").exists()
+    assert not (tmp_path / "gen" / "examples" / "7" / ".decode_rejects").exists()
     assert examples.get_int_custom_property("ingest_rejected") == 5
 
 
 def test_too_many_bad_inputs_stop_with_one_line_and_no_examples(tmp_path, dataset_with_bad_inputs):
     with pytest.raises(image_reader.IngestError) as err:
-        run_executor(dataset_with_bad_inputs, tmp_path / "out", max_bad_fraction=0.05)
+        run_executor(dataset_with_bad_inputs, tmp_path / "gen" / "examples" / "7", max_bad_fraction=0.05)
     message = str(err.value)
     assert "\n" not in message
     assert message.startswith("5 of 37 inputs rejected (13.5% > limit 5.0%;")
-    report = json.loads((tmp_path / "out" / executor_lib.REPORT_FILE).read_text())
-    assert report["status"] == "failed"
-    assert not any(p.name.startswith("Split-") for p in (tmp_path / "out").iterdir())
+    report = json.loads(open(message.rsplit("; see ", 1)[1]).read())
+    assert report["status"] == "failed" and report["rejected"] == 5
+    assert not any(p.name.startswith("Split-") for p in (tmp_path / "gen" / "examples" / "7").iterdir())
 
 
 def test_split_left_empty_by_bad_inputs_stops(tmp_path):
@@ -86,4 +86,4 @@ def test_split_left_empty_by_bad_inputs_stops(tmp_path):
         (root / "TEST" / cls).mkdir(parents=True)
         (root / "TEST" / cls / "broken.jpeg").write_bytes(b"")
     with pytest.raises(image_reader.IngestError, match=r"split\(s\) eval have no valid images"):
-        run_executor(root, tmp_path / "out", max_bad_fraction=1.0)
+        run_executor(root, tmp_path / "gen" / "examples" / "7", max_bad_fraction=1.0)

@@ -35,6 +35,18 @@ def ingest_params(exec_properties: dict[str, Any]) -> dict[str, Any]:
     return json_format.MessageToDict(params)
 
 
+def failed_report_path(examples_uri: str) -> str:
+    """<pipeline_root>/<ExampleGen>/failed_ingest/<execution>/ingest_report.json"""
+    component_dir = os.path.dirname(os.path.dirname(examples_uri.rstrip("/")))
+    return os.path.join(component_dir, "failed_ingest", os.path.basename(examples_uri.rstrip("/")), REPORT_FILE)
+
+
+def _write_json(path: str, data: dict) -> None:
+    tf.io.gfile.makedirs(os.path.dirname(path))
+    with tf.io.gfile.GFile(path, "w") as f:
+        json.dump(data, f, indent=2)
+
+
 class _DecodeImage(beam.DoFn):
     """Candidate -> (split, serialized tf.Example); bad inputs go to the `rejected` output."""
 
@@ -104,15 +116,16 @@ class Executor(BaseExampleGenExecutor):
             problem = (f"{report['rejected']} of {report['inputs']} inputs rejected "
                        f"({report['rejected_fraction']:.1%} > limit {max_bad:.1%}; {top})")
         report["status"] = "failed" if problem else "ok"
-        report_path = os.path.join(examples.uri, REPORT_FILE)
-        with tf.io.gfile.GFile(report_path, "w") as f:
-            json.dump(report, f, indent=2)
-
         if problem:
-            # Leave no examples that could pass for a finished ingest; keep the report to read.
+            # Leave no examples that could pass for a finished ingest (TFX also removes the outputs
+            # of a failed execution), and keep the report beside the artifact folder to read.
             for split in image_reader.SPLITS:
                 shutil.rmtree(artifact_utils.get_split_uri([examples], split), ignore_errors=True)
+            report_path = failed_report_path(examples.uri)
+            _write_json(report_path, report)
             raise image_reader.IngestError(f"{problem}; see {report_path}")
+        report_path = os.path.join(examples.uri, REPORT_FILE)
+        _write_json(report_path, report)
 
         examples.set_int_custom_property("ingest_inputs", report["inputs"])
         examples.set_int_custom_property("ingest_rejected", report["rejected"])

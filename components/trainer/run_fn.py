@@ -14,6 +14,8 @@ from tfx import v1 as tfx
 from components.trainer import augment as augment_lib
 from components.trainer import models
 from components.transform.preprocessing import IMAGE_KEY, LABEL_KEY, TRANSFORMED_IMAGE_KEY
+from pipeline.config import REPO_ROOT
+from serving.warmup import write_warmup_requests
 
 EXAMPLES_SIGNATURE = "from_examples"
 
@@ -106,3 +108,5 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
 
     signatures = _export_signatures(model, tf_transform_output, list(cfg["class_names"]))
     model.save(fn_args.serving_model_dir, save_format="tf", signatures=signatures)
+    warmup_images = [p if os.path.isabs(p) or "://" in p else str(REPO_ROOT / p) for p in cfg["warmup_images"]]
+    write_warmup_requests(fn_args.serving_model_dir, warmup_images, cfg["serving_model_name"])

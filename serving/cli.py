@@ -1,0 +1,81 @@
+"""Command line for the served model.
+
+    python -m serving.cli predict --server HOST:PORT IMAGE...      # gRPC (port 8500)
+    python -m serving.cli predict --rest http://HOST:8501 IMAGE...  # REST
+    python -m serving.cli status   --server HOST:PORT
+    python -m serving.cli metadata --server HOST:PORT
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from serving.client import DEFAULT_MAX_IMAGE_BYTES, GrpcClient, RestClient, ServingError
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(prog="python -m serving.cli", description=__doc__.splitlines()[0])
+    parser.add_argument("command", choices=["predict", "status", "metadata"])
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--server", help="gRPC target HOST:PORT")
+    where.add_argument("--rest", help="REST base URL, e.g. http://localhost:8501")
+    parser.add_argument("images", nargs="*", help="predict: image files")
+    parser.add_argument("--model", default="bloodcell", help="model name (default: %(default)s)")
+    parser.add_argument("--version", type=int, help="a specific model version (default: the latest)")
+    parser.add_argument("--timeout", type=float, default=10.0, help="deadline per request, seconds")
+    parser.add_argument("--batch-size", type=int, default=32, help="images per request")
+    parser.add_argument("--max-image-mb", type=float, default=DEFAULT_MAX_IMAGE_BYTES / 2**20)
+    parser.add_argument("--tls", action="store_true", help="gRPC over TLS")
+    parser.add_argument("--ca-cert", help="PEM file of the CA that signed the server's certificate")
+    parser.add_argument("--json", action="store_true", help="print JSON")
+    return parser.parse_args(argv)
+
+
+def run(args) -> int:
+    limit = int(args.max_image_mb * 2**20)
+    if args.server:
+        roots = open(args.ca_cert, "rb").read() if args.ca_cert else None
+        client = GrpcClient(args.server, args.model, timeout_s=args.timeout, tls=args.tls or bool(roots),
+                            root_certificates=roots, batch_size=args.batch_size, max_image_bytes=limit)
+    else:
+        client = RestClient(args.rest, args.model, timeout_s=args.timeout, batch_size=args.batch_size,
+                            max_image_bytes=limit)
+    if args.command == "predict":
+        if not args.images:
+            raise ServingError("predict needs at least one image file")
+        images = []
+        for path in args.images:
+            try:
+                with open(path, "rb") as f:
+                    images.append(f.read())
+            except OSError as err:
+                raise ServingError(f"cannot read {path}: {err.strerror}") from None
+        predictions = client.predict(images, args.version, names=args.images)
+        if args.json:
+            print(json.dumps([{"image": p, "class_name": r.class_name, "class_id": r.class_id,
+                               "probabilities": r.probabilities} for p, r in zip(args.images, predictions)]))
+        for path, r in zip(args.images, predictions) if not args.json else ():
+            probs = " ".join(f"{p:.3f}" for p in r.probabilities)
+            print(f"{path}\t{r.class_name}\t{r.confidence:.3f}\t[{probs}]")
+    elif args.command == "status":
+        for version, state in client.status(args.version):
+            print(f"{args.model}\tversion {version}\t{state}")
+    else:
+        if not isinstance(client, GrpcClient):
+            raise ServingError("metadata is available over gRPC (--server)")
+        print(json.dumps(client.metadata(args.version), indent=2))
+    return 0
+
+
+def main(argv=None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        return run(args)
+    except ServingError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

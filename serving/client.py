@@ -1,0 +1,201 @@
+"""Clients of the served model: gRPC (tensorflow-serving-api's PredictionService and ModelService)
+and REST. Both send raw encoded images to `serving_default` and return one Prediction per image.
+
+Errors come out as ServingError with a one-line message. gRPC calls have a deadline and are retried
+with exponential backoff on UNAVAILABLE by gRPC's own retry policy.
+"""
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+
+import grpc
+import numpy as np
+import tensorflow as tf
+from google.protobuf import wrappers_pb2
+from tensorflow.core.framework import types_pb2
+from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb2, model_pb2,
+                                     model_service_pb2_grpc, predict_pb2, prediction_service_pb2_grpc)
+
+from serving import signature
+
+DEFAULT_MAX_IMAGE_BYTES = 10 * 1024 * 1024
+
+
+class ServingError(RuntimeError):
+    """A request that did not give predictions; str() is one line for the user."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Prediction:
+    class_name: str
+    class_id: int
+    probabilities: list[float]
+
+    @property
+    def confidence(self) -> float:
+        return max(self.probabilities)
+
+
+def check_sizes(images: list[bytes], max_image_bytes: int, names: list[str] | None = None) -> None:
+    for i, image in enumerate(images):
+        label = names[i] if names else f"#{i}"
+        if not image:
+            raise ServingError(f"image {label} is empty")
+        if len(image) > max_image_bytes:
+            raise ServingError(f"image {label} is {len(image) / 2**20:.1f} MiB, over the "
+                               f"{max_image_bytes / 2**20:.1f} MiB limit")
+
+
+def _retry_service_config(max_attempts: int) -> str:
+    return json.dumps({"methodConfig": [{
+        "name": [{"service": "tensorflow.serving.PredictionService"}, {"service": "tensorflow.serving.ModelService"}],
+        "retryPolicy": {"maxAttempts": max_attempts, "initialBackoff": "0.2s", "maxBackoff": "5s",
+                        "backoffMultiplier": 2, "retryableStatusCodes": ["UNAVAILABLE"]},
+    }]})
+
+
+class GrpcClient:
+    def __init__(self, target: str, model_name: str, *, timeout_s: float = 10.0, max_attempts: int = 4,
+                 tls: bool = False, root_certificates: bytes | None = None, batch_size: int = 32,
+                 max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES):
+        self.target, self.model_name, self.timeout_s = target, model_name, timeout_s
+        self.batch_size, self.max_image_bytes = batch_size, max_image_bytes
+        options = [("grpc.enable_retries", 1), ("grpc.service_config", _retry_service_config(max_attempts)),
+                   ("grpc.max_send_message_length", 64 * 2**20), ("grpc.max_receive_message_length", 64 * 2**20)]
+        if tls:
+            creds = grpc.ssl_channel_credentials(root_certificates=root_certificates)
+            self._channel = grpc.secure_channel(target, creds, options=options)
+        else:
+            self._channel = grpc.insecure_channel(target, options=options)
+        self._predict = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
+        self._models = model_service_pb2_grpc.ModelServiceStub(self._channel)
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _spec(self, version: int | None, signature_name: str | None = None) -> model_pb2.ModelSpec:
+        spec = model_pb2.ModelSpec(name=self.model_name)
+        if signature_name:
+            spec.signature_name = signature_name
+        if version is not None:
+            spec.version.CopyFrom(wrappers_pb2.Int64Value(value=version))
+        return spec
+
+    def _call(self, method, request):
+        try:
+            return method(request, timeout=self.timeout_s)
+        except grpc.RpcError as err:
+            raise ServingError(describe_rpc_error(err, self.target, self.timeout_s)) from None
+
+    def predict(self, images: list[bytes], version: int | None = None,
+                names: list[str] | None = None) -> list[Prediction]:
+        """Classifies encoded images, `batch_size` per request."""
+        check_sizes(images, self.max_image_bytes, names)
+        predictions: list[Prediction] = []
+        for start in range(0, len(images), self.batch_size):
+            batch = images[start:start + self.batch_size]
+            request = predict_pb2.PredictRequest(model_spec=self._spec(version, signature.SIGNATURE))
+            request.inputs[signature.INPUT].CopyFrom(
+                tf.make_tensor_proto(batch, dtype=tf.string, shape=[len(batch)]))
+            response = self._call(self._predict.Predict, request)
+            predictions += parse_outputs({k: tf.make_ndarray(v) for k, v in response.outputs.items()})
+        return predictions
+
+    def status(self, version: int | None = None) -> list[tuple[int, str]]:
+        request = get_model_status_pb2.GetModelStatusRequest(model_spec=self._spec(version))
+        response = self._call(self._models.GetModelStatus, request)
+        return [(s.version, get_model_status_pb2.ModelVersionStatus.State.Name(s.state))
+                for s in response.model_version_status]
+
+    def metadata(self, version: int | None = None) -> dict:
+        """{signature: {"inputs": {name: dtype}, "outputs": {name: dtype}}} of the served version."""
+        md = get_model_metadata_pb2
+        request = md.GetModelMetadataRequest(model_spec=self._spec(version), metadata_field=["signature_def"])
+        response = self._call(self._predict.GetModelMetadata, request)
+        sig_map = md.SignatureDefMap()
+        response.metadata["signature_def"].Unpack(sig_map)
+        return {name: {"inputs": {k: types_pb2.DataType.Name(v.dtype) for k, v in s.inputs.items()},
+                       "outputs": {k: types_pb2.DataType.Name(v.dtype) for k, v in s.outputs.items()}}
+                for name, s in sig_map.signature_def.items()}
+
+
+def describe_rpc_error(err: grpc.RpcError, target: str, timeout_s: float) -> str:
+    code = err.code()
+    details = (err.details() or "").strip().splitlines()[0] if (err.details() or "").strip() else ""
+    if code == grpc.StatusCode.UNAVAILABLE:
+        return f"model server unavailable at {target} (after retries): {details}"
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return f"no answer from {target} within {timeout_s:g} s"
+    if code == grpc.StatusCode.NOT_FOUND:
+        return f"model or version not found on {target}: {details}"
+    if code == grpc.StatusCode.INVALID_ARGUMENT:
+        return f"request rejected by {target}: {details}"
+    return f"{code.name} from {target}: {details}"
+
+
+def parse_outputs(outputs: dict) -> list[Prediction]:
+    """Signature outputs (numpy arrays or nested lists) -> one Prediction per image."""
+    probabilities = np.asarray(outputs["probabilities"], dtype=np.float32)
+    names = [n.decode() if isinstance(n, bytes) else str(n) for n in np.asarray(outputs["class_name"]).tolist()]
+    ids = np.asarray(outputs["class_id"]).tolist()
+    return [Prediction(n, int(i), [float(p) for p in row]) for n, i, row in zip(names, ids, probabilities)]
+
+
+class RestClient:
+    """TF Serving's REST API (port 8501): the same predictions over HTTP/JSON."""
+
+    def __init__(self, base_url: str, model_name: str, *, timeout_s: float = 10.0,
+                 max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES, batch_size: int = 32):
+        import requests
+        from requests.adapters import HTTPAdapter
+        from urllib3.util.retry import Retry
+
+        self.base_url, self.model_name, self.timeout_s = base_url.rstrip("/"), model_name, timeout_s
+        self.max_image_bytes, self.batch_size = max_image_bytes, batch_size
+        self._session = requests.Session()
+        retry = Retry(total=3, backoff_factor=0.2, status_forcelist=[503], allowed_methods=None)
+        self._session.mount("http://", HTTPAdapter(max_retries=retry))
+        self._session.mount("https://", HTTPAdapter(max_retries=retry))
+
+    def _url(self, version: int | None) -> str:
+        url = f"{self.base_url}/v1/models/{self.model_name}"
+        return f"{url}/versions/{version}" if version is not None else url
+
+    def _request(self, method: str, url: str, **kwargs):
+        import requests
+
+        try:
+            response = self._session.request(method, url, timeout=self.timeout_s, **kwargs)
+        except requests.RequestException as err:
+            raise ServingError(f"model server unreachable at {self.base_url}: {type(err).__name__}") from None
+        if response.status_code != 200:
+            try:
+                message = response.json().get("error", response.text)
+            except ValueError:
+                message = response.text
+            raise ServingError(f"HTTP {response.status_code} from {url}: {message.strip().splitlines()[0] if message else ''}")
+        return response.json()
+
+    def predict(self, images: list[bytes], version: int | None = None,
+                names: list[str] | None = None) -> list[Prediction]:
+        check_sizes(images, self.max_image_bytes, names)
+        predictions: list[Prediction] = []
+        for start in range(0, len(images), self.batch_size):
+            batch = images[start:start + self.batch_size]
+            body = {"signature_name": signature.SIGNATURE,
+                    "instances": [{"b64": base64.b64encode(b).decode()} for b in batch]}
+            rows = self._request("POST", self._url(version) + ":predict", json=body)["predictions"]
+            predictions += parse_outputs({k: [row[k] for row in rows] for k in signature.OUTPUTS})
+        return predictions
+
+    def status(self, version: int | None = None) -> list[tuple[int, str]]:
+        body = self._request("GET", self._url(version))
+        return [(int(s["version"]), s["state"]) for s in body.get("model_version_status", [])]

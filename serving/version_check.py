@@ -1,0 +1,78 @@
+"""Checks a pushed model version the way TF Serving will meet it.
+
+    python -m serving.version_check <model_base_path>/<version> [...]
+
+It loads; its serving signature's input and output names and dtypes are what the clients send and
+read; its warm-up file parses into Predict requests for that signature.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+import tensorflow as tf
+from tensorflow.core.framework import types_pb2
+from tensorflow.core.protobuf import saved_model_pb2
+
+from serving import signature
+from serving.warmup import read_warmup_requests
+
+
+def signature_def(version_dir: str, name: str = signature.SIGNATURE):
+    proto = saved_model_pb2.SavedModel()
+    with tf.io.gfile.GFile(os.path.join(version_dir, "saved_model.pb"), "rb") as f:
+        proto.ParseFromString(f.read())
+    sigs = proto.meta_graphs[0].signature_def
+    return sigs[name] if name in sigs else None
+
+
+def check_version(version_dir: str) -> list[str]:
+    """The problems found; an empty list means TF Serving can serve it to our clients."""
+    problems = []
+    if not os.path.basename(version_dir.rstrip("/")).isdigit():
+        problems.append("version folder name is not a number: TF Serving ignores it")
+    if not tf.io.gfile.exists(os.path.join(version_dir, "saved_model.pb")):
+        return problems + ["no saved_model.pb"]
+    try:
+        tf.saved_model.load(version_dir)
+    except Exception as err:  # whatever stops the load stops the server too
+        problems.append(f"does not load: {str(err).splitlines()[0]}")
+    sig = signature_def(version_dir)
+    if sig is None:
+        return problems + [f"no '{signature.SIGNATURE}' signature"]
+    inputs = {k: types_pb2.DataType.Name(v.dtype) for k, v in sig.inputs.items()}
+    if inputs != {signature.INPUT: signature.INPUT_DTYPE}:
+        problems.append(f"inputs are {inputs}, clients send {{'{signature.INPUT}': '{signature.INPUT_DTYPE}'}}")
+    outputs = {k: types_pb2.DataType.Name(v.dtype) for k, v in sig.outputs.items()}
+    for name, dtype in signature.OUTPUTS.items():
+        if outputs.get(name) != dtype:
+            problems.append(f"output '{name}' is {outputs.get(name, 'missing')}, clients read {dtype}")
+    try:
+        logs = read_warmup_requests(version_dir)
+    except Exception as err:
+        return problems + [f"warm-up file unreadable: {str(err).splitlines()[0]}"]
+    if not logs:
+        problems.append("warm-up file holds no requests")
+    for log in logs:
+        request = log.predict_log.request
+        if request.model_spec.signature_name != signature.SIGNATURE or set(request.inputs) != {signature.INPUT}:
+            problems.append("a warm-up request does not match the serving signature")
+            break
+    return problems
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv:
+        print("usage: python -m serving.version_check VERSION_DIR [...]", file=sys.stderr)
+        return 2
+    failed = 0
+    for version_dir in argv:
+        problems = check_version(version_dir)
+        print(f"{version_dir}: {'ok' if not problems else '; '.join(problems)}")
+        failed += bool(problems)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,39 @@
+"""TF Serving warm-up requests: PredictionLog records from real images, stored with each model
+version under assets.extra/, so the server runs them at load time and the first request is fast."""
+from __future__ import annotations
+
+import os
+
+import tensorflow as tf
+from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
+
+from serving import signature
+
+
+def predict_request(images: list[bytes], model_name: str) -> predict_pb2.PredictRequest:
+    request = predict_pb2.PredictRequest(
+        model_spec=model_pb2.ModelSpec(name=model_name, signature_name=signature.SIGNATURE))
+    request.inputs[signature.INPUT].CopyFrom(tf.make_tensor_proto(images, dtype=tf.string, shape=[len(images)]))
+    return request
+
+
+def write_warmup_requests(model_dir: str, image_paths: list[str], model_name: str) -> str:
+    """One single-image request per image and one batch of all: the batch sizes serving will see."""
+    images = []
+    for path in image_paths:
+        with tf.io.gfile.GFile(path, "rb") as f:
+            images.append(f.read())
+    path = os.path.join(model_dir, signature.WARMUP_FILE)
+    tf.io.gfile.makedirs(os.path.dirname(path))
+    with tf.io.TFRecordWriter(path) as writer:
+        for batch in [[image] for image in images] + [images]:
+            log = prediction_log_pb2.PredictionLog(
+                predict_log=prediction_log_pb2.PredictLog(request=predict_request(batch, model_name)))
+            writer.write(log.SerializeToString())
+    return path
+
+
+def read_warmup_requests(model_dir: str) -> list[prediction_log_pb2.PredictionLog]:
+    path = os.path.join(model_dir, signature.WARMUP_FILE)
+    return [prediction_log_pb2.PredictionLog.FromString(r.numpy())
+            for r in tf.data.TFRecordDataset(path)]
