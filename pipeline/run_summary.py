@@ -109,10 +109,7 @@ def _why_not_blessed(evaluation_uri: str | None) -> str:
         import tensorflow_model_analysis as tfma
 
         validation = tfma.load_validation_result(evaluation_uri)
-        reasons = []
-        for failure in validation.metric_validations_per_slice:
-            for f in failure.failures:
-                reasons.append(f"{f.metric_key.name}: {f.message}" if f.message else f.metric_key.name)
+        reasons = [describe_failure(f) for s in validation.metric_validations_per_slice for f in s.failures]
         return "; ".join(reasons) or "thresholds not met"
     except Exception as err:
         return f"thresholds not met (validation result unreadable: {err})"
@@ -127,6 +124,22 @@ def readable_metrics(metrics: dict, class_names: list[str]) -> dict:
             name = name.replace(f"classId:{i} topK:1", cls).replace(f"classId:{i}", cls)
         out[name] = round(value, 4) if isinstance(value, float) else value
     return out
+
+
+def describe_failure(failure) -> str:
+    """One TFMA threshold failure as 'accuracy 0.2509 < 0.5' or 'accuracy change vs last blessed -0.62 < -0.01'."""
+    name = failure.metric_key.name
+    value = failure.metric_value.double_value.value
+    threshold = failure.metric_threshold
+    if threshold.HasField("change_threshold"):
+        bound = threshold.change_threshold.absolute.value
+        return f"{name} change vs last blessed model {value:+.4f} < {bound:+.4f}"
+    bounds = threshold.value_threshold
+    if bounds.HasField("lower_bound") and value < bounds.lower_bound.value:
+        return f"{name} {value:.4f} < {bounds.lower_bound.value:g}"
+    if bounds.HasField("upper_bound") and value > bounds.upper_bound.value:
+        return f"{name} {value:.4f} > {bounds.upper_bound.value:g}"
+    return f"{name} {value:.4f} fails its threshold{': ' + failure.message if failure.message else ''}"
 
 
 def format_summary(summary: RunSummary, wall_seconds: float, class_names: list[str] = ()) -> str:

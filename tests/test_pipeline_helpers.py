@@ -35,3 +35,21 @@ def test_pipeline_wiring(tmp_path):
     assert json.loads(nodes["Evaluator"].exec_properties["example_splits"]) == ["eval"]
     assert nodes["Pusher"].inputs["model_blessing"] is nodes["Evaluator"].outputs["blessing"]
     assert len(nodes) == 11
+
+
+def test_blessing_failures_read_as_sentences():
+    from google.protobuf import text_format
+    from tensorflow_model_analysis.proto import validation_result_pb2
+
+    from pipeline.run_summary import describe_failure
+
+    value = text_format.Parse("""
+        metric_key { name: "sparse_categorical_accuracy" }
+        metric_threshold { value_threshold { lower_bound { value: 0.5 } } }
+        metric_value { double_value { value: 0.2509 } }""", validation_result_pb2.ValidationFailure())
+    change = text_format.Parse("""
+        metric_key { name: "sparse_categorical_accuracy" is_diff: true }
+        metric_threshold { change_threshold { absolute { value: -0.01 } direction: HIGHER_IS_BETTER } }
+        metric_value { double_value { value: -0.6188 } }""", validation_result_pb2.ValidationFailure())
+    assert describe_failure(value) == "sparse_categorical_accuracy 0.2509 < 0.5"
+    assert describe_failure(change) == "sparse_categorical_accuracy change vs last blessed model -0.6188 < -0.0100"
