@@ -1,0 +1,29 @@
+# Pipeline image for Kubeflow: every component runs from it; the Trainer gets a GPU on the cluster.
+# CUDA runtime from NVIDIA's base, Python 3.13 and glibc 2.39 from Ubuntu 24.04 (TFX 1.21's wheels
+# need glibc >= 2.38). Packages come from the same lock the local environment uses; the base
+# image brings the CUDA 12 and cuDNN 9 libraries that the tensorflow 2.21 wheel loads on a GPU.
+#   docker build -f infra/docker/pipeline.Dockerfile -t REGISTRY/bloodcell-pipeline:TAG .
+FROM nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04
+
+ENV DEBIAN_FRONTEND=noninteractive PYTHONUNBUFFERED=1 TF_USE_LEGACY_KERAS=1 \
+    VIRTUAL_ENV=/opt/venv PATH=/opt/venv/bin:$PATH PYTHONPATH=/pipeline
+RUN apt-get update && apt-get install -y --no-install-recommends software-properties-common \
+ && add-apt-repository -y ppa:deadsnakes/ppa && apt-get update \
+ && apt-get install -y --no-install-recommends python3.13 python3.13-venv python3.13-dev build-essential ca-certificates \
+ && rm -rf /var/lib/apt/lists/*
+
+WORKDIR /pipeline
+COPY infra/env/tools.lock locks/pipeline.lock /tmp/locks/
+RUN python3.13 -m venv /opt/venv \
+ && pip install --no-cache-dir -r /tmp/locks/tools.lock \
+ && uv pip sync --python /opt/venv/bin/python --require-hashes /tmp/locks/pipeline.lock
+
+# The code the pipeline spec names by import path, and the warm-up images.
+COPY pyproject.toml ./
+COPY pipeline/ pipeline/
+COPY components/ components/
+COPY serving/ serving/
+COPY data/sample/TRAIN/ data/sample/TRAIN/
+
+# KubeflowV2DagRunner's containers start TFX's own entrypoint with their arguments.
+ENTRYPOINT ["python", "-m", "tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor"]
