@@ -152,13 +152,18 @@ class _ModelService(model_service_pb2_grpc.ModelServiceServicer):
 class FakeModelServer:
     """gRPC on 127.0.0.1:<grpc_port>, REST on 127.0.0.1:<rest_port>."""
 
-    def __init__(self, base_path: str, model_name: str, unavailable_first: int = 0):
+    def __init__(self, base_path: str, model_name: str, unavailable_first: int = 0,
+                 tls: tuple[bytes, bytes] | None = None):
         self.servables = Servables(base_path, model_name)
         self.prediction = _PredictionService(self.servables, unavailable_first)
         self._grpc = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(self.prediction, self._grpc)
         model_service_pb2_grpc.add_ModelServiceServicer_to_server(_ModelService(self.servables), self._grpc)
-        self.grpc_port = self._grpc.add_insecure_port("127.0.0.1:0")
+        if tls:  # (certificate chain PEM, private key PEM)
+            creds = grpc.ssl_server_credentials([(tls[1], tls[0])])
+            self.grpc_port = self._grpc.add_secure_port("127.0.0.1:0", creds)
+        else:
+            self.grpc_port = self._grpc.add_insecure_port("127.0.0.1:0")
         self._rest = ThreadingHTTPServer(("127.0.0.1", 0), _rest_handler(self.servables))
         self.rest_port = self._rest.server_address[1]
 
