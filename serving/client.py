@@ -48,6 +48,15 @@ def check_sizes(images: list[bytes], max_image_bytes: int, names: list[str] | No
                                f"{max_image_bytes / 2**20:.1f} MiB limit")
 
 
+def predict_in_batches(client, images: list[bytes], names: list[str] | None, send) -> list[Prediction]:
+    """Checks sizes first (nothing is sent if one image is too large), then sends batch_size at a time."""
+    check_sizes(images, client.max_image_bytes, names)
+    predictions: list[Prediction] = []
+    for start in range(0, len(images), client.batch_size):
+        predictions += send(images[start:start + client.batch_size])
+    return predictions
+
+
 def _retry_service_config(max_attempts: int) -> str:
     return json.dumps({"methodConfig": [{
         "name": [{"service": "tensorflow.serving.PredictionService"}, {"service": "tensorflow.serving.ModelService"}],
@@ -98,16 +107,13 @@ class GrpcClient:
     def predict(self, images: list[bytes], version: int | None = None,
                 names: list[str] | None = None) -> list[Prediction]:
         """Classifies encoded images, `batch_size` per request."""
-        check_sizes(images, self.max_image_bytes, names)
-        predictions: list[Prediction] = []
-        for start in range(0, len(images), self.batch_size):
-            batch = images[start:start + self.batch_size]
-            request = predict_pb2.PredictRequest(model_spec=self._spec(version, signature.SIGNATURE))
-            request.inputs[signature.INPUT].CopyFrom(
-                tf.make_tensor_proto(batch, dtype=tf.string, shape=[len(batch)]))
-            response = self._call(self._predict.Predict, request)
-            predictions += parse_outputs({k: tf.make_ndarray(v) for k, v in response.outputs.items()})
-        return predictions
+        return predict_in_batches(self, images, names, lambda batch: self._predict_batch(batch, version))
+
+    def _predict_batch(self, batch: list[bytes], version: int | None) -> list[Prediction]:
+        request = predict_pb2.PredictRequest(model_spec=self._spec(version, signature.SIGNATURE))
+        request.inputs[signature.INPUT].CopyFrom(tf.make_tensor_proto(batch, dtype=tf.string, shape=[len(batch)]))
+        response = self._call(self._predict.Predict, request)
+        return parse_outputs({k: tf.make_ndarray(v) for k, v in response.outputs.items()})
 
     def status(self, version: int | None = None) -> list[tuple[int, str]]:
         request = get_model_status_pb2.GetModelStatusRequest(model_spec=self._spec(version))
@@ -186,15 +192,13 @@ class RestClient:
 
     def predict(self, images: list[bytes], version: int | None = None,
                 names: list[str] | None = None) -> list[Prediction]:
-        check_sizes(images, self.max_image_bytes, names)
-        predictions: list[Prediction] = []
-        for start in range(0, len(images), self.batch_size):
-            batch = images[start:start + self.batch_size]
-            body = {"signature_name": signature.SIGNATURE,
-                    "instances": [{"b64": base64.b64encode(b).decode()} for b in batch]}
-            rows = self._request("POST", self._url(version) + ":predict", json=body)["predictions"]
-            predictions += parse_outputs({k: [row[k] for row in rows] for k in signature.OUTPUTS})
-        return predictions
+        return predict_in_batches(self, images, names, lambda batch: self._predict_batch(batch, version))
+
+    def _predict_batch(self, batch: list[bytes], version: int | None) -> list[Prediction]:
+        body = {"signature_name": signature.SIGNATURE,
+                "instances": [{"b64": base64.b64encode(b).decode()} for b in batch]}
+        rows = self._request("POST", self._url(version) + ":predict", json=body)["predictions"]
+        return parse_outputs({k: [row[k] for row in rows] for k in signature.OUTPUTS})
 
     def status(self, version: int | None = None) -> list[tuple[int, str]]:
         body = self._request("GET", self._url(version))
