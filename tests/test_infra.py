@@ -64,7 +64,8 @@ def test_model_config_parses_as_tf_serving_proto():
     assert config.model_version_policy.latest.num_versions == 2
 
 
-def test_pipeline_dockerfile_installs_from_the_lock():
-    text = (REPO / "infra" / "docker" / "pipeline.Dockerfile").read_text()
-    assert "locks/pipeline.lock" in text and "--require-hashes" in text
-    assert "COPY components/ components/" in text
+@pytest.mark.parametrize("image, lock", [("pipeline", "pipeline.lock"), ("converter", "converter.lock")])
+def test_dockerfiles_install_from_the_locks(image, lock):
+    text = (REPO / "infra" / "docker" / f"{image}.Dockerfile").read_text()
+    assert f"locks/{lock}" in text and "--require-hashes" in text
+    assert (REPO / "locks" / lock).exists()
