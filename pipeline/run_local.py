@@ -83,7 +83,7 @@ def main(argv=None) -> int:
         tfx.orchestration.LocalDagRunner().run(pipeline)
     except Exception as err:  # a component failed: report it in one line below
         failure = err
-    summary = run_summary.collect(config.metadata_path, started)
+    summary = run_summary.collect(config.metadata_path, started, config.class_names)
     print(run_summary.format_summary(summary, time.time() - started, config.class_names))
     if failure is not None:
         print(f"error: pipeline failed: {one_line(failure)}", file=sys.stderr)

@@ -28,6 +28,7 @@ class RunSummary:
     pushed_to: str | None = None
     ingest_report: str | None = None
     evaluation_uri: str | None = None
+    confusion: list[list[int]] | None = None  # [actual][predicted] on the eval split
 
 
 def _custom(artifact, key):
@@ -63,7 +64,35 @@ def load_metrics(evaluation_uri: str) -> dict:
     return metrics
 
 
-def collect(metadata_path: str, since_epoch_s: float) -> RunSummary:
+def load_confusion_matrix(evaluation_uri: str, num_classes: int) -> list[list[int]] | None:
+    """The overall-slice MultiClassConfusionMatrixPlot as counts[actual][predicted]."""
+    import tensorflow_model_analysis as tfma
+
+    for plots in tfma.load_plots(evaluation_uri):
+        if plots.slice_key.single_slice_keys:
+            continue
+        for item in plots.plot_keys_and_values:
+            if item.key.name != "multi_class_confusion_matrix_plot" or item.key.model_name == "baseline":
+                continue
+            matrix = [[0] * num_classes for _ in range(num_classes)]
+            for e in item.value.multi_class_confusion_matrix_at_thresholds.matrices[0].entries:
+                if e.actual_class_id < num_classes and e.predicted_class_id < num_classes:
+                    matrix[e.actual_class_id][e.predicted_class_id] += int(e.num_weighted_examples)
+            return matrix
+    return None
+
+
+def per_class_metrics(matrix: list[list[int]], class_names: list[str]) -> dict:
+    """Recall and precision of each class from a confusion matrix (top-1 predictions)."""
+    out = {}
+    for i, name in enumerate(class_names):
+        actual, predicted = sum(matrix[i]), sum(row[i] for row in matrix)
+        out[f"recall/{name}"] = matrix[i][i] / actual if actual else float("nan")
+        out[f"precision/{name}"] = matrix[i][i] / predicted if predicted else float("nan")
+    return out
+
+
+def collect(metadata_path: str, since_epoch_s: float, class_names: list[str] = ()) -> RunSummary:
     if not os.path.exists(metadata_path):
         return RunSummary(components=[])
     cfg = metadata_store_pb2.ConnectionConfig()
@@ -91,7 +120,12 @@ def collect(metadata_path: str, since_epoch_s: float) -> RunSummary:
                 summary.pushed_to = _custom(artifact, "pushed_destination")
     if summary.evaluation_uri:
         try:
-            summary.metrics = load_metrics(summary.evaluation_uri)
+            summary.metrics = {k: v for k, v in load_metrics(summary.evaluation_uri).items()
+                               if k.startswith(("sparse_categorical_accuracy", "loss", "example_count"))}
+            if class_names:
+                summary.confusion = load_confusion_matrix(summary.evaluation_uri, len(class_names))
+                if summary.confusion:
+                    summary.metrics.update(per_class_metrics(summary.confusion, list(class_names)))
         except Exception as err:  # the summary must not hide the run's own outcome
             summary.metrics = {"error": f"could not read metrics: {err}"}
     if summary.blessed is False:
@@ -151,6 +185,9 @@ def format_summary(summary: RunSummary, wall_seconds: float, class_names: list[s
         lines.append(f"ingest report: {summary.ingest_report}")
     if summary.metrics:
         lines.append("eval metrics (split 'eval'): " + json.dumps(readable_metrics(summary.metrics, list(class_names))))
+    if summary.confusion:
+        lines.append("confusion matrix (rows: actual, columns: predicted; " + ", ".join(class_names) + "):")
+        lines += ["  " + " ".join(f"{n:6d}" for n in row) for row in summary.confusion]
     lines.append(f"blessed: {summary.blessed} ({summary.blessing_reason})")
     lines.append(f"pushed model: {summary.pushed_to or 'none'}")
     return "\n".join(lines)

@@ -53,3 +53,11 @@ def test_blessing_failures_read_as_sentences():
         metric_value { double_value { value: -0.6188 } }""", validation_result_pb2.ValidationFailure())
     assert describe_failure(value) == "sparse_categorical_accuracy 0.2509 < 0.5"
     assert describe_failure(change) == "sparse_categorical_accuracy change vs last blessed model -0.6188 < -0.0100"
+
+
+def test_per_class_metrics_from_the_confusion_matrix():
+    from pipeline.run_summary import per_class_metrics
+
+    matrix = [[8, 2], [1, 9]]  # rows: actual A, B; columns: predicted A, B
+    got = per_class_metrics(matrix, ["A", "B"])
+    assert got == {"recall/A": 0.8, "precision/A": 8 / 9, "recall/B": 0.9, "precision/B": 9 / 11}
