@@ -7,14 +7,15 @@ from pipeline.config import REPO_ROOT
 
 
 def code_fingerprint(*packages: str) -> str:
-    """Hash of the Python sources of the given folders under the repo.
+    """Hash of the Python sources of the given folders (or single files) under the repo.
 
     Functions passed by import path (as KFP images need) are not part of TFX's cache key, so each
     component's custom_config carries this: editing the code re-runs the step instead of reusing it.
     """
     digest = hashlib.sha256()
     for package in packages:
-        for path in sorted((REPO_ROOT / package).rglob("*.py")):
+        root = REPO_ROOT / package
+        for path in sorted(root.rglob("*.py")) if root.is_dir() else [root]:
             digest.update(str(path.relative_to(REPO_ROOT)).encode())
             digest.update(path.read_bytes())
     return digest.hexdigest()[:16]

@@ -61,3 +61,12 @@ def test_per_class_metrics_from_the_confusion_matrix():
     matrix = [[8, 2], [1, 9]]  # rows: actual A, B; columns: predicted A, B
     got = per_class_metrics(matrix, ["A", "B"])
     assert got == {"recall/A": 0.8, "precision/A": 8 / 9, "recall/B": 0.9, "precision/B": 9 / 11}
+
+
+def test_fingerprint_of_single_files(tmp_path, monkeypatch):
+    (tmp_path / "a.py").write_text("x = 1\n")
+    (tmp_path / "b.py").write_text("y = 1\n")
+    monkeypatch.setattr(code_version, "REPO_ROOT", tmp_path)
+    first = code_version.code_fingerprint("a.py")
+    (tmp_path / "b.py").write_text("y = 2\n")  # not part of the fingerprint
+    assert code_version.code_fingerprint("a.py") == first
