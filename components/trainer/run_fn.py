@@ -107,6 +107,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         logging.info("restored the weights of the epoch with the best val_loss (%.4f)", early_stopping.best)
 
     signatures = _export_signatures(model, tf_transform_output, list(cfg["class_names"]))
-    model.save(fn_args.serving_model_dir, save_format="tf", signatures=signatures)
+    # No optimizer state: serving never needs it, and it would triple the pushed size (Adam, Adadelta).
+    model.save(fn_args.serving_model_dir, save_format="tf", signatures=signatures, include_optimizer=False)
     warmup_images = [p if os.path.isabs(p) or "://" in p else str(REPO_ROOT / p) for p in cfg["warmup_images"]]
     write_warmup_requests(fn_args.serving_model_dir, warmup_images, cfg["serving_model_name"])
