@@ -43,5 +43,5 @@ for ((i = 0; i < ${#args[@]}; i++)); do
 done
 
 exec bwrap "${args[@]}" --chdir "$PWD" \
-  --setenv PATH "/opt/venv/bin:/usr/local/bin:/usr/bin:/bin" \
+  --setenv PATH "/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" \
   --setenv SSL_CERT_FILE /etc/ssl/certs/ca-certificates.crt "$@"

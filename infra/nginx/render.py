@@ -1,0 +1,32 @@
+"""Renders infra/nginx/cdn.conf.template into a runnable nginx configuration.
+
+    python infra/nginx/render.py --origin-root DIR --listen 127.0.0.1:8080 --allowed-origin http://localhost:5173 \
+        --runtime-dir /tmp/bloodcell-cdn > cdn.conf
+    nginx -e /tmp/bloodcell-cdn/error.log -c $PWD/cdn.conf
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import string
+from pathlib import Path
+
+TEMPLATE = Path(__file__).resolve().parent / "cdn.conf.template"
+
+
+def render(origin_root: str, listen: str, allowed_origin: str, runtime_dir: str) -> str:
+    for sub in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
+        os.makedirs(os.path.join(runtime_dir, sub), exist_ok=True)
+    return string.Template(TEMPLATE.read_text()).substitute(
+        ORIGIN_ROOT=os.path.abspath(origin_root), LISTEN=listen, ALLOWED_ORIGIN=allowed_origin,
+        RUNTIME_DIR=os.path.abspath(runtime_dir))
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--origin-root", required=True)
+    parser.add_argument("--listen", default="127.0.0.1:8080")
+    parser.add_argument("--allowed-origin", default="http://localhost:5173")
+    parser.add_argument("--runtime-dir", required=True)
+    args = parser.parse_args()
+    print(render(args.origin_root, args.listen, args.allowed_origin, args.runtime_dir))
