@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-IMAGE_KEY = "image"
-LABEL_KEY = "label"
+from components.image_example_gen.image_reader import IMAGE_KEY, LABEL_KEY  # the raw feature names
+
 TRANSFORMED_IMAGE_KEY = "image_xf"
 
 
