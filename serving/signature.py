@@ -9,3 +9,8 @@ OUTPUTS = {                      # name -> TensorFlow dtype name
 }
 INPUT_DTYPE = "DT_STRING"
 WARMUP_FILE = "assets.extra/tf_serving_warmup_requests"
+
+# The browser model's signature (converted to TensorFlow.js, which cannot decode JPEG in-graph):
+# decoded RGB pixels, float32 [batch, height, width, 3] in 0-255, any height and width; same outputs.
+BROWSER_SIGNATURE = "serving_pixels"
+BROWSER_INPUT = "pixels"

@@ -13,8 +13,9 @@ from tfx import v1 as tfx
 
 from components.trainer import augment as augment_lib
 from components.trainer import models
-from components.transform.preprocessing import IMAGE_KEY, LABEL_KEY, TRANSFORMED_IMAGE_KEY
+from components.transform.preprocessing import IMAGE_KEY, LABEL_KEY, TRANSFORMED_IMAGE_KEY, resize_decoded_pixels
 from pipeline.config import REPO_ROOT
+from serving import signature
 from serving.warmup import write_warmup_requests
 
 EXAMPLES_SIGNATURE = "from_examples"
@@ -52,7 +53,7 @@ def make_dataset(file_pattern: list[str], tf_transform_output: tft.TFTransformOu
 
 
 def _export_signatures(model: keras.Model, tf_transform_output: tft.TFTransformOutput,
-                       class_names: list[str]) -> dict:
+                       class_names: list[str], image_size: int) -> dict:
     model.tft_layer = tf_transform_output.transform_features_layer()
     names = tf.constant(class_names)
 
@@ -75,8 +76,16 @@ def _export_signatures(model: keras.Model, tf_transform_output: tft.TFTransformO
     def serve_examples(serialized):
         return predict(tf.io.parse_example(serialized, image_only))
 
+    @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32, name=signature.BROWSER_INPUT)])
+    def serve_pixels(pixels):
+        # For TensorFlow.js: no decode op there, and the resize is rebuilt from ops it has.
+        probabilities = tf.cast(model(resize_decoded_pixels(pixels, image_size), training=False), tf.float32)
+        class_id = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
+        return {"probabilities": probabilities, "class_id": class_id, "class_name": tf.gather(names, class_id)}
+
     return {"serving_default": serve_images.get_concrete_function(),
-            EXAMPLES_SIGNATURE: serve_examples.get_concrete_function()}
+            EXAMPLES_SIGNATURE: serve_examples.get_concrete_function(),
+            signature.BROWSER_SIGNATURE: serve_pixels.get_concrete_function()}
 
 
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
@@ -106,7 +115,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         model.set_weights(early_stopping.best_weights)
         logging.info("restored the weights of the epoch with the best val_loss (%.4f)", early_stopping.best)
 
-    signatures = _export_signatures(model, tf_transform_output, list(cfg["class_names"]))
+    signatures = _export_signatures(model, tf_transform_output, list(cfg["class_names"]), int(cfg["image_size"]))
     # No optimizer state: serving never needs it, and it would triple the pushed size (Adam, Adadelta).
     model.save(fn_args.serving_model_dir, save_format="tf", signatures=signatures, include_optimizer=False)
     warmup_images = [p if os.path.isabs(p) or "://" in p else str(REPO_ROOT / p) for p in cfg["warmup_images"]]

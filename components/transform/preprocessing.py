@@ -7,6 +7,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from components.image_example_gen.image_reader import IMAGE_KEY, LABEL_KEY  # the raw feature names
+from components.transform.resize import antialiased_resize
 
 TRANSFORMED_IMAGE_KEY = "image_xf"
 
@@ -17,6 +18,13 @@ def decode_and_resize(encoded: tf.Tensor, image_size: int) -> tf.Tensor:
     image = tf.image.convert_image_dtype(image, tf.float32)  # uint8 -> [0, 1]
     image = tf.image.resize(image, [image_size, image_size], method="bilinear", antialias=True)
     return tf.clip_by_value(image, 0.0, 1.0)
+
+
+def resize_decoded_pixels(pixels: tf.Tensor, image_size: int) -> tf.Tensor:
+    """Decoded RGB values 0-255, float32 [batch, H, W, 3] (what a browser canvas gives) -> the same
+    model input as decode_and_resize, with a resize TensorFlow.js can run."""
+    images = antialiased_resize(tf.cast(pixels, tf.float32) / 255.0, image_size)
+    return tf.clip_by_value(images, 0.0, 1.0)
 
 
 def preprocessing_fn(inputs: dict, custom_config: dict) -> dict:
