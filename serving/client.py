@@ -38,23 +38,36 @@ class Prediction:
         return max(self.probabilities)
 
 
+def _size(n: int) -> str:
+    return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n / 2**10:.1f} KiB" if n >= 2**10 else f"{n} bytes"
+
+
 def check_sizes(images: list[bytes], max_image_bytes: int, names: list[str] | None = None) -> None:
     for i, image in enumerate(images):
         label = names[i] if names else f"#{i}"
         if not image:
             raise ServingError(f"image {label} is empty")
         if len(image) > max_image_bytes:
-            raise ServingError(f"image {label} is {len(image) / 2**20:.1f} MiB, over the "
-                               f"{max_image_bytes / 2**20:.1f} MiB limit")
+            raise ServingError(f"image {label} is {_size(len(image))}, over the {_size(max_image_bytes)} limit")
 
 
-def predict_in_batches(client, images: list[bytes], names: list[str] | None, send) -> list[Prediction]:
-    """Checks sizes first (nothing is sent if one image is too large), then sends batch_size at a time."""
-    check_sizes(images, client.max_image_bytes, names)
-    predictions: list[Prediction] = []
-    for start in range(0, len(images), client.batch_size):
-        predictions += send(images[start:start + client.batch_size])
-    return predictions
+class _BatchingClient:
+    """predict() for both protocols: sizes checked first (nothing is sent if one image is too
+    large), then batch_size images per request through the subclass's _predict_batch."""
+
+    max_image_bytes: int
+    batch_size: int
+
+    def predict(self, images: list[bytes], version: int | None = None,
+                names: list[str] | None = None) -> list[Prediction]:
+        check_sizes(images, self.max_image_bytes, names)
+        predictions: list[Prediction] = []
+        for start in range(0, len(images), self.batch_size):
+            predictions += self._predict_batch(images[start:start + self.batch_size], version)
+        return predictions
+
+    def _predict_batch(self, batch: list[bytes], version: int | None) -> list[Prediction]:
+        raise NotImplementedError
 
 
 def _retry_service_config(max_attempts: int) -> str:
@@ -65,7 +78,7 @@ def _retry_service_config(max_attempts: int) -> str:
     }]})
 
 
-class GrpcClient:
+class GrpcClient(_BatchingClient):
     def __init__(self, target: str, model_name: str, *, timeout_s: float = 10.0, max_attempts: int = 4,
                  tls: bool = False, root_certificates: bytes | None = None, batch_size: int = 32,
                  max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES):
@@ -103,11 +116,6 @@ class GrpcClient:
             return method(request, timeout=self.timeout_s)
         except grpc.RpcError as err:
             raise ServingError(describe_rpc_error(err, self.target, self.timeout_s)) from None
-
-    def predict(self, images: list[bytes], version: int | None = None,
-                names: list[str] | None = None) -> list[Prediction]:
-        """Classifies encoded images, `batch_size` per request."""
-        return predict_in_batches(self, images, names, lambda batch: self._predict_batch(batch, version))
 
     def _predict_batch(self, batch: list[bytes], version: int | None) -> list[Prediction]:
         request = predict_pb2.PredictRequest(model_spec=self._spec(version, signature.SIGNATURE))
@@ -155,7 +163,7 @@ def parse_outputs(outputs: dict) -> list[Prediction]:
     return [Prediction(n, int(i), [float(p) for p in row]) for n, i, row in zip(names, ids, probabilities)]
 
 
-class RestClient:
+class RestClient(_BatchingClient):
     """TF Serving's REST API (port 8501): the same predictions over HTTP/JSON."""
 
     def __init__(self, base_url: str, model_name: str, *, timeout_s: float = 10.0,
@@ -189,10 +197,6 @@ class RestClient:
                 message = response.text
             raise ServingError(f"HTTP {response.status_code} from {url}: {message.strip().splitlines()[0] if message else ''}")
         return response.json()
-
-    def predict(self, images: list[bytes], version: int | None = None,
-                names: list[str] | None = None) -> list[Prediction]:
-        return predict_in_batches(self, images, names, lambda batch: self._predict_batch(batch, version))
 
     def _predict_batch(self, batch: list[bytes], version: int | None) -> list[Prediction]:
         body = {"signature_name": signature.SIGNATURE,

@@ -209,13 +209,12 @@ def _rest_handler(servables: Servables):
                 return self._reply(404, {"error": "Malformed request"})
             name, version, _ = route
             try:
-                versions = [servables.get(name, version)[0]] if version else sorted(servables.versions)
-                servables.get(name, None)
+                found = servables.get(name, version)[0]
             except ServableError as err:
                 return self._reply(404, {"error": err.message})
             return self._reply(200, {"model_version_status": [
                 {"version": str(v), "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}
-                for v in versions]})
+                for v in ([found] if version is not None else sorted(servables.versions))]})
 
         def do_POST(self):
             route = self._route()

@@ -75,26 +75,24 @@ def test_wrong_input_is_rejected_in_one_line(server):
     assert str(err.value).startswith("request rejected by 127.0.0.1:") and "\n" not in str(err.value)
 
 
-def test_wrong_input_name_and_dtype_follow_tf_serving(server):
+@pytest.mark.parametrize("alias, message", [
+    ("pixels", "input tensor alias not found in signature: pixels"),
+    ("images", "Expects arg[0] to be DT_STRING but DT_FLOAT is provided"),
+])
+def test_wrong_input_name_and_dtype_follow_tf_serving(server, alias, message):
     stub = prediction_service_pb2_grpc.PredictionServiceStub(grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}"))
     request = predict_pb2.PredictRequest(model_spec=model_pb2.ModelSpec(name="bloodcell"))
-    request.inputs["pixels"].CopyFrom(tf.make_tensor_proto([1.0]))
+    request.inputs[alias].CopyFrom(tf.make_tensor_proto([1.0]))
     with pytest.raises(grpc.RpcError) as err:
         stub.Predict(request, timeout=10)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "input tensor alias not found in signature: pixels" in err.value.details()
-    request = predict_pb2.PredictRequest(model_spec=model_pb2.ModelSpec(name="bloodcell"))
-    request.inputs["images"].CopyFrom(tf.make_tensor_proto([1.0]))
-    with pytest.raises(grpc.RpcError) as err:
-        stub.Predict(request, timeout=10)
-    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "Expects arg[0] to be DT_STRING but DT_FLOAT is provided" in err.value.details()
+    assert message in err.value.details()
 
 
 def test_image_over_the_size_limit_is_refused_before_sending(server, jpegs):
     calls = server.prediction.calls
     with grpc_client(server, max_image_bytes=1000) as client:
-        with pytest.raises(ServingError, match=r"image cell.jpeg is 0.0 MiB, over the 0.0 MiB limit|over the"):
+        with pytest.raises(ServingError, match=r"^image cell\.jpeg is \d+\.\d KiB, over the 1000 bytes limit$"):
             client.predict(jpegs[:1], names=["cell.jpeg"])
     assert server.prediction.calls == calls
 

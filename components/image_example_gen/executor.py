@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from typing import Any
 
 import apache_beam as beam
@@ -39,6 +38,12 @@ def failed_report_path(examples_uri: str) -> str:
     """<pipeline_root>/<ExampleGen>/failed_ingest/<execution>/ingest_report.json"""
     component_dir = os.path.dirname(os.path.dirname(examples_uri.rstrip("/")))
     return os.path.join(component_dir, "failed_ingest", os.path.basename(examples_uri.rstrip("/")), REPORT_FILE)
+
+
+def _remove_tree(path: str) -> None:
+    # tf.io.gfile, like the writes: the artifact URI may be gs:// on a cluster.
+    if tf.io.gfile.exists(path):
+        tf.io.gfile.rmtree(path)
 
 
 def _write_json(path: str, data: dict) -> None:
@@ -103,7 +108,7 @@ class Executor(BaseExampleGenExecutor):
         for path in tf.io.gfile.glob(self._rejects_prefix + "*"):
             with tf.io.gfile.GFile(path) as f:
                 decode_rejects += [image_reader.Rejected(**json.loads(line)) for line in f if line.strip()]
-        shutil.rmtree(rejects_dir, ignore_errors=True)
+        _remove_tree(rejects_dir)
 
         max_bad = float(self._params["max_bad_fraction"])
         report = image_reader.summarize(self._candidates, listing_rejects + decode_rejects, max_bad)
@@ -120,7 +125,7 @@ class Executor(BaseExampleGenExecutor):
             # Leave no examples that could pass for a finished ingest (TFX also removes the outputs
             # of a failed execution), and keep the report beside the artifact folder to read.
             for split in image_reader.SPLITS:
-                shutil.rmtree(artifact_utils.get_split_uri([examples], split), ignore_errors=True)
+                _remove_tree(artifact_utils.get_split_uri([examples], split))
             report_path = failed_report_path(examples.uri)
             _write_json(report_path, report)
             raise image_reader.IngestError(f"{problem}; see {report_path}")

@@ -82,11 +82,11 @@ def _list_class_folders(folder: str, split_of, class_names: list[str], root: str
             continue
         for dirpath, _, files in gfile.walk(class_dir):
             for name in sorted(files):
+                if name.startswith("."):
+                    continue  # .DS_Store and friends are not inputs
                 path = os.path.join(dirpath, name)
                 rel = path[len(root):].lstrip("/")
                 split = split_of(rel)
-                if name.startswith("."):
-                    continue  # .DS_Store and friends are not inputs
                 if entry not in class_names:
                     rejected.append(Rejected(rel, split, f"unknown class folder '{entry}'"))
                 elif not name.lower().endswith(IMAGE_EXTENSIONS):

@@ -57,12 +57,15 @@ def _export_signatures(model: keras.Model, tf_transform_output: tft.TFTransformO
     model.tft_layer = tf_transform_output.transform_features_layer()
     names = tf.constant(class_names)
 
-    def predict(raw_features: dict) -> dict:
-        transformed = model.tft_layer(raw_features)
-        probabilities = tf.cast(model(transformed[TRANSFORMED_IMAGE_KEY], training=False), tf.float32)
+    def classify(model_inputs: tf.Tensor) -> dict:
+        """Model inputs -> the outputs every signature returns."""
+        probabilities = tf.cast(model(model_inputs, training=False), tf.float32)
         class_id = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
         return {"probabilities": probabilities, "class_id": class_id,
                 "class_name": tf.gather(names, class_id)}
+
+    def predict(raw_features: dict) -> dict:
+        return classify(model.tft_layer(raw_features)[TRANSFORMED_IMAGE_KEY])
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="images")])
     def serve_images(images):
@@ -79,9 +82,7 @@ def _export_signatures(model: keras.Model, tf_transform_output: tft.TFTransformO
     @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32, name=signature.BROWSER_INPUT)])
     def serve_pixels(pixels):
         # For TensorFlow.js: no decode op there, and the resize is rebuilt from ops it has.
-        probabilities = tf.cast(model(resize_decoded_pixels(pixels, image_size), training=False), tf.float32)
-        class_id = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
-        return {"probabilities": probabilities, "class_id": class_id, "class_name": tf.gather(names, class_id)}
+        return classify(resize_decoded_pixels(pixels, image_size))
 
     return {"serving_default": serve_images.get_concrete_function(),
             EXAMPLES_SIGNATURE: serve_examples.get_concrete_function(),
