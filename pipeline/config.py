@@ -47,6 +47,14 @@ class ServingConfig(_Section):
     warmup_images: list[str] = Field(default_factory=list)
 
 
+class BrowserConfig(_Section):
+    """The tfjs model published for the web client (components/tfjs)."""
+    cdn_base: str = ""                   # CDN origin (folder, gs://, s3://); empty: <run_dir>/cdn
+    quantization: Literal["none", "float16", "uint8"] = "float16"
+    review_threshold: float = Field(0.8, ge=0, le=1)   # top probability under this: flag for review
+    converter: str = ""                  # empty: $BLOODCELL_TFJS_CONVERTER, else tensorflowjs_converter
+
+
 class BeamConfig(_Section):
     direct_num_workers: int = Field(0, ge=0)
     extra_args: list[str] = []
@@ -65,7 +73,7 @@ class KubeflowConfig(_Section):
     data_dir: str = "gs://YOUR-BUCKET/blood-cells/dataset2-master/images"
     serving_base: str = "gs://YOUR-BUCKET/bloodcell/serving/bloodcell"
     image: str = "REGISTRY/bloodcell-pipeline:latest"
-    converter_image: str = "REGISTRY/bloodcell-converter:latest"
+    cdn_base: str = "gs://YOUR-BUCKET/bloodcell/cdn"               # the CDN's origin bucket
     endpoint: str = "http://localhost:8080"
     experiment: str = "bloodcell"
     schedule_cron: str = "0 0 3 * * 1"   # KFP cron has a seconds field: 03:00 every Monday
@@ -84,6 +92,7 @@ class Config(_Section):
     training: TrainingConfig = TrainingConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
     serving: ServingConfig = ServingConfig()
+    browser: BrowserConfig = BrowserConfig()
     beam: BeamConfig = BeamConfig()
     kubeflow: KubeflowConfig = KubeflowConfig()
 
@@ -116,6 +125,11 @@ class Config(_Section):
     def serving_base(self) -> str:
         """TF Serving's base path; versions are pushed to <serving_base>/<version>/."""
         return os.path.join(self.run_dir, "serving", self.serving.model_name)
+
+    @property
+    def cdn_base(self) -> str:
+        """The CDN origin; the tfjs model is published to <cdn_base>/<model_name>/<version>/."""
+        return self._abs(self.browser.cdn_base) if self.browser.cdn_base else os.path.join(self.run_dir, "cdn")
 
     @property
     def data_path(self) -> str:

@@ -39,7 +39,8 @@ def build_pipeline(config: Config):
     # A remote folder cannot be probed at compile time: the Kaggle TRAIN/TEST layout is assumed there.
     data_root = kf.data_dir if "://" in kf.data_dir else image_reader.resolve_data_root(kf.data_dir)
     pipeline = create_pipeline(config, data_root=data_root, pipeline_root=kf.pipeline_root,
-                               serving_base=kf.serving_base, beam_args=kf.beam_args or config.beam_args())
+                               serving_base=kf.serving_base, cdn_base=kf.cdn_base,
+                               beam_args=kf.beam_args or config.beam_args())
     for component in pipeline.components:
         if component.id == TRAINER_ID:
             component.with_platform_config(trainer_resources(config))

@@ -6,6 +6,7 @@ from tfx import v1 as tfx
 from components.evaluation.eval_config import eval_config
 from components.image_example_gen import image_reader
 from components.image_example_gen.component import image_example_gen
+from components.tfjs.component import TfjsPublisher
 from components.validation.anomalies_gate import AnomaliesGate
 from pipeline.code_version import code_fingerprint
 from pipeline.config import REPO_ROOT, Config
@@ -24,7 +25,7 @@ def trainer_custom_config(config: Config) -> dict:
             "early_stopping_patience": t.early_stopping_patience, "seed": t.seed}
 
 
-def create_components(config: Config, data_root: str, serving_base: str) -> list:
+def create_components(config: Config, data_root: str, serving_base: str, cdn_base: str) -> list:
     example_gen = image_example_gen(config, data_root)
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
     inferred_schema = tfx.components.SchemaGen(statistics=statistics_gen.outputs["statistics"],
@@ -60,19 +61,28 @@ def create_components(config: Config, data_root: str, serving_base: str) -> list
         model=trainer.outputs["model"], model_blessing=evaluator.outputs["blessing"],
         push_destination=tfx.proto.PushDestination(
             filesystem=tfx.proto.PushDestination.Filesystem(base_directory=serving_base)))
+    tfjs_publisher = TfjsPublisher(
+        pushed_model=pusher.outputs["pushed_model"], evaluation=evaluator.outputs["evaluation"],
+        cdn_base=cdn_base, model_name=config.serving.model_name, quantization=config.browser.quantization,
+        review_threshold=config.browser.review_threshold, class_names=config.class_names,
+        image_size=config.image_size, pipeline_name=config.pipeline_name,
+        converter=config.browser.converter, code_version=code_fingerprint("components/tfjs",
+                                                                          "components/evaluation"))
     return [example_gen, statistics_gen, inferred_schema, curated_schema, example_validator, gate,
-            transform, trainer, baseline, evaluator, pusher]
+            transform, trainer, baseline, evaluator, pusher, tfjs_publisher]
 
 
 def create_pipeline(config: Config, metadata_connection_config=None, data_root: str | None = None,
                     pipeline_root: str | None = None, serving_base: str | None = None,
+                    cdn_base: str | None = None,
                     beam_args: list[str] | None = None) -> tfx.dsl.Pipeline:
     """The pipeline; the local runner takes the locations from `config`, Kubeflow passes its own."""
     data_root = data_root or image_reader.resolve_data_root(config.data_path)
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,
         pipeline_root=pipeline_root or config.pipeline_root,
-        components=create_components(config, data_root, serving_base or config.serving_base),
+        components=create_components(config, data_root, serving_base or config.serving_base,
+                                      cdn_base or config.cdn_base),
         enable_cache=True,
         metadata_connection_config=metadata_connection_config,
         beam_pipeline_args=beam_args if beam_args is not None else config.beam_args(),

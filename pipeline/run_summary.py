@@ -9,6 +9,9 @@ import os
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
+from components.evaluation.metrics import (load_confusion_matrix, load_metrics, per_class_metrics,
+                                           readable_metrics)
+
 _STATE = metadata_store_pb2.Execution.State
 
 
@@ -26,6 +29,7 @@ class RunSummary:
     blessing_reason: str = "the Evaluator did not run"
     metrics: dict = dataclasses.field(default_factory=dict)
     pushed_to: str | None = None
+    published_to: str | None = None   # the tfjs model on the CDN origin
     ingest_report: str | None = None
     evaluation_uri: str | None = None
     confusion: list[list[int]] | None = None  # [actual][predicted] on the eval split
@@ -42,54 +46,6 @@ def _outputs(store, execution_id: int) -> list:
     events = store.get_events_by_execution_ids([execution_id])
     ids = [e.artifact_id for e in events if e.type == metadata_store_pb2.Event.OUTPUT]
     return store.get_artifacts_by_id(ids) if ids else []
-
-
-def load_metrics(evaluation_uri: str) -> dict:
-    """Overall-slice metrics of a TFMA evaluation: {name: value}, per-class ones as name/class_id."""
-    import tensorflow_model_analysis as tfma
-
-    result = tfma.load_eval_result(evaluation_uri)
-    metrics = {}
-    for slice_key, by_output in result.slicing_metrics:
-        if slice_key:
-            continue
-        for _, by_sub in by_output.items():
-            for sub_key, values in by_sub.items():
-                for name, value in values.items():
-                    number = value.get("doubleValue") if isinstance(value, dict) else None
-                    if number is None:
-                        continue
-                    label = f"{name}/{sub_key}" if sub_key else name
-                    metrics[label] = number
-    return metrics
-
-
-def load_confusion_matrix(evaluation_uri: str, num_classes: int) -> list[list[int]] | None:
-    """The overall-slice MultiClassConfusionMatrixPlot as counts[actual][predicted]."""
-    import tensorflow_model_analysis as tfma
-
-    for plots in tfma.load_plots(evaluation_uri):
-        if plots.slice_key.single_slice_keys:
-            continue
-        for item in plots.plot_keys_and_values:
-            if item.key.name != "multi_class_confusion_matrix_plot" or item.key.model_name == "baseline":
-                continue
-            matrix = [[0] * num_classes for _ in range(num_classes)]
-            for e in item.value.multi_class_confusion_matrix_at_thresholds.matrices[0].entries:
-                if e.actual_class_id < num_classes and e.predicted_class_id < num_classes:
-                    matrix[e.actual_class_id][e.predicted_class_id] += int(e.num_weighted_examples)
-            return matrix
-    return None
-
-
-def per_class_metrics(matrix: list[list[int]], class_names: list[str]) -> dict:
-    """Recall and precision of each class from a confusion matrix (top-1 predictions)."""
-    out = {}
-    for i, name in enumerate(class_names):
-        actual, predicted = sum(matrix[i]), sum(row[i] for row in matrix)
-        out[f"recall/{name}"] = matrix[i][i] / actual if actual else float("nan")
-        out[f"precision/{name}"] = matrix[i][i] / predicted if predicted else float("nan")
-    return out
 
 
 def collect(metadata_path: str, since_epoch_s: float, class_names: list[str] = ()) -> RunSummary:
@@ -118,6 +74,10 @@ def collect(metadata_path: str, since_epoch_s: float, class_names: list[str] = (
                 summary.evaluation_uri = artifact.uri
             elif kind == "PushedModel" and _custom(artifact, "pushed"):
                 summary.pushed_to = _custom(artifact, "pushed_destination")
+            elif kind == "PushedModel" and _custom(artifact, "published"):
+                summary.published_to = (f"{_custom(artifact, 'published_url')} "
+                                        f"({_custom(artifact, 'model_bytes')} bytes, "
+                                        f"{_custom(artifact, 'quantization')} weights)")
     if summary.evaluation_uri:
         try:
             summary.metrics = {k: v for k, v in load_metrics(summary.evaluation_uri).items()
@@ -147,17 +107,6 @@ def _why_not_blessed(evaluation_uri: str | None) -> str:
         return "; ".join(reasons) or "thresholds not met"
     except Exception as err:
         return f"thresholds not met (validation result unreadable: {err})"
-
-
-def readable_metrics(metrics: dict, class_names: list[str]) -> dict:
-    """'recall/classId:2 topK:1' -> 'recall/MONOCYTE'; values rounded."""
-    out = {}
-    for key, value in sorted(metrics.items()):
-        name = key
-        for i, cls in enumerate(class_names):
-            name = name.replace(f"classId:{i} topK:1", cls).replace(f"classId:{i}", cls)
-        out[name] = round(value, 4) if isinstance(value, float) else value
-    return out
 
 
 def describe_failure(failure) -> str:
@@ -190,4 +139,5 @@ def format_summary(summary: RunSummary, wall_seconds: float, class_names: list[s
         lines += ["  " + " ".join(f"{n:6d}" for n in row) for row in summary.confusion]
     lines.append(f"blessed: {summary.blessed} ({summary.blessing_reason})")
     lines.append(f"pushed model: {summary.pushed_to or 'none'}")
+    lines.append(f"browser model (tfjs): {summary.published_to or 'none'}")
     return "\n".join(lines)

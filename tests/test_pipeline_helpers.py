@@ -15,7 +15,7 @@ def test_fingerprint_follows_the_code(tmp_path, monkeypatch):
 
 
 def test_metric_names_use_class_names():
-    from pipeline.run_summary import readable_metrics
+    from components.evaluation.metrics import readable_metrics
 
     got = readable_metrics({"recall/classId:1 topK:1": 0.91234, "sparse_categorical_accuracy": 0.5},
                            ["EOSINOPHIL", "LYMPHOCYTE"])
@@ -56,7 +56,7 @@ def test_blessing_failures_read_as_sentences():
 
 
 def test_per_class_metrics_from_the_confusion_matrix():
-    from pipeline.run_summary import per_class_metrics
+    from components.evaluation.metrics import per_class_metrics
 
     matrix = [[8, 2], [1, 9]]  # rows: actual A, B; columns: predicted A, B
     got = per_class_metrics(matrix, ["A", "B"])

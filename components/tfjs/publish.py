@@ -107,10 +107,24 @@ def publish(tfjs_dir: str, base: str, model_name: str, version: str, metadata: d
             _write(os.path.join(folder, name), data)
             renamed.append(name)
         group["paths"] = renamed
-    _write(os.path.join(folder, METADATA), json.dumps({**metadata, "version": str(version)}, indent=2).encode())
+    _write(os.path.join(folder, METADATA), json.dumps({**metadata, "version": str(version)}, indent=2, allow_nan=False).encode())
     # model.json last among the version's files: it is what check_version starts from.
     _write(os.path.join(folder, MODEL_JSON), json.dumps(model).encode())
     return point_latest(base, model_name, version)
+
+
+def publish_or_resume(tfjs_dir: str, base: str, model_name: str, version: str, metadata: dict) -> dict:
+    """publish(), except that a complete earlier publish of this version with the same quantization
+    (a retried pipeline step that stopped before moving the pointer) is only pointed to again."""
+    folder = version_dir(base, model_name, version)
+    if gfile.exists(os.path.join(folder, MODEL_JSON)):
+        check_version(base, model_name, version)
+        existing = json.loads(_read(os.path.join(folder, METADATA)))
+        if existing.get("quantization") != metadata.get("quantization"):
+            raise PublishError(f"version {version} of {model_name} is already published with quantization "
+                               f"{existing.get('quantization')}; versions are immutable")
+        return point_latest(base, model_name, version)
+    return publish(tfjs_dir, base, model_name, version, metadata)
 
 
 def list_versions(base: str, model_name: str) -> tuple[list[str], str | None]:

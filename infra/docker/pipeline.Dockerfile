@@ -6,17 +6,24 @@
 FROM nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04
 
 ENV DEBIAN_FRONTEND=noninteractive PYTHONUNBUFFERED=1 TF_USE_LEGACY_KERAS=1 \
-    VIRTUAL_ENV=/opt/venv PATH=/opt/venv/bin:$PATH PYTHONPATH=/pipeline
+    VIRTUAL_ENV=/opt/venv PATH=/opt/venv/bin:$PATH PYTHONPATH=/pipeline \
+    BLOODCELL_TFJS_CONVERTER=/opt/converter-venv/bin/tensorflowjs_converter
 RUN apt-get update && apt-get install -y --no-install-recommends software-properties-common \
  && add-apt-repository -y ppa:deadsnakes/ppa && apt-get update \
  && apt-get install -y --no-install-recommends python3.13 python3.13-venv python3.13-dev build-essential ca-certificates \
  && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /pipeline
-COPY infra/env/tools.lock locks/pipeline.lock /tmp/locks/
+COPY infra/env/tools.lock locks/pipeline.lock locks/converter.lock /tmp/locks/
+COPY infra/env/converter_shims/ /tmp/converter_shims/
 RUN python3.13 -m venv /opt/venv \
  && pip install --no-cache-dir -r /tmp/locks/tools.lock \
  && uv pip sync --python /opt/venv/bin/python --require-hashes /tmp/locks/pipeline.lock
+# The tfjs converter's own environment, as infra/env/setup.sh builds it (requirements/converter.in).
+RUN python3.13 -m venv /opt/converter-venv \
+ && uv pip sync --python /opt/converter-venv/bin/python --require-hashes /tmp/locks/converter.lock \
+ && cp -r /tmp/converter_shims/tensorflow_decision_forests /opt/converter-venv/lib/python3.13/site-packages/ \
+ && /opt/converter-venv/bin/python -c "import tensorflowjs"
 
 # The code the pipeline spec names by import path, and the warm-up images.
 COPY pyproject.toml ./

@@ -11,10 +11,23 @@ env_dir=$("$repo/infra/env/setup.sh")
 export PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}"
 export TF_USE_LEGACY_KERAS=1 TF_CPP_MIN_LOG_LEVEL=${TF_CPP_MIN_LOG_LEVEL:-2} PYTHONUNBUFFERED=1
 
+# The web client's npm packages (web/package-lock.json) live in the checkout: installed on first use
+# and again whenever the lock is newer than the install. npm's cache under $HOME keeps it quick.
+web_deps_stale() {
+  [ -f "$repo/web/package-lock.json" ] || return 1
+  [ ! -f "$repo/web/node_modules/.package-lock.json" ] || \
+    [ "$repo/web/package-lock.json" -nt "$repo/web/node_modules/.package-lock.json" ]
+}
+
 if [ -d "$env_dir/venv" ]; then
   export PATH="$env_dir/venv/bin:$PATH"
+  export BLOODCELL_TFJS_CONVERTER=${BLOODCELL_TFJS_CONVERTER:-$env_dir/converter-venv/bin/tensorflowjs_converter}
+  export BLOODCELL_CHROMIUM=${BLOODCELL_CHROMIUM:-$(command -v chromium || command -v chromium-browser || true)}
+  if web_deps_stale; then (cd "$repo/web" && npm ci --no-audit --no-fund >&2); fi
   exec "$@"
 fi
+export BLOODCELL_TFJS_CONVERTER=${BLOODCELL_TFJS_CONVERTER:-/opt/converter-venv/bin/tensorflowjs_converter}
+export BLOODCELL_CHROMIUM=${BLOODCELL_CHROMIUM:-/usr/bin/chromium}
 
 host_ca=${SSL_CERT_FILE:-/etc/ssl/certs/ca-certificates.crt}
 args=(--ro-bind "$env_dir/rootfs" / --proc /proc --dev /dev --tmpfs /dev/shm
@@ -42,6 +55,8 @@ for ((i = 0; i < ${#args[@]}; i++)); do
   esac
 done
 
-exec bwrap "${args[@]}" --chdir "$PWD" \
-  --setenv PATH "/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" \
-  --setenv SSL_CERT_FILE /etc/ssl/certs/ca-certificates.crt "$@"
+bw=(bwrap "${args[@]}"
+    --setenv PATH "/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+    --setenv SSL_CERT_FILE /etc/ssl/certs/ca-certificates.crt)
+if web_deps_stale; then "${bw[@]}" --chdir "$repo/web" npm ci --no-audit --no-fund >&2; fi
+exec "${bw[@]}" --chdir "$PWD" "$@"

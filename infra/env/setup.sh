@@ -23,7 +23,8 @@ mode=${BLOODCELL_ENV_MODE:-}
 if [ -z "$mode" ]; then if glibc_ok; then mode=venv; else mode=userland; fi; fi
 case "$mode" in venv|userland) ;; *) log "BLOODCELL_ENV_MODE must be venv or userland, not '$mode'"; exit 2;; esac
 
-key_files=("$repo/locks/pipeline.lock" "$repo/infra/env/tools.lock" "$repo/infra/env/setup.sh")
+key_files=("$repo/locks/pipeline.lock" "$repo/locks/converter.lock" "$repo/infra/env/tools.lock"
+           "$repo/infra/env/setup.sh" "$repo/infra/env/converter_shims/tensorflow_decision_forests/__init__.py")
 [ "$mode" = userland ] && key_files+=("$repo/infra/env/apt-packages.txt")
 key=$( { echo "$mode"; cat "${key_files[@]}"; } | sha256sum | cut -c1-16)
 target="$cache/env-$mode-$key"
@@ -73,15 +74,17 @@ if [ "$mode" = userland ]; then
       --setenv SSL_CERT_FILE /etc/ssl/certs/ca-certificates.crt \
       --setenv UV_CACHE_DIR /var/cache/uv --setenv UV_LINK_MODE copy "$@"
   }
-  venv=/opt/venv
-  lock=/src/locks/pipeline.lock; tools=/src/infra/env/tools.lock
+  venv=/opt/venv; converter_venv=/opt/converter-venv; src=/src
 else
   py=$(command -v python3.13 || command -v python3.12 || command -v python3.11 || command -v python3.10 || true)
   [ -n "$py" ] || { log "no python3.10-3.13 on PATH"; exit 1; }
   run_in() { UV_CACHE_DIR="$cache/uv-cache" "$@"; }
-  venv="$build/venv"
-  lock="$repo/locks/pipeline.lock"; tools="$repo/infra/env/tools.lock"
+  venv="$build/venv"; converter_venv="$build/converter-venv"; src="$repo"
+  for tool in node npm chromium; do
+    command -v "$tool" >/dev/null || log "warning: no $tool on PATH; the web client's tests need nodejs, npm and chromium"
+  done
 fi
+lock=$src/locks/pipeline.lock; tools=$src/infra/env/tools.lock
 
 log "creating the virtualenv and installing uv"
 run_in "$py" -m venv "$venv"
@@ -89,6 +92,14 @@ run_in "$venv/bin/pip" install --quiet --disable-pip-version-check --no-cache-di
 log "installing the locked packages with uv (first time: ~4 GB download)"
 run_in "$venv/bin/uv" pip sync --python "$venv/bin/python" --require-hashes "$lock" >&2
 run_in "$venv/bin/python" -c "import tfx, tensorflow, apache_beam, kfp; print('[setup] tfx', tfx.__version__, 'tensorflow', tensorflow.__version__)" >&2
+
+# The tfjs converter cannot live in the TFX environment (requirements/converter.in says why).
+log "creating the tfjs converter's virtualenv"
+run_in "$py" -m venv "$converter_venv"
+run_in "$venv/bin/uv" pip sync --python "$converter_venv/bin/python" --require-hashes "$src/locks/converter.lock" >&2
+site=$(run_in "$converter_venv/bin/python" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
+run_in cp -r "$src/infra/env/converter_shims/tensorflow_decision_forests" "$site/"
+run_in "$converter_venv/bin/python" -c "import tensorflowjs; print('[setup] tensorflowjs', tensorflowjs.__version__)" >&2
 
 touch "$target/.complete"
 log "environment ready in $((SECONDS - start)) s: $target"

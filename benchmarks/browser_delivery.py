@@ -1,0 +1,87 @@
+"""Browser delivery of several models, measured in the same run: bytes over the wire for a cold load,
+cold-load time and median per-image inference in headless chromium (wasm, and webgl if it runs).
+
+    infra/env/run.sh python benchmarks/browser_delivery.py --model default=SAVEDMODEL_DIR \
+        --model tutorial_cnn=SAVEDMODEL_DIR [--quantization float16] [--loads 5] [--repeats 30]
+
+Each SavedModel (a pushed version folder) is converted and published as the pipeline does, served by
+nginx as the CDN, and loaded by the built web client (web/). The first --model is the ratios' baseline.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tests"))
+import browser_helpers as bh  # noqa: E402
+
+from components.tfjs import convert, publish  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", action="append", required=True, metavar="NAME=DIR")
+    parser.add_argument("--quantization", default="float16", choices=convert.QUANTIZATIONS)
+    parser.add_argument("--backend", action="append", help="default: wasm and webgl")
+    parser.add_argument("--loads", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=30)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="bench-browser-", dir="/tmp") as tmp:
+        origin = os.path.join(tmp, "origin")
+        names = []
+        for spec in args.model:
+            name, saved_model = spec.split("=", 1)
+            convert.convert(saved_model, os.path.join(tmp, name), args.quantization)
+            publish.publish(os.path.join(tmp, name), origin, name, "1", {"model_name": name})
+            names.append(name)
+        bh.world_readable(origin)
+        dist = os.path.join(tmp, "dist")
+        subprocess.run(["npm", "run", "build", "--", "--outDir", dist], cwd=bh.WEB, check=True,
+                       capture_output=True)
+        # The bench client needs real metadata: reuse the pipeline's shape with the model's name.
+        for name in names:
+            meta_path = os.path.join(origin, name, "1", "metadata.json")
+            meta = json.loads(Path(meta_path).read_text())
+            meta.update(class_names=["EOSINOPHIL", "LYMPHOCYTE", "MONOCYTE", "NEUTROPHIL"], image_size=80,
+                        review_threshold=0.8, quantization=args.quantization,
+                        eval={"split": "n/a", "metrics": {}})
+            Path(meta_path).write_text(json.dumps(meta))
+        with bh.static_server(dist) as app, bh.nginx_cdn(origin, app) as (cdn, _):
+            cmd = ["node", "scripts/browser-bench.mjs", "--app", app, "--loads", str(args.loads),
+                   "--repeats", str(args.repeats)]
+            for name in names:
+                cmd += ["--model", f"{name}={cdn}/{name}/"]
+            for backend in args.backend or ["wasm", "webgl"]:
+                cmd += ["--backend", backend]
+            done = subprocess.run(cmd, cwd=bh.WEB, capture_output=True, text=True, timeout=3600)
+            if done.returncode != 0:
+                sys.exit(f"error: browser benchmark failed: {done.stderr.strip().splitlines()[-1:]}")
+            rows = json.loads(done.stdout)
+
+    print(f"headless chromium, {args.quantization} weights, {args.loads} cold loads per cell (median), "
+          f"{args.repeats} timed predictions on a 240x320 image; ratios against {names[0]}")
+    print("| model | backend (ran on) | bytes from CDN | ratio | cold load ms | ratio | inference ms | ratio |")
+    print("|---|---|---|---|---|---|---|---|")
+    base = {}
+    for r in rows:
+        key = r["backend"]
+        b = base.setdefault(key, r)
+        size = statistics.median(r["bytes"])
+        inf = r.get("inference_ms")
+        ran = r["ran_on"] or "failed"
+        inf_txt = f"{inf:.2f} | {inf / b['inference_ms']:.2f}" if inf and b.get("inference_ms") else "n/a | n/a"
+        print(f"| {r['model']} | {r['backend']} ({ran}) | {size:.0f} | {size / statistics.median(b['bytes']):.2f} | "
+              f"{r['cold_load_median_ms']:.0f} | {r['cold_load_median_ms'] / b['cold_load_median_ms']:.2f} | {inf_txt} |")
+    print(json.dumps(rows), file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

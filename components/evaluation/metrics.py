@@ -1,0 +1,73 @@
+"""Reading a TFMA evaluation back: overall metrics, the confusion matrix, per-class recall and precision.
+
+Used by the run summary and by the tfjs publisher (which ships the metrics with the browser model)."""
+from __future__ import annotations
+
+
+def load_metrics(evaluation_uri: str) -> dict:
+    """Overall-slice metrics of a TFMA evaluation: {name: value}, per-class ones as name/class_id."""
+    import tensorflow_model_analysis as tfma
+
+    result = tfma.load_eval_result(evaluation_uri)
+    metrics = {}
+    for slice_key, by_output in result.slicing_metrics:
+        if slice_key:
+            continue
+        for _, by_sub in by_output.items():
+            for sub_key, values in by_sub.items():
+                for name, value in values.items():
+                    number = value.get("doubleValue") if isinstance(value, dict) else None
+                    if number is None:
+                        continue
+                    label = f"{name}/{sub_key}" if sub_key else name
+                    metrics[label] = number
+    return metrics
+
+
+def load_confusion_matrix(evaluation_uri: str, num_classes: int) -> list[list[int]] | None:
+    """The overall-slice MultiClassConfusionMatrixPlot as counts[actual][predicted]."""
+    import tensorflow_model_analysis as tfma
+
+    for plots in tfma.load_plots(evaluation_uri):
+        if plots.slice_key.single_slice_keys:
+            continue
+        for item in plots.plot_keys_and_values:
+            if item.key.name != "multi_class_confusion_matrix_plot" or item.key.model_name == "baseline":
+                continue
+            matrix = [[0] * num_classes for _ in range(num_classes)]
+            for e in item.value.multi_class_confusion_matrix_at_thresholds.matrices[0].entries:
+                if e.actual_class_id < num_classes and e.predicted_class_id < num_classes:
+                    matrix[e.actual_class_id][e.predicted_class_id] += int(e.num_weighted_examples)
+            return matrix
+    return None
+
+
+def per_class_metrics(matrix: list[list[int]], class_names: list[str]) -> dict:
+    """Recall and precision of each class from a confusion matrix (top-1 predictions)."""
+    out = {}
+    for i, name in enumerate(class_names):
+        actual, predicted = sum(matrix[i]), sum(row[i] for row in matrix)
+        out[f"recall/{name}"] = matrix[i][i] / actual if actual else float("nan")
+        out[f"precision/{name}"] = matrix[i][i] / predicted if predicted else float("nan")
+    return out
+
+
+def readable_metrics(metrics: dict, class_names: list[str]) -> dict:
+    """'recall/classId:2 topK:1' -> 'recall/MONOCYTE'; values rounded."""
+    out = {}
+    for key, value in sorted(metrics.items()):
+        name = key
+        for i, cls in enumerate(class_names):
+            name = name.replace(f"classId:{i} topK:1", cls).replace(f"classId:{i}", cls)
+        out[name] = round(value, 4) if isinstance(value, float) else value
+    return out
+
+
+def evaluation_summary(evaluation_uri: str, class_names: list[str]) -> dict:
+    """Overall metrics plus per-class recall and precision, with readable class names."""
+    metrics = load_metrics(evaluation_uri)
+    matrix = load_confusion_matrix(evaluation_uri, len(class_names))
+    metrics = readable_metrics(metrics, class_names)
+    if matrix:
+        metrics.update(per_class_metrics(matrix, class_names))
+    return {"metrics": metrics, "confusion_matrix": matrix}

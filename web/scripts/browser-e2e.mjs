@@ -1,0 +1,92 @@
+// Drives the built web client in headless chromium (playwright-core, no bundled browser):
+//   node scripts/browser-e2e.mjs --app URL --model CDN_MODEL_URL --image GOOD.jpeg --corrupt BAD.jpeg \
+//        --cdn-pid PID [--chromium /usr/bin/chromium]
+// 1. loads the page, which fetches the model through the CDN; 2. classifies GOOD, chosen through the
+// keyboard (Tab to the drop zone, Enter, file chooser); 3. gives it BAD; 4. stops the CDN (SIGTERM to
+// PID) and reloads: the model must come from the offline cache and classify GOOD again.
+// Prints what it saw as JSON; the Python test decides pass or fail.
+import { parseArgs } from 'node:util';
+import { chromium } from 'playwright-core';
+
+const { values: opt } = parseArgs({
+  options: {
+    app: { type: 'string' }, model: { type: 'string' }, image: { type: 'string' },
+    corrupt: { type: 'string' }, 'cdn-pid': { type: 'string' },
+    chromium: { type: 'string', default: process.env.BLOODCELL_CHROMIUM || '/usr/bin/chromium' },
+  },
+});
+
+const TIMEOUT = 120_000;
+
+async function modelState(page) {
+  await page.waitForSelector('#model-status:is([data-state="ready"], [data-state="offline"], [data-state="error"])',
+    { timeout: TIMEOUT });
+  return page.$eval('#model-status', (el) => ({
+    state: el.dataset.state, source: el.dataset.source ?? null, version: el.dataset.version ?? null,
+    text: el.textContent,
+  }));
+}
+
+async function lastResult(page, count) {
+  await page.waitForFunction((n) => {
+    const items = document.querySelectorAll('#results li');
+    return items.length >= n && items[n - 1].dataset.state !== 'pending';
+  }, count, { timeout: TIMEOUT });
+  return page.$eval(`#results li:nth-child(${count})`, (el) => ({
+    state: el.dataset.state, className: el.dataset.class ?? null, review: el.dataset.review ?? null,
+    role: el.getAttribute('role'), text: el.textContent,
+  }));
+}
+
+async function cdnDown(url) {
+  for (let i = 0; i < 100; i++) {
+    try { await fetch(url); } catch { return; }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error('the CDN still answers after SIGTERM');
+}
+
+const browser = await chromium.launch({
+  executablePath: opt.chromium, headless: true,
+  // The test already runs in a sandbox (bubblewrap), where chromium's own one cannot start.
+  args: ['--no-sandbox', '--disable-dev-shm-usage', '--disable-gpu'],
+});
+const report = { console: [] };
+try {
+  const page = await (await browser.newContext()).newPage();
+  page.on('console', (m) => { if (m.type() === 'error') report.console.push(m.text()); });
+  const url = `${opt.app}/?model=${encodeURIComponent(opt.model)}`;
+  await page.goto(url);
+  report.first = await modelState(page);
+  report.labels = await page.evaluate(() => ({
+    fileInput: document.querySelector('label[for="file-input"]')?.textContent ?? null,
+    dropZone: document.getElementById('drop-zone')?.getAttribute('aria-label') ?? null,
+  }));
+
+  // Keyboard only: Tab until the drop zone has focus, then Enter opens the file chooser.
+  let focused = null;
+  for (let i = 0; i < 10 && focused !== 'drop-zone'; i++) {
+    await page.keyboard.press('Tab');
+    focused = await page.evaluate(() => document.activeElement?.id ?? null);
+  }
+  report.keyboardReachedDropZone = focused === 'drop-zone';
+  const [chooser] = await Promise.all([page.waitForEvent('filechooser', { timeout: 10_000 }),
+    page.keyboard.press('Enter')]);
+  await chooser.setFiles(opt.image);
+  report.good = await lastResult(page, 1);
+
+  await page.setInputFiles('#file-input', opt.corrupt);
+  report.corrupt = await lastResult(page, 2);
+
+  process.kill(Number(opt['cdn-pid']), 'SIGTERM');
+  await cdnDown(new URL('latest.json', opt.model).href);
+  await page.reload();
+  report.offline = await modelState(page);
+  await page.setInputFiles('#file-input', opt.image);
+  report.offlineGood = await lastResult(page, 1);
+} catch (err) {
+  report.error = String(err?.message ?? err).split('\n')[0];
+} finally {
+  await browser.close();
+}
+process.stdout.write(JSON.stringify(report));
