@@ -1,6 +1,7 @@
 """The KFP v2 spec compiles offline from the same pipeline; submit and schedule send the right calls."""
 from __future__ import annotations
 
+import json
 import types
 
 import pytest
@@ -26,11 +27,14 @@ def test_spec_parses_and_holds_every_component(compiled):
     spec = json_format.ParseDict(doc, pipeline_spec_pb2.PipelineSpec(), ignore_unknown_fields=False)
     tasks = set(spec.root.dag.tasks)
     assert tasks == {"FileBasedExampleGen", "StatisticsGen", "SchemaGen", "ImportSchemaGen", "ExampleValidator",
-                     "AnomaliesGate", "Transform", "Trainer", "Evaluator", "Pusher",
+                     "AnomaliesGate", "Transform", "Trainer", "Evaluator", "Pusher", "TfjsPublisher",
                      # KFP v2 expresses the latest-blessed-model Resolver as two resolver tasks
                      "latest_blessed_model_resolver-model-resolver",
                      "latest_blessed_model_resolver-model-blessing-resolver"}
     assert "AnomaliesGate" in spec.root.dag.tasks["Transform"].dependent_tasks
+    assert "Pusher" in spec.root.dag.tasks["TfjsPublisher"].dependent_tasks
+    cdn_base = doc["root"]["dag"]["tasks"]["TfjsPublisher"]["inputs"]["parameters"]["cdn_base"]
+    assert "gs://YOUR-BUCKET/bloodcell/cdn" in json.dumps(cdn_base)
 
 
 def test_only_the_trainer_asks_for_a_gpu(compiled):

@@ -55,9 +55,13 @@ const report = { console: [] };
 try {
   const page = await (await browser.newContext()).newPage();
   page.on('console', (m) => { if (m.type() === 'error') report.console.push(m.text()); });
+  // Listening from the start turns on file-chooser interception before any key is pressed.
+  const choosers = [];
+  page.on('filechooser', (c) => choosers.push(c));
   const url = `${opt.app}/?model=${encodeURIComponent(opt.model)}`;
   await page.goto(url);
   report.first = await modelState(page);
+  if (report.first.state !== 'ready') throw new Error(`model not ready: ${report.first.text}`);
   report.labels = await page.evaluate(() => ({
     fileInput: document.querySelector('label[for="file-input"]')?.textContent ?? null,
     dropZone: document.getElementById('drop-zone')?.getAttribute('aria-label') ?? null,
@@ -70,9 +74,10 @@ try {
     focused = await page.evaluate(() => document.activeElement?.id ?? null);
   }
   report.keyboardReachedDropZone = focused === 'drop-zone';
-  const [chooser] = await Promise.all([page.waitForEvent('filechooser', { timeout: 10_000 }),
-    page.keyboard.press('Enter')]);
-  await chooser.setFiles(opt.image);
+  await page.keyboard.press('Enter');
+  for (let i = 0; i < 100 && !choosers.length; i++) await page.waitForTimeout(100);
+  if (!choosers.length) throw new Error('Enter on the drop zone opened no file chooser');
+  await choosers[0].setFiles(opt.image);
   report.good = await lastResult(page, 1);
 
   await page.setInputFiles('#file-input', opt.corrupt);
