@@ -34,7 +34,8 @@ def test_pipeline_wiring(tmp_path):
     assert json.loads(nodes["Trainer"].exec_properties["eval_args"])["splits"] == ["val"]
     assert json.loads(nodes["Evaluator"].exec_properties["example_splits"]) == ["eval"]
     assert nodes["Pusher"].inputs["model_blessing"] is nodes["Evaluator"].outputs["blessing"]
-    assert len(nodes) == 11
+    assert nodes["TfjsPublisher"].inputs["pushed_model"] is nodes["Pusher"].outputs["pushed_model"]
+    assert len(nodes) == 12
 
 
 def test_blessing_failures_read_as_sentences():
