@@ -98,8 +98,10 @@ def world_readable(root: str) -> None:
         os.chmod(dirpath, 0o755)
         for f in files:
             os.chmod(os.path.join(dirpath, f), 0o644)
-    parent = os.path.dirname(os.path.abspath(root))
-    while parent != "/":
+    # Parents need search permission too; only temporary folders are touched (pytest makes them 0700).
+    tmp = os.path.realpath(tempfile.gettempdir())
+    parent = os.path.dirname(os.path.realpath(root))
+    while parent.startswith(tmp + os.sep):
         os.chmod(parent, os.stat(parent).st_mode | 0o011)
         parent = os.path.dirname(parent)
 

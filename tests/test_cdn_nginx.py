@@ -5,35 +5,22 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
-import subprocess
-import sys
 import tempfile
-import time
 
 import pytest
 import requests
 
 from components.tfjs import publish as pub
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "infra", "nginx"))
-import render  # noqa: E402
+import browser_helpers as bh
 
 pytestmark = pytest.mark.skipif(not shutil.which("nginx"), reason="nginx is not installed")
 CLIENT = "http://localhost:5173"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def cdn():
-    # nginx's workers run as an unprivileged user: the origin must be world-readable, unlike tmp_path.
     root = tempfile.mkdtemp(prefix="bloodcell-cdn-", dir="/tmp")
-    os.chmod(root, 0o755)
     src = os.path.join(root, "src")
     os.makedirs(src)
     manifest = [{"paths": ["group1-shard1of1.bin"],
@@ -44,28 +31,11 @@ def cdn():
         f.write(os.urandom(320))
     origin = os.path.join(root, "origin")
     pub.publish(src, origin, "bloodcell", "1", {"classes": ["A"]})
-    for dirpath, dirs, _ in os.walk(origin):
-        os.chmod(dirpath, 0o755)
-    port = free_port()
-    runtime = os.path.join(root, "run")
-    conf = os.path.join(root, "cdn.conf")
-    with open(conf, "w") as f:
-        f.write(render.render(origin, f"127.0.0.1:{port}", CLIENT, runtime))
-    proc = subprocess.Popen(["nginx", "-e", os.path.join(runtime, "error.log"), "-c", conf, "-g", "daemon off;"])
+    bh.world_readable(origin)
     try:
-        deadline = time.time() + 15
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.time() > deadline or proc.poll() is not None:
-                    raise RuntimeError(open(os.path.join(runtime, "error.log")).read())
-                time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}", origin
+        with bh.nginx_cdn(origin, CLIENT) as (url, _):
+            yield url, origin
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
         shutil.rmtree(root, ignore_errors=True)
 
 

@@ -24,3 +24,24 @@ def test_grayscale_png_becomes_three_channels_and_label_is_optional():
     image = out["image_xf"].numpy()[0]
     assert image.shape == (32, 32, 3)
     np.testing.assert_allclose(image, 128 / 255, atol=1e-3)
+
+
+def test_jpeg_pixels_match_what_browsers_and_pil_decode():
+    """Training, TF Serving and the browser model must see the same pixels: the accurate IDCT."""
+    from components.transform.preprocessing import decode_rgb
+    from tests.conftest import sample_jpegs
+
+    for path in sample_jpegs("TEST", "MONOCYTE")[:4]:
+        data = path.read_bytes()
+        ours = decode_rgb(tf.constant(data)).numpy()
+        np.testing.assert_array_equal(ours, np.asarray(Image.open(path).convert("RGB")))
+        # TensorFlow's default IDCT is what this guards against: it does differ.
+        assert (tf.io.decode_jpeg(data, channels=3).numpy() != ours).any()
+
+
+def test_png_and_bmp_still_decode():
+    from components.transform.preprocessing import decode_rgb
+
+    image = Image.new("RGB", (7, 5), (10, 200, 30))
+    for fmt in ("PNG", "BMP"):
+        np.testing.assert_array_equal(decode_rgb(tf.constant(encoded(image, fmt))).numpy(), np.asarray(image))
