@@ -42,8 +42,10 @@ def overrides_from(args: argparse.Namespace) -> list[str]:
 
 
 def one_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {text[0] if text else ''}".strip()
+    text = [line.strip() for line in str(err).strip().splitlines() if line.strip()]
+    # TensorFlow's traced-function errors start with "in user code:" and end with the actual message.
+    line = text[-1] if text and text[0].startswith("in user code") else (text[0] if text else "")
+    return f"{type(err).__name__}: {line}".strip()
 
 
 def main(argv=None) -> int:

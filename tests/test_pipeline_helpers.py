@@ -71,3 +71,11 @@ def test_fingerprint_of_single_files(tmp_path, monkeypatch):
     first = code_version.code_fingerprint("a.py")
     (tmp_path / "b.py").write_text("y = 2\n")  # not part of the fingerprint
     assert code_version.code_fingerprint("a.py") == first
+
+
+def test_traced_function_errors_keep_their_message_in_one_line():
+    from pipeline.run_local import one_line
+
+    err = NameError("in user code:\n\n    File \"x.py\", line 3, in f\n        y\n\n    NameError: name 'y' is not defined\n")
+    assert one_line(err) == "NameError: NameError: name 'y' is not defined"
+    assert one_line(ValueError("bad value\nmore")) == "ValueError: bad value"

@@ -1,13 +1,15 @@
-"""Transform's preprocessing_fn: encoded image bytes -> resized RGB floats in [0, 1].
+"""Transform's preprocessing_fn: encoded image bytes -> the white cell, cropped around its stained
+nucleus and sized by it (components/transform/nucleus_crop.py), as RGB floats in [0, 1].
 
-The same graph is embedded in the exported model, so the served model takes raw encoded images.
+The same graph is embedded in the exported model, so the served model takes raw encoded images; the
+browser signature runs the same crop on decoded pixels.
 """
 from __future__ import annotations
 
 import tensorflow as tf
 
 from components.image_example_gen.image_reader import IMAGE_KEY, LABEL_KEY  # the raw feature names
-from components.transform.resize import antialiased_resize
+from components.transform.nucleus_crop import nucleus_crop
 
 TRANSFORMED_IMAGE_KEY = "image_xf"
 
@@ -27,16 +29,14 @@ def decode_rgb(encoded: tf.Tensor) -> tf.Tensor:
 
 def decode_and_resize(encoded: tf.Tensor, image_size: int) -> tf.Tensor:
     """One encoded JPEG/PNG/BMP (any channel count) -> float32 [size, size, 3] in [0, 1]."""
-    image = decode_rgb(encoded)
-    image = tf.image.convert_image_dtype(image, tf.float32)  # uint8 -> [0, 1]
-    image = tf.image.resize(image, [image_size, image_size], method="bilinear", antialias=True)
-    return tf.clip_by_value(image, 0.0, 1.0)
+    image = tf.cast(decode_rgb(encoded), tf.float32)[None]
+    return resize_decoded_pixels(image, image_size)[0]
 
 
 def resize_decoded_pixels(pixels: tf.Tensor, image_size: int) -> tf.Tensor:
-    """Decoded RGB values 0-255, float32 [batch, H, W, 3] (what a browser canvas gives) -> the same
-    model input as decode_and_resize, with a resize TensorFlow.js can run."""
-    images = antialiased_resize(tf.cast(pixels, tf.float32) / 255.0, image_size)
+    """Decoded RGB values 0-255, float32 [batch, H, W, 3] (what a browser canvas gives) -> the model's
+    input. decode_and_resize ends here too: one code path for training, TF Serving and the browser."""
+    images = nucleus_crop(tf.cast(pixels, tf.float32) / 255.0, image_size)
     return tf.clip_by_value(images, 0.0, 1.0)
 
 

@@ -1,0 +1,235 @@
+"""Model quality harness: the pipeline's default model over several seeds against the tutorial's CNN,
+on the dataset's TEST and TEST_SIMPLE, with calibration, review flags on derived images (other
+magnification, other stain colours, non-cells) and the input pipeline's speed.
+
+    infra/env/run.sh python benchmarks/model_quality.py --data-dir ../shared/data/blood-cells
+        [--seeds 1 2 3] [--epochs N] [--tutorial cached|retrain|skip] [--out benchmarks/results]
+
+Each seed is a real pipeline run (run_local; the data steps are cached after the first) with the gate
+opened (min_accuracy 0, any drop) so that every seed's model is pushed and measured. TEST is only
+measured here, never used to choose anything. The tutorial's CNN takes hours on a CPU (30 epochs of
+Adadelta): its result is stored in <out>/tutorial_cnn.json with the commit, date and a fingerprint of
+the code that made it, and reused until that code changes (--tutorial retrain forces it).
+Writes <out>/model_quality.json, <out>/model_quality.md and one confusion-matrix PNG per model.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import io
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from benchmarks.quality import confusion_png, derived, metrics, throughput  # noqa: E402
+from pipeline import run_local  # noqa: E402
+from pipeline.code_version import code_fingerprint  # noqa: E402
+from pipeline.config import load_config  # noqa: E402
+
+TUTORIAL_RECIPE = {"model": "tutorial_cnn", "epochs": 30}
+DERIVED_SUBSET = 400  # TEST images per derived variant (every 6th or so, all classes)
+
+
+def files_and_labels(folder: Path, class_names: list[str]) -> tuple[list[Path], np.ndarray]:
+    files = sorted(p for c in class_names for p in (folder / c).iterdir() if p.is_file())
+    return files, np.array([class_names.index(p.parent.name) for p in files])
+
+
+def predict(saved_model: str, files: list[Path], transform=None) -> np.ndarray:
+    """Probabilities through the browser signature on PIL-decoded pixels (= serving_default's decode)."""
+    import tensorflow as tf
+
+    fn = tf.saved_model.load(saved_model).signatures["serving_pixels"]
+    out = []
+    for start in range(0, len(files), 64):
+        batch = [np.asarray(Image.open(p).convert("RGB"), dtype=np.float32) for p in files[start:start + 64]]
+        if transform:
+            batch = [transform(b) for b in batch]
+        for shape in {b.shape for b in batch}:  # same-size groups (TEST images are all 320x240)
+            group = [b for b in batch if b.shape == shape]
+            out.append(fn(pixels=tf.constant(np.stack(group)))["probabilities"].numpy())
+    return np.concatenate(out)
+
+
+def run_pipeline(data_dir: str, work: str, extra: list[str]) -> dict:
+    """One pipeline run; returns the pushed model, the Trainer's time and epochs, the tfjs bytes."""
+    args = ["--data-dir", data_dir, "--output-dir", work, "--set", "evaluation.min_accuracy=0",
+            "--set", "evaluation.max_accuracy_drop=1", *extra]
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = run_local.main(args)
+    text = out.getvalue()
+    if code != 0:
+        raise SystemExit(f"error: pipeline run failed ({' '.join(extra)}); its output ends: {text[-500:]}")
+    trainer = re.search(r"^\s+Trainer\s+COMPLETE\s+([\d.]+) s$", text, re.M)
+    epochs = re.findall(r"^Epoch (\d+)/\d+$", text, re.M)
+    tfjs = re.search(r"^browser model \(tfjs\): \S+ \((\d+) bytes", text, re.M)
+    return {"pushed": re.search(r"^pushed model: (\S+)$", text, re.M).group(1),
+            "trainer_s": float(trainer.group(1)) if trainer else None,
+            "epochs_run": int(epochs[-1]) if epochs else None,
+            "tfjs_bytes": int(tfjs.group(1)) if tfjs else None}
+
+
+def dir_bytes(path: str) -> int:
+    return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
+
+
+def param_count(model: str, image_size: int, n: int) -> int:
+    from components.trainer.models import build_model
+
+    return int(build_model(model, image_size, n).count_params())
+
+
+def measure(run: dict, model: str, images: Path, config, train_count: int) -> dict:
+    names, threshold = list(config.class_names), config.browser.review_threshold
+    test_files, test_labels = files_and_labels(images / "TEST", names)
+    simple_files, simple_labels = files_and_labels(images / "TEST_SIMPLE", names)
+    test_probs = predict(run["pushed"], test_files)
+    result = {
+        **run,
+        "params": param_count(model, config.image_size, len(names)),
+        "saved_model_bytes": dir_bytes(run["pushed"]),
+        "train_images_per_s": (train_count * run["epochs_run"] / run["trainer_s"])
+        if run.get("trainer_s") and run.get("epochs_run") else None,
+        "test": metrics.summarize(test_probs, test_labels, names, threshold),
+        "test_simple": metrics.summarize(predict(run["pushed"], simple_files), simple_labels, names, threshold),
+        "derived": {},
+    }
+    subset = slice(None, None, max(1, len(test_files) // DERIVED_SUBSET))
+    for variant, fn in derived.VARIANTS.items():
+        probs = predict(run["pushed"], test_files[subset], fn)
+        result["derived"][variant] = metrics.summarize(probs, test_labels[subset], names, threshold)
+    return result
+
+
+def tutorial_result(args, config, images: Path, train_count: int) -> dict | None:
+    cache = Path(args.out) / "tutorial_cnn.json"
+    fingerprint = code_fingerprint("components/trainer", "components/transform")
+    if args.tutorial == "skip":
+        return None
+    if args.tutorial == "cached" and cache.exists():
+        stored = json.loads(cache.read_text())
+        if stored.get("code_fingerprint") == fingerprint:
+            return {**stored, "reused_from_cache": True}
+        print(f"tutorial result in {cache} was made by other code: retraining", file=sys.stderr)
+    run = run_pipeline(args.data_dir, os.path.join(args.work, "tutorial"),
+                       ["--model", "tutorial_cnn", "--epochs", str(TUTORIAL_RECIPE["epochs"]),
+                        "--set", f"training.early_stopping_patience={TUTORIAL_RECIPE['epochs']}"])
+    result = measure(run, "tutorial_cnn", images, config, train_count)
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+    result.update(code_fingerprint=fingerprint, commit=commit, recipe=TUTORIAL_RECIPE,
+                  date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_text(json.dumps(result, indent=1))
+    return {**result, "reused_from_cache": False}
+
+
+def spread(values: list[float]) -> dict:
+    return {"mean": statistics.mean(values), "min": min(values), "max": max(values),
+            "stdev": statistics.stdev(values) if len(values) > 1 else 0.0}
+
+
+def markdown(report: dict) -> str:
+    names = report["class_names"]
+    lines = [f"# Model quality ({report['date']}, commit {report['commit'][:10]})", "",
+             f"Data: {report['data_dir']}. Seeds: {report['seeds']}. TEST {report['seeds_runs'][0]['test']['n']} images, "
+             f"TEST_SIMPLE {report['seeds_runs'][0]['test_simple']['n']}. Review flag: top probability < "
+             f"{report['review_threshold']}.", "",
+             "| model | seed | TEST acc | TEST_SIMPLE | ECE | " + " | ".join(f"recall {n[:3]}" for n in names)
+             + " | params | SavedModel MB | tfjs MB | train s | train img/s |",
+             "|" + "---|" * (8 + len(names))]
+    rows = [("default", r) for r in report["seeds_runs"]]
+    if report.get("tutorial"):
+        rows.append(("tutorial_cnn" + (" (cached)" if report["tutorial"].get("reused_from_cache") else ""),
+                     report["tutorial"]))
+    for name, r in rows:
+        t = r["test"]
+        recalls = " | ".join(f"{t['per_class'][n]['recall']:.3f}" for n in names)
+        lines.append(f"| {name} | {r.get('seed', '-')} | {t['accuracy']:.4f} | {r['test_simple']['correct']}/"
+                     f"{r['test_simple']['n']} | {t['ece']:.3f} | {recalls} | {r['params']} | "
+                     f"{r['saved_model_bytes'] / 1e6:.2f} | {(r['tfjs_bytes'] or 0) / 1e6:.2f} | "
+                     f"{r['trainer_s']:.0f} | {r['train_images_per_s'] or 0:.0f} |")
+    acc = report["default_test_accuracy"]
+    lines += ["", f"Default model TEST accuracy over seeds: mean {acc['mean']:.4f}, min {acc['min']:.4f}, "
+              f"max {acc['max']:.4f}, stdev {acc['stdev']:.4f}.", "",
+              "## Derived images (every few TEST images, transformed)", "",
+              "| model | seed | variant | accuracy | mean confidence | flagged for review |", "|---|---|---|---|---|---|"]
+    for name, r in rows:
+        for variant, d in r["derived"].items():
+            lines.append(f"| {name} | {r.get('seed', '-')} | {variant} | {d['accuracy']:.4f} | "
+                         f"{d['mean_confidence']:.3f} | {d['review_flag_rate']:.3f} |")
+    tp = report.get("input_pipeline")
+    if tp:
+        lines += ["", "## Input pipeline alone (images/s, same run)", "",
+                  f"Trainer tf.data over Transform output: {tp['trainer_tf_data']:.0f}; tutorial "
+                  f"ImageDataGenerator.flow_from_directory: {tp['image_data_generator']:.0f}; ratio "
+                  f"{tp['ratio']:.2f}."]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", default=str(REPO.parent / "shared" / "data" / "blood-cells"))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--epochs", type=int, help="default: training.epochs of the configuration")
+    parser.add_argument("--tutorial", choices=["cached", "retrain", "skip"], default="cached")
+    parser.add_argument("--work", default=str(REPO / "runs" / "quality"))
+    parser.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
+    parser.add_argument("--no-throughput", action="store_true")
+    args = parser.parse_args()
+
+    from components.image_example_gen import image_reader
+
+    config = load_config()
+    images = Path(image_reader.resolve_data_root(args.data_dir))
+    if not (images / "TEST_SIMPLE").is_dir():
+        print(f"error: no TEST_SIMPLE folder beside TEST under {images}", file=sys.stderr)
+        return 2
+    train_count = sum(1 for c in config.class_names for _ in (images / "TRAIN" / c).iterdir())
+    train_count = round(train_count * (1 - config.ingest.val_fraction))
+    os.makedirs(args.out, exist_ok=True)
+
+    seeds_runs = []
+    for seed in args.seeds:
+        extra = ["--set", f"training.seed={seed}"] + (["--epochs", str(args.epochs)] if args.epochs else [])
+        run = run_pipeline(args.data_dir, os.path.join(args.work, "default"), extra)
+        seeds_runs.append({"seed": seed, **measure(run, "default", images, config, train_count)})
+        print(f"seed {seed}: TEST {seeds_runs[-1]['test']['accuracy']:.4f}", file=sys.stderr)
+    tutorial = tutorial_result(args, config, images, train_count)
+
+    report = {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "commit": subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip(),
+        "data_dir": args.data_dir, "seeds": args.seeds, "class_names": list(config.class_names),
+        "review_threshold": config.browser.review_threshold,
+        "seeds_runs": seeds_runs, "tutorial": tutorial,
+        "default_test_accuracy": spread([r["test"]["accuracy"] for r in seeds_runs]),
+    }
+    if not args.no_throughput:
+        ours = throughput.trainer_pipeline_images_per_s(os.path.join(args.work, "default", config.pipeline_name,
+                                                                     "pipeline_root"))
+        theirs = throughput.image_data_generator_images_per_s(str(images / "TRAIN"), config.image_size)
+        report["input_pipeline"] = {"trainer_tf_data": ours, "image_data_generator": theirs, "ratio": ours / theirs}
+    for name, r in [(f"default_seed{r['seed']}", r) for r in seeds_runs] + ([("tutorial_cnn", tutorial)] if tutorial else []):
+        confusion_png.draw(r["test"]["confusion_matrix"], list(config.class_names),
+                           f"{name}: TEST accuracy {r['test']['accuracy']:.4f}",
+                           os.path.join(args.out, f"confusion_{name}.png"))
+    Path(args.out, "model_quality.json").write_text(json.dumps(report, indent=1))
+    Path(args.out, "model_quality.md").write_text(markdown(report))
+    print(markdown(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,54 @@
+"""Classification figures from predicted probabilities and true labels (numpy only)."""
+from __future__ import annotations
+
+import numpy as np
+
+
+def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, num_classes: int) -> np.ndarray:
+    """counts[actual][predicted]."""
+    matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(matrix, (labels, predicted), 1)
+    return matrix
+
+
+def per_class(matrix: np.ndarray, class_names: list[str]) -> dict:
+    out = {}
+    for i, name in enumerate(class_names):
+        actual, predicted = matrix[i].sum(), matrix[:, i].sum()
+        out[name] = {"recall": float(matrix[i, i] / actual) if actual else None,
+                     "precision": float(matrix[i, i] / predicted) if predicted else None}
+    return out
+
+
+def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:
+    """ECE of the top-class confidence: sum over equal-width confidence bins of
+    (bin share) x |bin accuracy - bin mean confidence|."""
+    confidence = probabilities.max(axis=1)
+    correct = probabilities.argmax(axis=1) == labels
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
+    ece = 0.0
+    for b in range(bins):
+        members = which == b
+        if members.any():
+            ece += members.mean() * abs(correct[members].mean() - confidence[members].mean())
+    return float(ece)
+
+
+def summarize(probabilities: np.ndarray, labels: np.ndarray, class_names: list[str],
+              review_threshold: float) -> dict:
+    predicted = probabilities.argmax(axis=1)
+    matrix = confusion_matrix(labels, predicted, len(class_names))
+    flagged = probabilities.max(axis=1) < review_threshold
+    return {
+        "n": int(len(labels)),
+        "accuracy": float((predicted == labels).mean()),
+        "correct": int((predicted == labels).sum()),
+        "per_class": per_class(matrix, class_names),
+        "confusion_matrix": matrix.tolist(),
+        "ece": expected_calibration_error(probabilities, labels),
+        "mean_confidence": float(probabilities.max(axis=1).mean()),
+        "review_flag_rate": float(flagged.mean()),
+        # Accuracy on what the flag lets through: what an unreviewed answer is worth.
+        "accuracy_unflagged": float((predicted == labels)[~flagged].mean()) if (~flagged).any() else None,
+    }

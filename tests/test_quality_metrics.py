@@ -1,0 +1,41 @@
+"""The model-quality harness's figures (benchmarks/quality): metrics and derived images."""
+from __future__ import annotations
+
+import numpy as np
+
+from benchmarks.quality import derived, metrics
+
+
+def test_confusion_recall_precision():
+    labels = np.array([0, 0, 1, 1, 1])
+    probs = np.array([[.9, .1], [.2, .8], [.3, .7], [.4, .6], [.6, .4]])
+    out = metrics.summarize(probs, labels, ["A", "B"], review_threshold=0.75)
+    assert out["confusion_matrix"] == [[1, 1], [1, 2]]
+    assert out["accuracy"] == 0.6 and out["correct"] == 3
+    assert out["per_class"]["A"] == {"recall": 0.5, "precision": 0.5}
+    assert out["per_class"]["B"]["recall"] == 2 / 3
+    assert out["review_flag_rate"] == 0.6 and out["accuracy_unflagged"] == 0.5
+
+
+def test_ece_is_zero_when_confidence_matches_accuracy_and_large_when_overconfident():
+    labels = np.array([0, 0, 0, 1])                     # top class right 3 times in 4
+    honest = np.tile([0.75, 0.25], (4, 1))
+    assert metrics.expected_calibration_error(honest, labels) < 1e-9
+    overconfident = np.tile([0.99, 0.01], (4, 1))
+    assert abs(metrics.expected_calibration_error(overconfident, labels) - 0.24) < 1e-9
+
+
+def test_derived_images_keep_shape_and_change_what_they_should():
+    rng = np.random.default_rng(0)
+    img = rng.uniform(0, 255, (240, 320, 3)).astype(np.float32)
+    img[100:140, 140:180] = [90, 40, 160]   # a purple "nucleus" in the centre
+    for name, fn in derived.VARIANTS.items():
+        out = fn(img)
+        assert out.shape == img.shape and out.dtype == np.float32, name
+    big = derived.magnified(img, 3.0)
+    assert np.allclose(big[120, 160], [90, 40, 160], atol=2)      # the centre stays the nucleus...
+    assert (np.abs(big - [90, 40, 160]).sum(-1) < 10).mean() > 5 * (np.abs(img - [90, 40, 160]).sum(-1) < 10).mean()
+    shuffled = derived.not_a_cell(img)
+    assert np.allclose(np.sort(shuffled.ravel()), np.sort(img.ravel()))  # same colours, rearranged
+    assert not np.allclose(shuffled, img)
+    assert not np.allclose(derived.recoloured(img), img)
