@@ -46,20 +46,24 @@ def files_and_labels(folder: Path, class_names: list[str]) -> tuple[list[Path], 
     return files, np.array([class_names.index(p.parent.name) for p in files])
 
 
-def predict(saved_model: str, files: list[Path], transform=None) -> np.ndarray:
-    """Probabilities through the browser signature on PIL-decoded pixels (= serving_default's decode)."""
+def predict(saved_model: str, files: list[Path], transform=None) -> tuple[np.ndarray, np.ndarray]:
+    """Probabilities and atypicality through the browser signature on PIL-decoded pixels (the same
+    pixels as serving_default's decode)."""
     import tensorflow as tf
 
     fn = tf.saved_model.load(saved_model).signatures["serving_pixels"]
-    out = []
+    out, atypical = [], []
     for start in range(0, len(files), 64):
         batch = [np.asarray(Image.open(p).convert("RGB"), dtype=np.float32) for p in files[start:start + 64]]
         if transform:
             batch = [transform(b) for b in batch]
         for shape in {b.shape for b in batch}:  # same-size groups (TEST images are all 320x240)
             group = [b for b in batch if b.shape == shape]
-            out.append(fn(pixels=tf.constant(np.stack(group)))["probabilities"].numpy())
-    return np.concatenate(out)
+            result = fn(pixels=tf.constant(np.stack(group)))
+            out.append(result["probabilities"].numpy())
+            atypical.append(result["atypicality"].numpy() if "atypicality" in result
+                            else np.zeros(len(group), np.float32))
+    return np.concatenate(out), np.concatenate(atypical)
 
 
 def run_pipeline(data_dir: str, work: str, extra: list[str]) -> dict:
@@ -95,21 +99,22 @@ def measure(run: dict, model: str, images: Path, config, train_count: int) -> di
     names, threshold = list(config.class_names), config.browser.review_threshold
     test_files, test_labels = files_and_labels(images / "TEST", names)
     simple_files, simple_labels = files_and_labels(images / "TEST_SIMPLE", names)
-    test_probs = predict(run["pushed"], test_files)
+    test_probs, test_atyp = predict(run["pushed"], test_files)
+    simple_probs, simple_atyp = predict(run["pushed"], simple_files)
     result = {
         **run,
         "params": param_count(model, config.image_size, len(names)),
         "saved_model_bytes": dir_bytes(run["pushed"]),
         "train_images_per_s": (train_count * run["epochs_run"] / run["trainer_s"])
         if run.get("trainer_s") and run.get("epochs_run") else None,
-        "test": metrics.summarize(test_probs, test_labels, names, threshold),
-        "test_simple": metrics.summarize(predict(run["pushed"], simple_files), simple_labels, names, threshold),
+        "test": metrics.summarize(test_probs, test_labels, names, threshold, test_atyp),
+        "test_simple": metrics.summarize(simple_probs, simple_labels, names, threshold, simple_atyp),
         "derived": {},
     }
     subset = slice(None, None, max(1, len(test_files) // DERIVED_SUBSET))
     for variant, fn in derived.VARIANTS.items():
-        probs = predict(run["pushed"], test_files[subset], fn)
-        result["derived"][variant] = metrics.summarize(probs, test_labels[subset], names, threshold)
+        probs, atyp = predict(run["pushed"], test_files[subset], fn)
+        result["derived"][variant] = metrics.summarize(probs, test_labels[subset], names, threshold, atyp)
     return result
 
 
@@ -164,11 +169,13 @@ def markdown(report: dict) -> str:
     lines += ["", f"Default model TEST accuracy over seeds: mean {acc['mean']:.4f}, min {acc['min']:.4f}, "
               f"max {acc['max']:.4f}, stdev {acc['stdev']:.4f}.", "",
               "## Derived images (every few TEST images, transformed)", "",
-              "| model | seed | variant | accuracy | mean confidence | flagged for review |", "|---|---|---|---|---|---|"]
+              "| model | seed | images | accuracy | mean confidence | low confidence | unlike training | flagged for review |",
+              "|---|---|---|---|---|---|---|---|"]
     for name, r in rows:
-        for variant, d in r["derived"].items():
+        for variant, d in [("TEST", r["test"]), *r["derived"].items()]:
             lines.append(f"| {name} | {r.get('seed', '-')} | {variant} | {d['accuracy']:.4f} | "
-                         f"{d['mean_confidence']:.3f} | {d['review_flag_rate']:.3f} |")
+                         f"{d['mean_confidence']:.3f} | {d['low_confidence_rate']:.3f} | "
+                         f"{d['unlike_training_rate']:.3f} | {d['review_flag_rate']:.3f} |")
     tp = report.get("input_pipeline")
     if tp:
         lines += ["", "## Input pipeline alone (images/s, same run)", "",

@@ -54,10 +54,12 @@ def run(args) -> int:
         predictions = client.predict(images, args.version, names=args.images)
         if args.json:
             print(json.dumps([{"image": p, "class_name": r.class_name, "class_id": r.class_id,
-                               "probabilities": r.probabilities} for p, r in zip(args.images, predictions)]))
+                               "probabilities": r.probabilities, "atypicality": r.atypicality}
+                              for p, r in zip(args.images, predictions)]))
         for path, r in zip(args.images, predictions) if not args.json else ():
             probs = " ".join(f"{p:.3f}" for p in r.probabilities)
-            print(f"{path}\t{r.class_name}\t{r.confidence:.3f}\t[{probs}]")
+            unusual = "\tUNLIKE THE TRAINING IMAGES: review" if r.atypicality > 1 else ""
+            print(f"{path}\t{r.class_name}\t{r.confidence:.3f}\t[{probs}]\tatypicality {r.atypicality:.2f}{unusual}")
     elif args.command == "status":
         for version, state in client.status(args.version):
             print(f"{args.model}\tversion {version}\t{state}")

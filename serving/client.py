@@ -32,6 +32,7 @@ class Prediction:
     class_name: str
     class_id: int
     probabilities: list[float]
+    atypicality: float = 0.0      # > 1: unlike the training images, send for review
 
     @property
     def confidence(self) -> float:
@@ -160,7 +161,9 @@ def parse_outputs(outputs: dict) -> list[Prediction]:
     probabilities = np.asarray(outputs["probabilities"], dtype=np.float32)
     names = [n.decode() if isinstance(n, bytes) else str(n) for n in np.asarray(outputs["class_name"]).tolist()]
     ids = np.asarray(outputs["class_id"]).tolist()
-    return [Prediction(n, int(i), [float(p) for p in row]) for n, i, row in zip(names, ids, probabilities)]
+    atypical = np.asarray(outputs.get("atypicality", np.zeros(len(ids))), dtype=np.float32).tolist()
+    return [Prediction(n, int(i), [float(p) for p in row], float(a))
+            for n, i, row, a in zip(names, ids, probabilities, atypical)]
 
 
 class RestClient(_BatchingClient):

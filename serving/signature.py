@@ -6,6 +6,7 @@ OUTPUTS = {                      # name -> TensorFlow dtype name
     "probabilities": "DT_FLOAT",  # [batch, num_classes]
     "class_id": "DT_INT32",       # [batch]
     "class_name": "DT_STRING",    # [batch]
+    "atypicality": "DT_FLOAT",    # [batch]: > 1 means unlike the training images (review it); 0 if the model has no score
 }
 INPUT_DTYPE = "DT_STRING"
 WARMUP_FILE = "assets.extra/tf_serving_warmup_requests"

@@ -53,14 +53,27 @@ def write_pixels(pixels: np.ndarray, path: Path) -> Path:
     return path
 
 
-def saved_model_probabilities(saved_model_dir: str, pixels: np.ndarray) -> np.ndarray:
+def saved_model_outputs(saved_model_dir: str, pixels: np.ndarray, output: str = "probabilities") -> np.ndarray:
     import tensorflow as tf
 
     from serving.signature import BROWSER_INPUT, BROWSER_SIGNATURE
 
     fn = tf.saved_model.load(saved_model_dir).signatures[BROWSER_SIGNATURE]
-    return np.concatenate([fn(**{BROWSER_INPUT: tf.constant(pixels[i:i + 16])})["probabilities"].numpy()
+    return np.concatenate([fn(**{BROWSER_INPUT: tf.constant(pixels[i:i + 16])})[output].numpy()
                            for i in range(0, len(pixels), 16)])
+
+
+def saved_model_probabilities(saved_model_dir: str, pixels: np.ndarray) -> np.ndarray:
+    return saved_model_outputs(saved_model_dir, pixels, "probabilities")
+
+
+def node_outputs(model_dir: str, pixels_file: Path, backend: str) -> dict:
+    done = subprocess.run(["node", "scripts/predict.mjs", "--model", model_dir, "--pixels", str(pixels_file),
+                           "--backend", backend], cwd=WEB, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = json.loads(done.stdout)
+    assert out["backend"] == backend
+    return out
 
 
 def node_probabilities(model_dir: str, pixels_file: Path, backend: str) -> np.ndarray:

@@ -15,6 +15,9 @@ def test_confusion_recall_precision():
     assert out["per_class"]["A"] == {"recall": 0.5, "precision": 0.5}
     assert out["per_class"]["B"]["recall"] == 2 / 3
     assert out["review_flag_rate"] == 0.6 and out["accuracy_unflagged"] == 0.5
+    unusual = metrics.summarize(probs, labels, ["A", "B"], 0.75, atypicality=np.array([0, 2, 0, 0, 0.5]))
+    assert unusual["unlike_training_rate"] == 0.2 and unusual["low_confidence_rate"] == 0.6
+    assert unusual["review_flag_rate"] == 0.8  # a confident but atypical answer is flagged too
 
 
 def test_ece_is_zero_when_confidence_matches_accuracy_and_large_when_overconfident():

@@ -136,8 +136,9 @@ def test_cli_predict_and_errors(server, capsys):
     image = str(sample_jpegs("TEST", "LYMPHOCYTE")[0])
     assert cli.main(["predict", "--server", f"127.0.0.1:{server.grpc_port}", image]) == 0
     line = capsys.readouterr().out.strip()
-    path, name, confidence, probs = line.split("\t")
+    path, name, confidence, probs, atypicality = line.split("\t")[:5]
     assert path == image and name in ("EOSINOPHIL", "LYMPHOCYTE", "MONOCYTE", "NEUTROPHIL")
+    assert atypicality.startswith("atypicality ") and float(atypicality.split()[1]) >= 0
     assert cli.main(["predict", "--server", f"127.0.0.1:{server.grpc_port}", "/nonexistent.jpeg"]) == 1
     assert capsys.readouterr().err.strip() == "error: cannot read /nonexistent.jpeg: No such file or directory"
     assert cli.main(["status", "--rest", f"http://127.0.0.1:{server.rest_port}"]) == 0

@@ -36,10 +36,14 @@ def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bi
 
 
 def summarize(probabilities: np.ndarray, labels: np.ndarray, class_names: list[str],
-              review_threshold: float) -> dict:
+              review_threshold: float, atypicality: np.ndarray | None = None) -> dict:
+    """Accuracy, per-class figures, calibration, and the review flag: top probability under the
+    threshold, or atypicality over 1 (unlike the training images)."""
     predicted = probabilities.argmax(axis=1)
     matrix = confusion_matrix(labels, predicted, len(class_names))
-    flagged = probabilities.max(axis=1) < review_threshold
+    low_confidence = probabilities.max(axis=1) < review_threshold
+    unlike = atypicality > 1 if atypicality is not None else np.zeros(len(labels), bool)
+    flagged = low_confidence | unlike
     return {
         "n": int(len(labels)),
         "accuracy": float((predicted == labels).mean()),
@@ -48,6 +52,8 @@ def summarize(probabilities: np.ndarray, labels: np.ndarray, class_names: list[s
         "confusion_matrix": matrix.tolist(),
         "ece": expected_calibration_error(probabilities, labels),
         "mean_confidence": float(probabilities.max(axis=1).mean()),
+        "low_confidence_rate": float(low_confidence.mean()),
+        "unlike_training_rate": float(unlike.mean()),
         "review_flag_rate": float(flagged.mean()),
         # Accuracy on what the flag lets through: what an unreviewed answer is worth.
         "accuracy_unflagged": float((predicted == labels)[~flagged].mean()) if (~flagged).any() else None,

@@ -47,7 +47,9 @@ def build_metadata(*, model_name: str, version: str, class_names: list[str], ima
         "class_names": list(class_names),
         "input": {"name": BROWSER_INPUT, "dtype": "float32", "shape": [-1, -1, -1, 3], "range": [0, 255],
                   "layout": "RGB, any height and width; the model resizes to image_size"},
-        "output": "probabilities",
+        "outputs": {"probabilities": "float32 [batch, classes], in class_names order",
+                    "atypicality": "float32 [batch]: > 1 means unlike the training images (review it); "
+                                   "0 when the model has no such score"},
         "image_size": image_size,
         "review_threshold": review_threshold,
         "quantization": quantization,

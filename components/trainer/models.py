@@ -24,7 +24,7 @@ def default_model(image_size: int, num_classes: int) -> keras.Model:
         x = keras.layers.BatchNormalization(momentum=0.9)(x)
         x = keras.layers.Activation("relu")(x)
         x = keras.layers.MaxPooling2D()(x)
-    x = keras.layers.GlobalAveragePooling2D()(x)
+    x = keras.layers.GlobalAveragePooling2D(name="features")(x)  # also the typicality score's features
     x = keras.layers.Dropout(0.3)(x)
     # float32 output keeps softmax stable under mixed precision.
     outputs = keras.layers.Dense(num_classes, activation="softmax", dtype="float32", name="probabilities")(x)

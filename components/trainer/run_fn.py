@@ -6,13 +6,14 @@ from __future__ import annotations
 import logging
 import os
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 import tf_keras as keras
 from tfx import v1 as tfx
 
 from components.trainer import augment as augment_lib
-from components.trainer import models
+from components.trainer import models, typicality
 from components.transform.preprocessing import IMAGE_KEY, LABEL_KEY, TRANSFORMED_IMAGE_KEY, resize_decoded_pixels
 from pipeline.config import REPO_ROOT
 from serving import signature
@@ -52,17 +53,53 @@ def make_dataset(file_pattern: list[str], tf_transform_output: tft.TFTransformOu
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
+def fit_typicality(model: keras.Model, train_ds: tf.data.Dataset, val_ds: tf.data.Dataset,
+                   num_classes: int) -> dict | None:
+    """The typicality score's parameters (components/trainer/typicality.py), or None for a model
+    without a usable feature layer."""
+    if not typicality.has_features(model):
+        logging.info("no '%s' layer of at most %d values: atypicality is exported as 0",
+                     typicality.FEATURE_LAYER, typicality.MAX_FEATURES)
+        return None
+    extractor = keras.Model(model.input, model.get_layer(typicality.FEATURE_LAYER).output)
+
+    def features(ds):
+        feats, labels = [], []
+        for x, y in ds:
+            feats.append(extractor(x, training=False).numpy())
+            labels.append(y.numpy())
+        return np.concatenate(feats), np.concatenate(labels)
+
+    train_x, train_y = features(train_ds)
+    means, precision = typicality.fit(train_x, train_y, num_classes)
+    val_x, _ = features(val_ds)
+    limit = typicality.threshold(typicality.min_distance(val_x, means, precision))
+    logging.info("typicality: %d training features, threshold %.1f (%.0fth percentile of val)",
+                 len(train_x), limit, typicality.QUANTILE)
+    return {"means": means, "precision": precision, "threshold": limit}
+
+
 def _export_signatures(model: keras.Model, tf_transform_output: tft.TFTransformOutput,
-                       class_names: list[str], image_size: int) -> dict:
+                       class_names: list[str], image_size: int, typical: dict | None = None) -> dict:
     model.tft_layer = tf_transform_output.transform_features_layer()
     names = tf.constant(class_names)
+    if typical:
+        both = keras.Model(model.input, [model.get_layer(typicality.FEATURE_LAYER).output, model.output])
+        means, precision = tf.constant(typical["means"]), tf.constant(typical["precision"])
 
     def classify(model_inputs: tf.Tensor) -> dict:
         """Model inputs -> the outputs every signature returns."""
-        probabilities = tf.cast(model(model_inputs, training=False), tf.float32)
+        if typical:
+            features, probabilities = both(model_inputs, training=False)
+            distance = typicality.min_distance(tf.cast(features, tf.float32), means, precision)
+            atypicality = distance / typical["threshold"]
+        else:
+            probabilities = model(model_inputs, training=False)
+            atypicality = tf.zeros(tf.shape(model_inputs)[:1])
+        probabilities = tf.cast(probabilities, tf.float32)
         class_id = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
         return {"probabilities": probabilities, "class_id": class_id,
-                "class_name": tf.gather(names, class_id)}
+                "class_name": tf.gather(names, class_id), "atypicality": tf.cast(atypicality, tf.float32)}
 
     def predict(raw_features: dict) -> dict:
         return classify(model.tft_layer(raw_features)[TRANSFORMED_IMAGE_KEY])
@@ -116,7 +153,10 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         model.set_weights(early_stopping.best_weights)
         logging.info("restored the weights of the epoch with the best val_loss (%.4f)", early_stopping.best)
 
-    signatures = _export_signatures(model, tf_transform_output, list(cfg["class_names"]), int(cfg["image_size"]))
+    typical = fit_typicality(model, make_dataset(fn_args.train_files, tf_transform_output, batch_size, False, seed),
+                             val_ds, len(cfg["class_names"]))
+    signatures = _export_signatures(model, tf_transform_output, list(cfg["class_names"]), int(cfg["image_size"]),
+                                    typical)
     # No optimizer state: serving never needs it, and it would triple the pushed size (Adam, Adadelta).
     model.save(fn_args.serving_model_dir, save_format="tf", signatures=signatures, include_optimizer=False)
     warmup_images = [p if os.path.isabs(p) or "://" in p else str(REPO_ROOT / p) for p in cfg["warmup_images"]]

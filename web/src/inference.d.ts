@@ -1,6 +1,8 @@
 import type * as tf from '@tensorflow/tfjs';
 
 export const PROBABILITIES: string;
+export const ATYPICALITY: string;
+export function predict(model: tf.GraphModel, pixels: tf.Tensor4D): Promise<{ probabilities: number[][]; atypicality: number[] | null }>;
 export function outputNode(model: tf.GraphModel, output?: string): string;
 export function predictProbabilities(model: tf.GraphModel, pixels: tf.Tensor4D): Promise<number[][]>;
 export function warmUp(model: tf.GraphModel, size: number): Promise<void>;
@@ -9,6 +11,10 @@ export interface Interpretation {
   className: string;
   confidence: number;
   probabilities: { name: string; probability: number }[];
+  lowConfidence: boolean;
+  unlikeTraining: boolean;
   needsReview: boolean;
+  atypicality: number | null;
 }
-export function interpret(probabilities: number[], classNames: string[], reviewThreshold: number): Interpretation;
+export function interpret(probabilities: number[], classNames: string[], reviewThreshold: number,
+  atypicality?: number | null): Interpretation;

@@ -2,8 +2,10 @@
 // check). Plain JavaScript with JSDoc types so that Node runs it as is and Vite bundles it.
 import * as tf from '@tensorflow/tfjs';
 
-/** The published model's output we read: the signature output holding the class probabilities. */
+/** The published model's outputs we read: class probabilities, and how unlike the training images
+ * the input is (> 1: review it; models before this output give none). */
 export const PROBABILITIES = 'probabilities';
+export const ATYPICALITY = 'atypicality';
 
 /**
  * The graph node behind a signature output of a converted model (model.json "signature").
@@ -11,12 +13,34 @@ export const PROBABILITIES = 'probabilities';
  * @param {string} output
  */
 export function outputNode(model, output = PROBABILITIES) {
-  const spec = model.outputs.find((o) => o.name === output);
-  if (spec) return spec.name;
   // tfjs names signature outputs by their graph node; the mapping is in the artifacts' signature.
   const sig = /** @type {any} */ (model).artifacts?.signature?.outputs?.[output];
   if (!sig) throw new Error(`the model has no '${output}' output`);
-  return sig.name.replace(/:0$/, '');
+  return sig.name;
+}
+
+function hasOutput(model, output) {
+  return Boolean(/** @type {any} */ (model).artifacts?.signature?.outputs?.[output]);
+}
+
+/**
+ * Probabilities and atypicality for a batch of decoded RGB images.
+ * @param {tf.GraphModel} model
+ * @param {tf.Tensor4D} pixels float32 [batch, height, width, 3] in 0-255 (any height and width)
+ * @returns {Promise<{probabilities: number[][], atypicality: number[] | null}>}
+ */
+export async function predict(model, pixels) {
+  const names = [outputNode(model, PROBABILITIES)];
+  if (hasOutput(model, ATYPICALITY)) names.push(outputNode(model, ATYPICALITY));
+  const outs = /** @type {tf.Tensor[]} */ (model.execute(pixels, names));
+  try {
+    return {
+      probabilities: /** @type {number[][]} */ (await outs[0].array()),
+      atypicality: outs[1] ? /** @type {number[]} */ (await outs[1].array()) : null,
+    };
+  } finally {
+    outs.forEach((t) => t.dispose());
+  }
 }
 
 /**
@@ -26,12 +50,7 @@ export function outputNode(model, output = PROBABILITIES) {
  * @returns {Promise<number[][]>}
  */
 export async function predictProbabilities(model, pixels) {
-  const out = /** @type {tf.Tensor} */ (model.execute(pixels, outputNode(model)));
-  try {
-    return /** @type {number[][]} */ (await out.array());
-  } finally {
-    out.dispose();
-  }
+  return (await predict(model, pixels)).probabilities;
 }
 
 /** Runs the model once on a blank image so the first real prediction is not slowed by setup. */
@@ -46,12 +65,13 @@ export async function warmUp(model, size) {
 
 /**
  * What the user sees for one image: top class, all probabilities, and whether it needs a person's
- * review (top probability under the model's threshold).
+ * review: top probability under the model's threshold, or an input unlike the training images.
  * @param {number[]} probabilities
  * @param {string[]} classNames
  * @param {number} reviewThreshold
+ * @param {number | null} [atypicality]
  */
-export function interpret(probabilities, classNames, reviewThreshold) {
+export function interpret(probabilities, classNames, reviewThreshold, atypicality = null) {
   if (probabilities.length !== classNames.length) {
     throw new Error(`the model gives ${probabilities.length} probabilities for ${classNames.length} classes`);
   }
@@ -62,6 +82,9 @@ export function interpret(probabilities, classNames, reviewThreshold) {
     className: classNames[best],
     confidence: probabilities[best],
     probabilities: classNames.map((name, i) => ({ name, probability: probabilities[i] })),
-    needsReview: probabilities[best] < reviewThreshold,
+    lowConfidence: probabilities[best] < reviewThreshold,
+    unlikeTraining: atypicality !== null && atypicality > 1,
+    needsReview: probabilities[best] < reviewThreshold || (atypicality !== null && atypicality > 1),
+    atypicality,
   };
 }

@@ -4,7 +4,7 @@ import * as tf from '@tensorflow/tfjs';
 import { chooseBackend } from './backend';
 import { readConfig } from './config';
 import { decodeImage, ImageError } from './images';
-import { interpret, predictProbabilities, warmUp } from './inference.js';
+import { interpret, predict, predictProbabilities, warmUp } from './inference.js';
 import { loadModel, type LoadedModel } from './modelSource';
 
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
@@ -49,9 +49,9 @@ function addResult(file: File): HTMLLIElement {
   return item;
 }
 
-function showPrediction(item: HTMLLIElement, fileName: string, probabilities: number[]) {
+function showPrediction(item: HTMLLIElement, fileName: string, probabilities: number[], atypicality: number | null) {
   const m = loaded!.metadata;
-  const r = interpret(probabilities, m.class_names, m.review_threshold);
+  const r = interpret(probabilities, m.class_names, m.review_threshold, atypicality);
   item.dataset.state = 'done';
   item.dataset.class = r.className;
   item.dataset.review = String(r.needsReview);
@@ -62,10 +62,14 @@ function showPrediction(item: HTMLLIElement, fileName: string, probabilities: nu
   title.querySelector('strong')!.textContent = fileName;
   title.querySelector('.class')!.textContent = r.className;
   item.append(title);
-  if (r.needsReview) {
+  item.dataset.unlikeTraining = String(r.unlikeTraining);
+  const reasons = [];
+  if (r.unlikeTraining) reasons.push('the image is unlike the training images (another microscope or stain, or not a white cell?)');
+  if (r.lowConfidence) reasons.push(`low confidence (below ${percent(m.review_threshold)})`);
+  if (reasons.length) {
     const flag = document.createElement('p');
     flag.className = 'review-flag';
-    flag.textContent = `Low confidence (below ${percent(m.review_threshold)}): have a person review this image.`;
+    flag.textContent = `Have a person review this image: ${reasons.join('; ')}.`;
     item.append(flag);
   }
   const table = document.createElement('table');
@@ -93,8 +97,8 @@ async function classify(file: File, item: HTMLLIElement) {
   let pixels: tf.Tensor4D | null = null;
   try {
     pixels = await decodeImage(file);
-    const [probabilities] = await predictProbabilities(loaded!.model, pixels);
-    showPrediction(item, file.name, probabilities);
+    const out = await predict(loaded!.model, pixels);
+    showPrediction(item, file.name, out.probabilities[0], out.atypicality ? out.atypicality[0] : null);
   } catch (err) {
     const message = err instanceof ImageError ? err.message : `could not be classified (${(err as Error).message})`;
     showError(item, file.name, message);

@@ -1,0 +1,50 @@
+"""How unlike the training images an input is: the Mahalanobis distance of its penultimate features
+to the nearest class mean (class means and one shared covariance fitted on the training split, as in
+Lee et al., 2018), divided by the distance that 99 % of the validation images stay under.
+
+So `atypicality` <= 1 is a typical input and > 1 is one to send for review (another microscope or
+stain, or not a white cell), whatever the softmax confidence says.
+"""
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+FEATURE_LAYER = "features"   # the layer whose output is the feature vector (default model: pooling)
+MAX_FEATURES = 1024          # wider features (the tutorial CNN's flatten) get no score
+QUANTILE = 99.0
+SHRINKAGE = 1e-3             # ridge on the covariance, relative to its mean variance
+
+
+def has_features(model) -> bool:
+    try:
+        layer = model.get_layer(FEATURE_LAYER)
+    except ValueError:
+        return False
+    return int(layer.output.shape[-1]) <= MAX_FEATURES
+
+
+def fit(features: np.ndarray, labels: np.ndarray, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Class means [C, D] and the shared precision matrix [D, D]."""
+    features = features.astype(np.float64)
+    means = np.stack([features[labels == c].mean(axis=0) if (labels == c).any() else features.mean(axis=0)
+                      for c in range(num_classes)])
+    centred = features - means[labels]
+    cov = centred.T @ centred / max(1, len(features) - num_classes)
+    cov += SHRINKAGE * np.trace(cov) / cov.shape[0] * np.eye(cov.shape[0])
+    return means.astype(np.float32), np.linalg.inv(cov).astype(np.float32)
+
+
+def min_distance(features, means, precision):
+    """Squared Mahalanobis distance to the nearest class mean: [N, D] -> [N] (numpy or TF tensors)."""
+    if isinstance(features, np.ndarray):
+        d = features[:, None, :] - means[None]
+        return np.einsum("ncd,de,nce->nc", d, precision, d).min(axis=1)
+    d = features[:, None, :] - means[None]                                   # [n, c, D]
+    flat = tf.reshape(d, [-1, tf.shape(d)[-1]])
+    dp = tf.reshape(tf.matmul(flat, precision), tf.shape(d))
+    return tf.reduce_min(tf.reduce_sum(dp * d, axis=-1), axis=-1)
+
+
+def threshold(val_distances: np.ndarray) -> float:
+    return float(np.percentile(val_distances, QUANTILE))
