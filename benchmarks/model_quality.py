@@ -22,7 +22,6 @@ import json
 import os
 import re
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 
@@ -66,6 +65,63 @@ def predict(saved_model: str, files: list[Path], transform=None) -> tuple[np.nda
     return np.concatenate(out), np.concatenate(atypical)
 
 
+def current_commit() -> str:
+    """HEAD's commit without the git binary (the userland has none)."""
+    git = REPO / ".git"
+    if git.is_file():  # a worktree: "gitdir: <path>"
+        git = Path(git.read_text().split(":", 1)[1].strip())
+    try:
+        head = (git / "HEAD").read_text().strip()
+        if not head.startswith("ref: "):
+            return head
+        ref = head[5:]
+        for base in (git, git.parent.parent if git.parent.name == "worktrees" else git):
+            if (base / ref).exists():
+                return (base / ref).read_text().strip()
+        packed = (git.parent.parent if git.parent.name == "worktrees" else git) / "packed-refs"
+        for line in packed.read_text().splitlines():
+            if line.endswith(" " + ref):
+                return line.split()[0]
+    except OSError:
+        pass
+    return "unknown"
+
+
+def trainer_record(metadata_path: str) -> tuple[float | None, int | None]:
+    """Seconds and epochs of the training that made the latest Trainer output, also when this run took
+    it from the cache (the cached execution points to the artifact the original one wrote)."""
+    import tensorflow as tf
+    from ml_metadata import metadata_store
+    from ml_metadata.proto import metadata_store_pb2
+
+    cfg = metadata_store_pb2.ConnectionConfig()
+    cfg.sqlite.filename_uri = metadata_path
+    cfg.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
+    store = metadata_store.MetadataStore(cfg)
+    trainers = [e for t in store.get_execution_types() if t.name.endswith("Trainer")
+                for e in store.get_executions_by_type(t.name)]
+    if not trainers:
+        return None, None
+    latest = max(trainers, key=lambda e: e.id)
+    outputs = [ev.artifact_id for ev in store.get_events_by_execution_ids([latest.id])
+               if ev.type == metadata_store_pb2.Event.OUTPUT]
+    writers = {ev.execution_id for ev in store.get_events_by_artifact_ids(outputs)
+               if ev.type == metadata_store_pb2.Event.OUTPUT}
+    done = [e for e in store.get_executions_by_id(list(writers))
+            if e.last_known_state == metadata_store_pb2.Execution.COMPLETE]
+    if not done:
+        return None, None
+    original = min(done, key=lambda e: e.id)
+    seconds = (original.last_update_time_since_epoch - original.create_time_since_epoch) / 1000
+    epochs = None
+    for artifact in store.get_artifacts_by_id(outputs):
+        events = tf.io.gfile.glob(os.path.join(artifact.uri, "validation", "events.out.tfevents.*"))
+        if events:
+            epochs = sum(1 for path in events for e in tf.compat.v1.train.summary_iterator(path)
+                         for v in e.summary.value if v.tag == "epoch_loss")
+    return seconds, epochs
+
+
 def run_pipeline(data_dir: str, work: str, extra: list[str]) -> dict:
     """One pipeline run; returns the pushed model, the Trainer's time and epochs, the tfjs bytes."""
     args = ["--data-dir", data_dir, "--output-dir", work, "--set", "evaluation.min_accuracy=0",
@@ -76,12 +132,10 @@ def run_pipeline(data_dir: str, work: str, extra: list[str]) -> dict:
     text = out.getvalue()
     if code != 0:
         raise SystemExit(f"error: pipeline run failed ({' '.join(extra)}); its output ends: {text[-500:]}")
-    trainer = re.search(r"^\s+Trainer\s+COMPLETE\s+([\d.]+) s$", text, re.M)
-    epochs = re.findall(r"^Epoch (\d+)/\d+$", text, re.M)
     tfjs = re.search(r"^browser model \(tfjs\): \S+ \((\d+) bytes", text, re.M)
+    seconds, epochs = trainer_record(os.path.join(work, load_config().pipeline_name, "metadata.sqlite"))
     return {"pushed": re.search(r"^pushed model: (\S+)$", text, re.M).group(1),
-            "trainer_s": float(trainer.group(1)) if trainer else None,
-            "epochs_run": int(epochs[-1]) if epochs else None,
+            "trainer_s": seconds, "epochs_run": epochs,
             "tfjs_bytes": int(tfjs.group(1)) if tfjs else None}
 
 
@@ -132,8 +186,7 @@ def tutorial_result(args, config, images: Path, train_count: int) -> dict | None
                        ["--model", "tutorial_cnn", "--epochs", str(TUTORIAL_RECIPE["epochs"]),
                         "--set", f"training.early_stopping_patience={TUTORIAL_RECIPE['epochs']}"])
     result = measure(run, "tutorial_cnn", images, config, train_count)
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
-    result.update(code_fingerprint=fingerprint, commit=commit, recipe=TUTORIAL_RECIPE,
+    result.update(code_fingerprint=fingerprint, commit=current_commit(), recipe=TUTORIAL_RECIPE,
                   date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
     cache.parent.mkdir(parents=True, exist_ok=True)
     cache.write_text(json.dumps(result, indent=1))
@@ -212,12 +265,14 @@ def main() -> int:
         extra = ["--set", f"training.seed={seed}"] + (["--epochs", str(args.epochs)] if args.epochs else [])
         run = run_pipeline(args.data_dir, os.path.join(args.work, "default"), extra)
         seeds_runs.append({"seed": seed, **measure(run, "default", images, config, train_count)})
+        # Each seed's figures are on disk as soon as they exist.
+        Path(args.out, f"seed{seed}.json").write_text(json.dumps(seeds_runs[-1], indent=1))
         print(f"seed {seed}: TEST {seeds_runs[-1]['test']['accuracy']:.4f}", file=sys.stderr)
     tutorial = tutorial_result(args, config, images, train_count)
 
     report = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "commit": subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip(),
+        "commit": current_commit(),
         "data_dir": args.data_dir, "seeds": args.seeds, "class_names": list(config.class_names),
         "review_threshold": config.browser.review_threshold,
         "seeds_runs": seeds_runs, "tutorial": tutorial,
