@@ -23,6 +23,7 @@ sys.path.insert(0, str(REPO / "tests"))
 import browser_helpers as bh  # noqa: E402
 
 from components.tfjs import convert, publish  # noqa: E402
+from pipeline.config import load_config  # noqa: E402
 
 
 def main() -> None:
@@ -37,23 +38,20 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-browser-", dir="/tmp") as tmp:
         origin = os.path.join(tmp, "origin")
         names = []
+        config = load_config()
         for spec in args.model:
             name, saved_model = spec.split("=", 1)
             convert.convert(saved_model, os.path.join(tmp, name), args.quantization)
-            publish.publish(os.path.join(tmp, name), origin, name, "1", {"model_name": name})
+            # The metadata the web client needs; no eval figures (these models are only timed).
+            metadata = {"model_name": name, "class_names": config.class_names, "image_size": config.image_size,
+                        "review_threshold": config.browser.review_threshold, "quantization": args.quantization,
+                        "eval": {"split": "n/a", "metrics": {}}}
+            publish.publish(os.path.join(tmp, name), origin, name, "1", metadata)
             names.append(name)
         bh.world_readable(origin)
         dist = os.path.join(tmp, "dist")
         subprocess.run(["npm", "run", "build", "--", "--outDir", dist], cwd=bh.WEB, check=True,
                        capture_output=True)
-        # The bench client needs real metadata: reuse the pipeline's shape with the model's name.
-        for name in names:
-            meta_path = os.path.join(origin, name, "1", "metadata.json")
-            meta = json.loads(Path(meta_path).read_text())
-            meta.update(class_names=["EOSINOPHIL", "LYMPHOCYTE", "MONOCYTE", "NEUTROPHIL"], image_size=80,
-                        review_threshold=0.8, quantization=args.quantization,
-                        eval={"split": "n/a", "metrics": {}})
-            Path(meta_path).write_text(json.dumps(meta))
         with bh.static_server(dist) as app, bh.nginx_cdn(origin, app) as (cdn, _):
             cmd = ["node", "scripts/browser-bench.mjs", "--app", app, "--loads", str(args.loads),
                    "--repeats", str(args.repeats)]

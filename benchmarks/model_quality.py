@@ -133,9 +133,12 @@ def run_pipeline(data_dir: str, work: str, extra: list[str]) -> dict:
     if code != 0:
         raise SystemExit(f"error: pipeline run failed ({' '.join(extra)}); its output ends: {text[-500:]}")
     tfjs = re.search(r"^browser model \(tfjs\): \S+ \((\d+) bytes", text, re.M)
+    report = re.search(r"^ingest report: (\S+)$", text, re.M)
+    train_examples = (json.loads(Path(report.group(1)).read_text())["splits"]["train"]["examples"]
+                      if report else None)
     seconds, epochs = trainer_record(os.path.join(work, load_config().pipeline_name, "metadata.sqlite"))
     return {"pushed": re.search(r"^pushed model: (\S+)$", text, re.M).group(1),
-            "trainer_s": seconds, "epochs_run": epochs,
+            "trainer_s": seconds, "epochs_run": epochs, "train_examples": train_examples,
             "tfjs_bytes": int(tfjs.group(1)) if tfjs else None}
 
 
@@ -149,7 +152,7 @@ def param_count(model: str, image_size: int, n: int) -> int:
     return int(build_model(model, image_size, n).count_params())
 
 
-def measure(run: dict, model: str, images: Path, config, train_count: int) -> dict:
+def measure(run: dict, model: str, images: Path, config) -> dict:
     names, threshold = list(config.class_names), config.browser.review_threshold
     test_files, test_labels = files_and_labels(images / "TEST", names)
     simple_files, simple_labels = files_and_labels(images / "TEST_SIMPLE", names)
@@ -159,8 +162,8 @@ def measure(run: dict, model: str, images: Path, config, train_count: int) -> di
         **run,
         "params": param_count(model, config.image_size, len(names)),
         "saved_model_bytes": dir_bytes(run["pushed"]),
-        "train_images_per_s": (train_count * run["epochs_run"] / run["trainer_s"])
-        if run.get("trainer_s") and run.get("epochs_run") else None,
+        "train_images_per_s": (run["train_examples"] * run["epochs_run"] / run["trainer_s"])
+        if run.get("trainer_s") and run.get("epochs_run") and run.get("train_examples") else None,
         "test": metrics.summarize(test_probs, test_labels, names, threshold, test_atyp),
         "test_simple": metrics.summarize(simple_probs, simple_labels, names, threshold, simple_atyp),
         "derived": {},
@@ -172,7 +175,7 @@ def measure(run: dict, model: str, images: Path, config, train_count: int) -> di
     return result
 
 
-def tutorial_result(args, config, images: Path, train_count: int) -> dict | None:
+def tutorial_result(args, config, images: Path) -> dict | None:
     cache = Path(args.out) / "tutorial_cnn.json"
     fingerprint = code_fingerprint("components/trainer", "components/transform")
     if args.tutorial == "skip":
@@ -185,7 +188,7 @@ def tutorial_result(args, config, images: Path, train_count: int) -> dict | None
     run = run_pipeline(args.data_dir, os.path.join(args.work, "tutorial"),
                        ["--model", "tutorial_cnn", "--epochs", str(TUTORIAL_RECIPE["epochs"]),
                         "--set", f"training.early_stopping_patience={TUTORIAL_RECIPE['epochs']}"])
-    result = measure(run, "tutorial_cnn", images, config, train_count)
+    result = measure(run, "tutorial_cnn", images, config)
     result.update(code_fingerprint=fingerprint, commit=current_commit(), recipe=TUTORIAL_RECIPE,
                   date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
     cache.parent.mkdir(parents=True, exist_ok=True)
@@ -256,19 +259,17 @@ def main() -> int:
     if not (images / "TEST_SIMPLE").is_dir():
         print(f"error: no TEST_SIMPLE folder beside TEST under {images}", file=sys.stderr)
         return 2
-    train_count = sum(1 for c in config.class_names for _ in (images / "TRAIN" / c).iterdir())
-    train_count = round(train_count * (1 - config.ingest.val_fraction))
     os.makedirs(args.out, exist_ok=True)
 
     seeds_runs = []
     for seed in args.seeds:
         extra = ["--set", f"training.seed={seed}"] + (["--epochs", str(args.epochs)] if args.epochs else [])
         run = run_pipeline(args.data_dir, os.path.join(args.work, "default"), extra)
-        seeds_runs.append({"seed": seed, **measure(run, "default", images, config, train_count)})
+        seeds_runs.append({"seed": seed, **measure(run, "default", images, config)})
         # Each seed's figures are on disk as soon as they exist.
         Path(args.out, f"seed{seed}.json").write_text(json.dumps(seeds_runs[-1], indent=1))
         print(f"seed {seed}: TEST {seeds_runs[-1]['test']['accuracy']:.4f}", file=sys.stderr)
-    tutorial = tutorial_result(args, config, images, train_count)
+    tutorial = tutorial_result(args, config, images)
 
     report = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

@@ -77,12 +77,7 @@ def node_outputs(model_dir: str, pixels_file: Path, backend: str) -> dict:
 
 
 def node_probabilities(model_dir: str, pixels_file: Path, backend: str) -> np.ndarray:
-    done = subprocess.run(["node", "scripts/predict.mjs", "--model", model_dir, "--pixels", str(pixels_file),
-                           "--backend", backend], cwd=WEB, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    out = json.loads(done.stdout)
-    assert out["backend"] == backend
-    return np.asarray(out["probabilities"], dtype=np.float64)
+    return np.asarray(node_outputs(model_dir, pixels_file, backend)["probabilities"], dtype=np.float64)
 
 
 @contextlib.contextmanager

@@ -14,7 +14,6 @@ from components.tfjs import publish as pub
 
 import browser_helpers as bh
 
-pytestmark = pytest.mark.skipif(not shutil.which("nginx"), reason="nginx is not installed")
 CLIENT = "http://localhost:5173"
 
 

@@ -51,6 +51,8 @@ def convert(saved_model_dir: str, output_dir: str, quantization: str = "none", c
 
 
 def model_bytes(tfjs_dir: str) -> int:
-    """Bytes a browser downloads for the model: model.json plus its shards."""
-    return sum(os.path.getsize(os.path.join(tfjs_dir, f)) for f in os.listdir(tfjs_dir)
+    """Bytes a browser downloads for the model: model.json plus its shards (local or gs:// folder)."""
+    import tensorflow as tf
+
+    return sum(tf.io.gfile.stat(os.path.join(tfjs_dir, f)).length for f in tf.io.gfile.listdir(tfjs_dir)
                if f == "model.json" or f.endswith(".bin"))

@@ -60,11 +60,6 @@ def build_metadata(*, model_name: str, version: str, class_names: list[str], ima
     }
 
 
-def _published_bytes(folder: str) -> int:
-    return sum(len(publish._read(os.path.join(folder, f))) for f in tf.io.gfile.listdir(folder)
-               if f == publish.MODEL_JSON or f.endswith(".bin"))
-
-
 class Executor(base_executor.BaseExecutor):
     def Do(self, input_dict, output_dict, exec_properties) -> None:
         pushed = artifact_utils.get_single_instance(input_dict[PUSHED_MODEL])
@@ -103,7 +98,7 @@ class Executor(base_executor.BaseExecutor):
         published.set_string_custom_property(
             "published_url", os.path.join(base, model_name, pointer["model_url"]))
         published.set_string_custom_property("quantization", props["quantization"])
-        published.set_int_custom_property("model_bytes", _published_bytes(published.uri))
+        published.set_int_custom_property("model_bytes", convert.model_bytes(published.uri))
         logging.info("TfjsPublisher: published %s version %s to %s", model_name, version, base)
 
 
