@@ -187,7 +187,7 @@ def tutorial_result(args, config, images: Path) -> dict | None:
         print(f"tutorial result in {cache} was made by other code: retraining", file=sys.stderr)
     run = run_pipeline(args.data_dir, os.path.join(args.work, "tutorial"),
                        ["--model", "tutorial_cnn", "--epochs", str(TUTORIAL_RECIPE["epochs"]),
-                        "--set", f"training.early_stopping_patience={TUTORIAL_RECIPE['epochs']}"])
+                        "--set", "training.early_stopping_patience=0", "--set", "training.average_symmetries=false"])
     result = measure(run, "tutorial_cnn", images, config)
     result.update(code_fingerprint=fingerprint, commit=current_commit(), recipe=TUTORIAL_RECIPE,
                   date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))

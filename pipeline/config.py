@@ -32,7 +32,8 @@ class TrainingConfig(_Section):
     epochs: int = Field(3, ge=1)
     batch_size: int = Field(32, ge=1)
     learning_rate: float = Field(1e-3, gt=0)
-    early_stopping_patience: int = Field(3, ge=1)
+    early_stopping_patience: int = Field(0, ge=0)   # 0: off (see config.yaml)
+    average_symmetries: bool = True                   # answer = mean over the crop's 8 rotations/mirrors
     seed: int = 42
 
 

@@ -1,9 +1,10 @@
-"""Trainer's run_fn: trains on the transformed `train` split, stops early on `val`, exports a
-SavedModel whose signatures take raw encoded images (serving_default) or serialized tf.Examples
-(from_examples, used by the Evaluator)."""
+"""Trainer's run_fn: trains on the transformed `train` split with a cosine learning-rate schedule,
+exports a SavedModel whose signatures take raw encoded images (serving_default), serialized
+tf.Examples (from_examples, used by the Evaluator) or decoded pixels (the browser model)."""
 from __future__ import annotations
 
 import logging
+import math
 import os
 
 import numpy as np
@@ -13,7 +14,7 @@ import tf_keras as keras
 from tfx import v1 as tfx
 
 from components.trainer import augment as augment_lib
-from components.trainer import models, typicality
+from components.trainer import dihedral, models, typicality
 from components.transform.preprocessing import IMAGE_KEY, LABEL_KEY, TRANSFORMED_IMAGE_KEY, resize_decoded_pixels
 from pipeline.config import REPO_ROOT
 from serving import signature
@@ -53,8 +54,23 @@ def make_dataset(file_pattern: list[str], tf_transform_output: tft.TFTransformOu
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
+def run_views(model, images: tf.Tensor, average_symmetries: bool):
+    """The model's outputs for a batch, averaged over the crop's 8 symmetries when asked."""
+    if not average_symmetries:
+        return model(images, training=False)
+    outputs = model(dihedral.dihedral_views(images), training=False)
+    if isinstance(outputs, (list, tuple)):
+        return [dihedral.average_views(o) for o in outputs]
+    return dihedral.average_views(outputs)
+
+
+def cosine_learning_rate(base: float, epochs: int):
+    """Per-epoch cosine decay from `base` towards 0 over the run."""
+    return lambda epoch: base * 0.5 * (1.0 + math.cos(math.pi * epoch / epochs))
+
+
 def fit_typicality(model: keras.Model, train_ds: tf.data.Dataset, val_ds: tf.data.Dataset,
-                   num_classes: int) -> dict | None:
+                   num_classes: int, average_symmetries: bool) -> dict | None:
     """The typicality score's parameters (components/trainer/typicality.py), or None for a model
     without a usable feature layer."""
     if not typicality.has_features(model):
@@ -66,7 +82,7 @@ def fit_typicality(model: keras.Model, train_ds: tf.data.Dataset, val_ds: tf.dat
     def features(ds):
         feats, labels = [], []
         for x, y in ds:
-            feats.append(extractor(x, training=False).numpy())
+            feats.append(run_views(extractor, x, average_symmetries).numpy())
             labels.append(y.numpy())
         return np.concatenate(feats), np.concatenate(labels)
 
@@ -80,7 +96,8 @@ def fit_typicality(model: keras.Model, train_ds: tf.data.Dataset, val_ds: tf.dat
 
 
 def _export_signatures(model: keras.Model, tf_transform_output: tft.TFTransformOutput,
-                       class_names: list[str], image_size: int, typical: dict | None = None) -> dict:
+                       class_names: list[str], image_size: int, typical: dict | None = None,
+                       average_symmetries: bool = False) -> dict:
     model.tft_layer = tf_transform_output.transform_features_layer()
     names = tf.constant(class_names)
     if typical:
@@ -90,11 +107,11 @@ def _export_signatures(model: keras.Model, tf_transform_output: tft.TFTransformO
     def classify(model_inputs: tf.Tensor) -> dict:
         """Model inputs -> the outputs every signature returns."""
         if typical:
-            features, probabilities = both(model_inputs, training=False)
+            features, probabilities = run_views(both, model_inputs, average_symmetries)
             distance = typicality.min_distance(tf.cast(features, tf.float32), means, precision)
             atypicality = distance / typical["threshold"]
         else:
-            probabilities = model(model_inputs, training=False)
+            probabilities = run_views(model, model_inputs, average_symmetries)
             atypicality = tf.zeros(tf.shape(model_inputs)[:1])
         probabilities = tf.cast(probabilities, tf.float32)
         class_id = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
@@ -144,19 +161,30 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
                       loss="sparse_categorical_crossentropy", metrics=["sparse_categorical_accuracy"])
     model.summary(print_fn=logging.info)
 
-    early_stopping = keras.callbacks.EarlyStopping(
-        monitor="val_loss", patience=int(cfg["early_stopping_patience"]), restore_best_weights=True)
-    callbacks = [early_stopping, keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir, update_freq="epoch")]
-    model.fit(train_ds, validation_data=val_ds, epochs=int(cfg["epochs"]), callbacks=callbacks, verbose=2)
-    if early_stopping.stopped_epoch == 0 and early_stopping.best_weights is not None:
+    epochs = int(cfg["epochs"])
+    callbacks = [keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir, update_freq="epoch")]
+    if cfg["model"] != "tutorial_cnn":  # the tutorial's recipe: Adadelta at a constant rate
+        callbacks.append(keras.callbacks.LearningRateScheduler(
+            cosine_learning_rate(float(cfg["learning_rate"]), epochs)))
+    patience = int(cfg["early_stopping_patience"])
+    early_stopping = None
+    if patience:
+        # Off by default: `val` holds augmented copies of the training cells, so its loss follows the
+        # training loss and would stop the run on noise rather than on overfitting.
+        early_stopping = keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience,
+                                                       restore_best_weights=True)
+        callbacks.append(early_stopping)
+    model.fit(train_ds, validation_data=val_ds, epochs=epochs, callbacks=callbacks, verbose=2)
+    if early_stopping and early_stopping.stopped_epoch == 0 and early_stopping.best_weights is not None:
         # Keras restores the best weights only when it stops early; the last epoch need not be the best.
         model.set_weights(early_stopping.best_weights)
         logging.info("restored the weights of the epoch with the best val_loss (%.4f)", early_stopping.best)
 
+    average_symmetries = bool(cfg["average_symmetries"])
     typical = fit_typicality(model, make_dataset(fn_args.train_files, tf_transform_output, batch_size, False, seed),
-                             val_ds, len(cfg["class_names"]))
+                             val_ds, len(cfg["class_names"]), average_symmetries)
     signatures = _export_signatures(model, tf_transform_output, list(cfg["class_names"]), int(cfg["image_size"]),
-                                    typical)
+                                    typical, average_symmetries)
     # No optimizer state: serving never needs it, and it would triple the pushed size (Adam, Adadelta).
     model.save(fn_args.serving_model_dir, save_format="tf", signatures=signatures, include_optimizer=False)
     warmup_images = [p if os.path.isabs(p) or "://" in p else str(REPO_ROOT / p) for p in cfg["warmup_images"]]
