@@ -39,6 +39,13 @@ parent=$(dirname "$repo")
 args+=(--bind /tmp /tmp)
 [ -d "$HOME" ] && [ "$HOME" != "$repo" ] && args+=(--bind "$HOME" "$HOME")
 args+=(--bind "$repo" "$repo")
+# A git worktree's .git is a file naming its git directory elsewhere: mount that too (read-only), so
+# the commit can be read inside (benchmark reports record it).
+if [ -f "$repo/.git" ]; then
+    gitdir=$(sed -n 's/^gitdir: //p' "$repo/.git")
+    common=$(cd "$gitdir/../.." 2>/dev/null && pwd)
+    [ -n "$common" ] && args+=(--ro-bind "$common" "$common")
+fi
 IFS=: read -ra extra <<< "${BLOODCELL_BIND:-}"
 for p in "${extra[@]}"; do [ -n "$p" ] && args+=(--ro-bind "$p" "$p"); done
 # Device nodes for a GPU, when the host has one.
