@@ -68,18 +68,17 @@ def predict(saved_model: str, files: list[Path], transform=None) -> tuple[np.nda
 def current_commit() -> str:
     """HEAD's commit without the git binary (the userland has none)."""
     git = REPO / ".git"
-    if git.is_file():  # a worktree: "gitdir: <path>"
+    if git.is_file():  # a worktree: "gitdir: <common git dir>/worktrees/<name>"
         git = Path(git.read_text().split(":", 1)[1].strip())
+    common = git.parent.parent if git.parent.name == "worktrees" else git  # where branch refs live
     try:
         head = (git / "HEAD").read_text().strip()
         if not head.startswith("ref: "):
             return head
         ref = head[5:]
-        for base in (git, git.parent.parent if git.parent.name == "worktrees" else git):
-            if (base / ref).exists():
-                return (base / ref).read_text().strip()
-        packed = (git.parent.parent if git.parent.name == "worktrees" else git) / "packed-refs"
-        for line in packed.read_text().splitlines():
+        if (common / ref).exists():
+            return (common / ref).read_text().strip()
+        for line in (common / "packed-refs").read_text().splitlines():
             if line.endswith(" " + ref):
                 return line.split()[0]
     except OSError:

@@ -20,7 +20,8 @@ def trainer_custom_config(config: Config) -> dict:
     t = config.training
     return {"code_version": code_fingerprint("components/trainer", "components/transform",
                                              "serving/warmup.py", "serving/signature.py"),
-            "serving_model_name": config.serving.model_name, "warmup_images": list(config.serving.warmup_images), "class_names": list(config.class_names), "image_size": config.image_size, "model": t.model,
+            "serving_model_name": config.serving.model_name, "warmup_images": list(config.serving.warmup_images),
+            "class_names": list(config.class_names), "image_size": config.image_size, "model": t.model,
             "epochs": t.epochs, "batch_size": t.batch_size, "learning_rate": t.learning_rate,
             "early_stopping_patience": t.early_stopping_patience, "average_symmetries": t.average_symmetries,
             "seed": t.seed}

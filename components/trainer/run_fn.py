@@ -96,8 +96,8 @@ def fit_typicality(model: keras.Model, train_ds: tf.data.Dataset, val_ds: tf.dat
 
 
 def _export_signatures(model: keras.Model, tf_transform_output: tft.TFTransformOutput,
-                       class_names: list[str], image_size: int, typical: dict | None = None,
-                       average_symmetries: bool = False) -> dict:
+                       class_names: list[str], image_size: int, typical: dict | None,
+                       average_symmetries: bool) -> dict:
     model.tft_layer = tf_transform_output.transform_features_layer()
     names = tf.constant(class_names)
     if typical:
