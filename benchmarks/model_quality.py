@@ -86,9 +86,10 @@ def current_commit() -> str:
     return "unknown"
 
 
-def trainer_record(metadata_path: str) -> tuple[float | None, int | None]:
-    """Seconds and epochs of the training that made the latest Trainer output, also when this run took
-    it from the cache (the cached execution points to the artifact the original one wrote)."""
+def trainer_record(metadata_path: str) -> tuple[float | None, int | None, list[float]]:
+    """Seconds, epochs and per-epoch `val` accuracy (one view) of the training that made the latest
+    Trainer output, also when this run took it from the cache (the cached execution points to the
+    artifact the original one wrote)."""
     import tensorflow as tf
     from ml_metadata import metadata_store
     from ml_metadata.proto import metadata_store_pb2
@@ -100,7 +101,7 @@ def trainer_record(metadata_path: str) -> tuple[float | None, int | None]:
     trainers = [e for t in store.get_execution_types() if t.name.endswith("Trainer")
                 for e in store.get_executions_by_type(t.name)]
     if not trainers:
-        return None, None
+        return None, None, []
     latest = max(trainers, key=lambda e: e.id)
     outputs = [ev.artifact_id for ev in store.get_events_by_execution_ids([latest.id])
                if ev.type == metadata_store_pb2.Event.OUTPUT]
@@ -109,16 +110,19 @@ def trainer_record(metadata_path: str) -> tuple[float | None, int | None]:
     done = [e for e in store.get_executions_by_id(list(writers))
             if e.last_known_state == metadata_store_pb2.Execution.COMPLETE]
     if not done:
-        return None, None
+        return None, None, []
     original = min(done, key=lambda e: e.id)
     seconds = (original.last_update_time_since_epoch - original.create_time_since_epoch) / 1000
-    epochs = None
+    epochs, val_accuracy = None, []
     for artifact in store.get_artifacts_by_id(outputs):
         events = tf.io.gfile.glob(os.path.join(artifact.uri, "validation", "events.out.tfevents.*"))
         if events:
-            epochs = sum(1 for path in events for e in tf.compat.v1.train.summary_iterator(path)
-                         for v in e.summary.value if v.tag == "epoch_loss")
-    return seconds, epochs
+            summaries = [(e.step, v) for path in events for e in tf.compat.v1.train.summary_iterator(path)
+                         for v in e.summary.value]
+            epochs = sum(1 for _, v in summaries if v.tag == "epoch_loss")
+            val_accuracy = [round(float(tf.make_ndarray(v.tensor)), 4) for _, v in sorted(
+                (s for s in summaries if s[1].tag == "epoch_sparse_categorical_accuracy"), key=lambda s: s[0])]
+    return seconds, epochs, val_accuracy
 
 
 def run_pipeline(data_dir: str, work: str, extra: list[str]) -> dict:
@@ -135,9 +139,11 @@ def run_pipeline(data_dir: str, work: str, extra: list[str]) -> dict:
     report = re.search(r"^ingest report: (\S+)$", text, re.M)
     train_examples = (json.loads(Path(report.group(1)).read_text())["splits"]["train"]["examples"]
                       if report else None)
-    seconds, epochs = trainer_record(os.path.join(work, load_config().pipeline_name, "metadata.sqlite"))
+    seconds, epochs, val_accuracy = trainer_record(os.path.join(work, load_config().pipeline_name,
+                                                                "metadata.sqlite"))
     return {"pushed": re.search(r"^pushed model: (\S+)$", text, re.M).group(1),
             "trainer_s": seconds, "epochs_run": epochs, "train_examples": train_examples,
+            "val_accuracy_by_epoch": val_accuracy,
             "tfjs_bytes": int(tfjs.group(1)) if tfjs else None}
 
 
@@ -207,8 +213,8 @@ def markdown(report: dict) -> str:
              f"TEST_SIMPLE {report['seeds_runs'][0]['test_simple']['n']}. Review flag: top probability < "
              f"{report['review_threshold']}.", "",
              "| model | seed | TEST acc | TEST_SIMPLE | ECE | " + " | ".join(f"recall {n[:3]}" for n in names)
-             + " | params | SavedModel MB | tfjs MB | train s | train img/s |",
-             "|" + "---|" * (8 + len(names))]
+             + " | val acc | params | SavedModel MB | tfjs MB | train s | train img/s |",
+             "|" + "---|" * (9 + len(names))]
     rows = [("default", r) for r in report["seeds_runs"]]
     if report.get("tutorial"):
         rows.append(("tutorial_cnn" + (" (cached)" if report["tutorial"].get("reused_from_cache") else ""),
@@ -216,12 +222,16 @@ def markdown(report: dict) -> str:
     for name, r in rows:
         t = r["test"]
         recalls = " | ".join(f"{t['per_class'][n]['recall']:.3f}" for n in names)
+        val = r.get("val_accuracy_by_epoch") or []
         lines.append(f"| {name} | {r.get('seed', '-')} | {t['accuracy']:.4f} | {r['test_simple']['correct']}/"
-                     f"{r['test_simple']['n']} | {t['ece']:.3f} | {recalls} | {r['params']} | "
+                     f"{r['test_simple']['n']} | {t['ece']:.3f} | {recalls} | "
+                     f"{f'{val[-1]:.4f}' if val else '-'} | {r['params']} | "
                      f"{r['saved_model_bytes'] / 1e6:.2f} | {(r['tfjs_bytes'] or 0) / 1e6:.2f} | "
                      f"{r['trainer_s']:.0f} | {r['train_images_per_s'] or 0:.0f} |")
     acc = report["default_test_accuracy"]
-    lines += ["", f"Default model TEST accuracy over seeds: mean {acc['mean']:.4f}, min {acc['min']:.4f}, "
+    lines += ["", "val acc: the Trainer's `val` split after the last epoch, one view per image (with "
+              "ingest.val_split=cell_groups, cells that training never saw: the tuning signal).", "",
+              f"Default model TEST accuracy over seeds: mean {acc['mean']:.4f}, min {acc['min']:.4f}, "
               f"max {acc['max']:.4f}, stdev {acc['stdev']:.4f}.", "",
               "## Derived images (every few TEST images, transformed)", "",
               "| model | seed | images | accuracy | mean confidence | low confidence | unlike training | flagged for review |",

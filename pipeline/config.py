@@ -22,6 +22,7 @@ class _Section(BaseModel):
 
 class IngestConfig(_Section):
     val_fraction: float = Field(0.1, gt=0, lt=1)
+    val_split: Literal["cell_groups", "hash"] = "cell_groups"   # see config.yaml
     hash_split_eval_fraction: float = Field(0.2, gt=0, lt=1)
     max_pixels: int = Field(25_000_000, gt=0)
     max_bad_fraction: float = Field(0.05, ge=0, le=1)

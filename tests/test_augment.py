@@ -41,3 +41,19 @@ def test_recolour_changes_colour_but_not_geometry():
     out = augment.recolour(image, tf.constant([5, 7], tf.int64)).numpy()
     assert not np.allclose(out, image.numpy(), atol=0.02)
     assert _dark_area(np.clip(out, 0, 1)) in range(_dark_area(image) - 40, _dark_area(image) + 40)
+
+
+def test_recoloured_dataset_keeps_order_and_labels_and_changes_only_colour():
+    from components.trainer.run_fn import recoloured
+
+    images = tf.stack([_disc(radius=r) for r in (8, 12, 16, 20, 24)])
+    labels = tf.constant([0, 1, 2, 3, 0], tf.int64)
+    ds = tf.data.Dataset.from_tensor_slices((images, labels)).batch(2)
+    out = list(recoloured(ds, seed=3, batch_size=2).unbatch().as_numpy_iterator())
+    again = list(recoloured(ds, seed=3, batch_size=2).unbatch().as_numpy_iterator())
+    assert [y for _, y in out] == [0, 1, 2, 3, 0]
+    for (x, _), (x2, _), original in zip(out, again, images.numpy()):
+        np.testing.assert_array_equal(x, x2)                              # reproducible per seed
+        assert x.min() >= 0.0 and x.max() <= 1.0
+        assert not np.allclose(x, original, atol=0.02)
+        assert abs(_dark_area(x) - _dark_area(original)) < 40             # the same cell, in place

@@ -42,31 +42,3 @@ def test_derived_images_keep_shape_and_change_what_they_should():
     assert np.allclose(np.sort(shuffled.ravel()), np.sort(img.ravel()))  # same colours, rearranged
     assert not np.allclose(shuffled, img)
     assert not np.allclose(derived.recoloured(img), img)
-
-
-def test_cell_groups_put_augmented_copies_of_one_original_together():
-    from PIL import Image
-
-    from benchmarks.quality import cell_groups
-
-    rng = np.random.default_rng(0)
-    originals = []
-    for tint in [(200, 120, 150), (170, 160, 210), (230, 200, 190)]:   # three frames, three stains
-        # Smooth shading like a blood film, not pixel noise (which interpolation would average away).
-        coarse = np.clip(rng.normal(tint, 20, (6, 8, 3)), 0, 255).astype(np.uint8)
-        frame = np.array(Image.fromarray(coarse).resize((80, 60), Image.BILINEAR))
-        frame[20:40, 30:50] = (90, 40, 140)                           # a purple "nucleus"
-        originals.append((Image.fromarray(frame), tint))
-    images, truth = [], []
-    for i, (original, tint) in enumerate(originals):
-        for angle in (0, 7, -12, 18):
-            for flip in (False, True):
-                # The dataset's copies fill uncovered corners from the nearest edge: background colour.
-                copy = original.rotate(angle, resample=Image.BILINEAR, fillcolor=tint)
-                images.append(copy.transpose(Image.FLIP_LEFT_RIGHT) if flip else copy)
-                truth.append(i)
-    ids = cell_groups.group_ids(np.stack([cell_groups.colour_signature(im) for im in images]))
-    truth = np.array(truth)
-    for i in range(3):  # each original's copies share one group, and no group mixes originals
-        assert len(set(ids[truth == i])) == 1
-    assert len(set(ids)) == 3

@@ -18,6 +18,7 @@ def image_example_gen(config: Config, data_root: str) -> FileBasedExampleGen:
         "class_names": list(config.class_names),
         "val_fraction": config.ingest.val_fraction,
         "hash_split_eval_fraction": config.ingest.hash_split_eval_fraction,
+        "val_split": config.ingest.val_split,
         "max_pixels": config.ingest.max_pixels,
         "max_bad_fraction": config.ingest.max_bad_fraction,
         "code_version": code_fingerprint("components/image_example_gen"),

@@ -1,6 +1,7 @@
 """ExampleGen executor for folders of labelled images (TFX's Beam-based ExampleGen, custom executor).
 
-Splits: train and val from TRAIN by a hash of each file's path, eval from TEST. Inputs that cannot
+Splits: train and val from TRAIN (val: whole groups of copies of one cell, or a hash of each file's
+path), eval from TEST. Inputs that cannot
 become examples are listed with their reason in `ingest_report.json` inside the Examples artifact
 (also summarised as custom properties), and the execution fails when their share passes the limit.
 """
@@ -98,7 +99,7 @@ class Executor(BaseExampleGenExecutor):
         root = exec_properties[standard_component_specs.INPUT_BASE_KEY]
         self._candidates, listing_rejects = image_reader.list_source(
             root, list(self._params["class_names"]), self._params["val_fraction"],
-            self._params["hash_split_eval_fraction"])
+            self._params["hash_split_eval_fraction"], self._params["val_split"])
         rejects_dir = os.path.join(examples.uri, _REJECTS_DIR)
         self._rejects_prefix = os.path.join(rejects_dir, "rejects")
 
@@ -120,6 +121,7 @@ class Executor(BaseExampleGenExecutor):
             top = ", ".join(f"{k}: {v}" for k, v in sorted(report["rejected_by_reason"].items(), key=lambda kv: -kv[1])[:3])
             problem = (f"{report['rejected']} of {report['inputs']} inputs rejected "
                        f"({report['rejected_fraction']:.1%} > limit {max_bad:.1%}; {top})")
+        report["val_split"] = self._params["val_split"]
         report["status"] = "failed" if problem else "ok"
         if problem:
             # Leave no examples that could pass for a finished ingest (TFX also removes the outputs

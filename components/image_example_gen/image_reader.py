@@ -95,12 +95,19 @@ def _list_class_folders(folder: str, split_of, class_names: list[str], root: str
                     candidates.append(Candidate(path, rel, split, entry, class_names.index(entry)))
 
 
+def read_bytes(path: str) -> bytes:
+    with gfile.GFile(path, "rb") as f:
+        return f.read()
+
+
 def list_source(data_root: str, class_names: list[str], val_fraction: float,
-                eval_fraction: float) -> tuple[list[Candidate], list[Rejected]]:
+                eval_fraction: float, val_split: str = "hash") -> tuple[list[Candidate], list[Rejected]]:
     """Lists the image files of a source and assigns each to train / val / eval.
 
-    With TRAIN/ and TEST/ folders: eval is TEST, and val is a hashed share of TRAIN.
-    Without them (class folders at the top): all three splits are hashed shares.
+    With TRAIN/ and TEST/ folders: eval is TEST, and val is a share of TRAIN.
+    Without them (class folders at the top): all three splits are shares of the images.
+    val_split "hash": each file by a hash of its path. "cell_groups": whole groups of augmented copies
+    of one cell (cell_groups.py; reads every image once), so val (and a hashed eval) holds new cells.
     """
     candidates: list[Candidate] = []
     rejected: list[Rejected] = []
@@ -117,6 +124,15 @@ def list_source(data_root: str, class_names: list[str], val_fraction: float,
             h = hash_fraction(rel)
             return "eval" if h < eval_fraction else "val" if h < eval_fraction + val_fraction else "train"
         _list_class_folders(data_root, split_of, class_names, data_root, candidates, rejected)
+    if val_split == "cell_groups":
+        from components.image_example_gen import cell_groups
+        try:
+            candidates = cell_groups.split_by_cell_groups(
+                candidates, val_fraction, None if has_split_folders(data_root) else eval_fraction, read_bytes)
+        except cell_groups.TooManyImages as err:
+            raise IngestError(str(err)) from None
+    elif val_split != "hash":
+        raise IngestError(f"unknown val_split '{val_split}' (hash or cell_groups)")
     for split in SPLITS:
         if not any(c.split == split for c in candidates):
             raise IngestError(
@@ -135,8 +151,7 @@ def read_image(path: str, max_pixels: int) -> tuple[bytes, int, int]:
     RGB JPEGs keep their original bytes; grayscale, RGBA, palette, PNG and BMP inputs are converted
     to RGB and stored as PNG (lossless). Raises BadImage with the reason otherwise.
     """
-    with gfile.GFile(path, "rb") as f:
-        data = f.read()
+    data = read_bytes(path)
     if not data:
         raise BadImage("empty file (0 bytes)")
     try:

@@ -44,6 +44,11 @@ def recolour(image: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
     return image * gain
 
 
+def recolour_only(image: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+    """Stain and illumination changes alone: what the review score should treat as typical."""
+    return tf.clip_by_value(recolour(image, seed), 0.0, 1.0)
+
+
 def augment(image: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
     """image: float32 [S, S, 3] in [0, 1]; seed: int [2] (stateless ops, reproducible per seed)."""
     seeds = tf.random.experimental.stateless_split(seed, num=4)

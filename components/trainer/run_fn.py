@@ -54,6 +54,13 @@ def make_dataset(file_pattern: list[str], tf_transform_output: tft.TFTransformOu
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
+def recoloured(ds: tf.data.Dataset, seed: int, batch_size: int) -> tf.data.Dataset:
+    """The same images in the same order, each with its stain colour and illumination changed."""
+    return ds.unbatch().enumerate().map(
+        lambda i, xy: (augment_lib.recolour_only(xy[0], tf.stack([tf.cast(seed, tf.int64), i])), xy[1]),
+        num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
 def run_views(model, images: tf.Tensor, average_symmetries: bool):
     """The model's outputs for a batch, averaged over the crop's 8 symmetries when asked."""
     if not average_symmetries:
@@ -70,9 +77,13 @@ def cosine_learning_rate(base: float, epochs: int):
 
 
 def fit_typicality(model: keras.Model, train_ds: tf.data.Dataset, val_ds: tf.data.Dataset,
-                   num_classes: int, average_symmetries: bool) -> dict | None:
+                   num_classes: int, average_symmetries: bool, seed: int, batch_size: int) -> dict | None:
     """The typicality score's parameters (components/trainer/typicality.py), or None for a model
-    without a usable feature layer."""
+    without a usable feature layer.
+
+    Fitted on the training images as they are and once recoloured, and its threshold set on val
+    treated the same way: another stain is something the classifier was trained to handle, so it
+    should not make an image atypical. Other magnifications and non-cells still do."""
     if not typicality.has_features(model):
         logging.info("no '%s' layer of at most %d values: atypicality is exported as 0",
                      typicality.FEATURE_LAYER, typicality.MAX_FEATURES)
@@ -86,9 +97,13 @@ def fit_typicality(model: keras.Model, train_ds: tf.data.Dataset, val_ds: tf.dat
             labels.append(y.numpy())
         return np.concatenate(feats), np.concatenate(labels)
 
-    train_x, train_y = features(train_ds)
+    def plain_and_recoloured(ds):
+        (x1, y1), (x2, y2) = features(ds), features(recoloured(ds, seed, batch_size))
+        return np.concatenate([x1, x2]), np.concatenate([y1, y2])
+
+    train_x, train_y = plain_and_recoloured(train_ds)
     means, precision = typicality.fit(train_x, train_y, num_classes)
-    val_x, _ = features(val_ds)
+    val_x, _ = plain_and_recoloured(val_ds)
     limit = typicality.threshold(typicality.min_distance(val_x, means, precision))
     logging.info("typicality: %d training features, threshold %.1f (%.0fth percentile of val)",
                  len(train_x), limit, typicality.QUANTILE)
@@ -182,7 +197,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
 
     average_symmetries = bool(cfg["average_symmetries"])
     typical = fit_typicality(model, make_dataset(fn_args.train_files, tf_transform_output, batch_size, False, seed),
-                             val_ds, len(cfg["class_names"]), average_symmetries)
+                             val_ds, len(cfg["class_names"]), average_symmetries, seed, batch_size)
     signatures = _export_signatures(model, tf_transform_output, list(cfg["class_names"]), int(cfg["image_size"]),
                                     typical, average_symmetries)
     # No optimizer state: serving never needs it, and it would triple the pushed size (Adam, Adadelta).
