@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+from PIL import Image
 
 from benchmarks.quality import derived, metrics
 
@@ -42,3 +43,14 @@ def test_derived_images_keep_shape_and_change_what_they_should():
     assert np.allclose(np.sort(shuffled.ravel()), np.sort(img.ravel()))  # same colours, rearranged
     assert not np.allclose(shuffled, img)
     assert not np.allclose(derived.recoloured(img), img)
+    # The far stain turns the nucleus's hue further round the colour wheel than the near one.
+    purple = np.full((8, 8, 3), [90, 40, 160], np.float32)
+
+    def hue_turns(x):
+        return np.asarray(Image.fromarray(x.astype(np.uint8)).convert("HSV"), np.float32)[0, 0, 0] / 256
+
+    def turned(x):
+        d = abs(hue_turns(x) - hue_turns(purple)) % 1.0
+        return min(d, 1.0 - d)
+    assert abs(turned(derived.recoloured(purple)) - 0.08) < 0.02
+    assert abs(turned(derived.recoloured_far(purple)) - 0.3) < 0.02

@@ -26,6 +26,11 @@ def recoloured(pixels: np.ndarray, hue_shift: float = 0.08, saturation: float = 
     return np.asarray(Image.fromarray(hsv.astype(np.uint8), "HSV").convert("RGB"), dtype=np.float32)
 
 
+def recoloured_far(pixels: np.ndarray) -> np.ndarray:
+    """A stain far outside the colours training varies over (hue +-0.1 turn): hue rotated by 0.3."""
+    return recoloured(pixels, hue_shift=0.3, saturation=1.0, brightness=0.95)
+
+
 def not_a_cell(pixels: np.ndarray, seed: int = 0) -> np.ndarray:
     """Unlike any training image: the frame's pixels shuffled in 16x16 blocks (same colours, no cell)."""
     rng = np.random.default_rng(seed)
@@ -37,4 +42,5 @@ def not_a_cell(pixels: np.ndarray, seed: int = 0) -> np.ndarray:
     return out
 
 
-VARIANTS = {"magnified_x3": magnified, "recoloured": recoloured, "not_a_cell": not_a_cell}
+VARIANTS = {"magnified_x3": magnified, "recoloured": recoloured, "recoloured_far": recoloured_far,
+            "not_a_cell": not_a_cell}
