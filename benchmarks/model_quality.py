@@ -208,13 +208,13 @@ def spread(values: list[float]) -> dict:
 
 def markdown(report: dict) -> str:
     names = report["class_names"]
+    header = ("| model | seed | TEST acc | TEST_SIMPLE | ECE | " + " | ".join(f"recall {n[:3]}" for n in names)
+              + " | val acc | params | SavedModel MB | tfjs MB | train s | train img/s |")
     lines = [f"# Model quality ({report['date']}, commit {report['commit'][:10]})", "",
              f"Data: {report['data_dir']}. Seeds: {report['seeds']}. TEST {report['seeds_runs'][0]['test']['n']} images, "
              f"TEST_SIMPLE {report['seeds_runs'][0]['test_simple']['n']}. Review flag: top probability < "
              f"{report['review_threshold']}.", "",
-             "| model | seed | TEST acc | TEST_SIMPLE | ECE | " + " | ".join(f"recall {n[:3]}" for n in names)
-             + " | val acc | params | SavedModel MB | tfjs MB | train s | train img/s |",
-             "|" + "---|" * (9 + len(names))]
+             header, "|" + "---|" * (header.count("|") - 1)]
     rows = [("default", r) for r in report["seeds_runs"]]
     if report.get("tutorial"):
         rows.append(("tutorial_cnn" + (" (cached)" if report["tutorial"].get("reused_from_cache") else ""),

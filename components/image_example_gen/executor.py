@@ -1,9 +1,9 @@
 """ExampleGen executor for folders of labelled images (TFX's Beam-based ExampleGen, custom executor).
 
 Splits: train and val from TRAIN (val: whole groups of copies of one cell, or a hash of each file's
-path), eval from TEST. Inputs that cannot
-become examples are listed with their reason in `ingest_report.json` inside the Examples artifact
-(also summarised as custom properties), and the execution fails when their share passes the limit.
+path), eval from TEST. Inputs that cannot become examples are listed with their reason in
+`ingest_report.json` inside the Examples artifact (also summarised as custom properties), and the
+execution fails when their share passes the limit.
 """
 from __future__ import annotations
 

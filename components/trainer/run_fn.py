@@ -184,8 +184,8 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     patience = int(cfg["early_stopping_patience"])
     early_stopping = None
     if patience:
-        # Off by default: `val` holds augmented copies of the training cells, so its loss follows the
-        # training loss and would stop the run on noise rather than on overfitting.
+        # Off by default: `val` holds few cells of each class (whole cell groups), so its loss moves in
+        # steps of one cell and would stop the run on noise.
         early_stopping = keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience,
                                                        restore_best_weights=True)
         callbacks.append(early_stopping)
