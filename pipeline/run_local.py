@@ -68,8 +68,10 @@ def main(argv=None) -> int:
 
     try:
         data_root = image_reader.resolve_data_root(config.data_path)
+        # A quick look before the run: "hash" checks the layout and every split without reading images;
+        # the ingest itself splits by config.ingest.val_split.
         image_reader.list_source(data_root, list(config.class_names), config.ingest.val_fraction,
-                                 config.ingest.hash_split_eval_fraction)
+                                 config.ingest.hash_split_eval_fraction, "hash")
     except image_reader.IngestError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

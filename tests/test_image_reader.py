@@ -13,7 +13,7 @@ from tests.conftest import CLASSES, encoded, make_dataset
 
 
 def listing(root, val_fraction=0.25):
-    return reader.list_source(str(root), CLASSES, val_fraction, 0.2)
+    return reader.list_source(str(root), CLASSES, val_fraction, 0.2, "hash")
 
 
 def test_kaggle_layouts_are_resolved(tmp_path):
@@ -41,7 +41,7 @@ def test_source_without_split_folders_is_hash_split(tmp_path):
     make_dataset(tmp_path, {"TEST": 12})
     flat = tmp_path / "flat"
     (tmp_path / "TEST").rename(flat)
-    candidates, _ = reader.list_source(str(flat), CLASSES, 0.2, 0.2)
+    candidates, _ = reader.list_source(str(flat), CLASSES, 0.2, 0.2, "hash")
     assert {c.split for c in candidates} == {"train", "val", "eval"}
 
 

@@ -101,7 +101,7 @@ def read_bytes(path: str) -> bytes:
 
 
 def list_source(data_root: str, class_names: list[str], val_fraction: float,
-                eval_fraction: float, val_split: str = "hash") -> tuple[list[Candidate], list[Rejected]]:
+                eval_fraction: float, val_split: str) -> tuple[list[Candidate], list[Rejected]]:
     """Lists the image files of a source and assigns each to train / val / eval.
 
     With TRAIN/ and TEST/ folders: eval is TEST, and val is a share of TRAIN.

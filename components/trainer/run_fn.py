@@ -47,18 +47,21 @@ def make_dataset(file_pattern: list[str], tf_transform_output: tft.TFTransformOu
     ds = ds.map(lambda f: (f[TRANSFORMED_IMAGE_KEY], tf.reshape(f[LABEL_KEY], [-1])),
                 num_parallel_calls=tf.data.AUTOTUNE)
     if training:
-        # One stateless seed per example, derived from the base seed and the element counter.
-        ds = ds.unbatch().enumerate().map(
-            lambda i, xy: (augment_lib.augment(xy[0], tf.stack([tf.cast(seed, tf.int64), i])), xy[1]),
-            num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size)
+        ds = map_images(ds, augment_lib.augment, seed, batch_size)
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def map_images(ds: tf.data.Dataset, fn, seed: int, batch_size: int) -> tf.data.Dataset:
+    """(images, labels) batches with fn(image, stateless seed) applied to each image, in order. The
+    seed of an image comes from the base seed and its position, so a run is reproducible."""
+    return ds.unbatch().enumerate().map(
+        lambda i, xy: (fn(xy[0], tf.stack([tf.cast(seed, tf.int64), i])), xy[1]),
+        num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size)
 
 
 def recoloured(ds: tf.data.Dataset, seed: int, batch_size: int) -> tf.data.Dataset:
     """The same images in the same order, each with its stain colour and illumination changed."""
-    return ds.unbatch().enumerate().map(
-        lambda i, xy: (augment_lib.recolour_only(xy[0], tf.stack([tf.cast(seed, tf.int64), i])), xy[1]),
-        num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    return map_images(ds, augment_lib.recolour_only, seed, batch_size).prefetch(tf.data.AUTOTUNE)
 
 
 def run_views(model, images: tf.Tensor, average_symmetries: bool):
