@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
-from pipeline.config import REPO_ROOT
+# Not imported from pipeline.config: this module must also load where pydantic and yaml are absent
+# (benchmarks/quality/tutorial_recipe.py on a GPU machine without the project's environment).
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def code_fingerprint(*packages: str) -> str:

@@ -31,12 +31,13 @@ def converter_command(configured: str = "") -> str:
 
 
 def convert(saved_model_dir: str, output_dir: str, quantization: str = "none", converter: str = "",
-            timeout_s: int = 900) -> None:
-    """Writes model.json and weight shards for `serving_pixels` of the SavedModel into output_dir."""
+            timeout_s: int = 900, signature: str = BROWSER_SIGNATURE) -> None:
+    """Writes model.json and weight shards for one signature of the SavedModel (by default the browser's,
+    `serving_pixels`) into output_dir."""
     if quantization not in QUANTIZATIONS:
         raise ConversionError(f"unknown quantization '{quantization}': use one of {', '.join(QUANTIZATIONS)}")
     command = [converter_command(converter), "--input_format=tf_saved_model", "--saved_model_tags=serve",
-               f"--signature_name={BROWSER_SIGNATURE}", *_QUANTIZE_FLAGS[quantization],
+               f"--signature_name={signature}", *_QUANTIZE_FLAGS[quantization],
                saved_model_dir, output_dir]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""}
     try:

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import tf_keras as keras
 
+from components.trainer.tutorial_cnn import tutorial_layers
+
 MODEL_NAMES = ("default", "tutorial_cnn")
 
 
@@ -32,18 +34,12 @@ def default_model(image_size: int, num_classes: int) -> keras.Model:
 
 
 def tutorial_cnn(image_size: int, num_classes: int) -> keras.Model:
-    """The tutorial's CNN (80x80 in the original): Conv80-Conv64-Pool-Conv64-Dropout-Dense128-Dropout."""
+    """The tutorial's CNN (80x80 in the original) on the Transform output."""
     inputs = keras.Input((image_size, image_size, 3), name="image_xf")
-    x = keras.layers.Conv2D(80, 3, activation="relu")(inputs)
-    x = keras.layers.Conv2D(64, 3, activation="relu")(x)
-    x = keras.layers.MaxPooling2D()(x)
-    x = keras.layers.Conv2D(64, 3, activation="relu")(x)
-    x = keras.layers.Dropout(0.25)(x)
-    x = keras.layers.Flatten()(x)
-    x = keras.layers.Dense(128, activation="relu")(x)
-    x = keras.layers.Dropout(0.5)(x)
-    outputs = keras.layers.Dense(num_classes, activation="softmax", dtype="float32", name="probabilities")(x)
-    return keras.Model(inputs, outputs, name="tutorial_cnn")
+    x = inputs
+    for layer in tutorial_layers(keras, num_classes):
+        x = layer(x)
+    return keras.Model(inputs, x, name="tutorial_cnn")
 
 
 def build_model(name: str, image_size: int, num_classes: int) -> keras.Model:

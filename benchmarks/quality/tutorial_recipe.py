@@ -1,0 +1,200 @@
+"""The tutorial's CNN trained with its published recipe, outside the pipeline: the baseline row of the
+model quality harness.
+
+The recipe: whole TRAIN images squashed to 80x80 as Keras's load_img does (PIL, nearest), pixels
+divided by 255, ImageDataGenerator's augmentations (rotations up to 10 degrees, shifts up to 10 %,
+horizontal flips, nearest fill; here as Keras 3 preprocessing layers), Adadelta at learning rate 1.0,
+batches of 32, 30 epochs, no validation and no early stopping.
+
+Written against Keras 3 alone, so the same code trains on TensorFlow here (hours on this CPU) or on
+JAX or PyTorch on a GPU machine that has no TensorFlow:
+
+    KERAS_BACKEND=jax python benchmarks/quality/tutorial_recipe.py train --train-dir DIR/TRAIN \
+        --weights tutorial.weights.h5 --record tutorial_train.json
+    infra/env/run.sh python benchmarks/quality/tutorial_recipe.py evaluate --data-dir DIR \
+        --weights tutorial.weights.h5 --record tutorial_train.json --out benchmarks/results/tutorial_cnn.json
+
+`evaluate` measures TEST and TEST_SIMPLE like the harness does for the default model, exports the
+SavedModel and the tfjs model (float32 weights, as the tutorial shipped them) and counts their bytes.
+"""
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import datetime
+import hashlib
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+REPO = Path(__file__).resolve().parent.parent.parent
+sys.path.insert(0, str(REPO))
+
+from components.trainer.tutorial_cnn import tutorial_layers  # noqa: E402
+
+CLASS_NAMES = ["EOSINOPHIL", "LYMPHOCYTE", "MONOCYTE", "NEUTROPHIL"]
+RECIPE = {"image_size": 80, "resize": "PIL nearest, whole image", "rescale": "1/255",
+          "augmentation": {"rotation_degrees": 10, "shift_fraction": 0.1, "horizontal_flip": True,
+                           "fill": "nearest"},
+          "optimizer": "Adadelta", "learning_rate": 1.0, "batch_size": 32, "epochs": 30}
+CODE = ("benchmarks/quality/tutorial_recipe.py", "components/trainer/tutorial_cnn.py")
+
+
+def load_image(path: Path, size: int = RECIPE["image_size"]) -> np.ndarray:
+    """What Keras's load_img(target_size=(size, size)) gives: RGB, resized with PIL's nearest."""
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB").resize((size, size), Image.NEAREST), dtype=np.uint8)
+
+
+def load_folder(folder: Path, class_names: list[str] = CLASS_NAMES) -> tuple[np.ndarray, np.ndarray]:
+    """All images under folder/<CLASS>/, sorted by path, as uint8 [n, 80, 80, 3] and class indices."""
+    files = sorted(p for c in class_names for p in (Path(folder) / c).iterdir() if p.is_file())
+    if not files:
+        raise SystemExit(f"error: no images under {folder}/<{'|'.join(class_names)}>/")
+    with concurrent.futures.ThreadPoolExecutor(os.cpu_count()) as pool:  # PIL decodes outside the GIL
+        images = np.stack(list(pool.map(load_image, files)))
+    return images, np.array([class_names.index(p.parent.name) for p in files])
+
+
+def classifier(num_classes: int = len(CLASS_NAMES)):
+    """The deployable model: 0-255 pixels at 80x80 in, class probabilities out."""
+    import keras
+
+    size = RECIPE["image_size"]
+    return keras.Sequential([keras.Input((size, size, 3)), keras.layers.Rescaling(1.0 / 255),
+                             *tutorial_layers(keras, num_classes)], name="tutorial_cnn")
+
+
+def augmentation(seed: int):
+    import keras
+
+    aug, layers = RECIPE["augmentation"], keras.layers
+    return keras.Sequential([
+        layers.RandomRotation(aug["rotation_degrees"] / 360, fill_mode=aug["fill"], seed=seed),
+        layers.RandomTranslation(aug["shift_fraction"], aug["shift_fraction"], fill_mode=aug["fill"], seed=seed + 1),
+        layers.RandomFlip("horizontal", seed=seed + 2),
+    ], name="augmentation")
+
+
+def train(images: np.ndarray, labels: np.ndarray, seed: int, epochs: int = RECIPE["epochs"],
+          verbose: int = 2) -> tuple[object, dict]:
+    """Trains a fresh classifier; returns it and a record of the run (time, images/s, per-epoch loss)."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    model = classifier()
+    trainable = keras.Sequential([keras.Input(images.shape[1:]), augmentation(seed), model])
+    trainable.compile(optimizer=keras.optimizers.Adadelta(learning_rate=RECIPE["learning_rate"]),
+                      loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    start = time.perf_counter()
+    history = trainable.fit(images.astype(np.float32), labels, batch_size=RECIPE["batch_size"], epochs=epochs,
+                            shuffle=True, verbose=verbose)
+    seconds = time.perf_counter() - start
+    return model, {
+        "seed": seed, "epochs_run": epochs, "train_examples": int(len(images)), "trainer_s": seconds,
+        "train_images_per_s": len(images) * epochs / seconds,
+        "train_loss_by_epoch": [round(float(v), 4) for v in history.history["loss"]],
+        "train_accuracy_by_epoch": [round(float(v), 4) for v in history.history["accuracy"]],
+        "keras": keras.__version__, "backend": keras.backend.backend(), "machine": machine(),
+    }
+
+
+def train_images_per_s(images: np.ndarray, labels: np.ndarray, n: int = 640) -> float:
+    """Training speed on n images (one epoch after a one-batch warm-up), for a same-run comparison."""
+    _, record = train(images[:32], labels[:32], seed=0, epochs=1, verbose=0)  # builds and compiles
+    del record
+    _, record = train(images[:n], labels[:n], seed=0, epochs=1, verbose=0)
+    return record["train_images_per_s"]
+
+
+def machine() -> str:
+    try:
+        import subprocess
+
+        gpu = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
+                             text=True, timeout=20).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        gpu = ""
+    return f"{platform.machine()}, {os.cpu_count()} CPUs" + (f", {gpu}" if gpu else ", no GPU")
+
+
+def fingerprint() -> str:
+    from pipeline.code_version import code_fingerprint
+
+    return code_fingerprint(*CODE)
+
+
+def evaluate(model, images_root: Path, trained: dict, threshold: float) -> dict:
+    """The harness's figures for a trained classifier (TensorFlow backend: it exports the SavedModel)."""
+    from benchmarks.quality import metrics
+    from components.tfjs.convert import convert, model_bytes
+
+    result = {**trained, "recipe": RECIPE}
+    for split in ("TEST", "TEST_SIMPLE"):
+        images, labels = load_folder(images_root / split)
+        probabilities = model.predict(images.astype(np.float32), batch_size=64, verbose=0)
+        result[split.lower()] = metrics.summarize(probabilities, labels, CLASS_NAMES, threshold,
+                                                  np.zeros(len(labels), np.float32))
+    with tempfile.TemporaryDirectory() as tmp:
+        saved_model = os.path.join(tmp, "saved_model")
+        model.export(saved_model, format="tf_saved_model", verbose=False)
+        result["saved_model_bytes"] = sum(p.stat().st_size for p in Path(saved_model).rglob("*") if p.is_file())
+        convert(saved_model, os.path.join(tmp, "tfjs"), quantization="none", signature="serving_default")
+        result["tfjs_bytes"] = model_bytes(os.path.join(tmp, "tfjs"))
+    result.update(params=int(model.count_params()), derived={}, val_accuracy_by_epoch=[])
+    return result
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    t = commands.add_parser("train", help="train with the published recipe (any Keras 3 backend)")
+    t.add_argument("--train-dir", required=True, help="the dataset's TRAIN folder (<CLASS>/<image>)")
+    t.add_argument("--weights", required=True, help="where to write the weights (.weights.h5)")
+    t.add_argument("--record", required=True, help="where to write the training record (JSON)")
+    t.add_argument("--seed", type=int, default=1)
+    t.add_argument("--epochs", type=int, default=RECIPE["epochs"])
+    e = commands.add_parser("evaluate", help="measure trained weights on TEST and TEST_SIMPLE (TensorFlow backend)")
+    e.add_argument("--data-dir", required=True, help="folder holding TEST and TEST_SIMPLE")
+    e.add_argument("--weights", required=True)
+    e.add_argument("--record", required=True, help="the training record written by train")
+    e.add_argument("--out", required=True, help="the harness's cached result, e.g. benchmarks/results/tutorial_cnn.json")
+    e.add_argument("--commit", default="unknown", help="the commit whose code trained the weights")
+    e.add_argument("--review-threshold", type=float, default=0.8)
+    args = parser.parse_args(argv)
+
+    if args.command == "train":
+        started = time.perf_counter()
+        images, labels = load_folder(Path(args.train_dir))
+        print(f"loaded {len(images)} TRAIN images in {time.perf_counter() - started:.1f} s", flush=True)
+        model, record = train(images, labels, args.seed, args.epochs)
+        model.save_weights(args.weights)
+        record["weights_sha256"] = hashlib.sha256(Path(args.weights).read_bytes()).hexdigest()
+        record["code_fingerprint"] = fingerprint()
+        record["date"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+        Path(args.record).write_text(json.dumps(record, indent=1))
+        print(json.dumps({k: v for k, v in record.items() if not k.endswith("_by_epoch")}), flush=True)
+        return 0
+
+    trained = json.loads(Path(args.record).read_text())
+    if hashlib.sha256(Path(args.weights).read_bytes()).hexdigest() != trained["weights_sha256"]:
+        raise SystemExit(f"error: {args.weights} is not the file the training record describes (sha256 differs)")
+    model = classifier()
+    model.load_weights(args.weights)
+    result = evaluate(model, Path(args.data_dir), trained, args.review_threshold)
+    result["commit"] = args.commit
+    Path(args.out).write_text(json.dumps(result, indent=1))
+    print(f"TEST {result['test']['accuracy']:.4f}, TEST_SIMPLE {result['test_simple']['correct']}/"
+          f"{result['test_simple']['n']}; written to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
