@@ -251,6 +251,19 @@ def markdown(report: dict) -> str:
                   f"Trainer tf.data over Transform output: {tp['trainer_tf_data']:.0f}; tutorial "
                   f"ImageDataGenerator.flow_from_directory: {tp['image_data_generator']:.0f}; ratio "
                   f"{tp['ratio']:.2f}."]
+    here = report.get("tutorial_train_images_per_s_here")
+    if here:
+        rates = [r["train_images_per_s"] for r in report["seeds_runs"] if r.get("train_images_per_s")]
+        lines += ["", "## Training speed on this machine (images/s, same run)", "",
+                  f"Default model (its Trainer, whole runs, median over seeds): "
+                  f"{statistics.median(rates):.0f}; tutorial CNN (its recipe, 640 images): {here:.1f}."
+                  if rates else f"Tutorial CNN (its recipe, 640 images): {here:.1f}."]
+    tutorial = report.get("tutorial")
+    if tutorial:
+        lines += ["", f"tutorial_cnn: trained {tutorial.get('date', '?')} at commit {tutorial.get('commit', '?')[:10]} "
+                  f"on {tutorial.get('machine', '?')}, Keras {tutorial.get('keras', '?')} "
+                  f"({tutorial.get('backend', '?')} backend), seed {tutorial.get('seed')}; its tfjs model holds "
+                  f"float32 weights, as the tutorial shipped it."]
     return "\n".join(lines) + "\n"
 
 
@@ -297,6 +310,11 @@ def main() -> int:
                                                                      "pipeline_root"))
         theirs = throughput.image_data_generator_images_per_s(str(images / "TRAIN"), config.image_size)
         report["input_pipeline"] = {"trainer_tf_data": ours, "image_data_generator": theirs, "ratio": ours / theirs}
+        # Training speed of both models on this machine in this run: the tutorial's result may come from
+        # the cache, made elsewhere (a GPU).
+        train_images, train_labels = tutorial_recipe.load_folder(images / "TRAIN")
+        report["tutorial_train_images_per_s_here"] = tutorial_recipe.train_images_per_s(train_images[::10],
+                                                                                        train_labels[::10])
     for name, r in [(f"default_seed{r['seed']}", r) for r in seeds_runs] + ([("tutorial_cnn", tutorial)] if tutorial else []):
         confusion_png.draw(r["test"]["confusion_matrix"], list(config.class_names),
                            f"{name}: TEST accuracy {r['test']['accuracy']:.4f}",

@@ -43,8 +43,12 @@ def image_data_generator_images_per_s(train_dir: str, image_size: int = 80, batc
                                       n_batches: int = 150) -> float:
     from tf_keras.preprocessing.image import ImageDataGenerator
 
-    generator = ImageDataGenerator(rescale=1.0 / 255, rotation_range=10, width_shift_range=0.1,
-                                   height_shift_range=0.1, horizontal_flip=True)
+    from benchmarks.quality.tutorial_recipe import RECIPE
+
+    aug = RECIPE["augmentation"]
+    generator = ImageDataGenerator(rescale=1.0 / 255, rotation_range=aug["rotation_degrees"],
+                                   width_shift_range=aug["shift_fraction"], height_shift_range=aug["shift_fraction"],
+                                   horizontal_flip=aug["horizontal_flip"], fill_mode=aug["fill"])
     flow = generator.flow_from_directory(train_dir, target_size=(image_size, image_size),
                                          batch_size=batch_size, shuffle=True, seed=1)
     return _rate(flow, n_batches)
