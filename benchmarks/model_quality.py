@@ -35,7 +35,6 @@ sys.path.insert(0, str(REPO))
 
 from benchmarks.quality import confusion_png, derived, metrics, throughput, tutorial_recipe  # noqa: E402
 from pipeline import run_local  # noqa: E402
-from pipeline.code_version import code_fingerprint  # noqa: E402
 from pipeline.config import load_config  # noqa: E402
 
 TUTORIAL_SEED = 1
@@ -195,9 +194,9 @@ def tutorial_result(args, config, images: Path) -> dict | None:
             return {**stored, "reused_from_cache": True}
         print(f"tutorial result in {cache} was made by other code: retraining", file=sys.stderr)
     train_images, train_labels = tutorial_recipe.load_folder(images / "TRAIN")
-    model, trained = tutorial_recipe.train(train_images, train_labels, seed=TUTORIAL_SEED)
-    trained.update(code_fingerprint=fingerprint,
-                   date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
+    model, trained = tutorial_recipe.train(train_images, train_labels, seed=TUTORIAL_SEED,
+                                           backup_dir=os.path.join(args.work, "tutorial_backup"))
+    trained["date"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     result = {**tutorial_recipe.evaluate(model, images, trained, config.browser.review_threshold),
               "commit": current_commit()}
     cache.parent.mkdir(parents=True, exist_ok=True)

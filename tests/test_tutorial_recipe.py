@@ -77,3 +77,10 @@ def test_a_folder_without_images_or_classes_is_one_line_error(tmp_path):
         (tmp_path / name).mkdir()
     with pytest.raises(SystemExit, match="no images under"):
         tutorial_recipe.load_folder(tmp_path)
+
+
+def test_a_backup_from_other_code_is_not_resumed(tmp_path):
+    (tmp_path / "code_fingerprint").write_text("0123456789abcdef")
+    images = np.zeros((4, 80, 80, 3), np.uint8)
+    with pytest.raises(SystemExit, match="was made by other code; delete it to start over"):
+        tutorial_recipe.train(images, np.zeros(4, int), seed=1, epochs=1, verbose=0, backup_dir=str(tmp_path))

@@ -139,11 +139,19 @@ def train(images: np.ndarray, labels: np.ndarray, seed: int, epochs: int = RECIP
     """Trains a fresh classifier; returns it and a record of the run (time, images/s, per-epoch loss).
     With backup_dir, an interrupted run resumes from its last finished epoch (keras BackupAndRestore):
     the CPU run takes hours."""
+    code = fingerprint()  # of the code that starts the run, not of what is on disk when it ends
+    callbacks = []
+    if backup_dir:
+        stamp = Path(backup_dir) / "code_fingerprint"
+        if stamp.exists() and stamp.read_text() != code:
+            raise SystemExit(f"error: the backup in {backup_dir} was made by other code; delete it to start over")
+        stamp.parent.mkdir(parents=True, exist_ok=True)
+        stamp.write_text(code)
+        callbacks.append(keras.callbacks.BackupAndRestore(str(Path(backup_dir) / "keras")))
     keras.utils.set_random_seed(seed)
     model = classifier()
     model.compile(optimizer=keras.optimizers.Adadelta(learning_rate=RECIPE["learning_rate"]),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    callbacks = [keras.callbacks.BackupAndRestore(backup_dir)] if backup_dir else []
     start = time.perf_counter()
     history = model.fit(AugmentedBatches(images, labels, seed, RECIPE["batch_size"]), epochs=epochs,
                         verbose=verbose, callbacks=callbacks)
@@ -155,6 +163,7 @@ def train(images: np.ndarray, labels: np.ndarray, seed: int, epochs: int = RECIP
         "train_loss_by_epoch": [round(float(v), 4) for v in history.history["loss"]],
         "train_accuracy_by_epoch": [round(float(v), 4) for v in history.history["accuracy"]],
         "keras": keras.__version__, "backend": keras.backend.backend(), "machine": machine(),
+        "code_fingerprint": code,
     }
 
 
@@ -234,7 +243,6 @@ def main(argv=None) -> int:
         model, record = train(images, labels, args.seed, args.epochs, backup_dir=args.backup_dir)
         model.save_weights(args.weights)
         record["weights_sha256"] = hashlib.sha256(Path(args.weights).read_bytes()).hexdigest()
-        record["code_fingerprint"] = fingerprint()
         record["date"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
         Path(args.record).write_text(json.dumps(record, indent=1))
         print(json.dumps({k: v for k, v in record.items() if not k.endswith("_by_epoch")}), flush=True)
