@@ -226,11 +226,12 @@ def markdown(report: dict) -> str:
         t = r["test"]
         recalls = " | ".join(f"{t['per_class'][n]['recall']:.3f}" for n in names)
         val = r.get("val_accuracy_by_epoch") or []
+        train_s = "-" if r["trainer_s"] is None else f"{r['trainer_s']:.0f}"  # None: a resumed run
         lines.append(f"| {name} | {r.get('seed', '-')} | {t['accuracy']:.4f} | {r['test_simple']['correct']}/"
                      f"{r['test_simple']['n']} | {t['ece']:.3f} | {recalls} | "
                      f"{f'{val[-1]:.4f}' if val else '-'} | {r['params']} | "
                      f"{r['saved_model_bytes'] / 1e6:.2f} | {(r['tfjs_bytes'] or 0) / 1e6:.2f} | "
-                     f"{r['trainer_s']:.0f} | {r['train_images_per_s'] or 0:.0f} |")
+                     f"{train_s} | {r['train_images_per_s'] or 0:.0f} |")
     acc = report["default_test_accuracy"]
     lines += ["", "val acc: the Trainer's `val` split after the last epoch, one view per image (with "
               "ingest.val_split=cell_groups, cells that training never saw: the tuning signal).", "",

@@ -61,6 +61,7 @@ def test_short_training_records_the_run_and_its_weights_reload(tmp_path):
     model, record = tutorial_recipe.train(images[::4], labels[::4], seed=1, epochs=1, verbose=0)
     assert record["epochs_run"] == 1 and record["train_examples"] == len(images[::4])
     assert record["train_images_per_s"] > 0 and len(record["train_loss_by_epoch"]) == 1
+    assert record["trainer_s"] == record["seconds_this_process"] and not record["resumed"]
     assert model.count_params() == 10_702_788  # the tutorial's ~10.7 M weights at 80x80
     weights = tmp_path / "tutorial.weights.h5"
     model.save_weights(weights)
@@ -84,3 +85,15 @@ def test_a_backup_from_other_code_is_not_resumed(tmp_path):
     images = np.zeros((4, 80, 80, 3), np.uint8)
     with pytest.raises(SystemExit, match="was made by other code; delete it to start over"):
         tutorial_recipe.train(images, np.zeros(4, int), seed=1, epochs=1, verbose=0, backup_dir=str(tmp_path))
+
+
+def test_an_epochs_batches_follow_from_seed_and_epoch_alone():
+    images = np.random.default_rng(0).integers(0, 255, (6, 8, 8, 3), dtype=np.uint8)
+    run = tutorial_recipe.AugmentedBatches(images, np.arange(6), seed=2, batch_size=3)
+    run.on_epoch_end()
+    run.on_epoch_end()
+    resumed = tutorial_recipe.AugmentedBatches(images, np.arange(6), seed=2, batch_size=3)
+    resumed.set_epoch(2)  # as BackupAndRestore resumes at epoch 2
+    for i in range(len(run)):
+        np.testing.assert_array_equal(run[i][0], resumed[i][0])
+        np.testing.assert_array_equal(run[i][1], resumed[i][1])

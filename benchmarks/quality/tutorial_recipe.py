@@ -118,8 +118,7 @@ class AugmentedBatches(keras.utils.PyDataset):
     def __init__(self, images: np.ndarray, labels: np.ndarray, seed: int, batch_size: int):
         super().__init__()
         self.images, self.labels, self.seed, self.batch_size = images, labels, seed, batch_size
-        self.epoch = 0
-        self.order = np.random.default_rng((seed, 0)).permutation(len(images))
+        self.set_epoch(0)
 
     def __len__(self) -> int:
         return -(-len(self.images) // self.batch_size)
@@ -130,8 +129,21 @@ class AugmentedBatches(keras.utils.PyDataset):
         return augment_batch(self.images[batch], rng), self.labels[batch]
 
     def on_epoch_end(self):
-        self.epoch += 1
-        self.order = np.random.default_rng((self.seed, self.epoch)).permutation(len(self.images))
+        self.set_epoch(self.epoch + 1)
+
+    def set_epoch(self, epoch: int):
+        """Each epoch's order and transforms follow from (seed, epoch): a resumed run continues them."""
+        self.epoch = epoch
+        self.order = np.random.default_rng((self.seed, epoch)).permutation(len(self.images))
+
+
+class _EpochOfData(keras.callbacks.Callback):
+    def __init__(self, data: AugmentedBatches):
+        super().__init__()
+        self.data = data
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.data.set_epoch(epoch)
 
 
 def train(images: np.ndarray, labels: np.ndarray, seed: int, epochs: int = RECIPE["epochs"],
@@ -152,14 +164,17 @@ def train(images: np.ndarray, labels: np.ndarray, seed: int, epochs: int = RECIP
     model = classifier()
     model.compile(optimizer=keras.optimizers.Adadelta(learning_rate=RECIPE["learning_rate"]),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    data = AugmentedBatches(images, labels, seed, RECIPE["batch_size"])
     start = time.perf_counter()
-    history = model.fit(AugmentedBatches(images, labels, seed, RECIPE["batch_size"]), epochs=epochs,
-                        verbose=verbose, callbacks=callbacks)
+    history = model.fit(data, epochs=epochs, verbose=verbose, callbacks=[*callbacks, _EpochOfData(data)])
     seconds = time.perf_counter() - start
     epochs_here = len(history.history["loss"])  # fewer than epochs when a backup was resumed
     return model, {
-        "seed": seed, "epochs_run": epochs, "train_examples": int(len(images)), "trainer_s": seconds,
-        "train_images_per_s": len(images) * epochs_here / seconds, "resumed": epochs_here < epochs,
+        "seed": seed, "epochs_run": epochs, "train_examples": int(len(images)),
+        # A resumed run's earlier epochs ran in another process: its total time is unknown.
+        "trainer_s": seconds if epochs_here == epochs else None, "resumed": epochs_here < epochs,
+        "epochs_this_process": epochs_here, "seconds_this_process": seconds,
+        "train_images_per_s": len(images) * epochs_here / seconds,
         "train_loss_by_epoch": [round(float(v), 4) for v in history.history["loss"]],
         "train_accuracy_by_epoch": [round(float(v), 4) for v in history.history["accuracy"]],
         "keras": keras.__version__, "backend": keras.backend.backend(), "machine": machine(),
