@@ -143,6 +143,7 @@ def run_pipeline(data_dir: str, work: str, extra: list[str]) -> dict:
     seconds, epochs, val_accuracy = trainer_record(os.path.join(work, load_config().pipeline_name,
                                                                 "metadata.sqlite"))
     return {"pushed": re.search(r"^pushed model: (\S+)$", text, re.M).group(1),
+            "pipeline_root": os.path.join(work, load_config().pipeline_name, "pipeline_root"),
             "trainer_s": seconds, "epochs_run": epochs, "train_examples": train_examples,
             "val_accuracy_by_epoch": val_accuracy,
             "tfjs_bytes": int(tfjs.group(1)) if tfjs else None}
@@ -156,6 +157,42 @@ def param_count(model: str, image_size: int, n: int) -> int:
     from components.trainer.models import build_model
 
     return int(build_model(model, image_size, n).count_params())
+
+
+def val_split(pipeline_root: str, images: Path, class_names: list[str]) -> tuple[list[Path], np.ndarray, list[str]]:
+    """The `val` images of the run's latest ingest, their labels, and the cell (group of augmented copies
+    of one original) each belongs to, named by the cell's first file."""
+    import tensorflow as tf
+
+    from components.image_example_gen import cell_groups
+    from components.image_example_gen.image_reader import LABEL_KEY, PATH_KEY
+
+    examples = throughput.latest(os.path.join(pipeline_root, "FileBasedExampleGen", "examples", "*"))
+    rows = []
+    for record in tf.data.TFRecordDataset(tf.io.gfile.glob(os.path.join(examples, "Split-val", "*")),
+                                          compression_type="GZIP"):
+        feature = tf.train.Example.FromString(record.numpy()).features.feature
+        rows.append((feature[PATH_KEY].bytes_list.value[0].decode(), int(feature[LABEL_KEY].int64_list.value[0])))
+    rows.sort()
+    files, labels = [images / path for path, _ in rows], np.array([label for _, label in rows])
+    cell_of = {}
+    for c in range(len(class_names)):
+        for group in cell_groups.group_files([str(f) for f, y in zip(files, labels) if y == c],
+                                             lambda path: Path(path).read_bytes()):
+            cell_of.update({m: str(Path(group.key).relative_to(images)) for m in group.members})
+    return files, labels, [cell_of[str(f)] for f in files]
+
+
+def measure_val(pushed: str, pipeline_root: str, images: Path, config) -> dict:
+    """val through the served model (all views, as TEST is measured): a steadier tuning signal than the
+    Trainer's one-view figure, with the cells the errors come from. Empty without a val split."""
+    names = list(config.class_names)
+    files, labels, cells = val_split(pipeline_root, images, names)
+    if not files:
+        return {}
+    probs, atypical = predict(pushed, files)
+    return {"val": {**metrics.summarize(probs, labels, names, config.browser.review_threshold, atypical),
+                    "by_cell": metrics.by_cell(labels, probs.argmax(axis=1), cells, names)}}
 
 
 def measure(run: dict, model: str, images: Path, config) -> dict:
@@ -174,6 +211,7 @@ def measure(run: dict, model: str, images: Path, config) -> dict:
         "test_simple": metrics.summarize(simple_probs, simple_labels, names, threshold, simple_atyp),
         "derived": {},
     }
+    result.update(measure_val(run["pushed"], run["pipeline_root"], images, config))
     subset = slice(None, None, max(1, len(test_files) // DERIVED_SUBSET))
     for variant, fn in derived.VARIANTS.items():
         probs, atyp = predict(run["pushed"], test_files[subset], fn)
@@ -181,9 +219,9 @@ def measure(run: dict, model: str, images: Path, config) -> dict:
     return result
 
 
-def tutorial_result(args, config, images: Path) -> dict | None:
+def tutorial_result(args, config, images: Path, may_train: bool = True) -> dict | None:
     """The tutorial's CNN with its published recipe (benchmarks/quality/tutorial_recipe.py), from the cache
-    when the code that made it is unchanged, else trained here."""
+    when the code that made it is unchanged, else trained here (unless may_train is False)."""
     cache = Path(args.out) / "tutorial_cnn.json"
     if args.tutorial == "skip":
         return None
@@ -192,7 +230,10 @@ def tutorial_result(args, config, images: Path) -> dict | None:
         stored = json.loads(cache.read_text())
         if stored.get("code_fingerprint") == fingerprint:
             return {**stored, "reused_from_cache": True}
-        print(f"tutorial result in {cache} was made by other code: retraining", file=sys.stderr)
+        print(f"tutorial result in {cache} was made by other code", file=sys.stderr)
+    if not may_train:
+        print(f"no current tutorial result in {cache}: its row is left out", file=sys.stderr)
+        return None
     train_images, train_labels = tutorial_recipe.load_folder(images / "TRAIN")
     model, trained = tutorial_recipe.train(train_images, train_labels, seed=TUTORIAL_SEED,
                                            backup_dir=os.path.join(args.work, "tutorial_backup"))
@@ -212,8 +253,15 @@ def spread(values: list[float]) -> dict:
 def markdown(report: dict) -> str:
     names = report["class_names"]
     header = ("| model | seed | TEST acc | TEST_SIMPLE | ECE | " + " | ".join(f"recall {n[:3]}" for n in names)
-              + " | val acc | params | SavedModel MB | tfjs MB | train s | train img/s |")
+              + " | val acc | val served | val cells | params | SavedModel MB | tfjs MB | train s | train img/s |")
+    rebuilt = report.get("rebuilt")
     lines = [f"# Model quality ({report['date']}, commit {report['commit'][:10]})", "",
+             *([f"Report rebuilt {rebuilt['date']} at commit {rebuilt['commit'][:10]} from these stored seed "
+                f"results (--report-only). Of the rebuild: " + ", ".join(
+                    (["the tutorial's row"] if report.get("tutorial") else [])
+                    + ["the `val served` figures of models still on disk"]
+                    + (["the speeds"] if rebuilt.get("speeds_remeasured") else [])) + ".", ""]
+               if rebuilt else []),
              f"Data: {report['data_dir']}. Seeds: {report['seeds']}. TEST {report['seeds_runs'][0]['test']['n']} images, "
              f"TEST_SIMPLE {report['seeds_runs'][0]['test_simple']['n']}. Review flag: top probability < "
              f"{report['review_threshold']}.", "",
@@ -227,14 +275,25 @@ def markdown(report: dict) -> str:
         recalls = " | ".join(f"{t['per_class'][n]['recall']:.3f}" for n in names)
         val = r.get("val_accuracy_by_epoch") or []
         train_s = "-" if r["trainer_s"] is None else f"{r['trainer_s']:.0f}"  # None: a resumed run
+        served = f"{r['val']['accuracy']:.4f}" if r.get("val") else "-"
+        cells = f"{r['val']['by_cell']['cells_right']}/{r['val']['by_cell']['cells']}" if r.get("val") else "-"
         lines.append(f"| {name} | {r.get('seed', '-')} | {t['accuracy']:.4f} | {r['test_simple']['correct']}/"
                      f"{r['test_simple']['n']} | {t['ece']:.3f} | {recalls} | "
-                     f"{f'{val[-1]:.4f}' if val else '-'} | {r['params']} | "
+                     f"{f'{val[-1]:.4f}' if val else '-'} | {served} | {cells} | {r['params']} | "
                      f"{r['saved_model_bytes'] / 1e6:.2f} | {(r['tfjs_bytes'] or 0) / 1e6:.2f} | "
                      f"{train_s} | {r['train_images_per_s'] or 0:.0f} |")
     acc = report["default_test_accuracy"]
     lines += ["", "val acc: the Trainer's `val` split after the last epoch, one view per image (with "
-              "ingest.val_split=cell_groups, cells that training never saw: the tuning signal).", "",
+              "ingest.val_split=cell_groups, cells that training never saw: the tuning signal). val served: "
+              "the same images through the pushed model, as TEST is measured. val cells: cells most of whose "
+              "images are right.", ""]
+    for name, r in rows:
+        wrong = (r.get("val") or {}).get("by_cell", {}).get("wrong")
+        if wrong:
+            lines.append(f"- {name} seed {r.get('seed', '-')}, val cells wrong: " + "; ".join(
+                f"{c['cell']} ({c['images']} images, {c['share_right']:.0%} right, mostly {c['majority']})"
+                for c in wrong))
+    lines += ["",
               f"Default model TEST accuracy over seeds: mean {acc['mean']:.4f}, min {acc['min']:.4f}, "
               f"max {acc['max']:.4f}, stdev {acc['stdev']:.4f}.", "",
               "## Derived images (every few TEST images, transformed)", "",
@@ -251,13 +310,12 @@ def markdown(report: dict) -> str:
                   f"Trainer tf.data over Transform output: {tp['trainer_tf_data']:.0f}; tutorial "
                   f"ImageDataGenerator.flow_from_directory: {tp['image_data_generator']:.0f}; ratio "
                   f"{tp['ratio']:.2f}."]
-    here = report.get("tutorial_train_images_per_s_here")
-    if here:
-        rates = [r["train_images_per_s"] for r in report["seeds_runs"] if r.get("train_images_per_s")]
+    speed = report.get("training_speed")
+    if speed:
         lines += ["", "## Training speed on this machine (images/s, same run)", "",
-                  f"Default model (its Trainer, whole runs, median over seeds): "
-                  f"{statistics.median(rates):.0f}; tutorial CNN (its recipe, 640 images): {here:.1f}."
-                  if rates else f"Tutorial CNN (its recipe, 640 images): {here:.1f}."]
+                  f"640 images after a warm-up, each model with its own input pipeline: default model "
+                  f"{speed['default']:.1f}, tutorial CNN {speed['tutorial_cnn']:.1f}, ratio "
+                  f"{speed['default'] / speed['tutorial_cnn']:.2f}."]
     tutorial = report.get("tutorial")
     if tutorial:
         lines += ["", f"tutorial_cnn: trained {tutorial.get('date', '?')} at commit {tutorial.get('commit', '?')[:10]} "
@@ -276,6 +334,10 @@ def main() -> int:
     parser.add_argument("--work", default=str(REPO / "runs" / "quality"))
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
     parser.add_argument("--no-throughput", action="store_true")
+    parser.add_argument("--report-only", action="store_true",
+                        help="train nothing: rebuild the report from <out>/model_quality.json's seed results and "
+                             "the cached tutorial result, re-measuring the speeds (the default runs' pipeline "
+                             "root must still be under --work)")
     args = parser.parse_args()
 
     from components.image_example_gen import image_reader
@@ -286,35 +348,52 @@ def main() -> int:
         print(f"error: no TEST_SIMPLE folder beside TEST under {images}", file=sys.stderr)
         return 2
     os.makedirs(args.out, exist_ok=True)
+    now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
-    seeds_runs = []
-    for seed in args.seeds:
-        extra = ["--set", f"training.seed={seed}"] + (["--epochs", str(args.epochs)] if args.epochs else [])
-        run = run_pipeline(args.data_dir, os.path.join(args.work, "default"), extra)
-        seeds_runs.append({"seed": seed, **measure(run, "default", images, config)})
-        # Each seed's figures are on disk as soon as they exist.
-        Path(args.out, f"seed{seed}.json").write_text(json.dumps(seeds_runs[-1], indent=1))
-        print(f"seed {seed}: TEST {seeds_runs[-1]['test']['accuracy']:.4f}", file=sys.stderr)
-    tutorial = tutorial_result(args, config, images)
-
-    report = {
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "commit": current_commit(),
-        "data_dir": args.data_dir, "seeds": args.seeds, "class_names": list(config.class_names),
-        "review_threshold": config.browser.review_threshold,
-        "seeds_runs": seeds_runs, "tutorial": tutorial,
-        "default_test_accuracy": spread([r["test"]["accuracy"] for r in seeds_runs]),
-    }
+    if args.report_only:
+        stored = Path(args.out, "model_quality.json")
+        if not stored.exists():
+            print(f"error: --report-only needs a previous report at {stored}", file=sys.stderr)
+            return 2
+        report = json.loads(stored.read_text())
+        report["rebuilt"] = {"date": now, "commit": current_commit()}
+        tutorial = tutorial_result(args, config, images, may_train=False)
+        seeds_runs = report["seeds_runs"]
+        root = os.path.join(args.work, "default", config.pipeline_name, "pipeline_root")
+        for r in seeds_runs:  # runs measured before val was: measured now if their model is still there
+            if "val" not in r and os.path.isdir(r["pushed"]) and os.path.isdir(root):
+                r.update(measure_val(r["pushed"], root, images, config))
+        report["rebuilt"]["speeds_remeasured"] = not args.no_throughput
+    else:
+        seeds_runs = []
+        for seed in args.seeds:
+            extra = ["--set", f"training.seed={seed}"] + (["--epochs", str(args.epochs)] if args.epochs else [])
+            run = run_pipeline(args.data_dir, os.path.join(args.work, "default"), extra)
+            seeds_runs.append({"seed": seed, **measure(run, "default", images, config)})
+            # Each seed's figures are on disk as soon as they exist.
+            Path(args.out, f"seed{seed}.json").write_text(json.dumps(seeds_runs[-1], indent=1))
+            print(f"seed {seed}: TEST {seeds_runs[-1]['test']['accuracy']:.4f}", file=sys.stderr)
+        tutorial = tutorial_result(args, config, images)
+        report = {
+            "date": now, "commit": current_commit(),
+            "data_dir": args.data_dir, "seeds": args.seeds, "class_names": list(config.class_names),
+            "review_threshold": config.browser.review_threshold,
+            "seeds_runs": seeds_runs,
+            "default_test_accuracy": spread([r["test"]["accuracy"] for r in seeds_runs]),
+        }
+    report["tutorial"] = tutorial
     if not args.no_throughput:
-        ours = throughput.trainer_pipeline_images_per_s(os.path.join(args.work, "default", config.pipeline_name,
-                                                                     "pipeline_root"))
+        root = os.path.join(args.work, "default", config.pipeline_name, "pipeline_root")
+        ours = throughput.trainer_pipeline_images_per_s(root)
         theirs = throughput.image_data_generator_images_per_s(str(images / "TRAIN"), config.image_size)
         report["input_pipeline"] = {"trainer_tf_data": ours, "image_data_generator": theirs, "ratio": ours / theirs}
-        # Training speed of both models on this machine in this run: the tutorial's result may come from
-        # the cache, made elsewhere (a GPU).
+        # Training speed of both models on this machine in this run, over 640 images each: whole-run
+        # figures differ in what they include, and the tutorial's may come from the cache (another machine).
         train_images, train_labels = tutorial_recipe.load_folder(images / "TRAIN")
-        report["tutorial_train_images_per_s_here"] = tutorial_recipe.train_images_per_s(train_images[::10],
-                                                                                        train_labels[::10])
+        report["training_speed"] = {
+            "default": throughput.trainer_model_images_per_s(root, "default", config.image_size,
+                                                             len(config.class_names)),
+            "tutorial_cnn": tutorial_recipe.train_images_per_s(train_images[::10], train_labels[::10])}
     for name, r in [(f"default_seed{r['seed']}", r) for r in seeds_runs] + ([("tutorial_cnn", tutorial)] if tutorial else []):
         confusion_png.draw(r["test"]["confusion_matrix"], list(config.class_names),
                            f"{name}: TEST accuracy {r['test']['accuracy']:.4f}",

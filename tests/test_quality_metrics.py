@@ -54,3 +54,13 @@ def test_derived_images_keep_shape_and_change_what_they_should():
         return min(d, 1.0 - d)
     assert abs(turned(derived.recoloured(purple)) - 0.08) < 0.02
     assert abs(turned(derived.recoloured_far(purple)) - 0.3) < 0.02
+
+
+def test_outcome_per_cell_names_the_cells_most_images_of_which_are_wrong():
+    labels = np.array([0, 0, 0, 1, 1, 1, 1])
+    predicted = np.array([0, 0, 1, 0, 0, 0, 1])
+    cells = ["a", "a", "a", "b", "b", "b", "c"]
+    out = metrics.by_cell(labels, predicted, cells, ["A", "B"])
+    assert out["cells"] == 3 and out["cells_right"] == 2
+    assert out["wrong"] == [{"cell": "b", "class": "B", "images": 3, "share_right": 0.0, "majority": "A"}]
+    assert out["per_cell"][0] == {"cell": "a", "class": "A", "images": 3, "share_right": 2 / 3, "majority": "A"}

@@ -58,3 +58,19 @@ def summarize(probabilities: np.ndarray, labels: np.ndarray, class_names: list[s
         # Accuracy on what the flag lets through: what an unreviewed answer is worth.
         "accuracy_unflagged": float((predicted == labels)[~flagged].mean()) if (~flagged).any() else None,
     }
+
+
+def by_cell(labels: np.ndarray, predicted: np.ndarray, cells: list[str], class_names: list[str]) -> dict:
+    """Outcome per cell (a group of augmented copies of one original): a cell counts as right when most
+    of its images are. `val` holds few cells, so this says which cells the errors come from."""
+    out = []
+    for cell in sorted(set(cells)):
+        members = np.array([c == cell for c in cells])
+        votes = np.bincount(predicted[members], minlength=len(class_names))
+        truth = int(labels[members][0])
+        out.append({"cell": cell, "class": class_names[truth], "images": int(members.sum()),
+                    "share_right": float((predicted[members] == truth).mean()),
+                    "majority": class_names[int(votes.argmax())]})
+    right = [c for c in out if c["majority"] == c["class"]]
+    return {"cells": len(out), "cells_right": len(right), "wrong": [c for c in out if c not in right],
+            "per_cell": out}
