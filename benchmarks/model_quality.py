@@ -349,6 +349,7 @@ def main() -> int:
         return 2
     os.makedirs(args.out, exist_ok=True)
     now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    root = os.path.join(args.work, "default", config.pipeline_name, "pipeline_root")  # the default runs'
 
     if args.report_only:
         stored = Path(args.out, "model_quality.json")
@@ -359,7 +360,6 @@ def main() -> int:
         report["rebuilt"] = {"date": now, "commit": current_commit()}
         tutorial = tutorial_result(args, config, images, may_train=False)
         seeds_runs = report["seeds_runs"]
-        root = os.path.join(args.work, "default", config.pipeline_name, "pipeline_root")
         for r in seeds_runs:  # runs measured before val was: measured now if their model is still there
             if "val" not in r and os.path.isdir(r["pushed"]) and os.path.isdir(root):
                 r.update(measure_val(r["pushed"], root, images, config))
@@ -383,7 +383,6 @@ def main() -> int:
         }
     report["tutorial"] = tutorial
     if not args.no_throughput:
-        root = os.path.join(args.work, "default", config.pipeline_name, "pipeline_root")
         ours = throughput.trainer_pipeline_images_per_s(root)
         theirs = throughput.image_data_generator_images_per_s(str(images / "TRAIN"), config.image_size)
         report["input_pipeline"] = {"trainer_tf_data": ours, "image_data_generator": theirs, "ratio": ours / theirs}
@@ -392,7 +391,7 @@ def main() -> int:
         train_images, train_labels = tutorial_recipe.load_folder(images / "TRAIN")
         report["training_speed"] = {
             "default": throughput.trainer_model_images_per_s(root, "default", config.image_size,
-                                                             len(config.class_names)),
+                                                             len(config.class_names), config.training.learning_rate),
             "tutorial_cnn": tutorial_recipe.train_images_per_s(train_images[::10], train_labels[::10])}
     for name, r in [(f"default_seed{r['seed']}", r) for r in seeds_runs] + ([("tutorial_cnn", tutorial)] if tutorial else []):
         confusion_png.draw(r["test"]["confusion_matrix"], list(config.class_names),

@@ -71,6 +71,5 @@ def by_cell(labels: np.ndarray, predicted: np.ndarray, cells: list[str], class_n
         out.append({"cell": cell, "class": class_names[truth], "images": int(members.sum()),
                     "share_right": float((predicted[members] == truth).mean()),
                     "majority": class_names[int(votes.argmax())]})
-    right = [c for c in out if c["majority"] == c["class"]]
-    return {"cells": len(out), "cells_right": len(right), "wrong": [c for c in out if c not in right],
-            "per_cell": out}
+    wrong = [c for c in out if c["majority"] != c["class"]]
+    return {"cells": len(out), "cells_right": len(out) - len(wrong), "wrong": wrong, "per_cell": out}

@@ -54,8 +54,8 @@ def image_data_generator_images_per_s(train_dir: str, image_size: int = 80, batc
     return _rate(flow, n_batches)
 
 
-def trainer_model_images_per_s(pipeline_root: str, model: str = "default", image_size: int = 80,
-                               num_classes: int = 4, batch_size: int = 32, n_images: int = 640) -> float:
+def trainer_model_images_per_s(pipeline_root: str, model: str, image_size: int, num_classes: int,
+                               learning_rate: float, batch_size: int = 32, n_images: int = 640) -> float:
     """Training speed of a pipeline model over its own input pipeline: n_images after a one-batch
     warm-up (compilation), as the Trainer compiles it."""
     import tensorflow_transform as tft
@@ -68,7 +68,7 @@ def trainer_model_images_per_s(pipeline_root: str, model: str = "default", image
     ds = make_dataset([os.path.join(examples, "Split-train", "*")], tft.TFTransformOutput(graph),
                       batch_size, training=True, seed=1).repeat()
     net = models.build_model(model, image_size, num_classes)
-    net.compile(optimizer=models.optimizer_for(model, 1e-3), loss="sparse_categorical_crossentropy")
+    net.compile(optimizer=models.optimizer_for(model, learning_rate), loss="sparse_categorical_crossentropy")
     net.fit(ds, steps_per_epoch=1, epochs=1, verbose=0)
     start = time.perf_counter()
     net.fit(ds, steps_per_epoch=n_images // batch_size, epochs=1, verbose=0)
