@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import tf_keras as keras
 
-from components.trainer.stain_hue import StainHueNormalization
 from components.trainer.tutorial_cnn import tutorial_layers
 
 MODEL_NAMES = ("default", "tutorial_cnn")
@@ -13,12 +12,9 @@ def default_model(image_size: int, num_classes: int) -> keras.Model:
     """Small separable-convolution CNN with batch norm: ~140 k weights, browser-sized.
 
     Batch-norm momentum 0.9 (not 0.99) so the moving statistics settle within a few hundred steps.
-    The first layer turns each image's stain hue to one reference (components/trainer/stain_hue.py);
-    it computes in float32 under mixed precision too: the grey-image guard is below float16's range.
     """
     inputs = keras.Input((image_size, image_size, 3), name="image_xf")
-    x = StainHueNormalization(dtype="float32", name="stain_hue")(inputs)
-    x = keras.layers.Rescaling(2.0, offset=-1.0)(x)
+    x = keras.layers.Rescaling(2.0, offset=-1.0)(inputs)
     x = keras.layers.Conv2D(32, 3, padding="same", use_bias=False)(x)
     x = keras.layers.BatchNormalization(momentum=0.9)(x)
     x = keras.layers.Activation("relu")(x)
