@@ -190,9 +190,17 @@ def measure_val(pushed: str, pipeline_root: str, images: Path, config) -> dict:
     files, labels, cells = val_split(pipeline_root, images, names)
     if not files:
         return {}
+    threshold = config.browser.review_threshold
     probs, atypical = predict(pushed, files)
-    return {"val": {**metrics.summarize(probs, labels, names, config.browser.review_threshold, atypical),
-                    "by_cell": metrics.by_cell(labels, probs.argmax(axis=1), cells, names)}}
+    # The derived variants on val too: a tuning probe must keep its robustness without looking at TEST.
+    subset = slice(None, None, max(1, len(files) // DERIVED_SUBSET))
+    val_derived = {}
+    for variant, fn in derived.VARIANTS.items():
+        d_probs, d_atyp = predict(pushed, files[subset], fn)
+        val_derived[variant] = metrics.summarize(d_probs, labels[subset], names, threshold, d_atyp)
+    return {"val": {**metrics.summarize(probs, labels, names, threshold, atypical),
+                    "by_cell": metrics.by_cell(labels, probs.argmax(axis=1), cells, names),
+                    "derived": val_derived}}
 
 
 def measure(run: dict, model: str, images: Path, config) -> dict:
@@ -296,11 +304,14 @@ def markdown(report: dict) -> str:
     lines += ["",
               f"Default model TEST accuracy over seeds: mean {acc['mean']:.4f}, min {acc['min']:.4f}, "
               f"max {acc['max']:.4f}, stdev {acc['stdev']:.4f}.", "",
-              "## Derived images (every few TEST images, transformed)", "",
+              "## Derived images (every few TEST and val images, transformed)", "",
               "| model | seed | images | accuracy | mean confidence | low confidence | unlike training | flagged for review |",
               "|---|---|---|---|---|---|---|---|"]
     for name, r in rows:
-        for variant, d in [("TEST", r["test"]), *r["derived"].items()]:
+        val = r.get("val") or {}
+        for variant, d in [("TEST", r["test"]), *r["derived"].items(),
+                           *([("val", val)] if val else []),
+                           *((f"val {v}", d) for v, d in val.get("derived", {}).items())]:
             lines.append(f"| {name} | {r.get('seed', '-')} | {variant} | {d['accuracy']:.4f} | "
                          f"{d['mean_confidence']:.3f} | {d['low_confidence_rate']:.3f} | "
                          f"{d['unlike_training_rate']:.3f} | {d['review_flag_rate']:.3f} |")

@@ -1,0 +1,55 @@
+"""The quality harness's val measurement and report (benchmarks/model_quality.py), without a trained model."""
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+
+from benchmarks import model_quality as mq
+from benchmarks.quality import derived, metrics
+
+NAMES = ["EOSINOPHIL", "LYMPHOCYTE", "MONOCYTE", "NEUTROPHIL"]
+CONFIG = SimpleNamespace(class_names=NAMES, browser=SimpleNamespace(review_threshold=0.8))
+
+
+def _fake_predict(calls):
+    def predict(saved_model, files, transform=None):
+        calls.append((len(files), transform))
+        # Right on plain images, always EOSINOPHIL on derived ones.
+        labels = np.array([int(Path(f).stem) % 4 for f in files])
+        probs = np.eye(4, dtype=np.float32)[labels if transform is None else np.zeros_like(labels)]
+        return probs, np.zeros(len(files), np.float32)
+    return predict
+
+
+def test_measure_val_adds_every_derived_variant_on_a_subset_of_val(monkeypatch):
+    files = [Path(f"/v/{i}.jpeg") for i in range(40)]
+    labels = np.arange(40) % 4
+    cells = [f"cell{i // 4}" for i in range(40)]
+    calls = []
+    monkeypatch.setattr(mq, "val_split", lambda root, images, names: (files, labels, cells))
+    monkeypatch.setattr(mq, "predict", _fake_predict(calls))
+    monkeypatch.setattr(mq, "DERIVED_SUBSET", 8)  # every 5th image: all four classes
+    val = mq.measure_val("model", "root", Path("/v"), CONFIG)["val"]
+    assert val["accuracy"] == 1.0 and val["by_cell"]["cells_right"] == 10
+    assert set(val["derived"]) == set(derived.VARIANTS)
+    for summary in val["derived"].values():
+        assert summary["n"] == 8 and summary["accuracy"] == 0.25  # only the eosinophils of the subset
+    assert [n for n, t in calls] == [40] + [8] * len(derived.VARIANTS)
+
+
+def test_report_lists_val_and_its_derived_variants_beside_test(monkeypatch):
+    probs = np.eye(4, dtype=np.float32)[[0, 1, 2, 2]]
+    labels = np.array([0, 1, 2, 3])
+    summary = metrics.summarize(probs, labels, NAMES, 0.8, np.zeros(4, np.float32))
+    run = {"seed": 1, "test": summary, "test_simple": summary, "derived": {"recoloured": summary},
+           "val": {**summary, "by_cell": metrics.by_cell(labels, probs.argmax(1), ["a", "b", "c", "d"], NAMES),
+                   "derived": {"recoloured": summary, "magnified_x3": summary}},
+           "val_accuracy_by_epoch": [0.5], "params": 1, "saved_model_bytes": 1, "tfjs_bytes": 1,
+           "trainer_s": 1.0, "train_images_per_s": 1.0}
+    report = {"date": "d", "commit": "c" * 40, "data_dir": "x", "seeds": [1], "class_names": NAMES,
+              "review_threshold": 0.8, "seeds_runs": [run], "default_test_accuracy": mq.spread([0.75])}
+    text = mq.markdown(report)
+    for variant in ("TEST", "recoloured", "val", "val recoloured", "val magnified_x3"):
+        assert f"| default | 1 | {variant} | 0.7500 |" in text
