@@ -38,7 +38,7 @@ from pipeline import run_local  # noqa: E402
 from pipeline.config import load_config  # noqa: E402
 
 TUTORIAL_SEED = 1
-DERIVED_SUBSET = 400  # TEST images per derived variant (every 6th or so, all classes)
+DERIVED_SUBSET = 400  # TEST (and val) images per derived variant: every 6th (2nd) or so, all classes
 
 
 def files_and_labels(folder: Path, class_names: list[str]) -> tuple[list[Path], np.ndarray]:
@@ -308,10 +308,10 @@ def markdown(report: dict) -> str:
               "| model | seed | images | accuracy | mean confidence | low confidence | unlike training | flagged for review |",
               "|---|---|---|---|---|---|---|---|"]
     for name, r in rows:
-        val = r.get("val") or {}
+        served = r.get("val") or {}
         for variant, d in [("TEST", r["test"]), *r["derived"].items(),
-                           *([("val", val)] if val else []),
-                           *((f"val {v}", d) for v, d in val.get("derived", {}).items())]:
+                           *([("val", served)] if served else []),
+                           *((f"val {v}", d) for v, d in served.get("derived", {}).items())]:
             lines.append(f"| {name} | {r.get('seed', '-')} | {variant} | {d['accuracy']:.4f} | "
                          f"{d['mean_confidence']:.3f} | {d['low_confidence_rate']:.3f} | "
                          f"{d['unlike_training_rate']:.3f} | {d['review_flag_rate']:.3f} |")
