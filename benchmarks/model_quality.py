@@ -192,15 +192,20 @@ def measure_val(pushed: str, pipeline_root: str, images: Path, config) -> dict:
         return {}
     threshold = config.browser.review_threshold
     probs, atypical = predict(pushed, files)
-    # The derived variants on val too: a tuning probe must keep its robustness without looking at TEST.
-    subset = slice(None, None, max(1, len(files) // DERIVED_SUBSET))
-    val_derived = {}
-    for variant, fn in derived.VARIANTS.items():
-        d_probs, d_atyp = predict(pushed, files[subset], fn)
-        val_derived[variant] = metrics.summarize(d_probs, labels[subset], names, threshold, d_atyp)
     return {"val": {**metrics.summarize(probs, labels, names, threshold, atypical),
                     "by_cell": metrics.by_cell(labels, probs.argmax(axis=1), cells, names),
-                    "derived": val_derived}}
+                    # A tuning probe must keep its robustness too, without looking at TEST.
+                    "derived": measure_derived(pushed, files, labels, names, threshold)}}
+
+
+def measure_derived(pushed: str, files: list[Path], labels: np.ndarray, names: list[str], threshold: float) -> dict:
+    """Every derived variant (other magnification, stains, non-cells) of about DERIVED_SUBSET of the images."""
+    subset = slice(None, None, max(1, len(files) // DERIVED_SUBSET))
+    out = {}
+    for variant, fn in derived.VARIANTS.items():
+        probs, atypical = predict(pushed, files[subset], fn)
+        out[variant] = metrics.summarize(probs, labels[subset], names, threshold, atypical)
+    return out
 
 
 def measure(run: dict, model: str, images: Path, config) -> dict:
@@ -217,13 +222,9 @@ def measure(run: dict, model: str, images: Path, config) -> dict:
         if run.get("trainer_s") and run.get("epochs_run") and run.get("train_examples") else None,
         "test": metrics.summarize(test_probs, test_labels, names, threshold, test_atyp),
         "test_simple": metrics.summarize(simple_probs, simple_labels, names, threshold, simple_atyp),
-        "derived": {},
+        "derived": measure_derived(run["pushed"], test_files, test_labels, names, threshold),
     }
     result.update(measure_val(run["pushed"], run["pipeline_root"], images, config))
-    subset = slice(None, None, max(1, len(test_files) // DERIVED_SUBSET))
-    for variant, fn in derived.VARIANTS.items():
-        probs, atyp = predict(run["pushed"], test_files[subset], fn)
-        result["derived"][variant] = metrics.summarize(probs, test_labels[subset], names, threshold, atyp)
     return result
 
 
