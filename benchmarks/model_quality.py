@@ -224,7 +224,8 @@ def measure(run: dict, model: str, images: Path, config) -> dict:
         "test_simple": metrics.summarize(simple_probs, simple_labels, names, threshold, simple_atyp),
         "derived": measure_derived(run["pushed"], test_files, test_labels, names, threshold),
     }
-    result.update(measure_val(run["pushed"], run["pipeline_root"], images, config))
+    if not config.training.train_on_val:  # else val holds cells the model learnt: no measure of new cells
+        result.update(measure_val(run["pushed"], run["pipeline_root"], images, config))
     return result
 
 
@@ -282,7 +283,7 @@ def markdown(report: dict) -> str:
     for name, r in rows:
         t = r["test"]
         recalls = " | ".join(f"{t['per_class'][n]['recall']:.3f}" for n in names)
-        val = r.get("val_accuracy_by_epoch") or []
+        val = [] if report.get("val_in_training") else r.get("val_accuracy_by_epoch") or []
         train_s = "-" if r["trainer_s"] is None else f"{r['trainer_s']:.0f}"  # None: a resumed run
         served = f"{r['val']['accuracy']:.4f}" if r.get("val") else "-"
         cells = f"{r['val']['by_cell']['cells_right']}/{r['val']['by_cell']['cells']}" if r.get("val") else "-"
@@ -292,7 +293,10 @@ def markdown(report: dict) -> str:
                      f"{r['saved_model_bytes'] / 1e6:.2f} | {(r['tfjs_bytes'] or 0) / 1e6:.2f} | "
                      f"{train_s} | {r['train_images_per_s'] or 0:.0f} |")
     acc = report["default_test_accuracy"]
-    lines += ["", "val acc: the Trainer's `val` split after the last epoch, one view per image (with "
+    lines += ["", "The default model trained on `val` too (training.train_on_val): its val columns would "
+              "measure cells it has seen, so they are left out. Tuning runs hold val out "
+              "(benchmarks/val_probe.py)." if report.get("val_in_training") else
+              "val acc: the Trainer's `val` split after the last epoch, one view per image (with "
               "ingest.val_split=cell_groups, cells that training never saw: the tuning signal). val served: "
               "the same images through the pushed model, as TEST is measured. val cells: cells most of whose "
               "images are right.", ""]
@@ -373,7 +377,8 @@ def main() -> int:
         tutorial = tutorial_result(args, config, images, may_train=False)
         seeds_runs = report["seeds_runs"]
         for r in seeds_runs:  # runs measured before val was: measured now if their model is still there
-            if "val" not in r and os.path.isdir(r["pushed"]) and os.path.isdir(root):
+            if ("val" not in r and not report.get("val_in_training") and os.path.isdir(r["pushed"])
+                    and os.path.isdir(root)):
                 r.update(measure_val(r["pushed"], root, images, config))
         report["rebuilt"]["speeds_remeasured"] = not args.no_throughput
     else:
@@ -390,6 +395,7 @@ def main() -> int:
             "date": now, "commit": current_commit(),
             "data_dir": args.data_dir, "seeds": args.seeds, "class_names": list(config.class_names),
             "review_threshold": config.browser.review_threshold,
+            "val_in_training": config.training.train_on_val,
             "seeds_runs": seeds_runs,
             "default_test_accuracy": spread([r["test"]["accuracy"] for r in seeds_runs]),
         }

@@ -7,6 +7,7 @@ only (the cell-group split), never on TEST. Results go to benchmarks/results/val
 It prints and writes the Trainer's one-view `val` accuracy per epoch, `val served` (the pushed model,
 all views, as TEST is measured), the cells it gets right, and the derived variants on `val`
 (magnified, recoloured, non-cells): a probe must keep the model's robustness, not only its accuracy.
+A probe always holds val out of training (training.train_on_val=false), whatever the configuration says.
 Runs that share --work reuse the cached data steps (a changed image_size re-runs Transform).
 """
 from __future__ import annotations
@@ -23,11 +24,15 @@ sys.path.insert(0, str(REPO))
 from benchmarks import model_quality  # noqa: E402
 from pipeline.config import load_config  # noqa: E402
 
+HELD_OUT = "training.train_on_val=false"   # val must be cells the model never saw
+
 
 def probe(data_dir: str, work: str, seed: int, settings: list[str]) -> dict:
     from components.image_example_gen import image_reader
 
-    extra = ["--set", f"training.seed={seed}"]
+    if any(s.split("=", 1)[0].strip() == HELD_OUT.split("=", 1)[0] for s in settings):
+        raise SystemExit(f"error: a probe measures val, so it always runs with {HELD_OUT}; drop that --set")
+    extra = ["--set", f"training.seed={seed}", "--set", HELD_OUT]
     for setting in settings:
         extra += ["--set", setting]
     run = model_quality.run_pipeline(data_dir, work, extra)

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = REPO_ROOT / "pipeline" / "config.yaml"
@@ -35,7 +35,15 @@ class TrainingConfig(_Section):
     learning_rate: float = Field(1e-3, gt=0)
     early_stopping_patience: int = Field(0, ge=0)   # 0: off (see config.yaml)
     average_symmetries: bool = True                   # answer = mean over the crop's 8 rotations/mirrors
+    train_on_val: bool = False                        # the final fit also learns val's cells (see config.yaml)
     seed: int = 42
+
+    @model_validator(mode="after")
+    def _stop_on_held_out_data(self):
+        if self.train_on_val and self.early_stopping_patience:
+            raise ValueError("early stopping needs val held out: set training.train_on_val=false "
+                             "or training.early_stopping_patience=0")
+        return self
 
 
 class EvaluationConfig(_Section):

@@ -47,7 +47,7 @@ def create_components(config: Config, data_root: str, serving_base: str, cdn_bas
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
         schema=curated_schema.outputs["schema"],
-        train_args=tfx.proto.TrainArgs(splits=["train"]),
+        train_args=tfx.proto.TrainArgs(splits=["train", "val"] if config.training.train_on_val else ["train"]),
         eval_args=tfx.proto.EvalArgs(splits=["val"]),  # val curves, review threshold; TEST is never seen here
         custom_config=trainer_custom_config(config))
     baseline = tfx.dsl.Resolver(

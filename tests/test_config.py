@@ -27,6 +27,7 @@ def test_overrides_apply_with_yaml_types():
     ("training.epoch=3", "training.epoch: Extra inputs are not permitted"),
     ("class_names=[A, A]", "class_names: Value error, needs at least two distinct class names"),
     ("serving.model_name=a/b", "serving.model_name: String should match pattern"),
+    ("training.early_stopping_patience=2", "training: Value error, early stopping needs val held out"),
 ])
 def test_invalid_values_give_one_line_errors(override, message):
     with pytest.raises(ConfigError) as err:

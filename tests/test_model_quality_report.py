@@ -53,3 +53,26 @@ def test_report_lists_val_and_its_derived_variants_beside_test(monkeypatch):
     text = mq.markdown(report)
     for variant in ("TEST", "recoloured", "val", "val recoloured", "val magnified_x3"):
         assert f"| default | 1 | {variant} | 0.7500 |" in text
+
+
+def test_a_model_trained_on_val_gets_no_val_figures(monkeypatch):
+    files = [Path(f"/t/{i}.jpeg") for i in range(8)]
+    monkeypatch.setattr(mq, "files_and_labels", lambda folder, names: (files, np.arange(8) % 4))
+    monkeypatch.setattr(mq, "predict", _fake_predict([]))
+    monkeypatch.setattr(mq, "param_count", lambda *a: 1)
+    monkeypatch.setattr(mq, "dir_bytes", lambda path: 1)
+    val_measured = []
+    monkeypatch.setattr(mq, "measure_val", lambda *a: val_measured.append(a) or {"val": {}})
+    run = {"pushed": "m", "pipeline_root": "r", "trainer_s": 1.0, "epochs_run": 1, "train_examples": 8,
+           "val_accuracy_by_epoch": [0.99], "tfjs_bytes": 1}
+    for train_on_val, measured in ((False, 1), (True, 1)):
+        config = SimpleNamespace(**vars(CONFIG), image_size=80, training=SimpleNamespace(train_on_val=train_on_val))
+        result = mq.measure(run, "default", Path("/t"), config)
+        assert len(val_measured) == measured and ("val" in result) == (not train_on_val)
+
+    report = {"date": "d", "commit": "c" * 40, "data_dir": "x", "seeds": [1], "class_names": NAMES,
+              "review_threshold": 0.8, "val_in_training": True, "seeds_runs": [{"seed": 1, **result}],
+              "default_test_accuracy": mq.spread([1.0])}
+    text = mq.markdown(report)
+    assert "0.9900" not in text  # the Trainer's val figure on seen cells
+    assert "trained on `val` too" in text

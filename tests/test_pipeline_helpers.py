@@ -31,11 +31,17 @@ def test_pipeline_wiring(tmp_path):
     config = load_config(overrides=[f"data_dir={make_dataset(tmp_path)}", f"output_dir={tmp_path / 'out'}"])
     nodes = {c.id: c for c in create_pipeline(config).components}
     assert "AnomaliesGate" in {n.id for n in nodes["Transform"].upstream_nodes}
+    assert json.loads(nodes["Trainer"].exec_properties["train_args"])["splits"] == ["train", "val"]
     assert json.loads(nodes["Trainer"].exec_properties["eval_args"])["splits"] == ["val"]
     assert json.loads(nodes["Evaluator"].exec_properties["example_splits"]) == ["eval"]
     assert nodes["Pusher"].inputs["model_blessing"] is nodes["Evaluator"].outputs["blessing"]
     assert nodes["TfjsPublisher"].inputs["pushed_model"] is nodes["Pusher"].outputs["pushed_model"]
     assert len(nodes) == 12
+
+    # A tuning run holds val out of training.
+    held_out = load_config(overrides=[f"data_dir={make_dataset(tmp_path)}", "training.train_on_val=false"])
+    trainer = {c.id: c for c in create_pipeline(held_out).components}["Trainer"]
+    assert json.loads(trainer.exec_properties["train_args"])["splits"] == ["train"]
 
 
 def test_blessing_failures_read_as_sentences():

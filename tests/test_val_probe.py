@@ -28,7 +28,8 @@ def test_probe_passes_seed_and_overrides_and_writes_val_figures(tmp_path, monkey
     out = tmp_path / "p.json"
     assert val_probe.main(["--data-dir", "data/sample", "--work", str(tmp_path), "--out", str(out), "--seed", "2",
                            "--set", "image_size=96", "--set", "training.epochs=3"]) == 0
-    assert calls == [["--set", "training.seed=2", "--set", "image_size=96", "--set", "training.epochs=3"]]
+    assert calls == [["--set", "training.seed=2", "--set", "training.train_on_val=false",
+                      "--set", "image_size=96", "--set", "training.epochs=3"]]
     assert measured == [("/m/1", "/r")]
     result = json.loads(out.read_text())
     assert result["val_served"] == 0.8 and result["cells_right"] == 3 and "test" not in result
@@ -40,3 +41,12 @@ def test_probe_without_a_val_split_stops_with_one_line(tmp_path, monkeypatch):
     monkeypatch.setattr(model_quality, "measure_val", lambda *a: {})
     with pytest.raises(SystemExit, match="no val split"):
         val_probe.main(["--data-dir", "data/sample", "--work", str(tmp_path), "--out", str(tmp_path / "p.json")])
+
+
+def test_probe_refuses_to_train_on_val(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(model_quality, "run_pipeline", _fake_run(calls))
+    with pytest.raises(SystemExit, match="always runs with training.train_on_val=false"):
+        val_probe.main(["--data-dir", "data/sample", "--work", str(tmp_path), "--out", str(tmp_path / "p.json"),
+                        "--set", "training.train_on_val=true"])
+    assert calls == []
