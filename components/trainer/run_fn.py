@@ -1,6 +1,7 @@
-"""Trainer's run_fn: trains on the transformed `train` split with a cosine learning-rate schedule,
-exports a SavedModel whose signatures take raw encoded images (serving_default), serialized
-tf.Examples (from_examples, used by the Evaluator) or decoded pixels (the browser model)."""
+"""Trainer's run_fn: trains on the transformed splits TrainArgs names (`train`, plus `val` with
+training.train_on_val) with a cosine learning-rate schedule, and exports a SavedModel whose signatures
+take raw encoded images (serving_default), serialized tf.Examples (from_examples, used by the
+Evaluator) or decoded pixels (the browser model)."""
 from __future__ import annotations
 
 import logging
