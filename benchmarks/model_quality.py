@@ -126,6 +126,13 @@ def trainer_record(metadata_path: str) -> tuple[float | None, int | None, list[f
     return seconds, epochs, val_accuracy
 
 
+def trained_examples(ingest_report: dict, extra: list[str]) -> int:
+    """How many images the Trainer learnt from: `train`, plus `val` when the run's configuration trains on it."""
+    settings = [extra[i + 1] for i, arg in enumerate(extra[:-1]) if arg == "--set"]
+    splits = ["train", "val"] if load_config(overrides=settings).training.train_on_val else ["train"]
+    return sum(ingest_report["splits"][s]["examples"] for s in splits)
+
+
 def run_pipeline(data_dir: str, work: str, extra: list[str]) -> dict:
     """One pipeline run; returns the pushed model, the Trainer's time and epochs, the tfjs bytes."""
     args = ["--data-dir", data_dir, "--output-dir", work, "--set", "evaluation.min_accuracy=0",
@@ -138,8 +145,7 @@ def run_pipeline(data_dir: str, work: str, extra: list[str]) -> dict:
         raise SystemExit(f"error: pipeline run failed ({' '.join(extra)}); its output ends: {text[-500:]}")
     tfjs = re.search(r"^browser model \(tfjs\): \S+ \((\d+) bytes", text, re.M)
     report = re.search(r"^ingest report: (\S+)$", text, re.M)
-    train_examples = (json.loads(Path(report.group(1)).read_text())["splits"]["train"]["examples"]
-                      if report else None)
+    train_examples = trained_examples(json.loads(Path(report.group(1)).read_text()), extra) if report else None
     seconds, epochs, val_accuracy = trainer_record(os.path.join(work, load_config().pipeline_name,
                                                                 "metadata.sqlite"))
     return {"pushed": re.search(r"^pushed model: (\S+)$", text, re.M).group(1),
@@ -269,7 +275,7 @@ def markdown(report: dict) -> str:
              *([f"Report rebuilt {rebuilt['date']} at commit {rebuilt['commit'][:10]} from these stored seed "
                 f"results (--report-only). Of the rebuild: " + ", ".join(
                     (["the tutorial's row"] if report.get("tutorial") else [])
-                    + ["the `val served` figures of models still on disk"]
+                    + ([] if report.get("val_in_training") else ["the `val served` figures of models still on disk"])
                     + (["the speeds"] if rebuilt.get("speeds_remeasured") else [])) + ".", ""]
                if rebuilt else []),
              f"Data: {report['data_dir']}. Seeds: {report['seeds']}. TEST {report['seeds_runs'][0]['test']['n']} images, "

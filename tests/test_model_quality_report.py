@@ -76,3 +76,9 @@ def test_a_model_trained_on_val_gets_no_val_figures(monkeypatch):
     text = mq.markdown(report)
     assert "0.9900" not in text  # the Trainer's val figure on seen cells
     assert "trained on `val` too" in text
+
+
+def test_trained_examples_count_val_when_the_run_trains_on_it():
+    report = {"splits": {"train": {"examples": 90}, "val": {"examples": 10}, "eval": {"examples": 40}}}
+    assert mq.trained_examples(report, ["--set", "training.seed=1"]) == 100   # the default trains on val
+    assert mq.trained_examples(report, ["--set", "training.train_on_val=false", "--epochs", "3"]) == 90
