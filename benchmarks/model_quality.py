@@ -126,10 +126,15 @@ def trainer_record(metadata_path: str) -> tuple[float | None, int | None, list[f
     return seconds, epochs, val_accuracy
 
 
-def trained_examples(ingest_report: dict, extra: list[str]) -> int:
+def run_config(args: list[str]):
+    """The configuration a run_local run with these arguments uses."""
+    parsed = run_local.parse_args(args)
+    return load_config(parsed.config, run_local.overrides_from(parsed))
+
+
+def trained_examples(ingest_report: dict, config) -> int:
     """How many images the Trainer learnt from: `train`, plus `val` when the run's configuration trains on it."""
-    settings = [extra[i + 1] for i, arg in enumerate(extra[:-1]) if arg == "--set"]
-    splits = ["train", "val"] if load_config(overrides=settings).training.train_on_val else ["train"]
+    splits = ["train", "val"] if config.training.train_on_val else ["train"]
     return sum(ingest_report["splits"][s]["examples"] for s in splits)
 
 
@@ -143,13 +148,13 @@ def run_pipeline(data_dir: str, work: str, extra: list[str]) -> dict:
     text = out.getvalue()
     if code != 0:
         raise SystemExit(f"error: pipeline run failed ({' '.join(extra)}); its output ends: {text[-500:]}")
+    config = run_config(args)
     tfjs = re.search(r"^browser model \(tfjs\): \S+ \((\d+) bytes", text, re.M)
     report = re.search(r"^ingest report: (\S+)$", text, re.M)
-    train_examples = trained_examples(json.loads(Path(report.group(1)).read_text()), extra) if report else None
-    seconds, epochs, val_accuracy = trainer_record(os.path.join(work, load_config().pipeline_name,
-                                                                "metadata.sqlite"))
+    train_examples = trained_examples(json.loads(Path(report.group(1)).read_text()), config) if report else None
+    seconds, epochs, val_accuracy = trainer_record(config.metadata_path)
     return {"pushed": re.search(r"^pushed model: (\S+)$", text, re.M).group(1),
-            "pipeline_root": os.path.join(work, load_config().pipeline_name, "pipeline_root"),
+            "pipeline_root": config.pipeline_root,
             "trainer_s": seconds, "epochs_run": epochs, "train_examples": train_examples,
             "val_accuracy_by_epoch": val_accuracy,
             "tfjs_bytes": int(tfjs.group(1)) if tfjs else None}

@@ -24,15 +24,15 @@ sys.path.insert(0, str(REPO))
 from benchmarks import model_quality  # noqa: E402
 from pipeline.config import load_config  # noqa: E402
 
-HELD_OUT = "training.train_on_val=false"   # val must be cells the model never saw
+HELD_OUT_KEY = "training.train_on_val"   # always false in a probe: val must be cells the model never saw
 
 
 def probe(data_dir: str, work: str, seed: int, settings: list[str]) -> dict:
     from components.image_example_gen import image_reader
 
-    if any(s.split("=", 1)[0].strip() == HELD_OUT.split("=", 1)[0] for s in settings):
-        raise SystemExit(f"error: a probe measures val, so it always runs with {HELD_OUT}; drop that --set")
-    extra = ["--set", f"training.seed={seed}", "--set", HELD_OUT]
+    if any(s.split("=", 1)[0].strip() == HELD_OUT_KEY for s in settings):
+        raise SystemExit(f"error: a probe measures val, so it always runs with {HELD_OUT_KEY}=false; drop that --set")
+    extra = ["--set", f"training.seed={seed}", "--set", f"{HELD_OUT_KEY}=false"]
     for setting in settings:
         extra += ["--set", setting]
     run = model_quality.run_pipeline(data_dir, work, extra)

@@ -65,10 +65,10 @@ def test_a_model_trained_on_val_gets_no_val_figures(monkeypatch):
     monkeypatch.setattr(mq, "measure_val", lambda *a: val_measured.append(a) or {"val": {}})
     run = {"pushed": "m", "pipeline_root": "r", "trainer_s": 1.0, "epochs_run": 1, "train_examples": 8,
            "val_accuracy_by_epoch": [0.99], "tfjs_bytes": 1}
-    for train_on_val, measured in ((False, 1), (True, 1)):
+    for train_on_val, val_measures_so_far in ((False, 1), (True, 1)):
         config = SimpleNamespace(**vars(CONFIG), image_size=80, training=SimpleNamespace(train_on_val=train_on_val))
         result = mq.measure(run, "default", Path("/t"), config)
-        assert len(val_measured) == measured and ("val" in result) == (not train_on_val)
+        assert len(val_measured) == val_measures_so_far and ("val" in result) == (not train_on_val)
 
     report = {"date": "d", "commit": "c" * 40, "data_dir": "x", "seeds": [1], "class_names": NAMES,
               "review_threshold": 0.8, "val_in_training": True, "seeds_runs": [{"seed": 1, **result}],
@@ -80,5 +80,5 @@ def test_a_model_trained_on_val_gets_no_val_figures(monkeypatch):
 
 def test_trained_examples_count_val_when_the_run_trains_on_it():
     report = {"splits": {"train": {"examples": 90}, "val": {"examples": 10}, "eval": {"examples": 40}}}
-    assert mq.trained_examples(report, ["--set", "training.seed=1"]) == 100   # the default trains on val
-    assert mq.trained_examples(report, ["--set", "training.train_on_val=false", "--epochs", "3"]) == 90
+    assert mq.trained_examples(report, mq.run_config(["--set", "training.seed=1"])) == 100  # the default trains on val
+    assert mq.trained_examples(report, mq.run_config(["--set", "training.train_on_val=false", "--epochs", "3"])) == 90
