@@ -279,7 +279,9 @@ def markdown(report: dict) -> str:
     lines = [f"# Model quality ({report['date']}, commit {report['commit'][:10]})", "",
              *([f"Report rebuilt {rebuilt['date']} at commit {rebuilt['commit'][:10]} from these stored seed "
                 f"results (--report-only). Of the rebuild: " + ", ".join(
-                    (["the tutorial's row"] if report.get("tutorial") else [])
+                    (["every figure of the default model's seeds, measured again on their stored models"]
+                     if rebuilt.get("remeasured") else [])
+                    + (["the tutorial's row"] if report.get("tutorial") else [])
                     + ([] if report.get("val_in_training") else ["the `val served` figures of models still on disk"])
                     + (["the speeds"] if rebuilt.get("speeds_remeasured") else [])) + ".", ""]
                if rebuilt else []),
@@ -365,7 +367,12 @@ def main() -> int:
                         help="train nothing: rebuild the report from <out>/model_quality.json's seed results and "
                              "the cached tutorial result, re-measuring the speeds (the default runs' pipeline "
                              "root must still be under --work)")
+    parser.add_argument("--remeasure", action="store_true",
+                        help="with --report-only: measure the stored seed runs' pushed models again (TEST, "
+                             "TEST_SIMPLE, derived images), after a change to what the harness measures")
     args = parser.parse_args()
+    if args.remeasure and not args.report_only:
+        parser.error("--remeasure needs --report-only")
 
     from components.image_example_gen import image_reader
 
@@ -387,6 +394,17 @@ def main() -> int:
         report["rebuilt"] = {"date": now, "commit": current_commit()}
         tutorial = tutorial_result(args, config, images, may_train=False)
         seeds_runs = report["seeds_runs"]
+        if args.remeasure:
+            gone = [r["pushed"] for r in seeds_runs if not os.path.isdir(r["pushed"])]
+            if gone:
+                print(f"error: --remeasure needs the stored runs' pushed models; missing: {', '.join(gone)}",
+                      file=sys.stderr)
+                return 2
+            for r in seeds_runs:  # the run's own fields (pushed model, trainer time, ...) are kept
+                r.update(measure(r, "default", images, config))
+                Path(args.out, f"seed{r['seed']}.json").write_text(json.dumps(r, indent=1))
+                print(f"seed {r['seed']}: TEST {r['test']['accuracy']:.4f} (measured again)", file=sys.stderr)
+            report["rebuilt"]["remeasured"] = True
         for r in seeds_runs:  # runs measured before val was: measured now if their model is still there
             if ("val" not in r and not report.get("val_in_training") and os.path.isdir(r["pushed"])
                     and os.path.isdir(root)):

@@ -82,3 +82,40 @@ def test_trained_examples_count_val_when_the_run_trains_on_it():
     report = {"splits": {"train": {"examples": 90}, "val": {"examples": 10}, "eval": {"examples": 40}}}
     assert mq.trained_examples(report, mq.run_config(["--set", "training.seed=1"])) == 100  # the default trains on val
     assert mq.trained_examples(report, mq.run_config(["--set", "training.train_on_val=false", "--epochs", "3"])) == 90
+
+
+def test_remeasure_measures_the_stored_models_again_without_training(monkeypatch, tmp_path):
+    data, out = tmp_path / "data", tmp_path / "out"
+    for split in ("TRAIN", "TEST", "TEST_SIMPLE"):
+        (data / split).mkdir(parents=True)
+    out.mkdir()
+    labels = np.array([0, 1, 2, 3])
+    old = metrics.summarize(np.eye(4, dtype=np.float32)[[0, 0, 0, 0]], labels, NAMES, 0.8, np.zeros(4, np.float32))
+    new = metrics.summarize(np.eye(4, dtype=np.float32)[[0, 1, 2, 3]], labels, NAMES, 0.8, np.zeros(4, np.float32))
+    stored = {"seed": 1, "pushed": str(tmp_path), "trainer_s": 5.0, "test": old, "test_simple": old,
+              "derived": {"magnified_x3": old}, "params": 1, "saved_model_bytes": 1, "tfjs_bytes": 1,
+              "train_images_per_s": 1.0}
+    report = {"date": "d", "commit": "c" * 40, "data_dir": str(data), "seeds": [1], "class_names": NAMES,
+              "review_threshold": 0.8, "val_in_training": True, "seeds_runs": [stored],
+              "default_test_accuracy": mq.spread([0.25])}
+    (out / "model_quality.json").write_text(mq.json.dumps(report))
+    measured = []
+    monkeypatch.setattr(mq, "measure", lambda run, model, images, config: measured.append(run["pushed"]) or
+                        {**run, "test": new, "test_simple": new, "derived": {"magnified_x3": new}})
+    monkeypatch.setattr(mq, "tutorial_result", lambda *a, **k: None)
+    monkeypatch.setattr(mq, "run_pipeline", lambda *a: (_ for _ in ()).throw(AssertionError("trained")))
+    argv = ["model_quality.py", "--data-dir", str(data), "--out", str(out), "--report-only", "--no-throughput"]
+
+    monkeypatch.setattr(mq.sys, "argv", argv + ["--remeasure"])
+    assert mq.main() == 0 and measured == [str(tmp_path)]
+    result = mq.json.loads((out / "model_quality.json").read_text())
+    run = result["seeds_runs"][0]
+    assert run["test"]["accuracy"] == 1.0 and run["derived"]["magnified_x3"]["accuracy"] == 1.0
+    assert run["trainer_s"] == 5.0 and result["rebuilt"]["remeasured"]
+    assert mq.json.loads((out / "seed1.json").read_text())["test"]["accuracy"] == 1.0
+    assert "measured again on their stored models" in (out / "model_quality.md").read_text()
+
+    stored["pushed"] = str(tmp_path / "gone")  # a model no longer on disk: one line, nothing rewritten
+    (out / "model_quality.json").write_text(mq.json.dumps(report))
+    assert mq.main() == 2 and measured == [str(tmp_path)]
+    assert mq.json.loads((out / "model_quality.json").read_text())["seeds_runs"][0]["test"]["accuracy"] == 0.25

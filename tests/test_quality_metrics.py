@@ -56,6 +56,17 @@ def test_derived_images_keep_shape_and_change_what_they_should():
     assert abs(turned(derived.recoloured_far(purple)) - 0.3) < 0.02
 
 
+def test_magnified_frame_is_centred_on_the_cell_not_on_the_frame():
+    img = np.full((240, 320, 3), [220, 180, 190], np.float32)   # pink film
+    img[40:80, 230:270] = [90, 40, 160]                         # the nucleus, far from the frame's centre
+    assert np.allclose(derived.cell_centre(img), (59.5, 249.5), atol=3)
+    big = derived.magnified(img, 3.0)
+    # Its window (80 x 107 pixels) sits on the nucleus: the nucleus, 3x wider, is in the middle of the frame
+    # and covers 9 times the share it had (the frame's own centre would show none of it).
+    purple = np.abs(big - [90, 40, 160]).sum(-1) < 30
+    assert purple[120, 160] and purple.mean() > 8 * 1600 / (240 * 320)
+
+
 def test_outcome_per_cell_names_the_cells_most_images_of_which_are_wrong():
     labels = np.array([0, 0, 0, 1, 1, 1, 1])
     predicted = np.array([0, 0, 1, 0, 0, 0, 1])
