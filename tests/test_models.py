@@ -24,3 +24,35 @@ def test_default_model_is_far_smaller_than_the_tutorial_cnn():
 def test_unknown_model_name():
     with pytest.raises(ValueError, match="unknown model 'vgg'"):
         models.build_model("vgg", 80, 4)
+
+
+@pytest.fixture
+def restore_policy():
+    yield
+    models.keras.mixed_precision.set_global_policy("float32")
+
+
+def test_trainer_takes_mixed_precision_on_a_gpu_and_float32_on_the_cpu(monkeypatch, restore_policy):
+    import tensorflow as tf
+
+    from components.trainer import run_fn
+
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: ["gpu0"] if kind == "GPU" else [])
+    assert isinstance(run_fn.distribution_strategy(), tf.distribute.OneDeviceStrategy)
+    assert models.keras.mixed_precision.global_policy().name == "mixed_float16"
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: [])
+    run_fn.distribution_strategy()
+    assert models.keras.mixed_precision.global_policy().name == "float32"
+
+
+def test_default_model_trains_under_mixed_precision_with_float32_probabilities(restore_policy):
+    # What a GPU Trainer builds; float16 kernels also run (slowly) on the CPU, so the path is checked here.
+    models.keras.mixed_precision.set_global_policy("mixed_float16")
+    model = models.build_model("default", 32, 4)
+    assert model.get_layer("features").compute_dtype == "float16"
+    model.compile(optimizer=models.optimizer_for("default", 1e-3), loss="sparse_categorical_crossentropy")
+    images = np.random.default_rng(0).random((8, 32, 32, 3), dtype=np.float32)
+    loss = model.train_on_batch(images, np.arange(8) % 4)
+    out = model.predict(images, verbose=0)
+    assert np.isfinite(loss) and out.dtype == np.float32
+    np.testing.assert_allclose(out.sum(axis=1), 1.0, rtol=1e-3)
