@@ -354,6 +354,10 @@ def markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def write_seed_result(out: str, result: dict) -> None:
+    Path(out, f"seed{result['seed']}.json").write_text(json.dumps(result, indent=1))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default=str(REPO.parent / "shared" / "data" / "blood-cells"))
@@ -402,7 +406,7 @@ def main() -> int:
                 return 2
             for r in seeds_runs:  # the run's own fields (pushed model, trainer time, ...) are kept
                 r.update(measure(r, "default", images, config))
-                Path(args.out, f"seed{r['seed']}.json").write_text(json.dumps(r, indent=1))
+                write_seed_result(args.out, r)
                 print(f"seed {r['seed']}: TEST {r['test']['accuracy']:.4f} (measured again)", file=sys.stderr)
             report["rebuilt"]["remeasured"] = True
         for r in seeds_runs:  # runs measured before val was: measured now if their model is still there
@@ -416,8 +420,7 @@ def main() -> int:
             extra = ["--set", f"training.seed={seed}"] + (["--epochs", str(args.epochs)] if args.epochs else [])
             run = run_pipeline(args.data_dir, os.path.join(args.work, "default"), extra)
             seeds_runs.append({"seed": seed, **measure(run, "default", images, config)})
-            # Each seed's figures are on disk as soon as they exist.
-            Path(args.out, f"seed{seed}.json").write_text(json.dumps(seeds_runs[-1], indent=1))
+            write_seed_result(args.out, seeds_runs[-1])  # on disk as soon as they exist
             print(f"seed {seed}: TEST {seeds_runs[-1]['test']['accuracy']:.4f}", file=sys.stderr)
         tutorial = tutorial_result(args, config, images)
         report = {

@@ -2,25 +2,19 @@
 about three times larger in the frame) and other stain and background colours."""
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from PIL import Image
 
 
 def cell_centre(pixels: np.ndarray) -> tuple[float, float]:
     """(row, column) of the white cell's nucleus in a float [h, w, 3] 0-255 frame, by the pipeline's own
-    nucleus finder. The frame is first padded with a stain-free white border wider than any window the
-    finder picks, so the frame's edge never pushes the window, and so its centre, inwards."""
+    nucleus finder (its centre before the crop window is fitted inside the frame)."""
     import tensorflow as tf
 
-    from components.transform.nucleus_crop import nucleus_boxes
+    from components.transform.nucleus_crop import nucleus_centres
 
-    h, w = pixels.shape[:2]
-    pad = 4 * math.ceil(2 * max(h, w) / 4)  # a multiple of the finder's 4-pixel pooling keeps its grid
-    padded = np.pad(pixels / 255.0, ((pad, pad), (pad, pad), (0, 0)), constant_values=1.0)
-    top, left, side, _ = nucleus_boxes(tf.constant(padded[None], tf.float32)).numpy()[0]
-    return float(top + side / 2 - pad), float(left + side / 2 - pad)
+    cy, cx, _ = nucleus_centres(tf.constant(pixels[None] / 255.0, tf.float32))
+    return float(cy[0]), float(cx[0])
 
 
 def magnified(pixels: np.ndarray, factor: float = 3.0) -> np.ndarray:

@@ -21,8 +21,9 @@ MIN_SIDE_SHARE = 0.3          # of the image's short side; also the window when 
 POOL = 4                      # the score is read on 4x4 blocks: JPEG noise and lone pixels average out
 
 
-def nucleus_boxes(images: tf.Tensor) -> tf.Tensor:
-    """float32 [b, h, w, 3] in [0, 1] -> boxes [b, 4] = (top, left, side, side) in pixels, inside the image."""
+def nucleus_centres(images: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """float32 [b, h, w, 3] in [0, 1] -> (row, column, area) of each nucleus in pixels, [b] each.
+    The area is 0 where no nucleus is found; the centre is then the image's."""
     shape = tf.cast(tf.shape(images), tf.float32)
     height, width = shape[1], shape[2]
     score = tf.nn.avg_pool2d(images[..., 2:3] - images[..., 1:2], POOL, POOL, "VALID")  # [b, h/4, w/4, 1]
@@ -38,11 +39,17 @@ def nucleus_boxes(images: tf.Tensor) -> tf.Tensor:
     cy = tf.reduce_sum(weight * ys[None, :, None, None], axis=[1, 2, 3]) / safe_total
     cx = tf.reduce_sum(weight * xs[None, None, :, None], axis=[1, 2, 3]) / safe_total
     area = tf.reduce_sum(tf.cast(score > threshold, tf.float32), axis=[1, 2, 3]) * POOL * POOL
+    return tf.where(found, cy, height / 2.0), tf.where(found, cx, width / 2.0), area
+
+
+def nucleus_boxes(images: tf.Tensor) -> tf.Tensor:
+    """float32 [b, h, w, 3] in [0, 1] -> boxes [b, 4] = (top, left, side, side) in pixels, inside the image."""
+    shape = tf.cast(tf.shape(images), tf.float32)
+    height, width = shape[1], shape[2]
+    cy, cx, area = nucleus_centres(images)
     short = tf.minimum(height, width)
     side = tf.clip_by_value(SIDE_PER_NUCLEUS_WIDTH * tf.sqrt(area), MIN_SIDE_SHARE * short, short)
-    side = tf.where(found, side, short)
-    cy = tf.where(found, cy, height / 2.0)
-    cx = tf.where(found, cx, width / 2.0)
+    side = tf.where(area > 0.0, side, short)
     top = tf.clip_by_value(cy - side / 2.0, 0.0, height - side)
     left = tf.clip_by_value(cx - side / 2.0, 0.0, width - side)
     return tf.stack([top, left, side, side], axis=1)
