@@ -1,0 +1,71 @@
+"""Do models trained with different seeds get the same `val` cells wrong? Measures `val` (never TEST)
+through each pushed model and through the mean of their probabilities (an ensemble), with the cells
+each gets right.
+
+    infra/env/run.sh python benchmarks/val_ensemble.py --data-dir ../shared/data/blood-cells \
+        --pipeline-root runs/quality/default/bloodcell/pipeline_root --out ensemble.json MODEL_DIR...
+
+The models must have held `val` out of training (training.train_on_val=false), and --pipeline-root is
+the run whose ingest made that `val`. If the ensemble gets no more cells right than its members, the
+errors are a bias that all seeds share, which more seeds or averaging cannot remove.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from benchmarks import model_quality  # noqa: E402
+from benchmarks.quality import metrics  # noqa: E402
+from pipeline.config import load_config  # noqa: E402
+
+
+def summary(probs: np.ndarray, labels: np.ndarray, cells: list[str], names: list[str]) -> dict:
+    by_cell = metrics.by_cell(labels, probs.argmax(axis=1), cells, names)
+    return {"accuracy": float((probs.argmax(axis=1) == labels).mean()), "cells_right": by_cell["cells_right"],
+            "cells": by_cell["cells"], "cells_wrong": [c["cell"] for c in by_cell["wrong"]]}
+
+
+def measure(models: list[str], pipeline_root: str, images: Path, names: list[str]) -> dict:
+    files, labels, cells = model_quality.val_split(pipeline_root, images, names)
+    if not files:
+        raise SystemExit(f"error: {pipeline_root} has no val split; it needs ingest.val_split=cell_groups data")
+    probs = {}
+    for model in models:
+        if not os.path.isdir(model):
+            raise SystemExit(f"error: no pushed model at {model}")
+        probs[model] = model_quality.predict(model, files)[0]
+    return {"images": len(files),
+            "models": {m: summary(p, labels, cells, names) for m, p in probs.items()},
+            "ensemble": summary(np.mean(list(probs.values()), axis=0), labels, cells, names)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    from components.image_example_gen import image_reader
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("models", nargs="+", help="pushed SavedModel directories, one per seed")
+    parser.add_argument("--data-dir", default=str(REPO.parent / "shared" / "data" / "blood-cells"))
+    parser.add_argument("--pipeline-root", required=True, help="the pipeline root whose ingest made val")
+    parser.add_argument("--out", required=True, help="JSON file for the figures")
+    args = parser.parse_args(argv)
+    images = Path(image_reader.resolve_data_root(args.data_dir))
+    result = measure(args.models, args.pipeline_root, images, list(load_config().class_names))
+    Path(args.out).write_text(json.dumps(result, indent=1))
+    rows = [*result["models"].items(), ("ensemble (mean probabilities)", result["ensemble"])]
+    for name, r in rows:
+        print(f"{name}: val {r['accuracy']:.4f}, cells right {r['cells_right']}/{r['cells']}, "
+              f"wrong: {', '.join(r['cells_wrong']) or 'none'}")
+    print(f"written: {os.path.abspath(args.out)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,51 @@
+"""benchmarks/val_ensemble.py: each model's val cells and those of the mean of their probabilities."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from benchmarks import model_quality, val_ensemble
+
+NAMES = ["EOSINOPHIL", "LYMPHOCYTE", "MONOCYTE", "NEUTROPHIL"]
+# Two cells of two images each: cell A is EOSINOPHIL, cell B MONOCYTE.
+LABELS = np.array([0, 0, 2, 2])
+CELLS = ["A", "A", "B", "B"]
+
+
+def _probs(rows):
+    return np.array([[0.1] * 4 if r is None else r for r in rows], np.float32)
+
+
+@pytest.fixture
+def models(tmp_path, monkeypatch):
+    # Model 1 gets cell A right but calls B NEUTROPHIL; model 2 is unsure of A and gets B right. Their mean
+    # gets both right: an ensemble can mend errors the seeds do not share.
+    outputs = {
+        str(tmp_path / "m1"): _probs([[.7, .1, .1, .1], [.7, .1, .1, .1], [.1, .1, .35, .45], [.1, .1, .35, .45]]),
+        str(tmp_path / "m2"): _probs([[.3, .1, .1, .5], [.3, .1, .1, .5], [.1, .1, .8, .0], [.1, .1, .8, .0]]),
+    }
+    for path in outputs:
+        (tmp_path / path).mkdir()
+    monkeypatch.setattr(model_quality, "val_split", lambda root, images, names: (["f"] * 4, LABELS, CELLS))
+    monkeypatch.setattr(model_quality, "predict", lambda model, files: (outputs[model], np.zeros(len(files))))
+    return list(outputs)
+
+
+def test_each_model_and_the_mean_of_their_probabilities_are_measured(models, tmp_path, capsys):
+    out = tmp_path / "e.json"
+    assert val_ensemble.main([*models, "--data-dir", "data/sample", "--pipeline-root", "/r", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    first, second = (result["models"][m] for m in models)
+    assert (first["cells_right"], first["cells_wrong"], first["accuracy"]) == (1, ["B"], 0.5)
+    assert (second["cells_right"], second["cells_wrong"], second["accuracy"]) == (1, ["A"], 0.5)
+    assert result["ensemble"] == {"accuracy": 1.0, "cells_right": 2, "cells": 2, "cells_wrong": []}
+    assert "ensemble (mean probabilities): val 1.0000, cells right 2/2" in capsys.readouterr().out
+
+
+def test_a_missing_model_stops_with_one_line_and_writes_nothing(models, tmp_path):
+    out = tmp_path / "e.json"
+    with pytest.raises(SystemExit, match=r"^error: no pushed model at .*gone$"):
+        val_ensemble.main([models[0], str(tmp_path / "gone"), "--pipeline-root", "/r", "--out", str(out)])
+    assert not out.exists()
