@@ -37,11 +37,7 @@ def measure(models: list[str], pipeline_root: str, images: Path, names: list[str
     files, labels, cells = model_quality.val_split(pipeline_root, images, names)
     if not files:
         raise SystemExit(f"error: {pipeline_root} has no val split; it needs ingest.val_split=cell_groups data")
-    probs = {}
-    for model in models:
-        if not os.path.isdir(model):
-            raise SystemExit(f"error: no pushed model at {model}")
-        probs[model] = model_quality.predict(model, files)[0]
+    probs = {model: model_quality.predict(model, files)[0] for model in models}
     return {"images": len(files),
             "models": {m: summary(p, labels, cells, names) for m, p in probs.items()},
             "ensemble": summary(np.mean(list(probs.values()), axis=0), labels, cells, names)}
@@ -56,7 +52,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pipeline-root", required=True, help="the pipeline root whose ingest made val")
     parser.add_argument("--out", required=True, help="JSON file for the figures")
     args = parser.parse_args(argv)
-    images = Path(image_reader.resolve_data_root(args.data_dir))
+    for model in args.models:
+        if not os.path.isdir(model):
+            raise SystemExit(f"error: no pushed model at {model}")
+    try:
+        images = Path(image_reader.resolve_data_root(args.data_dir))
+    except image_reader.IngestError as e:
+        raise SystemExit(f"error: {e}") from None
     result = measure(args.models, args.pipeline_root, images, list(load_config().class_names))
     Path(args.out).write_text(json.dumps(result, indent=1))
     rows = [*result["models"].items(), ("ensemble (mean probabilities)", result["ensemble"])]

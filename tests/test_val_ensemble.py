@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from benchmarks import model_quality, val_ensemble
+from tests.conftest import SAMPLE
 
 NAMES = ["EOSINOPHIL", "LYMPHOCYTE", "MONOCYTE", "NEUTROPHIL"]
 # Two cells of two images each: cell A is EOSINOPHIL, cell B MONOCYTE.
@@ -35,7 +36,7 @@ def models(tmp_path, monkeypatch):
 
 def test_each_model_and_the_mean_of_their_probabilities_are_measured(models, tmp_path, capsys):
     out = tmp_path / "e.json"
-    assert val_ensemble.main([*models, "--data-dir", "data/sample", "--pipeline-root", "/r", "--out", str(out)]) == 0
+    assert val_ensemble.main([*models, "--data-dir", str(SAMPLE), "--pipeline-root", "/r", "--out", str(out)]) == 0
     result = json.loads(out.read_text())
     first, second = (result["models"][m] for m in models)
     assert (first["cells_right"], first["cells_wrong"], first["accuracy"]) == (1, ["B"], 0.5)
@@ -47,5 +48,12 @@ def test_each_model_and_the_mean_of_their_probabilities_are_measured(models, tmp
 def test_a_missing_model_stops_with_one_line_and_writes_nothing(models, tmp_path):
     out = tmp_path / "e.json"
     with pytest.raises(SystemExit, match=r"^error: no pushed model at .*gone$"):
-        val_ensemble.main([models[0], str(tmp_path / "gone"), "--pipeline-root", "/r", "--out", str(out)])
+        val_ensemble.main([models[0], str(tmp_path / "gone"), "--data-dir", str(SAMPLE), "--pipeline-root", "/r",
+                           "--out", str(out)])
     assert not out.exists()
+
+
+def test_a_missing_data_folder_stops_with_one_line(models, tmp_path):
+    with pytest.raises(SystemExit, match=r"^error: data directory not found: .*nowhere$"):
+        val_ensemble.main([*models, "--data-dir", str(tmp_path / "nowhere"), "--pipeline-root", "/r",
+                           "--out", str(tmp_path / "e.json")])
