@@ -1,6 +1,6 @@
 """Do models trained with different seeds get the same `val` cells wrong? Measures `val` (never TEST)
 through each pushed model and through the mean of their probabilities (an ensemble), with the cells
-each gets right.
+each gets wrong.
 
     infra/env/run.sh python benchmarks/val_ensemble.py --data-dir ../shared/data/blood-cells \
         --pipeline-root runs/quality/default/bloodcell/pipeline_root --out ensemble.json MODEL_DIR...
@@ -34,7 +34,10 @@ def summary(probs: np.ndarray, labels: np.ndarray, cells: list[str], names: list
 
 
 def measure(models: list[str], pipeline_root: str, images: Path, names: list[str]) -> dict:
-    files, labels, cells = model_quality.val_split(pipeline_root, images, names)
+    try:
+        files, labels, cells = model_quality.val_split(pipeline_root, images, names)
+    except FileNotFoundError as e:  # no ingest under that root
+        raise SystemExit(f"error: no val split under {pipeline_root}: {e}") from None
     if not files:
         raise SystemExit(f"error: {pipeline_root} has no val split; it needs ingest.val_split=cell_groups data")
     probs = {model: model_quality.predict(model, files)[0] for model in models}

@@ -57,3 +57,10 @@ def test_a_missing_data_folder_stops_with_one_line(models, tmp_path):
     with pytest.raises(SystemExit, match=r"^error: data directory not found: .*nowhere$"):
         val_ensemble.main([*models, "--data-dir", str(tmp_path / "nowhere"), "--pipeline-root", "/r",
                            "--out", str(tmp_path / "e.json")])
+
+
+def test_a_pipeline_root_without_an_ingest_stops_with_one_line(models, tmp_path, monkeypatch):
+    monkeypatch.undo()  # the real val_split, on an empty folder; the model folders stay
+    with pytest.raises(SystemExit, match=r"^error: no val split under .*: nothing matches .*"):
+        val_ensemble.main([*models, "--data-dir", str(SAMPLE), "--pipeline-root", str(tmp_path / "root"),
+                           "--out", str(tmp_path / "e.json")])
