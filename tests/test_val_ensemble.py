@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,26 +10,21 @@ import pytest
 from benchmarks import model_quality, val_ensemble
 from tests.conftest import SAMPLE
 
-NAMES = ["EOSINOPHIL", "LYMPHOCYTE", "MONOCYTE", "NEUTROPHIL"]
-# Two cells of two images each: cell A is EOSINOPHIL, cell B MONOCYTE.
+# Two cells of two images each: cell A is EOSINOPHIL, cell B MONOCYTE (class order of pipeline/config.yaml).
 LABELS = np.array([0, 0, 2, 2])
 CELLS = ["A", "A", "B", "B"]
 
 
-def _probs(rows):
-    return np.array([[0.1] * 4 if r is None else r for r in rows], np.float32)
-
-
 @pytest.fixture
 def models(tmp_path, monkeypatch):
-    # Model 1 gets cell A right but calls B NEUTROPHIL; model 2 is unsure of A and gets B right. Their mean
-    # gets both right: an ensemble can mend errors the seeds do not share.
+    # Model 1 gets cell A right but calls B NEUTROPHIL; model 2 calls A NEUTROPHIL but gets B right. Their
+    # mean gets both right: an ensemble can mend errors the seeds do not share.
     outputs = {
-        str(tmp_path / "m1"): _probs([[.7, .1, .1, .1], [.7, .1, .1, .1], [.1, .1, .35, .45], [.1, .1, .35, .45]]),
-        str(tmp_path / "m2"): _probs([[.3, .1, .1, .5], [.3, .1, .1, .5], [.1, .1, .8, .0], [.1, .1, .8, .0]]),
+        str(tmp_path / "m1"): np.array([[.7, .1, .1, .1]] * 2 + [[.1, .1, .35, .45]] * 2, np.float32),
+        str(tmp_path / "m2"): np.array([[.3, .1, .1, .5]] * 2 + [[.1, .1, .8, .0]] * 2, np.float32),
     }
     for path in outputs:
-        (tmp_path / path).mkdir()
+        Path(path).mkdir()
     monkeypatch.setattr(model_quality, "val_split", lambda root, images, names: (["f"] * 4, LABELS, CELLS))
     monkeypatch.setattr(model_quality, "predict", lambda model, files: (outputs[model], np.zeros(len(files))))
     return list(outputs)
