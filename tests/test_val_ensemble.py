@@ -18,10 +18,10 @@ CELLS = ["A", "A", "B", "B"]
 @pytest.fixture
 def models(tmp_path, monkeypatch):
     # Model 1 gets cell A right but calls B NEUTROPHIL; model 2 calls A NEUTROPHIL but gets B right. Their
-    # mean gets both right: an ensemble can mend errors the seeds do not share.
+    # mean gets both right (their elementwise maximum would not: A would be NEUTROPHIL).
     outputs = {
-        str(tmp_path / "m1"): np.array([[.7, .1, .1, .1]] * 2 + [[.1, .1, .35, .45]] * 2, np.float32),
-        str(tmp_path / "m2"): np.array([[.3, .1, .1, .5]] * 2 + [[.1, .1, .8, .0]] * 2, np.float32),
+        str(tmp_path / "m1"): np.array([[.6, .2, .2, .0]] * 2 + [[.1, .1, .35, .45]] * 2, np.float32),
+        str(tmp_path / "m2"): np.array([[.3, .0, .0, .7]] * 2 + [[.1, .1, .8, .0]] * 2, np.float32),
     }
     for path in outputs:
         Path(path).mkdir()
