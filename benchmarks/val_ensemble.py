@@ -28,8 +28,9 @@ from pipeline.config import load_config  # noqa: E402
 
 
 def summary(probs: np.ndarray, labels: np.ndarray, cells: list[str], names: list[str]) -> dict:
-    by_cell = metrics.by_cell(labels, probs.argmax(axis=1), cells, names)
-    return {"accuracy": float((probs.argmax(axis=1) == labels).mean()), "cells_right": by_cell["cells_right"],
+    predicted = probs.argmax(axis=1)
+    by_cell = metrics.by_cell(labels, predicted, cells, names)
+    return {"accuracy": float((predicted == labels).mean()), "cells_right": by_cell["cells_right"],
             "cells": by_cell["cells"], "cells_wrong": [c["cell"] for c in by_cell["wrong"]]}
 
 
