@@ -81,17 +81,18 @@ def test_unquantized_tfjs_matches_the_savedmodel_within_1e_3(backend, pipeline_r
     assert got.shape == (len(pixels), 4)
     assert (got.argmax(1) == reference.argmax(1)).all()
     assert np.abs(got - reference).max() < 1e-3
-    # The review score travels too. It is a Mahalanobis distance through an inverse covariance, which
-    # magnifies float32 rounding in the features. On the sample model that covariance comes from 144
-    # images in 256 dimensions and is nearly singular (seen on wasm: up to 0.055 apart single-view, 0.14
-    # with the 8 averaged views). What must hold is the flag: the same decision wherever the score is
-    # not within the bound of the threshold of 1.
-    bound = 0.25
+    # The review score travels too. It is a squared Mahalanobis distance through an inverse covariance,
+    # which magnifies float32 rounding in the features, and the error grows with the score (its
+    # derivative is 2 x'P dx). On the sample model that covariance comes from 144 images in 256
+    # dimensions and is nearly singular (seen on wasm: 0.106 apart at 0.25, 0.27 apart at 3.24). What
+    # must hold is the flag: the same decision wherever the score is not within the bound of the
+    # threshold of 1 (0.25 there).
     atypical = bh.saved_model_outputs(pipeline_run.pushed, pixels, "atypicality")
     assert out["atypicality"] is not None
     got_atypical = np.asarray(out["atypicality"])
-    assert np.abs(got_atypical - atypical).max() < bound
-    clear = np.abs(atypical - 1) > bound
+    bound = 0.15 + 0.1 * np.abs(atypical)
+    assert (np.abs(got_atypical - atypical) < bound).all(), np.abs(got_atypical - atypical) / bound
+    clear = np.abs(atypical - 1) > 0.25
     assert ((got_atypical > 1) == (atypical > 1))[clear].all()
 
 
