@@ -106,11 +106,11 @@ def fit_typicality(model: keras.Model, train_ds: tf.data.Dataset, val_ds: tf.dat
         return np.concatenate([x1, x2]), np.concatenate([y1, y2])
 
     train_x, train_y = plain_and_recoloured(train_ds)
-    means, precision = typicality.fit(train_x, train_y, num_classes)
+    means, precision, shrinkage = typicality.fit(train_x, train_y, num_classes)
     val_x, _ = plain_and_recoloured(val_ds)
     limit = typicality.threshold(typicality.min_distance(val_x, means, precision))
-    logging.info("typicality: %d training features, threshold %.1f (%.0fth percentile of val)",
-                 len(train_x), limit, typicality.QUANTILE)
+    logging.info("typicality: %d training features, covariance shrinkage %.3f, threshold %.1f "
+                 "(%.0fth percentile of val)", len(train_x), shrinkage, limit, typicality.QUANTILE)
     return {"means": means, "precision": precision, "threshold": limit}
 
 

@@ -4,16 +4,23 @@ Lee et al., 2018), divided by the distance that 99 % of the validation images st
 
 So `atypicality` <= 1 is a typical input and > 1 is one to send for review (another microscope or
 stain, or not a white cell), whatever the softmax confidence says.
+
+The covariance is shrunk toward a scaled identity by the Ledoit-Wolf amount. With few training images
+for the number of features (the bundled sample: 144 images, as they are and recoloured, in 256
+dimensions) the fixed 1e-3 ridge used before left directions of almost no variance whose inverse
+magnifies small differences in the features: the browser's score (tfjs wasm) came out up to 0.16 apart
+from the server's on a score of 0.23. Ledoit-Wolf shrinks hard there and little when images are many.
 """
 from __future__ import annotations
 
 import numpy as np
 import tensorflow as tf
+from sklearn.covariance import ledoit_wolf_shrinkage
 
 FEATURE_LAYER = "features"   # the layer whose output is the feature vector (default model: pooling)
 MAX_FEATURES = 1024          # wider features (the tutorial CNN's flatten) get no score
 QUANTILE = 99.0
-SHRINKAGE = 1e-3             # ridge on the covariance, relative to its mean variance
+MIN_SHRINKAGE = 1e-3         # floor on the shrinkage, so the covariance is always invertible
 
 
 def has_features(model) -> bool:
@@ -24,15 +31,16 @@ def has_features(model) -> bool:
     return int(layer.output.shape[-1]) <= MAX_FEATURES
 
 
-def fit(features: np.ndarray, labels: np.ndarray, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
-    """Class means [C, D] and the shared precision matrix [D, D]."""
+def fit(features: np.ndarray, labels: np.ndarray, num_classes: int) -> tuple[np.ndarray, np.ndarray, float]:
+    """Class means [C, D], the shared precision matrix [D, D] and the shrinkage used."""
     features = features.astype(np.float64)
     means = np.stack([features[labels == c].mean(axis=0) if (labels == c).any() else features.mean(axis=0)
                       for c in range(num_classes)])
     centred = features - means[labels]
     cov = centred.T @ centred / max(1, len(features) - num_classes)
-    cov += SHRINKAGE * np.trace(cov) / cov.shape[0] * np.eye(cov.shape[0])
-    return means.astype(np.float32), np.linalg.inv(cov).astype(np.float32)
+    shrinkage = max(MIN_SHRINKAGE, float(ledoit_wolf_shrinkage(centred, assume_centered=True)))
+    cov = (1 - shrinkage) * cov + shrinkage * np.trace(cov) / cov.shape[0] * np.eye(cov.shape[0])
+    return means.astype(np.float32), np.linalg.inv(cov).astype(np.float32), shrinkage
 
 
 def min_distance(features, means, precision):
