@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 import tensorflow as tf
-from sklearn.covariance import ledoit_wolf_shrinkage
+from sklearn.covariance import empirical_covariance, ledoit_wolf, shrunk_covariance
 
 FEATURE_LAYER = "features"   # the layer whose output is the feature vector (default model: pooling)
 MAX_FEATURES = 1024          # wider features (the tutorial CNN's flatten) get no score
@@ -38,10 +38,11 @@ def fit(features: np.ndarray, labels: np.ndarray, num_classes: int) -> tuple[np.
     means = np.stack([features[labels == c].mean(axis=0) if (labels == c).any() else features.mean(axis=0)
                       for c in range(num_classes)])
     centred = features - means[labels]
-    cov = centred.T @ centred / max(1, len(features) - num_classes)
-    shrinkage = max(MIN_SHRINKAGE, float(ledoit_wolf_shrinkage(centred, assume_centered=True)))
-    cov = (1 - shrinkage) * cov + shrinkage * np.trace(cov) / cov.shape[0] * np.eye(cov.shape[0])
-    return means.astype(np.float32), np.linalg.inv(cov).astype(np.float32), shrinkage
+    cov, shrinkage = ledoit_wolf(centred, assume_centered=True)
+    if shrinkage < MIN_SHRINKAGE:
+        shrinkage = MIN_SHRINKAGE
+        cov = shrunk_covariance(empirical_covariance(centred, assume_centered=True), shrinkage)
+    return means.astype(np.float32), np.linalg.inv(cov).astype(np.float32), float(shrinkage)
 
 
 def min_distance(features, means, precision):
