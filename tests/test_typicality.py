@@ -53,3 +53,19 @@ def test_numpy_and_tensorflow_distances_agree():
     query = train[:10].astype(np.float32)
     got = typicality.min_distance(tf.constant(query), tf.constant(means), tf.constant(precision)).numpy()
     np.testing.assert_allclose(got, typicality.min_distance(query, means, precision), rtol=1e-3)
+
+
+def test_fit_subset_takes_every_kth_image_up_to_the_cap():
+    """The review fit's training subset: spread over the whole split (its files are in class order,
+    so the first images would all be one class), at most the cap, and counted right."""
+    from components.trainer.run_fn import spread_subset
+
+    images = tf.zeros([100, 2, 2, 3])
+    ds = tf.data.Dataset.from_tensor_slices((images, tf.range(100))).batch(8)
+    subset, used, total = spread_subset(ds, 30, batch_size=8)
+    labels = np.concatenate([y.numpy() for _, y in subset])
+    assert (used, total) == (25, 100)
+    np.testing.assert_array_equal(labels, np.arange(0, 100, 4))
+    whole, used, total = spread_subset(ds, 1000, batch_size=8)
+    assert (used, total) == (100, 100)
+    assert np.concatenate([y.numpy() for _, y in whole]).tolist() == list(range(100))

@@ -22,6 +22,7 @@ FEATURE_LAYER = "features"   # the layer whose output is the feature vector (def
 MAX_FEATURES = 1024          # wider features (the tutorial CNN's flatten) get no score
 QUANTILE = 99.0
 MIN_SHRINKAGE = 1e-3         # floor on the shrinkage, so the covariance is always invertible
+MAX_FIT_IMAGES = 2048        # training images the fit uses (each also recoloured): 16 vectors a feature
 
 
 def has_features(model) -> bool:
