@@ -103,7 +103,7 @@ def fit_typicality(model: keras.Model, train_ds: tf.data.Dataset, val_ds: tf.dat
     should not make an image atypical. Other magnifications and non-cells still do.
 
     At most typicality.MAX_FIT_IMAGES training images are used: with 8 views each, twice, all of
-    TRAIN took longer than the training itself on a 2-core CPU."""
+    TRAIN was still being fitted 30 minutes after training ended on a 2-core CPU."""
     if not typicality.has_features(model):
         logging.info("no '%s' layer of at most %d values: atypicality is exported as 0",
                      typicality.FEATURE_LAYER, typicality.MAX_FEATURES)
