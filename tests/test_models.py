@@ -56,3 +56,10 @@ def test_default_model_trains_under_mixed_precision_with_float32_probabilities(r
     out = model.predict(images, verbose=0)
     assert np.isfinite(loss) and out.dtype == np.float32
     np.testing.assert_allclose(out.sum(axis=1), 1.0, rtol=1e-3)
+
+
+def test_default_model_halves_the_resolution_in_its_first_convolution():
+    # What keeps a CPU training step cheap: every later layer sees 40x40, not 80x80.
+    model = models.build_model("default", 80, 4)
+    first_conv = next(layer for layer in model.layers if isinstance(layer, models.keras.layers.Conv2D))
+    assert first_conv.output.shape[1:3] == (40, 40)
