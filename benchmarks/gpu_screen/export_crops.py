@@ -1,0 +1,66 @@
+"""Transform's `train` and `val` crops from a finished pipeline run -> one compact file for
+benchmarks/gpu_screen/screen.py (the GPU machine has no TensorFlow and takes at most 64 MiB).
+
+    infra/env/run.sh python benchmarks/gpu_screen/export_crops.py --pipeline-root RUN/bloodcell/pipeline_root \
+        --out .gpu/crops_jpeg.npz
+
+The `eval` split (TEST) is never exported: the screen tunes, and TEST is not a tuning signal. Each crop
+is stored as a JPEG (quality 95, no chroma subsampling; about 1 level of 255 off per pixel on average),
+so the full Kaggle split fits in about 34 MB.
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import io
+import os
+
+import numpy as np
+import tensorflow as tf
+from PIL import Image
+
+SPLITS = ("train", "val")
+
+
+def latest(pattern: str) -> str:
+    found = sorted(glob.glob(pattern), key=lambda p: int(os.path.basename(p)) if os.path.basename(p).isdigit() else -1)
+    if not found:
+        raise SystemExit(f"error: nothing matches {pattern}: run the pipeline first")
+    return found[-1]
+
+
+def read_split(examples_dir: str, split: str) -> tuple[list[bytes], np.ndarray]:
+    files = sorted(glob.glob(os.path.join(examples_dir, f"Split-{split}", "*.gz")))
+    if not files:
+        raise SystemExit(f"error: no Split-{split} records under {examples_dir}")
+    encoded, labels = [], []
+    for record in tf.data.TFRecordDataset(files, compression_type="GZIP"):
+        feature = tf.train.Example.FromString(record.numpy()).features.feature
+        image = np.asarray(feature["image_xf"].float_list.value, np.float32)
+        side = int(round((image.size // 3) ** 0.5))
+        pixels = np.clip(np.round(image.reshape(side, side, 3) * 255), 0, 255).astype(np.uint8)
+        buffer = io.BytesIO()
+        Image.fromarray(pixels).save(buffer, "JPEG", quality=95, subsampling=0)
+        encoded.append(buffer.getvalue())
+        labels.append(feature["label"].int64_list.value[0])
+    return encoded, np.asarray(labels)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--pipeline-root", required=True)
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args()
+    examples = latest(os.path.join(args.pipeline_root, "Transform", "transformed_examples", "*"))
+    arrays = {}
+    for split in SPLITS:
+        encoded, labels = read_split(examples, split)
+        arrays[f"{split}_jpeg"] = np.frombuffer(b"".join(encoded), np.uint8)
+        arrays[f"{split}_len"] = np.asarray([len(e) for e in encoded])
+        arrays[f"{split}_y"] = labels
+        print(f"{split}: {len(labels)} crops, {sum(len(e) for e in encoded) / 1e6:.1f} MB, per class {np.bincount(labels)}")
+    np.savez(args.out, **arrays)
+
+
+if __name__ == "__main__":
+    main()

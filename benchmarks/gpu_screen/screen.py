@@ -1,0 +1,242 @@
+"""A GPU screen of default-model variants on the cell-group `val` split (never TEST), for a GPU
+machine that has PyTorch but no TensorFlow (the device machines here).
+
+A re-statement in PyTorch of what the Trainer does: components/trainer/models.py's default model,
+augment.py's augmentation, run_fn.py's Adam with a per-epoch cosine schedule, and its input order (two
+class-ordered files read in turn through a 2,048-record shuffle buffer, or a whole-split shuffle).
+It is for ranking variants against each other within one run, three seeds each, in minutes instead of
+the 90 minutes a CPU probe took; a variant worth adopting still gets a CPU probe through the real
+pipeline (benchmarks/val_probe.py). Its `base` variant is the default model as it was before
+f84598c (stride-1 first convolution, 2,048-record buffer). If the Trainer changes, change this too.
+
+    # here: the crops of a finished full-data run (never TEST)
+    infra/env/run.sh python benchmarks/gpu_screen/export_crops.py --pipeline-root RUN/bloodcell/pipeline_root \
+        --out .gpu/crops_jpeg.npz   # .gpu/ listed in .git/info/exclude
+    # on the GPU machine (device tool, carry [".gpu"]): every variant x seed as its own process
+    VARIANTS="base stem2" bash benchmarks/gpu_screen/run_all.sh
+"""
+import argparse, io, json, math, os, sys, time
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from PIL import Image
+
+VARIANTS = {
+    "base": dict(),
+    "base_fullshuffle": dict(shuffle="full"),
+    "stem2": dict(stem_stride=2),
+    "stem2_wide": dict(stem_stride=2, widths=(48, 96, 192, 384)),
+    "base_8ep": dict(epochs=8),
+    "stem2_16ep": dict(stem_stride=2, epochs=16),
+    "full_base": dict(shuffle="full"),
+    "full_stem2": dict(shuffle="full", stem_stride=2),
+    "full_stem2_10ep": dict(shuffle="full", stem_stride=2, epochs=10),
+    "full_stem2_16ep": dict(shuffle="full", stem_stride=2, epochs=16),
+    "full_stem2_wide": dict(shuffle="full", stem_stride=2, widths=(48, 96, 192, 384)),
+    "full_stem2_lr2": dict(shuffle="full", stem_stride=2, lr=2e-3),
+}
+DEFAULTS = dict(widths=(32, 64, 128, 256), stem_stride=1, epochs=12, lr=1e-3, batch=32, shuffle="pipeline",
+                dropout=0.3)
+
+
+def load(path, limit=None):
+    d = np.load(path)
+    out = {}
+    for s in ("train", "val"):
+        buf = d[f"{s}_jpeg"].tobytes()
+        lens = d[f"{s}_len"]
+        offs = np.concatenate([[0], np.cumsum(lens)])
+        n = len(lens) if limit is None else min(limit, len(lens))
+        idx = np.linspace(0, len(lens) - 1, n).astype(int)
+        imgs = np.stack([np.asarray(Image.open(io.BytesIO(buf[offs[i]:offs[i + 1]])).convert("RGB")) for i in idx])
+        out[s] = (imgs, d[f"{s}_y"][idx])
+    return out
+
+
+def sep_block(cin, cout):
+    return [nn.Conv2d(cin, cin, 3, padding=1, groups=cin, bias=False), nn.Conv2d(cin, cout, 1, bias=False),
+            nn.BatchNorm2d(cout, eps=1e-3, momentum=0.1), nn.ReLU(inplace=True)]
+
+
+class Net(nn.Module):
+    def __init__(self, widths, stem_stride, dropout):
+        super().__init__()
+        layers = [nn.Conv2d(3, widths[0], 3, stride=stem_stride, padding=1, bias=False),
+                  nn.BatchNorm2d(widths[0], eps=1e-3, momentum=0.1), nn.ReLU(inplace=True)]
+        cin = widths[0]
+        for f in widths[1:]:
+            layers += sep_block(cin, f) + sep_block(f, f) + [nn.MaxPool2d(2)]
+            cin = f
+        self.features = nn.Sequential(*layers)
+        self.drop = nn.Dropout(dropout)
+        self.fc = nn.Linear(cin, 4)
+
+    def forward(self, x):
+        return self.fc(self.drop(self.features(x * 2 - 1).mean((2, 3))))
+
+
+def rgb_to_hsv(x):
+    r, g, b = x.unbind(1)
+    maxc, _ = x.max(1)
+    minc, _ = x.min(1)
+    delta = maxc - minc
+    s = torch.where(maxc > 0, delta / maxc.clamp_min(1e-8), torch.zeros_like(maxc))
+    dc = delta.clamp_min(1e-8)
+    rc, gc, bc = (maxc - r) / dc, (maxc - g) / dc, (maxc - b) / dc
+    h = torch.where(maxc == r, bc - gc, torch.where(maxc == g, 2 + rc - bc, 4 + gc - rc))
+    h = torch.where(delta > 0, (h / 6) % 1.0, torch.zeros_like(h))
+    return h, s, maxc
+
+
+def hsv_to_rgb(h, s, v):
+    i = torch.floor(h * 6)
+    f = h * 6 - i
+    p, q, t = v * (1 - s), v * (1 - s * f), v * (1 - s * (1 - f))
+    i = (i.long() % 6).unsqueeze(1)
+    r = torch.stack([v, q, p, p, t, v], 1).gather(1, i)
+    g = torch.stack([t, v, v, q, p, p], 1).gather(1, i)
+    b = torch.stack([p, p, t, v, v, q], 1).gather(1, i)
+    return torch.cat([r, g, b], 1)
+
+
+def uni(shape, lo, hi, g, dev):
+    return torch.rand(shape, generator=g, device=dev) * (hi - lo) + lo
+
+
+def augment(x, g):
+    """x: float [B,3,S,S] in [0,1]. Zoom 0.75-1.4 (log-uniform), shift 8 %, mirror, rot90, recolour."""
+    B, _, S, _ = x.shape
+    dev = x.device
+    scale = torch.exp(-uni((B,), math.log(0.75), math.log(1.4), g, dev))
+    shift = uni((B, 2), -0.08, 0.08, g, dev) * 2
+    k = torch.randint(0, 4, (B,), generator=g, device=dev).float() * (math.pi / 2)
+    fx = torch.randint(0, 2, (B,), generator=g, device=dev).float() * 2 - 1
+    c, s = torch.cos(k), torch.sin(k)
+    theta = torch.zeros(B, 2, 3, device=dev)
+    theta[:, 0, 0], theta[:, 0, 1] = c * fx * scale, -s * scale
+    theta[:, 1, 0], theta[:, 1, 1] = s * fx * scale, c * scale
+    theta[:, :, 2] = shift
+    grid = F.affine_grid(theta, (B, 3, S, S), align_corners=False)
+    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False).clamp(0, 1)
+    x = x + uni((B, 1, 1, 1), -0.08, 0.08, g, dev)
+    m = x.mean((2, 3), keepdim=True)
+    x = ((x - m) * uni((B, 1, 1, 1), 0.8, 1.25, g, dev) + m).clamp(0, 1)
+    h, sat, v = rgb_to_hsv(x)
+    sat = (sat * uni((B, 1, 1), 0.6, 1.4, g, dev)).clamp(0, 1)
+    h = (h + uni((B, 1, 1), -0.1, 0.1, g, dev)) % 1.0
+    x = hsv_to_rgb(h, sat, v) * uni((B, 3, 1, 1), 0.9, 1.1, g, dev)
+    return x.clamp(0, 1)
+
+
+def pipeline_order(n, rng, buffer=2048):
+    """What run_fn's reader gives: 2 class-ordered files read round-robin, then a 2,048-image buffer."""
+    half = n // 2
+    files = [np.arange(0, half), np.arange(half, n)]
+    if rng.random() < 0.5:
+        files.reverse()
+    stream = np.empty(n, int)
+    stream[0::2], stream[1::2] = files[0][: (n + 1) // 2], files[1][: n // 2]
+    buf, out = list(stream[:buffer]), []
+    for item in stream[buffer:]:
+        j = rng.integers(len(buf))
+        out.append(buf[j])
+        buf[j] = item
+    rng.shuffle(buf)
+    return np.array(out + buf)
+
+
+def dihedral(x):
+    t = x.transpose(2, 3)
+    return [v for base in (x, t) for v in (base, base.flip(2), base.flip(3), base.flip(2).flip(3))]
+
+
+@torch.no_grad()
+def evaluate(model, xs, ys, bs=256):
+    model.eval()
+    p1, p8 = [], []
+    for i in range(0, len(xs), bs):
+        x = xs[i:i + bs].permute(0, 3, 1, 2).float() / 255
+        views = [F.softmax(model(v.contiguous(memory_format=torch.channels_last)), 1) for v in dihedral(x)]
+        p1.append(views[0])
+        p8.append(torch.stack(views).mean(0))
+    y = ys.cpu().numpy()
+    res = {}
+    for name, p in (("one_view", p1), ("eight_view", p8)):
+        pred = torch.cat(p).argmax(1).cpu().numpy()
+        res[name] = float((pred == y).mean())
+        res[name + "_recall"] = [round(float((pred[y == c] == c).mean()), 4) for c in range(4)]
+    prob = torch.cat(p8).cpu().numpy()
+    conf = prob.max(1)
+    correct = prob.argmax(1) == y
+    bins = np.clip((conf * 10).astype(int), 0, 9)
+    res["ece_eight_view"] = float(sum(abs(correct[bins == b].mean() - conf[bins == b].mean()) * (bins == b).mean()
+                                      for b in range(10) if (bins == b).any()))
+    return res
+
+
+def train(cfg, data, seed, dev, log):
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    g = torch.Generator(device=dev)
+    g.manual_seed(seed)
+    model = Net(cfg["widths"], cfg["stem_stride"], cfg["dropout"]).to(dev).to(memory_format=torch.channels_last)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg["lr"], eps=1e-7)
+    xtr, ytr = data["train"]
+    n, E, bs = len(xtr), cfg["epochs"], cfg["batch"]
+    curve, started = [], time.time()
+    for epoch in range(E):
+        for group in opt.param_groups:
+            group["lr"] = cfg["lr"] * 0.5 * (1 + math.cos(math.pi * epoch / E))
+        order = pipeline_order(n, rng) if cfg["shuffle"] == "pipeline" else rng.permutation(n)
+        order = torch.as_tensor(order, device=dev)
+        model.train()
+        for i in range(0, n, bs):
+            idx = order[i:i + bs]
+            x = augment(xtr[idx].permute(0, 3, 1, 2).float() / 255, g).contiguous(memory_format=torch.channels_last)
+            loss = F.cross_entropy(model(x), ytr[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        ev = evaluate(model, *data["val"])
+        curve.append(round(ev["one_view"], 4))
+        log(f"  epoch {epoch + 1}/{E} loss {loss.item():.3f} val one-view {ev['one_view']:.4f} "
+            f"8-view {ev['eight_view']:.4f} ({time.time() - started:.0f} s)")
+    res = evaluate(model, *data["val"])
+    res.update(seed=seed, seconds=round(time.time() - started, 1), val_one_view_per_epoch=curve,
+               params=sum(p.numel() for p in model.parameters()))
+    return res
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--variant", required=True, choices=sorted(VARIANTS))
+    ap.add_argument("--seeds", default="1,2,3")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--limit", type=int, default=None, help="images per split (smoke test)")
+    ap.add_argument("--epochs", type=int, default=None)
+    a = ap.parse_args()
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    torch.backends.cudnn.benchmark = True
+    cfg = {**DEFAULTS, **VARIANTS[a.variant]}
+    if a.epochs:
+        cfg["epochs"] = a.epochs
+    raw = load(a.data, a.limit)
+    data = {s: (torch.as_tensor(x, device=dev), torch.as_tensor(y, device=dev).long()) for s, (x, y) in raw.items()}
+    results = {"variant": a.variant, "config": cfg, "device": torch.cuda.get_device_name() if dev == "cuda" else dev,
+               "torch": torch.__version__, "runs": []}
+    log = lambda m: print(f"[{a.variant}] {m}", flush=True)
+    for seed in [int(s) for s in a.seeds.split(",")]:
+        log(f"seed {seed}")
+        results["runs"].append(train(cfg, data, seed, dev, log))
+        with open(a.out, "w") as f:
+            json.dump(results, f, indent=1)
+        r = results["runs"][-1]
+        log(f"seed {seed}: one-view {r['one_view']:.4f} 8-view {r['eight_view']:.4f} recall {r['eight_view_recall']} "
+            f"{r['seconds']} s")
+
+
+if __name__ == "__main__":
+    main()
