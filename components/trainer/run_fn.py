@@ -46,15 +46,15 @@ def make_dataset(file_pattern: list[str], tf_transform_output: tft.TFTransformOu
     ds = files.interleave(lambda f: tf.data.TFRecordDataset(f, compression_type="GZIP"),
                           cycle_length=4, num_parallel_calls=tf.data.AUTOTUNE, deterministic=not training)
     if training:
-        # Transform writes a split in long runs of one class, so a buffer smaller than the split fills
-        # batches mostly from one class: with a 2,048-record buffer, val accuracy was 1.6-2 points
-        # lower (benchmarks/results/val_probes.md). Kept in memory as serialized records, so later
-        # epochs do not decompress them again.
+        # Transform writes a split in long runs of one class, so through a buffer smaller than the
+        # split, batches lean to the classes the reader is passing through: with a 2,048-record buffer,
+        # val accuracy was 1.6-2 points lower (benchmarks/results/val_probes.md). Kept in memory as
+        # serialized records, so later epochs do not decompress them again.
         records = count_records(ds)
         buffer = min(records, MAX_SHUFFLE_RECORDS)
         if buffer < records:
-            logging.warning("shuffling %d training records through a buffer of %d: batches will lean to "
-                            "one class where the records come in runs of one class", records, buffer)
+            logging.warning("shuffling %d training records through a buffer of %d: where the records come "
+                            "in runs of one class, batches will lean to the classes being read", records, buffer)
         ds = ds.cache().shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size)
     ds = ds.map(lambda s: tf.io.parse_example(s, feature_spec), num_parallel_calls=tf.data.AUTOTUNE)
