@@ -32,7 +32,7 @@ def _class_ordered_records(path, per_class: int, classes: int = 4) -> str:
 
 def test_training_batches_draw_from_the_whole_split_from_the_first_batch(tmp_path):
     # 3,000 records, more than the old 2,048-record buffer: with it, the first batches could only hold
-    # the first two classes.
+    # the first three classes (records 0-2,047).
     files = [_class_ordered_records(tmp_path / "train.gz", per_class=750)]
     ds = run_fn.make_dataset(files, _TransformOutput(), batch_size=32, training=True, seed=1)
     first_labels = np.concatenate([y.numpy() for _, y in ds.take(2)])

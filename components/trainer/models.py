@@ -12,7 +12,7 @@ def default_model(image_size: int, num_classes: int) -> keras.Model:
     """Small separable-convolution CNN with batch norm: ~140 k weights, browser-sized.
 
     The first convolution has stride 2, so every later layer works on a quarter of the pixels: a
-    training step costs about a fifth as much on a 2-core CPU, and `val` accuracy did not drop
+    training step took 4.5x less time on a 2-core CPU, and `val` accuracy did not drop
     (benchmarks/results/val_probes.md). Batch-norm momentum 0.9 (not 0.99) so the moving statistics
     settle within a few hundred steps.
     """
