@@ -4,9 +4,9 @@ machine that has PyTorch but no TensorFlow (the device machines here).
 A re-statement in PyTorch of what the Trainer does: components/trainer/models.py's default model,
 augment.py's augmentation, run_fn.py's Adam with a per-epoch cosine schedule, and its input order (two
 class-ordered files read in turn through a 2,048-record shuffle buffer, or a whole-split shuffle).
-It is for ranking variants against each other within one run, three seeds each, in minutes instead of
-the 90 minutes a CPU probe took; a variant worth adopting still gets a CPU probe through the real
-pipeline (benchmarks/val_probe.py). Its `base` variant is the default model as it was before
+It is for ranking variants against each other within one run, three seeds each, in minutes instead
+of the 35 (now) to 90 (before f84598c) minutes of a CPU probe; a variant worth adopting still gets a
+CPU probe through the real pipeline (benchmarks/val_probe.py). Its `base` variant is the default model as it was before
 f84598c (stride-1 first convolution, 2,048-record buffer). If the Trainer changes, change this too.
 
     # here: the crops of a finished full-data run (never TEST)
