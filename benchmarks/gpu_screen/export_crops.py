@@ -14,19 +14,19 @@ import argparse
 import glob
 import io
 import os
+import sys
+from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
 from PIL import Image
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent.parent))
+
+from benchmarks.quality.throughput import latest  # noqa: E402
+from components.transform.preprocessing import LABEL_KEY, TRANSFORMED_IMAGE_KEY  # noqa: E402
+
 SPLITS = ("train", "val")
-
-
-def latest(pattern: str) -> str:
-    found = sorted(glob.glob(pattern), key=lambda p: int(os.path.basename(p)) if os.path.basename(p).isdigit() else -1)
-    if not found:
-        raise SystemExit(f"error: nothing matches {pattern}: run the pipeline first")
-    return found[-1]
 
 
 def read_split(examples_dir: str, split: str) -> tuple[list[bytes], np.ndarray]:
@@ -36,13 +36,13 @@ def read_split(examples_dir: str, split: str) -> tuple[list[bytes], np.ndarray]:
     encoded, labels = [], []
     for record in tf.data.TFRecordDataset(files, compression_type="GZIP"):
         feature = tf.train.Example.FromString(record.numpy()).features.feature
-        image = np.asarray(feature["image_xf"].float_list.value, np.float32)
+        image = np.asarray(feature[TRANSFORMED_IMAGE_KEY].float_list.value, np.float32)
         side = int(round((image.size // 3) ** 0.5))
         pixels = np.clip(np.round(image.reshape(side, side, 3) * 255), 0, 255).astype(np.uint8)
         buffer = io.BytesIO()
         Image.fromarray(pixels).save(buffer, "JPEG", quality=95, subsampling=0)
         encoded.append(buffer.getvalue())
-        labels.append(feature["label"].int64_list.value[0])
+        labels.append(feature[LABEL_KEY].int64_list.value[0])
     return encoded, np.asarray(labels)
 
 
@@ -51,7 +51,10 @@ def main() -> None:
     parser.add_argument("--pipeline-root", required=True)
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
-    examples = latest(os.path.join(args.pipeline_root, "Transform", "transformed_examples", "*"))
+    try:
+        examples = latest(os.path.join(args.pipeline_root, "Transform", "transformed_examples", "*"))
+    except FileNotFoundError as missing:
+        raise SystemExit(f"error: {missing}: run the pipeline first") from None
     arrays = {}
     for split in SPLITS:
         encoded, labels = read_split(examples, split)

@@ -49,13 +49,16 @@ def make_dataset(file_pattern: list[str], tf_transform_output: tft.TFTransformOu
         # Transform writes a split in long runs of one class, so through a buffer smaller than the
         # split, batches lean to the classes the reader is passing through: with a 2,048-record buffer,
         # val accuracy was 1.6-2 points lower (benchmarks/results/val_probes.md). Kept in memory as
-        # serialized records, so later epochs do not decompress them again.
+        # serialized records, so later epochs do not decompress them again; past the cap neither the
+        # buffer nor the cache would fit in memory, so the records stream through a capped buffer.
         records = count_records(ds)
-        buffer = min(records, MAX_SHUFFLE_RECORDS)
-        if buffer < records:
+        if records <= MAX_SHUFFLE_RECORDS:
+            ds = ds.cache().shuffle(records, seed=seed, reshuffle_each_iteration=True)
+        else:
             logging.warning("shuffling %d training records through a buffer of %d: where the records come "
-                            "in runs of one class, batches will lean to the classes being read", records, buffer)
-        ds = ds.cache().shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
+                            "in runs of one class, batches will lean to the classes being read",
+                            records, MAX_SHUFFLE_RECORDS)
+            ds = ds.shuffle(MAX_SHUFFLE_RECORDS, seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size)
     ds = ds.map(lambda s: tf.io.parse_example(s, feature_spec), num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.map(lambda f: (f[TRANSFORMED_IMAGE_KEY], tf.reshape(f[LABEL_KEY], [-1])),
