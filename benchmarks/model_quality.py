@@ -354,6 +354,24 @@ def markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def report_from_seed_files(paths: list[str], data_dir: str, config, now: str) -> dict:
+    """A report's frame around seed results written by separate runs (seed<N>.json each). Its commit
+    is the one the seed files name when they all agree (older files name none), else the current one."""
+    runs = sorted((json.loads(Path(p).read_text()) for p in paths), key=lambda r: r["seed"])
+    seeds = [r["seed"] for r in runs]
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"a seed appears twice: {seeds}")
+    commits = {r.get("commit") for r in runs}
+    return {
+        "date": now, "commit": commits.pop() if len(commits) == 1 and None not in commits else current_commit(),
+        "data_dir": data_dir, "seeds": seeds, "class_names": list(config.class_names),
+        "review_threshold": config.browser.review_threshold,
+        "val_in_training": config.training.train_on_val,
+        "seeds_runs": runs,
+        "default_test_accuracy": spread([r["test"]["accuracy"] for r in runs]),
+    }
+
+
 def write_seed_result(out: str, result: dict) -> None:
     Path(out, f"seed{result['seed']}.json").write_text(json.dumps(result, indent=1))
 
@@ -371,12 +389,17 @@ def main() -> int:
                         help="train nothing: rebuild the report from <out>/model_quality.json's seed results and "
                              "the cached tutorial result, re-measuring the speeds (the default runs' pipeline "
                              "root must still be under --work)")
+    parser.add_argument("--seed-results", nargs="+", metavar="SEED_JSON",
+                        help="with --report-only: build the report from these seed<N>.json files (seed runs made "
+                             "in separate --out folders) instead of <out>/model_quality.json")
     parser.add_argument("--remeasure", action="store_true",
                         help="with --report-only: measure the stored seed runs' pushed models again (TEST, "
                              "TEST_SIMPLE, derived images), after a change to what the harness measures")
     args = parser.parse_args()
     if args.remeasure and not args.report_only:
         parser.error("--remeasure needs --report-only")
+    if args.seed_results and not args.report_only:
+        parser.error("--seed-results needs --report-only")
 
     from components.image_example_gen import image_reader
 
@@ -390,11 +413,18 @@ def main() -> int:
     root = os.path.join(args.work, "default", config.pipeline_name, "pipeline_root")  # the default runs'
 
     if args.report_only:
-        stored = Path(args.out, "model_quality.json")
-        if not stored.exists():
-            print(f"error: --report-only needs a previous report at {stored}", file=sys.stderr)
-            return 2
-        report = json.loads(stored.read_text())
+        if args.seed_results:
+            try:
+                report = report_from_seed_files(args.seed_results, args.data_dir, config, now)
+            except (OSError, ValueError, KeyError) as err:
+                print(f"error: --seed-results: {err}", file=sys.stderr)
+                return 2
+        else:
+            stored = Path(args.out, "model_quality.json")
+            if not stored.exists():
+                print(f"error: --report-only needs a previous report at {stored} (or --seed-results)", file=sys.stderr)
+                return 2
+            report = json.loads(stored.read_text())
         report["rebuilt"] = {"date": now, "commit": current_commit()}
         tutorial = tutorial_result(args, config, images, may_train=False)
         seeds_runs = report["seeds_runs"]
@@ -419,7 +449,7 @@ def main() -> int:
         for seed in args.seeds:
             extra = ["--set", f"training.seed={seed}"] + (["--epochs", str(args.epochs)] if args.epochs else [])
             run = run_pipeline(args.data_dir, os.path.join(args.work, "default"), extra)
-            seeds_runs.append({"seed": seed, **measure(run, "default", images, config)})
+            seeds_runs.append({"seed": seed, "commit": current_commit(), **measure(run, "default", images, config)})
             write_seed_result(args.out, seeds_runs[-1])  # on disk as soon as they exist
             print(f"seed {seed}: TEST {seeds_runs[-1]['test']['accuracy']:.4f}", file=sys.stderr)
         tutorial = tutorial_result(args, config, images)

@@ -119,3 +119,34 @@ def test_remeasure_measures_the_stored_models_again_without_training(monkeypatch
     (out / "model_quality.json").write_text(mq.json.dumps(report))
     assert mq.main() == 2 and measured == [str(tmp_path)]
     assert mq.json.loads((out / "model_quality.json").read_text())["seeds_runs"][0]["test"]["accuracy"] == 0.25
+
+
+def test_seed_results_from_separate_runs_join_into_one_report(monkeypatch, tmp_path):
+    data, out = tmp_path / "data", tmp_path / "out"
+    for split in ("TRAIN", "TEST", "TEST_SIMPLE"):
+        (data / split).mkdir(parents=True)
+    labels = np.array([0, 1, 2, 3])
+    files = []
+    for seed, predicted in ((2, [0, 1, 2, 2]), (1, [0, 1, 2, 3])):   # given out of order
+        result = metrics.summarize(np.eye(4, dtype=np.float32)[predicted], labels, NAMES, 0.8, np.zeros(4, np.float32))
+        run = {"seed": seed, "commit": "a" * 40, "pushed": str(tmp_path), "trainer_s": 5.0, "test": result,
+               "test_simple": result, "derived": {}, "params": 1, "saved_model_bytes": 1, "tfjs_bytes": 1,
+               "train_images_per_s": 1.0}
+        (tmp_path / f"run{seed}").mkdir()
+        files.append(tmp_path / f"run{seed}" / f"seed{seed}.json")
+        files[-1].write_text(mq.json.dumps(run))
+    monkeypatch.setattr(mq, "tutorial_result", lambda *a, **k: None)
+    monkeypatch.setattr(mq, "run_pipeline", lambda *a: (_ for _ in ()).throw(AssertionError("trained")))
+    argv = ["model_quality.py", "--data-dir", str(data), "--out", str(out), "--report-only", "--no-throughput",
+            "--seed-results"]
+
+    monkeypatch.setattr(mq.sys, "argv", argv + [str(f) for f in files])
+    assert mq.main() == 0
+    report = mq.json.loads((out / "model_quality.json").read_text())
+    assert report["seeds"] == [1, 2] and report["commit"] == "a" * 40
+    assert report["default_test_accuracy"]["mean"] == 0.875
+    assert "Seeds: [1, 2]" in (out / "model_quality.md").read_text()
+
+    monkeypatch.setattr(mq.sys, "argv", argv + [str(files[0]), str(tmp_path / "missing.json")])
+    assert mq.main() == 2   # one line, and the report already there stays as it was
+    assert mq.json.loads((out / "model_quality.json").read_text())["seeds"] == [1, 2]
