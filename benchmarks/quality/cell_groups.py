@@ -8,13 +8,11 @@ nucleus is (the width the Transform's crop is sized by), to see where one cell s
 from __future__ import annotations
 
 import argparse
-import io
 import json
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
-from PIL import Image
 
 from components.image_example_gen.cell_groups import CUT, GroupedFiles, group_files
 
@@ -28,12 +26,12 @@ def nucleus_widths(images: Sequence[bytes]) -> np.ndarray:
     import tensorflow as tf
 
     from components.transform.nucleus_crop import nucleus_centres
+    from components.transform.preprocessing import decode_rgb
 
     widths = []
     for start in range(0, len(images), BATCH):
-        pixels = np.stack([np.asarray(Image.open(io.BytesIO(b)).convert("RGB"), np.float32) / 255.0
-                           for b in images[start:start + BATCH]])
-        _, _, area = nucleus_centres(tf.constant(pixels))
+        pixels = tf.stack([decode_rgb(tf.constant(b)) for b in images[start:start + BATCH]])
+        _, _, area = nucleus_centres(tf.cast(pixels, tf.float32) / 255.0)
         widths.append(np.sqrt(area.numpy()))
     return np.concatenate(widths) if widths else np.zeros(0)
 
@@ -57,13 +55,14 @@ def main() -> None:
     result, widths = {}, {}
     for class_dir in sorted(p for p in Path(args.train).iterdir() if p.is_dir()):
         files = sorted(str(p) for p in class_dir.iterdir() if p.is_file())
-        groups = group_files(files, lambda p: Path(p).read_bytes(), args.cut)
+        encoded = {p: Path(p).read_bytes() for p in files}  # read once: grouping and widths both need them
+        groups = group_files(files, encoded.__getitem__, args.cut)
         result[class_dir.name] = {Path(f).name: i for i, g in enumerate(groups) for f in g.members}
         sizes = np.array([len(g.members) for g in groups])
         print(f"{class_dir.name}: {len(files)} images, {len(sizes)} groups, median size {np.median(sizes):.0f}, "
               f"largest {sizes.max()}, single images {(sizes == 1).sum()}")
         if args.nucleus_width:
-            by_group = group_nucleus_widths(groups, lambda p: Path(p).read_bytes())
+            by_group = group_nucleus_widths(groups, encoded.__getitem__)
             widths[class_dir.name] = {Path(k).name: round(v, 1) for k, v in by_group.items()}
             w = np.array(sorted(by_group.values()))
             print(f"  nucleus width of {len(w)} groups of {MIN_GROUP}+ images: median {np.median(w):.1f} px, "
