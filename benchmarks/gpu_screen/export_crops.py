@@ -29,6 +29,14 @@ from components.transform.preprocessing import LABEL_KEY, TRANSFORMED_IMAGE_KEY 
 SPLITS = ("train", "val")
 
 
+def encode_crop(crop: np.ndarray) -> bytes:
+    """One crop, floats [S, S, 3] in [0, 1] -> JPEG bytes (quality 95, no chroma subsampling)."""
+    pixels = np.clip(np.round(crop * 255), 0, 255).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, "JPEG", quality=95, subsampling=0)
+    return buffer.getvalue()
+
+
 def read_split(examples_dir: str, split: str) -> tuple[list[bytes], np.ndarray]:
     files = sorted(glob.glob(os.path.join(examples_dir, f"Split-{split}", "*.gz")))
     if not files:
@@ -38,10 +46,7 @@ def read_split(examples_dir: str, split: str) -> tuple[list[bytes], np.ndarray]:
         feature = tf.train.Example.FromString(record.numpy()).features.feature
         image = np.asarray(feature[TRANSFORMED_IMAGE_KEY].float_list.value, np.float32)
         side = int(round((image.size // 3) ** 0.5))
-        pixels = np.clip(np.round(image.reshape(side, side, 3) * 255), 0, 255).astype(np.uint8)
-        buffer = io.BytesIO()
-        Image.fromarray(pixels).save(buffer, "JPEG", quality=95, subsampling=0)
-        encoded.append(buffer.getvalue())
+        encoded.append(encode_crop(image.reshape(side, side, 3)))
         labels.append(feature[LABEL_KEY].int64_list.value[0])
     return encoded, np.asarray(labels)
 

@@ -14,6 +14,12 @@ f84598c (stride-1 first convolution, 2,048-record buffer). If the Trainer change
         --out .gpu/crops_jpeg.npz   # .gpu/ listed in .git/info/exclude
     # on the GPU machine (device tool, carry [".gpu"]): every variant x seed as its own process
     VARIANTS="base stem2" bash benchmarks/gpu_screen/run_all.sh
+
+Cross-validation by cell instead (all of TRAIN's ~217 cells, each held out once, not `val`'s 29):
+    infra/env/run.sh python benchmarks/gpu_screen/export_cells.py --train ../shared/data/blood-cells/images/TRAIN \
+        --out .gpu/cells/train_cells.npz
+    FOLDS=5 SEEDS="1 2" VARIANTS="full_stem2" bash benchmarks/gpu_screen/run_all.sh   # carry [".gpu/cells"]
+    python3 benchmarks/gpu_screen/cv_report.py --cells .gpu/cells/train_cells.npz --results RESULTS.json
 """
 import argparse, io, json, math, os, sys, time
 
@@ -22,6 +28,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from PIL import Image
+
+from cv_report import fold_of_groups  # run from this folder (run_all.sh)
 
 VARIANTS = {
     "base": dict(),
@@ -41,18 +49,34 @@ DEFAULTS = dict(widths=(32, 64, 128, 256), stem_stride=1, epochs=12, lr=1e-3, ba
                 dropout=0.3)
 
 
+def decode(d, split, idx):
+    buf = d[f"{split}_jpeg"].tobytes()
+    offs = np.concatenate([[0], np.cumsum(d[f"{split}_len"])])
+    return np.stack([np.asarray(Image.open(io.BytesIO(buf[offs[i]:offs[i + 1]])).convert("RGB")) for i in idx])
+
+
 def load(path, limit=None):
+    """export_crops.py's file: its train and val splits."""
     d = np.load(path)
     out = {}
     for s in ("train", "val"):
-        buf = d[f"{s}_jpeg"].tobytes()
-        lens = d[f"{s}_len"]
-        offs = np.concatenate([[0], np.cumsum(lens)])
-        n = len(lens) if limit is None else min(limit, len(lens))
-        idx = np.linspace(0, len(lens) - 1, n).astype(int)
-        imgs = np.stack([np.asarray(Image.open(io.BytesIO(buf[offs[i]:offs[i + 1]])).convert("RGB")) for i in idx])
-        out[s] = (imgs, d[f"{s}_y"][idx])
+        n_all = len(d[f"{s}_len"])
+        n = n_all if limit is None else min(limit, n_all)
+        idx = np.linspace(0, n_all - 1, n).astype(int)
+        out[s] = (decode(d, s, idx), d[f"{s}_y"][idx])
     return out
+
+
+def load_fold(path, folds, fold, limit=None):
+    """export_cells.py's file: every TRAIN crop; `val` is one fold of whole cell groups, `train` the rest.
+    Also returns the held-out images' indices in the file."""
+    d = np.load(path)
+    y, groups = d["all_y"], d["all_group"]
+    of = fold_of_groups(groups, y, folds)
+    index = {"train": np.flatnonzero(of != fold), "val": np.flatnonzero(of == fold)}
+    if limit is not None:
+        index = {s: i[np.linspace(0, len(i) - 1, min(limit, len(i))).astype(int)] for s, i in index.items()}
+    return {s: (decode(d, "all", i), y[i]) for s, i in index.items()}, index["val"]
 
 
 def sep_block(cin, cout):
@@ -168,6 +192,7 @@ def evaluate(model, xs, ys, bs=256):
         res[name] = float((pred == y).mean())
         res[name + "_recall"] = [round(float((pred[y == c] == c).mean()), 4) for c in range(4)]
     prob = torch.cat(p8).cpu().numpy()
+    res["eight_view_prob"] = prob
     conf = prob.max(1)
     correct = prob.argmax(1) == y
     bins = np.clip((conf * 10).astype(int), 0, 9)
@@ -176,7 +201,7 @@ def evaluate(model, xs, ys, bs=256):
     return res
 
 
-def train(cfg, data, seed, dev, log):
+def train(cfg, data, seed, dev, log, keep_prob=False):
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     g = torch.Generator(device=dev)
@@ -204,6 +229,9 @@ def train(cfg, data, seed, dev, log):
         log(f"  epoch {epoch + 1}/{E} loss {loss.item():.3f} val one-view {ev['one_view']:.4f} "
             f"8-view {ev['eight_view']:.4f} ({time.time() - started:.0f} s)")
     res = evaluate(model, *data["val"])
+    prob = res.pop("eight_view_prob")
+    if keep_prob:
+        res["eight_view_prob"] = np.round(prob, 4).tolist()
     res.update(seed=seed, seconds=round(time.time() - started, 1), val_one_view_per_epoch=curve,
                params=sum(p.numel() for p in model.parameters()))
     return res
@@ -217,20 +245,29 @@ def main():
     ap.add_argument("--out", required=True)
     ap.add_argument("--limit", type=int, default=None, help="images per split (smoke test)")
     ap.add_argument("--epochs", type=int, default=None)
+    ap.add_argument("--folds", type=int, default=0,
+                    help="cross-validate by cell on export_cells.py's file: train on all folds but --fold")
+    ap.add_argument("--fold", type=int, default=0)
     a = ap.parse_args()
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     torch.backends.cudnn.benchmark = True
     cfg = {**DEFAULTS, **VARIANTS[a.variant]}
     if a.epochs:
         cfg["epochs"] = a.epochs
-    raw = load(a.data, a.limit)
+    heldout = None
+    if a.folds:
+        raw, heldout = load_fold(a.data, a.folds, a.fold, a.limit)
+    else:
+        raw = load(a.data, a.limit)
     data = {s: (torch.as_tensor(x, device=dev), torch.as_tensor(y, device=dev).long()) for s, (x, y) in raw.items()}
     results = {"variant": a.variant, "config": cfg, "device": torch.cuda.get_device_name() if dev == "cuda" else dev,
                "torch": torch.__version__, "runs": []}
+    if a.folds:  # the held-out images' indices and 8-view probabilities, to score by cell afterwards
+        results.update(folds=a.folds, fold=a.fold, heldout_index=heldout.tolist())
     log = lambda m: print(f"[{a.variant}] {m}", flush=True)
     for seed in [int(s) for s in a.seeds.split(",")]:
         log(f"seed {seed}")
-        results["runs"].append(train(cfg, data, seed, dev, log))
+        results["runs"].append(train(cfg, data, seed, dev, log, keep_prob=bool(a.folds)))
         with open(a.out, "w") as f:
             json.dump(results, f, indent=1)
         r = results["runs"][-1]
