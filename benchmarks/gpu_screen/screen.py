@@ -44,9 +44,13 @@ VARIANTS = {
     "full_stem2_16ep": dict(shuffle="full", stem_stride=2, epochs=16),
     "full_stem2_wide": dict(shuffle="full", stem_stride=2, widths=(48, 96, 192, 384)),
     "full_stem2_lr2": dict(shuffle="full", stem_stride=2, lr=2e-3),
+    # the weaker colour augmentation of probe af89401 (val_probes.md)
+    "full_stem2_weakcolour": dict(shuffle="full", stem_stride=2, hue=0.03, saturation=(0.8, 1.25), gain=0.05),
+    "full_stem2_hue03": dict(shuffle="full", stem_stride=2, hue=0.03),    # only the hue turn weaker
+    "full_stem2_hue06": dict(shuffle="full", stem_stride=2, hue=0.06),
 }
 DEFAULTS = dict(widths=(32, 64, 128, 256), stem_stride=1, epochs=12, lr=1e-3, batch=32, shuffle="pipeline",
-                dropout=0.3)
+                dropout=0.3, hue=0.1, saturation=(0.6, 1.4), gain=0.1)
 
 
 def decode(d, split, idx):
@@ -129,7 +133,7 @@ def uni(shape, lo, hi, g, dev):
     return torch.rand(shape, generator=g, device=dev) * (hi - lo) + lo
 
 
-def augment(x, g):
+def augment(x, g, hue=0.1, saturation=(0.6, 1.4), gain=0.1):
     """x: float [B,3,S,S] in [0,1]. Zoom 0.75-1.4 (log-uniform), shift 8 %, mirror, rot90, recolour."""
     B, _, S, _ = x.shape
     dev = x.device
@@ -148,9 +152,9 @@ def augment(x, g):
     m = x.mean((2, 3), keepdim=True)
     x = ((x - m) * uni((B, 1, 1, 1), 0.8, 1.25, g, dev) + m).clamp(0, 1)
     h, sat, v = rgb_to_hsv(x)
-    sat = (sat * uni((B, 1, 1), 0.6, 1.4, g, dev)).clamp(0, 1)
-    h = (h + uni((B, 1, 1), -0.1, 0.1, g, dev)) % 1.0
-    x = hsv_to_rgb(h, sat, v) * uni((B, 3, 1, 1), 0.9, 1.1, g, dev)
+    sat = (sat * uni((B, 1, 1), *saturation, g, dev)).clamp(0, 1)
+    h = (h + uni((B, 1, 1), -hue, hue, g, dev)) % 1.0
+    x = hsv_to_rgb(h, sat, v) * uni((B, 3, 1, 1), 1 - gain, 1 + gain, g, dev)
     return x.clamp(0, 1)
 
 
@@ -219,7 +223,8 @@ def train(cfg, data, seed, dev, log, keep_prob=False):
         model.train()
         for i in range(0, n, bs):
             idx = order[i:i + bs]
-            x = augment(xtr[idx].permute(0, 3, 1, 2).float() / 255, g).contiguous(memory_format=torch.channels_last)
+            x = augment(xtr[idx].permute(0, 3, 1, 2).float() / 255, g, cfg["hue"], cfg["saturation"],
+                        cfg["gain"]).contiguous(memory_format=torch.channels_last)
             loss = F.cross_entropy(model(x), ytr[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
