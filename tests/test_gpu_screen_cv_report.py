@@ -3,7 +3,8 @@ results join per model, and TEST-like draws follow the cells' shares."""
 import numpy as np
 import pytest
 
-from benchmarks.gpu_screen.cv_report import cell_shares, draw_test_like, fold_of_groups, out_of_fold
+from benchmarks.gpu_screen.cv_report import (cell_shares, draw_test_like, fold_of_groups, out_of_fold,
+                                             recoloured_held_out)
 
 
 def _groups(sizes_per_class):
@@ -61,3 +62,15 @@ def test_test_like_draws_follow_the_cells():
     assert t["p_whole_goal"] == pytest.approx(0.75 ** 4, abs=0.02)
     # TEST_SIMPLE-like: 71 cells with about one monocyte wrong, so 67 or more nearly always
     assert t["p_simple_goal"] > 0.95
+
+
+def test_recoloured_figures_are_weighted_by_each_fold_s_held_out_images():
+    def result(fold, n, right, wrong):
+        return {"variant": "a", "fold": fold, "heldout_index": list(range(n)),
+                "runs": [{"seed": 1, "recoloured_eight_view": right, "recoloured_confident_wrong": wrong}]}
+
+    got = recoloured_held_out([result(0, 100, 0.9, 0.05), result(1, 300, 0.5, 0.25),
+                               {"variant": "b", "fold": 0, "heldout_index": [0], "runs": [{"seed": 1}]}])
+    assert list(got) == ["a seed 1"]
+    assert got["a seed 1"]["recoloured"] == pytest.approx(0.6)
+    assert got["a seed 1"]["recoloured_confident_wrong"] == pytest.approx(0.2)

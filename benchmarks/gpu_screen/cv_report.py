@@ -53,6 +53,19 @@ def out_of_fold(results: list[dict], n_images: int) -> dict[str, np.ndarray]:
     return merged
 
 
+def recoloured_held_out(results: list[dict]) -> dict[str, dict[str, float]]:
+    """{"variant seed N": recoloured accuracy and confidently-wrong share over all its held-out images},
+    for results that measured them (screen.py's robustness check)."""
+    sums: dict[str, np.ndarray] = defaultdict(lambda: np.zeros(3))
+    for r in results:
+        run = r["runs"][0] if r.get("runs") else {}
+        if "heldout_index" in r and "recoloured_eight_view" in run:
+            n = len(r["heldout_index"])
+            sums[f"{r['variant']} seed {run['seed']}"] += [n * run["recoloured_eight_view"],
+                                                           n * run["recoloured_confident_wrong"], n]
+    return {k: {"recoloured": v[0] / v[2], "recoloured_confident_wrong": v[1] / v[2]} for k, v in sums.items()}
+
+
 def cell_shares(prob: np.ndarray, labels: np.ndarray, groups: np.ndarray,
                 min_cell: int = MIN_CELL) -> dict[int, tuple[int, float]]:
     """{group: (class, share of its images answered right)} for groups of min_cell images or more."""
@@ -86,6 +99,7 @@ def report(cells_path: str, results: list[dict]) -> dict:
     d = np.load(cells_path)
     labels, groups = d["all_y"], d["all_group"]
     out = {}
+    robustness = recoloured_held_out(results)
     for variant, prob in out_of_fold(results, len(labels)).items():
         pred = prob.argmax(1)
         shares = cell_shares(prob, labels, groups)
@@ -98,6 +112,7 @@ def report(cells_path: str, results: list[dict]) -> dict:
             "cells": [len(c) for c in cells_right],
             "cell_shares": {str(d["group_key"][g]): round(s, 4) for g, (_, s) in shares.items()},
             "test_like": draw_test_like(shares),
+            **robustness.get(variant, {}),
         }
     return out
 
@@ -116,7 +131,9 @@ def main() -> None:
         t = r["test_like"]
         print(f"{variant}: held-out accuracy {r['accuracy']:.4f} over {r['images']} images, recall "
               f"{' / '.join(f'{x:.3f}' for x in r['recall'])}; cells right "
-              f"{' / '.join(f'{a}/{b}' for a, b in zip(r['cells_right'], r['cells']))}")
+              f"{' / '.join(f'{a}/{b}' for a, b in zip(r['cells_right'], r['cells']))}"
+              + (f"; recoloured {r['recoloured']:.4f}, {r['recoloured_confident_wrong']:.3f} confidently wrong"
+                 if "recoloured" in r else ""))
         print(f"  TEST-like: accuracy median {t['accuracy_median']:.4f} (5-95 %: {t['accuracy_5_95'][0]:.4f}-"
               f"{t['accuracy_5_95'][1]:.4f}); P(accuracy >= {GOAL_ACCURACY}) {t['p_accuracy_goal']:.3f}, "
               f"P(TEST_SIMPLE >= {GOAL_SIMPLE}) {t['p_simple_goal']:.3f}, P(recall >= {GOAL_RECALL}) "
