@@ -180,7 +180,6 @@ def dihedral(x):
     return [v for base in (x, t) for v in (base, base.flip(2), base.flip(3), base.flip(2).flip(3))]
 
 
-@torch.no_grad()
 def recoloured(x):
     """benchmarks/quality/derived.py's `recoloured` stain (hue +0.08 turn, saturation x0.7, value x1.1),
     here on the crop rather than the frame before it is cropped: for ranking robustness, not a figure."""
@@ -203,7 +202,7 @@ def eight_view_probs(model, xs, bs=256, recolour=False):
     return torch.cat(p1).cpu().numpy(), torch.cat(p8).cpu().numpy()
 
 
-def evaluate(model, xs, ys, robustness=False, review_threshold=0.8):
+def evaluate(model, xs, ys, robustness=False, review_threshold=0.8):  # config.yaml: browser.review_threshold
     """With robustness: also the recoloured crops, right and wrong-but-confident (top probability at or
     over the web client's review threshold, so not flagged by confidence; the review score is not here)."""
     p1, prob = eight_view_probs(model, xs)
