@@ -1,5 +1,6 @@
-"""Scores a cross-validation by cell (`run_all.sh` with FOLDS=k on export_cells.py's file) by cell,
-and draws TEST-like sets from the cells to see how often a model of this kind would meet the goal.
+"""Scores the held-out answers of a cross-validation by cell (`run_all.sh` with FOLDS=k on
+export_cells.py's file) cell by cell, and draws TEST-like sets from those cells to see how often a
+model of this kind would meet the goal.
 
 TEST holds the augmented copies of 71 held-out originals (dataset README): 13 eosinophils, 6
 lymphocytes, 4 monocytes and 48 neutrophils, each copied about 48, 103, 155 and 13 times. A TEST-like
@@ -7,7 +8,7 @@ set draws that many cells of each class, with replacement, from TRAIN's held-out
 each by its copies, so its accuracy and recalls are what TEST would give if TEST's cells were like
 TRAIN's. TEST itself is never read. numpy only, so it runs here and on the GPU machine.
 
-    python3 benchmarks/gpu_screen/cv_report.py --cells .gpu/cells/train_cells.npz --results RESULTS.json [--out F.json]
+    python3 benchmarks/gpu_screen/cv_report.py --cells .gpu/cells/train_cells.npz --results ROUND1/results.json [ROUND2/results.json ...] [--out F.json]
 """
 from __future__ import annotations
 
@@ -120,11 +121,15 @@ def report(cells_path: str, results: list[dict]) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cells", required=True, help="export_cells.py's file")
-    parser.add_argument("--results", required=True, help="run_all.sh's results.json")
+    parser.add_argument("--results", required=True, nargs="+",
+                        help="run_all.sh's results.json, one per round (each round's models are scored together)")
     parser.add_argument("--out")
     args = parser.parse_args()
-    with open(args.results) as f:
-        out = report(args.cells, json.load(f))
+    results = []
+    for path in args.results:
+        with open(path) as f:
+            results += json.load(f)
+    out = report(args.cells, results)
     if not out:
         raise SystemExit("error: no variant has every fold in the results")
     for variant, r in out.items():

@@ -8,7 +8,7 @@ DATA=$(realpath "${DATA:-$(dirname "$0")/../../$DEFAULT_DATA}")
 cd "$(dirname "$0")"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python3 -c "import torch; print('torch', torch.__version__, torch.cuda.is_available())"
-mkdir -p /tmp/res
+rm -rf /tmp/res && mkdir -p /tmp/res   # a warm machine keeps /tmp: results.json holds only this call's runs
 start=$(date +%s)
 for v in ${VARIANTS:-base base_fullshuffle stem2 stem2_wide base_8ep stem2_16ep}; do
   if [ -n "$FOLDS" ]; then
