@@ -354,6 +354,18 @@ def markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def report_frame(seeds_runs: list[dict], data_dir: str, config, now: str, commit: str) -> dict:
+    """What a report says around its seed results: when, from which code and data, with which settings."""
+    return {
+        "date": now, "commit": commit,
+        "data_dir": data_dir, "seeds": [r["seed"] for r in seeds_runs], "class_names": list(config.class_names),
+        "review_threshold": config.browser.review_threshold,
+        "val_in_training": config.training.train_on_val,
+        "seeds_runs": seeds_runs,
+        "default_test_accuracy": spread([r["test"]["accuracy"] for r in seeds_runs]),
+    }
+
+
 def report_from_seed_files(paths: list[str], data_dir: str, config, now: str) -> dict:
     """A report's frame around seed results written by separate runs (seed<N>.json each). Its commit
     is the one the seed files name when they all agree (older files name none), else the current one."""
@@ -362,14 +374,8 @@ def report_from_seed_files(paths: list[str], data_dir: str, config, now: str) ->
     if len(set(seeds)) != len(seeds):
         raise ValueError(f"a seed appears twice: {seeds}")
     commits = {r.get("commit") for r in runs}
-    return {
-        "date": now, "commit": commits.pop() if len(commits) == 1 and None not in commits else current_commit(),
-        "data_dir": data_dir, "seeds": seeds, "class_names": list(config.class_names),
-        "review_threshold": config.browser.review_threshold,
-        "val_in_training": config.training.train_on_val,
-        "seeds_runs": runs,
-        "default_test_accuracy": spread([r["test"]["accuracy"] for r in runs]),
-    }
+    commit = commits.pop() if len(commits) == 1 and None not in commits else current_commit()
+    return report_frame(runs, data_dir, config, now, commit)
 
 
 def write_seed_result(out: str, result: dict) -> None:
@@ -453,14 +459,7 @@ def main() -> int:
             write_seed_result(args.out, seeds_runs[-1])  # on disk as soon as they exist
             print(f"seed {seed}: TEST {seeds_runs[-1]['test']['accuracy']:.4f}", file=sys.stderr)
         tutorial = tutorial_result(args, config, images)
-        report = {
-            "date": now, "commit": current_commit(),
-            "data_dir": args.data_dir, "seeds": args.seeds, "class_names": list(config.class_names),
-            "review_threshold": config.browser.review_threshold,
-            "val_in_training": config.training.train_on_val,
-            "seeds_runs": seeds_runs,
-            "default_test_accuracy": spread([r["test"]["accuracy"] for r in seeds_runs]),
-        }
+        report = report_frame(seeds_runs, args.data_dir, config, now, current_commit())
     report["tutorial"] = tutorial
     if not args.no_throughput:
         ours = throughput.trainer_pipeline_images_per_s(root)

@@ -37,13 +37,18 @@ def fold_of_groups(groups: np.ndarray, labels: np.ndarray, folds: int) -> np.nda
     return np.array([fold[int(g)] for g in groups])
 
 
+def model_key(result: dict) -> str:
+    """One screen result's model: its variant and seed."""
+    return f"{result['variant']} seed {result['runs'][0]['seed']}"
+
+
 def out_of_fold(results: list[dict], n_images: int) -> dict[str, np.ndarray]:
     """Screen results, one per (variant, seed, fold) -> {"variant seed N": [n_images, classes] held-out
     probabilities}; a model missing an image (a fold that did not finish) is left out."""
     by_variant: dict[str, dict[int, dict]] = defaultdict(dict)
     for r in results:
         if "heldout_index" in r and r["runs"]:
-            by_variant[f"{r['variant']} seed {r['runs'][0]['seed']}"][r["fold"]] = r
+            by_variant[model_key(r)][r["fold"]] = r
     merged = {}
     for variant, folds in sorted(by_variant.items()):
         prob = np.full((n_images, 4), np.nan)
@@ -62,18 +67,18 @@ def recoloured_held_out(results: list[dict]) -> dict[str, dict[str, float]]:
         run = r["runs"][0] if r.get("runs") else {}
         if "heldout_index" in r and "recoloured_eight_view" in run:
             n = len(r["heldout_index"])
-            sums[f"{r['variant']} seed {run['seed']}"] += [n * run["recoloured_eight_view"],
-                                                           n * run["recoloured_confident_wrong"], n]
+            sums[model_key(r)] += [n * run["recoloured_eight_view"], n * run["recoloured_confident_wrong"], n]
     return {k: {"recoloured": v[0] / v[2], "recoloured_confident_wrong": v[1] / v[2]} for k, v in sums.items()}
 
 
 def cell_shares(prob: np.ndarray, labels: np.ndarray, groups: np.ndarray,
                 min_cell: int = MIN_CELL) -> dict[int, tuple[int, float]]:
     """{group: (class, share of its images answered right)} for groups of min_cell images or more."""
-    right = prob.argmax(1) == labels
     sizes = np.bincount(groups)
-    return {int(g): (int(labels[groups == g][0]), float(right[groups == g].mean()))
-            for g in np.flatnonzero(sizes >= min_cell)}
+    share = np.bincount(groups, weights=prob.argmax(1) == labels) / np.maximum(sizes, 1)
+    label = np.zeros(len(sizes), int)
+    label[groups] = labels  # a group is one class
+    return {int(g): (int(label[g]), float(share[g])) for g in np.flatnonzero(sizes >= min_cell)}
 
 
 def draw_test_like(shares: dict[int, tuple[int, float]], draws: int = 20_000, seed: int = 0) -> dict:

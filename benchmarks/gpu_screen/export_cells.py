@@ -7,7 +7,7 @@ of whole cell groups use all of TRAIN's cells instead, each held out once. TEST 
     infra/env/run.sh python benchmarks/gpu_screen/export_cells.py --train ../shared/data/blood-cells/images/TRAIN \
         --out .gpu/cells/train_cells.npz   # .gpu/ is listed in .git/info/exclude
 
-Crops are made as the Transform makes them (`preprocessing.decode_rgb` and `resize_decoded_pixels`,
+Crops are made as the Transform makes them (`preprocessing.decode_and_resize`, one image at a time,
 at the configuration's image_size); groups as the ingest makes them (`cell_groups.group_files`, per
 class). Crops are stored as export_crops.py stores them (JPEG quality 95, no chroma subsampling).
 """
@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -25,22 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent.parent))
 
 from benchmarks.gpu_screen.export_crops import encode_crop  # noqa: E402
 from components.image_example_gen.cell_groups import group_files  # noqa: E402
-from components.transform.preprocessing import decode_rgb, resize_decoded_pixels  # noqa: E402
+from components.transform.preprocessing import decode_and_resize  # noqa: E402
 from pipeline.config import load_config  # noqa: E402
-
-BATCH = 64
-
-
-def crops(images: Sequence[bytes], image_size: int) -> list[np.ndarray]:
-    """Encoded images -> the Transform's crops, floats [S, S, 3] in [0, 1]."""
-    out = []
-    for start in range(0, len(images), BATCH):
-        decoded = [tf.cast(decode_rgb(tf.constant(b)), tf.float32) for b in images[start:start + BATCH]]
-        if len({tuple(d.shape) for d in decoded}) == 1:
-            out.extend(resize_decoded_pixels(tf.stack(decoded), image_size).numpy())
-        else:  # mixed sizes do not stack: one at a time
-            out.extend(resize_decoded_pixels(d[None], image_size).numpy()[0] for d in decoded)
-    return out
 
 
 def main() -> None:
@@ -59,7 +44,8 @@ def main() -> None:
         data = {p: Path(p).read_bytes() for p in files}
         for group in group_files(files, data.__getitem__):
             members = list(group.members)
-            encoded.extend(encode_crop(c) for c in crops([data[m] for m in members], config.image_size))
+            encoded.extend(encode_crop(decode_and_resize(tf.constant(data[m]), config.image_size).numpy())
+                           for m in members)
             labels.extend([label] * len(members))
             group_of.extend([len(keys)] * len(members))
             names.extend(Path(m).name for m in members)
