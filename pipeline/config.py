@@ -98,6 +98,7 @@ class Config(_Section):
     output_dir: str = "runs"
     class_names: list[str] = ["EOSINOPHIL", "LYMPHOCYTE", "MONOCYTE", "NEUTROPHIL"]
     image_size: int = Field(80, ge=16, le=1024)
+    stain_normalisation: bool = False
     ingest: IngestConfig = IngestConfig()
     training: TrainingConfig = TrainingConfig()
     evaluation: EvaluationConfig = EvaluationConfig()

@@ -21,7 +21,8 @@ def trainer_custom_config(config: Config) -> dict:
     return {"code_version": code_fingerprint("components/trainer", "components/transform",
                                              "serving/warmup.py", "serving/signature.py"),
             "serving_model_name": config.serving.model_name, "warmup_images": list(config.serving.warmup_images),
-            "class_names": list(config.class_names), "image_size": config.image_size, "model": t.model,
+            "class_names": list(config.class_names), "image_size": config.image_size,
+            "stain_normalisation": config.stain_normalisation, "model": t.model,
             "epochs": t.epochs, "batch_size": t.batch_size, "learning_rate": t.learning_rate,
             "early_stopping_patience": t.early_stopping_patience, "average_symmetries": t.average_symmetries,
             "seed": t.seed}
@@ -39,6 +40,7 @@ def create_components(config: Config, data_root: str, serving_base: str, cdn_bas
     transform = tfx.components.Transform(
         examples=example_gen.outputs["examples"], schema=curated_schema.outputs["schema"],
         preprocessing_fn=PREPROCESSING_FN, custom_config={"image_size": config.image_size,
+                       "stain_normalisation": config.stain_normalisation,
                        "code_version": code_fingerprint("components/transform")},
         splits_config=tfx.proto.SplitsConfig(analyze=["train"], transform=["train", "val", "eval"]))
     transform.add_upstream_node(gate)  # no training on data that failed validation

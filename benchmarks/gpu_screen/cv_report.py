@@ -60,13 +60,13 @@ def out_of_fold(results: list[dict], n_images: int) -> dict[str, np.ndarray]:
 
 
 def recoloured_held_out(results: list[dict]) -> dict[str, dict[str, float]]:
-    """{"variant seed N": recoloured accuracy and confidently-wrong share over all its held-out images},
-    for results that measured them (screen.py's robustness check)."""
+    """{"variant seed N": recoloured accuracy and confidently-wrong share over all its held-out images
+    (or their frame-recoloured share, `recoloured_images`), for results that measured them."""
     sums: dict[str, np.ndarray] = defaultdict(lambda: np.zeros(3))
     for r in results:
         run = r["runs"][0] if r.get("runs") else {}
         if "heldout_index" in r and "recoloured_eight_view" in run:
-            n = len(r["heldout_index"])
+            n = run.get("recoloured_images", len(r["heldout_index"]))
             sums[model_key(r)] += [n * run["recoloured_eight_view"], n * run["recoloured_confident_wrong"], n]
     return {k: {"recoloured": v[0] / v[2], "recoloured_confident_wrong": v[1] / v[2]} for k, v in sums.items()}
 

@@ -10,6 +10,12 @@ of whole cell groups use all of TRAIN's cells instead, each held out once. TEST 
 Crops are made as the Transform makes them (`preprocessing.decode_and_resize`, one image at a time,
 at the configuration's image_size); groups as the ingest makes them (`cell_groups.group_files`, per
 class). Crops are stored as export_crops.py stores them (JPEG quality 95, no chroma subsampling).
+
+`--stain-arms` compares stain normalisation (components/transform/stain.py) with none in one GPU call:
+`all_*` are then the plain crops and `norm_*` the normalised ones of the same images. `--recoloured-every n`
+adds every n-th image recoloured as the harness recolours a frame (benchmarks/quality/derived.py, before
+the crop and the normalisation): `rec_*` (and `normrec_*`), at `rec_index`. Both arms and the recoloured
+copies of all of TRAIN exceed the device's 64 MiB carry: `--every 2` keeps every other copy of a cell.
 """
 from __future__ import annotations
 
@@ -23,9 +29,15 @@ import tensorflow as tf
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent.parent))
 
 from benchmarks.gpu_screen.export_crops import encode_crop  # noqa: E402
+from benchmarks.quality.derived import recoloured  # noqa: E402
 from components.image_example_gen.cell_groups import group_files  # noqa: E402
-from components.transform.preprocessing import decode_and_resize  # noqa: E402
+from components.transform.preprocessing import decode_rgb, resize_decoded_pixels  # noqa: E402
 from pipeline.config import load_config  # noqa: E402
+
+
+def jpeg_array(prefix: str, encoded: list[bytes]) -> dict[str, np.ndarray]:
+    return {f"{prefix}_jpeg": np.frombuffer(b"".join(encoded), np.uint8),
+            f"{prefix}_len": np.asarray([len(e) for e in encoded])}
 
 
 def main() -> None:
@@ -33,9 +45,21 @@ def main() -> None:
     parser.add_argument("--train", required=True, help="the TRAIN folder: <CLASS>/<image>")
     parser.add_argument("--out", required=True)
     parser.add_argument("--config", help="pipeline configuration (default: pipeline/config.yaml)")
+    parser.add_argument("--stain-arms", action="store_true", help="also the stain-normalised crops (norm_*)")
+    parser.add_argument("--every", type=int, default=1, help="keep every n-th copy of each cell")
+    parser.add_argument("--recoloured-every", type=int, default=0, help="recolour every n-th kept image (0: none)")
     args = parser.parse_args()
     config = load_config(args.config)
-    encoded, labels, group_of, keys, names = [], [], [], [], []
+    arms = {"all": False, "norm": True} if args.stain_arms else {"all": config.stain_normalisation}
+    encoded = {arm: [] for arm in arms}
+    recoloured_crops = {arm: [] for arm in arms}
+    labels, group_of, keys, names, rec_index = [], [], [], [], []
+
+    def crops(pixels: np.ndarray) -> dict[str, bytes]:
+        frame = tf.constant(pixels[None], tf.float32)
+        return {arm: encode_crop(resize_decoded_pixels(frame, config.image_size, norm)[0].numpy())
+                for arm, norm in arms.items()}
+
     for label, class_name in enumerate(config.class_names):
         class_dir = Path(args.train) / class_name
         if not class_dir.is_dir():
@@ -43,19 +67,32 @@ def main() -> None:
         files = sorted(str(p) for p in class_dir.iterdir() if p.is_file())
         data = {p: Path(p).read_bytes() for p in files}
         for group in group_files(files, data.__getitem__):
-            members = list(group.members)
-            encoded.extend(encode_crop(decode_and_resize(tf.constant(data[m]), config.image_size).numpy())
-                           for m in members)
-            labels.extend([label] * len(members))
+            members = list(group.members)[::args.every]
+            for m in members:
+                pixels = decode_rgb(tf.constant(data[m])).numpy().astype(np.float32)
+                for arm, crop in crops(pixels).items():
+                    encoded[arm].append(crop)
+                if args.recoloured_every and len(labels) % args.recoloured_every == 0:
+                    rec_index.append(len(labels))
+                    for arm, crop in crops(recoloured(pixels)).items():
+                        recoloured_crops[arm].append(crop)
+                labels.append(label)
             group_of.extend([len(keys)] * len(members))
             names.extend(Path(m).name for m in members)
             keys.append(f"{class_name}/{Path(group.key).name}")
         print(f"{class_name}: {len(files)} images, groups so far {len(keys)}", flush=True)
-    np.savez(args.out, all_jpeg=np.frombuffer(b"".join(encoded), np.uint8),
-             all_len=np.asarray([len(e) for e in encoded]), all_y=np.asarray(labels),
-             all_group=np.asarray(group_of), group_key=np.asarray(keys), file_name=np.asarray(names),
-             class_names=np.asarray(config.class_names))
-    print(f"{len(labels)} crops, {len(keys)} groups, {sum(len(e) for e in encoded) / 1e6:.1f} MB -> {args.out}")
+    arrays = {}
+    for arm in arms:
+        arrays.update(jpeg_array(arm, encoded[arm]))
+        if rec_index:
+            arrays.update(jpeg_array("rec" if arm == "all" else "normrec", recoloured_crops[arm]))
+    if rec_index:
+        arrays["rec_index"] = np.asarray(rec_index)
+    np.savez(args.out, **arrays, all_y=np.asarray(labels), all_group=np.asarray(group_of),
+             group_key=np.asarray(keys), file_name=np.asarray(names), class_names=np.asarray(config.class_names))
+    size = sum(a.nbytes for k, a in arrays.items() if k.endswith("_jpeg")) / 1e6
+    print(f"{len(labels)} images, {len(rec_index)} recoloured, arms {list(arms)}, {len(keys)} groups, "
+          f"{size:.1f} MB -> {args.out}")
 
 
 if __name__ == "__main__":

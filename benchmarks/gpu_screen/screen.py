@@ -48,9 +48,15 @@ VARIANTS = {
     "full_stem2_weakcolour": dict(shuffle="full", stem_stride=2, hue=0.03, saturation=(0.8, 1.25), gain=0.05),
     "full_stem2_hue03": dict(shuffle="full", stem_stride=2, hue=0.03),    # only the hue turn weaker
     "full_stem2_hue06": dict(shuffle="full", stem_stride=2, hue=0.06),
+    # on the stain-normalised crops of export_cells.py --stain-arms (components/transform/stain.py)
+    "full_stem2_norm": dict(shuffle="full", stem_stride=2, arm="norm"),
+    "full_stem2_weakcolour_norm": dict(shuffle="full", stem_stride=2, hue=0.03, saturation=(0.8, 1.25), gain=0.05,
+                                       arm="norm"),
+    "full_stem2_hue06_norm": dict(shuffle="full", stem_stride=2, hue=0.06, arm="norm"),
 }
 DEFAULTS = dict(widths=(32, 64, 128, 256), stem_stride=1, epochs=12, lr=1e-3, batch=32, shuffle="pipeline",
-                dropout=0.3, hue=0.1, saturation=(0.6, 1.4), gain=0.1)
+                dropout=0.3, hue=0.1, saturation=(0.6, 1.4), gain=0.1, arm="all")
+RECOLOURED_ARM = {"all": "rec", "norm": "normrec"}   # export_cells.py's frame-recoloured copies of each arm
 
 
 def decode(d, split, idx):
@@ -71,16 +77,21 @@ def load(path, limit=None):
     return out
 
 
-def load_fold(path, folds, fold, limit=None):
-    """export_cells.py's file: every TRAIN crop; `val` is one fold of whole cell groups, `train` the rest.
-    Also returns the held-out images' indices in the file."""
+def load_fold(path, folds, fold, limit=None, arm="all"):
+    """export_cells.py's file: every TRAIN crop (of `arm`); `val` is one fold of whole cell groups, `train`
+    the rest. Also returns the held-out images' indices in the file, and where the file has frame-recoloured
+    copies, those of the held-out images as a `recoloured` split."""
     d = np.load(path)
     y, groups = d["all_y"], d["all_group"]
     of = fold_of_groups(groups, y, folds)
     index = {"train": np.flatnonzero(of != fold), "val": np.flatnonzero(of == fold)}
     if limit is not None:
         index = {s: i[np.linspace(0, len(i) - 1, min(limit, len(i))).astype(int)] for s, i in index.items()}
-    return {s: (decode(d, "all", i), y[i]) for s, i in index.items()}, index["val"]
+    data = {s: (decode(d, arm, i), y[i]) for s, i in index.items()}
+    if "rec_index" in d.files:
+        rec = np.flatnonzero(np.isin(d["rec_index"], index["val"]))
+        data["recoloured"] = (decode(d, RECOLOURED_ARM[arm], rec), y[d["rec_index"][rec]])
+    return data, index["val"]
 
 
 def sep_block(cin, cout):
@@ -202,9 +213,11 @@ def eight_view_probs(model, xs, bs=256, recolour=False):
     return torch.cat(p1).cpu().numpy(), torch.cat(p8).cpu().numpy()
 
 
-def evaluate(model, xs, ys, robustness=False, review_threshold=0.8):  # config.yaml: browser.review_threshold
+def evaluate(model, xs, ys, robustness=False, review_threshold=0.8, recoloured_split=None):
     """With robustness: also the recoloured crops, right and wrong-but-confident (top probability at or
-    over the web client's review threshold, so not flagged by confidence; the review score is not here)."""
+    over the web client's review threshold, config.yaml's browser.review_threshold, so not flagged by
+    confidence; the review score is not here). recoloured_split: frames recoloured before the crop
+    (export_cells.py); without it the crops themselves are recoloured."""
     p1, prob = eight_view_probs(model, xs)
     y = ys.cpu().numpy()
     res = {}
@@ -219,7 +232,12 @@ def evaluate(model, xs, ys, robustness=False, review_threshold=0.8):  # config.y
     res["ece_eight_view"] = float(sum(abs(correct[bins == b].mean() - conf[bins == b].mean()) * (bins == b).mean()
                                       for b in range(10) if (bins == b).any()))
     if robustness:
-        _, rec = eight_view_probs(model, xs, recolour=True)
+        if recoloured_split is None:
+            _, rec = eight_view_probs(model, xs, recolour=True)
+        else:
+            _, rec = eight_view_probs(model, recoloured_split[0])
+            y = recoloured_split[1].cpu().numpy()
+            res["recoloured_images"] = len(y)
         right = rec.argmax(1) == y
         res["recoloured_eight_view"] = float(right.mean())
         res["recoloured_confident_wrong"] = float((~right & (rec.max(1) >= review_threshold)).mean())
@@ -254,7 +272,7 @@ def train(cfg, data, seed, dev, log, keep_prob=False):
         curve.append(round(ev["one_view"], 4))
         log(f"  epoch {epoch + 1}/{E} loss {loss.item():.3f} val one-view {ev['one_view']:.4f} "
             f"8-view {ev['eight_view']:.4f} ({time.time() - started:.0f} s)")
-    res = evaluate(model, *data["val"], robustness=True)
+    res = evaluate(model, *data["val"], robustness=True, recoloured_split=data.get("recoloured"))
     prob = res.pop("eight_view_prob")
     if keep_prob:
         res["eight_view_prob"] = np.round(prob, 4).tolist()
@@ -282,7 +300,7 @@ def main():
         cfg["epochs"] = a.epochs
     heldout = None
     if a.folds:
-        raw, heldout = load_fold(a.data, a.folds, a.fold, a.limit)
+        raw, heldout = load_fold(a.data, a.folds, a.fold, a.limit, cfg["arm"])
     else:
         raw = load(a.data, a.limit)
     data = {s: (torch.as_tensor(x, device=dev), torch.as_tensor(y, device=dev).long()) for s, (x, y) in raw.items()}

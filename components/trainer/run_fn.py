@@ -156,8 +156,8 @@ def fit_typicality(model: keras.Model, train_ds: tf.data.Dataset, val_ds: tf.dat
 
 
 def _export_signatures(model: keras.Model, tf_transform_output: tft.TFTransformOutput,
-                       class_names: list[str], image_size: int, typical: dict | None,
-                       average_symmetries: bool) -> dict:
+                       class_names: list[str], image_size: int, stain_normalisation: bool,
+                       typical: dict | None, average_symmetries: bool) -> dict:
     model.tft_layer = tf_transform_output.transform_features_layer()
     names = tf.constant(class_names)
     if typical:
@@ -196,7 +196,7 @@ def _export_signatures(model: keras.Model, tf_transform_output: tft.TFTransformO
     @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32, name=signature.BROWSER_INPUT)])
     def serve_pixels(pixels):
         # For TensorFlow.js: no decode op there, and the resize is rebuilt from ops it has.
-        return classify(resize_decoded_pixels(pixels, image_size))
+        return classify(resize_decoded_pixels(pixels, image_size, stain_normalisation))
 
     return {"serving_default": serve_images.get_concrete_function(),
             EXAMPLES_SIGNATURE: serve_examples.get_concrete_function(),
@@ -244,7 +244,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     typical = fit_typicality(model, make_dataset(fn_args.train_files, tf_transform_output, batch_size, False, seed),
                              val_ds, len(cfg["class_names"]), average_symmetries, seed, batch_size)
     signatures = _export_signatures(model, tf_transform_output, list(cfg["class_names"]), int(cfg["image_size"]),
-                                    typical, average_symmetries)
+                                    bool(cfg.get("stain_normalisation", False)), typical, average_symmetries)
     # No optimizer state: serving never needs it, and it would triple the pushed size (Adam, Adadelta).
     model.save(fn_args.serving_model_dir, save_format="tf", signatures=signatures, include_optimizer=False)
     warmup_images = [p if os.path.isabs(p) or "://" in p else str(REPO_ROOT / p) for p in cfg["warmup_images"]]

@@ -10,6 +10,7 @@ import tensorflow as tf
 
 from components.image_example_gen.image_reader import IMAGE_KEY, LABEL_KEY  # the raw feature names
 from components.transform.nucleus_crop import nucleus_crop
+from components.transform.stain import normalise_stain
 
 TRANSFORMED_IMAGE_KEY = "image_xf"
 
@@ -27,24 +28,29 @@ def decode_rgb(encoded: tf.Tensor) -> tf.Tensor:
         lambda: tf.io.decode_image(encoded, channels=3, expand_animations=False))
 
 
-def decode_and_resize(encoded: tf.Tensor, image_size: int) -> tf.Tensor:
+def decode_and_resize(encoded: tf.Tensor, image_size: int, stain_normalisation: bool = False) -> tf.Tensor:
     """One encoded JPEG/PNG/BMP (any channel count) -> float32 [size, size, 3] in [0, 1]."""
     image = tf.cast(decode_rgb(encoded), tf.float32)[None]
-    return resize_decoded_pixels(image, image_size)[0]
+    return resize_decoded_pixels(image, image_size, stain_normalisation)[0]
 
 
-def resize_decoded_pixels(pixels: tf.Tensor, image_size: int) -> tf.Tensor:
+def resize_decoded_pixels(pixels: tf.Tensor, image_size: int, stain_normalisation: bool = False) -> tf.Tensor:
     """Decoded RGB values 0-255, float32 [batch, H, W, 3] (what a browser canvas gives) -> the model's
-    input. decode_and_resize ends here too: one code path for training, TF Serving and the browser."""
-    images = nucleus_crop(tf.cast(pixels, tf.float32) / 255.0, image_size)
+    input. decode_and_resize ends here too: one code path for training, TF Serving and the browser.
+    With stain_normalisation the whole frame is normalised first, so the nucleus finder sees it too."""
+    frames = tf.cast(pixels, tf.float32) / 255.0
+    if stain_normalisation:
+        frames = normalise_stain(frames)
+    images = nucleus_crop(frames, image_size)
     return tf.clip_by_value(images, 0.0, 1.0)
 
 
 def preprocessing_fn(inputs: dict, custom_config: dict) -> dict:
     image_size = int(custom_config["image_size"])
+    stain_normalisation = bool(custom_config.get("stain_normalisation", False))
     encoded = tf.reshape(inputs[IMAGE_KEY], [-1])
     images = tf.map_fn(
-        lambda b: decode_and_resize(b, image_size), encoded,
+        lambda b: decode_and_resize(b, image_size, stain_normalisation), encoded,
         fn_output_signature=tf.TensorSpec([image_size, image_size, 3], tf.float32))
     outputs = {TRANSFORMED_IMAGE_KEY: images}
     if LABEL_KEY in inputs:  # absent when serving

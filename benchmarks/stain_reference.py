@@ -1,0 +1,47 @@
+"""The reference stain of components/transform/stain.py: the mean of its three frame anchors (background,
+typical and nucleus density per channel) over random TRAIN frames. Run once when the reference is set; the
+printed tuples go into stain.py. TEST is never read.
+
+    infra/env/run.sh python benchmarks/stain_reference.py --train ../shared/data/blood-cells/images/TRAIN
+"""
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from components.transform.preprocessing import decode_rgb  # noqa: E402
+from components.transform.stain import frame_anchors  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--train", required=True, help="the TRAIN folder: <CLASS>/<image>")
+    parser.add_argument("--per-class", type=int, default=60)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    random.seed(args.seed)
+    anchors = []
+    for class_dir in sorted(p for p in Path(args.train).iterdir() if p.is_dir()):
+        files = sorted(p for p in class_dir.iterdir() if p.is_file())
+        for path in random.sample(files, min(args.per_class, len(files))):
+            frame = tf.cast(decode_rgb(tf.constant(path.read_bytes())), tf.float32)[None] / 255.0
+            background, typical, nucleus, usable = frame_anchors(frame)
+            if bool(usable[0]):
+                anchors.append(np.concatenate([background[0], typical[0], nucleus[0]]))
+    anchors = np.asarray(anchors)
+    mean, spread = anchors.mean(axis=0), anchors.std(axis=0)
+    print(f"{len(anchors)} frames")
+    for i, name in enumerate(("BACKGROUND", "TYPICAL", "NUCLEUS")):
+        part = slice(3 * i, 3 * i + 3)
+        print(f"REFERENCE_{name} =", tuple(round(float(v), 4) for v in mean[part]), " sd", spread[part].round(4))
+
+
+if __name__ == "__main__":
+    main()
