@@ -53,6 +53,13 @@ VARIANTS = {
     "full_stem2_weakcolour_norm": dict(shuffle="full", stem_stride=2, hue=0.03, saturation=(0.8, 1.25), gain=0.05,
                                        arm="norm"),
     "full_stem2_hue06_norm": dict(shuffle="full", stem_stride=2, hue=0.06, arm="norm"),
+    # training length, on export_cells.py --every 2 (half the copies, so 24 epochs take as many steps as 12 on all)
+    "full_stem2_6ep": dict(shuffle="full", stem_stride=2, epochs=6),
+    "full_stem2_24ep": dict(shuffle="full", stem_stride=2, epochs=24),
+    "full_stem2_weakcolour_norm_6ep": dict(shuffle="full", stem_stride=2, hue=0.03, saturation=(0.8, 1.25), gain=0.05,
+                                           arm="norm", epochs=6),
+    "full_stem2_weakcolour_norm_24ep": dict(shuffle="full", stem_stride=2, hue=0.03, saturation=(0.8, 1.25),
+                                            gain=0.05, arm="norm", epochs=24),
 }
 DEFAULTS = dict(widths=(32, 64, 128, 256), stem_stride=1, epochs=12, lr=1e-3, batch=32, shuffle="pipeline",
                 dropout=0.3, hue=0.1, saturation=(0.6, 1.4), gain=0.1, arm="all")
