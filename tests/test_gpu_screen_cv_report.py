@@ -74,3 +74,14 @@ def test_recoloured_figures_are_weighted_by_each_fold_s_held_out_images():
     assert list(got) == ["a seed 1"]
     assert got["a seed 1"]["recoloured"] == pytest.approx(0.6)
     assert got["a seed 1"]["recoloured_confident_wrong"] == pytest.approx(0.2)
+
+
+def test_frame_recoloured_figures_are_weighted_by_the_images_recoloured():
+    # export_cells.py --recoloured-every: each fold answers only its recoloured share of the held-out images
+    def result(fold, held_out, recoloured, right):
+        return {"variant": "a", "fold": fold, "heldout_index": list(range(held_out)),
+                "runs": [{"seed": 1, "recoloured_eight_view": right, "recoloured_confident_wrong": 0.0,
+                          "recoloured_images": recoloured}]}
+
+    got = recoloured_held_out([result(0, 300, 10, 1.0), result(1, 100, 30, 0.0)])
+    assert got["a seed 1"]["recoloured"] == pytest.approx(0.25)
