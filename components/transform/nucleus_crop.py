@@ -21,15 +21,22 @@ MIN_SIDE_SHARE = 0.3          # of the image's short side; also the window when 
 POOL = 4                      # the score is read on 4x4 blocks: JPEG noise and lone pixels average out
 
 
+def nucleus_weight(score: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """The stain score (blue - green) of POOL x POOL blocks, [b, ...] -> (each block's weight in the
+    nucleus, 0 outside it; whether it is over the threshold), [b, ...] each."""
+    axes = list(range(1, len(score.shape)))
+    peak = tf.reduce_max(score, axis=axes, keepdims=True)
+    threshold = tf.maximum(PEAK_SHARE * peak, STAIN_MIN)
+    return tf.nn.relu(score - threshold), score > threshold
+
+
 def nucleus_centres(images: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
     """float32 [b, h, w, 3] in [0, 1] -> (row, column, area) of each nucleus in pixels, [b] each.
     The area is 0 where no nucleus is found; the centre is then the image's."""
     shape = tf.cast(tf.shape(images), tf.float32)
     height, width = shape[1], shape[2]
     score = tf.nn.avg_pool2d(images[..., 2:3] - images[..., 1:2], POOL, POOL, "VALID")  # [b, h/4, w/4, 1]
-    peak = tf.reduce_max(score, axis=[1, 2, 3])
-    threshold = tf.maximum(PEAK_SHARE * peak, STAIN_MIN)[:, None, None, None]
-    weight = tf.nn.relu(score - threshold)
+    weight, inside = nucleus_weight(score)
     total = tf.reduce_sum(weight, axis=[1, 2, 3])
     found = total > 0.0
     safe_total = tf.maximum(total, 1e-12)
@@ -38,7 +45,7 @@ def nucleus_centres(images: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]
     xs = (tf.range(pooled[2]) + 0.5) * POOL
     cy = tf.reduce_sum(weight * ys[None, :, None, None], axis=[1, 2, 3]) / safe_total
     cx = tf.reduce_sum(weight * xs[None, None, :, None], axis=[1, 2, 3]) / safe_total
-    area = tf.reduce_sum(tf.cast(score > threshold, tf.float32), axis=[1, 2, 3]) * POOL * POOL
+    area = tf.reduce_sum(tf.cast(inside, tf.float32), axis=[1, 2, 3]) * POOL * POOL
     return tf.where(found, cy, height / 2.0), tf.where(found, cx, width / 2.0), area
 
 

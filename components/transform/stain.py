@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from components.transform.nucleus_crop import PEAK_SHARE, POOL, STAIN_MIN
+from components.transform.nucleus_crop import POOL, nucleus_weight
 
 DARK = 0.1               # a block whose mean channel value is below this is fill, not slide
 BACKGROUND_SHARE = 0.05  # the background anchor: this share of the slide's blocks is lighter
@@ -48,9 +48,7 @@ def frame_anchors(images: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, t
         index = tf.cast(tf.floor(share * tf.maximum(count - 1.0, 0.0)), tf.int32)
         return tf.reduce_sum(ascending * tf.one_hot(index, tf.shape(od)[1])[:, None, :], axis=2)
 
-    score = flat[..., 2] - flat[..., 1]                                          # as nucleus_crop.py
-    threshold = tf.maximum(PEAK_SHARE * tf.reduce_max(score, axis=1), STAIN_MIN)[:, None]
-    weight = tf.nn.relu(score - threshold) * tf.cast(slide, tf.float32)         # [b, n]
+    weight, _ = nucleus_weight(flat[..., 2] - flat[..., 1])                      # [b, n]; 0 on the fill
     total = tf.reduce_sum(weight, axis=1)
     nucleus = tf.reduce_sum(od * weight[..., None], axis=1) / tf.maximum(total, 1e-12)[:, None]
     return at(BACKGROUND_SHARE), at(0.5), nucleus, (count > 0.0) & (total > 0.0)
