@@ -21,15 +21,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.quality.derived import magnified, recoloured  # noqa: E402
 from components.transform.preprocessing import decode_rgb  # noqa: E402
-from components.transform.stain import frame_anchors  # noqa: E402
-
-ANCHORS = ("background", "typical", "nucleus")
+from components.transform.stain import ANCHORS, frame_anchors  # noqa: E402
 
 
 def anchors(pixels: np.ndarray) -> np.ndarray:
-    """float [h, w, 3] 0-255 -> [3 anchors, 3 channels] of optical density."""
-    out = frame_anchors(tf.constant(pixels[None] / 255.0, tf.float32))
-    return np.stack([a[0].numpy() for a in out[:3]])
+    """float [h, w, 3] 0-255 -> [anchors, 3 channels] of optical density."""
+    *values, _ = frame_anchors(tf.constant(pixels[None] / 255.0, tf.float32))
+    return np.stack([v[0].numpy() for v in values])
 
 
 def main() -> None:

@@ -1,5 +1,5 @@
-"""The reference stain of components/transform/stain.py: the mean of its three frame anchors (background,
-typical and nucleus density per channel) over random TRAIN frames. Run once when the reference is set; the
+"""The reference stain of components/transform/stain.py: the mean of its frame anchors (each anchor's
+density per channel) over random TRAIN frames. Run once when the reference is set; the
 printed tuples go into stain.py. TEST is never read.
 
     infra/env/run.sh python benchmarks/stain_reference.py --train ../shared/data/blood-cells/images/TRAIN
@@ -17,7 +17,7 @@ import tensorflow as tf
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from components.transform.preprocessing import decode_rgb  # noqa: E402
-from components.transform.stain import frame_anchors  # noqa: E402
+from components.transform.stain import ANCHORS, frame_anchors  # noqa: E402
 
 
 def main() -> None:
@@ -32,13 +32,13 @@ def main() -> None:
         files = sorted(p for p in class_dir.iterdir() if p.is_file())
         for path in random.sample(files, min(args.per_class, len(files))):
             frame = tf.cast(decode_rgb(tf.constant(path.read_bytes())), tf.float32)[None] / 255.0
-            background, typical, nucleus, usable = frame_anchors(frame)
+            *values, usable = frame_anchors(frame)
             if bool(usable[0]):
-                anchors.append(np.concatenate([background[0], typical[0], nucleus[0]]))
+                anchors.append(np.concatenate([v[0] for v in values]))
     anchors = np.asarray(anchors)
     mean, spread = anchors.mean(axis=0), anchors.std(axis=0)
     print(f"{len(anchors)} frames")
-    for i, name in enumerate(("BACKGROUND", "TYPICAL", "NUCLEUS")):
+    for i, name in enumerate(a.upper() for a in ANCHORS):
         part = slice(3 * i, 3 * i + 3)
         print(f"REFERENCE_{name} =", tuple(round(float(v), 4) for v in mean[part]), " sd", spread[part].round(4))
 
