@@ -10,7 +10,6 @@ run it before a CPU probe of a new anchor design. TEST is never read.
 from __future__ import annotations
 
 import argparse
-import random
 import sys
 from pathlib import Path
 
@@ -20,7 +19,7 @@ import tensorflow as tf
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.quality.derived import magnified, recoloured  # noqa: E402
-from components.transform.preprocessing import decode_rgb  # noqa: E402
+from benchmarks.stain_reference import sampled_frames  # noqa: E402
 from components.transform.stain import ANCHORS, frame_anchors  # noqa: E402
 
 
@@ -36,16 +35,12 @@ def main() -> None:
     parser.add_argument("--per-class", type=int, default=15)
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
-    random.seed(args.seed)
     plain, shift = [], {"magnified_x3": [], "recoloured": []}
-    for class_dir in sorted(p for p in Path(args.train).iterdir() if p.is_dir()):
-        files = sorted(p for p in class_dir.iterdir() if p.is_file())
-        for path in random.sample(files, min(args.per_class, len(files))):
-            pixels = decode_rgb(tf.constant(path.read_bytes())).numpy().astype(np.float32)
-            base = anchors(pixels)
-            plain.append(base)
-            shift["magnified_x3"].append(np.abs(anchors(magnified(pixels)) - base).mean(axis=1))
-            shift["recoloured"].append(np.abs(anchors(recoloured(pixels)) - base).mean(axis=1))
+    for pixels in sampled_frames(args.train, args.per_class, args.seed):
+        base = anchors(pixels)
+        plain.append(base)
+        shift["magnified_x3"].append(np.abs(anchors(magnified(pixels)) - base).mean(axis=1))
+        shift["recoloured"].append(np.abs(anchors(recoloured(pixels)) - base).mean(axis=1))
     spread = np.asarray(plain).std(axis=0).mean(axis=1)
     print(f"{len(plain)} frames; anchor shift, mean over channels, median (90th percentile), in optical density")
     print(f"{'anchor':<12}{'spread between frames':>24}" + "".join(f"{k:>26}" for k in shift))

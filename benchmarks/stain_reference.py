@@ -20,21 +20,26 @@ from components.transform.preprocessing import decode_rgb  # noqa: E402
 from components.transform.stain import ANCHORS, frame_anchors  # noqa: E402
 
 
+def sampled_frames(train: str, per_class: int, seed: int):
+    """Decoded TRAIN frames, float32 [h, w, 3] 0-255: per_class at random from each class folder."""
+    random.seed(seed)
+    for class_dir in sorted(p for p in Path(train).iterdir() if p.is_dir()):
+        files = sorted(p for p in class_dir.iterdir() if p.is_file())
+        for path in random.sample(files, min(per_class, len(files))):
+            yield decode_rgb(tf.constant(path.read_bytes())).numpy().astype(np.float32)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--train", required=True, help="the TRAIN folder: <CLASS>/<image>")
     parser.add_argument("--per-class", type=int, default=60)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    random.seed(args.seed)
     anchors = []
-    for class_dir in sorted(p for p in Path(args.train).iterdir() if p.is_dir()):
-        files = sorted(p for p in class_dir.iterdir() if p.is_file())
-        for path in random.sample(files, min(args.per_class, len(files))):
-            frame = tf.cast(decode_rgb(tf.constant(path.read_bytes())), tf.float32)[None] / 255.0
-            *values, usable = frame_anchors(frame)
-            if bool(usable[0]):
-                anchors.append(np.concatenate([v[0] for v in values]))
+    for pixels in sampled_frames(args.train, args.per_class, args.seed):
+        *values, usable = frame_anchors(tf.constant(pixels[None] / 255.0))
+        if bool(usable[0]):
+            anchors.append(np.concatenate([v[0] for v in values]))
     anchors = np.asarray(anchors)
     mean, spread = anchors.mean(axis=0), anchors.std(axis=0)
     print(f"{len(anchors)} frames")
