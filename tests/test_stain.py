@@ -1,6 +1,7 @@
-"""Stain normalisation: a frame already stained like the reference stays as it is, another stain of the
-same frame (its hue turned, its colourfulness and greyness scaled, its lamp brighter) is mapped back, the rotated copies' black fill is ignored, frames without a nucleus are
-left alone, and TensorFlow.js computes the same crops as TensorFlow."""
+"""Stain normalisation: a frame already stained like the reference stays as it is; another stain of the
+same frame (its hue turned, its colourfulness and greyness scaled, its lamp brighter) is mapped back;
+the rotated copies' black fill is ignored; frames without a nucleus are left alone; and TensorFlow.js
+computes the same crops as TensorFlow."""
 from __future__ import annotations
 
 import numpy as np

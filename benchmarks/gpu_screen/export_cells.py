@@ -7,15 +7,17 @@ of whole cell groups use all of TRAIN's cells instead, each held out once. TEST 
     infra/env/run.sh python benchmarks/gpu_screen/export_cells.py --train ../shared/data/blood-cells/images/TRAIN \
         --out .gpu/cells/train_cells.npz   # .gpu/ is listed in .git/info/exclude
 
-Crops are made as the Transform makes them (`preprocessing.decode_and_resize`, one image at a time,
-at the configuration's image_size); groups as the ingest makes them (`cell_groups.group_files`, per
-class). Crops are stored as export_crops.py stores them (JPEG quality 95, no chroma subsampling).
+Crops are made as the Transform makes them (`preprocessing.decode_rgb`, then `resize_decoded_pixels`,
+one image at a time, at the configuration's image_size and stain_normalisation); groups as the ingest
+makes them (`cell_groups.group_files`, per class). Crops are stored as export_crops.py stores them
+(JPEG quality 95, no chroma subsampling).
 
-`--stain-arms` compares stain normalisation (components/transform/stain.py) with none in one GPU call:
-`all_*` are then the plain crops and `norm_*` the normalised ones of the same images. `--recoloured-every n`
-adds every n-th image recoloured as the harness recolours a frame (benchmarks/quality/derived.py, before
-the crop and the normalisation): `rec_*` (and `normrec_*`), at `rec_index`. Both arms and the recoloured
-copies of all of TRAIN exceed the device's 64 MiB carry: `--every 2` keeps every other copy of a cell.
+`--stain-arms` compares stain normalisation (components/transform/stain.py, as it is when exported)
+with none in one GPU call: `all_*` are then the plain crops and `norm_*` the normalised ones of the
+same images. `--recoloured-every n` adds every n-th image recoloured as the harness recolours a frame
+(benchmarks/quality/derived.py, before the crop and the normalisation): `rec_*` (and `normrec_*`), at
+`rec_index`. Both arms and the recoloured copies of all of TRAIN exceed the device's 64 MiB carry:
+`--every 2` keeps every other copy of a cell.
 """
 from __future__ import annotations
 

@@ -85,7 +85,8 @@ def normalise_stain(images: tf.Tensor) -> tf.Tensor:
     od = tf.reshape(density(images), [shape[0], -1, 3]) - background[:, None, :]
     pixel_grey, pixel_chroma = _grey_and_chroma(od)
     axis = tf.constant([GREY, GREY, GREY], tf.float32)
-    turned = pixel_chroma * cos[:, None] + _cross(tf.broadcast_to(axis, tf.shape(pixel_chroma)), pixel_chroma) * sin[:, None]
+    across = _cross(tf.broadcast_to(axis, tf.shape(pixel_chroma)), pixel_chroma)  # chroma turned a quarter
+    turned = pixel_chroma * cos[:, None] + across * sin[:, None]
     mapped = (ref_background[:, None] + pixel_grey * greyness[:, None] * axis
               + turned * colourfulness[:, None])
     normalised = tf.reshape(tf.exp(-tf.nn.relu(mapped)), shape)
