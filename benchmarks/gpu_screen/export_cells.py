@@ -30,16 +30,11 @@ import tensorflow as tf
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent.parent))
 
-from benchmarks.gpu_screen.export_crops import encode_crop  # noqa: E402
+from benchmarks.gpu_screen.export_crops import encode_crop, jpeg_arrays  # noqa: E402
 from benchmarks.quality.derived import recoloured  # noqa: E402
 from components.image_example_gen.cell_groups import group_files  # noqa: E402
 from components.transform.preprocessing import decode_rgb, resize_decoded_pixels  # noqa: E402
 from pipeline.config import load_config  # noqa: E402
-
-
-def jpeg_array(prefix: str, encoded: list[bytes]) -> dict[str, np.ndarray]:
-    return {f"{prefix}_jpeg": np.frombuffer(b"".join(encoded), np.uint8),
-            f"{prefix}_len": np.asarray([len(e) for e in encoded])}
 
 
 def main() -> None:
@@ -85,9 +80,9 @@ def main() -> None:
         print(f"{class_name}: {len(files)} images, groups so far {len(keys)}", flush=True)
     arrays = {}
     for arm in arms:
-        arrays.update(jpeg_array(arm, encoded[arm]))
+        arrays.update(jpeg_arrays(arm, encoded[arm]))
         if rec_index:
-            arrays.update(jpeg_array("rec" if arm == "all" else "normrec", recoloured_crops[arm]))
+            arrays.update(jpeg_arrays("rec" if arm == "all" else "normrec", recoloured_crops[arm]))
     if rec_index:
         arrays["rec_index"] = np.asarray(rec_index)
     np.savez(args.out, **arrays, all_y=np.asarray(labels), all_group=np.asarray(group_of),

@@ -37,6 +37,12 @@ def encode_crop(crop: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
+def jpeg_arrays(prefix: str, encoded: list[bytes]) -> dict[str, np.ndarray]:
+    """JPEG crops -> {prefix_jpeg: all bytes in one array, prefix_len: each crop's length}."""
+    return {f"{prefix}_jpeg": np.frombuffer(b"".join(encoded), np.uint8),
+            f"{prefix}_len": np.asarray([len(e) for e in encoded])}
+
+
 def read_split(examples_dir: str, split: str) -> tuple[list[bytes], np.ndarray]:
     files = sorted(glob.glob(os.path.join(examples_dir, f"Split-{split}", "*.gz")))
     if not files:
@@ -63,8 +69,7 @@ def main() -> None:
     arrays = {}
     for split in SPLITS:
         encoded, labels = read_split(examples, split)
-        arrays[f"{split}_jpeg"] = np.frombuffer(b"".join(encoded), np.uint8)
-        arrays[f"{split}_len"] = np.asarray([len(e) for e in encoded])
+        arrays.update(jpeg_arrays(split, encoded))
         arrays[f"{split}_y"] = labels
         print(f"{split}: {len(labels)} crops, {sum(len(e) for e in encoded) / 1e6:.1f} MB, per class {np.bincount(labels)}")
     np.savez(args.out, **arrays)

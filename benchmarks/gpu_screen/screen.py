@@ -31,6 +31,7 @@ from PIL import Image
 
 from cv_report import fold_of_groups  # run from this folder (run_all.sh)
 
+WEAK_COLOUR = dict(hue=0.03, saturation=(0.8, 1.25), gain=0.05)   # probe af89401's weaker colour range
 VARIANTS = {
     "base": dict(),
     "base_fullshuffle": dict(shuffle="full"),
@@ -44,22 +45,18 @@ VARIANTS = {
     "full_stem2_16ep": dict(shuffle="full", stem_stride=2, epochs=16),
     "full_stem2_wide": dict(shuffle="full", stem_stride=2, widths=(48, 96, 192, 384)),
     "full_stem2_lr2": dict(shuffle="full", stem_stride=2, lr=2e-3),
-    # the weaker colour augmentation of probe af89401 (val_probes.md)
-    "full_stem2_weakcolour": dict(shuffle="full", stem_stride=2, hue=0.03, saturation=(0.8, 1.25), gain=0.05),
+    "full_stem2_weakcolour": dict(shuffle="full", stem_stride=2, **WEAK_COLOUR),
     "full_stem2_hue03": dict(shuffle="full", stem_stride=2, hue=0.03),    # only the hue turn weaker
     "full_stem2_hue06": dict(shuffle="full", stem_stride=2, hue=0.06),
     # on the stain-normalised crops of export_cells.py --stain-arms (components/transform/stain.py)
     "full_stem2_norm": dict(shuffle="full", stem_stride=2, arm="norm"),
-    "full_stem2_weakcolour_norm": dict(shuffle="full", stem_stride=2, hue=0.03, saturation=(0.8, 1.25), gain=0.05,
-                                       arm="norm"),
+    "full_stem2_weakcolour_norm": dict(shuffle="full", stem_stride=2, **WEAK_COLOUR, arm="norm"),
     "full_stem2_hue06_norm": dict(shuffle="full", stem_stride=2, hue=0.06, arm="norm"),
     # training length, on export_cells.py --every 2 (half the copies, so 24 epochs take as many steps as 12 on all)
     "full_stem2_6ep": dict(shuffle="full", stem_stride=2, epochs=6),
     "full_stem2_24ep": dict(shuffle="full", stem_stride=2, epochs=24),
-    "full_stem2_weakcolour_norm_6ep": dict(shuffle="full", stem_stride=2, hue=0.03, saturation=(0.8, 1.25), gain=0.05,
-                                           arm="norm", epochs=6),
-    "full_stem2_weakcolour_norm_24ep": dict(shuffle="full", stem_stride=2, hue=0.03, saturation=(0.8, 1.25),
-                                            gain=0.05, arm="norm", epochs=24),
+    "full_stem2_weakcolour_norm_6ep": dict(shuffle="full", stem_stride=2, **WEAK_COLOUR, arm="norm", epochs=6),
+    "full_stem2_weakcolour_norm_24ep": dict(shuffle="full", stem_stride=2, **WEAK_COLOUR, arm="norm", epochs=24),
 }
 DEFAULTS = dict(widths=(32, 64, 128, 256), stem_stride=1, epochs=12, lr=1e-3, batch=32, shuffle="pipeline",
                 dropout=0.3, hue=0.1, saturation=(0.6, 1.4), gain=0.1, arm="all")

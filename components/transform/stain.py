@@ -44,10 +44,12 @@ def frame_anchors(images: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
     slide = tf.reduce_mean(flat, axis=2) > DARK                                  # [b, n]
     od = density(flat)
     n = tf.shape(od)[1]
-    lightest = -tf.math.top_k(-tf.transpose(tf.where(slide[..., None], od, 1e3), [0, 2, 1]), k=n).values
+    # Only the lightest share is ever read: a partial sort, not of every block (large browser images).
+    k = tf.cast(tf.floor(BACKGROUND_SHARE * tf.cast(n - 1, tf.float32)), tf.int32) + 1
+    lightest = -tf.math.top_k(-tf.transpose(tf.where(slide[..., None], od, 1e3), [0, 2, 1]), k=k).values
     count = tf.reduce_sum(tf.cast(slide, tf.float32), axis=1)                    # [b]
     index = tf.cast(tf.floor(BACKGROUND_SHARE * tf.maximum(count - 1.0, 0.0)), tf.int32)
-    background = tf.reduce_sum(lightest * tf.one_hot(index, n)[:, None, :], axis=2)
+    background = tf.reduce_sum(lightest * tf.one_hot(index, k)[:, None, :], axis=2)
     weight, _ = nucleus_weight(flat[..., 2] - flat[..., 1])                      # [b, n]; 0 on the fill
     total = tf.reduce_sum(weight, axis=1)
     nucleus = tf.reduce_sum(od * weight[..., None], axis=1) / tf.maximum(total, 1e-12)[:, None]
@@ -85,7 +87,7 @@ def normalise_stain(images: tf.Tensor) -> tf.Tensor:
     od = tf.reshape(density(images), [shape[0], -1, 3]) - background[:, None, :]
     pixel_grey, pixel_chroma = _grey_and_chroma(od)
     axis = tf.constant([GREY, GREY, GREY], tf.float32)
-    across = _cross(tf.broadcast_to(axis, tf.shape(pixel_chroma)), pixel_chroma)  # chroma turned a quarter
+    across = _cross(axis[None, None], pixel_chroma)                            # chroma turned a quarter
     turned = pixel_chroma * cos[:, None] + across * sin[:, None]
     mapped = (ref_background[:, None] + pixel_grey * greyness[:, None] * axis
               + turned * colourfulness[:, None])
