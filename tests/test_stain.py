@@ -81,6 +81,29 @@ def test_frames_without_nucleus_or_slide_are_left_unchanged():
     np.testing.assert_array_equal(out[1], black)
 
 
+def test_a_map_fitting_fewer_adjustments_undoes_only_those():
+    original = slide(*REFERENCE)
+    turned = slide(*[restained(a, colourfulness=1.0, greyness=1.0) for a in REFERENCE])
+    fuller = slide(*[restained(a) for a in REFERENCE])
+    assert_same_picture(stain.normalise_stain(tf.constant(turned[None]), ("turn",)).numpy()[0], original)
+    # The colourfulness and greyness it does not fit stay: the full restaining is not undone.
+    left = stain.normalise_stain(tf.constant(fuller[None]), ("turn",)).numpy()[0]
+    assert np.abs(left - original).mean() > 0.01
+
+
+def test_a_map_fitted_on_one_frame_applies_to_another_view_of_it():
+    other = slide(*[restained(a) for a in REFERENCE])
+    fitted = stain.fit_stain_map(tf.constant(other[None]))
+    wider = np.concatenate([other, other[:, :40]], axis=1)  # more of the same slide, other anchors' weights
+    np.testing.assert_allclose(stain.apply_stain_map(fitted, tf.constant(wider[None])).numpy()[0, :, :160],
+                               normalise(other)[0], atol=1e-6)
+
+
+def test_an_unknown_adjustment_is_refused_in_one_line():
+    with pytest.raises(ValueError, match="unknown adjustment.*'hue'"):
+        stain.fit_stain_map(tf.constant(slide(*REFERENCE)[None]), ("turn", "hue"))
+
+
 def test_the_crop_is_taken_after_normalisation_only_when_asked():
     frame = slide(*[np.asarray(a, np.float32) * 1.3 for a in REFERENCE]) * 255.0
     plain = resize_decoded_pixels(tf.constant(frame[None]), 32).numpy()

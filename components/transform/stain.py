@@ -28,6 +28,8 @@ REFERENCE_BACKGROUND = (0.1584, 0.1558, 0.1561)
 REFERENCE_NUCLEUS = (0.5911, 0.8529, 0.1499)
 ANCHORS = ("background", "nucleus")
 GREY = 3.0 ** -0.5       # each component of the unit grey axis in density
+ADJUSTABLE = ("turn", "colourfulness", "greyness")
+ADJUSTED = ADJUSTABLE    # what the map fits besides the background offset
 
 
 def density(images: tf.Tensor) -> tf.Tensor:
@@ -69,28 +71,54 @@ def _grey_and_chroma(od: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     return grey, od - grey * GREY
 
 
-def normalise_stain(images: tf.Tensor) -> tf.Tensor:
-    """float32 [b, h, w, 3] in [0, 1] -> the same frames as if stained and lit like the reference.
-    A frame without slide or nucleus, or with a grey nucleus, is returned unchanged."""
+def fit_stain_map(images: tf.Tensor, adjusted: tuple[str, ...] = ADJUSTED) -> dict[str, tf.Tensor]:
+    """float32 [b, h, w, 3] in [0, 1] -> each frame's map to the reference: its background density
+    [b, 3], the turn's cosine and sine, the colourfulness and greyness factors [b, 1] (1 unless named
+    in `adjusted`), and whether to map the frame at all [b]: not without slide or nucleus, nor when
+    the nucleus is too grey to give a hue."""
+    unknown = set(adjusted) - set(ADJUSTABLE)
+    if unknown:
+        raise ValueError(f"stain map: unknown adjustment(s) {sorted(unknown)}; choose from {ADJUSTABLE}")
     background, nucleus, usable = frame_anchors(images)
     grey, chroma = _grey_and_chroma(nucleus - background)                        # [b, 1], [b, 3]
     ref_background = tf.constant(REFERENCE_BACKGROUND, tf.float32)[None]
     ref_grey, ref_chroma = _grey_and_chroma(tf.constant(REFERENCE_NUCLEUS, tf.float32)[None] - ref_background)
     size = tf.norm(chroma, axis=-1, keepdims=True)
     ref_size = tf.norm(ref_chroma, axis=-1, keepdims=True)
-    greyness = tf.clip_by_value(ref_grey / tf.maximum(grey, 1e-6), 1.0 / MAX_SCALE, MAX_SCALE)
-    colourfulness = tf.clip_by_value(ref_size / tf.maximum(size, 1e-6), 1.0 / MAX_SCALE, MAX_SCALE)
     unit, ref_unit = chroma / tf.maximum(size, 1e-6), ref_chroma / ref_size
-    cos = tf.reduce_sum(unit * ref_unit, axis=-1, keepdims=True)                 # the turn about grey
-    sin = tf.reduce_sum(_cross(unit, ref_unit), axis=-1, keepdims=True) * GREY
+    fitted = {
+        "background": background,
+        "cos": tf.reduce_sum(unit * ref_unit, axis=-1, keepdims=True),          # the turn about grey
+        "sin": tf.reduce_sum(_cross(unit, ref_unit), axis=-1, keepdims=True) * GREY,
+        "colourfulness": tf.ones_like(size),
+        "greyness": tf.ones_like(grey),
+        "keep": usable & (size[:, 0] >= MIN_CHROMA),
+    }
+    if "turn" not in adjusted:
+        fitted["cos"], fitted["sin"] = tf.ones_like(size), tf.zeros_like(size)
+    if "colourfulness" in adjusted:
+        fitted["colourfulness"] = tf.clip_by_value(ref_size / tf.maximum(size, 1e-6), 1.0 / MAX_SCALE, MAX_SCALE)
+    if "greyness" in adjusted:
+        fitted["greyness"] = tf.clip_by_value(ref_grey / tf.maximum(grey, 1e-6), 1.0 / MAX_SCALE, MAX_SCALE)
+    return fitted
+
+
+def apply_stain_map(fitted: dict[str, tf.Tensor], images: tf.Tensor) -> tf.Tensor:
+    """fit_stain_map's map applied to float32 [b, h, w, 3] in [0, 1] (the frames it was fitted on, or
+    others: benchmarks/stain_anchor_shift.py applies one frame's map to another view of it)."""
     shape = tf.shape(images)
-    od = tf.reshape(density(images), [shape[0], -1, 3]) - background[:, None, :]
+    od = tf.reshape(density(images), [shape[0], -1, 3]) - fitted["background"][:, None, :]
     pixel_grey, pixel_chroma = _grey_and_chroma(od)
     axis = tf.constant([GREY, GREY, GREY], tf.float32)
     across = _cross(axis[None, None], pixel_chroma)                            # chroma turned a quarter
-    turned = pixel_chroma * cos[:, None] + across * sin[:, None]
-    mapped = (ref_background[:, None] + pixel_grey * greyness[:, None] * axis
-              + turned * colourfulness[:, None])
-    normalised = tf.reshape(tf.exp(-tf.nn.relu(mapped)), shape)
-    keep = usable & (size[:, 0] >= MIN_CHROMA)
-    return tf.where(keep[:, None, None, None], tf.clip_by_value(normalised, 0.0, 1.0), images)
+    turned = pixel_chroma * fitted["cos"][:, None] + across * fitted["sin"][:, None]
+    mapped = (tf.constant(REFERENCE_BACKGROUND, tf.float32)[None, None]
+              + pixel_grey * fitted["greyness"][:, None] * axis + turned * fitted["colourfulness"][:, None])
+    normalised = tf.clip_by_value(tf.reshape(tf.exp(-tf.nn.relu(mapped)), shape), 0.0, 1.0)
+    return tf.where(fitted["keep"][:, None, None, None], normalised, images)
+
+
+def normalise_stain(images: tf.Tensor, adjusted: tuple[str, ...] = ADJUSTED) -> tf.Tensor:
+    """float32 [b, h, w, 3] in [0, 1] -> the same frames as if stained and lit like the reference.
+    A frame without slide or nucleus, or with a grey nucleus, is returned unchanged."""
+    return apply_stain_map(fit_stain_map(images, adjusted), images)
