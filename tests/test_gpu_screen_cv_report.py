@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from benchmarks.gpu_screen.cv_report import (cell_shares, draw_test_like, fold_of_groups, out_of_fold,
-                                             recoloured_held_out)
+                                             derived_held_out)
 
 
 def _groups(sizes_per_class):
@@ -69,7 +69,7 @@ def test_recoloured_figures_are_weighted_by_each_fold_s_held_out_images():
         return {"variant": "a", "fold": fold, "heldout_index": list(range(n)),
                 "runs": [{"seed": 1, "recoloured_eight_view": right, "recoloured_confident_wrong": wrong}]}
 
-    got = recoloured_held_out([result(0, 100, 0.9, 0.05), result(1, 300, 0.5, 0.25),
+    got = derived_held_out([result(0, 100, 0.9, 0.05), result(1, 300, 0.5, 0.25),
                                {"variant": "b", "fold": 0, "heldout_index": [0], "runs": [{"seed": 1}]}])
     assert list(got) == ["a seed 1"]
     assert got["a seed 1"]["recoloured"] == pytest.approx(0.6)
@@ -83,5 +83,13 @@ def test_frame_recoloured_figures_are_weighted_by_the_images_recoloured():
                 "runs": [{"seed": 1, "recoloured_eight_view": right, "recoloured_confident_wrong": 0.0,
                           "recoloured_images": recoloured}]}
 
-    got = recoloured_held_out([result(0, 300, 10, 1.0), result(1, 100, 30, 0.0)])
+    got = derived_held_out([result(0, 300, 10, 1.0), result(1, 100, 30, 0.0)])
     assert got["a seed 1"]["recoloured"] == pytest.approx(0.25)
+
+
+def test_magnified_figures_are_kept_apart_from_the_recoloured_ones():
+    run = {"seed": 1, "recoloured_eight_view": 0.8, "recoloured_confident_wrong": 0.1, "recoloured_images": 10,
+           "magnified_eight_view": 0.5, "magnified_confident_wrong": 0.3, "magnified_images": 30}
+    got = derived_held_out([{"variant": "a", "fold": 0, "heldout_index": list(range(90)), "runs": [run]}])
+    assert got["a seed 1"] == pytest.approx({"recoloured": 0.8, "recoloured_confident_wrong": 0.1,
+                                             "magnified": 0.5, "magnified_confident_wrong": 0.3})

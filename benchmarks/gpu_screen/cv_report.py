@@ -59,16 +59,24 @@ def out_of_fold(results: list[dict], n_images: int) -> dict[str, np.ndarray]:
     return merged
 
 
-def recoloured_held_out(results: list[dict]) -> dict[str, dict[str, float]]:
-    """{"variant seed N": recoloured accuracy and confidently-wrong share over all its held-out images
-    (or their frame-recoloured share, `recoloured_images`), for results that measured them."""
-    sums: dict[str, np.ndarray] = defaultdict(lambda: np.zeros(3))
+DERIVED = ("recoloured", "magnified")  # screen.py's derived splits
+
+
+def derived_held_out(results: list[dict]) -> dict[str, dict[str, float]]:
+    """{"variant seed N": for each derived split a result measured, its accuracy and confidently-wrong share
+    over all the variant's held-out images (or over their derived share, `<split>_images`: export_cells.py's
+    recoloured or magnified frames)}."""
+    sums: dict[tuple[str, str], np.ndarray] = defaultdict(lambda: np.zeros(3))
     for r in results:
         run = r["runs"][0] if r.get("runs") else {}
-        if "heldout_index" in r and "recoloured_eight_view" in run:
-            n = run.get("recoloured_images", len(r["heldout_index"]))
-            sums[model_key(r)] += [n * run["recoloured_eight_view"], n * run["recoloured_confident_wrong"], n]
-    return {k: {"recoloured": v[0] / v[2], "recoloured_confident_wrong": v[1] / v[2]} for k, v in sums.items()}
+        for split in DERIVED:
+            if "heldout_index" in r and f"{split}_eight_view" in run:
+                n = run.get(f"{split}_images", len(r["heldout_index"]))
+                sums[model_key(r), split] += [n * run[f"{split}_eight_view"], n * run[f"{split}_confident_wrong"], n]
+    out: dict[str, dict[str, float]] = defaultdict(dict)
+    for (key, split), v in sums.items():
+        out[key].update({split: v[0] / v[2], f"{split}_confident_wrong": v[1] / v[2]})
+    return dict(out)
 
 
 def cell_shares(prob: np.ndarray, labels: np.ndarray, groups: np.ndarray,
@@ -105,7 +113,7 @@ def report(cells_path: str, results: list[dict]) -> dict:
     d = np.load(cells_path)
     labels, groups = d["all_y"], d["all_group"]
     out = {}
-    robustness = recoloured_held_out(results)
+    robustness = derived_held_out(results)
     for variant, prob in out_of_fold(results, len(labels)).items():
         pred = prob.argmax(1)
         shares = cell_shares(prob, labels, groups)
@@ -142,8 +150,8 @@ def main() -> None:
         print(f"{variant}: held-out accuracy {r['accuracy']:.4f} over {r['images']} images, recall "
               f"{' / '.join(f'{x:.3f}' for x in r['recall'])}; cells right "
               f"{' / '.join(f'{a}/{b}' for a, b in zip(r['cells_right'], r['cells']))}"
-              + (f"; recoloured {r['recoloured']:.4f}, {r['recoloured_confident_wrong']:.3f} confidently wrong"
-                 if "recoloured" in r else ""))
+              + "".join(f"; {s} {r[s]:.4f}, {r[s + '_confident_wrong']:.3f} confidently wrong"
+                        for s in DERIVED if s in r))
         print(f"  TEST-like: accuracy median {t['accuracy_median']:.4f} (5-95 %: {t['accuracy_5_95'][0]:.4f}-"
               f"{t['accuracy_5_95'][1]:.4f}); P(accuracy >= {GOAL_ACCURACY}) {t['p_accuracy_goal']:.3f}, "
               f"P(TEST_SIMPLE >= {GOAL_SIMPLE}) {t['p_simple_goal']:.3f}, P(recall >= {GOAL_RECALL}) "

@@ -14,10 +14,12 @@ makes them (`cell_groups.group_files`, per class). Crops are stored as export_cr
 
 `--stain-arms` compares stain normalisation (components/transform/stain.py, as it is when exported)
 with none in one GPU call: `all_*` are then the plain crops and `norm_*` the normalised ones of the
-same images. `--recoloured-every n` adds every n-th image recoloured as the harness recolours a frame
-(benchmarks/quality/derived.py, before the crop and the normalisation): `rec_*` (and `normrec_*`), at
-`rec_index`. Both arms and the recoloured copies of all of TRAIN exceed the device's 64 MiB carry:
-`--every 2` keeps every other copy of a cell.
+same images; `--adjusted` picks the map's adjustments (stain.ADJUSTABLE). `--recoloured-every n` adds
+every n-th image recoloured as the harness recolours a frame (benchmarks/quality/derived.py, before the
+crop and the normalisation): `rec_*` (and `normrec_*`), at `rec_index`. `--magnified-every n` adds the
+harness's 3x magnified frames the same way: `mag_*` (and `normmag_*`), at `mag_index`. Both arms and the
+derived copies of all of TRAIN exceed the device's 64 MiB carry: `--every 2` keeps every other copy
+of a cell.
 """
 from __future__ import annotations
 
@@ -31,8 +33,9 @@ import tensorflow as tf
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent.parent))
 
 from benchmarks.gpu_screen.export_crops import encode_crop, jpeg_arrays  # noqa: E402
-from benchmarks.quality.derived import recoloured  # noqa: E402
+from benchmarks.quality.derived import magnified, recoloured  # noqa: E402
 from components.image_example_gen.cell_groups import group_files  # noqa: E402
+from components.transform import stain  # noqa: E402
 from components.transform.preprocessing import decode_rgb, resize_decoded_pixels  # noqa: E402
 from pipeline.config import load_config  # noqa: E402
 
@@ -44,17 +47,28 @@ def main() -> None:
     parser.add_argument("--config", help="pipeline configuration (default: pipeline/config.yaml)")
     parser.add_argument("--stain-arms", action="store_true", help="also the stain-normalised crops (norm_*)")
     parser.add_argument("--every", type=int, default=1, help="keep every n-th copy of each cell")
+    parser.add_argument("--adjusted", default=",".join(stain.ADJUSTED),
+                        help="comma-separated adjustments of the stain map (stain.ADJUSTABLE)")
     parser.add_argument("--recoloured-every", type=int, default=0, help="recolour every n-th kept image (0: none)")
+    parser.add_argument("--magnified-every", type=int, default=0, help="magnify every n-th kept image (0: none)")
     args = parser.parse_args()
     config = load_config(args.config)
+    adjusted = tuple(a for a in args.adjusted.split(",") if a)
+    try:  # a bad --adjusted fails before the long export
+        stain.fit_stain_map(tf.zeros([1, 8, 8, 3]), adjusted)
+    except ValueError as error:
+        raise SystemExit(f"error: --adjusted: {error}") from None
     arms = {"all": False, "norm": True} if args.stain_arms else {"all": config.stain_normalisation}
+    views = {view: (fn, every) for view, fn, every in (("rec", recoloured, args.recoloured_every),
+                                                      ("mag", magnified, args.magnified_every)) if every}
     encoded = {arm: [] for arm in arms}
-    recoloured_crops = {arm: [] for arm in arms}
-    labels, group_of, keys, names, rec_index = [], [], [], [], []
+    derived = {(view, arm): [] for view in views for arm in arms}
+    index = {view: [] for view in views}
+    labels, group_of, keys, names = [], [], [], []
 
     def crops(pixels: np.ndarray) -> dict[str, bytes]:
         frame = tf.constant(pixels[None], tf.float32)
-        return {arm: encode_crop(resize_decoded_pixels(frame, config.image_size, norm)[0].numpy())
+        return {arm: encode_crop(resize_decoded_pixels(frame, config.image_size, norm, adjusted)[0].numpy())
                 for arm, norm in arms.items()}
 
     for label, class_name in enumerate(config.class_names):
@@ -69,10 +83,11 @@ def main() -> None:
                 pixels = decode_rgb(tf.constant(data[m])).numpy().astype(np.float32)
                 for arm, crop in crops(pixels).items():
                     encoded[arm].append(crop)
-                if args.recoloured_every and len(labels) % args.recoloured_every == 0:
-                    rec_index.append(len(labels))
-                    for arm, crop in crops(recoloured(pixels)).items():
-                        recoloured_crops[arm].append(crop)
+                for view, (derive, every) in views.items():
+                    if len(labels) % every == 0:
+                        index[view].append(len(labels))
+                        for arm, crop in crops(derive(pixels)).items():
+                            derived[view, arm].append(crop)
                 labels.append(label)
             group_of.extend([len(keys)] * len(members))
             names.extend(Path(m).name for m in members)
@@ -81,14 +96,15 @@ def main() -> None:
     arrays = {}
     for arm in arms:
         arrays.update(jpeg_arrays(arm, encoded[arm]))
-        if rec_index:
-            arrays.update(jpeg_arrays("rec" if arm == "all" else "normrec", recoloured_crops[arm]))
-    if rec_index:
-        arrays["rec_index"] = np.asarray(rec_index)
+        for view in views:  # the screen reads `rec_*` beside `all_*`, `normrec_*` beside `norm_*`
+            arrays.update(jpeg_arrays(view if arm == "all" else arm + view, derived[view, arm]))
+    for view in views:
+        arrays[f"{view}_index"] = np.asarray(index[view])
     np.savez(args.out, **arrays, all_y=np.asarray(labels), all_group=np.asarray(group_of),
              group_key=np.asarray(keys), file_name=np.asarray(names), class_names=np.asarray(config.class_names))
     size = sum(a.nbytes for k, a in arrays.items() if k.endswith("_jpeg")) / 1e6
-    print(f"{len(labels)} images, {len(rec_index)} recoloured, arms {list(arms)}, {len(keys)} groups, "
+    derived_counts = ", ".join(f"{len(index[v])} {v}" for v in views) or "no derived views"
+    print(f"{len(labels)} images, {derived_counts}, arms {list(arms)}, map {adjusted}, {len(keys)} groups, "
           f"{size:.1f} MB -> {args.out}")
 
 

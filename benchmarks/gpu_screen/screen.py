@@ -60,7 +60,7 @@ VARIANTS = {
 }
 DEFAULTS = dict(widths=(32, 64, 128, 256), stem_stride=1, epochs=12, lr=1e-3, batch=32, shuffle="pipeline",
                 dropout=0.3, hue=0.1, saturation=(0.6, 1.4), gain=0.1, arm="all")
-RECOLOURED_ARM = {"all": "rec", "norm": "normrec"}   # export_cells.py's frame-recoloured copies of each arm
+DERIVED_VIEWS = {"rec": "recoloured", "mag": "magnified"}  # export_cells.py's derived frames: file prefix -> split
 
 
 def decode(d, split, idx):
@@ -84,7 +84,7 @@ def load(path, limit=None):
 def load_fold(path, folds, fold, limit=None, arm="all"):
     """export_cells.py's file: every TRAIN crop (of `arm`); `val` is one fold of whole cell groups, `train`
     the rest. Also returns the held-out images' indices in the file, and where the file has frame-recoloured
-    copies, those of the held-out images as a `recoloured` split."""
+    or magnified copies, those of the held-out images as `recoloured` and `magnified` splits."""
     d = np.load(path)
     y, groups = d["all_y"], d["all_group"]
     of = fold_of_groups(groups, y, folds)
@@ -92,9 +92,10 @@ def load_fold(path, folds, fold, limit=None, arm="all"):
     if limit is not None:
         index = {s: i[np.linspace(0, len(i) - 1, min(limit, len(i))).astype(int)] for s, i in index.items()}
     data = {s: (decode(d, arm, i), y[i]) for s, i in index.items()}
-    if "rec_index" in d.files:
-        rec = np.flatnonzero(np.isin(d["rec_index"], index["val"]))
-        data["recoloured"] = (decode(d, RECOLOURED_ARM[arm], rec), y[d["rec_index"][rec]])
+    for view, split in DERIVED_VIEWS.items():
+        if f"{view}_index" in d.files:  # `rec_*` beside `all_*`, `normrec_*` beside `norm_*`
+            held = np.flatnonzero(np.isin(d[f"{view}_index"], index["val"]))
+            data[split] = (decode(d, view if arm == "all" else arm + view, held), y[d[f"{view}_index"][held]])
     return data, index["val"]
 
 
@@ -217,11 +218,12 @@ def eight_view_probs(model, xs, bs=256, recolour=False):
     return torch.cat(p1).cpu().numpy(), torch.cat(p8).cpu().numpy()
 
 
-def evaluate(model, xs, ys, robustness=False, review_threshold=0.8, recoloured_split=None):
+def evaluate(model, xs, ys, robustness=False, review_threshold=0.8, derived=None):
     """With robustness: also the recoloured crops, right and wrong-but-confident (top probability at or
     over the web client's review threshold, config.yaml's browser.review_threshold, so not flagged by
-    confidence; the review score is not here). recoloured_split: frames recoloured before the crop
-    (export_cells.py); without it the crops themselves are recoloured."""
+    confidence; the review score is not here). derived: {"recoloured"/"magnified": (crops, labels)} of
+    frames changed before the crop (export_cells.py); without "recoloured" the crops themselves are
+    recoloured."""
     p1, prob = eight_view_probs(model, xs)
     y = ys.cpu().numpy()
     res = {}
@@ -236,15 +238,20 @@ def evaluate(model, xs, ys, robustness=False, review_threshold=0.8, recoloured_s
     res["ece_eight_view"] = float(sum(abs(correct[bins == b].mean() - conf[bins == b].mean()) * (bins == b).mean()
                                       for b in range(10) if (bins == b).any()))
     if robustness:
-        if recoloured_split is None:
-            _, rec = eight_view_probs(model, xs, recolour=True)
-        else:
-            _, rec = eight_view_probs(model, recoloured_split[0])
-            y = recoloured_split[1].cpu().numpy()
-            res["recoloured_images"] = len(y)
-        right = rec.argmax(1) == y
-        res["recoloured_eight_view"] = float(right.mean())
-        res["recoloured_confident_wrong"] = float((~right & (rec.max(1) >= review_threshold)).mean())
+        derived = derived or {}
+        for split in DERIVED_VIEWS.values():
+            if split in derived:
+                _, p = eight_view_probs(model, derived[split][0])
+                y = derived[split][1].cpu().numpy()
+                res[f"{split}_images"] = len(y)
+            elif split == "recoloured":
+                _, p = eight_view_probs(model, xs, recolour=True)
+                y = ys.cpu().numpy()
+            else:
+                continue
+            right = p.argmax(1) == y
+            res[f"{split}_eight_view"] = float(right.mean())
+            res[f"{split}_confident_wrong"] = float((~right & (p.max(1) >= review_threshold)).mean())
     return res
 
 
@@ -276,7 +283,8 @@ def train(cfg, data, seed, dev, log, keep_prob=False):
         curve.append(round(ev["one_view"], 4))
         log(f"  epoch {epoch + 1}/{E} loss {loss.item():.3f} val one-view {ev['one_view']:.4f} "
             f"8-view {ev['eight_view']:.4f} ({time.time() - started:.0f} s)")
-    res = evaluate(model, *data["val"], robustness=True, recoloured_split=data.get("recoloured"))
+    res = evaluate(model, *data["val"], robustness=True,
+                   derived={s: data[s] for s in DERIVED_VIEWS.values() if s in data})
     prob = res.pop("eight_view_prob")
     if keep_prob:
         res["eight_view_prob"] = np.round(prob, 4).tolist()
@@ -320,8 +328,8 @@ def main():
             json.dump(results, f, indent=1)
         r = results["runs"][-1]
         log(f"seed {seed}: one-view {r['one_view']:.4f} 8-view {r['eight_view']:.4f} recall {r['eight_view_recall']} "
-            f"recoloured {r['recoloured_eight_view']:.4f} ({r['recoloured_confident_wrong']:.3f} confidently wrong) "
-            f"{r['seconds']} s")
+            + "".join(f"{s} {r[s + '_eight_view']:.4f} ({r[s + '_confident_wrong']:.3f} confidently wrong) "
+                      for s in DERIVED_VIEWS.values() if s + "_eight_view" in r) + f"{r['seconds']} s")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from components.image_example_gen.image_reader import IMAGE_KEY, LABEL_KEY  # the raw feature names
 from components.transform.nucleus_crop import nucleus_crop
-from components.transform.stain import normalise_stain
+from components.transform.stain import ADJUSTED, normalise_stain
 
 TRANSFORMED_IMAGE_KEY = "image_xf"
 
@@ -34,13 +34,15 @@ def decode_and_resize(encoded: tf.Tensor, image_size: int, stain_normalisation: 
     return resize_decoded_pixels(image, image_size, stain_normalisation)[0]
 
 
-def resize_decoded_pixels(pixels: tf.Tensor, image_size: int, stain_normalisation: bool = False) -> tf.Tensor:
+def resize_decoded_pixels(pixels: tf.Tensor, image_size: int, stain_normalisation: bool = False,
+                          stain_adjusted: tuple[str, ...] = ADJUSTED) -> tf.Tensor:
     """Decoded RGB values 0-255, float32 [batch, H, W, 3] (what a browser canvas gives) -> the model's
     input. decode_and_resize ends here too: one code path for training, TF Serving and the browser.
-    With stain_normalisation the whole frame is normalised first, so the nucleus finder sees it too."""
+    With stain_normalisation the whole frame is normalised first (fitting `stain_adjusted`, stain.py),
+    so the nucleus finder sees it too."""
     frames = tf.cast(pixels, tf.float32) / 255.0
     if stain_normalisation:
-        frames = normalise_stain(frames)
+        frames = normalise_stain(frames, stain_adjusted)
     images = nucleus_crop(frames, image_size)
     return tf.clip_by_value(images, 0.0, 1.0)
 
