@@ -8,6 +8,8 @@ the slide) and the nucleus (its stain-weighted mean, found as nucleus_crop.py fi
 depends much on how much of the frame the white cell fills: the frame's median, used as a third anchor
 before, moved 2.3 times its between-frame spread at 3x magnification (benchmarks/stain_anchor_shift.py).
 The cytoplasm and granules, which tell the classes apart, are not anchors: they follow the map.
+ADJUSTED names which of the three numbers the map fits; the others stay 1. Fitting fewer is more
+robust: benchmarks/stain_anchor_shift.py compares maps on the model's crops without training.
 
 The black fill of the dataset's rotated copies is left out. Only plain TensorFlow ops (top_k, one_hot,
 reductions, cross products written out) are used, so the browser model runs the same function.
