@@ -9,8 +9,9 @@ magnification, and another stain must move them (that is what the map undoes). T
 - magnified map: the plain frame mapped with the map fitted on its magnified view, against the plain
   frame mapped with its own (what magnification does to the map; 0 without one);
 - plain change: how far the map moves a plain frame's crop.
-These ranked the two maps probed through the pipeline the way the probes did (benchmarks/results/
-val_probes.md). Cheap (no training): run it before a CPU probe of a new map. TEST is never read.
+On the three maps probed through the pipeline so far, these foresaw how recoloured and magnified
+`val` went, except one magnified drop they gave no reason for (benchmarks/results/val_probes.md).
+Cheap (no training): run it before a CPU probe of a new map, not instead of one. TEST is never read.
 
     infra/env/run.sh python benchmarks/stain_anchor_shift.py --train ../shared/data/blood-cells/images/TRAIN \
         --adjusted turn,colourfulness,greyness turn
