@@ -41,11 +41,11 @@ def anchors(frame: tf.Tensor) -> np.ndarray:
     return np.stack([v[0].numpy() for v in values])
 
 
-def crop_shifts(plain: tf.Tensor, views: dict[str, tf.Tensor], adjusted: tuple[str, ...] | None) -> dict:
+def crop_shifts(plain: tf.Tensor, plain_crop: tf.Tensor, views: dict[str, tf.Tensor],
+                adjusted: tuple[str, ...] | None) -> dict:
     """Mean absolute crop differences for one frame; adjusted None: no map."""
     if adjusted is None:
-        return {"recoloured": float(tf.reduce_mean(tf.abs(nucleus_crop(views["recoloured"], CROP)
-                                                          - nucleus_crop(plain, CROP)))),
+        return {"recoloured": float(tf.reduce_mean(tf.abs(nucleus_crop(views["recoloured"], CROP) - plain_crop))),
                 "magnified map": 0.0, "plain change": 0.0}
 
     def mapped(frame: tf.Tensor, fitted_on: tf.Tensor) -> tf.Tensor:
@@ -54,7 +54,7 @@ def crop_shifts(plain: tf.Tensor, views: dict[str, tf.Tensor], adjusted: tuple[s
     own = mapped(plain, plain)
     return {"recoloured": float(tf.reduce_mean(tf.abs(mapped(views["recoloured"], views["recoloured"]) - own))),
             "magnified map": float(tf.reduce_mean(tf.abs(mapped(plain, views["magnified_x3"]) - own))),
-            "plain change": float(tf.reduce_mean(tf.abs(own - nucleus_crop(plain, CROP))))}
+            "plain change": float(tf.reduce_mean(tf.abs(own - plain_crop)))}
 
 
 def summary(values) -> str:
@@ -81,8 +81,9 @@ def main() -> None:
         plain_anchors.append(base)
         for name, view in views.items():
             shift[name].append(np.abs(anchors(view) - base).mean(axis=1))
+        plain_crop = nucleus_crop(plain, CROP)
         for name, adjusted in maps.items():
-            crops[name].append(crop_shifts(plain, views, adjusted))
+            crops[name].append(crop_shifts(plain, plain_crop, views, adjusted))
     spread = np.asarray(plain_anchors).std(axis=0).mean(axis=1)
     print(f"{len(plain_anchors)} frames; anchor shift, mean over channels, median (90th percentile), in optical density")
     print(f"{'anchor':<12}{'spread between frames':>24}" + "".join(f"{k:>26}" for k in shift))

@@ -55,7 +55,7 @@ def main() -> None:
     config = load_config(args.config)
     adjusted = tuple(a for a in args.adjusted.split(",") if a)
     try:  # a bad --adjusted fails before the long export
-        stain.fit_stain_map(tf.zeros([1, 8, 8, 3]), adjusted)
+        stain.check_adjusted(adjusted)
     except ValueError as error:
         raise SystemExit(f"error: --adjusted: {error}") from None
     arms = {"all": False, "norm": True} if args.stain_arms else {"all": config.stain_normalisation}

@@ -73,31 +73,32 @@ def _grey_and_chroma(od: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     return grey, od - grey * GREY
 
 
+def check_adjusted(adjusted: tuple[str, ...]) -> None:
+    """Refuses, in one line, an adjustment the map does not know."""
+    unknown = set(adjusted) - set(ADJUSTABLE)
+    if unknown:
+        raise ValueError(f"stain map: unknown adjustment(s) {sorted(unknown)}; choose from {ADJUSTABLE}")
+
+
 def fit_stain_map(images: tf.Tensor, adjusted: tuple[str, ...] = ADJUSTED) -> dict[str, tf.Tensor]:
     """float32 [b, h, w, 3] in [0, 1] -> each frame's map to the reference: its background density
     [b, 3], the turn's cosine and sine, the colourfulness and greyness factors [b, 1] (1 unless named
     in `adjusted`), and whether to map the frame at all [b]: not without slide or nucleus, nor when
     the nucleus is too grey to give a hue."""
-    unknown = set(adjusted) - set(ADJUSTABLE)
-    if unknown:
-        raise ValueError(f"stain map: unknown adjustment(s) {sorted(unknown)}; choose from {ADJUSTABLE}")
+    check_adjusted(adjusted)
     background, nucleus, usable = frame_anchors(images)
     grey, chroma = _grey_and_chroma(nucleus - background)                        # [b, 1], [b, 3]
     ref_background = tf.constant(REFERENCE_BACKGROUND, tf.float32)[None]
     ref_grey, ref_chroma = _grey_and_chroma(tf.constant(REFERENCE_NUCLEUS, tf.float32)[None] - ref_background)
     size = tf.norm(chroma, axis=-1, keepdims=True)
     ref_size = tf.norm(ref_chroma, axis=-1, keepdims=True)
-    unit, ref_unit = chroma / tf.maximum(size, 1e-6), ref_chroma / ref_size
-    fitted = {
-        "background": background,
-        "cos": tf.reduce_sum(unit * ref_unit, axis=-1, keepdims=True),          # the turn about grey
-        "sin": tf.reduce_sum(_cross(unit, ref_unit), axis=-1, keepdims=True) * GREY,
-        "colourfulness": tf.ones_like(size),
-        "greyness": tf.ones_like(grey),
-        "keep": usable & (size[:, 0] >= MIN_CHROMA),
-    }
-    if "turn" not in adjusted:
-        fitted["cos"], fitted["sin"] = tf.ones_like(size), tf.zeros_like(size)
+    fitted = {"background": background, "cos": tf.ones_like(size), "sin": tf.zeros_like(size),
+              "colourfulness": tf.ones_like(size), "greyness": tf.ones_like(grey),
+              "keep": usable & (size[:, 0] >= MIN_CHROMA)}
+    if "turn" in adjusted:  # about the grey axis, from the nucleus's hue to the reference's
+        unit, ref_unit = chroma / tf.maximum(size, 1e-6), ref_chroma / ref_size
+        fitted["cos"] = tf.reduce_sum(unit * ref_unit, axis=-1, keepdims=True)
+        fitted["sin"] = tf.reduce_sum(_cross(unit, ref_unit), axis=-1, keepdims=True) * GREY
     if "colourfulness" in adjusted:
         fitted["colourfulness"] = tf.clip_by_value(ref_size / tf.maximum(size, 1e-6), 1.0 / MAX_SCALE, MAX_SCALE)
     if "greyness" in adjusted:
