@@ -169,3 +169,10 @@ def test_browser_classifies_through_the_cdn_then_offline(published, pipeline_run
     assert report["offline"]["state"] == "offline" and report["offline"]["source"] == "offline-cache"
     assert report["offline"]["version"] == published["version"]
     assert report["offlineGood"]["className"] == expected
+    # Each answer comes with its track record on the evaluation images, from the published matrix.
+    matrix = json.loads(Path(published["folder"], "metadata.json").read_text())["eval"]["confusion_matrix"]
+    own = matrix[CLASSES.index(expected)]
+    for result in (report["good"], report["offlineGood"]):
+        assert result["record"].startswith(f"On the {sum(map(sum, matrix))} evaluation images: "), result
+        assert f"{expected} was the answer for {100 * own[CLASSES.index(expected)] / sum(own):.1f} %" \
+            in result["record"], result

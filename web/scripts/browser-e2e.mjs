@@ -35,6 +35,7 @@ async function lastResult(page, count) {
   return page.$eval(`#results li:nth-child(${count})`, (el) => ({
     state: el.dataset.state, className: el.dataset.class ?? null, review: el.dataset.review ?? null,
     role: el.getAttribute('role'), text: el.textContent,
+    record: el.querySelector('.answer-record')?.textContent ?? null,
   }));
 }
 

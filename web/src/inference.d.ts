@@ -18,3 +18,10 @@ export interface Interpretation {
 }
 export function interpret(probabilities: number[], classNames: string[], reviewThreshold: number,
   atypicality?: number | null): Interpretation;
+export interface AnswerRecord {
+  images: number;
+  recall: number | null;
+  alsoGivenTo: { name: string; share: number }[];
+}
+export function answerRecord(confusionMatrix: number[][] | null | undefined, classNames: string[],
+  classId: number): AnswerRecord | null;

@@ -88,3 +88,33 @@ export function interpret(probabilities, classNames, reviewThreshold, atypicalit
     atypicality,
   };
 }
+
+/**
+ * How the model fared with this answer on the evaluation images, from the Evaluator's confusion matrix
+ * (counts[actual][predicted], shipped in the model's metadata): the share of each actual class it gave
+ * this answer to. Shares of each actual class, not of the answers, so the figures hold whatever the
+ * mix of cells on a slide (TEST is balanced by class; a blood smear is not). null without a matrix, or
+ * with one that does not fit the classes.
+ * @param {number[][] | null | undefined} confusionMatrix
+ * @param {string[]} classNames
+ * @param {number} classId
+ */
+export function answerRecord(confusionMatrix, classNames, classId) {
+  const n = classNames.length;
+  if (!Array.isArray(confusionMatrix) || confusionMatrix.length !== n
+      || !confusionMatrix.every((row) => Array.isArray(row) && row.length === n)) return null;
+  const shareGiven = (/** @type {number} */ actual) => {
+    const row = confusionMatrix[actual];
+    const total = row.reduce((a, b) => a + b, 0);
+    return total ? row[classId] / total : null;
+  };
+  const alsoGivenTo = classNames
+    .map((name, i) => ({ name, share: i === classId ? null : shareGiven(i) }))
+    .filter((o) => o.share !== null && o.share > 0)
+    .sort((a, b) => /** @type {number} */ (b.share) - /** @type {number} */ (a.share));
+  return {
+    images: confusionMatrix.flat().reduce((a, b) => a + b, 0),
+    recall: shareGiven(classId),
+    alsoGivenTo: /** @type {{ name: string; share: number }[]} */ (alsoGivenTo),
+  };
+}

@@ -4,7 +4,7 @@ import * as tf from '@tensorflow/tfjs';
 import { chooseBackend } from './backend';
 import { readConfig } from './config';
 import { decodeImage, ImageError } from './images';
-import { interpret, predict, predictProbabilities, warmUp } from './inference.js';
+import { answerRecord, interpret, predict, predictProbabilities, warmUp } from './inference.js';
 import { loadModel, type LoadedModel } from './modelSource';
 
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
@@ -72,6 +72,13 @@ function showPrediction(item: HTMLLIElement, fileName: string, probabilities: nu
     flag.textContent = `Have a person review this image: ${reasons.join('; ')}.`;
     item.append(flag);
   }
+  const record = recordText(r.className, answerRecord(m.eval?.confusion_matrix, m.class_names, r.classId));
+  if (record) {
+    const line = document.createElement('p');
+    line.className = 'hint answer-record';
+    line.textContent = record;
+    item.append(line);
+  }
   const table = document.createElement('table');
   table.innerHTML = '<caption class="hint">Probability of each class</caption>';
   for (const p of r.probabilities) {
@@ -84,6 +91,18 @@ function showPrediction(item: HTMLLIElement, fileName: string, probabilities: nu
     row.insertCell().textContent = percent(p.probability);
   }
   item.append(table);
+}
+
+/** The answer's track record on the evaluation images, in words; null when the model shipped none. */
+function recordText(answer: string, record: ReturnType<typeof answerRecord>): string | null {
+  if (!record) return null;
+  const parts = [record.recall === null ? `none was a ${answer} image`
+    : `${answer} was the answer for ${percent(record.recall)} of ${answer} images`];
+  const also = record.recall === null ? '' : 'also ';
+  parts.push(record.alsoGivenTo.length
+    ? `it was ${also}the answer for ${record.alsoGivenTo.map((o) => `${percent(o.share)} of ${o.name}`).join(', ')} images`
+    : 'it was the answer for no image of another class');
+  return `On the ${record.images} evaluation images: ${parts.join('; ')}.`;
 }
 
 function showError(item: HTMLLIElement, fileName: string, message: string) {

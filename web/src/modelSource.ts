@@ -15,7 +15,7 @@ export interface ModelMetadata {
   image_size: number;
   review_threshold: number;
   quantization: string;
-  eval: { split: string; metrics: Record<string, number> };
+  eval: { split: string; metrics: Record<string, number>; confusion_matrix?: number[][] | null };
   pipeline?: { name?: string; run_id?: string | null };
   published_at?: string;
 }
