@@ -4,6 +4,10 @@
     python -m serving.cli predict --rest http://HOST:8501 IMAGE...  # REST
     python -m serving.cli status   --server HOST:PORT
     python -m serving.cli metadata --server HOST:PORT
+
+predict prints a line per image: file, class, top probability, all probabilities, atypicality, and
+why a person should review it (unlike the training images, or a top probability under
+--review-below), as the web client flags it.
 """
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ import argparse
 import json
 import sys
 
+from pipeline.config import ConfigError, load_config
 from serving.client import DEFAULT_MAX_IMAGE_BYTES, GrpcClient, RestClient, ServingError
 
 
@@ -29,7 +34,20 @@ def parse_args(argv):
     parser.add_argument("--tls", action="store_true", help="gRPC over TLS")
     parser.add_argument("--ca-cert", help="PEM file of the CA that signed the server's certificate")
     parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.add_argument("--review-below", type=float,
+                        help="flag a top probability under this for review (default: the configuration's "
+                             "browser.review_threshold, the web client's)")
     return parser.parse_args(argv)
+
+
+def review_reasons(confidence: float, atypicality: float, review_below: float) -> list[str]:
+    """Why a person should look at this image (the web client's two reasons); empty: no review."""
+    reasons = []
+    if atypicality > 1:
+        reasons.append("UNLIKE THE TRAINING IMAGES")
+    if confidence < review_below:
+        reasons.append("LOW CONFIDENCE")
+    return reasons
 
 
 def run(args) -> int:
@@ -51,15 +69,20 @@ def run(args) -> int:
                     images.append(f.read())
             except OSError as err:
                 raise ServingError(f"cannot read {path}: {err.strerror}") from None
+        review_below = args.review_below
+        if review_below is None:
+            review_below = load_config().browser.review_threshold
         predictions = client.predict(images, args.version, names=args.images)
         if args.json:
             print(json.dumps([{"image": p, "class_name": r.class_name, "class_id": r.class_id,
-                               "probabilities": r.probabilities, "atypicality": r.atypicality}
+                               "probabilities": r.probabilities, "atypicality": r.atypicality,
+                               "review": review_reasons(r.confidence, r.atypicality, review_below)}
                               for p, r in zip(args.images, predictions)]))
         for path, r in zip(args.images, predictions) if not args.json else ():
             probs = " ".join(f"{p:.3f}" for p in r.probabilities)
-            unusual = "\tUNLIKE THE TRAINING IMAGES: review" if r.atypicality > 1 else ""
-            print(f"{path}\t{r.class_name}\t{r.confidence:.3f}\t[{probs}]\tatypicality {r.atypicality:.2f}{unusual}")
+            reasons = review_reasons(r.confidence, r.atypicality, review_below)
+            review = f"\t{', '.join(reasons)}: review" if reasons else ""
+            print(f"{path}\t{r.class_name}\t{r.confidence:.3f}\t[{probs}]\tatypicality {r.atypicality:.2f}{review}")
     elif args.command == "status":
         for version, state in client.status(args.version):
             print(f"{args.model}\tversion {version}\t{state}")
@@ -74,6 +97,9 @@ def main(argv=None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     try:
         return run(args)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     except ServingError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

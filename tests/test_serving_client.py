@@ -2,6 +2,7 @@
 and against a real tensorflow_model_server when one is installed."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -143,6 +144,33 @@ def test_cli_predict_and_errors(server, capsys):
     assert capsys.readouterr().err.strip() == "error: cannot read /nonexistent.jpeg: No such file or directory"
     assert cli.main(["status", "--rest", f"http://127.0.0.1:{server.rest_port}"]) == 0
     assert "AVAILABLE" in capsys.readouterr().out
+
+
+def test_cli_flags_low_confidence_for_review_as_the_web_client_does(server, capsys):
+    image = str(sample_jpegs("TEST", "LYMPHOCYTE")[0])
+    target = ["--server", f"127.0.0.1:{server.grpc_port}", image]
+    assert cli.main(["predict", "--review-below", "1.01", *target]) == 0   # no probability reaches it
+    assert capsys.readouterr().out.rstrip("\n").endswith("LOW CONFIDENCE: review")
+    assert cli.main(["predict", "--review-below", "0", *target]) == 0
+    assert "LOW CONFIDENCE" not in capsys.readouterr().out
+    assert cli.main(["predict", "--json", "--review-below", "1.01", *target]) == 0
+    assert "LOW CONFIDENCE" in json.loads(capsys.readouterr().out)[0]["review"]
+
+
+def test_review_reasons():
+    assert cli.review_reasons(0.95, 0.5, 0.8) == []
+    assert cli.review_reasons(0.5, 0.5, 0.8) == ["LOW CONFIDENCE"]
+    assert cli.review_reasons(0.95, 1.5, 0.8) == ["UNLIKE THE TRAINING IMAGES"]
+    assert cli.review_reasons(0.5, 1.5, 0.8) == ["UNLIKE THE TRAINING IMAGES", "LOW CONFIDENCE"]
+
+
+def test_cli_without_review_threshold_reads_the_configuration(server, capsys, monkeypatch):
+    threshold = cli.load_config().browser.review_threshold
+    seen = []
+    monkeypatch.setattr(cli, "review_reasons", lambda c, a, below: seen.append(below) or [])
+    image = str(sample_jpegs("TEST", "LYMPHOCYTE")[0])
+    assert cli.main(["predict", "--server", f"127.0.0.1:{server.grpc_port}", image]) == 0
+    assert seen == [threshold]
 
 
 @pytest.mark.skipif(not shutil.which("tensorflow_model_server"), reason="tensorflow_model_server is not installed")
