@@ -13,7 +13,8 @@ mean of the CNN's and the trees' probabilities get more cells right than either?
 recoloured frames (export_cells.py --recoloured-every), the trees' answers on them are scored too, as
 screen.py scores the CNN's: colour is what these features lean on. The JSON has
 cv_report.py's layout (`cell_shares` per model), so review_sheet.py reads it. The trees are
-deterministic: one run is the whole answer.
+deterministic: one run is the whole answer. Where `lscpu` finds no physical cores (this sandbox),
+joblib prints two lines of a ValueError about them, and goes on with the logical cores: harmless.
 """
 from __future__ import annotations
 
@@ -151,7 +152,10 @@ def main(argv: list[str] | None = None) -> int:
         for path in args.with_cnn:
             loaded = json.loads(path.read_text())
             results += loaded if isinstance(loaded, list) else [loaded]
-    except (OSError, KeyError, ValueError) as e:
+    except KeyError as e:
+        print(f"error: {args.cells} is not export_cells.py's file (it has no {e})", file=sys.stderr)
+        return 2
+    except (OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     cnn = out_of_fold(results, len(labels))

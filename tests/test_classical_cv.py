@@ -98,3 +98,10 @@ def test_cnn_results_without_every_fold_are_refused(tmp_path, capsys):
                               "--out", str(tmp_path / "out.json")])
     assert code == 2 and "every fold" in capsys.readouterr().err
     assert not (tmp_path / "out.json").exists()
+
+
+def test_a_file_that_is_not_an_export_stops_with_one_line(tmp_path, capsys):
+    np.savez(tmp_path / "other.npz", x=np.zeros(3))
+    code = classical_cv.main(["--cells", str(tmp_path / "other.npz"), "--out", str(tmp_path / "out.json")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith("error: ") and "export_cells.py's file" in err and "\n" not in err
