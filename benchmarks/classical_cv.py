@@ -19,7 +19,6 @@ joblib prints two lines of a ValueError about them, and goes on with the logical
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import sys
 import warnings
@@ -35,8 +34,8 @@ sys.path.insert(0, str(REPO))
 # joblib cannot count physical cores in some sandboxes and falls back to the logical count, which is right.
 warnings.filterwarnings("ignore", message="Could not find the number of physical cores")
 
-from benchmarks.gpu_screen.cv_report import (cell_shares, derived_held_out, draw_test_like,  # noqa: E402
-                                             fold_of_groups, out_of_fold)
+from benchmarks.gpu_screen.cv_report import (decode_jpegs, derived_held_out, fold_of_groups,  # noqa: E402
+                                             model_figures, out_of_fold, right_and_confidently_wrong)
 
 BINS = 16
 RING = 4              # pixels around the nucleus taken as its cytoplasm
@@ -64,7 +63,8 @@ def crop_features(rgb: np.ndarray) -> np.ndarray:
     purple = (x[..., 0] + x[..., 2]) / 2 - x[..., 1]
     nucleus = purple > otsu(purple)
     area = nucleus.mean()
-    ring = ndimage.binary_dilation(nucleus, iterations=RING) & ~nucleus
+    around = ndimage.binary_dilation(nucleus, iterations=RING)
+    ring = around & ~nucleus
     labels, count = ndimage.label(nucleus)
     sizes = np.bincount(labels.ravel())[1:]
     lobes = int((sizes >= MIN_LOBE).sum())
@@ -81,16 +81,7 @@ def crop_features(rgb: np.ndarray) -> np.ndarray:
         return x[mask].mean(0) if mask.any() else np.zeros(3)
 
     shape = [area, lobes, largest, outline, solidity, v[nucleus].std() if nucleus.any() else 0.0]
-    return np.concatenate([*hists, shape, mean_colour(nucleus), mean_colour(ring),
-                           mean_colour(~ndimage.binary_dilation(nucleus, iterations=RING)), texture])
-
-
-def decode_all(d, prefix: str = "all") -> list[np.ndarray]:
-    """export_cells.py's crops: `all` (every image) or `rec` (its recoloured frames)."""
-    buf = d[f"{prefix}_jpeg"].tobytes()
-    offsets = np.concatenate([[0], np.cumsum(d[f"{prefix}_len"])])
-    return [np.asarray(Image.open(io.BytesIO(buf[offsets[i]:offsets[i + 1]])).convert("RGB"))
-            for i in range(len(d[f"{prefix}_len"]))]
+    return np.concatenate([*hists, shape, mean_colour(nucleus), mean_colour(ring), mean_colour(~around), texture])
 
 
 def cross_validate(features: np.ndarray, labels: np.ndarray, groups: np.ndarray, folds: int,
@@ -111,25 +102,6 @@ def cross_validate(features: np.ndarray, labels: np.ndarray, groups: np.ndarray,
     return prob, rec_prob
 
 
-def recoloured_figures(prob: np.ndarray, labels: np.ndarray) -> dict:
-    """screen.py's figures for recoloured frames: share right, and wrong with a top probability of 0.8 or more."""
-    wrong = prob.argmax(1) != labels
-    return {"recoloured": float((~wrong).mean()),
-            "recoloured_confident_wrong": float((wrong & (prob.max(1) >= 0.8)).mean())}
-
-
-def summary(prob: np.ndarray, labels: np.ndarray, groups: np.ndarray, group_key: np.ndarray) -> dict:
-    """cv_report.py's per-model figures."""
-    pred = prob.argmax(1)
-    shares = cell_shares(prob, labels, groups)
-    right = [[s > 0.5 for c, s in shares.values() if c == k] for k in range(4)]
-    return {"images": int(len(labels)), "accuracy": float((pred == labels).mean()),
-            "recall": [float((pred[labels == k] == k).mean()) for k in range(4)],
-            "cells_right": [int(sum(r)) for r in right], "cells": [len(r) for r in right],
-            "cell_shares": {str(group_key[g]): round(s, 4) for g, (_, s) in shares.items()},
-            "test_like": draw_test_like(shares)}
-
-
 def line(name: str, s: dict) -> str:
     return (f"{name}: held out {s['accuracy']:.4f}, recall {' / '.join(f'{r:.2f}' for r in s['recall'])}, "
             f"cells right {' / '.join(f'{a}/{b}' for a, b in zip(s['cells_right'], s['cells']))}, "
@@ -147,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         d = np.load(args.cells)
         labels, groups, group_key = d["all_y"], d["all_group"], d["group_key"]
-        crops = decode_all(d)
+        crops = decode_jpegs(d, "all")
         results = []
         for path in args.with_cnn:
             loaded = json.loads(path.read_text())
@@ -164,16 +136,17 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     recoloured = None
     if "rec_index" in d.files:   # frames recoloured as the harness recolours them, before the crop
-        recoloured = np.stack([crop_features(c) for c in decode_all(d, "rec")]), d["rec_index"]
+        recoloured = np.stack([crop_features(c) for c in decode_jpegs(d, "rec")]), d["rec_index"]
     trees, rec_trees = cross_validate(np.stack([crop_features(c) for c in crops]), labels, groups, args.folds,
                                       recoloured)
     models = {"classical_trees": trees}
     for name, prob in cnn.items():
         models[name] = prob
         models[f"{name} + classical_trees (mean)"] = (prob + trees) / 2
-    out = {name: summary(prob, labels, groups, group_key) for name, prob in models.items()}
+    out = {name: model_figures(prob, labels, groups, group_key) for name, prob in models.items()}
     if rec_trees is not None:
-        out["classical_trees"].update(recoloured_figures(rec_trees, labels[recoloured[1]]))
+        right, confidently_wrong = right_and_confidently_wrong(rec_trees, labels[recoloured[1]])
+        out["classical_trees"].update(recoloured=right, recoloured_confident_wrong=confidently_wrong)
     for name, figures in derived_held_out(results).items():   # the CNN's, as screen.py measured them
         if name in out:
             out[name].update({k: v for k, v in figures.items() if k.startswith("recoloured")})

@@ -6,17 +6,19 @@ TEST holds the augmented copies of 71 held-out originals (dataset README): 13 eo
 lymphocytes, 4 monocytes and 48 neutrophils, each copied about 48, 103, 155 and 13 times. A TEST-like
 set draws that many cells of each class, with replacement, from TRAIN's held-out cells, and weighs
 each by its copies, so its accuracy and recalls are what TEST would give if TEST's cells were like
-TRAIN's. TEST itself is never read. numpy only, so it runs here and on the GPU machine.
+TRAIN's. TEST itself is never read. numpy and Pillow only, so it runs here and on the GPU machine.
 
     python3 benchmarks/gpu_screen/cv_report.py --cells .gpu/cells/train_cells.npz --results ROUND1/results.json [ROUND2/results.json ...] [--out F.json]
 """
 from __future__ import annotations
 
 import argparse
+import io
 import json
 from collections import defaultdict
 
 import numpy as np
+from PIL import Image
 
 MIN_CELL = 5                              # smaller groups are mostly stray copies of a cell (cell_groups.py)
 TEST_CELLS = (13, 6, 4, 48)               # TEST_SIMPLE's originals per class (dataset README)
@@ -35,6 +37,21 @@ def fold_of_groups(groups: np.ndarray, labels: np.ndarray, folds: int) -> np.nda
             fold[int(g)] = int(np.argmin(filled))
             filled[fold[int(g)]] += sizes[g]
     return np.array([fold[int(g)] for g in groups])
+
+
+def decode_jpegs(d, prefix: str, idx=None) -> np.ndarray:
+    """export_cells.py's (or export_crops.py's) `<prefix>_jpeg` crops, those at idx or all, as RGB uint8."""
+    buf = d[f"{prefix}_jpeg"].tobytes()
+    offs = np.concatenate([[0], np.cumsum(d[f"{prefix}_len"])])
+    idx = range(len(offs) - 1) if idx is None else idx
+    return np.stack([np.asarray(Image.open(io.BytesIO(buf[offs[i]:offs[i + 1]])).convert("RGB")) for i in idx])
+
+
+def right_and_confidently_wrong(prob: np.ndarray, labels: np.ndarray, review_threshold: float = 0.8) -> tuple[float, float]:
+    """Share answered right, and share wrong with a top probability at or over the web client's review
+    threshold (config.yaml's browser.review_threshold), so not flagged by confidence."""
+    right = prob.argmax(1) == labels
+    return float(right.mean()), float((~right & (prob.max(1) >= review_threshold)).mean())
 
 
 def model_key(result: dict) -> str:
@@ -109,26 +126,28 @@ def draw_test_like(shares: dict[int, tuple[int, float]], draws: int = 20_000, se
     }
 
 
+def model_figures(prob: np.ndarray, labels: np.ndarray, groups: np.ndarray, group_key: np.ndarray) -> dict:
+    """One model's held-out figures: by image, by cell, and its TEST-like draws."""
+    pred = prob.argmax(1)
+    shares = cell_shares(prob, labels, groups)
+    cells_right = [[int(s > 0.5) for c, s in shares.values() if c == k] for k in range(4)]
+    return {
+        "images": int(len(labels)),
+        "accuracy": float((pred == labels).mean()),
+        "recall": [float((pred[labels == k] == k).mean()) for k in range(4)],
+        "cells_right": [sum(c) for c in cells_right],
+        "cells": [len(c) for c in cells_right],
+        "cell_shares": {str(group_key[g]): round(s, 4) for g, (_, s) in shares.items()},
+        "test_like": draw_test_like(shares),
+    }
+
+
 def report(cells_path: str, results: list[dict]) -> dict:
     d = np.load(cells_path)
     labels, groups = d["all_y"], d["all_group"]
-    out = {}
     robustness = derived_held_out(results)
-    for variant, prob in out_of_fold(results, len(labels)).items():
-        pred = prob.argmax(1)
-        shares = cell_shares(prob, labels, groups)
-        cells_right = [[int(s > 0.5) for c, s in shares.values() if c == k] for k in range(4)]
-        out[variant] = {
-            "images": int(len(labels)),
-            "accuracy": float((pred == labels).mean()),
-            "recall": [float((pred[labels == k] == k).mean()) for k in range(4)],
-            "cells_right": [sum(c) for c in cells_right],
-            "cells": [len(c) for c in cells_right],
-            "cell_shares": {str(d["group_key"][g]): round(s, 4) for g, (_, s) in shares.items()},
-            "test_like": draw_test_like(shares),
-            **robustness.get(variant, {}),
-        }
-    return out
+    return {variant: {**model_figures(prob, labels, groups, d["group_key"]), **robustness.get(variant, {})}
+            for variant, prob in out_of_fold(results, len(labels)).items()}
 
 
 def main() -> None:

@@ -21,15 +21,14 @@ Cross-validation by cell instead (all of TRAIN's ~217 cells, each held out once,
     FOLDS=5 SEEDS="1 2" VARIANTS="full_stem2" bash benchmarks/gpu_screen/run_all.sh   # carry [".gpu/cells"]
     python3 benchmarks/gpu_screen/cv_report.py --cells .gpu/cells/train_cells.npz --results RESULTS.json
 """
-import argparse, io, json, math, os, sys, time
+import argparse, json, math, os, sys, time
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from PIL import Image
 
-from cv_report import fold_of_groups  # run from this folder (run_all.sh)
+from cv_report import decode_jpegs, fold_of_groups, right_and_confidently_wrong  # run from this folder (run_all.sh)
 
 WEAK_COLOUR = dict(hue=0.03, saturation=(0.8, 1.25), gain=0.05)   # probe af89401's weaker colour range
 VARIANTS = {
@@ -63,12 +62,6 @@ DEFAULTS = dict(widths=(32, 64, 128, 256), stem_stride=1, epochs=12, lr=1e-3, ba
 DERIVED_VIEWS = {"rec": "recoloured", "mag": "magnified"}  # export_cells.py's derived frames: file prefix -> split
 
 
-def decode(d, split, idx):
-    buf = d[f"{split}_jpeg"].tobytes()
-    offs = np.concatenate([[0], np.cumsum(d[f"{split}_len"])])
-    return np.stack([np.asarray(Image.open(io.BytesIO(buf[offs[i]:offs[i + 1]])).convert("RGB")) for i in idx])
-
-
 def load(path, limit=None):
     """export_crops.py's file: its train and val splits."""
     d = np.load(path)
@@ -77,7 +70,7 @@ def load(path, limit=None):
         n_all = len(d[f"{s}_len"])
         n = n_all if limit is None else min(limit, n_all)
         idx = np.linspace(0, n_all - 1, n).astype(int)
-        out[s] = (decode(d, s, idx), d[f"{s}_y"][idx])
+        out[s] = (decode_jpegs(d, s, idx), d[f"{s}_y"][idx])
     return out
 
 
@@ -91,11 +84,11 @@ def load_fold(path, folds, fold, limit=None, arm="all"):
     index = {"train": np.flatnonzero(of != fold), "val": np.flatnonzero(of == fold)}
     if limit is not None:
         index = {s: i[np.linspace(0, len(i) - 1, min(limit, len(i))).astype(int)] for s, i in index.items()}
-    data = {s: (decode(d, arm, i), y[i]) for s, i in index.items()}
+    data = {s: (decode_jpegs(d, arm, i), y[i]) for s, i in index.items()}
     for view, split in DERIVED_VIEWS.items():
         if f"{view}_index" in d.files:  # `rec_*` beside `all_*`, `normrec_*` beside `norm_*`
             held = np.flatnonzero(np.isin(d[f"{view}_index"], index["val"]))
-            data[split] = (decode(d, view if arm == "all" else arm + view, held), y[d[f"{view}_index"][held]])
+            data[split] = (decode_jpegs(d, view if arm == "all" else arm + view, held), y[d[f"{view}_index"][held]])
     return data, index["val"]
 
 
@@ -249,9 +242,8 @@ def evaluate(model, xs, ys, robustness=False, review_threshold=0.8, derived=None
                 y = ys.cpu().numpy()
             else:
                 continue
-            right = p.argmax(1) == y
-            res[f"{split}_eight_view"] = float(right.mean())
-            res[f"{split}_confident_wrong"] = float((~right & (p.max(1) >= review_threshold)).mean())
+            res[f"{split}_eight_view"], res[f"{split}_confident_wrong"] = right_and_confidently_wrong(
+                p, y, review_threshold)
     return res
 
 
