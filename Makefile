@@ -2,18 +2,21 @@
 ENV := infra/env/run.sh
 ARGS ?=
 
-.PHONY: run test setup full lock clean-env
+.PHONY: run test test-research setup full lock clean-env
 run:    ## set up if needed, then run the pipeline on the bundled sample (ARGS="--epochs 5" etc.)
-	$(ENV) python -m pipeline.run_local $(ARGS)
+	$(ENV) python -m pipeline.local_runner $(ARGS)
 
-test:   ## set up if needed, then run the whole test suite
-	$(ENV) python -m pytest $(ARGS)
+test:   ## set up if needed, then run the test suite: unit tests, then the end-to-end ones (pipeline, browser, CDN)
+	$(ENV) python -m pytest tests/unit tests/e2e $(ARGS)
+
+test-research: ## the research code's own tests (research/tests), not part of `make test`
+	$(ENV) python -m pytest research/tests $(ARGS)
 
 setup:  ## only build (or find) the environment
 	infra/env/setup.sh
 
 full:   ## the pipeline on the full dataset beside the repo (../shared/data/blood-cells)
-	$(ENV) python -m pipeline.run_local --data-dir ../shared/data/blood-cells --output-dir runs/full \
+	$(ENV) python -m pipeline.local_runner --data-dir ../shared/data/blood-cells --output-dir runs/full \
 	  --set evaluation.min_accuracy=0.8 $(ARGS)
 
 lock:   ## re-resolve locks/pipeline.lock after editing requirements/pipeline.in

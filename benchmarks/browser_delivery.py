@@ -1,7 +1,7 @@
 """Browser delivery of several models, measured in the same run: bytes over the wire for a cold load,
 cold-load time and median per-image inference in headless chromium (wasm, and webgl if it runs).
 
-    infra/env/run.sh python benchmarks/browser_delivery.py --model default=SAVEDMODEL_DIR \
+    infra/env/run.sh python -m benchmarks.browser_delivery --model default=SAVEDMODEL_DIR \
         --model tutorial_cnn=SAVEDMODEL_DIR [--quantization float16] [--loads 5] [--repeats 30]
 
 Each SavedModel (a pushed version folder) is converted and published as the pipeline does, served by
@@ -19,11 +19,10 @@ import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests"))
-import browser_helpers as bh  # noqa: E402
+from testkit import browser as bh
 
-from components.tfjs import convert, publish  # noqa: E402
-from pipeline.config import load_config  # noqa: E402
+from components.tfjs_publisher import convert, publish
+from pipeline.config import load_config
 
 
 def main() -> None:

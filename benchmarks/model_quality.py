@@ -2,10 +2,10 @@
 on the dataset's TEST and TEST_SIMPLE, with calibration, review flags on derived images (other
 magnification, other stain colours, non-cells) and the input pipeline's speed.
 
-    infra/env/run.sh python benchmarks/model_quality.py --data-dir ../shared/data/blood-cells
+    infra/env/run.sh python -m benchmarks.model_quality --data-dir ../shared/data/blood-cells
         [--seeds 1 2 3] [--epochs N] [--tutorial cached|retrain|skip] [--out benchmarks/results]
 
-Each seed is a real pipeline run (run_local; the data steps are cached after the first) with the gate
+Each seed is a real pipeline run (local_runner; the data steps are cached after the first) with the gate
 opened (min_accuracy 0, any drop) so that every seed's model is pushed and measured. TEST is only
 measured here, never used to choose anything. The tutorial's CNN is trained with its own published
 recipe (benchmarks/quality/tutorial_recipe.py), which takes hours on a CPU: its result is stored in
@@ -31,11 +31,10 @@ import numpy as np
 from PIL import Image
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 
-from benchmarks.quality import confusion_png, derived, metrics, throughput, tutorial_recipe  # noqa: E402
-from pipeline import run_local  # noqa: E402
-from pipeline.config import load_config  # noqa: E402
+from benchmarks.quality import confusion_png, derived, metrics, throughput, tutorial_recipe
+from pipeline import local_runner
+from pipeline.config import load_config
 
 TUTORIAL_SEED = 1
 DERIVED_SUBSET = 400  # TEST (and val) images per derived variant: every 6th (2nd) or so, all classes
@@ -127,9 +126,9 @@ def trainer_record(metadata_path: str) -> tuple[float | None, int | None, list[f
 
 
 def run_config(args: list[str]):
-    """The configuration a run_local run with these arguments uses."""
-    parsed = run_local.parse_args(args)
-    return load_config(parsed.config, run_local.overrides_from(parsed))
+    """The configuration a local_runner run with these arguments uses."""
+    parsed = local_runner.parse_args(args)
+    return load_config(parsed.config, local_runner.overrides_from(parsed))
 
 
 def trained_examples(ingest_report: dict, config) -> int:
@@ -144,7 +143,7 @@ def run_pipeline(data_dir: str, work: str, extra: list[str]) -> dict:
             "--set", "evaluation.max_accuracy_drop=1", *extra]
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        code = run_local.main(args)
+        code = local_runner.main(args)
     text = out.getvalue()
     if code != 0:
         raise SystemExit(f"error: pipeline run failed ({' '.join(extra)}); its output ends: {text[-500:]}")
@@ -165,7 +164,7 @@ def dir_bytes(path: str) -> int:
 
 
 def param_count(model: str, image_size: int, n: int) -> int:
-    from components.trainer.models import build_model
+    from models.trainer.architectures import build_model
 
     return int(build_model(model, image_size, n).count_params())
 
@@ -176,7 +175,7 @@ def val_split(pipeline_root: str, images: Path, class_names: list[str]) -> tuple
     import tensorflow as tf
 
     from components.image_example_gen import cell_groups
-    from components.image_example_gen.image_reader import LABEL_KEY, PATH_KEY
+    from models.features import LABEL_KEY, PATH_KEY
 
     examples = throughput.latest(os.path.join(pipeline_root, "FileBasedExampleGen", "examples", "*"))
     rows = []
@@ -308,7 +307,7 @@ def markdown(report: dict) -> str:
     acc = report["default_test_accuracy"]
     lines += ["", "The default model trained on `val` too (training.train_on_val): its val columns would "
               "measure cells it has seen, so they are left out. Tuning runs hold val out "
-              "(benchmarks/val_probe.py)." if report.get("val_in_training") else
+              "(research/val_probe.py)." if report.get("val_in_training") else
               "val acc: the Trainer's `val` split after the last epoch, one view per image (with "
               "ingest.val_split=cell_groups, cells that training never saw: the tuning signal). val served: "
               "the same images through the pushed model, as TEST is measured. val cells: cells most of whose "

@@ -1,7 +1,7 @@
 """SavedModel `serving_default` latency on this CPU (median per call, batch 1 and 32) and each
 model version's size on disk, for several models measured in the same run.
 
-    infra/env/run.sh python benchmarks/serving_latency.py --model default=DIR --model tutorial_cnn=DIR \
+    infra/env/run.sh python -m benchmarks.serving_latency --model default=DIR --model tutorial_cnn=DIR \
         [--images ../shared/data/blood-cells/images/TEST] [--repeats 50]
 
 DIR is a model version folder (saved_model.pb inside). The first --model is the baseline of the ratios.

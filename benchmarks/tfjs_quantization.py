@@ -2,7 +2,7 @@
 (none, float16, uint8) and run in Node (tfjs, wasm backend) on a whole image folder, against the
 SavedModel's own `serving_pixels` on the same decoded pixels.
 
-    infra/env/run.sh python benchmarks/tfjs_quantization.py --model runs/full/bloodcell/serving/bloodcell/VERSION \
+    infra/env/run.sh python -m benchmarks.tfjs_quantization --model runs/full/bloodcell/serving/bloodcell/VERSION \
         --images ../shared/data/blood-cells/images/TEST [--backend wasm]
 
 Prints a Markdown table: bytes over the wire, accuracy, accuracy change against the SavedModel,
@@ -18,10 +18,9 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests"))
-import browser_helpers as bh  # noqa: E402
+from testkit import browser as bh
 
-from components.tfjs import convert  # noqa: E402
+from components.tfjs_publisher import convert
 
 CHUNK = 256  # images per Node call: 256 x 240 x 320 x 3 float32 is ~236 MB
 

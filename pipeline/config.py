@@ -8,6 +8,8 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from models.features import DEFAULT_REVIEW_THRESHOLD
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = REPO_ROOT / "pipeline" / "config.yaml"
 
@@ -53,15 +55,16 @@ class EvaluationConfig(_Section):
 
 class ServingConfig(_Section):
     model_name: str = Field("bloodcell", pattern=r"^[A-Za-z0-9_.-]+$")
-    # Images for TF Serving's warm-up requests (repo-relative, absolute or remote paths).
+    # Images for TF Serving's warm-up requests (repo-relative, absolute or remote paths); empty: the
+    # four cells packaged with serving/warmup_images.
     warmup_images: list[str] = Field(default_factory=list)
 
 
 class BrowserConfig(_Section):
-    """The tfjs model published for the web client (components/tfjs)."""
+    """The tfjs model published for the web client (components/tfjs_publisher)."""
     cdn_base: str = ""                   # CDN origin (folder, gs://, s3://); empty: <run_dir>/cdn
     quantization: Literal["none", "float16", "uint8"] = "float16"
-    review_threshold: float = Field(0.8, ge=0, le=1)   # top probability under this: flag for review
+    review_threshold: float = Field(DEFAULT_REVIEW_THRESHOLD, ge=0, le=1)   # top probability under this: flag for review
     converter: str = ""                  # empty: $BLOODCELL_TFJS_CONVERTER, else tensorflowjs_converter
 
 
@@ -115,14 +118,15 @@ class Config(_Section):
         return names
 
     # Derived locations: one layout for every runner.
-    def _abs(self, path: str) -> str:
+    def resolve(self, path: str) -> str:
+        """A configured path: remote and absolute ones as they are, others under the repo root."""
         if "://" in path:
             return path
         return str((REPO_ROOT / path).resolve()) if not os.path.isabs(path) else path
 
     @property
     def run_dir(self) -> str:
-        return os.path.join(self._abs(self.output_dir), self.pipeline_name)
+        return os.path.join(self.resolve(self.output_dir), self.pipeline_name)
 
     @property
     def pipeline_root(self) -> str:
@@ -140,11 +144,11 @@ class Config(_Section):
     @property
     def cdn_base(self) -> str:
         """The CDN origin; the tfjs model is published to <cdn_base>/<model_name>/<version>/."""
-        return self._abs(self.browser.cdn_base) if self.browser.cdn_base else os.path.join(self.run_dir, "cdn")
+        return self.resolve(self.browser.cdn_base) if self.browser.cdn_base else os.path.join(self.run_dir, "cdn")
 
     @property
     def data_path(self) -> str:
-        return self._abs(self.data_dir)
+        return self.resolve(self.data_dir)
 
     def beam_args(self) -> list[str]:
         if any(a.startswith("--runner") for a in self.beam.extra_args):

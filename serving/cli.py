@@ -15,7 +15,7 @@ import argparse
 import json
 import sys
 
-from pipeline.config import ConfigError, load_config
+from models.features import DEFAULT_REVIEW_THRESHOLD
 from serving.client import DEFAULT_MAX_IMAGE_BYTES, GrpcClient, RestClient, ServingError
 
 
@@ -34,9 +34,9 @@ def parse_args(argv):
     parser.add_argument("--tls", action="store_true", help="gRPC over TLS")
     parser.add_argument("--ca-cert", help="PEM file of the CA that signed the server's certificate")
     parser.add_argument("--json", action="store_true", help="print JSON")
-    parser.add_argument("--review-below", type=float,
-                        help="flag a top probability under this for review (default: the configuration's "
-                             "browser.review_threshold, the web client's)")
+    parser.add_argument("--review-below", type=float, default=DEFAULT_REVIEW_THRESHOLD,
+                        help="flag a top probability under this for review (default: %(default)s, the web "
+                             "client's as the shipped configuration sets it)")
     return parser.parse_args(argv)
 
 
@@ -70,8 +70,6 @@ def run(args) -> int:
             except OSError as err:
                 raise ServingError(f"cannot read {path}: {err.strerror}") from None
         review_below = args.review_below
-        if review_below is None:
-            review_below = load_config().browser.review_threshold
         predictions = client.predict(images, args.version, names=args.images)
         if args.json:
             print(json.dumps([{"image": p, "class_name": r.class_name, "class_id": r.class_id,
@@ -97,9 +95,6 @@ def main(argv=None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     try:
         return run(args)
-    except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
     except ServingError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

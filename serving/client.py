@@ -18,7 +18,7 @@ from tensorflow.core.framework import types_pb2
 from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb2, model_pb2,
                                      model_service_pb2_grpc, predict_pb2, prediction_service_pb2_grpc)
 
-from serving import signature
+from models import features
 
 DEFAULT_MAX_IMAGE_BYTES = 10 * 1024 * 1024
 
@@ -119,8 +119,8 @@ class GrpcClient(_BatchingClient):
             raise ServingError(describe_rpc_error(err, self.target, self.timeout_s)) from None
 
     def _predict_batch(self, batch: list[bytes], version: int | None) -> list[Prediction]:
-        request = predict_pb2.PredictRequest(model_spec=self._spec(version, signature.SIGNATURE))
-        request.inputs[signature.INPUT].CopyFrom(tf.make_tensor_proto(batch, dtype=tf.string, shape=[len(batch)]))
+        request = predict_pb2.PredictRequest(model_spec=self._spec(version, features.SERVING_SIGNATURE))
+        request.inputs[features.SERVING_INPUT].CopyFrom(tf.make_tensor_proto(batch, dtype=tf.string, shape=[len(batch)]))
         response = self._call(self._predict.Predict, request)
         return parse_outputs({k: tf.make_ndarray(v) for k, v in response.outputs.items()})
 
@@ -202,10 +202,10 @@ class RestClient(_BatchingClient):
         return response.json()
 
     def _predict_batch(self, batch: list[bytes], version: int | None) -> list[Prediction]:
-        body = {"signature_name": signature.SIGNATURE,
+        body = {"signature_name": features.SERVING_SIGNATURE,
                 "instances": [{"b64": base64.b64encode(b).decode()} for b in batch]}
         rows = self._request("POST", self._url(version) + ":predict", json=body)["predictions"]
-        return parse_outputs({k: [row[k] for row in rows] for k in signature.OUTPUTS})
+        return parse_outputs({k: [row[k] for row in rows] for k in features.OUTPUTS})
 
     def status(self, version: int | None = None) -> list[tuple[int, str]]:
         body = self._request("GET", self._url(version))

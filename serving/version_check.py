@@ -14,11 +14,11 @@ import tensorflow as tf
 from tensorflow.core.framework import types_pb2
 from tensorflow.core.protobuf import saved_model_pb2
 
-from serving import signature
+from models import features
 from serving.warmup import read_warmup_requests
 
 
-def signature_def(version_dir: str, name: str = signature.SIGNATURE):
+def signature_def(version_dir: str, name: str = features.SERVING_SIGNATURE):
     proto = saved_model_pb2.SavedModel()
     with tf.io.gfile.GFile(os.path.join(version_dir, "saved_model.pb"), "rb") as f:
         proto.ParseFromString(f.read())
@@ -39,12 +39,12 @@ def check_version(version_dir: str) -> list[str]:
         problems.append(f"does not load: {str(err).splitlines()[0]}")
     sig = signature_def(version_dir)
     if sig is None:
-        return problems + [f"no '{signature.SIGNATURE}' signature"]
+        return problems + [f"no '{features.SERVING_SIGNATURE}' signature"]
     inputs = {k: types_pb2.DataType.Name(v.dtype) for k, v in sig.inputs.items()}
-    if inputs != {signature.INPUT: signature.INPUT_DTYPE}:
-        problems.append(f"inputs are {inputs}, clients send {{'{signature.INPUT}': '{signature.INPUT_DTYPE}'}}")
+    if inputs != {features.SERVING_INPUT: features.SERVING_INPUT_DTYPE}:
+        problems.append(f"inputs are {inputs}, clients send {{'{features.SERVING_INPUT}': '{features.SERVING_INPUT_DTYPE}'}}")
     outputs = {k: types_pb2.DataType.Name(v.dtype) for k, v in sig.outputs.items()}
-    for name, dtype in signature.OUTPUTS.items():
+    for name, dtype in features.OUTPUTS.items():
         if outputs.get(name) != dtype:
             problems.append(f"output '{name}' is {outputs.get(name, 'missing')}, clients read {dtype}")
     try:
@@ -55,7 +55,7 @@ def check_version(version_dir: str) -> list[str]:
         problems.append("warm-up file holds no requests")
     for log in logs:
         request = log.predict_log.request
-        if request.model_spec.signature_name != signature.SIGNATURE or set(request.inputs) != {signature.INPUT}:
+        if request.model_spec.signature_name != features.SERVING_SIGNATURE or set(request.inputs) != {features.SERVING_INPUT}:
             problems.append("a warm-up request does not match the serving signature")
             break
     return problems

@@ -3,18 +3,26 @@ version under assets.extra/, so the server runs them at load time and the first 
 from __future__ import annotations
 
 import os
+from importlib import resources
 
 import tensorflow as tf
 from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 
-from serving import signature
+from models import features
 
 
 def predict_request(images: list[bytes], model_name: str) -> predict_pb2.PredictRequest:
     request = predict_pb2.PredictRequest(
-        model_spec=model_pb2.ModelSpec(name=model_name, signature_name=signature.SIGNATURE))
-    request.inputs[signature.INPUT].CopyFrom(tf.make_tensor_proto(images, dtype=tf.string, shape=[len(images)]))
+        model_spec=model_pb2.ModelSpec(name=model_name, signature_name=features.SERVING_SIGNATURE))
+    request.inputs[features.SERVING_INPUT].CopyFrom(tf.make_tensor_proto(images, dtype=tf.string, shape=[len(images)]))
     return request
+
+
+def packaged_warmup_images() -> list[str]:
+    """The four sample cells (one per class) shipped as data of this package: the warm-up images when
+    the configuration names none, so no image needs the repo's sample data."""
+    folder = resources.files("serving") / "warmup_images"
+    return sorted(str(p) for p in folder.iterdir() if p.name.endswith(".jpeg"))
 
 
 def write_warmup_requests(model_dir: str, image_paths: list[str], model_name: str) -> str:
@@ -23,7 +31,7 @@ def write_warmup_requests(model_dir: str, image_paths: list[str], model_name: st
     for path in image_paths:
         with tf.io.gfile.GFile(path, "rb") as f:
             images.append(f.read())
-    path = os.path.join(model_dir, signature.WARMUP_FILE)
+    path = os.path.join(model_dir, features.WARMUP_FILE)
     tf.io.gfile.makedirs(os.path.dirname(path))
     with tf.io.TFRecordWriter(path) as writer:
         for batch in [[image] for image in images] + [images]:
@@ -34,6 +42,6 @@ def write_warmup_requests(model_dir: str, image_paths: list[str], model_name: st
 
 
 def read_warmup_requests(model_dir: str) -> list[prediction_log_pb2.PredictionLog]:
-    path = os.path.join(model_dir, signature.WARMUP_FILE)
+    path = os.path.join(model_dir, features.WARMUP_FILE)
     return [prediction_log_pb2.PredictionLog.FromString(r.numpy())
             for r in tf.data.TFRecordDataset(path)]

@@ -22,11 +22,11 @@ BATCH = 64
 
 def nucleus_widths(images: Sequence[bytes]) -> np.ndarray:
     """Encoded RGB images of one size -> width in pixels (square root of the area) of each image's
-    nucleus, as components/transform/nucleus_crop.py finds it; 0 where it finds none."""
+    nucleus, as models/transform/nucleus_crop.py finds it; 0 where it finds none."""
     import tensorflow as tf
 
-    from components.transform.nucleus_crop import nucleus_centres
-    from components.transform.preprocessing import decode_rgb
+    from models.transform.nucleus_crop import nucleus_centres
+    from models.transform.preprocessing import decode_rgb
 
     widths = []
     for start in range(0, len(images), BATCH):

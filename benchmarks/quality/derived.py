@@ -11,7 +11,7 @@ def cell_centre(pixels: np.ndarray) -> tuple[float, float]:
     nucleus finder (its centre before the crop window is fitted inside the frame)."""
     import tensorflow as tf
 
-    from components.transform.nucleus_crop import nucleus_centres
+    from models.transform.nucleus_crop import nucleus_centres
 
     cy, cx, _ = nucleus_centres(tf.constant(pixels[None] / 255.0, tf.float32))
     return float(cy[0]), float(cx[0])

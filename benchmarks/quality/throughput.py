@@ -30,7 +30,7 @@ def latest(pattern: str) -> str:
 def trainer_pipeline_images_per_s(pipeline_root: str, batch_size: int = 32, n_batches: int = 150) -> float:
     import tensorflow_transform as tft
 
-    from components.trainer.run_fn import make_dataset
+    from models.trainer.data import make_dataset
 
     examples = latest(os.path.join(pipeline_root, "Transform", "transformed_examples", "*"))
     graph = latest(os.path.join(pipeline_root, "Transform", "transform_graph", "*"))
@@ -60,15 +60,15 @@ def trainer_model_images_per_s(pipeline_root: str, model: str, image_size: int, 
     warm-up (compilation), as the Trainer compiles it."""
     import tensorflow_transform as tft
 
-    from components.trainer import models
-    from components.trainer.run_fn import make_dataset
+    from models.trainer import architectures
+    from models.trainer.data import make_dataset
 
     examples = latest(os.path.join(pipeline_root, "Transform", "transformed_examples", "*"))
     graph = latest(os.path.join(pipeline_root, "Transform", "transform_graph", "*"))
     ds = make_dataset([os.path.join(examples, "Split-train", "*")], tft.TFTransformOutput(graph),
                       batch_size, training=True, seed=1).repeat()
-    net = models.build_model(model, image_size, num_classes)
-    net.compile(optimizer=models.optimizer_for(model, learning_rate), loss="sparse_categorical_crossentropy")
+    net = architectures.build_model(model, image_size, num_classes)
+    net.compile(optimizer=architectures.optimizer_for(model, learning_rate), loss="sparse_categorical_crossentropy")
     net.fit(ds, steps_per_epoch=1, epochs=1, verbose=0)
     start = time.perf_counter()
     net.fit(ds, steps_per_epoch=n_images // batch_size, epochs=1, verbose=0)

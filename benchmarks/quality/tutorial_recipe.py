@@ -9,9 +9,9 @@ batches of 32, 30 epochs, no validation and no early stopping.
 Written against Keras 3 alone, so the same code trains on TensorFlow here (hours on this CPU) or on
 JAX or PyTorch on a GPU machine that has no TensorFlow:
 
-    KERAS_BACKEND=jax python benchmarks/quality/tutorial_recipe.py train --train-dir DIR/TRAIN \
+    KERAS_BACKEND=jax python -m benchmarks.quality.tutorial_recipe train --train-dir DIR/TRAIN \
         --weights tutorial.weights.h5 --record tutorial_train.json
-    infra/env/run.sh python benchmarks/quality/tutorial_recipe.py evaluate --data-dir DIR \
+    infra/env/run.sh python -m benchmarks.quality.tutorial_recipe evaluate --data-dir DIR \
         --weights tutorial.weights.h5 --record tutorial_train.json --out benchmarks/results/tutorial_cnn.json
 
 `evaluate` measures TEST and TEST_SIMPLE like the harness does for the default model, exports the
@@ -36,18 +36,14 @@ import numpy as np
 from PIL import Image
 
 REPO = Path(__file__).resolve().parent.parent.parent
-sys.path.insert(0, str(REPO))
 
-from components.trainer.tutorial_cnn import tutorial_layers  # noqa: E402
+from models.trainer.tutorial_cnn import tutorial_layers
 
 CLASS_NAMES = ["EOSINOPHIL", "LYMPHOCYTE", "MONOCYTE", "NEUTROPHIL"]
 RECIPE = {"image_size": 80, "resize": "PIL nearest, whole image", "rescale": "1/255",
           "augmentation": {"rotation_degrees": 10, "shift_fraction": 0.1, "horizontal_flip": True,
                            "fill": "nearest"},
           "optimizer": "Adadelta", "learning_rate": 1.0, "batch_size": 32, "epochs": 30}
-CODE = ("benchmarks/quality/tutorial_recipe.py", "components/trainer/tutorial_cnn.py")
-
-
 def load_image(path: Path, size: int = RECIPE["image_size"]) -> np.ndarray:
     """What Keras's load_img(target_size=(size, size)) gives: RGB, resized with PIL's nearest."""
     with Image.open(path) as image:
@@ -206,15 +202,16 @@ def machine() -> str:
 
 
 def fingerprint() -> str:
+    from models.trainer import tutorial_cnn
     from pipeline.code_version import code_fingerprint
 
-    return code_fingerprint(*CODE)
+    return code_fingerprint(sys.modules[__name__], tutorial_cnn)
 
 
 def evaluate(model, images_root: Path, trained: dict, threshold: float) -> dict:
     """The harness's figures for a trained classifier (TensorFlow backend: it exports the SavedModel)."""
     from benchmarks.quality import metrics
-    from components.tfjs.convert import convert, model_bytes
+    from components.tfjs_publisher.convert import convert, model_bytes
 
     result = {**trained, "recipe": RECIPE}
     for split in ("TEST", "TEST_SIMPLE"):

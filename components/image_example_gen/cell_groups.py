@@ -19,6 +19,8 @@ import numpy as np
 from PIL import Image
 from scipy.cluster.hierarchy import fcluster, linkage
 
+from components.image_example_gen.stable_hash import hash_fraction
+
 LEVELS = 8               # per channel: 512 colour bins
 THUMBNAIL = (80, 60)     # enough pixels for a stable histogram, fast to decode
 CUT = 0.2                # clustering distance (Euclidean between square-rooted histograms)
@@ -105,8 +107,6 @@ def split_by_cell_groups(candidates: Sequence, val_fraction: float, eval_fractio
                          read_bytes: Callable[[str], bytes]) -> list:
     """Candidates (image_reader.Candidate) with `val`, and with eval_fraction also `eval`, made of
     whole cell groups per class. eval_fraction None: `eval` is a folder of its own (TEST) and stays."""
-    from components.image_example_gen.image_reader import hash_fraction
-
     pool = [c for c in candidates if eval_fraction is not None or c.split != "eval"]
     by_class: dict[int, list] = {}
     for c in pool:

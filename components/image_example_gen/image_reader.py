@@ -6,7 +6,6 @@ pipeline runs on a cluster. Every rejected input carries a reason; nothing is dr
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import io
 import os
 from typing import Iterable
@@ -14,15 +13,12 @@ from typing import Iterable
 import tensorflow as tf
 from PIL import Image, UnidentifiedImageError
 
+from components.image_example_gen import cell_groups
+from components.image_example_gen.stable_hash import hash_fraction
+from models.features import HEIGHT_KEY, IMAGE_KEY, LABEL_KEY, LABEL_NAME_KEY, PATH_KEY, WIDTH_KEY
+
 gfile = tf.io.gfile
 
-# Feature names of the tf.Examples; the schema and the Transform read these.
-IMAGE_KEY = "image"
-LABEL_KEY = "label"
-LABEL_NAME_KEY = "label_name"
-PATH_KEY = "source_path"
-HEIGHT_KEY = "height"
-WIDTH_KEY = "width"
 
 IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png", ".bmp")
 TRAIN_DIR, TEST_DIR = "TRAIN", "TEST"
@@ -47,12 +43,6 @@ class Rejected:
     rel_path: str
     split: str | None
     reason: str
-
-
-def hash_fraction(key: str) -> float:
-    """A stable number in [0, 1) for a key: the same file always lands in the same split."""
-    digest = hashlib.sha256(key.encode("utf-8")).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64
 
 
 def resolve_data_root(data_dir: str) -> str:
@@ -125,7 +115,6 @@ def list_source(data_root: str, class_names: list[str], val_fraction: float,
             return "eval" if h < eval_fraction else "val" if h < eval_fraction + val_fraction else "train"
         _list_class_folders(data_root, split_of, class_names, data_root, candidates, rejected)
     if val_split == "cell_groups":
-        from components.image_example_gen import cell_groups
         try:
             candidates = cell_groups.split_by_cell_groups(
                 candidates, val_fraction, None if has_split_folders(data_root) else eval_fraction, read_bytes)

@@ -25,12 +25,12 @@ RUN python3.13 -m venv /opt/converter-venv \
  && cp -r /tmp/converter_shims/tensorflow_decision_forests /opt/converter-venv/lib/python3.13/site-packages/ \
  && /opt/converter-venv/bin/python -c "import tensorflowjs"
 
-# The code the pipeline spec names by import path, and the warm-up images.
+# The code the pipeline spec names by import path (the warm-up images are serving's package data).
 COPY pyproject.toml ./
 COPY pipeline/ pipeline/
 COPY components/ components/
+COPY models/ models/
 COPY serving/ serving/
-COPY data/sample/TRAIN/ data/sample/TRAIN/
 
 # KubeflowV2DagRunner's containers start TFX's own entrypoint with their arguments.
 ENTRYPOINT ["python", "-m", "tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor"]

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs a command inside the project environment (built first if needed by setup.sh).
-#   infra/env/run.sh python -m pipeline.run_local
+#   infra/env/run.sh python -m pipeline.local_runner
 # In userland mode the command runs under bubblewrap with the Debian 13 tree as /, the repo (read-write)
 # and its parent folder (read-only: ../shared) at their host paths, plus /tmp and $HOME. More host paths:
 # BLOODCELL_BIND="/data/a:/data/b" (read-only). bwrap's mounts vanish when the command ends.

@@ -1,6 +1,6 @@
 """Renders infra/nginx/cdn.conf.template into a runnable nginx configuration.
 
-    python infra/nginx/render.py --origin-root DIR --listen 127.0.0.1:8080 --allowed-origin http://localhost:5173 \
+    python -m infra.nginx.render --origin-root DIR --listen 127.0.0.1:8080 --allowed-origin http://localhost:5173 \
         --runtime-dir /tmp/bloodcell-cdn > cdn.conf
     nginx -e /tmp/bloodcell-cdn/error.log -c $PWD/cdn.conf
 """

@@ -1,0 +1,59 @@
+"""Converting a pushed SavedModel's browser signature into a TensorFlow.js graph model.
+
+tensorflowjs cannot be imported next to TFX (requirements/converter.in), so the converter runs as a
+subprocess from its own environment: `$BLOODCELL_TFJS_CONVERTER` (set by infra/env/run.sh and the
+pipeline image), else `tensorflowjs_converter` on PATH.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+from models.features import BROWSER_SIGNATURE
+
+QUANTIZATIONS = ("none", "float16", "uint8")
+_QUANTIZE_FLAGS = {"none": [], "float16": ["--quantize_float16=*"], "uint8": ["--quantize_uint8=*"]}
+CONVERTER_ENV = "BLOODCELL_TFJS_CONVERTER"
+
+
+class ConversionError(RuntimeError):
+    """One line for the user."""
+
+
+def converter_command(configured: str = "") -> str:
+    candidate = configured or os.environ.get(CONVERTER_ENV) or "tensorflowjs_converter"
+    found = shutil.which(candidate)
+    if not found:
+        raise ConversionError(f"tfjs converter not found: '{candidate}' (run through infra/env/run.sh, "
+                              f"or set {CONVERTER_ENV} / browser.converter)")
+    return found
+
+
+def convert(saved_model_dir: str, output_dir: str, quantization: str = "none", converter: str = "",
+            timeout_s: int = 900, signature: str = BROWSER_SIGNATURE) -> None:
+    """Writes model.json and weight shards for one signature of the SavedModel (by default the browser's,
+    `serving_pixels`) into output_dir."""
+    if quantization not in QUANTIZATIONS:
+        raise ConversionError(f"unknown quantization '{quantization}': use one of {', '.join(QUANTIZATIONS)}")
+    command = [converter_command(converter), "--input_format=tf_saved_model", "--saved_model_tags=serve",
+               f"--signature_name={signature}", *_QUANTIZE_FLAGS[quantization],
+               saved_model_dir, output_dir]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""}
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s, env=env)
+    except subprocess.TimeoutExpired:
+        raise ConversionError(f"tfjs conversion of {saved_model_dir} took over {timeout_s} s") from None
+    if done.returncode != 0 or not os.path.exists(os.path.join(output_dir, "model.json")):
+        lines = [l for l in (done.stderr or done.stdout).splitlines() if l.strip()]
+        errors = [l for l in lines if "Error" in l or "error" in l]
+        raise ConversionError(f"tfjs conversion of {saved_model_dir} failed (exit {done.returncode}): "
+                              f"{(errors or lines or ['no output'])[-1].strip()}")
+
+
+def model_bytes(tfjs_dir: str) -> int:
+    """Bytes a browser downloads for the model: model.json plus its shards (local or gs:// folder)."""
+    import tensorflow as tf
+
+    return sum(tf.io.gfile.stat(os.path.join(tfjs_dir, f)).length for f in tf.io.gfile.listdir(tfjs_dir)
+               if f == "model.json" or f.endswith(".bin"))

@@ -1,0 +1,112 @@
+"""TfjsPublisher's executor: converts the model the Pusher just pushed and publishes it to the CDN origin.
+
+Runs only for a pushed (hence blessed) model, and uses the Pusher's version, so the browser and TF
+Serving name the same model the same way. The published files are also kept in the output artifact.
+"""
+from __future__ import annotations
+
+import datetime
+import json
+import math
+import os
+import tempfile
+
+import tensorflow as tf
+from absl import logging
+# tfx.v1 has no BaseExecutor; TFX's custom-component guide subclasses this one.
+from tfx.dsl.components.base import base_executor
+from tfx.types import artifact_utils
+
+from components.evaluation_results import evaluation_summary
+from components.tfjs_publisher import convert, publish
+from models.features import ATYPICALITY, BROWSER_INPUT, BROWSER_SIGNATURE, PROBABILITIES
+
+PUSHED_MODEL = "pushed_model"
+EVALUATION = "evaluation"
+PUBLISHED_MODEL = "published_model"
+
+
+def _finite(value):
+    """JSON for browsers has no NaN (a class never predicted has no precision): null instead."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
+def build_metadata(*, model_name: str, version: str, class_names: list[str], image_size: int,
+                   review_threshold: float, quantization: str, evaluation: dict, pipeline_name: str,
+                   run_id: str | None, saved_model: str) -> dict:
+    """What travels with the browser model (metadata.json): enough to show, check and trace it."""
+    return {
+        "model_name": model_name,
+        "version": version,
+        "class_names": list(class_names),
+        "input": {"name": BROWSER_INPUT, "dtype": "float32", "shape": [-1, -1, -1, 3], "range": [0, 255],
+                  "layout": "RGB, any height and width; the model resizes to image_size"},
+        "outputs": {PROBABILITIES: "float32 [batch, classes], in class_names order",
+                    ATYPICALITY: "float32 [batch]: > 1 means unlike the training images (review it); "
+                                   "0 when the model has no such score"},
+        "image_size": image_size,
+        "review_threshold": review_threshold,
+        "quantization": quantization,
+        "eval": {"split": "eval (the dataset's TEST folder)", **_finite(evaluation)},
+        "pipeline": {"name": pipeline_name, "run_id": run_id, "saved_model": saved_model,
+                     "signature": BROWSER_SIGNATURE},
+        "published_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+class Executor(base_executor.BaseExecutor):
+    def Do(self, input_dict, output_dict, exec_properties) -> None:
+        pushed = artifact_utils.get_single_instance(input_dict[PUSHED_MODEL])
+        published = artifact_utils.get_single_instance(output_dict[PUBLISHED_MODEL])
+        if pushed.get_int_custom_property("pushed") != 1:
+            logging.info("TfjsPublisher: the model was not pushed (not blessed); nothing to publish")
+            published.set_int_custom_property("published", 0)
+            return
+
+        props = exec_properties
+        class_names = json.loads(props["class_names"])
+        base, model_name = props["cdn_base"], props["model_name"]
+        version = pushed.get_string_custom_property("pushed_version")
+        saved_model = pushed.get_string_custom_property("pushed_destination")
+        evaluation_uri = artifact_utils.get_single_uri(input_dict[EVALUATION])
+        metadata = build_metadata(
+            model_name=model_name, version=version, class_names=class_names,
+            image_size=int(props["image_size"]), review_threshold=float(props["review_threshold"]),
+            quantization=props["quantization"], evaluation=evaluation_summary(evaluation_uri, class_names),
+            pipeline_name=props.get("pipeline_name", ""), run_id=self._context.pipeline_run_id if self._context else None,
+            saved_model=saved_model)
+
+        with tempfile.TemporaryDirectory(prefix="tfjs-") as tmp:
+            # The converter reads local files only: a remote SavedModel is copied down first.
+            local_model = saved_model
+            if "://" in saved_model:
+                local_model = os.path.join(tmp, "saved_model")
+                _copy_tree(saved_model, local_model)
+            converted = os.path.join(tmp, "tfjs")
+            convert.convert(local_model, converted, props["quantization"], props.get("converter", ""))
+            pointer = publish.publish_or_resume(converted, base, model_name, version, metadata)
+            _copy_tree(publish.version_dir(base, model_name, version), published.uri)
+
+        published.set_int_custom_property("published", 1)
+        published.set_string_custom_property("published_version", pointer["version"])
+        published.set_string_custom_property(
+            "published_url", os.path.join(base, model_name, pointer["model_url"]))
+        published.set_string_custom_property("quantization", props["quantization"])
+        published.set_int_custom_property("model_bytes", convert.model_bytes(published.uri))
+        logging.info("TfjsPublisher: published %s version %s to %s", model_name, version, base)
+
+
+def _copy_tree(src: str, dst: str) -> None:
+    tf.io.gfile.makedirs(dst)
+    for name in tf.io.gfile.listdir(src):
+        source = os.path.join(src, name.rstrip("/"))
+        if tf.io.gfile.isdir(source):
+            _copy_tree(source, os.path.join(dst, name.rstrip("/")))
+        else:
+            tf.io.gfile.copy(source, os.path.join(dst, name), overwrite=True)

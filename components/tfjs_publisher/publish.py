@@ -1,0 +1,172 @@
+"""Publishing a tfjs graph model to a CDN origin, and rolling the channel pointer back.
+
+Layout under a base URI (a local folder, or gs:// / s3:// through tf.io.gfile):
+
+    <base>/<model_name>/<version>/model.json            shard paths rewritten to the hashed names
+    <base>/<model_name>/<version>/<shard>.<sha256[:16]>.bin
+    <base>/<model_name>/<version>/metadata.json         class names, input size, metrics, run, ...
+    <base>/<model_name>/latest.json                     {"version": ..., "model_url": ...}: the channel
+
+Versioned files never change once written (the CDN may cache them for a year); only latest.json
+moves. It is written last, to a temporary name and then renamed, after every file of the version was
+checked, so no reader ever sees a pointer to half a version.
+
+    python -m components.tfjs_publisher.publish publish TFJS_DIR --base URI --model-name NAME --version V [--metadata FILE]
+    python -m components.tfjs_publisher.publish rollback --base URI --model-name NAME --version V
+    python -m components.tfjs_publisher.publish list --base URI --model-name NAME
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+import uuid
+
+import tensorflow as tf
+
+gfile = tf.io.gfile
+POINTER = "latest.json"
+MODEL_JSON = "model.json"
+METADATA = "metadata.json"
+
+
+class PublishError(RuntimeError):
+    """One line for the user."""
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _read(path: str) -> bytes:
+    with gfile.GFile(path, "rb") as f:
+        return f.read()
+
+
+def _write(path: str, data: bytes) -> None:
+    with gfile.GFile(path, "wb") as f:
+        f.write(data)
+
+
+def hashed_name(name: str, data: bytes) -> str:
+    stem, ext = os.path.splitext(name)
+    return f"{stem}.{_sha256(data)[:16]}{ext}"
+
+
+def version_dir(base: str, model_name: str, version: str) -> str:
+    return os.path.join(base, model_name, str(version))
+
+
+def check_version(base: str, model_name: str, version: str) -> dict:
+    """The version's model.json, after checking every shard it names exists with its content hash."""
+    folder = version_dir(base, model_name, version)
+    model_path = os.path.join(folder, MODEL_JSON)
+    if not gfile.exists(model_path):
+        raise PublishError(f"version {version} of {model_name} is not published under {base} (no {MODEL_JSON})")
+    model = json.loads(_read(model_path))
+    for group in model.get("weightsManifest", []):
+        for shard in group["paths"]:
+            path = os.path.join(folder, shard)
+            if not gfile.exists(path):
+                raise PublishError(f"version {version} is incomplete: {shard} is missing")
+            digest = os.path.splitext(shard)[0].rsplit(".", 1)[-1]
+            if not _sha256(_read(path)).startswith(digest):
+                raise PublishError(f"version {version} is corrupt: {shard} does not match its hash")
+    if not gfile.exists(os.path.join(folder, METADATA)):
+        raise PublishError(f"version {version} is incomplete: {METADATA} is missing")
+    return model
+
+
+def point_latest(base: str, model_name: str, version: str) -> dict:
+    """Atomically repoints <base>/<model_name>/latest.json at a checked version."""
+    check_version(base, model_name, version)
+    pointer = {"version": str(version), "model_url": f"{version}/{MODEL_JSON}",
+               "metadata_url": f"{version}/{METADATA}"}
+    final = os.path.join(base, model_name, POINTER)
+    tmp = f"{final}.tmp-{uuid.uuid4().hex}"
+    _write(tmp, json.dumps(pointer, indent=2).encode())
+    gfile.rename(tmp, final, overwrite=True)
+    return pointer
+
+
+def publish(tfjs_dir: str, base: str, model_name: str, version: str, metadata: dict) -> dict:
+    """Copies a converted tfjs graph model into the origin under content-hashed shard names, then
+    moves the channel pointer. An existing complete version is never overwritten."""
+    model = json.loads(_read(os.path.join(tfjs_dir, MODEL_JSON)))
+    folder = version_dir(base, model_name, version)
+    if gfile.exists(os.path.join(folder, MODEL_JSON)):
+        raise PublishError(f"version {version} of {model_name} already exists under {base}; versions are immutable")
+    gfile.makedirs(folder)
+    for group in model.get("weightsManifest", []):
+        renamed = []
+        for shard in group["paths"]:
+            data = _read(os.path.join(tfjs_dir, shard))
+            name = hashed_name(shard, data)
+            _write(os.path.join(folder, name), data)
+            renamed.append(name)
+        group["paths"] = renamed
+    _write(os.path.join(folder, METADATA), json.dumps({**metadata, "version": str(version)}, indent=2, allow_nan=False).encode())
+    # model.json last among the version's files: it is what check_version starts from.
+    _write(os.path.join(folder, MODEL_JSON), json.dumps(model).encode())
+    return point_latest(base, model_name, version)
+
+
+def publish_or_resume(tfjs_dir: str, base: str, model_name: str, version: str, metadata: dict) -> dict:
+    """publish(), except that a complete earlier publish of this version with the same quantization
+    (a retried pipeline step that stopped before moving the pointer) is only pointed to again."""
+    folder = version_dir(base, model_name, version)
+    if gfile.exists(os.path.join(folder, MODEL_JSON)):
+        check_version(base, model_name, version)
+        existing = json.loads(_read(os.path.join(folder, METADATA)))
+        if existing.get("quantization") != metadata.get("quantization"):
+            raise PublishError(f"version {version} of {model_name} is already published with quantization "
+                               f"{existing.get('quantization')}; versions are immutable")
+        return point_latest(base, model_name, version)
+    return publish(tfjs_dir, base, model_name, version, metadata)
+
+
+def list_versions(base: str, model_name: str) -> tuple[list[str], str | None]:
+    root = os.path.join(base, model_name)
+    if not gfile.isdir(root):
+        return [], None
+    versions = sorted(e.rstrip("/") for e in gfile.listdir(root) if gfile.isdir(os.path.join(root, e)))
+    pointer = os.path.join(root, POINTER)
+    current = json.loads(_read(pointer))["version"] if gfile.exists(pointer) else None
+    return versions, current
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m components.tfjs_publisher.publish", description=__doc__.splitlines()[0])
+    parser.add_argument("command", choices=["publish", "rollback", "list"])
+    parser.add_argument("tfjs_dir", nargs="?", help="publish: the converter's output folder")
+    parser.add_argument("--base", required=True, help="CDN origin: folder, gs://... or s3://...")
+    parser.add_argument("--model-name", default="bloodcell")
+    parser.add_argument("--version", help="publish / rollback: the version")
+    parser.add_argument("--metadata", help="publish: a JSON file with the model's metadata")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "list":
+            versions, current = list_versions(args.base, args.model_name)
+            for v in versions:
+                print(f"{v}{'  <- latest' if v == current else ''}")
+            return 0
+        if not args.version:
+            raise PublishError(f"{args.command} needs --version")
+        if args.command == "rollback":
+            pointer = point_latest(args.base, args.model_name, args.version)
+        else:
+            if not args.tfjs_dir:
+                raise PublishError("publish needs the converter's output folder")
+            metadata = json.loads(_read(args.metadata)) if args.metadata else {}
+            pointer = publish(args.tfjs_dir, args.base, args.model_name, args.version, metadata)
+        print(f"{args.model_name} latest -> {pointer['version']}")
+        return 0
+    except (PublishError, tf.errors.OpError, OSError, ValueError) as err:
+        print(f"error: {str(err).strip().splitlines()[0]}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,50 @@
+"""The model's contract: the names every layer agrees on.
+
+The ExampleGen writes the raw features, the Transform reads them and writes the transformed ones, the
+Trainer exports the signatures, and TF Serving clients, the Evaluator and the browser call them. This
+module imports nothing of the project, so every layer can import it.
+"""
+
+# Raw features of the tf.Examples the ExampleGen writes (the curated schema declares them).
+IMAGE_KEY = "image"                # bytes [1]: the encoded JPEG/PNG/BMP file
+LABEL_KEY = "label"                # int64 [1]: index into the class names
+LABEL_NAME_KEY = "label_name"      # bytes [1]: the class name (the Evaluator slices by it)
+PATH_KEY = "source_path"           # bytes [1]: the file, relative to the data root
+HEIGHT_KEY = "height"              # int64 [1]
+WIDTH_KEY = "width"                # int64 [1]
+
+# What the Transform gives the model: the nucleus-centred crop, float32 [size, size, 3] in [0, 1].
+TRANSFORMED_IMAGE_KEY = "image_xf"
+
+# TF Serving's signature: encoded image bytes in.
+SERVING_SIGNATURE = "serving_default"
+SERVING_INPUT = "images"           # tf.string [batch]: encoded JPEG/PNG/BMP bytes
+SERVING_INPUT_DTYPE = "DT_STRING"
+
+# The Evaluator's signature: serialized tf.Examples in (TFMA's ModelSpec names it).
+EXAMPLES_SIGNATURE = "from_examples"
+EXAMPLES_INPUT = "examples"
+
+# The browser model's signature (converted to TensorFlow.js, which cannot decode JPEG in-graph):
+# decoded RGB pixels, float32 [batch, height, width, 3] in 0-255, any height and width.
+BROWSER_SIGNATURE = "serving_pixels"
+BROWSER_INPUT = "pixels"
+
+# Every signature's outputs: name -> TensorFlow dtype name.
+PROBABILITIES = "probabilities"    # [batch, num_classes], in class-name order
+CLASS_ID = "class_id"              # [batch]
+CLASS_NAME = "class_name"          # [batch]
+ATYPICALITY = "atypicality"        # [batch]: over 1 means unlike the training images (review it)
+OUTPUTS = {
+    PROBABILITIES: "DT_FLOAT",
+    CLASS_ID: "DT_INT32",
+    CLASS_NAME: "DT_STRING",
+    ATYPICALITY: "DT_FLOAT",
+}
+
+# TF Serving reads warm-up requests from this file of a version folder.
+WARMUP_FILE = "assets.extra/tf_serving_warmup_requests"
+
+# A result whose top probability is under this is flagged for review (the configuration may change
+# it for the browser; the serving CLI takes --review-below).
+DEFAULT_REVIEW_THRESHOLD = 0.8

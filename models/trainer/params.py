@@ -1,0 +1,41 @@
+"""What the Trainer is told: one typed, frozen object that crosses the executor boundary as JSON in
+the Trainer's custom_config, so run_fn reads it back in one line instead of casting loose keys."""
+from __future__ import annotations
+
+import dataclasses
+import json
+
+CUSTOM_CONFIG_KEY = "trainer_params"
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainerParams:
+    class_names: tuple[str, ...]
+    image_size: int
+    stain_normalisation: bool
+    model: str
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    early_stopping_patience: int     # 0: off
+    average_symmetries: bool         # every signature averages the crop's 8 rotations/mirrors
+    seed: int
+    serving_model_name: str          # named in the TF Serving warm-up requests
+    warmup_images: tuple[str, ...]   # absolute or remote paths; empty: serving's packaged images
+
+    def __post_init__(self):
+        # JSON gives lists back; the object stays hashable and frozen all the way down.
+        object.__setattr__(self, "class_names", tuple(self.class_names))
+        object.__setattr__(self, "warmup_images", tuple(self.warmup_images))
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def to_custom_config(self, **extra) -> dict:
+        """The Trainer's custom_config; `extra` (e.g. a code fingerprint) enters TFX's cache key only."""
+        return {CUSTOM_CONFIG_KEY: json.dumps(dataclasses.asdict(self), sort_keys=True), **extra}
+
+    @classmethod
+    def from_custom_config(cls, custom_config: dict) -> TrainerParams:
+        return cls(**json.loads(custom_config[CUSTOM_CONFIG_KEY]))

@@ -1,0 +1,76 @@
+"""Trainer's run_fn: trains on the transformed splits TrainArgs names (`train`, plus `val` with
+training.train_on_val) with a cosine learning-rate schedule, fits the review score and exports the
+model (export.py)."""
+from __future__ import annotations
+
+import logging
+import math
+
+import tensorflow as tf
+import tensorflow_transform as tft
+import tf_keras as keras
+from tfx import v1 as tfx
+
+from models.trainer import architectures, data, export, review_score
+from models.trainer.params import TrainerParams
+
+
+def distribution_strategy() -> tf.distribute.Strategy:
+    """Follows the devices present: all GPUs (mixed precision) if any, else the CPU."""
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+        return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.OneDeviceStrategy("/gpu:0")
+    keras.mixed_precision.set_global_policy("float32")
+    return tf.distribute.get_strategy()
+
+
+def cosine_learning_rate(base: float, epochs: int):
+    """Per-epoch cosine decay from `base` towards 0 over the run."""
+    return lambda epoch: base * 0.5 * (1.0 + math.cos(math.pi * epoch / epochs))
+
+
+def train(params: TrainerParams, train_ds: tf.data.Dataset, val_ds: tf.data.Dataset,
+          log_dir: str) -> keras.Model:
+    """Builds, compiles and fits the model `params` names; returns it with its final (or best) weights."""
+    strategy = distribution_strategy()
+    logging.info("training %s on %s with %d replica(s)", params.model, type(strategy).__name__,
+                 strategy.num_replicas_in_sync)
+    with strategy.scope():
+        model = architectures.build_model(params.model, params.image_size, params.num_classes)
+        model.compile(optimizer=architectures.optimizer_for(params.model, params.learning_rate),
+                      loss="sparse_categorical_crossentropy", metrics=["sparse_categorical_accuracy"])
+    model.summary(print_fn=logging.info)
+
+    callbacks = [keras.callbacks.TensorBoard(log_dir=log_dir, update_freq="epoch")]
+    if params.model != "tutorial_cnn":  # the tutorial's recipe: Adadelta at a constant rate
+        callbacks.append(keras.callbacks.LearningRateScheduler(
+            cosine_learning_rate(params.learning_rate, params.epochs)))
+    early_stopping = None
+    if params.early_stopping_patience:
+        # Off by default: `val` holds few cells of each class (whole cell groups), so its loss moves in
+        # steps of one cell and would stop the run on noise.
+        early_stopping = keras.callbacks.EarlyStopping(monitor="val_loss", patience=params.early_stopping_patience,
+                                                       restore_best_weights=True)
+        callbacks.append(early_stopping)
+    model.fit(train_ds, validation_data=val_ds, epochs=params.epochs, callbacks=callbacks, verbose=2)
+    if early_stopping and early_stopping.stopped_epoch == 0 and early_stopping.best_weights is not None:
+        # Keras restores the best weights only when it stops early; the last epoch need not be the best.
+        model.set_weights(early_stopping.best_weights)
+        logging.info("restored the weights of the epoch with the best val_loss (%.4f)", early_stopping.best)
+    return model
+
+
+def run_fn(fn_args: tfx.components.FnArgs) -> None:
+    params = TrainerParams.from_custom_config(fn_args.custom_config)
+    keras.utils.set_random_seed(params.seed)
+    tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
+
+    def dataset(files, training):
+        return data.make_dataset(files, tf_transform_output, params.batch_size, training, params.seed)
+
+    val_ds = dataset(fn_args.eval_files, False)
+    model = train(params, dataset(fn_args.train_files, True), val_ds, fn_args.model_run_dir)
+    typical = review_score.fit_review_score(model, dataset(fn_args.train_files, False), val_ds, params.num_classes,
+                                            params.average_symmetries, params.seed, params.batch_size)
+    export.save_model(model, fn_args.serving_model_dir, tf_transform_output, params, typical)

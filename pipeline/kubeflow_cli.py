@@ -1,0 +1,96 @@
+"""Kubeflow Pipelines from the command line: compile the pipeline, then submit it, schedule it or list runs.
+
+    python -m pipeline.kubeflow_cli compile  [--config FILE] [--set k=v]
+    python -m pipeline.kubeflow_cli submit   [--run-name NAME]
+    python -m pipeline.kubeflow_cli schedule [--cron "0 0 3 * * 1"]     # creates or replaces the recurring run
+    python -m pipeline.kubeflow_cli list     [--limit N]
+
+The KFP endpoint and experiment come from the `kubeflow` section of the configuration. The KFP API
+token, if the endpoint needs one, is read from $KFP_TOKEN.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from pipeline.config import DEFAULT_CONFIG, Config, ConfigError, load_config
+from pipeline.kubeflow_runner import compile_pipeline
+
+
+def make_client(config: Config):
+    import kfp
+
+    return kfp.Client(host=config.kubeflow.endpoint, existing_token=os.environ.get("KFP_TOKEN"))
+
+
+def experiment_id(client, name: str) -> str:
+    try:
+        return client.get_experiment(experiment_name=name).experiment_id
+    except Exception:  # KFP answers an unknown name with an API error
+        return client.create_experiment(name=name).experiment_id
+
+
+def submit(client, config: Config, package: str, run_name: str | None = None):
+    return client.create_run_from_pipeline_package(
+        package, arguments={}, run_name=run_name or f"{config.pipeline_name}-manual",
+        experiment_name=config.kubeflow.experiment)
+
+
+def schedule(client, config: Config, package: str, cron: str | None = None):
+    """Creates the recurring run, replacing an existing one of the same name (KFP cannot edit one)."""
+    exp = experiment_id(client, config.kubeflow.experiment)
+    job_name = f"{config.pipeline_name}-scheduled"
+    existing = client.list_recurring_runs(experiment_id=exp, page_size=100).recurring_runs or []
+    for run in existing:
+        if run.display_name == job_name:
+            client.delete_recurring_run(run.recurring_run_id)
+    return client.create_recurring_run(
+        experiment_id=exp, job_name=job_name, cron_expression=cron or config.kubeflow.schedule_cron,
+        pipeline_package_path=package, max_concurrency=1, no_catchup=True)
+
+
+def list_runs(client, config: Config, limit: int) -> list[str]:
+    exp = experiment_id(client, config.kubeflow.experiment)
+    runs = client.list_runs(experiment_id=exp, page_size=limit, sort_by="created_at desc").runs or []
+    return [f"{r.run_id}  {r.state:<10} {r.created_at}  {r.display_name}" for r in runs]
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pipeline.kubeflow_cli", description=__doc__.splitlines()[0])
+    parser.add_argument("command", choices=["compile", "submit", "schedule", "list"])
+    parser.add_argument("--config", default=str(DEFAULT_CONFIG))
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
+    parser.add_argument("--run-name", help="submit: the run's name")
+    parser.add_argument("--cron", help="schedule: a six-field cron expression (overrides kubeflow.schedule_cron)")
+    parser.add_argument("--limit", type=int, default=20, help="list: how many runs")
+    args = parser.parse_args(argv)
+    try:
+        config = load_config(args.config, args.set)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+    package = compile_pipeline(config)
+    if args.command == "compile":
+        print(f"compiled: {package}")
+        return 0
+    try:
+        client = make_client(config)
+        if args.command == "submit":
+            result = submit(client, config, package, args.run_name)
+            print(f"submitted run {result.run_id}")
+        elif args.command == "schedule":
+            job = schedule(client, config, package, args.cron)
+            print(f"scheduled {job.display_name} ({job.recurring_run_id}): {args.cron or config.kubeflow.schedule_cron}")
+        else:
+            print("\n".join(list_runs(client, config, args.limit)) or "no runs")
+    except Exception as err:  # connection refused, auth, API errors: one line
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        print(f"error: Kubeflow Pipelines at {config.kubeflow.endpoint}: {first}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,80 @@
+"""Kubeflow runner: compiles the same pipeline to a KFP v2 spec (offline; no cluster needed).
+
+    python -m pipeline.kubeflow_runner [--config FILE] [--set k=v]
+
+Locations, the image and the Trainer's resources come from the `kubeflow` section of the
+configuration. Submitting, scheduling and listing runs: pipeline/kubeflow_cli.py.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from pipeline.config import DEFAULT_CONFIG, REPO_ROOT, Config, ConfigError, load_config
+
+TRAINER_ID = "Trainer"
+
+
+def trainer_resources(config: Config):
+    """The Trainer's container resources: CPU and memory limits and the GPU request."""
+    from kfp.pipeline_spec import pipeline_spec_pb2
+
+    spec = pipeline_spec_pb2.PipelineDeploymentConfig.PipelineContainerSpec.ResourceSpec
+    t = config.kubeflow.trainer
+    resources = spec(cpu_limit=t.cpu_limit, memory_limit=t.memory_limit_gib)
+    if t.gpu_count:
+        resources.accelerator.CopyFrom(spec.AcceleratorConfig(type=t.gpu_type, count=t.gpu_count))
+    return resources
+
+
+def build_pipeline(config: Config):
+    from components.image_example_gen import image_reader
+    from pipeline.pipeline import create_pipeline
+
+    kf = config.kubeflow
+    # A remote folder cannot be probed at compile time: the Kaggle TRAIN/TEST layout is assumed there.
+    data_root = kf.data_dir if "://" in kf.data_dir else image_reader.resolve_data_root(kf.data_dir)
+    pipeline = create_pipeline(config, data_root=data_root, pipeline_root=kf.pipeline_root,
+                               serving_base=kf.serving_base, cdn_base=kf.cdn_base,
+                               beam_args=kf.beam_args or config.beam_args())
+    for component in pipeline.components:
+        if component.id == TRAINER_ID:
+            component.with_platform_config(trainer_resources(config))
+    return pipeline
+
+
+def output_path(config: Config) -> str:
+    path = config.kubeflow.output_file
+    return path if os.path.isabs(path) else str(REPO_ROOT / path)
+
+
+def compile_pipeline(config: Config) -> str:
+    """Writes the KFP v2 pipeline spec (YAML) and returns its path; needs no cluster or network."""
+    from tfx import v1 as tfx
+
+    path = output_path(config)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
+        config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(default_image=config.kubeflow.image),
+        output_dir=os.path.dirname(path), output_filename=os.path.basename(path))
+    runner.run(build_pipeline(config))
+    return path
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pipeline.kubeflow_runner", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default=str(DEFAULT_CONFIG))
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
+    args = parser.parse_args(argv)
+    try:
+        config = load_config(args.config, args.set)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"compiled: {compile_pipeline(config)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,110 @@
+"""The TFX pipeline, built from the configuration; the local and Kubeflow runners both call it."""
+from __future__ import annotations
+
+from tfx import v1 as tfx
+
+import components.evaluation_results
+import components.image_example_gen
+import components.tfjs_publisher
+import models
+import models.transform
+import serving
+from components.anomalies_gate.component import AnomaliesGate
+from components.image_example_gen import image_reader
+from components.image_example_gen.component import image_example_gen
+from components.tfjs_publisher.component import TfjsPublisher
+from models import features
+from models.trainer.params import TrainerParams
+from pipeline.code_version import code_fingerprint
+from pipeline.config import REPO_ROOT, Config
+from pipeline.eval_config import eval_config
+
+SCHEMA_DIR = REPO_ROOT / "pipeline" / "schema"
+PREPROCESSING_FN = "models.transform.preprocessing.preprocessing_fn"
+RUN_FN = "models.trainer.run_fn.run_fn"
+
+
+def trainer_params(config: Config) -> TrainerParams:
+    t = config.training
+    return TrainerParams(
+        class_names=tuple(config.class_names), image_size=config.image_size,
+        stain_normalisation=config.stain_normalisation, model=t.model, epochs=t.epochs,
+        batch_size=t.batch_size, learning_rate=t.learning_rate,
+        early_stopping_patience=t.early_stopping_patience, average_symmetries=t.average_symmetries,
+        seed=t.seed, serving_model_name=config.serving.model_name,
+        warmup_images=tuple(config.resolve(p) for p in config.serving.warmup_images))
+
+
+def example_gen_component(config: Config, data_root: str):
+    ingest = config.ingest
+    return image_example_gen(
+        data_root, class_names=list(config.class_names), val_fraction=ingest.val_fraction,
+        hash_split_eval_fraction=ingest.hash_split_eval_fraction, val_split=ingest.val_split,
+        max_pixels=ingest.max_pixels, max_bad_fraction=ingest.max_bad_fraction,
+        code_version=code_fingerprint(components.image_example_gen, features))
+
+
+def create_components(config: Config, data_root: str, serving_base: str, cdn_base: str) -> list:
+    example_gen = example_gen_component(config, data_root)
+    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
+    inferred_schema = tfx.components.SchemaGen(statistics=statistics_gen.outputs["statistics"],
+                                               infer_feature_shape=True)
+    curated_schema = tfx.components.ImportSchemaGen(schema_file=str(SCHEMA_DIR / "schema.pbtxt"))
+    example_validator = tfx.components.ExampleValidator(statistics=statistics_gen.outputs["statistics"],
+                                                        schema=curated_schema.outputs["schema"])
+    gate = AnomaliesGate(anomalies=example_validator.outputs["anomalies"])
+    transform = tfx.components.Transform(
+        examples=example_gen.outputs["examples"], schema=curated_schema.outputs["schema"],
+        preprocessing_fn=PREPROCESSING_FN, custom_config={"image_size": config.image_size,
+                       "stain_normalisation": config.stain_normalisation,
+                       "code_version": code_fingerprint(models.transform, features)},
+        splits_config=tfx.proto.SplitsConfig(analyze=["train"], transform=["train", "val", "eval"]))
+    transform.add_upstream_node(gate)  # no training on data that failed validation
+    trainer = tfx.components.Trainer(
+        run_fn=RUN_FN,
+        examples=transform.outputs["transformed_examples"],
+        transform_graph=transform.outputs["transform_graph"],
+        schema=curated_schema.outputs["schema"],
+        train_args=tfx.proto.TrainArgs(splits=["train", "val"] if config.training.train_on_val else ["train"]),
+        eval_args=tfx.proto.EvalArgs(splits=["val"]),  # val curves, review threshold; TEST is never seen here
+        # The Trainer runs model code and writes serving's warm-up file: both enter its cache key.
+        custom_config=trainer_params(config).to_custom_config(code_version=code_fingerprint(models, serving)))
+    baseline = tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+    ).with_id("latest_blessed_model_resolver")
+    evaluator = tfx.components.Evaluator(
+        examples=example_gen.outputs["examples"], model=trainer.outputs["model"],
+        baseline_model=baseline.outputs["model"], eval_config=eval_config(config),
+        example_splits=["eval"])
+    pusher = tfx.components.Pusher(
+        model=trainer.outputs["model"], model_blessing=evaluator.outputs["blessing"],
+        push_destination=tfx.proto.PushDestination(
+            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=serving_base)))
+    tfjs_publisher = TfjsPublisher(
+        pushed_model=pusher.outputs["pushed_model"], evaluation=evaluator.outputs["evaluation"],
+        cdn_base=cdn_base, model_name=config.serving.model_name, quantization=config.browser.quantization,
+        review_threshold=config.browser.review_threshold, class_names=config.class_names,
+        image_size=config.image_size, pipeline_name=config.pipeline_name,
+        converter=config.browser.converter, code_version=code_fingerprint(
+            components.tfjs_publisher, components.evaluation_results, features))
+    return [example_gen, statistics_gen, inferred_schema, curated_schema, example_validator, gate,
+            transform, trainer, baseline, evaluator, pusher, tfjs_publisher]
+
+
+def create_pipeline(config: Config, metadata_connection_config=None, data_root: str | None = None,
+                    pipeline_root: str | None = None, serving_base: str | None = None,
+                    cdn_base: str | None = None,
+                    beam_args: list[str] | None = None) -> tfx.dsl.Pipeline:
+    """The pipeline; the local runner takes the locations from `config`, Kubeflow passes its own."""
+    data_root = data_root or image_reader.resolve_data_root(config.data_path)
+    return tfx.dsl.Pipeline(
+        pipeline_name=config.pipeline_name,
+        pipeline_root=pipeline_root or config.pipeline_root,
+        components=create_components(config, data_root, serving_base or config.serving_base,
+                                      cdn_base or config.cdn_base),
+        enable_cache=True,
+        metadata_connection_config=metadata_connection_config,
+        beam_pipeline_args=beam_args if beam_args is not None else config.beam_args(),
+    )

@@ -1,0 +1,65 @@
+"""The CDN edge: nginx (infra/nginx) serving a published origin on loopback, with the caching, CORS
+and compression headers an edge needs."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+
+import pytest
+import requests
+
+from components.tfjs_publisher import publish as pub
+
+from testkit import browser as bh
+
+CLIENT = "http://localhost:5173"
+
+
+@pytest.fixture
+def cdn():
+    root = tempfile.mkdtemp(prefix="bloodcell-cdn-", dir="/tmp")
+    src = os.path.join(root, "src")
+    os.makedirs(src)
+    manifest = [{"paths": ["group1-shard1of1.bin"],
+                 "weights": [{"name": f"layer{i}/kernel", "shape": [4], "dtype": "float32"} for i in range(20)]}]
+    with open(os.path.join(src, "model.json"), "w") as f:
+        json.dump({"format": "graph-model", "modelTopology": {}, "weightsManifest": manifest}, f)
+    with open(os.path.join(src, "group1-shard1of1.bin"), "wb") as f:
+        f.write(os.urandom(320))
+    origin = os.path.join(root, "origin")
+    pub.publish(src, origin, "bloodcell", "1", {"classes": ["A"]})
+    bh.world_readable(origin)
+    try:
+        with bh.nginx_cdn(origin, CLIENT) as (url, _):
+            yield url, origin
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_pointer_is_short_lived_and_versions_are_immutable(cdn):
+    url, origin = cdn
+    headers = {"Origin": CLIENT, "Accept-Encoding": "gzip"}
+    pointer = requests.get(f"{url}/bloodcell/latest.json", headers=headers, timeout=5)
+    assert pointer.status_code == 200 and pointer.json()["version"] == "1"
+    assert pointer.headers["Cache-Control"] == "public, max-age=60, must-revalidate"
+    assert pointer.headers["Access-Control-Allow-Origin"] == CLIENT
+
+    model = requests.get(f"{url}/bloodcell/1/model.json", headers=headers, timeout=5)
+    assert model.headers["Cache-Control"] == "public, max-age=31536000, immutable"
+    assert model.headers["Content-Encoding"] == "gzip"  # requests has already inflated .json()
+    shard_name = model.json()["weightsManifest"][0]["paths"][0]
+    shard = requests.get(f"{url}/bloodcell/1/{shard_name}", headers=headers, timeout=5)
+    assert shard.headers["Cache-Control"] == "public, max-age=31536000, immutable"
+    assert "Content-Encoding" not in shard.headers
+    with open(os.path.join(origin, "bloodcell", "1", shard_name), "rb") as f:
+        assert shard.content == f.read()
+    assert shard.headers["Access-Control-Allow-Origin"] == CLIENT
+
+
+def test_missing_file_is_404_with_cors(cdn):
+    url, _ = cdn
+    missing = requests.get(f"{url}/bloodcell/9/model.json", headers={"Origin": CLIENT}, timeout=5)
+    assert missing.status_code == 404
+    assert missing.headers["Access-Control-Allow-Origin"] == CLIENT

@@ -1,0 +1,83 @@
+"""End to end: the real pipeline (no mocked components) on the bundled sample, then the pushed
+SavedModel classifies real JPEGs; a second run reuses the cached steps."""
+from __future__ import annotations
+
+import json
+import os
+import re
+
+import pytest
+import tensorflow as tf
+
+from components.image_example_gen import image_reader
+from pipeline import local_runner
+from serving.version_check import check_version
+from testkit.images import CLASSES, make_dataset, sample_jpegs
+
+pytestmark = pytest.mark.timeout(900)
+
+
+def states(output: str) -> dict[str, str]:
+    return dict(re.findall(r"^  (\w+)\s+(COMPLETE|CACHED|FAILED|RUNNING|NEW|CANCELED)\s", output, re.M))
+
+
+def test_pipeline_pushes_a_model_that_classifies_real_jpegs(pipeline_run, capsys):
+    assert pipeline_run.code == 0, pipeline_run.output
+    assert "blessed: True" in pipeline_run.output
+    pushed = pipeline_run.pushed
+    # TF Serving's layout: <base>/<model_name>/<numeric version>/saved_model.pb
+    assert os.path.dirname(pushed) == pipeline_run.serving_base
+    assert os.path.basename(pushed).isdigit()
+    assert os.path.exists(os.path.join(pushed, "saved_model.pb"))
+
+    model = tf.saved_model.load(pushed)
+    jpegs = [p.read_bytes() for p in (sample_jpegs("TEST", "MONOCYTE")[0], sample_jpegs("TEST", "NEUTROPHIL")[0])]
+    result = model.signatures["serving_default"](images=tf.constant(jpegs))
+    assert result["probabilities"].shape == (2, 4)
+    assert tf.reduce_all(tf.abs(tf.reduce_sum(result["probabilities"], axis=1) - 1.0) < 1e-4)
+    assert {n.decode() for n in result["class_name"].numpy()} <= set(CLASSES)
+    assert [CLASSES[i] for i in result["class_id"].numpy()] == [n.decode() for n in result["class_name"].numpy()]
+
+    # The Evaluator's signature reads serialized tf.Examples and agrees with the raw-bytes one.
+    path = sample_jpegs("TEST", "MONOCYTE")[0]
+    candidate = image_reader.Candidate(str(path), "TEST/MONOCYTE/x", "eval", "MONOCYTE", 2)
+    from_examples = model.signatures["from_examples"](examples=tf.constant([image_reader.to_example(candidate, 10**8)]))
+    assert tf.reduce_max(tf.abs(from_examples["probabilities"][0] - result["probabilities"][0])) < 1e-5
+
+    # The browser signature takes decoded pixels, resizes with ops TensorFlow.js has, and agrees.
+    pixels = tf.cast(tf.stack([tf.io.decode_jpeg(j, channels=3) for j in jpegs]), tf.float32)
+    browser = model.signatures["serving_pixels"](pixels=pixels)
+    assert tf.reduce_max(tf.abs(browser["probabilities"] - result["probabilities"])) < 1e-5
+
+    # The version is what TF Serving and the clients expect, warm-up requests included.
+    assert check_version(pushed) == []
+
+    # Same inputs again: the data and training steps come from the cache.
+    assert local_runner.main(pipeline_run.args) == 0
+    rerun = states(capsys.readouterr().out)
+    for node in ("FileBasedExampleGen", "StatisticsGen", "Transform", "Trainer"):
+        assert rerun[node] == "CACHED", rerun
+
+
+def test_bad_inputs_over_the_limit_stop_the_run_before_training(tmp_path, capsys, real_jpeg):
+    data = make_dataset(tmp_path / "data", {"TRAIN": 3, "TEST": 1})
+    (data / "TRAIN" / "MONOCYTE" / "cut.jpeg").write_bytes(real_jpeg[:1500])
+    code = local_runner.main(["--data-dir", str(data), "--output-dir", str(tmp_path / "out"),
+                           "--set", "ingest.max_bad_fraction=0"])
+    captured = capsys.readouterr()
+    assert code == 1
+    error = captured.err.strip().splitlines()[-1]
+    assert error.startswith("error: pipeline failed: IngestError: 1 of 17 inputs rejected")
+    found = states(captured.out)
+    assert found["FileBasedExampleGen"] == "FAILED" and "Trainer" not in found
+    # No examples that could pass for finished ones; the report is kept where the message says.
+    component_dir = tmp_path / "out" / "bloodcell" / "pipeline_root" / "FileBasedExampleGen"
+    assert not list(component_dir.glob("examples/*/Split-*"))
+    report = json.loads(open(error.rsplit("; see ", 1)[1]).read())
+    assert report["status"] == "failed"
+    assert report["rejected_inputs"][0]["rel_path"] == "TRAIN/MONOCYTE/cut.jpeg"
+
+
+def test_missing_data_dir_is_a_one_line_usage_error(tmp_path, capsys):
+    assert local_runner.main(["--data-dir", str(tmp_path / "nowhere")]) == 2
+    assert capsys.readouterr().err.strip() == f"error: data directory not found: {tmp_path / 'nowhere'}"

@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+import pytest
+
+from pipeline.config import DEFAULT_CONFIG, ConfigError, load_config
+
+
+def test_default_config_loads_and_derives_paths():
+    config = load_config()
+    assert config.class_names == ["EOSINOPHIL", "LYMPHOCYTE", "MONOCYTE", "NEUTROPHIL"]
+    assert config.serving_base.endswith("/runs/bloodcell/serving/bloodcell")
+    assert config.metadata_path.endswith("metadata.sqlite")
+    assert "--direct_running_mode=multi_processing" in config.beam_args()
+
+
+def test_overrides_apply_with_yaml_types():
+    config = load_config(overrides=["training.epochs=7", "evaluation.min_accuracy=0.9", "beam.extra_args=[--runner=FlinkRunner]"])
+    assert config.training.epochs == 7
+    assert config.evaluation.min_accuracy == 0.9
+    assert config.beam_args() == ["--runner=FlinkRunner"]  # a distributed runner replaces the local defaults
+
+
+@pytest.mark.parametrize("override, message", [
+    ("training.epochs=0", "training.epochs: Input should be greater than or equal to 1"),
+    ("training.model=resnet", "training.model: Input should be 'default' or 'tutorial_cnn'"),
+    ("evaluation.min_accuracy=1.5", "evaluation.min_accuracy: Input should be less than or equal to 1"),
+    ("training.epoch=3", "training.epoch: Extra inputs are not permitted"),
+    ("class_names=[A, A]", "class_names: Value error, needs at least two distinct class names"),
+    ("serving.model_name=a/b", "serving.model_name: String should match pattern"),
+    ("training.early_stopping_patience=2", "training: Value error, early stopping needs val held out"),
+])
+def test_invalid_values_give_one_line_errors(override, message):
+    with pytest.raises(ConfigError) as err:
+        load_config(overrides=[override])
+    assert message in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_missing_or_malformed_files(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("training: [unclosed\n")
+    with pytest.raises(ConfigError, match="is not valid YAML"):
+        load_config(bad)
+    bad.write_text("- a list\n")
+    with pytest.raises(ConfigError, match="mapping at the top level"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="--set expects section.key=value"):
+        load_config(DEFAULT_CONFIG, ["training.epochs"])
+
+
+def test_curated_schema_label_domain_matches_config():
+    from google.protobuf import text_format
+    from tensorflow_metadata.proto.v0 import schema_pb2
+
+    from pipeline.pipeline import SCHEMA_DIR
+
+    schema = text_format.Parse((SCHEMA_DIR / "schema.pbtxt").read_text(), schema_pb2.Schema())
+    config = load_config()
+    domain = next(d for d in schema.string_domain if d.name == "label_name")
+    assert list(domain.value) == config.class_names
+    label = next(f for f in schema.feature if f.name == "label")
+    assert (label.int_domain.min, label.int_domain.max) == (0, len(config.class_names) - 1)

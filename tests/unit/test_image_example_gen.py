@@ -1,0 +1,89 @@
+"""The ExampleGen executor in Beam: examples per split, the ingest report, and the bad-share stop."""
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+import tensorflow as tf
+from tfx.components.example_gen.base_example_gen_executor import BaseExampleGenExecutor
+from tfx.dsl.components.base.base_beam_executor import BaseBeamExecutor
+from tfx.types import standard_artifacts
+from tfx.utils import proto_utils
+
+from components.image_example_gen import executor as executor_lib
+from components.image_example_gen import image_reader
+from pipeline.config import load_config
+from pipeline.pipeline import example_gen_component
+from PIL import Image
+
+from testkit.images import encoded, make_dataset
+
+
+def run_executor(data_root, out_dir, max_bad_fraction):
+    config = load_config(overrides=[f"ingest.max_bad_fraction={max_bad_fraction}", "ingest.val_fraction=0.25",
+                                    "ingest.max_pixels=500000"])
+    component = example_gen_component(config, str(data_root))
+    props = {}
+    for key, value in component.exec_properties.items():
+        props[key] = proto_utils.proto_to_json(value) if hasattr(value, "DESCRIPTOR") else value
+    examples = standard_artifacts.Examples()
+    examples.uri = str(out_dir)
+    context = BaseBeamExecutor.Context(beam_pipeline_args=["--runner=DirectRunner"], tmp_dir=str(out_dir / "tmp"))
+    executor_lib.Executor(context).Do({}, {"examples": [examples]}, props)
+    return examples
+
+
+def count_records(split_dir) -> int:
+    files = tf.io.gfile.glob(os.path.join(split_dir, "*.gz"))
+    return sum(1 for _ in tf.data.TFRecordDataset(files, compression_type="GZIP"))
+
+
+@pytest.fixture
+def dataset_with_bad_inputs(tmp_path, real_jpeg):
+    root = make_dataset(tmp_path / "data", {"TRAIN": 6, "TEST": 2})
+    (root / "TRAIN" / "EOSINOPHIL" / "zero.jpeg").write_bytes(b"")
+    (root / "TRAIN" / "LYMPHOCYTE" / "half.jpeg").write_bytes(real_jpeg[:2000])
+    (root / "TEST" / "MONOCYTE" / "page.jpg").write_bytes(b"<html></html>")
+    (root / "TEST" / "NEUTROPHIL" / "huge.png").write_bytes(encoded(Image.new("RGB", (1000, 1000)), "PNG"))
+    (root / "TRAIN" / "PLATELET").mkdir()
+    (root / "TRAIN" / "PLATELET" / "p.jpeg").write_bytes(real_jpeg)
+    return root
+
+
+def test_examples_and_report(tmp_path, dataset_with_bad_inputs):
+    examples = run_executor(dataset_with_bad_inputs, tmp_path / "gen" / "examples" / "7", max_bad_fraction=0.2)
+    report = json.loads((tmp_path / "gen" / "examples" / "7" / executor_lib.REPORT_FILE).read_text())
+    assert report["status"] == "ok"
+    assert (report["inputs"], report["rejected"], report["examples"]) == (37, 5, 32)
+    reasons = {r["rel_path"]: r["reason"] for r in report["rejected_inputs"]}
+    assert reasons["TRAIN/EOSINOPHIL/zero.jpeg"] == "empty file (0 bytes)"
+    assert reasons["TRAIN/LYMPHOCYTE/half.jpeg"].startswith("truncated or corrupt image data")
+    assert reasons["TEST/MONOCYTE/page.jpg"].startswith("not an image")
+    assert reasons["TRAIN/PLATELET/p.jpeg"] == "unknown class folder 'PLATELET'"
+    assert reasons["TEST/NEUTROPHIL/huge.png"] == "image too large: 1000x1000 pixels exceeds the limit of 500000"
+    counts = {s: count_records(tmp_path / "gen" / "examples" / "7" / f"Split-{s}") for s in image_reader.SPLITS}
+    assert counts == {s: report["splits"][s]["examples"] for s in image_reader.SPLITS}
+    assert counts["eval"] == 8 and counts["train"] + counts["val"] == 24
+    assert not (tmp_path / "gen" / "examples" / "7" / ".decode_rejects").exists()
+    assert examples.get_int_custom_property("ingest_rejected") == 5
+
+
+def test_too_many_bad_inputs_stop_with_one_line_and_no_examples(tmp_path, dataset_with_bad_inputs):
+    with pytest.raises(image_reader.IngestError) as err:
+        run_executor(dataset_with_bad_inputs, tmp_path / "gen" / "examples" / "7", max_bad_fraction=0.05)
+    message = str(err.value)
+    assert "\n" not in message
+    assert message.startswith("5 of 37 inputs rejected (13.5% > limit 5.0%;")
+    report = json.loads(open(message.rsplit("; see ", 1)[1]).read())
+    assert report["status"] == "failed" and report["rejected"] == 5
+    assert not any(p.name.startswith("Split-") for p in (tmp_path / "gen" / "examples" / "7").iterdir())
+
+
+def test_split_left_empty_by_bad_inputs_stops(tmp_path):
+    root = make_dataset(tmp_path / "data", {"TRAIN": 6})
+    for cls in ("EOSINOPHIL",):
+        (root / "TEST" / cls).mkdir(parents=True)
+        (root / "TEST" / cls / "broken.jpeg").write_bytes(b"")
+    with pytest.raises(image_reader.IngestError, match=r"split\(s\) eval have no valid images"):
+        run_executor(root, tmp_path / "gen" / "examples" / "7", max_bad_fraction=1.0)

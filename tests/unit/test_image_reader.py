@@ -1,0 +1,150 @@
+"""Folder reading: layouts, splits, and every bad-input case with its reason."""
+from __future__ import annotations
+
+import io
+
+import tensorflow as tf
+
+import pytest
+from PIL import Image
+
+from components.image_example_gen import image_reader as reader
+from testkit.images import CLASSES, encoded, make_dataset
+
+
+def listing(root, val_fraction=0.25):
+    return reader.list_source(str(root), CLASSES, val_fraction, 0.2, "hash")
+
+
+def test_kaggle_layouts_are_resolved(tmp_path):
+    make_dataset(tmp_path / "dataset2-master" / "images")
+    expected = str(tmp_path / "dataset2-master" / "images")
+    assert reader.resolve_data_root(str(tmp_path)) == expected
+    assert reader.resolve_data_root(str(tmp_path / "dataset2-master")) == expected
+    assert reader.resolve_data_root(expected) == expected
+    with pytest.raises(reader.IngestError, match="data directory not found"):
+        reader.resolve_data_root(str(tmp_path / "missing"))
+
+
+def test_splits_train_val_from_train_eval_from_test(tmp_path):
+    make_dataset(tmp_path)
+    candidates, rejected = listing(tmp_path)
+    assert rejected == []
+    assert {c.split for c in candidates if c.rel_path.startswith("TEST/")} == {"eval"}
+    assert {c.split for c in candidates if c.rel_path.startswith("TRAIN/")} == {"train", "val"}
+    # Deterministic: the same files land in the same splits every time.
+    assert [(c.rel_path, c.split) for c in candidates] == [(c.rel_path, c.split) for c in listing(tmp_path)[0]]
+    assert {c.label_name: c.label for c in candidates} == {name: i for i, name in enumerate(CLASSES)}
+
+
+def test_source_without_split_folders_is_hash_split(tmp_path):
+    make_dataset(tmp_path, {"TEST": 12})
+    flat = tmp_path / "flat"
+    (tmp_path / "TEST").rename(flat)
+    candidates, _ = reader.list_source(str(flat), CLASSES, 0.2, 0.2, "hash")
+    assert {c.split for c in candidates} == {"train", "val", "eval"}
+
+
+def test_unknown_class_folder_and_non_image_extension_are_rejected(tmp_path):
+    make_dataset(tmp_path)
+    (tmp_path / "TRAIN" / "BASOPHIL").mkdir()
+    (tmp_path / "TRAIN" / "BASOPHIL" / "x.jpeg").write_bytes(b"whatever")
+    (tmp_path / "TRAIN" / "MONOCYTE" / "notes.txt").write_text("hello")
+    (tmp_path / "TRAIN" / "MONOCYTE" / ".DS_Store").write_text("ignored")
+    _, rejected = listing(tmp_path)
+    reasons = {r.rel_path: r.reason for r in rejected}
+    assert reasons == {"TRAIN/BASOPHIL/x.jpeg": "unknown class folder 'BASOPHIL'",
+                       "TRAIN/MONOCYTE/notes.txt": "not an image file extension"}
+
+
+def test_empty_split_is_an_error(tmp_path):
+    make_dataset(tmp_path, {"TRAIN": 4})
+    with pytest.raises(reader.IngestError, match="has TRAIN/ but no TEST/ folder"):
+        listing(tmp_path)
+    for cls in CLASSES:
+        (tmp_path / "TEST" / cls).mkdir(parents=True)
+    with pytest.raises(reader.IngestError, match="split 'eval' has no images"):
+        listing(tmp_path)
+
+
+@pytest.mark.parametrize("content, reason", [
+    (b"", r"empty file \(0 bytes\)"),
+    (b"<html>not an image</html>", "not an image"),
+])
+def test_unreadable_files(tmp_path, content, reason):
+    path = tmp_path / "bad.jpeg"
+    path.write_bytes(content)
+    with pytest.raises(reader.BadImage, match=reason):
+        reader.read_image(str(path), 10**8)
+
+
+def test_truncated_jpeg(tmp_path, real_jpeg):
+    path = tmp_path / "truncated.jpeg"
+    path.write_bytes(real_jpeg[: len(real_jpeg) // 2])
+    with pytest.raises(reader.BadImage, match="truncated or corrupt image data"):
+        reader.read_image(str(path), 10**8)
+
+
+def test_image_over_pixel_limit(tmp_path, real_jpeg):
+    path = tmp_path / "big.jpeg"
+    path.write_bytes(real_jpeg)  # 320x240 = 76,800 pixels
+    with pytest.raises(reader.BadImage, match="image too large: 320x240 pixels exceeds the limit of 50000"):
+        reader.read_image(str(path), 50_000)
+    assert reader.read_image(str(path), 76_800)[1:] == (240, 320)
+
+
+def test_rgb_jpeg_bytes_are_kept_unchanged(tmp_path, real_jpeg):
+    path = tmp_path / "cell.jpeg"
+    path.write_bytes(real_jpeg)
+    assert reader.read_image(str(path), 10**8)[0] == real_jpeg
+
+
+@pytest.mark.parametrize("mode, fmt", [("L", "JPEG"), ("L", "PNG"), ("RGBA", "PNG"), ("RGB", "BMP"),
+                                       ("P", "PNG"), ("RGB", "PNG")])
+def test_other_modes_and_formats_become_rgb(tmp_path, mode, fmt):
+    image = Image.new("RGB", (30, 20), (200, 40, 90)).convert(mode)
+    path = tmp_path / f"img.{fmt.lower()}"
+    path.write_bytes(encoded(image, fmt))
+    data, height, width = reader.read_image(str(path), 10**8)
+    back = Image.open(io.BytesIO(data))
+    assert (back.mode, back.size, (height, width)) == ("RGB", (30, 20), (20, 30))
+
+
+def test_transparent_pixels_become_white(tmp_path):
+    image = Image.new("RGBA", (4, 4), (10, 20, 30, 0))
+    path = tmp_path / "clear.png"
+    path.write_bytes(encoded(image, "PNG"))
+    data, _, _ = reader.read_image(str(path), 10**8)
+    assert Image.open(io.BytesIO(data)).getpixel((0, 0)) == (255, 255, 255)
+
+
+def test_to_example_has_every_feature(tmp_path, real_jpeg):
+    import tensorflow as tf
+
+    path = tmp_path / "c.jpeg"
+    path.write_bytes(real_jpeg)
+    candidate = reader.Candidate(str(path), "TRAIN/MONOCYTE/c.jpeg", "train", "MONOCYTE", 2)
+    example = tf.train.Example.FromString(reader.to_example(candidate, 10**8))
+    f = example.features.feature
+    assert f["image"].bytes_list.value[0] == real_jpeg
+    assert f["label"].int64_list.value[0] == 2
+    assert f["label_name"].bytes_list.value[0] == b"MONOCYTE"
+    assert f["source_path"].bytes_list.value[0] == b"TRAIN/MONOCYTE/c.jpeg"
+    assert (f["height"].int64_list.value[0], f["width"].int64_list.value[0]) == (240, 320)
+
+
+def test_summary_counts_each_rejected_input_once():
+    cands = [reader.Candidate(f"/d/{i}", f"TRAIN/A/{i}", "train", "A", 0) for i in range(8)]
+    cands += [reader.Candidate("/d/e", "TEST/A/e", "eval", "A", 0)]
+    rejected = [reader.Rejected("TRAIN/A/0", "train", "empty file (0 bytes)"),
+                reader.Rejected("TRAIN/X/1", "train", "unknown class folder 'X'")]
+    report = reader.summarize(cands, rejected, 0.1)
+    assert (report["inputs"], report["examples"], report["rejected"]) == (10, 8, 2)
+    assert report["rejected_fraction"] == 0.2
+    assert report["splits"] == {"train": {"examples": 7}, "val": {"examples": 0}, "eval": {"examples": 1}}
+    assert report["rejected_by_reason"] == {"empty file": 1, "unknown class folder 'X'": 1}
+
+
+def test_unreadable_file_is_an_error_not_a_crash(tmp_path):
+    with pytest.raises(tf.errors.NotFoundError):
+        reader.read_image(str(tmp_path / "vanished.jpeg"), 10**8)

@@ -1,0 +1,82 @@
+"""Deployable infrastructure: Kubernetes manifests pass the Kubernetes schemas; the serving
+configuration is what TF Serving parses; the Dockerfiles install from the repo's lock."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import kubernetes_validate
+import pytest
+import yaml
+from google.protobuf import text_format
+
+REPO = Path(__file__).resolve().parents[2]
+K8S_VERSION = "1.33.0"
+
+
+def manifests():
+    for path in sorted((REPO / "infra" / "k8s").glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc:
+                yield pytest.param(doc, id=f"{path.name}:{doc['kind']}")
+
+
+@pytest.mark.parametrize("doc", manifests())
+def test_manifest_is_valid_kubernetes(doc):
+    kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+
+
+def test_validator_rejects_a_broken_manifest():
+    doc = next(d for d in yaml.safe_load_all((REPO / "infra" / "k8s" / "serving.yaml").read_text())
+               if d["kind"] == "Deployment")
+    doc["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"] = "8500"
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+
+
+def test_serving_deployment_probes_ports_and_model_volume():
+    docs = {d["kind"]: d for d in yaml.safe_load_all((REPO / "infra" / "k8s" / "serving.yaml").read_text())}
+    container = docs["Deployment"]["spec"]["template"]["spec"]["containers"][0]
+    assert {p["containerPort"] for p in container["ports"]} == {8500, 8501}
+    assert container["readinessProbe"]["httpGet"]["path"] == "/v1/models/bloodcell"
+    assert "livenessProbe" in container
+    assert {p["port"] for p in docs["Service"]["spec"]["ports"]} == {8500, 8501}
+    assert docs["HorizontalPodAutoscaler"]["spec"]["scaleTargetRef"]["name"] == "bloodcell-serving"
+    assert {"name": "models", "mountPath": "/models/bloodcell", "readOnly": True} in container["volumeMounts"]
+    # The ConfigMap carries exactly the files in serving/config/.
+    for name, text in docs["ConfigMap"]["data"].items():
+        assert parse_serving_config(name, text) == parse_serving_config(name, (REPO / "serving" / "config" / name).read_text())
+
+
+def parse_serving_config(name: str, text: str):
+    """models.config through TF Serving's own proto; the batching and monitoring protos are not in the
+    tensorflow-serving-api package, so those two are compared as whitespace-free text."""
+    if name != "models.config":
+        return "".join(line.split("#")[0] for line in text.splitlines()).replace(" ", "")
+    from tensorflow_serving.config import model_server_config_pb2
+
+    return text_format.Parse(text, model_server_config_pb2.ModelServerConfig())
+
+
+def test_model_config_parses_as_tf_serving_proto():
+    models = parse_serving_config("models.config", (REPO / "serving" / "config" / "models.config").read_text())
+    config = models.model_config_list.config[0]
+    assert (config.name, config.base_path) == ("bloodcell", "/models/bloodcell")
+    assert config.model_version_policy.latest.num_versions == 2
+
+
+@pytest.mark.parametrize("lock", ["pipeline.lock", "converter.lock"])
+def test_pipeline_image_installs_both_environments_from_the_locks(lock):
+    text = (REPO / "infra" / "docker" / "pipeline.Dockerfile").read_text()
+    assert f"locks/{lock}" in text and "--require-hashes" in text
+    assert (REPO / "locks" / lock).exists()
+    assert "BLOODCELL_TFJS_CONVERTER=/opt/converter-venv/bin/tensorflowjs_converter" in text
+
+
+def test_pipeline_image_carries_the_product_packages_and_no_sample_data():
+    """Every package the spec names by import path is in the image; warm-up images come with serving."""
+    text = (REPO / "infra" / "docker" / "pipeline.Dockerfile").read_text()
+    copied = [line.split()[1] for line in text.splitlines() if line.startswith("COPY ")]
+    for package in ("models/", "components/", "pipeline/", "serving/"):
+        assert package in copied
+    assert not any(path.startswith("data") for path in copied)
+    assert len(list((REPO / "serving" / "warmup_images").glob("*.jpeg"))) == 4

@@ -1,0 +1,119 @@
+"""The KFP v2 spec compiles offline from the same pipeline; submit and schedule send the right calls."""
+from __future__ import annotations
+
+import json
+import types
+
+import pytest
+import yaml
+from google.protobuf import json_format
+from kfp.pipeline_spec import pipeline_spec_pb2
+
+from pipeline import kubeflow_cli, kubeflow_runner
+from pipeline.config import load_config
+
+
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory):
+    out = tmp_path_factory.mktemp("kfp") / "spec.yaml"
+    config = load_config(overrides=[f"kubeflow.output_file={out}", "kubeflow.image=registry.example/bc:1"])
+    path = kubeflow_runner.compile_pipeline(config)
+    with open(path) as f:
+        return config, path, yaml.safe_load(f)
+
+
+def test_spec_parses_and_holds_every_component(compiled):
+    _, _, doc = compiled
+    spec = json_format.ParseDict(doc, pipeline_spec_pb2.PipelineSpec(), ignore_unknown_fields=False)
+    tasks = set(spec.root.dag.tasks)
+    assert tasks == {"FileBasedExampleGen", "StatisticsGen", "SchemaGen", "ImportSchemaGen", "ExampleValidator",
+                     "AnomaliesGate", "Transform", "Trainer", "Evaluator", "Pusher", "TfjsPublisher",
+                     # KFP v2 expresses the latest-blessed-model Resolver as two resolver tasks
+                     "latest_blessed_model_resolver-model-resolver",
+                     "latest_blessed_model_resolver-model-blessing-resolver"}
+    assert "AnomaliesGate" in spec.root.dag.tasks["Transform"].dependent_tasks
+    assert "Pusher" in spec.root.dag.tasks["TfjsPublisher"].dependent_tasks
+    cdn_base = doc["root"]["dag"]["tasks"]["TfjsPublisher"]["inputs"]["parameters"]["cdn_base"]
+    assert "gs://YOUR-BUCKET/bloodcell/cdn" in json.dumps(cdn_base)
+
+
+def test_only_the_trainer_asks_for_a_gpu(compiled):
+    _, _, doc = compiled
+    executors = doc["deploymentSpec"]["executors"]
+    with_gpu = {name for name, ex in executors.items()
+                if ex.get("container", {}).get("resources", {}).get("accelerator")}
+    assert with_gpu == {"Trainer_executor"}
+    trainer = executors["Trainer_executor"]["container"]
+    assert trainer["resources"]["accelerator"] == {"count": "1", "type": "nvidia.com/gpu"}
+    assert (trainer["resources"]["cpuLimit"], trainer["resources"]["memoryLimit"]) == (8.0, 32.0)
+    images = {ex["container"]["image"] for ex in executors.values() if "container" in ex}
+    assert images == {"registry.example/bc:1"}
+
+
+class FakeKfpClient:
+    """The small part of kfp.Client that the commands use, recording each call."""
+
+    def __init__(self, recurring=()):
+        self.calls = []
+        self._recurring = list(recurring)
+
+    def get_experiment(self, experiment_name):
+        self.calls.append(("get_experiment", experiment_name))
+        return types.SimpleNamespace(experiment_id="exp-1")
+
+    def create_experiment(self, name):
+        raise AssertionError("experiment exists")
+
+    def create_run_from_pipeline_package(self, package, arguments, run_name, experiment_name):
+        self.calls.append(("run", package, run_name, experiment_name))
+        return types.SimpleNamespace(run_id="run-1")
+
+    def list_recurring_runs(self, experiment_id, page_size):
+        self.calls.append(("list_recurring", experiment_id))
+        return types.SimpleNamespace(recurring_runs=self._recurring)
+
+    def delete_recurring_run(self, recurring_run_id):
+        self.calls.append(("delete_recurring", recurring_run_id))
+
+    def create_recurring_run(self, **kwargs):
+        self.calls.append(("create_recurring", kwargs))
+        return types.SimpleNamespace(display_name=kwargs["job_name"], recurring_run_id="rr-2")
+
+    def list_runs(self, experiment_id, page_size, sort_by):
+        self.calls.append(("list_runs", experiment_id, page_size, sort_by))
+        return types.SimpleNamespace(runs=[types.SimpleNamespace(run_id="r1", state="SUCCEEDED",
+                                                                 created_at="2026-11-26", display_name="x")])
+
+
+def test_submit(compiled):
+    config, path, _ = compiled
+    client = FakeKfpClient()
+    assert kubeflow_cli.submit(client, config, path, "nightly").run_id == "run-1"
+    assert client.calls == [("run", path, "nightly", "bloodcell")]
+
+
+def test_schedule_replaces_the_recurring_run_of_the_same_name(compiled):
+    config, path, _ = compiled
+    old = types.SimpleNamespace(display_name="bloodcell-scheduled", recurring_run_id="rr-1")
+    other = types.SimpleNamespace(display_name="someone-else", recurring_run_id="rr-9")
+    client = FakeKfpClient([old, other])
+    kubeflow_cli.schedule(client, config, path)
+    assert ("delete_recurring", "rr-1") in client.calls and ("delete_recurring", "rr-9") not in client.calls
+    create = dict(client.calls[-1][1])
+    assert create == {"experiment_id": "exp-1", "job_name": "bloodcell-scheduled", "cron_expression": "0 0 3 * * 1",
+                      "pipeline_package_path": path, "max_concurrency": 1, "no_catchup": True}
+
+
+def test_list_runs(compiled):
+    config, _, _ = compiled
+    client = FakeKfpClient()
+    assert kubeflow_cli.list_runs(client, config, 5) == ["r1  SUCCEEDED  2026-11-26  x"]
+    assert client.calls[-1] == ("list_runs", "exp-1", 5, "created_at desc")
+
+
+def test_unreachable_endpoint_is_one_line(tmp_path, capsys):
+    code = kubeflow_cli.main(["list", "--set", "kubeflow.endpoint=http://127.0.0.1:9",
+                              "--set", f"kubeflow.output_file={tmp_path / 's.yaml'}"])
+    assert code == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: Kubeflow Pipelines at http://127.0.0.1:9: ") and "\n" not in err

@@ -1,0 +1,99 @@
+import json
+import types
+
+from pipeline import code_version
+
+
+def module_at(path) -> types.ModuleType:
+    module = types.ModuleType(path.stem)
+    module.__file__ = str(path)
+    return module
+
+
+def test_fingerprint_follows_every_file_of_a_package(tmp_path, monkeypatch):
+    pkg = tmp_path / "pkg"
+    (pkg / "sub").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "a.py").write_text("x = 1\n")
+    monkeypatch.setattr(code_version, "REPO_ROOT", tmp_path)
+    package = module_at(pkg / "__init__.py")
+    first = code_version.code_fingerprint(package)
+    assert code_version.code_fingerprint(package) == first
+    (pkg / "a.py").write_text("x = 2\n")
+    second = code_version.code_fingerprint(package)
+    assert second != first
+    (pkg / "sub" / "new.py").write_text("")  # a new file, in a folder no list named
+    assert code_version.code_fingerprint(package) != second
+
+
+def test_metric_names_use_class_names():
+    from components.evaluation_results import readable_metrics
+
+    got = readable_metrics({"recall/classId:1 topK:1": 0.91234, "sparse_categorical_accuracy": 0.5},
+                           ["EOSINOPHIL", "LYMPHOCYTE"])
+    assert got == {"recall/LYMPHOCYTE": 0.9123, "sparse_categorical_accuracy": 0.5}
+
+
+def test_pipeline_wiring(tmp_path):
+    """Training waits for the validation gate; TEST feeds only the Evaluator; only blessed models push."""
+    from pipeline.config import load_config
+    from pipeline.pipeline import create_pipeline
+    from testkit.images import make_dataset
+
+    config = load_config(overrides=[f"data_dir={make_dataset(tmp_path)}", f"output_dir={tmp_path / 'out'}"])
+    nodes = {c.id: c for c in create_pipeline(config).components}
+    assert "AnomaliesGate" in {n.id for n in nodes["Transform"].upstream_nodes}
+    assert json.loads(nodes["Trainer"].exec_properties["train_args"])["splits"] == ["train", "val"]
+    assert json.loads(nodes["Trainer"].exec_properties["eval_args"])["splits"] == ["val"]
+    assert json.loads(nodes["Evaluator"].exec_properties["example_splits"]) == ["eval"]
+    assert nodes["Pusher"].inputs["model_blessing"] is nodes["Evaluator"].outputs["blessing"]
+    assert nodes["TfjsPublisher"].inputs["pushed_model"] is nodes["Pusher"].outputs["pushed_model"]
+    assert len(nodes) == 12
+
+    # A tuning run holds val out of training.
+    held_out = load_config(overrides=[f"data_dir={make_dataset(tmp_path)}", "training.train_on_val=false"])
+    trainer = {c.id: c for c in create_pipeline(held_out).components}["Trainer"]
+    assert json.loads(trainer.exec_properties["train_args"])["splits"] == ["train"]
+
+
+def test_blessing_failures_read_as_sentences():
+    from google.protobuf import text_format
+    from tensorflow_model_analysis.proto import validation_result_pb2
+
+    from pipeline.run_summary import describe_failure
+
+    value = text_format.Parse("""
+        metric_key { name: "sparse_categorical_accuracy" }
+        metric_threshold { value_threshold { lower_bound { value: 0.5 } } }
+        metric_value { double_value { value: 0.2509 } }""", validation_result_pb2.ValidationFailure())
+    change = text_format.Parse("""
+        metric_key { name: "sparse_categorical_accuracy" is_diff: true }
+        metric_threshold { change_threshold { absolute { value: -0.01 } direction: HIGHER_IS_BETTER } }
+        metric_value { double_value { value: -0.6188 } }""", validation_result_pb2.ValidationFailure())
+    assert describe_failure(value) == "sparse_categorical_accuracy 0.2509 < 0.5"
+    assert describe_failure(change) == "sparse_categorical_accuracy change vs last blessed model -0.6188 < -0.0100"
+
+
+def test_per_class_metrics_from_the_confusion_matrix():
+    from components.evaluation_results import per_class_metrics
+
+    matrix = [[8, 2], [1, 9]]  # rows: actual A, B; columns: predicted A, B
+    got = per_class_metrics(matrix, ["A", "B"])
+    assert got == {"recall/A": 0.8, "precision/A": 8 / 9, "recall/B": 0.9, "precision/B": 9 / 11}
+
+
+def test_fingerprint_of_single_files(tmp_path, monkeypatch):
+    (tmp_path / "a.py").write_text("x = 1\n")
+    (tmp_path / "b.py").write_text("y = 1\n")
+    monkeypatch.setattr(code_version, "REPO_ROOT", tmp_path)
+    first = code_version.code_fingerprint(module_at(tmp_path / "a.py"))
+    (tmp_path / "b.py").write_text("y = 2\n")  # not part of the fingerprint
+    assert code_version.code_fingerprint(module_at(tmp_path / "a.py")) == first
+
+
+def test_traced_function_errors_keep_their_message_in_one_line():
+    from pipeline.local_runner import one_line
+
+    err = NameError("in user code:\n\n    File \"x.py\", line 3, in f\n        y\n\n    NameError: name 'y' is not defined\n")
+    assert one_line(err) == "NameError: NameError: name 'y' is not defined"
+    assert one_line(ValueError("bad value\nmore")) == "ValueError: bad value"

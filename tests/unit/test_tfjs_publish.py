@@ -1,0 +1,81 @@
+"""Publishing tfjs models to the CDN origin: hashed immutable versions, an atomic channel pointer,
+interrupted publishes, rollback."""
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from components.tfjs_publisher import publish as pub
+
+
+def fake_tfjs_model(folder, seed: int):
+    """A converter-shaped output: model.json naming two groups of shards."""
+    folder.mkdir(parents=True)
+    manifest = []
+    for g in range(2):
+        name = f"group{g + 1}-shard1of1.bin"
+        (folder / name).write_bytes(bytes([seed, g]) * 500)
+        manifest.append({"paths": [name], "weights": [{"name": f"w{g}", "shape": [1000], "dtype": "uint8"}]})
+    (folder / "model.json").write_text(json.dumps({"format": "graph-model", "modelTopology": {},
+                                                   "weightsManifest": manifest}))
+    return str(folder)
+
+
+def latest(base):
+    return json.loads((base / "bloodcell" / "latest.json").read_text())["version"]
+
+
+def test_publish_writes_hashed_immutable_version_and_points_latest(tmp_path):
+    base = tmp_path / "origin"
+    pointer = pub.publish(fake_tfjs_model(tmp_path / "v1", 1), str(base), "bloodcell", "1", {"classes": ["A", "B"]})
+    assert pointer == {"version": "1", "model_url": "1/model.json", "metadata_url": "1/metadata.json"}
+    model = json.loads((base / "bloodcell" / "1" / "model.json").read_text())
+    shards = [p for g in model["weightsManifest"] for p in g["paths"]]
+    assert all(len(s.split(".")[-2]) == 16 for s in shards) and len(set(shards)) == 2
+    assert all((base / "bloodcell" / "1" / s).exists() for s in shards)
+    assert json.loads((base / "bloodcell" / "1" / "metadata.json").read_text()) == {"classes": ["A", "B"], "version": "1"}
+    with pytest.raises(pub.PublishError, match="already exists .* versions are immutable"):
+        pub.publish(fake_tfjs_model(tmp_path / "again", 9), str(base), "bloodcell", "1", {})
+
+
+def test_interrupted_publish_leaves_latest_on_the_previous_version(tmp_path, monkeypatch):
+    base = tmp_path / "origin"
+    pub.publish(fake_tfjs_model(tmp_path / "v1", 1), str(base), "bloodcell", "1", {})
+    real_write, writes = pub._write, []
+
+    def failing_write(path, data):
+        writes.append(path)
+        if len(writes) == 2:  # the second shard: the network dropped, the disk filled, the job was killed
+            raise OSError("connection reset")
+        real_write(path, data)
+
+    monkeypatch.setattr(pub, "_write", failing_write)
+    with pytest.raises(OSError):
+        pub.publish(fake_tfjs_model(tmp_path / "v2", 2), str(base), "bloodcell", "2", {})
+    monkeypatch.setattr(pub, "_write", real_write)
+    assert latest(base) == "1"
+    with pytest.raises(pub.PublishError, match="version 2 of bloodcell is not published"):
+        pub.point_latest(str(base), "bloodcell", "2")
+    # A retry of the same version completes it.
+    pub.publish(fake_tfjs_model(tmp_path / "v2b", 2), str(base), "bloodcell", "2", {})
+    assert latest(base) == "2"
+    assert not list((base / "bloodcell").glob("latest.json.tmp-*"))
+
+
+def test_rollback_and_its_refusals(tmp_path, capsys):
+    base = tmp_path / "origin"
+    for v in ("1", "2"):
+        pub.publish(fake_tfjs_model(tmp_path / f"src{v}", int(v)), str(base), "bloodcell", v, {})
+    assert pub.main(["rollback", "--base", str(base), "--version", "1"]) == 0
+    assert latest(base) == "1"
+    assert pub.main(["list", "--base", str(base)]) == 0
+    assert "1  <- latest" in capsys.readouterr().out
+    assert pub.main(["rollback", "--base", str(base), "--version", "7"]) == 1
+    assert capsys.readouterr().err.strip() == f"error: version 7 of bloodcell is not published under {base} (no model.json)"
+    shard = next((base / "bloodcell" / "2").glob("group1-*.bin"))
+    shard.write_bytes(b"tampered")
+    assert pub.main(["rollback", "--base", str(base), "--version", "2"]) == 1
+    assert "does not match its hash" in capsys.readouterr().err
+    assert latest(base) == "1"

@@ -1,0 +1,45 @@
+"""The web client's answer record (web/src/inference.js `answerRecord`), run in Node as the client runs it."""
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+
+from testkit import browser as bh
+
+CLASSES = ["EOSINOPHIL", "LYMPHOCYTE", "MONOCYTE", "NEUTROPHIL"]
+# counts[actual][predicted]: 4 monocytes, one called NEUTROPHIL; no lymphocyte image at all.
+MATRIX = [[9, 0, 0, 1],
+          [0, 0, 0, 0],
+          [0, 0, 3, 1],
+          [2, 0, 0, 18]]
+
+
+def answer_record(matrix, class_id: int):
+    script = ("import { answerRecord } from './src/inference.js';"
+              f"process.stdout.write(JSON.stringify(answerRecord({json.dumps(matrix)}, "
+              f"{json.dumps(CLASSES)}, {class_id})));")
+    done = subprocess.run(["node", "--input-type=module", "-e", script], cwd=bh.WEB,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout)
+
+
+def test_an_answer_is_scored_by_the_share_of_each_actual_class_given_it():
+    record = answer_record(MATRIX, CLASSES.index("NEUTROPHIL"))
+    assert record["images"] == 34
+    assert record["recall"] == pytest.approx(18 / 20)
+    # Commonest first; a share of the actual class, not of the answers (prevalence-free).
+    assert record["alsoGivenTo"] == [{"name": "MONOCYTE", "share": 0.25},
+                                     {"name": "EOSINOPHIL", "share": 0.1}]
+
+
+def test_a_class_without_evaluation_images_has_no_recall():
+    record = answer_record(MATRIX, CLASSES.index("LYMPHOCYTE"))
+    assert record["recall"] is None and record["alsoGivenTo"] == []
+
+
+@pytest.mark.parametrize("matrix", [None, [], [[1, 2], [3, 4]], [[1, 0, 0, 0]] * 3 + [[1, 0]]])
+def test_no_record_without_a_matrix_that_fits_the_classes(matrix):
+    assert answer_record(matrix, 0) is None
