@@ -109,7 +109,7 @@ def affine_batch(images: np.ndarray, theta: np.ndarray, tx: np.ndarray, ty: np.n
 class AugmentedBatches(keras.utils.PyDataset):
     """Shuffled, augmented batches on the host, as flow_from_directory delivers them. Augmenting here
     rather than with Keras's preprocessing layers: on an H100 those layers cost ~160 ms a step on JAX
-    against 1.6 ms for the model itself (measured; see the README)."""
+    against 1.6 ms for the model itself (measured; benchmarks/README.md)."""
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, seed: int, batch_size: int):
         super().__init__()
