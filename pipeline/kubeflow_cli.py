@@ -14,8 +14,8 @@ import argparse
 import os
 import sys
 
-from pipeline.config import DEFAULT_CONFIG, Config, ConfigError, load_config
-from pipeline.kubeflow_runner import compile_pipeline
+from pipeline.config import Config
+from pipeline.kubeflow_runner import compile_pipeline, parse_with_config
 
 
 def make_client(config: Config):
@@ -59,16 +59,11 @@ def list_runs(client, config: Config, limit: int) -> list[str]:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipeline.kubeflow_cli", description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=["compile", "submit", "schedule", "list"])
-    parser.add_argument("--config", default=str(DEFAULT_CONFIG))
-    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
     parser.add_argument("--run-name", help="submit: the run's name")
     parser.add_argument("--cron", help="schedule: a six-field cron expression (overrides kubeflow.schedule_cron)")
     parser.add_argument("--limit", type=int, default=20, help="list: how many runs")
-    args = parser.parse_args(argv)
-    try:
-        config = load_config(args.config, args.set)
-    except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
+    args, config = parse_with_config(parser, argv)
+    if config is None:
         return 2
 
     package = compile_pipeline(config)

@@ -62,15 +62,22 @@ def compile_pipeline(config: Config) -> str:
     return path
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pipeline.kubeflow_runner", description=__doc__.splitlines()[0])
+def parse_with_config(parser: argparse.ArgumentParser, argv) -> tuple[argparse.Namespace, Config | None]:
+    """The parsed arguments and the configuration they name; None (after one `error:` line) for a bad one."""
     parser.add_argument("--config", default=str(DEFAULT_CONFIG))
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
     args = parser.parse_args(argv)
     try:
-        config = load_config(args.config, args.set)
+        return args, load_config(args.config, args.set)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
+        return args, None
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pipeline.kubeflow_runner", description=__doc__.splitlines()[0])
+    _, config = parse_with_config(parser, argv)
+    if config is None:
         return 2
     print(f"compiled: {compile_pipeline(config)}")
     return 0

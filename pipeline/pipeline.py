@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from tfx import v1 as tfx
 
-import components.evaluation_results
 import components.image_example_gen
 import components.tfjs_publisher
 import models
@@ -87,8 +86,7 @@ def create_components(config: Config, data_root: str, serving_base: str, cdn_bas
         cdn_base=cdn_base, model_name=config.serving.model_name, quantization=config.browser.quantization,
         review_threshold=config.browser.review_threshold, class_names=config.class_names,
         image_size=config.image_size, pipeline_name=config.pipeline_name,
-        converter=config.browser.converter, code_version=code_fingerprint(
-            components.tfjs_publisher, components.evaluation_results, features))
+        converter=config.browser.converter, code_version=code_fingerprint(components.tfjs_publisher, features))
     return [example_gen, statistics_gen, inferred_schema, curated_schema, example_validator, gate,
             transform, trainer, baseline, evaluator, pusher, tfjs_publisher]
 

@@ -9,7 +9,7 @@ import os
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
-from components.evaluation_results import (load_confusion_matrix, load_metrics, per_class_metrics,
+from components.tfjs_publisher.evaluation import (load_confusion_matrix, load_metrics, per_class_metrics,
                                            readable_metrics)
 
 _STATE = metadata_store_pb2.Execution.State

@@ -17,7 +17,7 @@ from absl import logging
 from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 
-from components.evaluation_results import evaluation_summary
+from components.tfjs_publisher.evaluation import evaluation_summary
 from components.tfjs_publisher import convert, publish
 from models.features import ATYPICALITY, BROWSER_INPUT, BROWSER_SIGNATURE, PROBABILITIES
 

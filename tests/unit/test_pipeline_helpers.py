@@ -27,7 +27,7 @@ def test_fingerprint_follows_every_file_of_a_package(tmp_path, monkeypatch):
 
 
 def test_metric_names_use_class_names():
-    from components.evaluation_results import readable_metrics
+    from components.tfjs_publisher.evaluation import readable_metrics
 
     got = readable_metrics({"recall/classId:1 topK:1": 0.91234, "sparse_categorical_accuracy": 0.5},
                            ["EOSINOPHIL", "LYMPHOCYTE"])
@@ -75,7 +75,7 @@ def test_blessing_failures_read_as_sentences():
 
 
 def test_per_class_metrics_from_the_confusion_matrix():
-    from components.evaluation_results import per_class_metrics
+    from components.tfjs_publisher.evaluation import per_class_metrics
 
     matrix = [[8, 2], [1, 9]]  # rows: actual A, B; columns: predicted A, B
     got = per_class_metrics(matrix, ["A", "B"])
