@@ -81,3 +81,45 @@ def test_bad_inputs_over_the_limit_stop_the_run_before_training(tmp_path, capsys
 def test_missing_data_dir_is_a_one_line_usage_error(tmp_path, capsys):
     assert local_runner.main(["--data-dir", str(tmp_path / "nowhere")]) == 2
     assert capsys.readouterr().err.strip() == f"error: data directory not found: {tmp_path / 'nowhere'}"
+
+
+def test_a_relabelled_file_reaches_the_examples_on_the_next_run(tmp_path):
+    """Moving a TRAIN file to another class folder, size and modification time kept, re-runs the
+    ExampleGen, and its example carries the new label."""
+    from tfx import v1 as tfx
+
+    from pipeline.config import load_config
+    from pipeline.pipeline import example_gen_component
+
+    data = make_dataset(tmp_path / "data", {"TRAIN": 4, "TEST": 2})
+    config = load_config(overrides=[f"output_dir={tmp_path / 'out'}", "ingest.val_split=hash"])
+    metadata = tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path)
+
+    def run_example_gen() -> str:
+        pipeline = tfx.dsl.Pipeline(pipeline_name=config.pipeline_name, pipeline_root=config.pipeline_root,
+                                    components=[example_gen_component(config, str(data))], enable_cache=True,
+                                    metadata_connection_config=metadata, beam_pipeline_args=config.beam_args())
+        tfx.orchestration.LocalDagRunner().run(pipeline)
+        runs = sorted((tmp_path / "out" / "bloodcell" / "pipeline_root" / "FileBasedExampleGen" / "examples").iterdir(),
+                      key=lambda p: int(p.name))
+        return str(runs[-1])
+
+    def labels(examples_dir: str) -> dict[str, str]:
+        found = {}
+        for split in image_reader.SPLITS:
+            files = tf.io.gfile.glob(os.path.join(examples_dir, f"Split-{split}", "*.gz"))
+            for record in tf.data.TFRecordDataset(files, compression_type="GZIP"):
+                f = tf.train.Example.FromString(record.numpy()).features.feature
+                found[f["source_path"].bytes_list.value[0].decode()] = f["label_name"].bytes_list.value[0].decode()
+        return found
+
+    first = run_example_gen()
+    src = sorted((data / "TRAIN" / "MONOCYTE").iterdir())[0]
+    stat = src.stat()
+    dest = data / "TRAIN" / "NEUTROPHIL" / src.name
+    os.rename(src, dest)
+    os.utime(dest, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    second = run_example_gen()
+    assert second != first, "the ExampleGen was cached: the relabel did not reach the examples"
+    assert labels(second)[f"TRAIN/NEUTROPHIL/{src.name}"] == "NEUTROPHIL"
+    assert f"TRAIN/MONOCYTE/{src.name}" not in labels(second)
