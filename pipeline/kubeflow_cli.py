@@ -31,10 +31,12 @@ def experiment_id(client, name: str) -> str:
         return client.create_experiment(name=name).experiment_id
 
 
-def submit(client, config: Config, package: str, run_name: str | None = None):
+def submit(client, config: Config, package: str, run_name: str | None = None, cache: bool = True):
+    """One run now. cache=False re-runs every step: TFX's ExampleGen driver on Kubeflow does not see
+    a file moved between class folders (a relabel)."""
     return client.create_run_from_pipeline_package(
         package, arguments={}, run_name=run_name or f"{config.pipeline_name}-manual",
-        experiment_name=config.kubeflow.experiment)
+        experiment_name=config.kubeflow.experiment, enable_caching=cache)
 
 
 def schedule(client, config: Config, package: str, cron: str | None = None):
@@ -60,6 +62,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipeline.kubeflow_cli", description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=["compile", "submit", "schedule", "list"])
     parser.add_argument("--run-name", help="submit: the run's name")
+    parser.add_argument("--no-cache", action="store_true", help="submit: re-run every step (after a relabel)")
     parser.add_argument("--cron", help="schedule: a six-field cron expression (overrides kubeflow.schedule_cron)")
     parser.add_argument("--limit", type=int, default=20, help="list: how many runs")
     args, config = parse_with_config(parser, argv)
@@ -73,7 +76,7 @@ def main(argv=None) -> int:
     try:
         client = make_client(config)
         if args.command == "submit":
-            result = submit(client, config, package, args.run_name)
+            result = submit(client, config, package, args.run_name, cache=not args.no_cache)
             print(f"submitted run {result.run_id}")
         elif args.command == "schedule":
             job = schedule(client, config, package, args.cron)

@@ -64,8 +64,8 @@ class FakeKfpClient:
     def create_experiment(self, name):
         raise AssertionError("experiment exists")
 
-    def create_run_from_pipeline_package(self, package, arguments, run_name, experiment_name):
-        self.calls.append(("run", package, run_name, experiment_name))
+    def create_run_from_pipeline_package(self, package, arguments, run_name, experiment_name, enable_caching):
+        self.calls.append(("run", package, run_name, experiment_name, enable_caching))
         return types.SimpleNamespace(run_id="run-1")
 
     def list_recurring_runs(self, experiment_id, page_size):
@@ -89,7 +89,9 @@ def test_submit(compiled):
     config, path, _ = compiled
     client = FakeKfpClient()
     assert kubeflow_cli.submit(client, config, path, "nightly").run_id == "run-1"
-    assert client.calls == [("run", path, "nightly", "bloodcell")]
+    assert client.calls == [("run", path, "nightly", "bloodcell", True)]
+    kubeflow_cli.submit(client, config, path, "after-relabel", cache=False)
+    assert client.calls[-1] == ("run", path, "after-relabel", "bloodcell", False)
 
 
 def test_schedule_replaces_the_recurring_run_of_the_same_name(compiled):
