@@ -40,10 +40,14 @@ def colour_signature(image: Image.Image) -> np.ndarray:
     return np.sqrt(counts / counts.sum())
 
 
-def signature_of_file(data: bytes) -> np.ndarray | None:
-    """The signature of an encoded image, or None when it does not decode (ingest rejects it later)."""
+def signature_of_file(data: bytes, max_pixels: int | None = None) -> np.ndarray | None:
+    """The signature of an encoded image, or None when it does not decode or its header declares more
+    than max_pixels (it is not decoded then; the ingest rejects it later)."""
     try:
-        return colour_signature(Image.open(io.BytesIO(data)))
+        image = Image.open(io.BytesIO(data))
+        if max_pixels is not None and image.width * image.height > max_pixels:
+            return None
+        return colour_signature(image)
     except Exception:  # noqa: BLE001 - any undecodable input simply stays a group of its own
         return None
 
@@ -61,9 +65,10 @@ class GroupedFiles:
     members: tuple[str, ...]
 
 
-def group_files(paths: Sequence[str], read_bytes: Callable[[str], bytes], cut: float = CUT) -> list[GroupedFiles]:
-    """Groups the images of one class (read_bytes(path) reads one). Unreadable or undecodable files
-    are groups of their own."""
+def group_files(paths: Sequence[str], read_bytes: Callable[[str], bytes], cut: float = CUT,
+                max_pixels: int | None = None) -> list[GroupedFiles]:
+    """Groups the images of one class (read_bytes(path) reads one). Unreadable or undecodable files,
+    and those over max_pixels, are groups of their own."""
     if len(paths) > MAX_IMAGES_PER_CLASS:
         raise TooManyImages(f"{len(paths)} images in one class is more than cell grouping handles "
                             f"({MAX_IMAGES_PER_CLASS}); set ingest.val_split=hash")
@@ -73,7 +78,7 @@ def group_files(paths: Sequence[str], read_bytes: Callable[[str], bytes], cut: f
             data = read_bytes(path)
         except Exception:  # noqa: BLE001 - unreadable: the decode step rejects it with its reason
             return None
-        return signature_of_file(data)
+        return signature_of_file(data, max_pixels)
 
     with ThreadPoolExecutor(_READ_THREADS) as pool:
         signatures = list(pool.map(signature, paths))
@@ -104,7 +109,7 @@ def choose_val_groups(groups: Sequence[GroupedFiles], val_fraction: float,
 
 
 def split_by_cell_groups(candidates: Sequence, val_fraction: float, eval_fraction: float | None,
-                         read_bytes: Callable[[str], bytes]) -> list:
+                         read_bytes: Callable[[str], bytes], max_pixels: int | None = None) -> list:
     """Candidates (image_reader.Candidate) with `val`, and with eval_fraction also `eval`, made of
     whole cell groups per class. eval_fraction None: `eval` is a folder of its own (TEST) and stays."""
     pool = [c for c in candidates if eval_fraction is not None or c.split != "eval"]
@@ -115,7 +120,8 @@ def split_by_cell_groups(candidates: Sequence, val_fraction: float, eval_fractio
     path_of = {c.rel_path: c.path for c in pool}
     for members in by_class.values():
         # Grouped by the path relative to the data root, so the split is the same on every machine.
-        groups = group_files([c.rel_path for c in members], lambda rel: read_bytes(path_of[rel]))
+        groups = group_files([c.rel_path for c in members], lambda rel: read_bytes(path_of[rel]),
+                             max_pixels=max_pixels)
         if eval_fraction is not None:
             eval_keys = choose_val_groups(groups, eval_fraction, lambda k: hash_fraction(k + "#eval"))
             split_of.update({p: "eval" for g in groups if g.key in eval_keys for p in g.members})

@@ -99,7 +99,7 @@ class Executor(BaseExampleGenExecutor):
         root = exec_properties[standard_component_specs.INPUT_BASE_KEY]
         self._candidates, listing_rejects = image_reader.list_source(
             root, list(self._params["class_names"]), self._params["val_fraction"],
-            self._params["hash_split_eval_fraction"], self._params["val_split"])
+            self._params["hash_split_eval_fraction"], self._params["val_split"], int(self._params["max_pixels"]))
         rejects_dir = os.path.join(examples.uri, _REJECTS_DIR)
         self._rejects_prefix = os.path.join(rejects_dir, "rejects")
 

@@ -10,6 +10,7 @@ import io
 import os
 from typing import Iterable
 
+import numpy as np
 import tensorflow as tf
 from PIL import Image, UnidentifiedImageError
 
@@ -69,6 +70,9 @@ def _list_class_folders(folder: str, split_of, class_names: list[str], root: str
     for entry in sorted(e.rstrip("/") for e in gfile.listdir(folder)):
         class_dir = os.path.join(folder, entry)
         if not gfile.isdir(class_dir):
+            if not entry.startswith("."):
+                rel = class_dir[len(root):].lstrip("/")
+                rejected.append(Rejected(rel, split_of(rel), "not in a class folder"))
             continue
         for dirpath, _, files in gfile.walk(class_dir):
             for name in sorted(files):
@@ -91,13 +95,15 @@ def read_bytes(path: str) -> bytes:
 
 
 def list_source(data_root: str, class_names: list[str], val_fraction: float,
-                eval_fraction: float, val_split: str) -> tuple[list[Candidate], list[Rejected]]:
+                eval_fraction: float, val_split: str,
+                max_pixels: int | None = None) -> tuple[list[Candidate], list[Rejected]]:
     """Lists the image files of a source and assigns each to train / val / eval.
 
     With TRAIN/ and TEST/ folders: eval is TEST, and val is a share of TRAIN.
     Without them (class folders at the top): all three splits are shares of the images.
     val_split "hash": each file by a hash of its path. "cell_groups": whole groups of augmented copies
-    of one cell (cell_groups.py; reads every image once), so val (and a hashed eval) holds new cells.
+    of one cell (cell_groups.py; reads every image once, and decodes none over max_pixels), so val
+    (and a hashed eval) holds new cells.
     """
     candidates: list[Candidate] = []
     rejected: list[Rejected] = []
@@ -117,7 +123,8 @@ def list_source(data_root: str, class_names: list[str], val_fraction: float,
     if val_split == "cell_groups":
         try:
             candidates = cell_groups.split_by_cell_groups(
-                candidates, val_fraction, None if has_split_folders(data_root) else eval_fraction, read_bytes)
+                candidates, val_fraction, None if has_split_folders(data_root) else eval_fraction, read_bytes,
+                max_pixels)
         except cell_groups.TooManyImages as err:
             raise IngestError(str(err)) from None
     elif val_split != "hash":
@@ -147,6 +154,9 @@ def read_image(path: str, max_pixels: int) -> tuple[bytes, int, int]:
         img = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
         raise BadImage("not an image (content is not a readable image format)") from None
+    except Image.DecompressionBombError:
+        # Pillow refuses, from the header alone, what is far over its own limit (twice 89 M pixels).
+        raise BadImage(f"image too large: its header declares over {2 * Image.MAX_IMAGE_PIXELS} pixels") from None
     width, height = img.size
     if width * height > max_pixels:
         raise BadImage(f"image too large: {width}x{height} pixels exceeds the limit of {max_pixels}")
@@ -158,6 +168,8 @@ def read_image(path: str, max_pixels: int) -> tuple[bytes, int, int]:
         raise BadImage(f"truncated or corrupt image data ({err})") from None
     if img.format == "JPEG" and img.mode == "RGB":
         return data, height, width
+    if img.mode.startswith("I"):
+        img = sixteen_bit_to_8(img)
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA")
         canvas = Image.new("RGBA", rgba.size, (255, 255, 255, 255))  # slides are light: white behind
@@ -167,6 +179,14 @@ def read_image(path: str, max_pixels: int) -> tuple[bytes, int, int]:
     out = io.BytesIO()
     rgb.save(out, format="PNG")
     return out.getvalue(), height, width
+
+
+def sixteen_bit_to_8(img: Image.Image) -> Image.Image:
+    """A 16-bit greyscale image as 8 bits the way TensorFlow's PNG decoder gives it (v * 255 / 65535,
+    rounded), so training sees what TF Serving and the browser see; Pillow's convert("RGB") would clip
+    every value above 255 to white."""
+    values = np.asarray(img, dtype=np.float64)
+    return Image.fromarray(np.clip(np.round(values * 255.0 / 65535.0), 0, 255).astype(np.uint8), "L")
 
 
 def to_example(candidate: Candidate, max_pixels: int) -> bytes:

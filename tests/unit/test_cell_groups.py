@@ -10,7 +10,7 @@ from PIL import Image
 
 from components.image_example_gen import cell_groups
 from components.image_example_gen import image_reader as reader
-from testkit.images import CLASSES, encoded
+from testkit.images import CLASSES, encoded, make_dataset
 
 TINTS = [(200, 120, 150), (170, 160, 210), (230, 200, 190), (190, 190, 150), (150, 200, 200)]
 
@@ -122,3 +122,19 @@ def test_limits_give_one_line_errors(tmp_path, monkeypatch):
 def test_val_keeps_at_least_one_group_for_training():
     groups = [cell_groups.GroupedFiles(k, (k,)) for k in "ab"]
     assert len(cell_groups.choose_val_groups(groups, 0.99, lambda k: 0.0)) == 1
+
+
+def test_grouping_decodes_no_image_over_the_pixel_limit(tmp_path, monkeypatch):
+    """The split reads every TRAIN image before the ingest's size check: one over max_pixels must not
+    be decoded there (its header is enough), and the ingest then rejects it with its reason."""
+    make_dataset(tmp_path)
+    big = tmp_path / "TRAIN" / "MONOCYTE" / "big.png"
+    big.write_bytes(encoded(Image.new("RGB", (2000, 1500), (200, 150, 200)), "PNG"))
+    decoded = []
+    real = cell_groups.colour_signature
+    monkeypatch.setattr(cell_groups, "colour_signature", lambda image: decoded.append(image.size) or real(image))
+    candidates, _ = reader.list_source(str(tmp_path), CLASSES, 0.25, 0.2, "cell_groups", max_pixels=1_000_000)
+    assert decoded and (2000, 1500) not in decoded
+    assert "TRAIN/MONOCYTE/big.png" in {c.rel_path for c in candidates}  # listed; the decode step rejects it
+    with pytest.raises(reader.BadImage, match="image too large"):
+        reader.read_image(str(big), max_pixels=1_000_000)

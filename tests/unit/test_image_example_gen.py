@@ -17,6 +17,7 @@ from pipeline.config import load_config
 from pipeline.pipeline import example_gen_component
 from PIL import Image
 
+from testkit.bad_images import png_declaring
 from testkit.images import encoded, make_dataset
 
 
@@ -48,6 +49,8 @@ def dataset_with_bad_inputs(tmp_path, real_jpeg):
     (root / "TEST" / "NEUTROPHIL" / "huge.png").write_bytes(encoded(Image.new("RGB", (1000, 1000)), "PNG"))
     (root / "TRAIN" / "PLATELET").mkdir()
     (root / "TRAIN" / "PLATELET" / "p.jpeg").write_bytes(real_jpeg)
+    (root / "TRAIN" / "NEUTROPHIL" / "bomb.png").write_bytes(png_declaring(20000, 20000))
+    (root / "TRAIN" / "stray.jpeg").write_bytes(real_jpeg)
     return root
 
 
@@ -55,18 +58,20 @@ def test_examples_and_report(tmp_path, dataset_with_bad_inputs):
     examples = run_executor(dataset_with_bad_inputs, tmp_path / "gen" / "examples" / "7", max_bad_fraction=0.2)
     report = json.loads((tmp_path / "gen" / "examples" / "7" / executor_lib.REPORT_FILE).read_text())
     assert report["status"] == "ok"
-    assert (report["inputs"], report["rejected"], report["examples"]) == (37, 5, 32)
+    assert (report["inputs"], report["rejected"], report["examples"]) == (39, 7, 32)
     reasons = {r["rel_path"]: r["reason"] for r in report["rejected_inputs"]}
     assert reasons["TRAIN/EOSINOPHIL/zero.jpeg"] == "empty file (0 bytes)"
     assert reasons["TRAIN/LYMPHOCYTE/half.jpeg"].startswith("truncated or corrupt image data")
     assert reasons["TEST/MONOCYTE/page.jpg"].startswith("not an image")
     assert reasons["TRAIN/PLATELET/p.jpeg"] == "unknown class folder 'PLATELET'"
     assert reasons["TEST/NEUTROPHIL/huge.png"] == "image too large: 1000x1000 pixels exceeds the limit of 500000"
+    assert reasons["TRAIN/NEUTROPHIL/bomb.png"].startswith("image too large: its header declares over")
+    assert reasons["TRAIN/stray.jpeg"] == "not in a class folder"
     counts = {s: count_records(tmp_path / "gen" / "examples" / "7" / f"Split-{s}") for s in image_reader.SPLITS}
     assert counts == {s: report["splits"][s]["examples"] for s in image_reader.SPLITS}
     assert counts["eval"] == 8 and counts["train"] + counts["val"] == 24
     assert not (tmp_path / "gen" / "examples" / "7" / ".decode_rejects").exists()
-    assert examples.get_int_custom_property("ingest_rejected") == 5
+    assert examples.get_int_custom_property("ingest_rejected") == 7
 
 
 def test_too_many_bad_inputs_stop_with_one_line_and_no_examples(tmp_path, dataset_with_bad_inputs):
@@ -74,9 +79,9 @@ def test_too_many_bad_inputs_stop_with_one_line_and_no_examples(tmp_path, datase
         run_executor(dataset_with_bad_inputs, tmp_path / "gen" / "examples" / "7", max_bad_fraction=0.05)
     message = str(err.value)
     assert "\n" not in message
-    assert message.startswith("5 of 37 inputs rejected (13.5% > limit 5.0%;")
+    assert message.startswith("7 of 39 inputs rejected (17.9% > limit 5.0%;")
     report = json.loads(open(message.rsplit("; see ", 1)[1]).read())
-    assert report["status"] == "failed" and report["rejected"] == 5
+    assert report["status"] == "failed" and report["rejected"] == 7
     assert not any(p.name.startswith("Split-") for p in (tmp_path / "gen" / "examples" / "7").iterdir())
 
 

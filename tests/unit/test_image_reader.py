@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import io
 
-import tensorflow as tf
-
+import numpy as np
 import pytest
+import tensorflow as tf
 from PIL import Image
 
 from components.image_example_gen import image_reader as reader
+from testkit.bad_images import png_declaring
 from testkit.images import CLASSES, encoded, make_dataset
 
 
@@ -148,3 +149,33 @@ def test_summary_counts_each_rejected_input_once():
 def test_unreadable_file_is_an_error_not_a_crash(tmp_path):
     with pytest.raises(tf.errors.NotFoundError):
         reader.read_image(str(tmp_path / "vanished.jpeg"), 10**8)
+
+
+def test_a_decompression_bomb_is_rejected_in_one_line(tmp_path):
+    path = tmp_path / "bomb.png"
+    path.write_bytes(png_declaring(20000, 20000))
+    assert len(path.read_bytes()) < 100
+    with pytest.raises(reader.BadImage, match=r"^image too large: its header declares over \d+ pixels$"):
+        reader.read_image(str(path), max_pixels=25_000_000)
+
+
+@pytest.mark.parametrize("mode", ["I;16", "I"])
+def test_16_bit_greyscale_is_scaled_as_tensorflow_decodes_it(tmp_path, mode):
+    values = np.array([[0, 257, 1000, 20000], [32768, 40000, 65280, 65535]], dtype=np.uint16)
+    path = tmp_path / "grey16.png"
+    Image.fromarray(values.astype(np.int32) if mode == "I" else values, mode).save(path)
+    stored, _, _ = reader.read_image(str(path), max_pixels=1_000_000)
+    ingested = tf.io.decode_image(stored, channels=3).numpy().astype(int)
+    served = tf.io.decode_image(path.read_bytes(), channels=3).numpy().astype(int)  # what TF Serving sees
+    assert served.max() == 255 and ingested.max() == 255
+    assert np.abs(ingested - served).max() <= 1
+
+
+def test_a_file_directly_inside_a_split_folder_is_reported(tmp_path, real_jpeg):
+    make_dataset(tmp_path)
+    (tmp_path / "TRAIN" / "cell.jpeg").write_bytes(real_jpeg)
+    (tmp_path / "TEST" / "notes.txt").write_text("hello")
+    (tmp_path / "TRAIN" / ".DS_Store").write_text("ignored")
+    _, rejected = listing(tmp_path)
+    assert {r.rel_path: r.reason for r in rejected} == {"TRAIN/cell.jpeg": "not in a class folder",
+                                                       "TEST/notes.txt": "not in a class folder"}
