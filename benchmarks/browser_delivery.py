@@ -16,9 +16,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
 from testkit import browser as bh
 
 from components.tfjs_publisher import convert, publish

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parent.parent
 from testkit import browser as bh
 
 from components.tfjs_publisher import convert

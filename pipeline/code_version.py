@@ -5,6 +5,8 @@ import hashlib
 from pathlib import Path
 from types import ModuleType
 
+# Imports nothing of the project: benchmarks/quality/tutorial_recipe.py uses this on a GPU machine
+# without the project's environment (no pydantic or yaml for pipeline.config).
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 

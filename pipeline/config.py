@@ -55,8 +55,8 @@ class EvaluationConfig(_Section):
 
 class ServingConfig(_Section):
     model_name: str = Field("bloodcell", pattern=r"^[A-Za-z0-9_.-]+$")
-    # Images for TF Serving's warm-up requests (repo-relative, absolute or remote paths); empty: the
-    # four cells packaged with serving/warmup_images.
+    # Images for TF Serving's warm-up requests (repo-relative or absolute locally, remote on Kubeflow);
+    # empty: the four cells packaged with serving/warmup_images.
     warmup_images: list[str] = Field(default_factory=list)
 
 

@@ -62,13 +62,24 @@ def compile_pipeline(config: Config) -> str:
     return path
 
 
+def check_for_kubeflow(config: Config) -> None:
+    """What a valid configuration may still hold that cannot work on a cluster; raises ConfigError."""
+    local = [p for p in config.serving.warmup_images if "://" not in p]
+    if local:
+        # The Trainer runs in the cluster's image: a path on the compiling machine means nothing there.
+        raise ConfigError(f"serving.warmup_images must be remote (gs://...) on Kubeflow, or empty for the "
+                          f"packaged images; got {local[0]}")
+
+
 def parse_with_config(parser: argparse.ArgumentParser, argv) -> tuple[argparse.Namespace, Config | None]:
     """The parsed arguments and the configuration they name; None (after one `error:` line) for a bad one."""
     parser.add_argument("--config", default=str(DEFAULT_CONFIG))
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
     args = parser.parse_args(argv)
     try:
-        return args, load_config(args.config, args.set)
+        config = load_config(args.config, args.set)
+        check_for_kubeflow(config)
+        return args, config
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return args, None

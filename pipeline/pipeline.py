@@ -7,7 +7,7 @@ import components.image_example_gen
 import components.tfjs_publisher
 import models
 import models.transform
-import serving
+import serving.warmup
 from components.anomalies_gate.component import AnomaliesGate
 from components.image_example_gen import image_reader
 from components.image_example_gen.component import image_example_gen
@@ -56,6 +56,8 @@ def create_components(config: Config, data_root: str, serving_base: str, cdn_bas
         examples=example_gen.outputs["examples"], schema=curated_schema.outputs["schema"],
         preprocessing_fn=PREPROCESSING_FN, custom_config={"image_size": config.image_size,
                        "stain_normalisation": config.stain_normalisation,
+                       # Also the served model's limit: the Transform graph is the serving signature's.
+                       "max_pixels": config.ingest.max_pixels,
                        "code_version": code_fingerprint(models.transform, features)},
         splits_config=tfx.proto.SplitsConfig(analyze=["train"], transform=["train", "val", "eval"]))
     transform.add_upstream_node(gate)  # no training on data that failed validation
@@ -67,7 +69,8 @@ def create_components(config: Config, data_root: str, serving_base: str, cdn_bas
         train_args=tfx.proto.TrainArgs(splits=["train", "val"] if config.training.train_on_val else ["train"]),
         eval_args=tfx.proto.EvalArgs(splits=["val"]),  # val curves, review threshold; TEST is never seen here
         # The Trainer runs model code and writes serving's warm-up file: both enter its cache key.
-        custom_config=trainer_params(config).to_custom_config(code_version=code_fingerprint(models, serving)))
+        custom_config=trainer_params(config).to_custom_config(
+            code_version=code_fingerprint(models, serving.warmup)))
     baseline = tfx.dsl.Resolver(
         strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
         model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),

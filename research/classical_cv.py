@@ -29,7 +29,6 @@ from PIL import Image
 from scipy import ndimage
 from sklearn.ensemble import HistGradientBoostingClassifier
 
-REPO = Path(__file__).resolve().parent.parent
 # joblib cannot count physical cores in some sandboxes and falls back to the logical count, which is right.
 warnings.filterwarnings("ignore", message="Could not find the number of physical cores")
 

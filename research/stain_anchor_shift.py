@@ -19,7 +19,6 @@ Cheap (no training): run it before a CPU probe of a new map, not instead of one.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import numpy as np
 import tensorflow as tf

@@ -35,7 +35,6 @@ import keras
 import numpy as np
 from PIL import Image
 
-REPO = Path(__file__).resolve().parent.parent.parent
 
 from models.trainer.tutorial_cnn import tutorial_layers
 
@@ -44,6 +43,8 @@ RECIPE = {"image_size": 80, "resize": "PIL nearest, whole image", "rescale": "1/
           "augmentation": {"rotation_degrees": 10, "shift_fraction": 0.1, "horizontal_flip": True,
                            "fill": "nearest"},
           "optimizer": "Adadelta", "learning_rate": 1.0, "batch_size": 32, "epochs": 30}
+
+
 def load_image(path: Path, size: int = RECIPE["image_size"]) -> np.ndarray:
     """What Keras's load_img(target_size=(size, size)) gives: RGB, resized with PIL's nearest."""
     with Image.open(path) as image:

@@ -13,22 +13,59 @@ from models.transform.nucleus_crop import nucleus_crop
 from models.transform.stain import ADJUSTED, normalise_stain
 
 
-def decode_rgb(encoded: tf.Tensor) -> tf.Tensor:
+def _header_uint(encoded: tf.Tensor, offset: int, size: int, big_endian: bool) -> tf.Tensor:
+    raw = tf.cast(tf.io.decode_raw(tf.strings.substr(encoded, offset, size), tf.uint8), tf.int64)
+    weights = tf.constant([256 ** i for i in (reversed(range(size)) if big_endian else range(size))], tf.int64)
+    return tf.reduce_sum(raw[:size] * weights)
+
+
+def declared_pixels(encoded: tf.Tensor) -> tf.Tensor:
+    """Width x height as the file's header declares them (JPEG, PNG, GIF, BMP), read without decoding;
+    0 for a format it does not know (the decoder then refuses the file)."""
+    def signature_is(prefix: bytes):
+        return tf.equal(tf.strings.substr(encoded, 0, len(prefix)), prefix)
+
+    def bmp_pixels():
+        def signed(value):  # BMP sizes are signed 32-bit; a negative height means top-down rows
+            return tf.abs(tf.where(value >= 2 ** 31, value - 2 ** 32, value))
+        return signed(_header_uint(encoded, 18, 4, False)) * signed(_header_uint(encoded, 22, 4, False))
+
+    return tf.case([
+        (tf.io.is_jpeg(encoded), lambda: tf.reduce_prod(tf.cast(tf.image.extract_jpeg_shape(encoded)[:2], tf.int64))),
+        (signature_is(b"\x89PNG\r\n\x1a\n"),
+         lambda: _header_uint(encoded, 16, 4, True) * _header_uint(encoded, 20, 4, True)),
+        (signature_is(b"GIF"), lambda: _header_uint(encoded, 6, 2, False) * _header_uint(encoded, 8, 2, False)),
+        (signature_is(b"BM"), bmp_pixels),
+    ], default=lambda: tf.constant(0, tf.int64), exclusive=False)
+
+
+def decode_rgb(encoded: tf.Tensor, max_pixels: int | None = None) -> tf.Tensor:
     """One encoded JPEG/PNG/BMP (any channel count) -> uint8 [H, W, 3].
+
+    With max_pixels, a file whose header declares more pixels fails with InvalidArgumentError (TF
+    Serving answers INVALID_ARGUMENT) before anything is decoded: one request cannot make the server
+    allocate what a 30000 x 30000 header asks for.
 
     JPEGs are decoded with the accurate integer IDCT, as browsers and PIL decode them. TensorFlow's
     default (INTEGER_FAST) differs by about one level per pixel on average, and a model trained on
     those pixels lost 4 points of TEST accuracy on browser-decoded ones.
     """
-    return tf.cond(
-        tf.io.is_jpeg(encoded),
-        lambda: tf.io.decode_jpeg(encoded, channels=3, dct_method="INTEGER_ACCURATE"),
-        lambda: tf.io.decode_image(encoded, channels=3, expand_animations=False))
+    checks = []
+    if max_pixels is not None:
+        checks.append(tf.debugging.assert_less_equal(
+            declared_pixels(encoded), tf.constant(max_pixels, tf.int64),
+            message=f"image too large: more than {max_pixels} pixels"))
+    with tf.control_dependencies(checks):
+        return tf.cond(
+            tf.io.is_jpeg(encoded),
+            lambda: tf.io.decode_jpeg(encoded, channels=3, dct_method="INTEGER_ACCURATE"),
+            lambda: tf.io.decode_image(encoded, channels=3, expand_animations=False))
 
 
-def decode_and_resize(encoded: tf.Tensor, image_size: int, stain_normalisation: bool = False) -> tf.Tensor:
+def decode_and_resize(encoded: tf.Tensor, image_size: int, stain_normalisation: bool = False,
+                      max_pixels: int | None = None) -> tf.Tensor:
     """One encoded JPEG/PNG/BMP (any channel count) -> float32 [size, size, 3] in [0, 1]."""
-    image = tf.cast(decode_rgb(encoded), tf.float32)[None]
+    image = tf.cast(decode_rgb(encoded, max_pixels), tf.float32)[None]
     return resize_decoded_pixels(image, image_size, stain_normalisation)[0]
 
 
@@ -48,9 +85,10 @@ def resize_decoded_pixels(pixels: tf.Tensor, image_size: int, stain_normalisatio
 def preprocessing_fn(inputs: dict, custom_config: dict) -> dict:
     image_size = int(custom_config["image_size"])
     stain_normalisation = bool(custom_config.get("stain_normalisation", False))
+    max_pixels = custom_config.get("max_pixels")
     encoded = tf.reshape(inputs[IMAGE_KEY], [-1])
     images = tf.map_fn(
-        lambda b: decode_and_resize(b, image_size, stain_normalisation), encoded,
+        lambda b: decode_and_resize(b, image_size, stain_normalisation, max_pixels), encoded,
         fn_output_signature=tf.TensorSpec([image_size, image_size, 3], tf.float32))
     outputs = {TRANSFORMED_IMAGE_KEY: images}
     if LABEL_KEY in inputs:  # absent when serving

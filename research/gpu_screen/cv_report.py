@@ -8,7 +8,7 @@ set draws that many cells of each class, with replacement, from TRAIN's held-out
 each by its copies, so its accuracy and recalls are what TEST would give if TEST's cells were like
 TRAIN's. TEST itself is never read. numpy and Pillow only, so it runs here and on the GPU machine.
 
-    python3 research/gpu_screen/cv_report.py --cells .gpu/cells/train_cells.npz --results ROUND1/results.json [ROUND2/results.json ...] [--out F.json]
+    python3 -m research.gpu_screen.cv_report --cells .gpu/cells/train_cells.npz --results ROUND1/results.json [ROUND2/results.json ...] [--out F.json]
 """
 from __future__ import annotations
 

@@ -14,7 +14,6 @@ import argparse
 import glob
 import io
 import os
-from pathlib import Path
 
 import numpy as np
 import tensorflow as tf

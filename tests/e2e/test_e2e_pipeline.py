@@ -123,3 +123,32 @@ def test_a_relabelled_file_reaches_the_examples_on_the_next_run(tmp_path):
     assert second != first, "the ExampleGen was cached: the relabel did not reach the examples"
     assert labels(second)[f"TRAIN/NEUTROPHIL/{src.name}"] == "NEUTROPHIL"
     assert f"TRAIN/MONOCYTE/{src.name}" not in labels(second)
+
+
+def test_served_model_refuses_a_huge_header_without_decoding_it(pipeline_run, tmp_path):
+    """A few dozen bytes declaring 30000 x 30000 pixels: INVALID_ARGUMENT from the serving signature,
+    and the process's peak memory barely moves (decoding would take 2.7 GB)."""
+    import subprocess
+    import sys
+
+    from testkit.bad_images import png_declaring
+
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(png_declaring(30000, 30000))
+    script = (
+        "import resource, sys, tensorflow as tf\n"
+        "model = tf.saved_model.load(sys.argv[1]).signatures['serving_default']\n"
+        "model(images=tf.constant([open(sys.argv[3], 'rb').read()]))\n"  # warm: trace and allocate
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "try:\n"
+        "    model(images=tf.constant([open(sys.argv[2], 'rb').read()]))\n"
+        "    print('ANSWERED')\n"
+        "except tf.errors.InvalidArgumentError as err:\n"
+        "    print('INVALID_ARGUMENT', 'image too large' in err.message)\n"
+        "print('GROWTH_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)\n")
+    done = subprocess.run([sys.executable, "-c", script, pipeline_run.pushed, str(bomb),
+                           str(sample_jpegs("TEST", "MONOCYTE")[0])], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "INVALID_ARGUMENT True" in done.stdout
+    growth_kb = int(re.search(r"GROWTH_KB (\d+)", done.stdout).group(1))
+    assert growth_kb < 200_000, f"peak memory grew by {growth_kb} kB"

@@ -80,3 +80,14 @@ def test_pipeline_image_carries_the_product_packages_and_no_sample_data():
         assert package in copied
     assert not any(path.startswith("data") for path in copied)
     assert len(list((REPO / "serving" / "warmup_images").glob("*.jpeg"))) == 4
+
+
+def test_serving_thread_pools_follow_the_cpu_limit():
+    docs = {d["kind"]: d for d in yaml.safe_load_all((REPO / "infra" / "k8s" / "serving.yaml").read_text())}
+    container = docs["Deployment"]["spec"]["template"]["spec"]["containers"][0]
+    cpus = int(container["resources"]["limits"]["cpu"])
+    flags = dict(arg.lstrip("-").split("=", 1) for arg in container["args"])
+    assert int(flags["tensorflow_intra_op_parallelism"]) == cpus
+    assert int(flags["tensorflow_inter_op_parallelism"]) == cpus
+    batching = (REPO / "serving" / "config" / "batching.config").read_text()
+    assert f"num_batch_threads {{ value: {cpus} }}" in batching

@@ -119,3 +119,13 @@ def test_unreachable_endpoint_is_one_line(tmp_path, capsys):
     assert code == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: Kubeflow Pipelines at http://127.0.0.1:9: ") and "\n" not in err
+
+
+def test_a_local_warmup_image_is_refused_in_one_line(tmp_path, capsys):
+    """The Trainer runs in the cluster's image, where a path of the compiling machine does not exist."""
+    code = kubeflow_runner.main(["--set", "serving.warmup_images=[data/sample/TRAIN/MONOCYTE/_0_1173.jpeg]",
+                                 "--set", f"kubeflow.output_file={tmp_path / 's.yaml'}"])
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: serving.warmup_images must be remote") and "\n" not in err
+    assert not (tmp_path / "s.yaml").exists()

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import tensorflow as tf
 from PIL import Image
 
 from models.transform.preprocessing import preprocessing_fn
+from testkit.bad_images import png_declaring
 from testkit.images import encoded
 
 
@@ -45,3 +47,23 @@ def test_png_and_bmp_still_decode():
     image = Image.new("RGB", (7, 5), (10, 200, 30))
     for fmt in ("PNG", "BMP"):
         np.testing.assert_array_equal(decode_rgb(tf.constant(encoded(image, fmt))).numpy(), np.asarray(image))
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "BMP", "GIF"])
+def test_declared_pixels_read_from_the_header(fmt):
+    from models.transform.preprocessing import declared_pixels
+
+    data = encoded(Image.new("RGB", (37, 21), (200, 100, 50)), fmt)
+    assert int(declared_pixels(tf.constant(data))) == 37 * 21
+
+
+def test_a_header_over_the_pixel_limit_fails_before_decoding():
+    """A 30000 x 30000 PNG of a few dozen bytes: refused from its header (TF Serving: INVALID_ARGUMENT)."""
+    from models.transform.preprocessing import decode_and_resize
+
+    with pytest.raises(tf.errors.InvalidArgumentError, match="image too large: more than 25000000 pixels"):
+        decode_and_resize(tf.constant(png_declaring(30000, 30000)), 80, max_pixels=25_000_000)
+    small = encoded(Image.new("RGB", (320, 240), (200, 100, 50)), "BMP")
+    assert decode_and_resize(tf.constant(small), 80, max_pixels=320 * 240).shape == (80, 80, 3)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="image too large"):
+        decode_and_resize(tf.constant(small), 80, max_pixels=320 * 240 - 1)

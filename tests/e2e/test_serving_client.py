@@ -22,6 +22,11 @@ from testkit.images import sample_jpegs
 from testkit.fake_model_server import FakeModelServer
 
 
+# The thread and batching settings of infra/k8s/serving.yaml, for a server started on this machine.
+LOCAL_SERVER_FLAGS = ["--tensorflow_intra_op_parallelism=2", "--tensorflow_inter_op_parallelism=2",
+                      "--enable_batching=true", "--batching_parameters_file=serving/config/batching.config"]
+
+
 @pytest.fixture(scope="module")
 def server(pipeline_run):
     assert pipeline_run.code == 0, pipeline_run.output
@@ -182,7 +187,7 @@ def test_real_tensorflow_model_server(pipeline_run, jpegs):
     grpc_port, rest_port = free_port(), free_port()
     proc = subprocess.Popen(["tensorflow_model_server", f"--port={grpc_port}", f"--rest_api_port={rest_port}",
                              "--model_name=bloodcell", f"--model_base_path={pipeline_run.serving_base}",
-                             "--enable_model_warmup=true"])
+                             "--enable_model_warmup=true", *LOCAL_SERVER_FLAGS])
     try:
         with GrpcClient(f"127.0.0.1:{grpc_port}", "bloodcell", timeout_s=5, max_attempts=5) as client:
             deadline = time.time() + 60
