@@ -13,10 +13,23 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 
 from models.features import DEFAULT_REVIEW_THRESHOLD
 from serving.client import DEFAULT_MAX_IMAGE_BYTES, GrpcClient, RestClient, ServingError
+
+
+def positive(kind):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"must be above 0, not {text}")
+        return value
+    return parse
 
 
 def parse_args(argv):
@@ -28,9 +41,10 @@ def parse_args(argv):
     parser.add_argument("images", nargs="*", help="predict: image files")
     parser.add_argument("--model", default="bloodcell", help="model name (default: %(default)s)")
     parser.add_argument("--version", type=int, help="a specific model version (default: the latest)")
-    parser.add_argument("--timeout", type=float, default=10.0, help="deadline per request, seconds")
-    parser.add_argument("--batch-size", type=int, default=32, help="images per request")
-    parser.add_argument("--max-image-mb", type=float, default=DEFAULT_MAX_IMAGE_BYTES / 2**20)
+    parser.add_argument("--timeout", type=positive(float), default=10.0,
+                        help="deadline per request, retries included, seconds")
+    parser.add_argument("--batch-size", type=positive(int), default=32, help="images per request")
+    parser.add_argument("--max-image-mb", type=positive(float), default=DEFAULT_MAX_IMAGE_BYTES / 2**20)
     parser.add_argument("--tls", action="store_true", help="gRPC over TLS")
     parser.add_argument("--ca-cert", help="PEM file of the CA that signed the server's certificate")
     parser.add_argument("--json", action="store_true", help="print JSON")
@@ -40,8 +54,12 @@ def parse_args(argv):
     return parser.parse_args(argv)
 
 
-def review_reasons(confidence: float, atypicality: float, review_below: float) -> list[str]:
-    """Why a person should look at this image (the web client's two reasons); empty: no review."""
+def review_reasons(confidence: float, atypicality: float, review_below: float,
+                   probabilities: list[float] | None = None) -> list[str]:
+    """Why a person should look at this image (the web client's reasons); empty: no review."""
+    numbers = [confidence, atypicality, *(probabilities or [])]
+    if not all(math.isfinite(x) for x in numbers):
+        return ["NO VALID ANSWER"]  # NaN compares false with every threshold: never show it as confident
     reasons = []
     if atypicality > 1:
         reasons.append("UNLIKE THE TRAINING IMAGES")
@@ -50,38 +68,64 @@ def review_reasons(confidence: float, atypicality: float, review_below: float) -
     return reasons
 
 
+def read_ca_cert(path: str | None) -> bytes | None:
+    if not path:
+        return None
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as err:
+        raise UsageError(f"cannot read --ca-cert {path}: {err.strerror}") from None
+
+
+class UsageError(ValueError):
+    """A bad argument found after parsing (exit 2, as argparse's own)."""
+
+
+def predict_lines(client, args) -> int:
+    """Prints a line per image that got an answer, an `error:` line per image that did not; 1 if any did not."""
+    if not args.images:
+        raise UsageError("predict needs at least one image file")
+    images, readable, failed = [], [], 0
+    for path in args.images:
+        try:
+            with open(path, "rb") as f:
+                images.append(f.read())
+            readable.append(path)
+        except OSError as err:
+            print(f"error: cannot read {path}: {err.strerror}", file=sys.stderr)
+            failed += 1
+    results = client.predict_each(images, args.version, names=readable)
+    rows = []
+    for path, r in zip(readable, results):
+        if isinstance(r, ServingError):
+            print(f"error: {r}", file=sys.stderr)
+            failed += 1
+            continue
+        reasons = review_reasons(r.confidence, r.atypicality, args.review_below, r.probabilities)
+        rows.append({"image": path, "class_name": r.class_name, "class_id": r.class_id,
+                     "probabilities": r.probabilities, "atypicality": r.atypicality, "review": reasons})
+        if not args.json:
+            probs = " ".join(f"{p:.3f}" for p in r.probabilities)
+            review = f"\t{', '.join(reasons)}: review" if reasons else ""
+            print(f"{path}\t{r.class_name}\t{r.confidence:.3f}\t[{probs}]\tatypicality {r.atypicality:.2f}{review}")
+    if args.json:
+        print(json.dumps(rows))
+    return 1 if failed else 0
+
+
 def run(args) -> int:
     limit = int(args.max_image_mb * 2**20)
     if args.server:
-        roots = open(args.ca_cert, "rb").read() if args.ca_cert else None
+        roots = read_ca_cert(args.ca_cert)
         client = GrpcClient(args.server, args.model, timeout_s=args.timeout, tls=args.tls or bool(roots),
                             root_certificates=roots, batch_size=args.batch_size, max_image_bytes=limit)
     else:
         client = RestClient(args.rest, args.model, timeout_s=args.timeout, batch_size=args.batch_size,
                             max_image_bytes=limit)
     if args.command == "predict":
-        if not args.images:
-            raise ServingError("predict needs at least one image file")
-        images = []
-        for path in args.images:
-            try:
-                with open(path, "rb") as f:
-                    images.append(f.read())
-            except OSError as err:
-                raise ServingError(f"cannot read {path}: {err.strerror}") from None
-        review_below = args.review_below
-        predictions = client.predict(images, args.version, names=args.images)
-        if args.json:
-            print(json.dumps([{"image": p, "class_name": r.class_name, "class_id": r.class_id,
-                               "probabilities": r.probabilities, "atypicality": r.atypicality,
-                               "review": review_reasons(r.confidence, r.atypicality, review_below)}
-                              for p, r in zip(args.images, predictions)]))
-        for path, r in zip(args.images, predictions) if not args.json else ():
-            probs = " ".join(f"{p:.3f}" for p in r.probabilities)
-            reasons = review_reasons(r.confidence, r.atypicality, review_below)
-            review = f"\t{', '.join(reasons)}: review" if reasons else ""
-            print(f"{path}\t{r.class_name}\t{r.confidence:.3f}\t[{probs}]\tatypicality {r.atypicality:.2f}{review}")
-    elif args.command == "status":
+        return predict_lines(client, args)
+    if args.command == "status":
         for version, state in client.status(args.version):
             print(f"{args.model}\tversion {version}\t{state}")
     else:
@@ -95,6 +139,9 @@ def main(argv=None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     try:
         return run(args)
+    except UsageError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     except ServingError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

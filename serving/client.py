@@ -1,14 +1,18 @@
 """Clients of the served model: gRPC (tensorflow-serving-api's PredictionService and ModelService)
 and REST. Both send raw encoded images to `serving_default` and return one Prediction per image.
 
-Errors come out as ServingError with a one-line message. gRPC calls have a deadline and are retried
-with exponential backoff on UNAVAILABLE by gRPC's own retry policy.
+Errors come out as ServingError with a one-line message. Each call has one deadline, retries
+included. UNAVAILABLE (TF Serving's answer when its batch queue is full) is retried with exponential
+backoff, but retries are throttled as gRPC's retry policy throttles them: once failures outnumber
+successes, a client stops retrying, so an overloaded server does not get several times the traffic.
 """
 from __future__ import annotations
 
 import base64
 import dataclasses
 import json
+import threading
+import time
 
 import grpc
 import numpy as np
@@ -21,10 +25,21 @@ from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb
 from models import features
 
 DEFAULT_MAX_IMAGE_BYTES = 10 * 1024 * 1024
+# The gRPC channel carries at most 64 MiB a message; REST sends base64 in JSON (4/3 of the bytes).
+MAX_GRPC_REQUEST_BYTES = 60 * 2**20
+MAX_REST_REQUEST_BYTES = 45 * 2**20
+# gRPC's retry throttling (gRFC A6): a failure costs a token, a success gives back TOKEN_RATIO;
+# retries stop while the tokens are at or under half of MAX_TOKENS.
+MAX_TOKENS, TOKEN_RATIO = 10, 0.1
 
 
 class ServingError(RuntimeError):
-    """A request that did not give predictions; str() is one line for the user."""
+    """A request that did not give predictions; str() is one line for the user. `code` is the gRPC
+    status name where there is one (INVALID_ARGUMENT: the server refused the input)."""
+
+    def __init__(self, message: str, code: str | None = None):
+        super().__init__(message)
+        self.code = code
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,31 +67,103 @@ def check_sizes(images: list[bytes], max_image_bytes: int, names: list[str] | No
             raise ServingError(f"image {label} is {_size(len(image))}, over the {_size(max_image_bytes)} limit")
 
 
+def batches(sizes: list[int], max_count: int, max_bytes: int) -> list[range]:
+    """Consecutive index ranges of at most max_count images and max_bytes each (an image over
+    max_bytes goes alone; check_sizes keeps images far smaller)."""
+    out, start, total = [], 0, 0
+    for i, size in enumerate(sizes):
+        if i > start and (i - start == max_count or total + size > max_bytes):
+            out.append(range(start, i))
+            start, total = i, 0
+        total += size
+    if start < len(sizes):
+        out.append(range(start, len(sizes)))
+    return out
+
+
 class _BatchingClient:
-    """predict() for both protocols: sizes checked first (nothing is sent if one image is too
-    large), then batch_size images per request through the subclass's _predict_batch."""
+    """predict() for both protocols: batch_size images (and at most max_request_bytes) per request
+    through the subclass's _predict_batch."""
 
     max_image_bytes: int
     batch_size: int
+    max_request_bytes: int
 
     def predict(self, images: list[bytes], version: int | None = None,
                 names: list[str] | None = None) -> list[Prediction]:
+        """One Prediction per image; sizes are checked first, so nothing is sent if one is too large."""
         check_sizes(images, self.max_image_bytes, names)
-        predictions: list[Prediction] = []
-        for start in range(0, len(images), self.batch_size):
-            predictions += self._predict_batch(images[start:start + self.batch_size], version)
-        return predictions
+        results = self.predict_each(images, version, names)
+        for result in results:
+            if isinstance(result, ServingError):
+                raise result
+        return results
+
+    def predict_each(self, images: list[bytes], version: int | None = None,
+                     names: list[str] | None = None) -> list[Prediction | ServingError]:
+        """A Prediction, or the ServingError that one image alone met (empty, too large, refused by
+        the server), per image: one bad image does not lose the others. Errors that are not the
+        image's (server unreachable, model not found) are raised."""
+        results: list[Prediction | ServingError] = [None] * len(images)
+        good = []
+        for i, image in enumerate(images):
+            try:
+                check_sizes([image], self.max_image_bytes, [names[i]] if names else [f"#{i}"])
+                good.append(i)
+            except ServingError as err:
+                results[i] = err
+        for part in batches([len(images[i]) for i in good], self.batch_size, self.max_request_bytes):
+            self._predict_isolating([good[j] for j in part], images, version, names, results)
+        return results
+
+    def _predict_isolating(self, indices: list[int], images, version, names, results) -> None:
+        """Predicts a batch; when the server refuses it, halves it until the refused images stand alone."""
+        try:
+            for i, p in zip(indices, self._predict_batch([images[i] for i in indices], version)):
+                results[i] = p
+        except ServingError as err:
+            if err.code != "INVALID_ARGUMENT":
+                raise
+            if len(indices) == 1:
+                label = names[indices[0]] if names else f"#{indices[0]}"
+                results[indices[0]] = ServingError(f"image {label}: {err}", err.code)
+                return
+            half = len(indices) // 2
+            self._predict_isolating(indices[:half], images, version, names, results)
+            self._predict_isolating(indices[half:], images, version, names, results)
 
     def _predict_batch(self, batch: list[bytes], version: int | None) -> list[Prediction]:
         raise NotImplementedError
 
 
 def _retry_service_config(max_attempts: int) -> str:
-    return json.dumps({"methodConfig": [{
-        "name": [{"service": "tensorflow.serving.PredictionService"}, {"service": "tensorflow.serving.ModelService"}],
-        "retryPolicy": {"maxAttempts": max_attempts, "initialBackoff": "0.2s", "maxBackoff": "5s",
-                        "backoffMultiplier": 2, "retryableStatusCodes": ["UNAVAILABLE"]},
-    }]})
+    return json.dumps({
+        "methodConfig": [{
+            "name": [{"service": "tensorflow.serving.PredictionService"},
+                     {"service": "tensorflow.serving.ModelService"}],
+            "retryPolicy": {"maxAttempts": max_attempts, "initialBackoff": "0.2s", "maxBackoff": "5s",
+                            "backoffMultiplier": 2, "retryableStatusCodes": ["UNAVAILABLE"]},
+        }],
+        "retryThrottling": {"maxTokens": MAX_TOKENS, "tokenRatio": TOKEN_RATIO},
+    })
+
+
+class RetryThrottle:
+    """gRPC's retry throttling, for the REST client: shared by every call of one client."""
+
+    def __init__(self, max_tokens: float = MAX_TOKENS, token_ratio: float = TOKEN_RATIO):
+        self.max_tokens, self.token_ratio, self.tokens = max_tokens, token_ratio, float(max_tokens)
+        self._lock = threading.Lock()
+
+    def failed(self) -> bool:
+        """Records a retryable failure; True when a retry is allowed."""
+        with self._lock:
+            self.tokens = max(0.0, self.tokens - 1)
+            return self.tokens > self.max_tokens / 2
+
+    def succeeded(self) -> None:
+        with self._lock:
+            self.tokens = min(self.max_tokens, self.tokens + self.token_ratio)
 
 
 class GrpcClient(_BatchingClient):
@@ -85,6 +172,7 @@ class GrpcClient(_BatchingClient):
                  max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES):
         self.target, self.model_name, self.timeout_s = target, model_name, timeout_s
         self.batch_size, self.max_image_bytes = batch_size, max_image_bytes
+        self.max_request_bytes = MAX_GRPC_REQUEST_BYTES
         options = [("grpc.enable_retries", 1), ("grpc.service_config", _retry_service_config(max_attempts)),
                    ("grpc.max_send_message_length", 64 * 2**20), ("grpc.max_receive_message_length", 64 * 2**20)]
         if tls:
@@ -116,7 +204,7 @@ class GrpcClient(_BatchingClient):
         try:
             return method(request, timeout=self.timeout_s)
         except grpc.RpcError as err:
-            raise ServingError(describe_rpc_error(err, self.target, self.timeout_s)) from None
+            raise ServingError(describe_rpc_error(err, self.target, self.timeout_s), err.code().name) from None
 
     def _predict_batch(self, batch: list[bytes], version: int | None) -> list[Prediction]:
         request = predict_pb2.PredictRequest(model_spec=self._spec(version, features.SERVING_SIGNATURE))
@@ -166,39 +254,57 @@ def parse_outputs(outputs: dict) -> list[Prediction]:
             for n, i, row, a in zip(names, ids, probabilities, atypical)]
 
 
+# TF Serving's REST answers, in gRPC's terms (only the ones callers act on).
+_GRPC_CODE_OF_HTTP = {400: "INVALID_ARGUMENT", 404: "NOT_FOUND", 503: "UNAVAILABLE"}
+
+
 class RestClient(_BatchingClient):
     """TF Serving's REST API (port 8501): the same predictions over HTTP/JSON."""
 
-    def __init__(self, base_url: str, model_name: str, *, timeout_s: float = 10.0,
+    def __init__(self, base_url: str, model_name: str, *, timeout_s: float = 10.0, max_attempts: int = 4,
                  max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES, batch_size: int = 32):
         import requests
-        from requests.adapters import HTTPAdapter
-        from urllib3.util.retry import Retry
 
         self.base_url, self.model_name, self.timeout_s = base_url.rstrip("/"), model_name, timeout_s
-        self.max_image_bytes, self.batch_size = max_image_bytes, batch_size
+        self.max_image_bytes, self.batch_size, self.max_attempts = max_image_bytes, batch_size, max_attempts
+        self.max_request_bytes = MAX_REST_REQUEST_BYTES
         self._session = requests.Session()
-        retry = Retry(total=3, backoff_factor=0.2, status_forcelist=[503], allowed_methods=None)
-        self._session.mount("http://", HTTPAdapter(max_retries=retry))
-        self._session.mount("https://", HTTPAdapter(max_retries=retry))
+        self._throttle = RetryThrottle()
 
     def _url(self, version: int | None) -> str:
         url = f"{self.base_url}/v1/models/{self.model_name}"
         return f"{url}/versions/{version}" if version is not None else url
 
     def _request(self, method: str, url: str, **kwargs):
+        """One call: retried on 503 with backoff and throttling, all within timeout_s."""
         import requests
 
-        try:
-            response = self._session.request(method, url, timeout=self.timeout_s, **kwargs)
-        except requests.RequestException as err:
-            raise ServingError(f"model server unreachable at {self.base_url}: {type(err).__name__}") from None
+        deadline = time.monotonic() + self.timeout_s
+        backoff = 0.2
+        for attempt in range(1, self.max_attempts + 1):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise ServingError(f"no answer from {self.base_url} within {self.timeout_s:g} s")
+            try:
+                response = self._session.request(method, url, timeout=left, **kwargs)
+            except requests.Timeout:
+                raise ServingError(f"no answer from {self.base_url} within {self.timeout_s:g} s") from None
+            except requests.RequestException as err:
+                raise ServingError(f"model server unreachable at {self.base_url}: {type(err).__name__}") from None
+            if response.status_code != 503:
+                self._throttle.succeeded()
+                break
+            if attempt == self.max_attempts or not self._throttle.failed():
+                break
+            time.sleep(min(backoff, max(0.0, deadline - time.monotonic())))
+            backoff = min(backoff * 2, 5.0)
         if response.status_code != 200:
             try:
                 message = response.json().get("error", response.text)
             except ValueError:
                 message = response.text
-            raise ServingError(f"HTTP {response.status_code} from {url}: {message.strip().splitlines()[0] if message else ''}")
+            raise ServingError(f"HTTP {response.status_code} from {url}: {message.strip().splitlines()[0] if message else ''}",
+                               _GRPC_CODE_OF_HTTP.get(response.status_code))
         return response.json()
 
     def _predict_batch(self, batch: list[bytes], version: int | None) -> list[Prediction]:

@@ -164,7 +164,8 @@ class FakeModelServer:
             self.grpc_port = self._grpc.add_secure_port("127.0.0.1:0", creds)
         else:
             self.grpc_port = self._grpc.add_insecure_port("127.0.0.1:0")
-        self._rest = ThreadingHTTPServer(("127.0.0.1", 0), _rest_handler(self.servables))
+        self.rest = _RestState(unavailable_first)
+        self._rest = ThreadingHTTPServer(("127.0.0.1", 0), _rest_handler(self.servables, self.rest))
         self.rest_port = self._rest.server_address[1]
 
     def __enter__(self):
@@ -182,7 +183,23 @@ _HTTP = {grpc.StatusCode.NOT_FOUND: 404, grpc.StatusCode.INVALID_ARGUMENT: 400,
          grpc.StatusCode.FAILED_PRECONDITION: 400}
 
 
-def _rest_handler(servables: Servables):
+class _RestState:
+    """Predict calls seen over REST; the first `unavailable_left` get 503, as an overloaded server."""
+
+    def __init__(self, unavailable_first: int):
+        self.calls, self.unavailable_left = 0, unavailable_first
+        self._lock = threading.Lock()
+
+    def next_is_unavailable(self) -> bool:
+        with self._lock:
+            self.calls += 1
+            if self.unavailable_left > 0:
+                self.unavailable_left -= 1
+                return True
+            return False
+
+
+def _rest_handler(servables: Servables, state: _RestState):
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, *args):  # keep test output quiet
             pass
@@ -221,6 +238,8 @@ def _rest_handler(servables: Servables):
             if not route or route[2] != "predict":
                 return self._reply(404, {"error": "Malformed request"})
             name, version, _ = route
+            if state.next_is_unavailable():
+                return self._reply(503, {"error": "server is overloaded"})
             try:
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
                 instances = [base64.b64decode(i["b64"]) for i in body["instances"]]

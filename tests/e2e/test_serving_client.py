@@ -79,7 +79,7 @@ def test_wrong_input_is_rejected_in_one_line(server):
     with grpc_client(server) as client:
         with pytest.raises(ServingError) as err:
             client.predict([b"this is not an image"])
-    assert str(err.value).startswith("request rejected by 127.0.0.1:") and "\n" not in str(err.value)
+    assert str(err.value).startswith("image #0: request rejected by 127.0.0.1:") and "\n" not in str(err.value)
 
 
 @pytest.mark.parametrize("alias, message", [
@@ -176,7 +176,7 @@ def test_cli_without_review_threshold_flags_as_the_shipped_configuration(server,
     threshold = load_config().browser.review_threshold
     assert threshold == features.DEFAULT_REVIEW_THRESHOLD
     seen = []
-    monkeypatch.setattr(cli, "review_reasons", lambda c, a, below: seen.append(below) or [])
+    monkeypatch.setattr(cli, "review_reasons", lambda c, a, below, probabilities: seen.append(below) or [])
     image = str(sample_jpegs("TEST", "LYMPHOCYTE")[0])
     assert cli.main(["predict", "--server", f"127.0.0.1:{server.grpc_port}", image]) == 0
     assert seen == [threshold]
@@ -240,3 +240,18 @@ def test_tls(pipeline_run, jpegs):
         with GrpcClient(f"localhost:{secure.grpc_port}", "bloodcell", timeout_s=3, max_attempts=2) as plain:
             with pytest.raises(ServingError):
                 plain.status()
+
+
+def test_one_corrupt_image_among_40_loses_only_itself(server, tmp_path, capsys):
+    files = []
+    for i, src in enumerate(p for cls in ("EOSINOPHIL", "LYMPHOCYTE", "MONOCYTE", "NEUTROPHIL")
+                            for p in sample_jpegs("TRAIN", cls)[:10]):
+        dest = tmp_path / f"{i:02d}.jpeg"
+        dest.write_bytes(src.read_bytes()[:300] if i == 17 else src.read_bytes())  # 17: cut short
+        files.append(str(dest))
+    code = cli.main(["predict", "--server", f"127.0.0.1:{server.grpc_port}", *files])
+    out, err = capsys.readouterr()
+    assert code == 1
+    assert len(out.strip().splitlines()) == 39 and files[17] not in out
+    errors = err.strip().splitlines()
+    assert len(errors) == 1 and errors[0].startswith(f"error: image {files[17]}: request rejected")
