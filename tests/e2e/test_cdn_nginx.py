@@ -63,3 +63,31 @@ def test_missing_file_is_404_with_cors(cdn):
     missing = requests.get(f"{url}/bloodcell/9/model.json", headers={"Origin": CLIENT}, timeout=5)
     assert missing.status_code == 404
     assert missing.headers["Access-Control-Allow-Origin"] == CLIENT
+
+
+def test_a_404_under_a_version_is_not_cached(cdn):
+    """A file missing for a moment (a publish half-way) must not stay broken in caches for a year."""
+    url, _ = cdn
+    missing = requests.get(f"{url}/bloodcell/9/model.json", headers={"Origin": CLIENT}, timeout=5)
+    assert missing.status_code == 404
+    assert missing.headers["Cache-Control"] == "no-store"
+    found = requests.get(f"{url}/bloodcell/1/model.json", headers={"Origin": CLIENT}, timeout=5)
+    assert found.headers["Cache-Control"] == "public, max-age=31536000, immutable"
+
+
+def test_temporary_and_hidden_files_are_not_served(cdn):
+    url, origin = cdn
+    for name in ("latest.json.tmp-4f2a", ".publish.lock"):
+        with open(os.path.join(origin, "bloodcell", name), "w") as f:
+            f.write('{"version": "2"}')
+    bh.world_readable(origin)
+    for name in ("latest.json.tmp-4f2a", ".publish.lock"):
+        answer = requests.get(f"{url}/bloodcell/{name}", headers={"Origin": CLIENT}, timeout=5)
+        assert answer.status_code == 404 and answer.headers["Cache-Control"] == "no-store"
+
+
+def test_every_answer_forbids_content_sniffing(cdn):
+    url, _ = cdn
+    for path in ("bloodcell/latest.json", "bloodcell/1/model.json", "bloodcell/9/missing.bin", "nothing"):
+        answer = requests.get(f"{url}/{path}", headers={"Origin": CLIENT}, timeout=5)
+        assert answer.headers["X-Content-Type-Options"] == "nosniff", path
