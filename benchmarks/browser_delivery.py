@@ -20,6 +20,7 @@ import tempfile
 from testkit import browser as bh
 
 from components.tfjs_publisher import convert, publish
+from models.features import BROWSER_INPUT
 from pipeline.config import load_config
 
 
@@ -42,7 +43,7 @@ def main() -> None:
             # The metadata the web client needs; no eval figures (these models are only timed).
             metadata = {"model_name": name, "class_names": config.class_names, "image_size": config.image_size,
                         "review_threshold": config.browser.review_threshold, "quantization": args.quantization,
-                        "eval": {"split": "n/a", "metrics": {}}}
+                        "input": {"name": BROWSER_INPUT}, "eval": {"split": "n/a", "metrics": {}}}
             publish.publish(os.path.join(tmp, name), origin, name, "1", metadata)
             names.append(name)
         bh.world_readable(origin)

@@ -59,10 +59,18 @@ class ServingConfig(_Section):
     # empty: the four cells packaged with serving/warmup_images.
     warmup_images: list[str] = Field(default_factory=list)
 
+    @field_validator("model_name")
+    @classmethod
+    def _one_folder(cls, name: str) -> str:
+        # One folder name under the serving and CDN bases: "." and ".." would leave them.
+        if name in (".", ".."):
+            raise ValueError("must name a folder, not '.' or '..'")
+        return name
+
 
 class BrowserConfig(_Section):
     """The tfjs model published for the web client (components/tfjs_publisher)."""
-    cdn_base: str = ""                   # CDN origin (folder, gs://, s3://); empty: <run_dir>/cdn
+    cdn_base: str = ""                   # CDN origin (folder or gs://); empty: <run_dir>/cdn
     quantization: Literal["none", "float16", "uint8"] = "float16"
     review_threshold: float = Field(DEFAULT_REVIEW_THRESHOLD, ge=0, le=1)   # top probability under this: flag for review
     converter: str = ""                  # empty: $BLOODCELL_TFJS_CONVERTER, else tensorflowjs_converter
@@ -175,16 +183,25 @@ def _set_dotted(data: dict, dotted: str) -> None:
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
             raise ConfigError(f"--set {key}: '{part}' is not a section")
-    node[parts[-1]] = yaml.safe_load(raw)
+    try:
+        node[parts[-1]] = yaml.safe_load(raw)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"--set {key}: '{raw}' is not a YAML value: {str(err).splitlines()[0]}") from None
 
 
 def load_config(path: str | os.PathLike | None = None, overrides: list[str] | None = None) -> Config:
     """Reads and validates a configuration; raises ConfigError with a one-line reason."""
     path = Path(path or DEFAULT_CONFIG)
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {path}") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config file {path} is a directory") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not UTF-8 text") from None
+    except OSError as err:
+        raise ConfigError(f"config file {path} cannot be read: {err.strerror}") from None
     except yaml.YAMLError as err:
         raise ConfigError(f"config file {path} is not valid YAML: {str(err).splitlines()[0]}") from None
     if not isinstance(data, dict):

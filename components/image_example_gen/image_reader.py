@@ -1,6 +1,6 @@
 """Reading a folder of labelled images: listing, splitting, checking and encoding as tf.Examples.
 
-Files are read through tf.io.gfile, so a data folder can be local or remote (gs://, s3://) when the
+Files are read through tf.io.gfile, so a data folder can be local or remote (gs://) when the
 pipeline runs on a cluster. Every rejected input carries a reason; nothing is dropped silently.
 """
 from __future__ import annotations

@@ -5,9 +5,7 @@ Serving name the same model the same way. The published files are also kept in t
 """
 from __future__ import annotations
 
-import datetime
 import json
-import math
 import os
 import tempfile
 
@@ -19,45 +17,11 @@ from tfx.types import artifact_utils
 
 from components.tfjs_publisher.evaluation import evaluation_summary
 from components.tfjs_publisher import convert, publish
-from models.features import ATYPICALITY, BROWSER_INPUT, BROWSER_SIGNATURE, PROBABILITIES
+from components.tfjs_publisher.metadata import build_metadata
 
 PUSHED_MODEL = "pushed_model"
 EVALUATION = "evaluation"
 PUBLISHED_MODEL = "published_model"
-
-
-def _finite(value):
-    """JSON for browsers has no NaN (a class never predicted has no precision): null instead."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    return value
-
-
-def build_metadata(*, model_name: str, version: str, class_names: list[str], image_size: int,
-                   review_threshold: float, quantization: str, evaluation: dict, pipeline_name: str,
-                   run_id: str | None, saved_model: str) -> dict:
-    """What travels with the browser model (metadata.json): enough to show, check and trace it."""
-    return {
-        "model_name": model_name,
-        "version": version,
-        "class_names": list(class_names),
-        "input": {"name": BROWSER_INPUT, "dtype": "float32", "shape": [-1, -1, -1, 3], "range": [0, 255],
-                  "layout": "RGB, any height and width; the model resizes to image_size"},
-        "outputs": {PROBABILITIES: "float32 [batch, classes], in class_names order",
-                    ATYPICALITY: "float32 [batch]: > 1 means unlike the training images (review it); "
-                                   "0 when the model has no such score"},
-        "image_size": image_size,
-        "review_threshold": review_threshold,
-        "quantization": quantization,
-        "eval": {"split": "eval (the dataset's TEST folder)", **_finite(evaluation)},
-        "pipeline": {"name": pipeline_name, "run_id": run_id, "saved_model": saved_model,
-                     "signature": BROWSER_SIGNATURE},
-        "published_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    }
 
 
 class Executor(base_executor.BaseExecutor):

@@ -1,6 +1,6 @@
 """Publishing a tfjs graph model to a CDN origin, and rolling the channel pointer back.
 
-Layout under a base URI (a local folder, or gs:// / s3:// through tf.io.gfile):
+Layout under a base URI (a local folder, or gs:// through tf.io.gfile; the locked TensorFlow has no s3://):
 
     <base>/<model_name>/<version>/model.json            shard paths rewritten to the hashed names
     <base>/<model_name>/<version>/<shard>.<sha256[:16]>.bin
@@ -21,10 +21,13 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import sys
 import uuid
 
 import tensorflow as tf
+
+from components.tfjs_publisher.metadata import MetadataError, check_metadata
 
 gfile = tf.io.gfile
 POINTER = "latest.json"
@@ -55,8 +58,15 @@ def hashed_name(name: str, data: bytes) -> str:
     return f"{stem}.{_sha256(data)[:16]}{ext}"
 
 
+def _segment(kind: str, name: str) -> str:
+    """A model name or version as one folder name: nothing that could reach outside --base."""
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", name) or name in (".", ".."):
+        raise PublishError(f"{kind} '{name}' must be letters, digits, '.', '_' or '-', and not '.' or '..'")
+    return name
+
+
 def version_dir(base: str, model_name: str, version: str) -> str:
-    return os.path.join(base, model_name, str(version))
+    return os.path.join(base, _segment("model name", model_name), _segment("version", str(version)))
 
 
 def check_version(base: str, model_name: str, version: str) -> dict:
@@ -76,6 +86,10 @@ def check_version(base: str, model_name: str, version: str) -> dict:
                 raise PublishError(f"version {version} is corrupt: {shard} does not match its hash")
     if not gfile.exists(os.path.join(folder, METADATA)):
         raise PublishError(f"version {version} is incomplete: {METADATA} is missing")
+    try:
+        check_metadata(json.loads(_read(os.path.join(folder, METADATA))))
+    except (MetadataError, ValueError) as err:
+        raise PublishError(f"version {version}'s {METADATA} would be refused by the web client: {err}") from None
     return model
 
 
@@ -84,7 +98,7 @@ def point_latest(base: str, model_name: str, version: str) -> dict:
     check_version(base, model_name, version)
     pointer = {"version": str(version), "model_url": f"{version}/{MODEL_JSON}",
                "metadata_url": f"{version}/{METADATA}"}
-    final = os.path.join(base, model_name, POINTER)
+    final = os.path.join(base, _segment("model name", model_name), POINTER)
     tmp = f"{final}.tmp-{uuid.uuid4().hex}"
     _write(tmp, json.dumps(pointer, indent=2).encode())
     gfile.rename(tmp, final, overwrite=True)
@@ -93,7 +107,13 @@ def point_latest(base: str, model_name: str, version: str) -> dict:
 
 def publish(tfjs_dir: str, base: str, model_name: str, version: str, metadata: dict) -> dict:
     """Copies a converted tfjs graph model into the origin under content-hashed shard names, then
-    moves the channel pointer. An existing complete version is never overwritten."""
+    moves the channel pointer. An existing complete version is never overwritten. Metadata the web
+    client would refuse stops it before anything is written."""
+    metadata = {**metadata, "version": str(version)}
+    try:
+        check_metadata(metadata)
+    except MetadataError as err:
+        raise PublishError(f"not published: {err}") from None
     model = json.loads(_read(os.path.join(tfjs_dir, MODEL_JSON)))
     folder = version_dir(base, model_name, version)
     if gfile.exists(os.path.join(folder, MODEL_JSON)):
@@ -107,7 +127,7 @@ def publish(tfjs_dir: str, base: str, model_name: str, version: str, metadata: d
             _write(os.path.join(folder, name), data)
             renamed.append(name)
         group["paths"] = renamed
-    _write(os.path.join(folder, METADATA), json.dumps({**metadata, "version": str(version)}, indent=2, allow_nan=False).encode())
+    _write(os.path.join(folder, METADATA), json.dumps(metadata, indent=2, allow_nan=False).encode())
     # model.json last among the version's files: it is what check_version starts from.
     _write(os.path.join(folder, MODEL_JSON), json.dumps(model).encode())
     return point_latest(base, model_name, version)
@@ -128,7 +148,7 @@ def publish_or_resume(tfjs_dir: str, base: str, model_name: str, version: str, m
 
 
 def list_versions(base: str, model_name: str) -> tuple[list[str], str | None]:
-    root = os.path.join(base, model_name)
+    root = os.path.join(base, _segment("model name", model_name))
     if not gfile.isdir(root):
         return [], None
     versions = sorted(e.rstrip("/") for e in gfile.listdir(root) if gfile.isdir(os.path.join(root, e)))
@@ -141,10 +161,11 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m components.tfjs_publisher.publish", description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=["publish", "rollback", "list"])
     parser.add_argument("tfjs_dir", nargs="?", help="publish: the converter's output folder")
-    parser.add_argument("--base", required=True, help="CDN origin: folder, gs://... or s3://...")
+    parser.add_argument("--base", required=True, help="CDN origin: folder or gs://...")
     parser.add_argument("--model-name", default="bloodcell")
     parser.add_argument("--version", help="publish / rollback: the version")
-    parser.add_argument("--metadata", help="publish: a JSON file with the model's metadata")
+    parser.add_argument("--metadata", help="publish: the model's metadata.json (required; checked against "
+                                           "what the web client reads)")
     args = parser.parse_args(argv)
     try:
         if args.command == "list":
@@ -159,7 +180,9 @@ def main(argv=None) -> int:
         else:
             if not args.tfjs_dir:
                 raise PublishError("publish needs the converter's output folder")
-            metadata = json.loads(_read(args.metadata)) if args.metadata else {}
+            if not args.metadata:
+                raise PublishError("publish needs --metadata: the web client cannot use a model without it")
+            metadata = json.loads(_read(args.metadata))
             pointer = publish(args.tfjs_dir, args.base, args.model_name, args.version, metadata)
         print(f"{args.model_name} latest -> {pointer['version']}")
         return 0

@@ -13,6 +13,7 @@ import requests
 from components.tfjs_publisher import publish as pub
 
 from testkit import browser as bh
+from testkit.published import client_metadata
 
 CLIENT = "http://localhost:5173"
 
@@ -29,7 +30,7 @@ def cdn():
     with open(os.path.join(src, "group1-shard1of1.bin"), "wb") as f:
         f.write(os.urandom(320))
     origin = os.path.join(root, "origin")
-    pub.publish(src, origin, "bloodcell", "1", {"classes": ["A"]})
+    pub.publish(src, origin, "bloodcell", "1", client_metadata())
     bh.world_readable(origin)
     try:
         with bh.nginx_cdn(origin, CLIENT) as (url, _):

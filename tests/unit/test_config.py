@@ -27,6 +27,9 @@ def test_overrides_apply_with_yaml_types():
     ("training.epoch=3", "training.epoch: Extra inputs are not permitted"),
     ("class_names=[A, A]", "class_names: Value error, needs at least two distinct class names"),
     ("serving.model_name=a/b", "serving.model_name: String should match pattern"),
+    ("serving.model_name=..", "serving.model_name: Value error, must name a folder"),
+    ("serving.model_name=.", "serving.model_name: Value error, must name a folder"),
+    ("training.epochs=[1", "--set training.epochs: '[1' is not a YAML value"),
     ("training.early_stopping_patience=2", "training: Value error, early stopping needs val held out"),
 ])
 def test_invalid_values_give_one_line_errors(override, message):
@@ -62,3 +65,20 @@ def test_curated_schema_label_domain_matches_config():
     assert list(domain.value) == config.class_names
     label = next(f for f in schema.feature if f.name == "label")
     assert (label.int_domain.min, label.int_domain.max) == (0, len(config.class_names) - 1)
+
+
+def test_a_directory_or_non_utf8_file_as_config_is_one_line(tmp_path):
+    with pytest.raises(ConfigError, match="is a directory"):
+        load_config(tmp_path)
+    binary = tmp_path / "config.yaml"
+    binary.write_bytes(b"\xff\xfe\x00not text")
+    with pytest.raises(ConfigError, match="is not UTF-8 text"):
+        load_config(binary)
+
+
+def test_the_runner_reports_a_bad_override_in_one_line_with_exit_2(capsys):
+    from pipeline import local_runner
+
+    assert local_runner.main(["--set", "training.epochs=[1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --set training.epochs:") and "\n" not in err

@@ -8,6 +8,9 @@ import os
 import pytest
 
 from components.tfjs_publisher import publish as pub
+from testkit.published import client_metadata
+
+META = client_metadata()
 
 
 def fake_tfjs_model(folder, seed: int):
@@ -29,20 +32,20 @@ def latest(base):
 
 def test_publish_writes_hashed_immutable_version_and_points_latest(tmp_path):
     base = tmp_path / "origin"
-    pointer = pub.publish(fake_tfjs_model(tmp_path / "v1", 1), str(base), "bloodcell", "1", {"classes": ["A", "B"]})
+    pointer = pub.publish(fake_tfjs_model(tmp_path / "v1", 1), str(base), "bloodcell", "1", META)
     assert pointer == {"version": "1", "model_url": "1/model.json", "metadata_url": "1/metadata.json"}
     model = json.loads((base / "bloodcell" / "1" / "model.json").read_text())
     shards = [p for g in model["weightsManifest"] for p in g["paths"]]
     assert all(len(s.split(".")[-2]) == 16 for s in shards) and len(set(shards)) == 2
     assert all((base / "bloodcell" / "1" / s).exists() for s in shards)
-    assert json.loads((base / "bloodcell" / "1" / "metadata.json").read_text()) == {"classes": ["A", "B"], "version": "1"}
+    assert json.loads((base / "bloodcell" / "1" / "metadata.json").read_text()) == {**META, "version": "1"}
     with pytest.raises(pub.PublishError, match="already exists .* versions are immutable"):
-        pub.publish(fake_tfjs_model(tmp_path / "again", 9), str(base), "bloodcell", "1", {})
+        pub.publish(fake_tfjs_model(tmp_path / "again", 9), str(base), "bloodcell", "1", META)
 
 
 def test_interrupted_publish_leaves_latest_on_the_previous_version(tmp_path, monkeypatch):
     base = tmp_path / "origin"
-    pub.publish(fake_tfjs_model(tmp_path / "v1", 1), str(base), "bloodcell", "1", {})
+    pub.publish(fake_tfjs_model(tmp_path / "v1", 1), str(base), "bloodcell", "1", META)
     real_write, writes = pub._write, []
 
     def failing_write(path, data):
@@ -53,13 +56,13 @@ def test_interrupted_publish_leaves_latest_on_the_previous_version(tmp_path, mon
 
     monkeypatch.setattr(pub, "_write", failing_write)
     with pytest.raises(OSError):
-        pub.publish(fake_tfjs_model(tmp_path / "v2", 2), str(base), "bloodcell", "2", {})
+        pub.publish(fake_tfjs_model(tmp_path / "v2", 2), str(base), "bloodcell", "2", META)
     monkeypatch.setattr(pub, "_write", real_write)
     assert latest(base) == "1"
     with pytest.raises(pub.PublishError, match="version 2 of bloodcell is not published"):
         pub.point_latest(str(base), "bloodcell", "2")
     # A retry of the same version completes it.
-    pub.publish(fake_tfjs_model(tmp_path / "v2b", 2), str(base), "bloodcell", "2", {})
+    pub.publish(fake_tfjs_model(tmp_path / "v2b", 2), str(base), "bloodcell", "2", META)
     assert latest(base) == "2"
     assert not list((base / "bloodcell").glob("latest.json.tmp-*"))
 
@@ -67,7 +70,7 @@ def test_interrupted_publish_leaves_latest_on_the_previous_version(tmp_path, mon
 def test_rollback_and_its_refusals(tmp_path, capsys):
     base = tmp_path / "origin"
     for v in ("1", "2"):
-        pub.publish(fake_tfjs_model(tmp_path / f"src{v}", int(v)), str(base), "bloodcell", v, {})
+        pub.publish(fake_tfjs_model(tmp_path / f"src{v}", int(v)), str(base), "bloodcell", v, META)
     assert pub.main(["rollback", "--base", str(base), "--version", "1"]) == 0
     assert latest(base) == "1"
     assert pub.main(["list", "--base", str(base)]) == 0
@@ -79,3 +82,42 @@ def test_rollback_and_its_refusals(tmp_path, capsys):
     assert pub.main(["rollback", "--base", str(base), "--version", "2"]) == 1
     assert "does not match its hash" in capsys.readouterr().err
     assert latest(base) == "1"
+
+
+@pytest.mark.parametrize("bad, problem", [
+    ({}, "is a required property"),
+    ({"class_names": ["ONLY"]}, "class_names"),
+    ({"review_threshold": 1.5}, "review_threshold"),
+    ({"input": {"name": "images"}}, "input.name"),
+    ({"eval": {"metrics": {}, "confusion_matrix": [[1, 0], [0, 1]]}}, "confusion_matrix is not 4 x 4"),
+])
+def test_metadata_the_client_would_refuse_is_not_published(tmp_path, bad, problem):
+    base = tmp_path / "origin"
+    pub.publish(fake_tfjs_model(tmp_path / "v1", 1), str(base), "bloodcell", "1", META)
+    metadata = {} if bad == {} else {**META, **bad}
+    with pytest.raises(pub.PublishError, match=problem):
+        pub.publish(fake_tfjs_model(tmp_path / "v2", 2), str(base), "bloodcell", "2", metadata)
+    assert latest(base) == "1"
+    assert not (base / "bloodcell" / "2").exists()
+
+
+def test_publish_without_metadata_exits_1_and_leaves_the_channel(tmp_path, capsys):
+    base = tmp_path / "origin"
+    pub.publish(fake_tfjs_model(tmp_path / "v1", 1), str(base), "bloodcell", "1", META)
+    code = pub.main(["publish", fake_tfjs_model(tmp_path / "v2", 2), "--base", str(base), "--version", "2"])
+    assert code == 1
+    assert capsys.readouterr().err.strip().startswith("error: publish needs --metadata")
+    assert latest(base) == "1" and not (base / "bloodcell" / "2").exists()
+
+
+@pytest.mark.parametrize("flag, value", [("--version", "../../escaped"), ("--version", ".."),
+                                         ("--model-name", "../other"), ("--model-name", ".")])
+def test_names_cannot_escape_the_base(tmp_path, capsys, flag, value):
+    base = tmp_path / "origin"
+    meta = tmp_path / "metadata.json"
+    meta.write_text(json.dumps(META))
+    args = {"--version": "2", "--model-name": "bloodcell", flag: value}
+    code = pub.main(["publish", fake_tfjs_model(tmp_path / "v2", 2), "--base", str(base), "--metadata", str(meta),
+                     "--version", args["--version"], "--model-name", args["--model-name"]])
+    assert code == 1 and "must be letters, digits" in capsys.readouterr().err
+    assert [str(p.relative_to(tmp_path)) for p in tmp_path.rglob("model.json")] == ["v2/model.json"]
