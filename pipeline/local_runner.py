@@ -7,12 +7,15 @@ Exit status: 0 with a blessed, pushed model; 1 with a one-line reason otherwise;
 from __future__ import annotations
 
 import argparse
+import fcntl
 import logging
 import os
 import sys
 import time
 
 from pipeline.config import DEFAULT_CONFIG, ConfigError, load_config
+
+RUN_LOCK = ".run.lock"
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -79,15 +82,23 @@ def main(argv=None) -> int:
     os.makedirs(config.run_dir, exist_ok=True)
     metadata = tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path)
     pipeline = create_pipeline(config, metadata, data_root)
-    print(f"running pipeline '{config.pipeline_name}' on {data_root} (model {config.training.model}, "
-          f"{config.training.epochs} epochs); outputs under {config.run_dir}", flush=True)
-    started = time.time()
-    failure = None
-    try:
-        tfx.orchestration.LocalDagRunner().run(pipeline)
-    except Exception as err:  # a component failed: report it in one line below
-        failure = err
-    summary = run_summary.collect(config.metadata_path, started, config.class_names)
+    with open(os.path.join(config.run_dir, RUN_LOCK), "a") as lock:
+        try:
+            # Two runs on one folder would share its metadata store: each summary could report the
+            # other's blessing. The lock goes with the process, however it ends.
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"error: run in progress: another run holds {lock.name}; wait for it to end", file=sys.stderr)
+            return 2
+        print(f"running pipeline '{config.pipeline_name}' on {data_root} (model {config.training.model}, "
+              f"{config.training.epochs} epochs); outputs under {config.run_dir}", flush=True)
+        started = time.time()
+        failure = None
+        try:
+            tfx.orchestration.LocalDagRunner().run(pipeline)
+        except Exception as err:  # a component failed: report it in one line below
+            failure = err
+        summary = run_summary.collect(config.metadata_path, started, config.class_names)
     print(run_summary.format_summary(summary, time.time() - started, config.class_names))
     if failure is not None:
         print(f"error: pipeline failed: {one_line(failure)}", file=sys.stderr)

@@ -30,6 +30,7 @@ class RunSummary:
     metrics: dict = dataclasses.field(default_factory=dict)
     pushed_to: str | None = None
     published_to: str | None = None   # the tfjs model on the CDN origin
+    channel_note: str | None = None   # why latest.json did not move to the published version
     ingest_report: str | None = None
     evaluation_uri: str | None = None
     confusion: list[list[int]] | None = None  # [actual][predicted] on the eval split
@@ -46,6 +47,16 @@ def _outputs(store, execution_id: int) -> list:
     events = store.get_events_by_execution_ids([execution_id])
     ids = [e.artifact_id for e in events if e.type == metadata_store_pb2.Event.OUTPUT]
     return store.get_artifacts_by_id(ids) if ids else []
+
+
+def channel_note(published) -> str | None:
+    channel, version = _custom(published, "channel_version"), _custom(published, "published_version")
+    if not channel or channel == version:
+        return None
+    if _custom(published, "channel_pinned"):
+        return (f"the browser channel stays at version {channel}, pinned by a rollback; lift it with "
+                f"`python -m components.tfjs_publisher.publish unpin --base CDN_BASE`")
+    return f"the browser channel stays at version {channel}, newer than this one"
 
 
 def collect(metadata_path: str, since_epoch_s: float, class_names: list[str] = ()) -> RunSummary:
@@ -78,6 +89,7 @@ def collect(metadata_path: str, since_epoch_s: float, class_names: list[str] = (
                 summary.published_to = (f"{_custom(artifact, 'published_url')} "
                                         f"({_custom(artifact, 'model_bytes')} bytes, "
                                         f"{_custom(artifact, 'quantization')} weights)")
+                summary.channel_note = channel_note(artifact)
     if summary.evaluation_uri:
         try:
             summary.metrics = {k: v for k, v in load_metrics(summary.evaluation_uri).items()
@@ -140,4 +152,6 @@ def format_summary(summary: RunSummary, wall_seconds: float, class_names: list[s
     lines.append(f"blessed: {summary.blessed} ({summary.blessing_reason})")
     lines.append(f"pushed model: {summary.pushed_to or 'none'}")
     lines.append(f"browser model (tfjs): {summary.published_to or 'none'}")
+    if summary.channel_note:
+        lines.append(f"note: {summary.channel_note}")
     return "\n".join(lines)

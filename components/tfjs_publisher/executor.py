@@ -58,9 +58,12 @@ class Executor(base_executor.BaseExecutor):
             _copy_tree(publish.version_dir(base, model_name, version), published.uri)
 
         published.set_int_custom_property("published", 1)
-        published.set_string_custom_property("published_version", pointer["version"])
+        published.set_string_custom_property("published_version", version)
         published.set_string_custom_property(
-            "published_url", os.path.join(base, model_name, pointer["model_url"]))
+            "published_url", os.path.join(base, model_name, version, publish.MODEL_JSON))
+        # The browser channel: where latest.json points after this publish (a rollback's pin keeps it).
+        published.set_string_custom_property("channel_version", pointer["version"])
+        published.set_int_custom_property("channel_pinned", int(bool(pointer.get("pinned"))))
         published.set_string_custom_property("quantization", props["quantization"])
         published.set_int_custom_property("model_bytes", convert.model_bytes(published.uri))
         logging.info("TfjsPublisher: published %s version %s to %s", model_name, version, base)

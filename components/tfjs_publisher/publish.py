@@ -11,18 +11,27 @@ Versioned files never change once written (the CDN may cache them for a year); o
 moves. It is written last, to a temporary name and then renamed, after every file of the version was
 checked, so no reader ever sees a pointer to half a version.
 
+Who moves latest.json: a publish moves it forward only (never to an older version than the one in
+place) and not at all while a rollback pins it; a rollback pins it, `unpin` lifts the pin. Moves of
+one channel take turns through a lock file (<base>/<model_name>/.channel.lock; local folders only:
+an object store has no lock, so run one publisher per channel there).
+
     python -m components.tfjs_publisher.publish publish TFJS_DIR --base URI --model-name NAME --version V [--metadata FILE]
     python -m components.tfjs_publisher.publish rollback --base URI --model-name NAME --version V
+    python -m components.tfjs_publisher.publish unpin --base URI --model-name NAME
     python -m components.tfjs_publisher.publish list --base URI --model-name NAME
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import re
 import sys
+import time
 import uuid
 
 import tensorflow as tf
@@ -33,6 +42,8 @@ gfile = tf.io.gfile
 POINTER = "latest.json"
 MODEL_JSON = "model.json"
 METADATA = "metadata.json"
+LOCK = ".channel.lock"
+LOCK_WAIT_S = 30.0
 
 
 class PublishError(RuntimeError):
@@ -93,16 +104,68 @@ def check_version(base: str, model_name: str, version: str) -> dict:
     return model
 
 
-def point_latest(base: str, model_name: str, version: str) -> dict:
-    """Atomically repoints <base>/<model_name>/latest.json at a checked version."""
-    check_version(base, model_name, version)
+def read_pointer(base: str, model_name: str) -> dict | None:
+    path = os.path.join(base, _segment("model name", model_name), POINTER)
+    return json.loads(_read(path)) if gfile.exists(path) else None
+
+
+@contextlib.contextmanager
+def channel_lock(base: str, model_name: str, wait_s: float = LOCK_WAIT_S):
+    """Moves of one channel take turns. A local folder only: an object store offers no lock."""
+    if "://" in base:
+        yield
+        return
+    folder = os.path.join(base, _segment("model name", model_name))
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, LOCK), "a") as handle:
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise PublishError(f"the {model_name} channel is locked by another publish or rollback "
+                                       f"for over {wait_s:g} s ({handle.name}); try again") from None
+                time.sleep(0.05)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _write_pointer(base: str, model_name: str, version: str, pinned: bool) -> dict:
     pointer = {"version": str(version), "model_url": f"{version}/{MODEL_JSON}",
-               "metadata_url": f"{version}/{METADATA}"}
+               "metadata_url": f"{version}/{METADATA}", "pinned": pinned}
     final = os.path.join(base, _segment("model name", model_name), POINTER)
     tmp = f"{final}.tmp-{uuid.uuid4().hex}"
     _write(tmp, json.dumps(pointer, indent=2).encode())
     gfile.rename(tmp, final, overwrite=True)
     return pointer
+
+
+def point_latest(base: str, model_name: str, version: str, pinned: bool = False) -> dict:
+    """Atomically repoints <base>/<model_name>/latest.json at a checked version, whatever is there: a
+    rollback (pinned, so later publishes leave it) or lifting a pin."""
+    check_version(base, model_name, version)
+    with channel_lock(base, model_name):
+        return _write_pointer(base, model_name, version, pinned)
+
+
+def _is_older(version: str, than: str) -> bool:
+    return version.isdigit() and than.isdigit() and int(version) < int(than)
+
+
+def advance_latest(base: str, model_name: str, version: str) -> dict:
+    """A publish's move of the channel: not while a rollback pins it, and never back to an older
+    version than the one in place (two publishes that cross end on the newer). Returns the pointer
+    in place afterwards: its version differs from `version` when the channel stayed."""
+    check_version(base, model_name, version)
+    with channel_lock(base, model_name):
+        current = read_pointer(base, model_name)
+        if current and (current.get("pinned") or _is_older(str(version), current["version"])):
+            return current
+        return _write_pointer(base, model_name, version, pinned=False)
 
 
 def publish(tfjs_dir: str, base: str, model_name: str, version: str, metadata: dict) -> dict:
@@ -130,7 +193,7 @@ def publish(tfjs_dir: str, base: str, model_name: str, version: str, metadata: d
     _write(os.path.join(folder, METADATA), json.dumps(metadata, indent=2, allow_nan=False).encode())
     # model.json last among the version's files: it is what check_version starts from.
     _write(os.path.join(folder, MODEL_JSON), json.dumps(model).encode())
-    return point_latest(base, model_name, version)
+    return advance_latest(base, model_name, version)
 
 
 def publish_or_resume(tfjs_dir: str, base: str, model_name: str, version: str, metadata: dict) -> dict:
@@ -143,7 +206,7 @@ def publish_or_resume(tfjs_dir: str, base: str, model_name: str, version: str, m
         if existing.get("quantization") != metadata.get("quantization"):
             raise PublishError(f"version {version} of {model_name} is already published with quantization "
                                f"{existing.get('quantization')}; versions are immutable")
-        return point_latest(base, model_name, version)
+        return advance_latest(base, model_name, version)
     return publish(tfjs_dir, base, model_name, version, metadata)
 
 
@@ -152,14 +215,13 @@ def list_versions(base: str, model_name: str) -> tuple[list[str], str | None]:
     if not gfile.isdir(root):
         return [], None
     versions = sorted(e.rstrip("/") for e in gfile.listdir(root) if gfile.isdir(os.path.join(root, e)))
-    pointer = os.path.join(root, POINTER)
-    current = json.loads(_read(pointer))["version"] if gfile.exists(pointer) else None
-    return versions, current
+    pointer = read_pointer(base, model_name)
+    return versions, pointer["version"] if pointer else None
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m components.tfjs_publisher.publish", description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["publish", "rollback", "list"])
+    parser.add_argument("command", choices=["publish", "rollback", "unpin", "list"])
     parser.add_argument("tfjs_dir", nargs="?", help="publish: the converter's output folder")
     parser.add_argument("--base", required=True, help="CDN origin: folder or gs://...")
     parser.add_argument("--model-name", default="bloodcell")
@@ -170,13 +232,24 @@ def main(argv=None) -> int:
     try:
         if args.command == "list":
             versions, current = list_versions(args.base, args.model_name)
+            pinned = (read_pointer(args.base, args.model_name) or {}).get("pinned")
             for v in versions:
-                print(f"{v}{'  <- latest' if v == current else ''}")
+                print(f"{v}{('  <- latest' + (' (pinned by a rollback)' if pinned else '')) if v == current else ''}")
+            return 0
+        if args.command == "unpin":
+            current = read_pointer(args.base, args.model_name)
+            if not current:
+                raise PublishError(f"{args.model_name} has no channel under {args.base}")
+            point_latest(args.base, args.model_name, current["version"], pinned=False)
+            print(f"{args.model_name} latest -> {current['version']}, no longer pinned: the next publish moves it")
             return 0
         if not args.version:
             raise PublishError(f"{args.command} needs --version")
         if args.command == "rollback":
-            pointer = point_latest(args.base, args.model_name, args.version)
+            pointer = point_latest(args.base, args.model_name, args.version, pinned=True)
+            print(f"{args.model_name} latest -> {pointer['version']}, pinned: publishes leave the channel "
+                  f"until `unpin`")
+            return 0
         else:
             if not args.tfjs_dir:
                 raise PublishError("publish needs the converter's output folder")
@@ -184,7 +257,9 @@ def main(argv=None) -> int:
                 raise PublishError("publish needs --metadata: the web client cannot use a model without it")
             metadata = json.loads(_read(args.metadata))
             pointer = publish(args.tfjs_dir, args.base, args.model_name, args.version, metadata)
-        print(f"{args.model_name} latest -> {pointer['version']}")
+        stayed = "" if pointer["version"] == args.version else (
+            " (pinned by a rollback)" if pointer.get("pinned") else f" (newer than {args.version})")
+        print(f"{args.model_name} latest -> {pointer['version']}{stayed}")
         return 0
     except (PublishError, tf.errors.OpError, OSError, ValueError) as err:
         print(f"error: {str(err).strip().splitlines()[0]}", file=sys.stderr)

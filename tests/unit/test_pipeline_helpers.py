@@ -97,3 +97,21 @@ def test_traced_function_errors_keep_their_message_in_one_line():
     err = NameError("in user code:\n\n    File \"x.py\", line 3, in f\n        y\n\n    NameError: name 'y' is not defined\n")
     assert one_line(err) == "NameError: NameError: name 'y' is not defined"
     assert one_line(ValueError("bad value\nmore")) == "ValueError: bad value"
+
+
+def test_a_second_run_on_a_folder_in_use_exits_2(tmp_path, capsys):
+    """Two runs on one folder would share its metadata store (and mix their summaries)."""
+    import fcntl
+
+    from pipeline import local_runner
+    from testkit.images import make_dataset
+
+    data = make_dataset(tmp_path / "data", {"TRAIN": 2, "TEST": 1})
+    run_dir = tmp_path / "out" / "bloodcell"
+    run_dir.mkdir(parents=True)
+    with open(run_dir / local_runner.RUN_LOCK, "a") as first_run:
+        fcntl.flock(first_run, fcntl.LOCK_EX)
+        code = local_runner.main(["--data-dir", str(data), "--output-dir", str(tmp_path / "out")])
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: run in progress: another run holds") and "\n" not in err

@@ -33,7 +33,7 @@ def latest(base):
 def test_publish_writes_hashed_immutable_version_and_points_latest(tmp_path):
     base = tmp_path / "origin"
     pointer = pub.publish(fake_tfjs_model(tmp_path / "v1", 1), str(base), "bloodcell", "1", META)
-    assert pointer == {"version": "1", "model_url": "1/model.json", "metadata_url": "1/metadata.json"}
+    assert pointer == {"version": "1", "model_url": "1/model.json", "metadata_url": "1/metadata.json", "pinned": False}
     model = json.loads((base / "bloodcell" / "1" / "model.json").read_text())
     shards = [p for g in model["weightsManifest"] for p in g["paths"]]
     assert all(len(s.split(".")[-2]) == 16 for s in shards) and len(set(shards)) == 2
@@ -121,3 +121,55 @@ def test_names_cannot_escape_the_base(tmp_path, capsys, flag, value):
                      "--version", args["--version"], "--model-name", args["--model-name"]])
     assert code == 1 and "must be letters, digits" in capsys.readouterr().err
     assert [str(p.relative_to(tmp_path)) for p in tmp_path.rglob("model.json")] == ["v2/model.json"]
+
+
+def test_a_late_publish_of_an_older_version_does_not_move_the_channel_back(tmp_path):
+    base = tmp_path / "origin"
+    pub.publish(fake_tfjs_model(tmp_path / "v20", 20), str(base), "bloodcell", "20", META)
+    pointer = pub.publish(fake_tfjs_model(tmp_path / "v10", 10), str(base), "bloodcell", "10", META)
+    assert pointer["version"] == "20" and latest(base) == "20"
+    assert (base / "bloodcell" / "10" / "model.json").exists()  # published, just not the channel
+
+
+def test_concurrent_publishes_end_on_the_newer_version(tmp_path):
+    import threading
+
+    base = tmp_path / "origin"
+    for round_ in range(8):
+        older, newer = str(100 * round_ + 1), str(100 * round_ + 2)
+        sources = {v: fake_tfjs_model(tmp_path / f"src{v}", int(v) % 250) for v in (older, newer)}
+        threads = [threading.Thread(target=pub.publish, args=(sources[v], str(base), "bloodcell", v, META))
+                   for v in (newer, older)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert latest(base) == newer
+
+
+def test_a_held_channel_lock_is_a_clear_locked_error(tmp_path):
+    import fcntl
+
+    base = tmp_path / "origin"
+    pub.publish(fake_tfjs_model(tmp_path / "v1", 1), str(base), "bloodcell", "1", META)
+    with open(base / "bloodcell" / pub.LOCK, "a") as other_publisher:
+        fcntl.flock(other_publisher, fcntl.LOCK_EX)
+        with pytest.raises(pub.PublishError, match="channel is locked by another publish or rollback"):
+            with pub.channel_lock(str(base), "bloodcell", wait_s=0.2):
+                pass
+
+
+def test_a_rollback_sticks_until_it_is_lifted(tmp_path, capsys):
+    base = tmp_path / "origin"
+    for v in ("1", "2"):
+        pub.publish(fake_tfjs_model(tmp_path / f"src{v}", int(v)), str(base), "bloodcell", v, META)
+    assert pub.main(["rollback", "--base", str(base), "--version", "1"]) == 0
+    pointer = pub.publish(fake_tfjs_model(tmp_path / "src3", 3), str(base), "bloodcell", "3", META)
+    assert pointer["version"] == "1" and pointer["pinned"] and latest(base) == "1"
+    capsys.readouterr()
+    assert pub.main(["list", "--base", str(base)]) == 0
+    assert "1  <- latest (pinned by a rollback)" in capsys.readouterr().out
+    assert pub.main(["unpin", "--base", str(base)]) == 0
+    assert latest(base) == "1"
+    pub.publish(fake_tfjs_model(tmp_path / "src4", 4), str(base), "bloodcell", "4", META)
+    assert latest(base) == "4"
