@@ -11,6 +11,7 @@ import serving.warmup
 from components.anomalies_gate.component import AnomaliesGate
 from components.image_example_gen import image_reader
 from components.image_example_gen.component import image_example_gen
+from components.serving_check.component import ServingCheck
 from components.tfjs_publisher.component import TfjsPublisher
 from models import features
 from models.trainer.params import TrainerParams
@@ -80,8 +81,12 @@ def create_components(config: Config, data_root: str, serving_base: str, cdn_bas
         examples=example_gen.outputs["examples"], model=trainer.outputs["model"],
         baseline_model=baseline.outputs["model"], eval_config=eval_config(config),
         example_splits=["eval"])
+    # TFX's InfraValidator needs a tensorflow_model_server (none here) and KubeflowV2DagRunner cannot
+    # compile it (TFX 1.21 raises NotImplementedError), so both runners check with ServingCheck.
+    serving_check = ServingCheck(model=trainer.outputs["model"])
     pusher = tfx.components.Pusher(
         model=trainer.outputs["model"], model_blessing=evaluator.outputs["blessing"],
+        infra_blessing=serving_check.outputs["blessing"],
         push_destination=tfx.proto.PushDestination(
             filesystem=tfx.proto.PushDestination.Filesystem(base_directory=serving_base)))
     tfjs_publisher = TfjsPublisher(
@@ -91,13 +96,12 @@ def create_components(config: Config, data_root: str, serving_base: str, cdn_bas
         image_size=config.image_size, pipeline_name=config.pipeline_name,
         converter=config.browser.converter, code_version=code_fingerprint(components.tfjs_publisher, features))
     return [example_gen, statistics_gen, inferred_schema, curated_schema, example_validator, gate,
-            transform, trainer, baseline, evaluator, pusher, tfjs_publisher]
+            transform, trainer, baseline, evaluator, serving_check, pusher, tfjs_publisher]
 
 
 def create_pipeline(config: Config, metadata_connection_config=None, data_root: str | None = None,
                     pipeline_root: str | None = None, serving_base: str | None = None,
-                    cdn_base: str | None = None,
-                    beam_args: list[str] | None = None) -> tfx.dsl.Pipeline:
+                    cdn_base: str | None = None, beam_args: list[str] | None = None) -> tfx.dsl.Pipeline:
     """The pipeline; the local runner takes the locations from `config`, Kubeflow passes its own."""
     data_root = data_root or image_reader.resolve_data_root(config.data_path)
     return tfx.dsl.Pipeline(

@@ -26,17 +26,19 @@ def signature_def(version_dir: str, name: str = features.SERVING_SIGNATURE):
     return sigs[name] if name in sigs else None
 
 
-def check_version(version_dir: str) -> list[str]:
-    """The problems found; an empty list means TF Serving can serve it to our clients."""
+def check_version(version_dir: str, numbered: bool = True, answer_warmup: bool = False) -> list[str]:
+    """The problems found; an empty list means TF Serving can serve it to our clients. numbered=False
+    for a model not yet in a version folder (the Trainer's output, before the Pusher); answer_warmup
+    also runs every warm-up request through the model, as TF Serving does at load time."""
     problems = []
-    if not os.path.basename(version_dir.rstrip("/")).isdigit():
+    if numbered and not os.path.basename(version_dir.rstrip("/")).isdigit():
         problems.append("version folder name is not a number: TF Serving ignores it")
     if not tf.io.gfile.exists(os.path.join(version_dir, "saved_model.pb")):
         return problems + ["no saved_model.pb"]
     try:
-        tf.saved_model.load(version_dir)
+        loaded = tf.saved_model.load(version_dir)
     except Exception as err:  # whatever stops the load stops the server too
-        problems.append(f"does not load: {str(err).splitlines()[0]}")
+        return problems + [f"does not load: {str(err).splitlines()[0]}"]
     sig = signature_def(version_dir)
     if sig is None:
         return problems + [f"no '{features.SERVING_SIGNATURE}' signature"]
@@ -56,9 +58,25 @@ def check_version(version_dir: str) -> list[str]:
     for log in logs:
         request = log.predict_log.request
         if request.model_spec.signature_name != features.SERVING_SIGNATURE or set(request.inputs) != {features.SERVING_INPUT}:
-            problems.append("a warm-up request does not match the serving signature")
-            break
+            return problems + ["a warm-up request does not match the serving signature"]
+    if answer_warmup:
+        problems += warmup_answer_problems(loaded, logs)
     return problems
+
+
+def warmup_answer_problems(loaded, logs) -> list[str]:
+    """Runs each warm-up request through the serving signature; a server fails to load a version
+    whose warm-up fails."""
+    serve = loaded.signatures[features.SERVING_SIGNATURE]
+    for n, log in enumerate(logs, 1):
+        images = tf.make_ndarray(log.predict_log.request.inputs[features.SERVING_INPUT])
+        try:
+            outputs = serve(**{features.SERVING_INPUT: tf.constant(images)})
+        except Exception as err:  # what fails here fails TF Serving's warm-up too
+            return [f"warm-up request {n} not answered: {str(err).strip().splitlines()[0]}"]
+        if set(outputs) != set(features.OUTPUTS) or outputs[features.PROBABILITIES].shape[0] != len(images):
+            return [f"warm-up request {n}: the answer has outputs {sorted(outputs)} for {len(images)} images"]
+    return []
 
 
 def main(argv=None) -> int:

@@ -152,3 +152,39 @@ def test_served_model_refuses_a_huge_header_without_decoding_it(pipeline_run, tm
     assert "INVALID_ARGUMENT True" in done.stdout
     growth_kb = int(re.search(r"GROWTH_KB (\d+)", done.stdout).group(1))
     assert growth_kb < 200_000, f"peak memory grew by {growth_kb} kB"
+
+
+def test_a_model_whose_warmup_is_corrupt_does_not_pass_the_serving_check(pipeline_run, tmp_path):
+    """ServingCheck, the Pusher's infra blessing: a trained model with a corrupt warm-up file (TF
+    Serving would fail to load it) stops the run before anything is pushed."""
+    import shutil
+
+    from components.serving_check.component import ServingCheckError, check_serving
+    from models import features
+
+    assert re.search(r"^  ServingCheck\s+COMPLETE", pipeline_run.output, re.M)
+    model_dir = tmp_path / "Format-Serving"
+    shutil.copytree(pipeline_run.pushed, model_dir)
+    check_serving(str(model_dir))  # the pushed model passes
+    warmup = model_dir / features.WARMUP_FILE
+    data = bytearray(warmup.read_bytes())
+    data[len(data) // 2: len(data) // 2 + 64] = b"\x00" * 64
+    warmup.write_bytes(bytes(data))
+    with pytest.raises(ServingCheckError, match="^the model would not serve, not pushed: warm-up"):
+        check_serving(str(model_dir))
+
+
+def test_a_model_whose_warmup_request_fails_does_not_pass(pipeline_run, tmp_path):
+    import shutil
+
+    from components.serving_check.component import ServingCheckError, check_serving
+    from serving.warmup import write_warmup_requests
+    from testkit.bad_images import png_declaring
+
+    model_dir = tmp_path / "Format-Serving"
+    shutil.copytree(pipeline_run.pushed, model_dir)
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(png_declaring(30000, 30000))
+    write_warmup_requests(str(model_dir), [str(bomb)], "bloodcell")  # parses, but the model refuses it
+    with pytest.raises(ServingCheckError, match="warm-up request 1 not answered"):
+        check_serving(str(model_dir))

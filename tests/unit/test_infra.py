@@ -41,7 +41,9 @@ def test_serving_deployment_probes_ports_and_model_volume():
     assert "livenessProbe" in container
     assert {p["port"] for p in docs["Service"]["spec"]["ports"]} == {8500, 8501}
     assert docs["HorizontalPodAutoscaler"]["spec"]["scaleTargetRef"]["name"] == "bloodcell-serving"
-    assert {"name": "models", "mountPath": "/models/bloodcell", "readOnly": True} in container["volumeMounts"]
+    # The models come from the Pusher's bucket (models.config), read as the Deployment's service account.
+    assert docs["Deployment"]["spec"]["template"]["spec"]["serviceAccountName"] == docs["ServiceAccount"]["metadata"]["name"]
+    assert "PersistentVolumeClaim" not in docs
     # The ConfigMap carries exactly the files in serving/config/.
     for name, text in docs["ConfigMap"]["data"].items():
         assert parse_serving_config(name, text) == parse_serving_config(name, (REPO / "serving" / "config" / name).read_text())
@@ -60,7 +62,10 @@ def parse_serving_config(name: str, text: str):
 def test_model_config_parses_as_tf_serving_proto():
     models = parse_serving_config("models.config", (REPO / "serving" / "config" / "models.config").read_text())
     config = models.model_config_list.config[0]
-    assert (config.name, config.base_path) == ("bloodcell", "/models/bloodcell")
+    from pipeline.config import load_config
+
+    # TF Serving reads the very folder the Pusher writes to on the cluster.
+    assert (config.name, config.base_path) == ("bloodcell", load_config().kubeflow.serving_base)
     assert config.model_version_policy.latest.num_versions == 2
 
 

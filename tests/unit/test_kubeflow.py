@@ -27,12 +27,16 @@ def test_spec_parses_and_holds_every_component(compiled):
     spec = json_format.ParseDict(doc, pipeline_spec_pb2.PipelineSpec(), ignore_unknown_fields=False)
     tasks = set(spec.root.dag.tasks)
     assert tasks == {"FileBasedExampleGen", "StatisticsGen", "SchemaGen", "ImportSchemaGen", "ExampleValidator",
-                     "AnomaliesGate", "Transform", "Trainer", "Evaluator", "Pusher", "TfjsPublisher",
+                     "AnomaliesGate", "Transform", "Trainer", "Evaluator", "ServingCheck", "Pusher",
+                     "TfjsPublisher",
                      # KFP v2 expresses the latest-blessed-model Resolver as two resolver tasks
                      "latest_blessed_model_resolver-model-resolver",
                      "latest_blessed_model_resolver-model-blessing-resolver"}
     assert "AnomaliesGate" in spec.root.dag.tasks["Transform"].dependent_tasks
     assert "Pusher" in spec.root.dag.tasks["TfjsPublisher"].dependent_tasks
+    # The model is served and its warm-up answered before the Pusher pushes it.
+    assert "ServingCheck" in spec.root.dag.tasks["Pusher"].dependent_tasks
+    assert "Trainer" in spec.root.dag.tasks["ServingCheck"].dependent_tasks
     cdn_base = doc["root"]["dag"]["tasks"]["TfjsPublisher"]["inputs"]["parameters"]["cdn_base"]
     assert "gs://YOUR-BUCKET/bloodcell/cdn" in json.dumps(cdn_base)
 

@@ -48,7 +48,10 @@ def test_pipeline_wiring(tmp_path):
     assert json.loads(nodes["Evaluator"].exec_properties["example_splits"]) == ["eval"]
     assert nodes["Pusher"].inputs["model_blessing"] is nodes["Evaluator"].outputs["blessing"]
     assert nodes["TfjsPublisher"].inputs["pushed_model"] is nodes["Pusher"].outputs["pushed_model"]
-    assert len(nodes) == 12
+    # Nothing reaches TF Serving's folder that did not first serve (locally: ServingCheck).
+    assert nodes["Pusher"].inputs["infra_blessing"] is nodes["ServingCheck"].outputs["blessing"]
+    assert nodes["ServingCheck"].inputs["model"] is nodes["Trainer"].outputs["model"]
+    assert len(nodes) == 13
 
     # A tuning run holds val out of training.
     held_out = load_config(overrides=[f"data_dir={make_dataset(tmp_path)}", "training.train_on_val=false"])
