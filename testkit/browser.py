@@ -80,10 +80,10 @@ def node_probabilities(model_dir: str, pixels_file: Path, backend: str) -> np.nd
 
 
 @contextlib.contextmanager
-def nginx_cdn(origin_root: str, allowed_origin: str):
+def nginx_cdn(origin_root: str, allowed_origin: str, port: int | None = None):
     """nginx serving origin_root on loopback the way the CDN edge does; yields (url, process)."""
     runtime = tempfile.mkdtemp(prefix="bloodcell-nginx-", dir="/tmp")
-    port = free_port()
+    port = port or free_port()
     conf = os.path.join(runtime, "cdn.conf")
     with open(conf, "w") as f:
         f.write(render.render(origin_root, f"127.0.0.1:{port}", allowed_origin, runtime))

@@ -122,13 +122,27 @@ def test_conversion_failure_is_one_line(tmp_path):
         convert.convert(str(tmp_path), str(tmp_path / "out"), "int4")
 
 
+# The CDN's port is chosen before the build: the client allows models from that origin only.
+CDN_PORT = bh.free_port()
+CDN_ORIGIN = f"http://127.0.0.1:{CDN_PORT}"
+
+
 @pytest.fixture(scope="session")
 def built_client(tmp_path_factory):
     out = tmp_path_factory.mktemp("web") / "dist"
     done = subprocess.run(["npm", "run", "build", "--", "--outDir", str(out), "--emptyOutDir"], cwd=bh.WEB,
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "VITE_ALLOWED_MODEL_ORIGINS": CDN_ORIGIN})
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     return out
+
+
+def test_the_built_page_allows_connections_to_the_cdn_only(built_client):
+    page = (built_client / "index.html").read_text()
+    policy = re.search(r'<meta http-equiv="Content-Security-Policy" content="([^"]+)"', page).group(1)
+    directives = dict(d.strip().split(" ", 1) for d in policy.split(";"))
+    assert directives["connect-src"] == f"'self' {CDN_ORIGIN}"
+    assert directives["default-src"] == "'self'" and "'unsafe-eval'" not in directives["script-src"]
 
 
 def test_web_client_typechecks():
@@ -151,10 +165,10 @@ def test_browser_classifies_through_the_cdn_then_offline(published, pipeline_run
     # Other tests may have published newer versions: point the channel at this run's (a rollback).
     publish.point_latest(origin, "bloodcell", published["version"])
     bh.world_readable(origin)
-    with bh.static_server(str(built_client)) as app, bh.nginx_cdn(origin, app) as (cdn, nginx):
+    with bh.static_server(str(built_client)) as app, bh.nginx_cdn(origin, app, CDN_PORT) as (cdn, nginx):
         done = subprocess.run(
             ["node", "scripts/browser-e2e.mjs", "--app", app, "--model", f"{cdn}/bloodcell/",
-             "--image", str(image), "--corrupt", str(corrupt), "--cdn-pid", str(nginx.pid)],
+             "--image", str(image), "--corrupt", str(corrupt), "--cdn-pid", str(nginx.pid), "--origin", origin],
             cwd=bh.WEB, capture_output=True, text=True, timeout=420)
         assert done.returncode == 0, done.stderr[-3000:]
         report = json.loads(done.stdout)
@@ -166,6 +180,15 @@ def test_browser_classifies_through_the_cdn_then_offline(published, pipeline_run
     assert report["good"]["state"] == "done" and report["good"]["className"] == expected, report["good"]
     assert report["corrupt"]["state"] == "error" and report["corrupt"]["role"] == "alert"
     assert "not a readable image" in report["corrupt"]["text"]
+    # A channel pointing at a version with an altered shard: refused, the cached version answers and
+    # says so; the broken version is not cached (the offline reload below still gets the good one).
+    broken = report["brokenChannel"]
+    assert broken["state"] == "ready" and broken["source"] == "cache-fallback", broken
+    assert broken["version"] == published["version"]
+    assert "does not match its hash" in broken["note"] and "9999999999" in broken["note"]
+    assert report["brokenChannelGood"]["className"] == expected
+    # A model URL of a foreign origin is refused.
+    assert report["foreign"]["state"] == "error" and "are not allowed here" in report["foreign"]["text"]
     assert report["offline"]["state"] == "offline" and report["offline"]["source"] == "offline-cache"
     assert report["offline"]["version"] == published["version"]
     assert report["offlineGood"]["className"] == expected

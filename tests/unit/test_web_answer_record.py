@@ -43,3 +43,27 @@ def test_a_class_without_evaluation_images_has_no_recall():
 @pytest.mark.parametrize("matrix", [None, [], [[1, 2], [3, 4]], [[1, 0, 0, 0]] * 3 + [[1, 0]]])
 def test_no_record_without_a_matrix_that_fits_the_classes(matrix):
     assert answer_record(matrix, 0) is None
+
+
+def interpret(probabilities: str, atypicality: str = "null"):
+    """interpret() in Node; JSON has no NaN, so the arguments are JavaScript source."""
+    script = ("import { interpret } from './src/inference.js';"
+              f"process.stdout.write(JSON.stringify(interpret({probabilities}, {json.dumps(CLASSES)}, 0.8, "
+              f"{atypicality})));")
+    done = subprocess.run(["node", "--input-type=module", "-e", script], cwd=bh.WEB,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout)
+
+
+@pytest.mark.parametrize("probabilities, atypicality", [("[NaN, NaN, NaN, NaN]", "null"),
+                                                        ("[0.97, NaN, 0.01, 0.02]", "0.2"),
+                                                        ("[0.97, 0.01, 0.01, 0.01]", "NaN")])
+def test_an_answer_that_is_not_a_number_is_flagged_for_review(probabilities, atypicality):
+    r = interpret(probabilities, atypicality)
+    assert r["invalid"] and r["needsReview"]
+
+
+def test_a_confident_typical_answer_is_not_flagged():
+    r = interpret("[0.97, 0.01, 0.01, 0.01]", "0.2")
+    assert not r["invalid"] and not r["needsReview"] and r["className"] == "EOSINOPHIL"

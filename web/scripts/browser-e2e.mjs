@@ -1,17 +1,22 @@
 // Drives the built web client in headless chromium (playwright-core, no bundled browser):
 //   node scripts/browser-e2e.mjs --app URL --model CDN_MODEL_URL --image GOOD.jpeg --corrupt BAD.jpeg \
-//        --cdn-pid PID [--chromium /usr/bin/chromium]
+//        --cdn-pid PID --origin DIR [--chromium /usr/bin/chromium]
 // 1. loads the page, which fetches the model through the CDN; 2. classifies GOOD, chosen through the
-// keyboard (Tab to the drop zone, Enter, file chooser); 3. gives it BAD; 4. stops the CDN (SIGTERM to
-// PID) and reloads: the model must come from the offline cache and classify GOOD again.
+// keyboard (Tab to the drop zone, Enter, file chooser); 3. gives it BAD; 4. on the CDN's origin DIR,
+// points latest.json at a copy of the version with one shard altered (same length) and reloads: the
+// shard must be refused and the cached version must answer, saying so; 5. opens the page with a model
+// URL of a foreign origin: refused; 6. stops the CDN (SIGTERM to PID) and reloads: the model must come
+// from the offline cache and classify GOOD again.
 // Prints what it saw as JSON; the Python test decides pass or fail.
+import { cpSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { chromium } from 'playwright-core';
 
 const { values: opt } = parseArgs({
   options: {
     app: { type: 'string' }, model: { type: 'string' }, image: { type: 'string' },
-    corrupt: { type: 'string' }, 'cdn-pid': { type: 'string' },
+    corrupt: { type: 'string' }, 'cdn-pid': { type: 'string' }, origin: { type: 'string' },
     chromium: { type: 'string', default: process.env.BLOODCELL_CHROMIUM || '/usr/bin/chromium' },
   },
 });
@@ -23,7 +28,7 @@ async function modelState(page) {
     { timeout: TIMEOUT });
   return page.$eval('#model-status', (el) => ({
     state: el.dataset.state, source: el.dataset.source ?? null, version: el.dataset.version ?? null,
-    text: el.textContent,
+    text: el.textContent, note: el.dataset.note ?? null,
   }));
 }
 
@@ -83,6 +88,30 @@ try {
 
   await page.setInputFiles('#file-input', opt.corrupt);
   report.corrupt = await lastResult(page, 2);
+
+  // A channel pointing at a broken version: a shard altered on the CDN, same length, original name.
+  const channel = join(opt.origin, 'bloodcell');
+  const good = JSON.parse(readFileSync(join(channel, 'latest.json'), 'utf8')).version;
+  const broken = '9999999999';
+  cpSync(join(channel, good), join(channel, broken), { recursive: true });
+  const shard = readdirSync(join(channel, broken)).find((f) => f.endsWith('.bin'));
+  const bytes = readFileSync(join(channel, broken, shard));
+  for (let i = 0; i < 64; i++) bytes[i] ^= 0xff;
+  writeFileSync(join(channel, broken, shard), bytes);
+  const metadata = JSON.parse(readFileSync(join(channel, broken, 'metadata.json'), 'utf8'));
+  writeFileSync(join(channel, broken, 'metadata.json'), JSON.stringify({ ...metadata, version: broken }));
+  writeFileSync(join(channel, 'latest.json'), JSON.stringify(
+    { version: broken, model_url: `${broken}/model.json`, metadata_url: `${broken}/metadata.json` }));
+  await page.reload();
+  report.brokenChannel = await modelState(page);
+  await page.setInputFiles('#file-input', opt.image);
+  report.brokenChannelGood = await lastResult(page, 1);
+
+  // A model URL of another origin (a link someone sent): refused, whatever it serves.
+  const foreign = await (await browser.newContext()).newPage();
+  await foreign.goto(`${opt.app}/?model=${encodeURIComponent('https://models.example.invalid/bloodcell/')}`);
+  report.foreign = await modelState(foreign);
+  await foreign.close();
 
   process.kill(Number(opt['cdn-pid']), 'SIGTERM');
   await cdnDown(new URL('latest.json', opt.model).href);

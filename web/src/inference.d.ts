@@ -11,6 +11,7 @@ export interface Interpretation {
   className: string;
   confidence: number;
   probabilities: { name: string; probability: number }[];
+  invalid: boolean;
   lowConfidence: boolean;
   unlikeTraining: boolean;
   needsReview: boolean;

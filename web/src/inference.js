@@ -77,14 +77,19 @@ export function interpret(probabilities, classNames, reviewThreshold, atypicalit
   }
   let best = 0;
   probabilities.forEach((p, i) => { if (p > probabilities[best]) best = i; });
+  // NaN compares false with every threshold: an answer that is not a number is never shown as confident.
+  const invalid = !probabilities.every(Number.isFinite) || (atypicality !== null && !Number.isFinite(atypicality));
+  const lowConfidence = !invalid && probabilities[best] < reviewThreshold;
+  const unlikeTraining = !invalid && atypicality !== null && atypicality > 1;
   return {
     classId: best,
     className: classNames[best],
     confidence: probabilities[best],
     probabilities: classNames.map((name, i) => ({ name, probability: probabilities[i] })),
-    lowConfidence: probabilities[best] < reviewThreshold,
-    unlikeTraining: atypicality !== null && atypicality > 1,
-    needsReview: probabilities[best] < reviewThreshold || (atypicality !== null && atypicality > 1),
+    invalid,
+    lowConfidence,
+    unlikeTraining,
+    needsReview: invalid || lowConfidence || unlikeTraining,
     atypicality,
   };
 }

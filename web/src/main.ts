@@ -34,6 +34,7 @@ function showModel(model: LoadedModel, backend: string) {
   $('model-backend').textContent = backend;
   $('model-facts').hidden = false;
   setStatus(`Ready. ${model.note}`, model.source === 'offline-cache' ? 'offline' : 'ready');
+  status.dataset.note = model.note;
   status.dataset.source = model.source;
   status.dataset.version = m.version;
   fileInput.disabled = false;
@@ -64,6 +65,7 @@ function showPrediction(item: HTMLLIElement, fileName: string, probabilities: nu
   item.append(title);
   item.dataset.unlikeTraining = String(r.unlikeTraining);
   const reasons = [];
+  if (r.invalid) reasons.push('the model gave no valid answer (not a number)');
   if (r.unlikeTraining) reasons.push('the image is unlike the training images (another microscope or stain, or not a white cell?)');
   if (r.lowConfidence) reasons.push(`low confidence (below ${percent(m.review_threshold)})`);
   if (reasons.length) {
@@ -178,8 +180,8 @@ function exposeDiagnostics(model: LoadedModel, backend: string) {
 }
 
 async function start() {
-  const config = readConfig();
   try {
+    const config = readConfig();
     const backend = await chooseBackend(config.backends);
     const model = await loadModel(config.modelUrl);
     await warmUp(model.model, model.metadata.image_size);

@@ -20,7 +20,8 @@ export interface ModelMetadata {
   published_at?: string;
 }
 
-export type Source = 'network' | 'cache' | 'offline-cache';
+// cache-fallback: the channel names a version that could not be loaded; the cached one answers.
+export type Source = 'network' | 'cache' | 'cache-fallback' | 'offline-cache';
 
 export interface LoadedModel {
   model: tf.GraphModel;
@@ -29,23 +30,82 @@ export interface LoadedModel {
   note: string;
 }
 
+// Model and metadata are kept as one IndexedDB record, written in one transaction: a tab closed in
+// between cannot pair one version's weights with another's classes.
 interface CacheRecord {
   base: string;
   version: string;
   metadata: ModelMetadata;
+  artifacts: tf.io.ModelArtifacts;
 }
 
-const RECORD_KEY = 'bloodcell.cached-model';
-// One slot: IndexedDB saves are transactions, so the slot holds a whole model or the previous one.
-const IDB_URL = 'indexeddb://bloodcell-model';
+const DB_NAME = 'bloodcell';
+const STORE = 'models';
+const KEY = 'current';
 
-function readRecord(base: string): CacheRecord | null {
+function openDb(): Promise<IDBDatabase> {
+  return new Promise((resolve, reject) => {
+    const request = indexedDB.open(DB_NAME, 1);
+    request.onupgradeneeded = () => request.result.createObjectStore(STORE);
+    request.onsuccess = () => resolve(request.result);
+    request.onerror = () => reject(request.error);
+  });
+}
+
+async function readRecord(base: string): Promise<CacheRecord | null> {
   try {
-    const record = JSON.parse(localStorage.getItem(RECORD_KEY) ?? 'null') as CacheRecord | null;
+    const db = await openDb();
+    const record = await new Promise<CacheRecord | undefined>((resolve, reject) => {
+      const request = db.transaction(STORE).objectStore(STORE).get(KEY);
+      request.onsuccess = () => resolve(request.result as CacheRecord | undefined);
+      request.onerror = () => reject(request.error);
+    });
+    db.close();
     return record && record.base === base ? record : null;
   } catch {
     return null;
   }
+}
+
+async function writeRecord(record: CacheRecord): Promise<void> {
+  const db = await openDb();
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const tx = db.transaction(STORE, 'readwrite');
+      tx.objectStore(STORE).put(record, KEY);
+      tx.oncomplete = () => resolve();
+      tx.onerror = () => reject(tx.error);
+      tx.onabort = () => reject(tx.error);
+    });
+  } finally {
+    db.close();
+  }
+}
+
+async function keep(model: tf.GraphModel, base: string, version: string, metadata: ModelMetadata): Promise<void> {
+  let artifacts: tf.io.ModelArtifacts | null = null;
+  await model.save(tf.io.withSaveHandler(async (a) => {
+    artifacts = a;
+    return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } };
+  }));
+  if (!artifacts) throw new Error('the model gave nothing to keep');
+  await writeRecord({ base, version, metadata, artifacts });
+}
+
+// Shards are published under content-hashed names (<name>.<first 16 hex of sha256>.bin): a shard
+// altered on the way, even to the same length, is refused and so never cached.
+const HASHED_SHARD = /\.([0-9a-f]{16})\.bin$/;
+
+export async function verifiedFetch(input: RequestInfo | URL, init?: RequestInit): Promise<Response> {
+  const response = await fetch(input, init);
+  const url = input instanceof Request ? input.url : String(input);
+  const expected = HASHED_SHARD.exec(new URL(url, location.href).pathname)?.[1];
+  if (!expected || !response.ok) return response;
+  const data = await response.arrayBuffer();
+  const digest = Array.from(new Uint8Array(await crypto.subtle.digest('SHA-256', data)),
+    (b) => b.toString(16).padStart(2, '0')).join('');
+  if (!digest.startsWith(expected)) throw new Error(`${url.split('/').pop()} does not match its hash`);
+  return new Response(data, { status: response.status, statusText: response.statusText, headers: response.headers });
 }
 
 async function fetchJson<T>(url: string, init?: RequestInit): Promise<T> {
@@ -58,10 +118,13 @@ async function fetchJson<T>(url: string, init?: RequestInit): Promise<T> {
   }
 }
 
-export function checkMetadata(metadata: ModelMetadata): ModelMetadata {
+export function checkMetadata(metadata: ModelMetadata, version?: string): ModelMetadata {
   const ok = Array.isArray(metadata?.class_names) && metadata.class_names.length >= 2
     && Number.isFinite(metadata.image_size) && Number.isFinite(metadata.review_threshold);
   if (!ok) throw new Error('the model metadata lacks class_names, image_size or review_threshold');
+  if (version !== undefined && String(metadata.version) !== version) {
+    throw new Error(`the metadata is of version ${metadata.version}, not ${version}`);
+  }
   return metadata;
 }
 
@@ -69,41 +132,41 @@ function reason(err: unknown): string {
   return String((err as Error)?.message ?? err).split('\n')[0];
 }
 
-/** The newest published model; the cached copy when it is current or when the CDN is unreachable. */
+/** The newest published model; the cached copy when it is current, when the CDN is unreachable, or
+ * when the version the channel names cannot be loaded. */
 export async function loadModel(baseUrl: string): Promise<LoadedModel> {
   const base = new URL(baseUrl.endsWith('/') ? baseUrl : `${baseUrl}/`, location.href).href;
-  const cached = readRecord(base);
+  const cached = await readRecord(base);
+  const fromCache = async (source: Source, note: string): Promise<LoadedModel> => ({
+    model: await tf.loadGraphModel(tf.io.fromMemory(cached!.artifacts)), metadata: cached!.metadata, source, note,
+  });
   let pointer: Pointer;
   try {
     pointer = await fetchJson<Pointer>(new URL('latest.json', base).href, { cache: 'no-cache' });
   } catch (err) {
     if (!cached) throw new Error(`cannot reach the model server (${reason(err)}) and no model is cached yet`);
-    return {
-      model: await tf.loadGraphModel(IDB_URL),
-      metadata: cached.metadata,
-      source: 'offline-cache',
-      note: `Offline: the model server cannot be reached; using the cached version ${cached.version}.`,
-    };
+    return fromCache('offline-cache', `Offline: the model server cannot be reached; using the cached version ${cached.version}.`);
   }
   if (cached && cached.version === pointer.version) {
     try {
-      return {
-        model: await tf.loadGraphModel(IDB_URL),
-        metadata: cached.metadata,
-        source: 'cache',
-        note: `Version ${cached.version} is current; loaded from this browser's cache.`,
-      };
+      return await fromCache('cache', `Version ${cached.version} is current; loaded from this browser's cache.`);
     } catch {
       // The cached copy is unreadable (storage cleared mid-way): download it again below.
     }
   }
-  const metadata = checkMetadata(await fetchJson<ModelMetadata>(new URL(pointer.metadata_url, base).href));
-  const model = await tf.loadGraphModel(new URL(pointer.model_url, base).href);
+  let metadata: ModelMetadata;
+  let model: tf.GraphModel;
+  try {
+    metadata = checkMetadata(await fetchJson<ModelMetadata>(new URL(pointer.metadata_url, base).href), pointer.version);
+    model = await tf.loadGraphModel(new URL(pointer.model_url, base).href, { fetchFunc: verifiedFetch });
+  } catch (err) {
+    if (!cached) throw new Error(`version ${pointer.version} could not be loaded: ${reason(err)}`);
+    return fromCache('cache-fallback',
+      `Version ${pointer.version} could not be loaded (${reason(err)}); using the cached version ${cached.version}.`);
+  }
   let note = `Downloaded version ${pointer.version}; kept in this browser for offline use.`;
   try {
-    await model.save(IDB_URL);
-    // The record is written only after the model itself was stored.
-    localStorage.setItem(RECORD_KEY, JSON.stringify({ base, version: pointer.version, metadata }));
+    await keep(model, base, pointer.version, metadata);
   } catch (err) {
     note = `Downloaded version ${pointer.version}; it could not be kept for offline use (${reason(err)}).`;
   }

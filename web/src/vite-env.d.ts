@@ -1,4 +1,5 @@
 /// <reference types="vite/client" />
 interface ImportMetaEnv {
   readonly VITE_MODEL_URL?: string;
+  readonly VITE_ALLOWED_MODEL_ORIGINS?: string;
 }
