@@ -2,8 +2,8 @@
 
     python -m pipeline.download [--dest DIR]
 
-Credentials: ~/.kaggle/kaggle.json (or $KAGGLE_CONFIG_DIR/kaggle.json), or KAGGLE_USERNAME and
-KAGGLE_KEY. The key is never printed. Afterwards run the pipeline with
+Credentials: KAGGLE_USERNAME and KAGGLE_KEY (infra/env/run.sh passes these two, and does not show the
+sandbox the host's ~/.kaggle), or ~/.kaggle/kaggle.json when run outside it. The key is never printed. Afterwards run the pipeline with
 `--data-dir DIR` (the archive's dataset2-master/images layout is found by itself).
 """
 from __future__ import annotations

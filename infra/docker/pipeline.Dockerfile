@@ -17,7 +17,7 @@ WORKDIR /pipeline
 COPY infra/env/tools.lock locks/pipeline.lock locks/converter.lock /tmp/locks/
 COPY infra/env/converter_shims/ /tmp/converter_shims/
 RUN python3.13 -m venv /opt/venv \
- && pip install --no-cache-dir -r /tmp/locks/tools.lock \
+ && pip install --no-cache-dir --require-hashes -r /tmp/locks/tools.lock \
  && uv pip sync --python /opt/venv/bin/python --require-hashes /tmp/locks/pipeline.lock
 # The tfjs converter's own environment, as infra/env/setup.sh builds it (requirements/converter.in).
 RUN python3.13 -m venv /opt/converter-venv \
@@ -31,6 +31,10 @@ COPY pipeline/ pipeline/
 COPY components/ components/
 COPY models/ models/
 COPY serving/ serving/
+
+# The components run as an unprivileged user; they write only to the pipeline root and /tmp.
+RUN useradd --uid 1000 --create-home --shell /usr/sbin/nologin bloodcell
+USER 1000:1000
 
 # KubeflowV2DagRunner's containers start TFX's own entrypoint with their arguments.
 ENTRYPOINT ["python", "-m", "tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor"]

@@ -2,14 +2,22 @@
 # Runs a command inside the project environment (built first if needed by setup.sh).
 #   infra/env/run.sh python -m pipeline.local_runner
 # In userland mode the command runs under bubblewrap with the Debian 13 tree as /, the repo (read-write)
-# and its parent folder (read-only: ../shared) at their host paths, plus /tmp and $HOME. More host paths:
+# and its parent folder (read-only: ../shared) at their host paths. More host paths:
 # BLOODCELL_BIND="/data/a:/data/b" (read-only). bwrap's mounts vanish when the command ends.
+# The sandbox is a boundary for the packages it runs: an unprivileged user (no capabilities) in its
+# own user and PID namespaces, a private /tmp and $HOME (the host's home, with its keys and cloud
+# credentials, is not there; only the project's npm cache is), and only allowlisted environment
+# variables (ALLOWED_ENV below).
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 env_dir=$("$repo/infra/env/setup.sh")
 
 export PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}"
 export TF_USE_LEGACY_KERAS=1 TF_CPP_MIN_LOG_LEVEL=${TF_CPP_MIN_LOG_LEVEL:-2} PYTHONUNBUFFERED=1
+# What may cross into the sandbox (names, or prefixes ending in *): the project's own settings and
+# what Python, TF, pytest, the locale and a terminal need. Kaggle credentials only as variables.
+ALLOWED_ENV=(BLOODCELL_* TF_* PYTHON* PYTEST_* LANG LC_* TERM TZ NO_COLOR COLUMNS CUDA_VISIBLE_DEVICES
+             NVIDIA_* KAGGLE_USERNAME KAGGLE_KEY)
 
 # The web client's npm packages (web/package-lock.json) live in the checkout: installed on first use
 # and again whenever the lock is newer than the install. npm's cache under $HOME keeps it quick.
@@ -30,15 +38,18 @@ export BLOODCELL_TFJS_CONVERTER=${BLOODCELL_TFJS_CONVERTER:-/opt/converter-venv/
 export BLOODCELL_CHROMIUM=${BLOODCELL_CHROMIUM:-/usr/bin/chromium}
 
 host_ca=${SSL_CERT_FILE:-/etc/ssl/certs/ca-certificates.crt}
-args=(--ro-bind "$env_dir/rootfs" / --proc /proc --dev /dev --tmpfs /dev/shm
+cache=${BLOODCELL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/bloodcell}
+npm_cache="$cache/npm"
+mkdir -p "$npm_cache"
+args=(--ro-bind "$env_dir/rootfs" / --proc /proc --dev /dev --tmpfs /dev/shm --tmpfs /tmp
       --ro-bind /etc/resolv.conf /etc/resolv.conf
-      --ro-bind "$host_ca" /etc/ssl/certs/ca-certificates.crt)
+      --ro-bind "$host_ca" /etc/ssl/certs/ca-certificates.crt
+      --unshare-user --uid 1000 --gid 1000 --unshare-pid --unshare-ipc --unshare-uts --cap-drop ALL
+      --die-with-parent)
 # Later mounts cover earlier ones: read-only parent first, then the writable paths.
 parent=$(dirname "$repo")
 [ "$parent" != / ] && args+=(--ro-bind "$parent" "$parent")
-args+=(--bind /tmp /tmp)
-[ -d "$HOME" ] && [ "$HOME" != "$repo" ] && args+=(--bind "$HOME" "$HOME")
-args+=(--bind "$repo" "$repo")
+args+=(--bind "$npm_cache" /var/cache/npm --bind "$repo" "$repo")
 # A git worktree's .git is a file naming its git directory elsewhere: mount that too (read-only), so
 # the commit can be read inside (benchmark reports record it).
 if [ -f "$repo/.git" ]; then
@@ -62,8 +73,17 @@ for ((i = 0; i < ${#args[@]}; i++)); do
   esac
 done
 
-bw=(bwrap "${args[@]}"
-    --setenv PATH "/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-    --setenv SSL_CERT_FILE /etc/ssl/certs/ca-certificates.crt)
+# bwrap itself starts from this environment (env -i), not only the command: bwrap stays in the
+# sandbox as PID 1, and its /proc/1/environ is readable from inside.
+envs=(PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/tmp/home
+      USER=bloodcell npm_config_cache=/var/cache/npm SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt)
+for name in $(compgen -e); do
+  for pattern in "${ALLOWED_ENV[@]}"; do
+    # shellcheck disable=SC2053  # the pattern is a glob on purpose
+    if [[ $name == $pattern ]]; then envs+=("$name=${!name}"); break; fi
+  done
+done
+envs+=(BLOODCELL_SANDBOX=1 "BLOODCELL_HOST_HOME=$HOME")
+bw=(env -i "${envs[@]}" bwrap "${args[@]}")
 if web_deps_stale; then "${bw[@]}" --chdir "$repo/web" npm ci --no-audit --no-fund >&2; fi
-exec "${bw[@]}" --chdir "$PWD" "$@"
+exec "${bw[@]}" --chdir "$PWD" bash -c 'mkdir -p "$HOME" && exec "$@"' bash "$@"

@@ -88,7 +88,7 @@ lock=$src/locks/pipeline.lock; tools=$src/infra/env/tools.lock
 
 log "creating the virtualenv and installing uv"
 run_in "$py" -m venv "$venv"
-run_in "$venv/bin/pip" install --quiet --disable-pip-version-check --no-cache-dir -r "$tools" >&2
+run_in "$venv/bin/pip" install --quiet --disable-pip-version-check --no-cache-dir --require-hashes -r "$tools" >&2
 log "installing the locked packages with uv (first time: ~4 GB download)"
 run_in "$venv/bin/uv" pip sync --python "$venv/bin/python" --require-hashes "$lock" >&2
 run_in "$venv/bin/python" -c "import tfx, tensorflow, apache_beam, kfp; print('[setup] tfx', tfx.__version__, 'tensorflow', tensorflow.__version__)" >&2

@@ -2,6 +2,7 @@
 configuration is what TF Serving parses; the Dockerfiles install from the repo's lock."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import kubernetes_validate
@@ -96,3 +97,43 @@ def test_serving_thread_pools_follow_the_cpu_limit():
     assert int(flags["tensorflow_inter_op_parallelism"]) == cpus
     batching = (REPO / "serving" / "config" / "batching.config").read_text()
     assert f"num_batch_threads {{ value: {cpus} }}" in batching
+
+
+def pod_specs():
+    """Every pod template in the Kubernetes manifests, with the file it comes from."""
+    for path in sorted((REPO / "infra" / "k8s").glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            template = (doc or {}).get("spec", {}).get("template")
+            if template:
+                yield path.name, template["spec"]
+
+
+def test_every_container_runs_unprivileged_on_a_read_only_root():
+    specs = list(pod_specs())
+    assert specs
+    for name, spec in specs:
+        pod = spec.get("securityContext", {})
+        assert pod.get("runAsNonRoot") is True and pod.get("runAsUser", 0) != 0, name
+        assert pod.get("seccompProfile", {}).get("type") == "RuntimeDefault", name
+        for container in spec.get("initContainers", []) + spec["containers"]:
+            ctx = container.get("securityContext", {})
+            assert ctx.get("runAsNonRoot") is True, (name, container["name"])
+            assert ctx.get("readOnlyRootFilesystem") is True, (name, container["name"])
+            assert ctx.get("allowPrivilegeEscalation") is False, (name, container["name"])
+            assert ctx.get("capabilities", {}).get("drop") == ["ALL"], (name, container["name"])
+
+
+def test_the_installer_is_pinned_by_hash():
+    """uv, which installs everything else from hashed locks, is itself installed by hash."""
+    lock = (REPO / "infra" / "env" / "tools.lock").read_text()
+    assert re.search(r"^uv==[\d.]+ \\$", lock, re.M) and len(re.findall(r"--hash=sha256:[0-9a-f]{64}", lock)) >= 1
+    for path in (REPO / "infra" / "env" / "setup.sh", REPO / "infra" / "docker" / "pipeline.Dockerfile"):
+        installs = [line for line in path.read_text().splitlines()
+                    if re.search(r"pip\S* install", line) and "tools" in line]
+        assert installs and all("--require-hashes" in line for line in installs), path
+
+
+def test_the_pipeline_image_runs_as_a_user():
+    text = (REPO / "infra" / "docker" / "pipeline.Dockerfile").read_text()
+    users = re.findall(r"^USER (\S+)", text, re.M)
+    assert users and users[-1].split(":")[0] not in ("root", "0")

@@ -1,0 +1,50 @@
+"""infra/env/run.sh is a boundary for the packages it runs (read from inside it, where the tests run):
+no capabilities, not root, its own PID namespace, a private $HOME and /tmp, an allowlisted environment."""
+from __future__ import annotations
+
+import fnmatch
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+# The Debian 13 userland's virtualenv: present only inside run.sh's sandbox (userland mode). A host new
+# enough for a plain virtualenv runs no sandbox, and these tests skip there.
+pytestmark = pytest.mark.skipif(not os.path.exists("/opt/venv/bin/python"),
+                                reason="runs inside infra/env/run.sh's sandbox (userland mode) only")
+
+RUN_SH = Path(__file__).resolve().parents[2] / "infra" / "env" / "run.sh"
+# Set by run.sh itself, besides the allowlist.
+SET_BY_RUN_SH = {"PATH", "HOME", "USER", "PWD", "SHLVL", "_", "npm_config_cache", "SSL_CERT_FILE"}
+
+
+def test_no_capabilities_and_not_root():
+    status = Path("/proc/self/status").read_text()
+    assert re.search(r"^CapEff:\s+0+$", status, re.M), status
+    assert os.getuid() != 0 and os.geteuid() != 0
+
+
+def test_host_processes_are_not_visible():
+    pids = [p for p in os.listdir("/proc") if p.isdigit()]
+    assert Path("/proc/1/comm").read_text().strip() == "bwrap"
+    assert len(pids) < 100
+
+
+def test_the_hosts_home_is_not_visible():
+    host_home = os.environ.get("BLOODCELL_HOST_HOME", "/root")
+    assert os.environ["HOME"] != host_home and os.environ["HOME"].startswith("/tmp/")
+    # The host's home holds at least the project's environment cache; none of it is visible here.
+    assert not os.path.exists(os.path.join(host_home, ".cache", "bloodcell"))
+
+
+def test_only_allowlisted_variables_pass():
+    """In bwrap itself (PID 1, whose environment is readable from here) and in the command it started
+    (PID 2), as each one started: later processes also get what libraries set at run time."""
+    allowed = re.search(r"ALLOWED_ENV=\(([^)]*)\)", RUN_SH.read_text()).group(1).split()
+    leaked = set()
+    for proc in (Path("/proc/1"), Path("/proc/2")):
+        block = (proc / "environ").read_bytes()
+        names = {entry.split(b"=", 1)[0].decode() for entry in block.split(b"\0") if b"=" in entry}
+        leaked |= {n for n in names if n not in SET_BY_RUN_SH and not any(fnmatch.fnmatchcase(n, p) for p in allowed)}
+    assert leaked == set()
