@@ -28,7 +28,7 @@ web_deps_stale() {
 }
 
 if [ -d "$env_dir/venv" ]; then
-  export PATH="$env_dir/venv/bin:$PATH"
+  export PATH="$env_dir/venv/bin:$PATH:/usr/sbin"  # nginx lives in /usr/sbin
   export BLOODCELL_TFJS_CONVERTER=${BLOODCELL_TFJS_CONVERTER:-$env_dir/converter-venv/bin/tensorflowjs_converter}
   export BLOODCELL_CHROMIUM=${BLOODCELL_CHROMIUM:-$(command -v chromium || command -v chromium-browser || true)}
   if web_deps_stale; then (cd "$repo/web" && npm ci --no-audit --no-fund >&2); fi

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds, once per lock hash, the environment every project command runs in, and prints its path.
-#   - glibc >= 2.38 on the host: a plain virtualenv.
+#   - glibc >= 2.39 on the host (the locks' wheels are manylinux_2_39): a plain virtualenv of CPython
+#     3.13 (the locks are resolved for it), after checking the host has what it needs.
 #   - otherwise (Debian 12 and older): a Debian 13 userland (mmdebstrap) with the virtualenv inside,
 #     entered through bubblewrap by infra/env/run.sh.
 # Environments live under $BLOODCELL_CACHE (default ~/.cache/bloodcell), keyed by a hash of the
@@ -16,12 +17,39 @@ log() { printf '[setup] %s\n' "$*" >&2; }
 
 glibc_ok() {
   local v; v=$(getconf GNU_LIBC_VERSION 2>/dev/null | awk '{print $2}')
-  [ -n "$v" ] && [ "$(printf '%s\n2.38\n' "$v" | sort -V | head -n1)" = "2.38" ]
+  [ -n "$v" ] && [ "$(printf '%s\n2.39\n' "$v" | sort -V | head -n1)" = "2.39" ]
+}
+
+# What a host needs for the plain virtualenv, as Debian package names: the userland's list
+# (apt-packages.txt) checked on the host instead of installed.
+venv_missing() {
+  local missing=() include
+  if ! command -v python3.13 >/dev/null; then
+    missing+=(python3)  # Python 3.13 exactly: the locks are resolved for it
+  else
+    python3.13 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
+    include=$(python3.13 -c 'import sysconfig; print(sysconfig.get_paths()["include"])' 2>/dev/null)
+    [ -f "$include/Python.h" ] || missing+=(python3-dev)  # three locked packages build from source
+  fi
+  { command -v cc && command -v make; } >/dev/null || missing+=(build-essential)
+  command -v node >/dev/null || missing+=(nodejs)
+  command -v npm >/dev/null || missing+=(npm)
+  { command -v chromium || command -v chromium-browser; } >/dev/null || missing+=(chromium)
+  { { command -v nginx || [ -x /usr/sbin/nginx ]; } && [ -f /etc/nginx/mime.types ]; } >/dev/null || missing+=(nginx-light)
+  [ -f /etc/ssl/certs/ca-certificates.crt ] || missing+=(ca-certificates)
+  echo "${missing[@]}"
 }
 
 mode=${BLOODCELL_ENV_MODE:-}
 if [ -z "$mode" ]; then if glibc_ok; then mode=venv; else mode=userland; fi; fi
 case "$mode" in venv|userland) ;; *) log "BLOODCELL_ENV_MODE must be venv or userland, not '$mode'"; exit 2;; esac
+if [ "$mode" = venv ]; then
+  missing=$(venv_missing)
+  if [ -n "$missing" ]; then
+    log "this host lacks what the environment needs: apt-get install -y $missing (or BLOODCELL_ENV_MODE=userland)"
+    exit 1
+  fi
+fi
 
 key_files=("$repo/locks/pipeline.lock" "$repo/locks/converter.lock" "$repo/infra/env/tools.lock"
            "$repo/infra/env/setup.sh" "$repo/infra/env/converter_shims/tensorflow_decision_forests/__init__.py")
@@ -76,13 +104,9 @@ if [ "$mode" = userland ]; then
   }
   venv=/opt/venv; converter_venv=/opt/converter-venv; src=/src
 else
-  py=$(command -v python3.13 || command -v python3.12 || command -v python3.11 || command -v python3.10 || true)
-  [ -n "$py" ] || { log "no python3.10-3.13 on PATH"; exit 1; }
+  py=$(command -v python3.13)
   run_in() { UV_CACHE_DIR="$cache/uv-cache" "$@"; }
   venv="$build/venv"; converter_venv="$build/converter-venv"; src="$repo"
-  for tool in node npm chromium; do
-    command -v "$tool" >/dev/null || log "warning: no $tool on PATH; the web client's tests need nodejs, npm and chromium"
-  done
 fi
 lock=$src/locks/pipeline.lock; tools=$src/infra/env/tools.lock
 
