@@ -2,7 +2,7 @@
 ENV := infra/env/run.sh
 ARGS ?=
 
-.PHONY: run test test-research setup full lock clean-env
+.PHONY: run test test-research setup full lock clean-env prove-debian13
 run:    ## set up if needed, then run the pipeline on the bundled sample (ARGS="--epochs 5" etc.)
 	$(ENV) python -m pipeline.local_runner $(ARGS)
 
@@ -24,3 +24,6 @@ lock:   ## re-resolve locks/pipeline.lock after editing requirements/pipeline.in
 
 clean-env: ## delete every cached environment except the current one
 	infra/env/setup.sh --prune
+
+prove-debian13: ## the venv branch of setup from a bare Debian 13, then make test there (root, ~15 min)
+	infra/env/prove_debian13.sh
