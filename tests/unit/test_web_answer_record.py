@@ -1,4 +1,4 @@
-"""The web client's answer record (web/src/inference.js `answerRecord`), run in Node as the client runs it."""
+"""The web client's answer record and review flags (web/src/inference.js), run in Node as the client runs them."""
 from __future__ import annotations
 
 import json
@@ -16,14 +16,19 @@ MATRIX = [[9, 0, 0, 1],
           [2, 0, 0, 18]]
 
 
-def answer_record(matrix, class_id: int):
-    script = ("import { answerRecord } from './src/inference.js';"
-              f"process.stdout.write(JSON.stringify(answerRecord({json.dumps(matrix)}, "
-              f"{json.dumps(CLASSES)}, {class_id})));")
+def call_inference(function: str, arguments: str):
+    """web/src/inference.js's `function` called in Node with `arguments` (JavaScript source: JSON has
+    no NaN); its JSON result."""
+    script = (f"import {{ {function} }} from './src/inference.js';"
+              f"process.stdout.write(JSON.stringify({function}({arguments})));")
     done = subprocess.run(["node", "--input-type=module", "-e", script], cwd=bh.WEB,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     return json.loads(done.stdout)
+
+
+def answer_record(matrix, class_id: int):
+    return call_inference("answerRecord", f"{json.dumps(matrix)}, {json.dumps(CLASSES)}, {class_id}")
 
 
 def test_an_answer_is_scored_by_the_share_of_each_actual_class_given_it():
@@ -46,14 +51,7 @@ def test_no_record_without_a_matrix_that_fits_the_classes(matrix):
 
 
 def interpret(probabilities: str, atypicality: str = "null"):
-    """interpret() in Node; JSON has no NaN, so the arguments are JavaScript source."""
-    script = ("import { interpret } from './src/inference.js';"
-              f"process.stdout.write(JSON.stringify(interpret({probabilities}, {json.dumps(CLASSES)}, 0.8, "
-              f"{atypicality})));")
-    done = subprocess.run(["node", "--input-type=module", "-e", script], cwd=bh.WEB,
-                          capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr[-2000:]
-    return json.loads(done.stdout)
+    return call_inference("interpret", f"{probabilities}, {json.dumps(CLASSES)}, 0.8, {atypicality}")
 
 
 @pytest.mark.parametrize("probabilities, atypicality", [("[NaN, NaN, NaN, NaN]", "null"),
