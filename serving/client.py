@@ -93,7 +93,8 @@ class _BatchingClient:
                 names: list[str] | None = None) -> list[Prediction]:
         """One Prediction per image; sizes are checked first, so nothing is sent if one is too large."""
         check_sizes(images, self.max_image_bytes, names)
-        results = self.predict_each(images, version, names)
+        results: list[Prediction | ServingError] = [None] * len(images)
+        self._predict_sendable(list(range(len(images))), images, version, names, results)
         for result in results:
             if isinstance(result, ServingError):
                 raise result
@@ -112,9 +113,13 @@ class _BatchingClient:
                 good.append(i)
             except ServingError as err:
                 results[i] = err
-        for part in batches([len(images[i]) for i in good], self.batch_size, self.max_request_bytes):
-            self._predict_isolating([good[j] for j in part], images, version, names, results)
+        self._predict_sendable(good, images, version, names, results)
         return results
+
+    def _predict_sendable(self, indices: list[int], images, version, names, results) -> None:
+        """Fills results[i] for images whose sizes were checked, in batches the channel carries."""
+        for part in batches([len(images[i]) for i in indices], self.batch_size, self.max_request_bytes):
+            self._predict_isolating([indices[j] for j in part], images, version, names, results)
 
     def _predict_isolating(self, indices: list[int], images, version, names, results) -> None:
         """Predicts a batch; when the server refuses it, halves it until the refused images stand alone."""
