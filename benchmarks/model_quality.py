@@ -32,7 +32,7 @@ from PIL import Image
 
 REPO = Path(__file__).resolve().parent.parent
 
-from benchmarks.quality import confusion_png, derived, metrics, throughput, tutorial_recipe
+from benchmarks.quality import confusion_png, derived, metrics, other_labs, throughput, tutorial_recipe
 from pipeline import local_runner
 from pipeline.config import load_config
 
@@ -218,7 +218,7 @@ def measure_derived(pushed: str, files: list[Path], labels: np.ndarray, names: l
     return out
 
 
-def measure(run: dict, model: str, images: Path, config) -> dict:
+def measure(run: dict, model: str, images: Path, config, sources: dict[str, Path] | None = None) -> dict:
     names, threshold = list(config.class_names), config.browser.review_threshold
     test_files, test_labels = files_and_labels(images / "TEST", names)
     simple_files, simple_labels = files_and_labels(images / "TEST_SIMPLE", names)
@@ -233,6 +233,8 @@ def measure(run: dict, model: str, images: Path, config) -> dict:
         "test": metrics.summarize(test_probs, test_labels, names, threshold, test_atyp),
         "test_simple": metrics.summarize(simple_probs, simple_labels, names, threshold, simple_atyp),
         "derived": measure_derived(run["pushed"], test_files, test_labels, names, threshold),
+        "other_labs": other_labs.measure_all(lambda files: predict(run["pushed"], files), sources or {},
+                                             names, threshold),
     }
     if not config.training.train_on_val:  # else val holds cells the model learnt: no measure of new cells
         result.update(measure_val(run["pushed"], run["pipeline_root"], images, config))
@@ -257,12 +259,73 @@ def tutorial_result(args, config, images: Path, may_train: bool = True) -> dict 
     train_images, train_labels = tutorial_recipe.load_folder(images / "TRAIN")
     model, trained = tutorial_recipe.train(train_images, train_labels, seed=TUTORIAL_SEED,
                                            backup_dir=os.path.join(args.work, "tutorial_backup"))
+    weights = tutorial_weights_path(args)
+    weights.parent.mkdir(parents=True, exist_ok=True)
+    model.save_weights(str(weights))  # kept so that new measurements (other labs) need no retraining
+    trained["weights_sha256"] = sha256_of(weights)
     trained["date"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     result = {**tutorial_recipe.evaluate(model, images, trained, config.browser.review_threshold),
               "commit": current_commit()}
     cache.parent.mkdir(parents=True, exist_ok=True)
     cache.write_text(json.dumps(result, indent=1))
     return {**result, "reused_from_cache": False}
+
+
+def tutorial_weights_path(args) -> Path:
+    return Path(args.tutorial_weights or os.path.join(args.work, "tutorial_cnn.weights.h5"))
+
+
+def sha256_of(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def tutorial_on_other_labs(weights: Path, tutorial: dict, sources: dict[str, Path], names: list[str],
+                           threshold: float) -> dict | None:
+    """The tutorial's CNN on other labs' cells, from the weights its cached result was made with. None
+    when those weights are not here."""
+    if not sources or not weights.is_file():
+        return None
+    if sha256_of(weights) != tutorial.get("weights_sha256"):
+        print(f"{weights} are not the weights of the cached tutorial result: its other-lab rows are left out",
+              file=sys.stderr)
+        return None
+    model = tutorial_recipe.classifier(len(names))
+    model.load_weights(str(weights))
+
+    def predict_files(files: list[Path]) -> tuple[np.ndarray, np.ndarray]:
+        pixels = np.stack([tutorial_recipe.load_image(f) for f in files]).astype(np.float32)
+        return model.predict(pixels, batch_size=64, verbose=0), np.zeros(len(files), np.float32)
+
+    return other_labs.measure_all(predict_files, sources, names, threshold)
+
+
+def other_labs_section(report: dict) -> list[str]:
+    """Per source: every seed of the default model, their mean, and the tutorial's CNN when measured."""
+    names, runs = report["class_names"], report["seeds_runs"]
+    tutorial = report.get("tutorial") or {}
+    sources = sorted({s for r in runs for s in r.get("other_labs") or {}})
+    if not sources:
+        return []
+    lines = ["", "## Other labs (zero-shot: no cell of these labs was trained on)", "",
+             "Accuracy counts the cells of the four classes. Flagged: sent to review (top probability under "
+             f"{report['review_threshold']}, or unlike the training images). Errors flagged: share of the wrong "
+             "answers that are flagged; right answers flagged: the reviewer's cost. The mean row's confusion "
+             "is summed over seeds."]
+    for source in sources:
+        rows = [(source, "default", str(r["seed"]), r["other_labs"][source]) for r in runs
+                if source in (r.get("other_labs") or {})]
+        if len(rows) > 1:
+            rows.append((source, "default", "mean", other_labs.mean_row([row[3] for row in rows], names)))
+        theirs = (tutorial.get("other_labs") or {}).get(source)
+        if theirs:
+            rows.append((source, "tutorial_cnn", str(tutorial.get("seed", "-")), theirs))
+        lines += ["", f"### {source} ({rows[0][3]['folder']})", "", *other_labs.table(rows, names)]
+        if tutorial and not theirs:
+            lines += ["", "tutorial_cnn: not measured on this source: the weights of its cached result are not "
+                      "here (--tutorial-weights, or --tutorial retrain)."]
+    return lines
 
 
 def spread(values: list[float]) -> dict:
@@ -332,6 +395,7 @@ def markdown(report: dict) -> str:
             lines.append(f"| {name} | {r.get('seed', '-')} | {variant} | {d['accuracy']:.4f} | "
                          f"{d['mean_confidence']:.3f} | {d['low_confidence_rate']:.3f} | "
                          f"{d['unlike_training_rate']:.3f} | {d['review_flag_rate']:.3f} |")
+    lines += other_labs_section(report)
     tp = report.get("input_pipeline")
     if tp:
         lines += ["", "## Input pipeline alone (images/s, same run)", "",
@@ -390,6 +454,12 @@ def main() -> int:
     parser.add_argument("--work", default=str(REPO / "runs" / "quality"))
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
     parser.add_argument("--no-throughput", action="store_true")
+    parser.add_argument("--other-labs-root", type=Path, default=REPO.parent / "shared" / "data" / "other-labs",
+                        help="every sub-folder holding class folders is a source measured zero-shot")
+    parser.add_argument("--other-lab", type=other_labs.parse_other_lab, action="append", default=[],
+                        metavar="NAME=DIR", help="another lab's class-folder tree (<DIR>/<CLASS>/<image>); repeatable")
+    parser.add_argument("--tutorial-weights", help="the cached tutorial result's weights (.weights.h5), to "
+                        "measure it on other labs; default: <work>/tutorial_cnn.weights.h5")
     parser.add_argument("--report-only", action="store_true",
                         help="train nothing: rebuild the report from <out>/model_quality.json's seed results and "
                              "the cached tutorial result, re-measuring the speeds (the default runs' pipeline "
@@ -412,6 +482,13 @@ def main() -> int:
     images = Path(image_reader.resolve_data_root(args.data_dir))
     if not (images / "TEST_SIMPLE").is_dir():
         print(f"error: no TEST_SIMPLE folder beside TEST under {images}", file=sys.stderr)
+        return 2
+    sources = {**other_labs.discover(args.other_labs_root), **dict(args.other_lab)}
+    try:  # checked before hours of training, not after
+        for name, folder in sources.items():
+            other_labs.load(name, folder, list(config.class_names))
+    except (OSError, ValueError) as err:
+        print(f"error: --other-lab {err}", file=sys.stderr)
         return 2
     os.makedirs(args.out, exist_ok=True)
     now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
@@ -440,7 +517,7 @@ def main() -> int:
                       file=sys.stderr)
                 return 2
             for r in seeds_runs:  # the run's own fields (pushed model, trainer time, ...) are kept
-                r.update(measure(r, "default", images, config))
+                r.update(measure(r, "default", images, config, sources))
                 write_seed_result(args.out, r)
                 print(f"seed {r['seed']}: TEST {r['test']['accuracy']:.4f} (measured again)", file=sys.stderr)
             report["rebuilt"]["remeasured"] = True
@@ -454,11 +531,16 @@ def main() -> int:
         for seed in args.seeds:
             extra = ["--set", f"training.seed={seed}"] + (["--epochs", str(args.epochs)] if args.epochs else [])
             run = run_pipeline(args.data_dir, os.path.join(args.work, "default"), extra)
-            seeds_runs.append({"seed": seed, "commit": current_commit(), **measure(run, "default", images, config)})
+            seeds_runs.append({"seed": seed, "commit": current_commit(),
+                               **measure(run, "default", images, config, sources)})
             write_seed_result(args.out, seeds_runs[-1])  # on disk as soon as they exist
             print(f"seed {seed}: TEST {seeds_runs[-1]['test']['accuracy']:.4f}", file=sys.stderr)
         tutorial = tutorial_result(args, config, images)
         report = report_frame(seeds_runs, args.data_dir, config, now, current_commit())
+    if tutorial:
+        measured = tutorial_on_other_labs(tutorial_weights_path(args), tutorial, sources, list(config.class_names),
+                                          config.browser.review_threshold)
+        tutorial["other_labs"] = measured or tutorial.get("other_labs")
     report["tutorial"] = tutorial
     if not args.no_throughput:
         ours = throughput.trainer_pipeline_images_per_s(root)

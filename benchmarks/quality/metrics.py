@@ -43,7 +43,8 @@ def summarize(probabilities: np.ndarray, labels: np.ndarray, class_names: list[s
     matrix = confusion_matrix(labels, predicted, len(class_names))
     low_confidence = probabilities.max(axis=1) < review_threshold
     unlike = atypicality > 1 if atypicality is not None else np.zeros(len(labels), bool)
-    flagged = low_confidence | unlike
+    flagged = low_confidence | unlike | ~np.isfinite(probabilities).all(axis=1)  # NaN is no answer
+    right = predicted == labels
     return {
         "n": int(len(labels)),
         "accuracy": float((predicted == labels).mean()),
@@ -55,6 +56,9 @@ def summarize(probabilities: np.ndarray, labels: np.ndarray, class_names: list[s
         "low_confidence_rate": float(low_confidence.mean()),
         "unlike_training_rate": float(unlike.mean()),
         "review_flag_rate": float(flagged.mean()),
+        # What the flag catches and what it costs a reviewer.
+        "errors_flagged": float(flagged[~right].mean()) if (~right).any() else None,
+        "right_flagged": float(flagged[right].mean()) if right.any() else None,
         # Accuracy on what the flag lets through: what an unreviewed answer is worth.
         "accuracy_unflagged": float((predicted == labels)[~flagged].mean()) if (~flagged).any() else None,
     }

@@ -100,7 +100,7 @@ def test_remeasure_measures_the_stored_models_again_without_training(monkeypatch
               "default_test_accuracy": mq.spread([0.25])}
     (out / "model_quality.json").write_text(mq.json.dumps(report))
     measured = []
-    monkeypatch.setattr(mq, "measure", lambda run, model, images, config: measured.append(run["pushed"]) or
+    monkeypatch.setattr(mq, "measure", lambda run, model, images, config, sources=None: measured.append(run["pushed"]) or
                         {**run, "test": new, "test_simple": new, "derived": {"magnified_x3": new}})
     monkeypatch.setattr(mq, "tutorial_result", lambda *a, **k: None)
     monkeypatch.setattr(mq, "run_pipeline", lambda *a: (_ for _ in ()).throw(AssertionError("trained")))

@@ -1,0 +1,143 @@
+"""Cells from other labs (another microscope, camera and stain): where they are, and how a model does on them.
+
+A source is a class-folder tree, `<DIR>/<CLASS>/<image>`. Cells of a class the model does not know
+(Tecom's basophil) are kept apart: no accuracy can count them, but their answer and flag are reported,
+since a cell the model was never taught should be flagged, not confidently named.
+"""
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from benchmarks.quality import metrics
+
+IMAGE_SUFFIXES = {".bmp", ".jpg", ".jpeg", ".png", ".tif", ".tiff", ".gif"}
+# Under this many cells of a class, its recall is printed but means little.
+FEW_CELLS = 10
+
+Predict = Callable[[list[Path]], "tuple[np.ndarray, np.ndarray]"]  # files -> (probabilities, atypicality)
+
+
+@dataclass(frozen=True)
+class LabCells:
+    name: str
+    folder: Path
+    files: list[Path]          # cells of the model's classes
+    labels: np.ndarray         # their class indices
+    outside: list[Path]        # cells of other classes (folder name = their class)
+
+
+def parse_other_lab(text: str) -> tuple[str, Path]:
+    """argparse type of --other-lab NAME=DIR."""
+    name, sep, folder = text.partition("=")
+    if not sep or not name or not folder:
+        raise argparse.ArgumentTypeError(f"expected NAME=DIR, got {text!r}")
+    if not Path(folder).is_dir():
+        raise argparse.ArgumentTypeError(f"{folder} is not a folder")
+    return name, Path(folder)
+
+
+def _images(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def discover(root: Path) -> dict[str, Path]:
+    """Every sub-folder of root that holds class folders with images, by name. A missing root is empty."""
+    if not root.is_dir():
+        return {}
+    return {d.name: d for d in sorted(root.iterdir())
+            if d.is_dir() and any(c.is_dir() and _images(c) for c in d.iterdir())}
+
+
+def load(name: str, folder: Path, class_names: list[str]) -> LabCells:
+    """The images under folder/<CLASS>/ (class folder names compared case-insensitively)."""
+    files, labels, outside = [], [], []
+    upper = [c.upper() for c in class_names]
+    for class_dir in sorted(d for d in folder.iterdir() if d.is_dir()):
+        images = _images(class_dir)
+        if class_dir.name.upper() in upper:
+            files += images
+            labels += [upper.index(class_dir.name.upper())] * len(images)
+        else:
+            outside += images
+    if not files:
+        raise ValueError(f"{name}: no images under {folder}/<{'|'.join(class_names)}>/")
+    return LabCells(name, folder, files, np.array(labels), outside)
+
+
+def measure(predict: Predict, cells: LabCells, class_names: list[str], threshold: float) -> dict:
+    """The harness's summary (accuracy, recall, confusion, ECE, flags) on the lab's cells, plus what the
+    model answered for each cell outside its classes."""
+    probabilities, atypicality = predict(cells.files)
+    summary = metrics.summarize(probabilities, cells.labels, class_names, threshold, atypicality)
+    summary["class_counts"] = {n: int((cells.labels == i).sum()) for i, n in enumerate(class_names)}
+    summary["outside"] = []
+    if cells.outside:
+        probs, atyp = predict(cells.outside)
+        for path, p, a in zip(cells.outside, probs, atyp):
+            top = int(p.argmax())
+            summary["outside"].append({
+                "file": str(path.relative_to(cells.folder)), "answer": class_names[top],
+                "probability": float(p[top]), "probabilities": [round(float(v), 4) for v in p],
+                "flagged": bool(p[top] < threshold or a > 1 or not np.isfinite(p).all())})
+    return summary
+
+
+def measure_all(predict: Predict, sources: dict[str, Path], class_names: list[str], threshold: float) -> dict:
+    return {name: {"folder": str(folder), **measure(predict, load(name, folder, class_names), class_names, threshold)}
+            for name, folder in sources.items()}
+
+
+def _share(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def table(rows: list[tuple[str, str, str, dict]], class_names: list[str]) -> list[str]:
+    """Markdown rows (source, model, seed, measure() result), then the confusion matrices and the cells
+    outside the model's classes."""
+    short = [n[:3] for n in class_names]
+    header = ("| source | model | seed | cells | accuracy | " + " | ".join(f"recall {s}" for s in short)
+              + " | ECE | flagged | errors flagged | right answers flagged | accuracy unflagged |")
+    lines = [header, "|" + "---|" * (header.count("|") - 1)]
+    for source, model, seed, r in rows:
+        recalls = " | ".join(_share(r["per_class"][n]["recall"]) for n in class_names)
+        lines.append(f"| {source} | {model} | {seed} | {r['n']} | {r['accuracy']:.4f} | {recalls} | {r['ece']:.3f} | "
+                     f"{r['review_flag_rate']:.3f} | {_share(r.get('errors_flagged'))} | "
+                     f"{_share(r.get('right_flagged'))} | {_share(r.get('accuracy_unflagged'))} |")
+    counts = rows[0][3].get("class_counts") if rows else None
+    if counts:
+        few = [n for n, c in counts.items() if c < FEW_CELLS]
+        lines += ["", "Cells per class: " + ", ".join(f"{n} {c}" for n, c in counts.items())
+                  + (f" (under {FEW_CELLS} cells: {', '.join(few)}'s recall means little)" if few else "") + "."]
+    lines += ["", "Confusion (rows: the lab's label; columns: the model's answer, " + " ".join(short) + "):", ""]
+    for source, model, seed, r in rows:
+        matrix = "; ".join(f"{s} {' '.join(str(v) for v in row)}" for s, row in zip(short, r["confusion_matrix"]))
+        lines.append(f"- {source} {model} seed {seed}: {matrix}")
+    outside = [(source, model, seed, o) for source, model, seed, r in rows for o in r.get("outside", [])]
+    if outside:
+        lines += ["", "Cells of a class the model does not know:", ""]
+        lines += [f"- {source} {o['file']}: {model} seed {seed} answered {o['answer']} ({o['probability']:.2f}), "
+                  f"{'flagged' if o['flagged'] else 'NOT flagged'}" for source, model, seed, o in outside]
+    return lines
+
+
+def mean_row(results: list[dict], class_names: list[str]) -> dict:
+    """The mean over seeds of the figures table() prints (confusion summed)."""
+    def mean(values):
+        values = [v for v in values if v is not None]
+        return float(np.mean(values)) if values else None
+
+    return {
+        "n": results[0]["n"], "class_counts": results[0].get("class_counts"),
+        "accuracy": mean(r["accuracy"] for r in results), "ece": mean(r["ece"] for r in results),
+        "per_class": {n: {"recall": mean(r["per_class"][n]["recall"] for r in results)} for n in class_names},
+        "review_flag_rate": mean(r["review_flag_rate"] for r in results),
+        "errors_flagged": mean(r.get("errors_flagged") for r in results),
+        "right_flagged": mean(r.get("right_flagged") for r in results),
+        "accuracy_unflagged": mean(r.get("accuracy_unflagged") for r in results),
+        "confusion_matrix": np.sum([r["confusion_matrix"] for r in results], axis=0).tolist(),
+    }

@@ -1,0 +1,139 @@
+"""The cross-lab report (benchmarks/quality/other_labs.py, its place in the harness, benchmarks/cross_lab.py),
+without a trained model."""
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from benchmarks import cross_lab
+from benchmarks import model_quality as mq
+from benchmarks.quality import metrics, other_labs
+
+NAMES = ["EOSINOPHIL", "LYMPHOCYTE", "MONOCYTE", "NEUTROPHIL"]
+
+
+def _lab(root, counts: dict[str, int]):
+    for cls, n in counts.items():
+        (root / cls).mkdir(parents=True)
+        for i in range(n):
+            Image.new("RGB", (12, 12), (i * 9 % 255, 100, 50)).save(root / cls / f"{cls.lower()}_{i}.bmp")
+    return root
+
+
+def _predict_by_name(answers: dict[str, list[float]]):
+    """Probabilities chosen by the file's class folder: a model with a fixed answer per class."""
+    def predict(files):
+        probs = np.array([answers[f.parent.name] for f in files], np.float32)
+        return probs, np.zeros(len(files), np.float32)
+    return predict
+
+
+def test_discover_finds_every_lab_with_class_folders_and_nothing_else(tmp_path):
+    _lab(tmp_path / "tecom", {"NEUTROPHIL": 1})
+    _lab(tmp_path / "other", {"MONOCYTE": 2})
+    (tmp_path / "empty" / "NEUTROPHIL").mkdir(parents=True)
+    (tmp_path / "README.md").write_text("x")
+    assert other_labs.discover(tmp_path) == {"other": tmp_path / "other", "tecom": tmp_path / "tecom"}
+    assert other_labs.discover(tmp_path / "missing") == {}
+
+
+def test_a_class_the_model_does_not_know_is_kept_apart_not_counted(tmp_path):
+    lab = _lab(tmp_path / "lab", {"neutrophil": 3, "EOSINOPHIL": 1, "BASOPHIL": 1})
+    cells = other_labs.load("lab", lab, NAMES)
+    assert len(cells.files) == 4 and sorted(cells.labels.tolist()) == [0, 3, 3, 3]
+    assert [p.name for p in cells.outside] == ["basophil_0.bmp"]
+
+
+def test_a_lab_without_any_cell_of_the_classes_is_one_error(tmp_path):
+    lab = _lab(tmp_path / "lab", {"BASOPHIL": 1})
+    with pytest.raises(ValueError, match="no images under"):
+        other_labs.load("lab", lab, NAMES)
+
+
+@pytest.mark.parametrize("text", ["tecom", "=dir", "name="])
+def test_other_lab_argument_needs_name_and_dir(text):
+    with pytest.raises(argparse.ArgumentTypeError, match="NAME=DIR"):
+        other_labs.parse_other_lab(text)
+
+
+def test_other_lab_argument_needs_an_existing_folder(tmp_path):
+    with pytest.raises(argparse.ArgumentTypeError, match="is not a folder"):
+        other_labs.parse_other_lab(f"x={tmp_path / 'nope'}")
+    assert other_labs.parse_other_lab(f"x={tmp_path}") == ("x", tmp_path)
+
+
+def test_measure_reports_flags_on_errors_and_right_answers_and_the_unknown_cell(tmp_path):
+    lab = _lab(tmp_path / "lab", {"EOSINOPHIL": 2, "NEUTROPHIL": 2, "BASOPHIL": 1})
+    predict = _predict_by_name({
+        "EOSINOPHIL": [0.95, 0.05, 0, 0],   # right, confident
+        "NEUTROPHIL": [0.6, 0.1, 0.1, 0.2],  # wrong, flagged
+        "BASOPHIL": [0.1, 0.1, 0.1, 0.7],    # outside the classes, flagged
+    })
+    result = other_labs.measure(predict, other_labs.load("lab", lab, NAMES), NAMES, 0.8)
+    assert result["accuracy"] == 0.5 and result["review_flag_rate"] == 0.5
+    assert result["errors_flagged"] == 1.0 and result["right_flagged"] == 0.0
+    assert result["accuracy_unflagged"] == 1.0
+    assert result["confusion_matrix"][3] == [2, 0, 0, 0]
+    assert result["class_counts"] == {"EOSINOPHIL": 2, "LYMPHOCYTE": 0, "MONOCYTE": 0, "NEUTROPHIL": 2}
+    assert result["outside"] == [{"file": "BASOPHIL/basophil_0.bmp", "answer": "NEUTROPHIL", "probability":
+                                  pytest.approx(0.7), "probabilities": [0.1, 0.1, 0.1, 0.7], "flagged": True}]
+
+
+def test_nan_probabilities_count_as_flagged():
+    probs = np.array([[np.nan] * 4, [1, 0, 0, 0]], np.float32)
+    summary = metrics.summarize(probs, np.array([1, 0]), NAMES, 0.8)
+    assert summary["review_flag_rate"] == 0.5 and summary["errors_flagged"] == 1.0
+
+
+def _report_with(other: dict, tutorial: dict | None = None) -> dict:
+    summary = metrics.summarize(np.eye(4, dtype=np.float32), np.arange(4), NAMES, 0.8)
+    runs = [{"seed": s, "test": summary, "test_simple": summary, "derived": {}, "params": 1, "saved_model_bytes": 1,
+             "tfjs_bytes": 1, "trainer_s": 1.0, "train_images_per_s": 1.0, "other_labs": other} for s in (1, 2)]
+    return {"date": "d", "commit": "c" * 40, "data_dir": "x", "seeds": [1, 2], "class_names": NAMES,
+            "review_threshold": 0.8, "val_in_training": True, "seeds_runs": runs,
+            "default_test_accuracy": mq.spread([1.0, 1.0]), "tutorial": tutorial}
+
+
+def test_harness_report_has_each_seed_their_mean_and_says_when_the_tutorial_is_missing(tmp_path):
+    lab = _lab(tmp_path / "tecom", {"EOSINOPHIL": 1, "NEUTROPHIL": 1, "BASOPHIL": 1})
+    predict = _predict_by_name({"EOSINOPHIL": [0.9, 0.1, 0, 0], "NEUTROPHIL": [0.9, 0.1, 0, 0],
+                                "BASOPHIL": [0.9, 0.1, 0, 0]})
+    other = other_labs.measure_all(predict, {"tecom": lab}, NAMES, 0.8)
+    summary = metrics.summarize(np.eye(4, dtype=np.float32), np.arange(4), NAMES, 0.8)
+    tutorial = {"seed": 1, "test": summary, "test_simple": summary, "derived": {}, "params": 1,
+                "saved_model_bytes": 1, "tfjs_bytes": 1, "trainer_s": 1.0, "train_images_per_s": 1.0}
+    text = mq.markdown(_report_with(other, tutorial))
+    assert "## Other labs" in text
+    for seed in ("1", "2", "mean"):
+        assert f"| tecom | default | {seed} | 2 | 0.5000 |" in text
+    assert "tutorial_cnn: not measured on this source" in text
+    assert "tecom BASOPHIL/basophil_0.bmp: default seed 1 answered EOSINOPHIL (0.90), NOT flagged" in text
+
+    text = mq.markdown(_report_with(other, {**tutorial, "other_labs": other}))
+    assert "| tecom | tutorial_cnn | 1 | 2 | 0.5000 |" in text and "not measured" not in text
+
+
+def test_a_lab_can_measure_a_model_on_its_own_cells(tmp_path, monkeypatch, capsys):
+    lab = _lab(tmp_path / "mylab", {"LYMPHOCYTE": 2})
+    model = tmp_path / "7"
+    model.mkdir()
+    (model / "saved_model.pb").write_bytes(b"")
+    monkeypatch.setattr(mq, "predict", lambda saved_model, files: _predict_by_name(
+        {"LYMPHOCYTE": [0, 1, 0, 0]})(files))
+    out = tmp_path / "r.json"
+    assert cross_lab.main(["--model", str(model), "--other-lab", f"mylab={lab}", "--out", str(out)]) == 0
+    assert "| mylab | 7 | - | 2 | 1.0000 |" in capsys.readouterr().out
+    assert out.exists()
+
+
+def test_cross_lab_refuses_a_lab_without_the_classes_in_one_line(tmp_path, capsys):
+    lab = _lab(tmp_path / "mylab", {"BASOPHIL": 1})
+    model = tmp_path / "7"
+    model.mkdir()
+    (model / "saved_model.pb").write_bytes(b"")
+    assert cross_lab.main(["--model", str(model), "--other-lab", f"mylab={lab}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: mylab: no images under") and "\n" not in err
