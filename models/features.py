@@ -10,6 +10,7 @@ IMAGE_KEY = "image"                # bytes [1]: the encoded JPEG/PNG/BMP file
 LABEL_KEY = "label"                # int64 [1]: index into the class names
 LABEL_NAME_KEY = "label_name"      # bytes [1]: the class name (the Evaluator slices by it)
 PATH_KEY = "source_path"           # bytes [1]: the file, relative to the data root
+SOURCE_KEY = "source"              # bytes [1]: BASE_SOURCE, or the name of the lab whose reviewed cell it is
 HEIGHT_KEY = "height"              # int64 [1]
 WIDTH_KEY = "width"                # int64 [1]
 
@@ -48,3 +49,13 @@ WARMUP_FILE = "assets.extra/tf_serving_warmup_requests"
 # A result whose top probability is under this is flagged for review (the configuration may change
 # it for the browser; the serving CLI takes --review-below).
 DEFAULT_REVIEW_THRESHOLD = 0.8
+
+# Where an example comes from: the base dataset, or a lab (its folder's name) for a lab's own reviewed cells.
+BASE_SOURCE = "base"
+
+# A review export (web client -> pipeline): a zip of the reviewed images in folders named by the
+# reviewer's label, plus this manifest. These labels are kept in the export but never trained as a class.
+REVIEW_MANIFEST = "manifest.json"
+REVIEW_EXPORT_FORMAT = "bloodcell-review-export"
+REVIEW_EXPORT_VERSION = 1
+NOT_TRAINED_LABELS = ("OTHER", "NOT_A_WHITE_CELL", "UNSURE")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -76,6 +77,27 @@ class BrowserConfig(_Section):
     converter: str = ""                  # empty: $BLOODCELL_TFJS_CONVERTER, else tensorflowjs_converter
 
 
+class LabsConfig(_Section):
+    """Labs' own reviewed cells (docs/labs.md): each lab is a source the model is adapted to."""
+    dir: str = "labs"                    # every sub-folder is one lab: review exports (*.zip) and/or class folders
+    sources: dict[str, str] = {}         # more labs, name -> folder (make run ARGS="--lab-source NAME=DIR")
+    eval_fraction: float = Field(0.3, gt=0, lt=1)   # of each lab's cells, by sha256: gate and figures, never trained
+    adapt_steps: int = Field(300, ge=1)  # fine-tuning batches when the last blessed model is warm-started
+    adapt_learning_rate: float = Field(3e-4, gt=0)
+    lab_share: float = Field(0.5, gt=0, le=1)       # of each fine-tuning batch drawn from the labs' train cells
+    min_eval_cells: int = Field(20, ge=1)           # fewer held-out cells: the lab's figure is shown as too few
+
+    @field_validator("sources", mode="before")
+    @classmethod
+    def _named_folders(cls, sources):
+        for name, folder in (sources or {}).items():
+            if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", str(name)) or name == "base":
+                raise ValueError(f"lab name '{name}' must be letters, digits, '.', '_' or '-' (and not 'base')")
+            if not folder or not isinstance(folder, str):
+                raise ValueError(f"lab '{name}' needs a folder (NAME=DIR)")
+        return sources
+
+
 class BeamConfig(_Section):
     direct_num_workers: int = Field(0, ge=0)
     extra_args: list[str] = []
@@ -95,6 +117,7 @@ class KubeflowConfig(_Section):
     serving_base: str = "gs://YOUR-BUCKET/bloodcell/serving/bloodcell"
     image: str = "REGISTRY/bloodcell-pipeline:latest"
     cdn_base: str = "gs://YOUR-BUCKET/bloodcell/cdn"               # the CDN's origin bucket
+    labs_dir: str = "gs://YOUR-BUCKET/bloodcell/labs"              # one sub-prefix per lab (review exports)
     endpoint: str = "http://localhost:8080"
     experiment: str = "bloodcell"
     schedule_cron: str = "0 0 3 * * 1"   # KFP cron has a seconds field: 03:00 every Monday
@@ -115,6 +138,7 @@ class Config(_Section):
     evaluation: EvaluationConfig = EvaluationConfig()
     serving: ServingConfig = ServingConfig()
     browser: BrowserConfig = BrowserConfig()
+    labs: LabsConfig = LabsConfig()
     beam: BeamConfig = BeamConfig()
     kubeflow: KubeflowConfig = KubeflowConfig()
 
@@ -153,6 +177,13 @@ class Config(_Section):
     def cdn_base(self) -> str:
         """The CDN origin; the tfjs model is published to <cdn_base>/<model_name>/<version>/."""
         return self.resolve(self.browser.cdn_base) if self.browser.cdn_base else os.path.join(self.run_dir, "cdn")
+
+    @property
+    def labs_path(self) -> str:
+        return self.resolve(self.labs.dir)
+
+    def lab_sources(self) -> dict[str, str]:
+        return {name: self.resolve(folder) for name, folder in self.labs.sources.items()}
 
     @property
     def data_path(self) -> str:

@@ -27,6 +27,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--model", help="model architecture: default | tutorial_cnn (overrides training.model)")
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="override any configuration value; repeatable")
+    parser.add_argument("--lab-source", action="append", default=[], metavar="NAME=DIR",
+                        help="a lab's reviewed cells (review exports and/or class folders); repeatable")
     parser.add_argument("--verbose", action="store_true", help="show TFX and Beam logs")
     return parser.parse_args(argv)
 
@@ -41,6 +43,10 @@ def overrides_from(args: argparse.Namespace) -> list[str]:
         out.append(f"training.epochs={args.epochs}")
     if args.model:
         out.append(f"training.model={args.model}")
+    for source in args.lab_source:
+        name, sep, folder = source.partition("=")
+        # a malformed one reaches the config's own check as an empty name or folder
+        out.append(f"labs.sources.{name or '?'}={os.path.abspath(folder) if sep and folder else ''}")
     return out
 
 

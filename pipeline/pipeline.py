@@ -9,7 +9,7 @@ import models
 import models.transform
 import serving.warmup
 from components.anomalies_gate.component import AnomaliesGate
-from components.image_example_gen import image_reader
+from components.image_example_gen import image_reader, lab_sources
 from components.image_example_gen.component import image_example_gen
 from components.serving_check.component import ServingCheck
 from components.tfjs_publisher.component import TfjsPublisher
@@ -32,20 +32,26 @@ def trainer_params(config: Config) -> TrainerParams:
         batch_size=t.batch_size, learning_rate=t.learning_rate,
         early_stopping_patience=t.early_stopping_patience, average_symmetries=t.average_symmetries,
         seed=t.seed, serving_model_name=config.serving.model_name,
+        adapt_steps=config.labs.adapt_steps, adapt_learning_rate=config.labs.adapt_learning_rate,
+        lab_share=config.labs.lab_share,
         warmup_images=tuple(config.resolve(p) for p in config.serving.warmup_images))
 
 
-def example_gen_component(config: Config, data_root: str):
+def example_gen_component(config: Config, data_root: str, labs_root: str):
     ingest = config.ingest
     return image_example_gen(
         data_root, class_names=list(config.class_names), val_fraction=ingest.val_fraction,
         hash_split_eval_fraction=ingest.hash_split_eval_fraction, val_split=ingest.val_split,
         max_pixels=ingest.max_pixels, max_bad_fraction=ingest.max_bad_fraction,
-        code_version=code_fingerprint(components.image_example_gen, features))
+        code_version=code_fingerprint(components.image_example_gen, features),
+        labs_root=labs_root, lab_sources=config.lab_sources(), lab_eval_fraction=config.labs.eval_fraction)
 
 
-def create_components(config: Config, data_root: str, serving_base: str, cdn_base: str) -> list:
-    example_gen = example_gen_component(config, data_root)
+def create_components(config: Config, data_root: str, serving_base: str, cdn_base: str, labs_root: str,
+                      adapt: bool) -> list:
+    """`adapt`: labs are configured, so the Trainer gets the last blessed model to fine-tune. Without
+    labs it gets none: a new blessing would otherwise change the Trainer's inputs and void its cache."""
+    example_gen = example_gen_component(config, data_root, labs_root)
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
     inferred_schema = tfx.components.SchemaGen(statistics=statistics_gen.outputs["statistics"],
                                                infer_feature_shape=True)
@@ -62,8 +68,15 @@ def create_components(config: Config, data_root: str, serving_base: str, cdn_bas
                        "code_version": code_fingerprint(models.transform, features)},
         splits_config=tfx.proto.SplitsConfig(analyze=["train"], transform=["train", "val", "eval"]))
     transform.add_upstream_node(gate)  # no training on data that failed validation
+    baseline = tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+    ).with_id("latest_blessed_model_resolver")
     trainer = tfx.components.Trainer(
         run_fn=RUN_FN,
+        # With lab cells in the data, run_fn fine-tunes the last blessed model instead of starting over.
+        base_model=baseline.outputs["model"] if adapt else None,
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
         schema=curated_schema.outputs["schema"],
@@ -72,11 +85,6 @@ def create_components(config: Config, data_root: str, serving_base: str, cdn_bas
         # The Trainer runs model code and writes serving's warm-up file: both enter its cache key.
         custom_config=trainer_params(config).to_custom_config(
             code_version=code_fingerprint(models, serving.warmup)))
-    baseline = tfx.dsl.Resolver(
-        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
-        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
-        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
-    ).with_id("latest_blessed_model_resolver")
     evaluator = tfx.components.Evaluator(
         examples=example_gen.outputs["examples"], model=trainer.outputs["model"],
         baseline_model=baseline.outputs["model"], eval_config=eval_config(config),
@@ -94,21 +102,29 @@ def create_components(config: Config, data_root: str, serving_base: str, cdn_bas
         cdn_base=cdn_base, model_name=config.serving.model_name, quantization=config.browser.quantization,
         review_threshold=config.browser.review_threshold, class_names=config.class_names,
         image_size=config.image_size, pipeline_name=config.pipeline_name,
-        converter=config.browser.converter, code_version=code_fingerprint(components.tfjs_publisher, features))
+        converter=config.browser.converter, code_version=code_fingerprint(components.tfjs_publisher, features),
+        min_lab_cells=config.labs.min_eval_cells)
     return [example_gen, statistics_gen, inferred_schema, curated_schema, example_validator, gate,
             transform, trainer, baseline, evaluator, serving_check, pusher, tfjs_publisher]
 
 
 def create_pipeline(config: Config, metadata_connection_config=None, data_root: str | None = None,
                     pipeline_root: str | None = None, serving_base: str | None = None,
-                    cdn_base: str | None = None, beam_args: list[str] | None = None) -> tfx.dsl.Pipeline:
+                    cdn_base: str | None = None, beam_args: list[str] | None = None,
+                    labs_root: str | None = None) -> tfx.dsl.Pipeline:
     """The pipeline; the local runner takes the locations from `config`, Kubeflow passes its own."""
     data_root = data_root or image_reader.resolve_data_root(config.data_path)
+    if labs_root is None:  # a local run: adapt when the labs folder holds a lab now
+        labs_root = config.labs_path
+        adapt = bool(lab_sources.discover(labs_root) or config.lab_sources())
+    else:  # a cluster's bucket prefix, read at run time: labs may appear after compiling
+        adapt = bool(labs_root or config.lab_sources())
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,
         pipeline_root=pipeline_root or config.pipeline_root,
         components=create_components(config, data_root, serving_base or config.serving_base,
-                                      cdn_base or config.cdn_base),
+                                      cdn_base or config.cdn_base,
+                                      labs_root, adapt),
         enable_cache=True,
         metadata_connection_config=metadata_connection_config,
         beam_pipeline_args=beam_args if beam_args is not None else config.beam_args(),

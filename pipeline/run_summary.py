@@ -9,8 +9,8 @@ import os
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
-from components.tfjs_publisher.evaluation import (load_confusion_matrix, load_metrics, per_class_metrics,
-                                           readable_metrics)
+from components.tfjs_publisher.evaluation import (load_confusion_matrix, load_metrics, load_source_metrics,
+                                                  per_class_metrics, readable_metrics)
 
 _STATE = metadata_store_pb2.Execution.State
 
@@ -34,6 +34,7 @@ class RunSummary:
     ingest_report: str | None = None
     evaluation_uri: str | None = None
     confusion: list[list[int]] | None = None  # [actual][predicted] on the eval split
+    sources: dict = dataclasses.field(default_factory=dict)  # per source: accuracy, cells, recall
 
 
 def _custom(artifact, key):
@@ -98,6 +99,7 @@ def collect(metadata_path: str, since_epoch_s: float, class_names: list[str] = (
                 summary.confusion = load_confusion_matrix(summary.evaluation_uri, len(class_names))
                 if summary.confusion:
                     summary.metrics.update(per_class_metrics(summary.confusion, list(class_names)))
+                summary.sources = load_source_metrics(summary.evaluation_uri, list(class_names))
         except Exception as err:  # the summary must not hide the run's own outcome
             summary.metrics = {"error": f"could not read metrics: {err}"}
     if summary.blessed is False:
@@ -115,10 +117,21 @@ def _why_not_blessed(evaluation_uri: str | None) -> str:
         import tensorflow_model_analysis as tfma
 
         validation = tfma.load_validation_result(evaluation_uri)
-        reasons = [describe_failure(f) for s in validation.metric_validations_per_slice for f in s.failures]
+        reasons = [slice_name(s.slice_key) + describe_failure(f)
+                   for s in validation.metric_validations_per_slice for f in s.failures]
         return "; ".join(reasons) or "thresholds not met"
     except Exception as err:
         return f"thresholds not met (validation result unreadable: {err})"
+
+
+def slice_name(slice_key) -> str:
+    """'source=tecom: ' for a slice, '' for the overall one."""
+    parts = []
+    for single in slice_key.single_slice_keys:
+        value = single.bytes_value.decode() if single.HasField("bytes_value") else (
+            single.int64_value if single.HasField("int64_value") else single.float_value)
+        parts.append(f"{single.column}={value}")
+    return f"{', '.join(parts)}: " if parts else ""
 
 
 def describe_failure(failure) -> str:
@@ -149,6 +162,10 @@ def format_summary(summary: RunSummary, wall_seconds: float, class_names: list[s
     if summary.confusion:
         lines.append("confusion matrix (rows: actual, columns: predicted; " + ", ".join(class_names) + "):")
         lines += ["  " + " ".join(f"{n:6d}" for n in row) for row in summary.confusion]
+    if summary.sources:
+        lines.append("per source (held-out cells): " + "; ".join(
+            f"{name} {v['accuracy']:.4f} of {v['cells']}" for name, v in summary.sources.items()
+            if v.get("accuracy") is not None))
     lines.append(f"blessed: {summary.blessed} ({summary.blessing_reason})")
     lines.append(f"pushed model: {summary.pushed_to or 'none'}")
     lines.append(f"browser model (tfjs): {summary.published_to or 'none'}")

@@ -18,8 +18,10 @@ class ImageExampleGen(FileBasedExampleGen):
 
 def image_example_gen(data_root: str, *, class_names: list[str], val_fraction: float,
                       hash_split_eval_fraction: float, val_split: str, max_pixels: int,
-                      max_bad_fraction: float, code_version: str) -> ImageExampleGen:
-    """`code_version` enters the cache key only: editing the executor re-runs the step."""
+                      max_bad_fraction: float, code_version: str, labs_root: str = "",
+                      lab_sources: dict[str, str] | None = None, lab_eval_fraction: float = 0.3) -> ImageExampleGen:
+    """`code_version` enters the cache key only: editing the executor re-runs the step. Every sub-folder
+    of `labs_root` (read at run time) and each of `lab_sources` is a lab's reviewed cells (lab_sources.py)."""
     params = struct_pb2.Struct()
     params.update({
         "class_names": list(class_names),
@@ -29,6 +31,9 @@ def image_example_gen(data_root: str, *, class_names: list[str], val_fraction: f
         "max_pixels": max_pixels,
         "max_bad_fraction": max_bad_fraction,
         "code_version": code_version,
+        "labs_root": labs_root,
+        "lab_sources": dict(lab_sources or {}),
+        "lab_eval_fraction": lab_eval_fraction,
     })
     packed = any_pb2.Any()
     packed.Pack(params)

@@ -3,7 +3,8 @@
 TFX fingerprints a split's files by their count, total size and modification times. Moving an image
 to another class folder (a corrected label) keeps all three, so a cached run would keep the old
 label; and files in nested folders escape the split patterns. This fingerprint adds every file under
-the data root, at any depth, by its path relative to the root, size and modification time.
+the data root, at any depth, by its path relative to the root, size and modification time; and so does every lab source folder (a new review export
+changes it, so the run is not taken from the cache).
 """
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ import os
 
 import tensorflow as tf
 # tfx.v1 exposes no driver classes; the file-based ExampleGens use these.
-from tfx.components.example_gen import driver, input_processor
+from tfx.components.example_gen import driver, input_processor, utils
+
+from components.image_example_gen import executor
 
 
 def folder_fingerprint(root: str) -> str:
@@ -36,7 +39,22 @@ class ImageFolderInputProcessor(input_processor.FileBasedInputProcessor):
         return f"{super().get_input_fingerprint(span, version)}\n{folder_fingerprint(self._root)}"
 
 
+def labs_fingerprint(params: dict) -> str:
+    """The fingerprints of the lab folders the executor will read (labs_root and each named source)."""
+    folders = ([params["labs_root"]] if params.get("labs_root") else []) + sorted(
+        (params.get("lab_sources") or {}).values())
+    return "\n".join(f"lab {folder}: {folder_fingerprint(folder) if tf.io.gfile.isdir(folder) else 'missing'}"
+                     for folder in folders)
+
+
 class ImageFolderDriver(driver.FileBasedDriver):
+    def resolve_exec_properties(self, exec_properties, pipeline_info, component_info):
+        exec_properties = super().resolve_exec_properties(exec_properties, pipeline_info, component_info)
+        labs = labs_fingerprint(executor.ingest_params(exec_properties))
+        if labs:
+            exec_properties[utils.FINGERPRINT_PROPERTY_NAME] += "\n" + labs
+        return exec_properties
+
     def get_input_processor(self, splits, range_config=None, input_base_uri=None):
         assert input_base_uri
         return ImageFolderInputProcessor(input_base_uri, splits, range_config)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from typing import Any
 
 import apache_beam as beam
@@ -18,9 +19,11 @@ from tfx.components.example_gen.base_example_gen_executor import BaseExampleGenE
 from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_component_specs
 
-from components.image_example_gen import image_reader
+from components.image_example_gen import image_reader, lab_sources
+from models.features import BASE_SOURCE
 
 REPORT_FILE = "ingest_report.json"
+LAB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _REJECTS_DIR = ".decode_rejects"
 
 
@@ -93,6 +96,24 @@ class Executor(BaseExampleGenExecutor):
         return {split: by_split[i] | f"Payload[{split}]" >> beam.Values()
                 for i, split in enumerate(image_reader.SPLITS)}
 
+    def _list_labs(self, class_names: list[str]) -> dict:
+        """name -> (candidates, refused files) of every lab source: each sub-folder of labs_root, and
+        the named lab_sources."""
+        sources = {**lab_sources.discover(self._params.get("labs_root") or ""),
+                   **(self._params.get("lab_sources") or {})}
+        self._lab_listings, out = {}, {}
+        for name, root in sorted(sources.items()):
+            if not LAB_NAME.match(name) or name == BASE_SOURCE:
+                raise image_reader.IngestError(f"lab source name '{name}' must be letters, digits, '.', '_' or '-' "
+                                               f"(and not '{BASE_SOURCE}')")
+            if not tf.io.gfile.isdir(root):
+                raise image_reader.IngestError(f"lab source '{name}': folder not found: {root}")
+            listing = lab_sources.list_lab(name, root, class_names)
+            self._lab_listings[name] = listing
+            out[name] = image_reader.lab_candidates(name, listing, class_names,
+                                                    float(self._params.get("lab_eval_fraction", 0.3)))
+        return out
+
     def Do(self, input_dict, output_dict, exec_properties) -> None:
         self._params = ingest_params(exec_properties)
         examples = artifact_utils.get_single_instance(output_dict[standard_component_specs.EXAMPLES_KEY])
@@ -100,6 +121,10 @@ class Executor(BaseExampleGenExecutor):
         self._candidates, listing_rejects = image_reader.list_source(
             root, list(self._params["class_names"]), self._params["val_fraction"],
             self._params["hash_split_eval_fraction"], self._params["val_split"], int(self._params["max_pixels"]))
+        labs = self._list_labs(list(self._params["class_names"]))
+        for candidates, refused in labs.values():
+            self._candidates += candidates
+            listing_rejects += refused
         rejects_dir = os.path.join(examples.uri, _REJECTS_DIR)
         self._rejects_prefix = os.path.join(rejects_dir, "rejects")
 
@@ -121,6 +146,9 @@ class Executor(BaseExampleGenExecutor):
             top = ", ".join(f"{k}: {v}" for k, v in sorted(report["rejected_by_reason"].items(), key=lambda kv: -kv[1])[:3])
             problem = (f"{report['rejected']} of {report['inputs']} inputs rejected "
                        f"({report['rejected_fraction']:.1%} > limit {max_bad:.1%}; {top})")
+        bad_paths = {r.rel_path for r in decode_rejects}
+        report["labs"] = {name: image_reader.lab_summary(self._lab_listings[name], candidates, bad_paths)
+                          for name, (candidates, _) in labs.items()}
         report["val_split"] = self._params["val_split"]
         report["status"] = "failed" if problem else "ok"
         if problem:

@@ -16,7 +16,9 @@ from PIL import Image, UnidentifiedImageError
 
 from components.image_example_gen import cell_groups
 from components.image_example_gen.stable_hash import hash_fraction
-from models.features import HEIGHT_KEY, IMAGE_KEY, LABEL_KEY, LABEL_NAME_KEY, PATH_KEY, WIDTH_KEY
+from components.image_example_gen import lab_sources
+from models.features import (BASE_SOURCE, HEIGHT_KEY, IMAGE_KEY, LABEL_KEY, LABEL_NAME_KEY, PATH_KEY, SOURCE_KEY,
+                             WIDTH_KEY)
 
 gfile = tf.io.gfile
 
@@ -37,6 +39,8 @@ class Candidate:
     split: str         # train | val | eval
     label_name: str
     label: int
+    source: str = BASE_SOURCE  # or a lab's name
+    member: str | None = None  # the file inside a review export zip (path is the zip)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -141,13 +145,13 @@ class BadImage(ValueError):
     """An input that cannot become an example; str() is the reason for the report."""
 
 
-def read_image(path: str, max_pixels: int) -> tuple[bytes, int, int]:
+def read_image(path: str, max_pixels: int, member: str | None = None) -> tuple[bytes, int, int]:
     """Returns (encoded bytes, height, width) of an RGB image ready for tf.io.decode_image.
 
     RGB JPEGs keep their original bytes; grayscale, RGBA, palette, PNG and BMP inputs are converted
     to RGB and stored as PNG (lossless). Raises BadImage with the reason otherwise.
     """
-    data = read_bytes(path)
+    data = lab_sources.read_member(path, member) if member else read_bytes(path)
     if not data:
         raise BadImage("empty file (0 bytes)")
     try:
@@ -191,7 +195,7 @@ def sixteen_bit_to_8(img: Image.Image) -> Image.Image:
 
 def to_example(candidate: Candidate, max_pixels: int) -> bytes:
     """Serialized tf.Example for one image file; raises BadImage."""
-    data, height, width = read_image(candidate.path, max_pixels)
+    data, height, width = read_image(candidate.path, max_pixels, candidate.member)
 
     def b(v: bytes):
         return tf.train.Feature(bytes_list=tf.train.BytesList(value=[v]))
@@ -204,6 +208,7 @@ def to_example(candidate: Candidate, max_pixels: int) -> bytes:
         LABEL_KEY: i(candidate.label),
         LABEL_NAME_KEY: b(candidate.label_name.encode()),
         PATH_KEY: b(candidate.rel_path.encode()),
+        SOURCE_KEY: b(candidate.source.encode()),
         HEIGHT_KEY: i(height),
         WIDTH_KEY: i(width),
     })).SerializeToString()
@@ -234,3 +239,20 @@ def summarize(candidates: Iterable[Candidate], rejected: list[Rejected], max_bad
         "rejected_by_reason": reasons,
         "rejected_inputs": [dataclasses.asdict(r) for r in sorted(rejected, key=lambda r: r.rel_path)],
     }
+
+
+def lab_candidates(name: str, listing: lab_sources.LabListing, class_names: list[str],
+                   eval_fraction: float) -> tuple[list[Candidate], list[Rejected]]:
+    """A lab's latest reviews as candidates (train or eval by cell), and its refused files."""
+    candidates = [Candidate(r.path, r.rel_path, listing.side(r, eval_fraction), r.label,
+                            class_names.index(r.label), name, r.member) for r in listing.cells]
+    return candidates, [Rejected(r.rel_path, None, r.reason) for r in listing.refused]
+
+
+def lab_summary(listing: lab_sources.LabListing, candidates: list[Candidate], bad_paths: set[str]) -> dict:
+    """What the ingest report says of one lab."""
+    usable = [c for c in candidates if c.rel_path not in bad_paths]
+    return {"cells": len(usable), "train": sum(c.split == "train" for c in usable),
+            "eval": sum(c.split == "eval" for c in usable), "not_trained": listing.not_trained,
+            "duplicates_collapsed": listing.duplicates, "relabelled": listing.relabelled,
+            "refused": len(listing.refused) + len(candidates) - len(usable)}

@@ -28,6 +28,7 @@ class TfjsPublisherSpec(types.ComponentSpec):
         "image_size": ExecutionParameter(type=int),
         "pipeline_name": ExecutionParameter(type=str),
         "converter": ExecutionParameter(type=str, optional=True),
+        "min_lab_cells": ExecutionParameter(type=int, optional=True),  # fewer: a lab's figure means little
         "code_version": ExecutionParameter(type=str),  # re-runs the step when its code changes
     }
     INPUTS = {
@@ -45,11 +46,11 @@ class TfjsPublisher(base_component.BaseComponent):
 
     def __init__(self, pushed_model, evaluation, *, cdn_base: str, model_name: str, quantization: str,
                  review_threshold: float, class_names: list[str], image_size: int, pipeline_name: str,
-                 code_version: str, converter: str = ""):
+                 code_version: str, converter: str = "", min_lab_cells: int = 20):
         super().__init__(spec=TfjsPublisherSpec(
             pushed_model=pushed_model, evaluation=evaluation,
             published_model=types.Channel(type=standard_artifacts.PushedModel),
             cdn_base=cdn_base, model_name=model_name, quantization=quantization,
             review_threshold=review_threshold, class_names=json.dumps(list(class_names)),
             image_size=image_size, pipeline_name=pipeline_name, converter=converter,
-            code_version=code_version))
+            code_version=code_version, min_lab_cells=min_lab_cells))

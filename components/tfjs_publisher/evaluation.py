@@ -24,6 +24,42 @@ def load_metrics(evaluation_uri: str) -> dict:
     return metrics
 
 
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def load_source_metrics(evaluation_uri: str, class_names: list[str]) -> dict:
+    """Per source (the base TEST, each lab's held-out cells): accuracy, cells, and recall per class
+    (the accuracy of the source's class slice), from the slices keyed by source."""
+    import tensorflow_model_analysis as tfma
+
+    from models.features import LABEL_NAME_KEY, SOURCE_KEY
+
+    def values(by_output) -> dict:
+        out = {}
+        for by_sub in by_output.values():
+            for sub_key, named in by_sub.items():
+                if not sub_key:
+                    out.update({n: v.get("doubleValue") for n, v in named.items() if isinstance(v, dict)})
+        return out
+
+    sources: dict = {}
+    for slice_key, by_output in tfma.load_eval_result(evaluation_uri).slicing_metrics:
+        keys = {column: _text(value) for column, value in slice_key}
+        if SOURCE_KEY not in keys or set(keys) - {SOURCE_KEY, LABEL_NAME_KEY}:
+            continue
+        figures = values(by_output)
+        entry = sources.setdefault(keys[SOURCE_KEY], {"recall": {}})
+        accuracy = figures.get("sparse_categorical_accuracy")
+        if LABEL_NAME_KEY in keys:
+            if keys[LABEL_NAME_KEY] in class_names and accuracy is not None:
+                entry["recall"][keys[LABEL_NAME_KEY]] = round(accuracy, 4)
+        else:
+            entry["accuracy"] = round(accuracy, 4) if accuracy is not None else None
+            entry["cells"] = int(figures.get("example_count") or 0)
+    return {name: entry for name, entry in sorted(sources.items()) if "accuracy" in entry}
+
+
 def load_confusion_matrix(evaluation_uri: str, num_classes: int) -> list[list[int]] | None:
     """The overall-slice MultiClassConfusionMatrixPlot as counts[actual][predicted]."""
     import tensorflow_model_analysis as tfma
@@ -70,4 +106,5 @@ def evaluation_summary(evaluation_uri: str, class_names: list[str]) -> dict:
     metrics = readable_metrics(metrics, class_names)
     if matrix:
         metrics.update(per_class_metrics(matrix, class_names))
-    return {"metrics": metrics, "confusion_matrix": matrix}
+    return {"metrics": metrics, "confusion_matrix": matrix,
+            "sources": load_source_metrics(evaluation_uri, class_names)}

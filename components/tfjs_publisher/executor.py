@@ -42,7 +42,9 @@ class Executor(base_executor.BaseExecutor):
         metadata = build_metadata(
             model_name=model_name, version=version, class_names=class_names,
             image_size=int(props["image_size"]), review_threshold=float(props["review_threshold"]),
-            quantization=props["quantization"], evaluation=evaluation_summary(evaluation_uri, class_names),
+            quantization=props["quantization"],
+            evaluation={**evaluation_summary(evaluation_uri, class_names),
+                        "min_lab_cells": int(props.get("min_lab_cells") or 20)},
             pipeline_name=props.get("pipeline_name", ""), run_id=self._context.pipeline_run_id if self._context else None,
             saved_model=saved_model)
 

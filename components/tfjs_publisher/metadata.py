@@ -26,6 +26,12 @@ SCHEMA = {
         "eval": {"type": "object", "required": ["metrics"], "properties": {
             "metrics": {"type": "object"},
             "confusion_matrix": {"type": ["array", "null"], "items": {"type": "array", "items": {"type": "integer"}}},
+            # Per source: "base" (the dataset's TEST) and each lab's held-out reviewed cells.
+            "sources": {"type": "object", "additionalProperties": {
+                "type": "object", "required": ["accuracy", "cells"],
+                "properties": {"accuracy": {"type": ["number", "null"]}, "cells": {"type": "integer", "minimum": 0},
+                               "recall": {"type": "object"}}}},
+            "min_lab_cells": {"type": "integer", "minimum": 1},
         }},
     },
 }
@@ -76,7 +82,8 @@ def build_metadata(*, model_name: str, version: str, class_names: list[str], ima
         "image_size": image_size,
         "review_threshold": review_threshold,
         "quantization": quantization,
-        "eval": {"split": "eval (the dataset's TEST folder)", **_finite(evaluation)},
+        "eval": {"split": "eval (the dataset's TEST folder, and each lab's held-out reviewed cells)",
+                 **_finite(evaluation)},
         "pipeline": {"name": pipeline_name, "run_id": run_id, "saved_model": saved_model,
                      "signature": BROWSER_SIGNATURE},
         "published_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

@@ -8,7 +8,7 @@ import math
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from models.features import LABEL_KEY, TRANSFORMED_IMAGE_KEY
+from models.features import BASE_SOURCE, LABEL_KEY, SOURCE_KEY, TRANSFORMED_IMAGE_KEY
 from models.trainer import augment as augment_lib
 
 # The training shuffle's buffer holds serialized records (about 77 kB each at 80x80): 20,000 is about
@@ -74,3 +74,46 @@ def spread_subset(ds: tf.data.Dataset, max_images: int, batch_size: int) -> tupl
     subset = (ds.unbatch().enumerate().filter(lambda i, xy: i % stride == 0).map(lambda i, xy: xy)
               .batch(batch_size).prefetch(tf.data.AUTOTUNE))
     return subset, math.ceil(total / stride), total
+
+
+def _records(file_pattern: list[str]) -> tf.data.Dataset:
+    files = tf.data.Dataset.list_files(file_pattern, shuffle=False)
+    return files.interleave(lambda f: tf.data.TFRecordDataset(f, compression_type="GZIP"), cycle_length=4,
+                            num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def _source_of(feature_spec: dict):
+    spec = {SOURCE_KEY: feature_spec[SOURCE_KEY]}
+    return lambda record: tf.reshape(tf.io.parse_single_example(record, spec)[SOURCE_KEY], [-1])[0]
+
+
+def count_lab_records(file_pattern: list[str], tf_transform_output: tft.TFTransformOutput) -> int:
+    """How many records of the split come from a lab (0 for data made before examples had a source)."""
+    feature_spec = tf_transform_output.transformed_feature_spec()
+    if SOURCE_KEY not in feature_spec:
+        return 0
+    source = _source_of(feature_spec)
+    return count_records(_records(file_pattern).filter(lambda r: tf.not_equal(source(r), BASE_SOURCE)))
+
+
+def make_adapt_dataset(file_pattern: list[str], tf_transform_output: tft.TFTransformOutput, batch_size: int,
+                       seed: int, lab_share: float) -> tf.data.Dataset:
+    """Endless augmented (images, labels) batches, `lab_share` of each drawn from lab cells and the rest
+    from the base data: a hundred lab cells among thousands of base images would otherwise barely move
+    the model, and the base images keep it from forgetting the base lab."""
+    feature_spec = tf_transform_output.transformed_feature_spec()
+    source = _source_of(feature_spec)
+    records = _records(file_pattern)
+
+    def side(is_lab: bool) -> tf.data.Dataset:
+        chosen = records.filter(lambda r: tf.equal(tf.not_equal(source(r), BASE_SOURCE), is_lab))
+        buffer = min(count_records(chosen), MAX_SHUFFLE_RECORDS)
+        return chosen.cache().shuffle(max(buffer, 1), seed=seed, reshuffle_each_iteration=True).repeat()
+
+    ds = tf.data.Dataset.sample_from_datasets([side(True), side(False)], weights=[lab_share, 1.0 - lab_share],
+                                              seed=seed) if lab_share < 1 else side(True)
+    ds = ds.batch(batch_size)
+    ds = ds.map(lambda s: tf.io.parse_example(s, feature_spec), num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.map(lambda f: (f[TRANSFORMED_IMAGE_KEY], tf.reshape(f[LABEL_KEY], [-1])),
+                num_parallel_calls=tf.data.AUTOTUNE)
+    return map_images(ds, augment_lib.augment, seed, batch_size).prefetch(tf.data.AUTOTUNE)

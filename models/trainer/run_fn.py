@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 
 import tensorflow as tf
 import tensorflow_transform as tft
@@ -61,6 +62,24 @@ def train(params: TrainerParams, train_ds: tf.data.Dataset, val_ds: tf.data.Data
     return model
 
 
+def adapt(params: TrainerParams, base_model: str, train_ds: tf.data.Dataset, val_ds: tf.data.Dataset,
+          log_dir: str) -> keras.Model:
+    """The last blessed model (its SavedModel's variables), fine-tuned for params.adapt_steps batches at
+    a low, cosine-decayed rate: cells of a new lab move it; starting over would forget what it knows."""
+    strategy = distribution_strategy()
+    with strategy.scope():
+        model = architectures.build_model(params.model, params.image_size, params.num_classes)
+        # The pushed SavedModel holds the Keras model's variables (plus the transform's, unused here).
+        model.load_weights(os.path.join(base_model, "variables", "variables")).assert_existing_objects_matched()
+        schedule = keras.optimizers.schedules.CosineDecay(params.adapt_learning_rate, params.adapt_steps)
+        model.compile(optimizer=keras.optimizers.Adam(learning_rate=schedule),
+                      loss="sparse_categorical_crossentropy", metrics=["sparse_categorical_accuracy"])
+    logging.info("adapting the blessed model %s for %d batches", base_model, params.adapt_steps)
+    model.fit(train_ds, validation_data=val_ds, steps_per_epoch=params.adapt_steps, epochs=1, verbose=2,
+              callbacks=[keras.callbacks.TensorBoard(log_dir=log_dir, update_freq="epoch")])
+    return model
+
+
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
     params = TrainerParams.from_custom_config(fn_args.custom_config)
     keras.utils.set_random_seed(params.seed)
@@ -70,7 +89,15 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         return data.make_dataset(files, tf_transform_output, params.batch_size, training, params.seed)
 
     val_ds = dataset(fn_args.eval_files, False)
-    model = train(params, dataset(fn_args.train_files, True), val_ds, fn_args.model_run_dir)
+    lab_records = data.count_lab_records(fn_args.train_files, tf_transform_output) if fn_args.base_model else 0
+    if lab_records:
+        train_ds = data.make_adapt_dataset(fn_args.train_files, tf_transform_output, params.batch_size,
+                                           params.seed, params.lab_share)
+        model = adapt(params, fn_args.base_model, train_ds, val_ds, fn_args.model_run_dir)
+    else:
+        if fn_args.base_model:
+            logging.info("no lab cells to adapt to: training from the start")
+        model = train(params, dataset(fn_args.train_files, True), val_ds, fn_args.model_run_dir)
     typical = review_score.fit_review_score(model, dataset(fn_args.train_files, False), val_ds, params.num_classes,
                                             params.average_symmetries, params.seed, params.batch_size)
     export.save_model(model, fn_args.serving_model_dir, tf_transform_output, params, typical)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from models.features import IMAGE_KEY, LABEL_KEY, TRANSFORMED_IMAGE_KEY
+from models.features import IMAGE_KEY, LABEL_KEY, SOURCE_KEY, TRANSFORMED_IMAGE_KEY
 from models.transform.nucleus_crop import nucleus_crop
 from models.transform.stain import ADJUSTED, normalise_stain
 
@@ -93,4 +93,6 @@ def preprocessing_fn(inputs: dict, custom_config: dict) -> dict:
     outputs = {TRANSFORMED_IMAGE_KEY: images}
     if LABEL_KEY in inputs:  # absent when serving
         outputs[LABEL_KEY] = inputs[LABEL_KEY]
+    if SOURCE_KEY in inputs:  # the Trainer draws lab cells apart when it adapts a model to labs
+        outputs[SOURCE_KEY] = inputs[SOURCE_KEY]
     return outputs

@@ -97,7 +97,7 @@ def test_a_relabelled_file_reaches_the_examples_on_the_next_run(tmp_path):
 
     def run_example_gen() -> str:
         pipeline = tfx.dsl.Pipeline(pipeline_name=config.pipeline_name, pipeline_root=config.pipeline_root,
-                                    components=[example_gen_component(config, str(data))], enable_cache=True,
+                                    components=[example_gen_component(config, str(data), "")], enable_cache=True,
                                     metadata_connection_config=metadata, beam_pipeline_args=config.beam_args())
         tfx.orchestration.LocalDagRunner().run(pipeline)
         runs = sorted((tmp_path / "out" / "bloodcell" / "pipeline_root" / "FileBasedExampleGen" / "examples").iterdir(),

@@ -24,7 +24,7 @@ from testkit.images import encoded, make_dataset
 def run_executor(data_root, out_dir, max_bad_fraction):
     config = load_config(overrides=[f"ingest.max_bad_fraction={max_bad_fraction}", "ingest.val_fraction=0.25",
                                     "ingest.max_pixels=500000"])
-    component = example_gen_component(config, str(data_root))
+    component = example_gen_component(config, str(data_root), "")
     props = {}
     for key, value in component.exec_properties.items():
         props[key] = proto_utils.proto_to_json(value) if hasattr(value, "DESCRIPTOR") else value

@@ -1,0 +1,183 @@
+"""A lab's own reviewed cells as a source of examples: review exports of the web client (`*.zip`: the
+images in folders named by the reviewer's label, plus a manifest) and plain class folders, in any mix.
+
+One cell is one sha256: duplicates across exports collapse, the latest review wins, and a label that
+changed between reviews is reported. Plain class folders count as reviewed before any export. Each cell
+lands on the train or the eval side by a hash of its sha256, so it stays on its side in every run, and a
+lab's eval cells never train. Files are read through tf.io.gfile (a lab folder may be a bucket prefix).
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+import os
+import posixpath
+import zipfile
+
+import jsonschema
+import tensorflow as tf
+
+from components.image_example_gen.stable_hash import hash_fraction
+from models.features import NOT_TRAINED_LABELS, REVIEW_EXPORT_FORMAT, REVIEW_EXPORT_VERSION, REVIEW_MANIFEST
+
+gfile = tf.io.gfile
+
+IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png", ".bmp")
+MAX_MEMBER_BYTES = 50 * 2**20  # one reviewed image; a larger member is refused before it is inflated
+
+MANIFEST_SCHEMA = {
+    "type": "object",
+    "required": ["format", "version", "lab", "exported_at", "cells"],
+    "properties": {
+        "format": {"const": REVIEW_EXPORT_FORMAT},
+        "version": {"const": REVIEW_EXPORT_VERSION},
+        "lab": {"type": "string"},
+        "exported_at": {"type": "string"},
+        "cells": {"type": "array", "items": {
+            "type": "object",
+            "required": ["file", "sha256", "label", "reviewed_at"],
+            "properties": {
+                "file": {"type": "string", "minLength": 1},
+                "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+                "label": {"type": "string", "minLength": 1},
+                "reviewed_at": {"type": "string"},
+            },
+        }},
+    },
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Review:
+    sha256: str
+    label: str
+    reviewed_at: str       # ISO 8601; "" for a plain class folder (older than any export)
+    order: int             # listing order, breaks ties between equal times
+    path: str              # the file, or the export zip holding it
+    member: str | None     # the file inside the zip
+    rel_path: str          # how the ingest report names it
+
+
+@dataclasses.dataclass(frozen=True)
+class Refused:
+    rel_path: str
+    reason: str
+
+
+@dataclasses.dataclass
+class LabListing:
+    cells: list[Review]                 # latest review of each cell whose label is one of the classes
+    refused: list[Refused]
+    not_trained: int = 0                # cells whose latest review is one of NOT_TRAINED_LABELS
+    duplicates: int = 0                 # reviews collapsed into an earlier or later one of the same cell
+    relabelled: list[dict] = dataclasses.field(default_factory=list)
+
+    def side(self, review: Review, eval_fraction: float) -> str:
+        return "eval" if hash_fraction(review.sha256) < eval_fraction else "train"
+
+
+def read_member(path: str, member: str) -> bytes:
+    with gfile.GFile(path, "rb") as f:
+        with zipfile.ZipFile(io.BytesIO(f.read())) as archive:
+            return archive.read(member)
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def read_export(path: str, rel: str, class_names: list[str], order: int) -> tuple[list[Review], list[Refused]]:
+    """The reviews of one export zip, and what in it cannot be used, each with a reason."""
+    try:
+        with gfile.GFile(path, "rb") as f:
+            archive = zipfile.ZipFile(io.BytesIO(f.read()))
+    except zipfile.BadZipFile:
+        return [], [Refused(rel, "not a review export (not a zip file)")]
+    with archive:
+        members = {i.filename: i for i in archive.infolist() if not i.is_dir()}
+        if REVIEW_MANIFEST not in members:
+            return [], [Refused(rel, f"not a review export (no {REVIEW_MANIFEST})")]
+        try:
+            manifest = json.loads(archive.read(REVIEW_MANIFEST))
+            jsonschema.validate(manifest, MANIFEST_SCHEMA)
+        except (ValueError, jsonschema.ValidationError) as err:
+            detail = err.message if isinstance(err, jsonschema.ValidationError) else str(err)
+            return [], [Refused(rel, f"not a review export (manifest: {detail.splitlines()[0]})")]
+        reviews, refused, listed = [], [], set()
+        for cell in manifest["cells"]:
+            member, where = cell["file"], f"{rel}!{cell['file']}"
+            listed.add(member)
+            label = cell["label"]
+            info = members.get(member)
+            if info is None:
+                refused.append(Refused(where, "the manifest names a file the zip does not hold"))
+            elif label not in class_names and label not in NOT_TRAINED_LABELS:
+                refused.append(Refused(where, f"label '{label}' is not one of the classes"))
+            elif not member.lower().endswith(IMAGE_EXTENSIONS):
+                refused.append(Refused(where, "not an image file extension"))
+            elif info.file_size > MAX_MEMBER_BYTES:
+                refused.append(Refused(where, f"image too large: {info.file_size} bytes in the zip"))
+            elif _sha256(archive.read(member)) != cell["sha256"]:
+                refused.append(Refused(where, "sha256 does not match the manifest"))
+            else:
+                reviews.append(Review(cell["sha256"], label, cell["reviewed_at"], order, path, member, where))
+        refused += [Refused(f"{rel}!{m}", "file not listed in the manifest")
+                    for m in sorted(set(members) - listed - {REVIEW_MANIFEST})]
+    return reviews, refused
+
+
+def _walk_files(root: str):
+    for dirpath, _, files in gfile.walk(root):
+        for name in sorted(files):
+            if not name.startswith("."):
+                yield os.path.join(dirpath, name)
+
+
+def list_lab(name: str, root: str, class_names: list[str]) -> LabListing:
+    """Every review under a lab's folder, collapsed to the latest review of each cell."""
+    reviews: list[Review] = []
+    refused: list[Refused] = []
+    for order, path in enumerate(sorted(_walk_files(root))):
+        rel = posixpath.join("labs", name, os.path.relpath(path, root).replace(os.sep, "/"))
+        parts = os.path.relpath(path, root).split(os.sep)
+        if path.lower().endswith(".zip") and len(parts) == 1:
+            got, bad = read_export(path, rel, class_names, order)
+            reviews += got
+            refused += bad
+        elif len(parts) < 2:
+            refused.append(Refused(rel, "not in a class folder or a review export"))
+        elif parts[0] not in class_names and parts[0] not in NOT_TRAINED_LABELS:
+            refused.append(Refused(rel, f"unknown class folder '{parts[0]}'"))
+        elif not path.lower().endswith(IMAGE_EXTENSIONS):
+            refused.append(Refused(rel, "not an image file extension"))
+        else:
+            with gfile.GFile(path, "rb") as f:
+                reviews.append(Review(_sha256(f.read()), parts[0], "", order, path, None, rel))
+    listing = LabListing(cells=[], refused=refused)
+    by_cell: dict[str, list[Review]] = {}
+    for review in reviews:
+        by_cell.setdefault(review.sha256, []).append(review)
+    for sha, history in sorted(by_cell.items()):
+        history.sort(key=lambda r: (r.reviewed_at, r.order))
+        latest = history[-1]
+        listing.duplicates += len(history) - 1
+        labels = [r.label for r in history]
+        if len(set(labels)) > 1:
+            listing.relabelled.append({"sha256": sha, "labels": labels, "now": latest.label,
+                                       "files": [r.rel_path for r in history]})
+        if latest.label in NOT_TRAINED_LABELS:
+            listing.not_trained += 1
+        else:
+            listing.cells.append(latest)
+    return listing
+
+
+def discover(labs_root: str) -> dict[str, str]:
+    """Every sub-folder of labs_root is one lab, by its name. A missing root holds no lab."""
+    if not labs_root or not gfile.isdir(labs_root):
+        return {}
+    return {entry.rstrip("/"): os.path.join(labs_root, entry.rstrip("/"))
+            for entry in sorted(gfile.listdir(labs_root))
+            if not entry.startswith(".") and gfile.isdir(os.path.join(labs_root, entry.rstrip("/")))}

@@ -1,0 +1,104 @@
+"""A lab's reviewed cells as a source (components/image_example_gen/lab_sources.py): exports and class
+folders, duplicates and relabels, the stable train/eval side, and bad exports reported one line each."""
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+from components.image_example_gen import image_reader, lab_sources
+from components.image_example_gen.driver import labs_fingerprint
+from testkit import review_export
+from testkit.images import CLASSES, sample_jpegs
+
+
+@pytest.fixture
+def images():
+    return sample_jpegs("TRAIN", "NEUTROPHIL")[:6]
+
+
+def _reasons(listing):
+    return {r.rel_path.split("!")[-1]: r.reason for r in listing.refused}
+
+
+def test_an_export_and_a_class_folder_become_cells_with_their_labels(tmp_path, images):
+    lab = tmp_path / "tecom"
+    review_export.write_export(lab / "a.zip", [review_export.cell(images[0], "NEUTROPHIL"),
+                                               review_export.cell(images[1], "MONOCYTE"),
+                                               review_export.cell(images[2], "UNSURE")])
+    (lab / "LYMPHOCYTE").mkdir()
+    shutil.copy(images[3], lab / "LYMPHOCYTE" / "x.jpeg")
+    listing = lab_sources.list_lab("tecom", str(lab), CLASSES)
+    assert sorted(c.label for c in listing.cells) == ["LYMPHOCYTE", "MONOCYTE", "NEUTROPHIL"]
+    assert listing.not_trained == 1 and not listing.refused
+    candidates, rejected = image_reader.lab_candidates("tecom", listing, CLASSES, 0.3)
+    assert {c.source for c in candidates} == {"tecom"} and not rejected
+    zipped = [c for c in candidates if c.member]
+    assert image_reader.read_image(zipped[0].path, 10**7, zipped[0].member)[1:] == (240, 320)
+
+
+def test_the_latest_review_wins_and_a_relabel_is_reported(tmp_path, images):
+    lab = tmp_path / "lab"
+    review_export.write_export(lab / "1.zip", [review_export.cell(images[0], "NEUTROPHIL", "2026-12-01T10:00:00Z"),
+                                               review_export.cell(images[1], "MONOCYTE", "2026-12-01T10:00:00Z")])
+    review_export.write_export(lab / "2.zip", [review_export.cell(images[0], "EOSINOPHIL", "2026-12-02T09:00:00Z"),
+                                               review_export.cell(images[1], "MONOCYTE", "2026-12-02T09:00:00Z")])
+    listing = lab_sources.list_lab("lab", str(lab), CLASSES)
+    assert sorted(c.label for c in listing.cells) == ["EOSINOPHIL", "MONOCYTE"]
+    assert listing.duplicates == 2
+    assert [r["labels"] for r in listing.relabelled] == [["NEUTROPHIL", "EOSINOPHIL"]]
+
+
+def test_a_cell_stays_on_its_side_whatever_else_the_lab_holds(tmp_path):
+    jpegs = [p for cls in CLASSES for p in sample_jpegs("TRAIN", cls)]
+    lab = tmp_path / "lab"
+    review_export.write_export(lab / "1.zip", [review_export.cell(p, "NEUTROPHIL") for p in jpegs[:20]])
+    first = lab_sources.list_lab("lab", str(lab), CLASSES)
+    sides = {c.sha256: first.side(c, 0.3) for c in first.cells}
+    assert set(sides.values()) == {"train", "eval"}
+    review_export.write_export(lab / "2.zip", [review_export.cell(p, "NEUTROPHIL") for p in jpegs[10:30]])
+    second = lab_sources.list_lab("lab", str(lab), CLASSES)
+    assert all(second.side(c, 0.3) == sides[c.sha256] for c in second.cells if c.sha256 in sides)
+
+
+def test_bad_exports_are_one_line_each_and_lose_nothing_else(tmp_path, images):
+    lab = tmp_path / "lab"
+    lab.mkdir()
+    (lab / "notzip.zip").write_bytes(b"PK but not really")
+    review_export.write_export(lab / "nomanifest.zip", [], manifest_overrides={"format": "something else"})
+    good = review_export.cell(images[0], "NEUTROPHIL")
+    tampered = {**review_export.cell(images[1], "NEUTROPHIL"), "_bytes": images[2].read_bytes()}
+    missing = {**review_export.cell(images[3], "MONOCYTE"), "_bytes": None}
+    alien = review_export.cell(images[4], "PLATELET")
+    review_export.write_export(lab / "mixed.zip", [good, tampered, missing, alien],
+                               extra_files={"stray.jpeg": images[5].read_bytes()})
+    listing = lab_sources.list_lab("lab", str(lab), CLASSES)
+    reasons = _reasons(listing)
+    assert reasons["labs/lab/notzip.zip"] == "not a review export (not a zip file)"
+    assert reasons["labs/lab/nomanifest.zip"].startswith("not a review export (manifest:")
+    assert reasons[tampered["file"]] == "sha256 does not match the manifest"
+    assert reasons[missing["file"]] == "the manifest names a file the zip does not hold"
+    assert reasons[alien["file"]] == "label 'PLATELET' is not one of the classes"
+    assert reasons["stray.jpeg"] == "file not listed in the manifest"
+    assert all("\n" not in r for r in reasons.values())
+    assert [c.sha256 for c in listing.cells] == [good["sha256"]]
+
+
+def test_a_new_export_changes_the_ingest_fingerprint(tmp_path, images):
+    labs = tmp_path / "labs"
+    (labs / "lab").mkdir(parents=True)
+    before = labs_fingerprint({"labs_root": str(labs)})
+    review_export.write_export(labs / "lab" / "1.zip", [review_export.cell(images[0], "NEUTROPHIL")])
+    after = labs_fingerprint({"labs_root": str(labs)})
+    assert before != after
+    os.utime(labs / "lab" / "1.zip", ns=(1, 1))
+    assert labs_fingerprint({"labs_root": str(labs)}) != after
+
+
+def test_discover_lists_each_lab_folder(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / ".hidden").mkdir()
+    (tmp_path / "file.txt").write_text("x")
+    assert lab_sources.discover(str(tmp_path)) == {"a": str(tmp_path / "a")}
+    assert lab_sources.discover(str(tmp_path / "none")) == {}
