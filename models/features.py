@@ -45,6 +45,9 @@ OUTPUTS = {
 
 # TF Serving reads warm-up requests from this file of a version folder.
 WARMUP_FILE = "assets.extra/tf_serving_warmup_requests"
+# How the version was trained (from the start, or adapted from a blessed model to lab cells); TF Serving
+# ignores it.
+TRAINING_RECORD_FILE = "assets.extra/training.json"
 
 # A result whose top probability is under this is flagged for review (the configuration may change
 # it for the browser; the serving CLI takes --review-below).

@@ -29,6 +29,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="override any configuration value; repeatable")
     parser.add_argument("--lab-source", action="append", default=[], metavar="NAME=DIR",
                         help="a lab's reviewed cells (review exports and/or class folders); repeatable")
+    parser.add_argument("--if-changed", action="store_true",
+                        help="do nothing when the configuration, code, data and lab folders are what the last "
+                             "finished run read (for scheduled runs)")
     parser.add_argument("--verbose", action="store_true", help="show TFX and Beam logs")
     return parser.parse_args(argv)
 
@@ -81,11 +84,21 @@ def main(argv=None) -> int:
         # the ingest itself splits by config.ingest.val_split.
         image_reader.list_source(data_root, list(config.class_names), config.ingest.val_fraction,
                                  config.ingest.hash_split_eval_fraction, "hash")
+        for name, folder in config.lab_sources().items():
+            if not os.path.isdir(folder) and "://" not in folder:
+                raise image_reader.IngestError(f"lab source '{name}': folder not found: {folder}")
     except image_reader.IngestError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
 
+    from pipeline import run_inputs
+
     os.makedirs(config.run_dir, exist_ok=True)
+    key = run_inputs.inputs_key(config, data_root)
+    last = run_inputs.last_finished(config.run_dir)
+    if args.if_changed and last and last.get("inputs_key") == key:
+        print(f"nothing changed since the run that finished {last.get('finished_at')}: skipped")
+        return 0
     metadata = tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path)
     pipeline = create_pipeline(config, metadata, data_root)
     with open(os.path.join(config.run_dir, RUN_LOCK), "a") as lock:
@@ -105,6 +118,9 @@ def main(argv=None) -> int:
         except Exception as err:  # a component failed: report it in one line below
             failure = err
         summary = run_summary.collect(config.metadata_path, started, config.class_names)
+        if failure is None:
+            run_inputs.record_finished(config.run_dir, key, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                                       summary.blessed)
     print(run_summary.format_summary(summary, time.time() - started, config.class_names))
     if failure is not None:
         print(f"error: pipeline failed: {one_line(failure)}", file=sys.stderr)

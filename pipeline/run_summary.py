@@ -11,6 +11,7 @@ from ml_metadata.proto import metadata_store_pb2
 
 from components.tfjs_publisher.evaluation import (load_confusion_matrix, load_metrics, load_source_metrics,
                                                   per_class_metrics, readable_metrics)
+from models.features import TRAINING_RECORD_FILE
 
 _STATE = metadata_store_pb2.Execution.State
 
@@ -35,6 +36,7 @@ class RunSummary:
     evaluation_uri: str | None = None
     confusion: list[list[int]] | None = None  # [actual][predicted] on the eval split
     sources: dict = dataclasses.field(default_factory=dict)  # per source: accuracy, cells, recall
+    training: dict | None = None      # the Trainer's record: trained from the start, or adapted
 
 
 def _custom(artifact, key):
@@ -80,6 +82,8 @@ def collect(metadata_path: str, since_epoch_s: float, class_names: list[str] = (
             kind = store.get_artifact_types_by_id([artifact.type_id])[0].name
             if kind == "Examples" and _custom(artifact, "ingest_report"):
                 summary.ingest_report = _custom(artifact, "ingest_report")
+            elif kind == "Model":
+                summary.training = training_record(artifact.uri)
             elif kind == "ModelBlessing":
                 summary.blessed = bool(_custom(artifact, "blessed"))
             elif kind == "ModelEvaluation":
@@ -107,6 +111,28 @@ def collect(metadata_path: str, since_epoch_s: float, class_names: list[str] = (
     elif summary.blessed:
         summary.blessing_reason = "blessed"
     return summary
+
+
+def training_record(model_uri: str) -> dict | None:
+    import tensorflow as tf
+
+    path = os.path.join(model_uri, "Format-Serving", TRAINING_RECORD_FILE)
+    try:
+        with tf.io.gfile.GFile(path) as f:
+            return json.load(f)
+    except (OSError, ValueError, tf.errors.OpError):
+        return None
+
+
+def lab_ingest(report_path: str | None) -> dict:
+    """The labs part of the ingest report, if it can be read."""
+    import tensorflow as tf
+
+    try:
+        with tf.io.gfile.GFile(report_path) as f:
+            return json.load(f).get("labs") or {}
+    except (OSError, ValueError, TypeError, tf.errors.OpError):
+        return {}
 
 
 def _why_not_blessed(evaluation_uri: str | None) -> str:
@@ -157,6 +183,13 @@ def format_summary(summary: RunSummary, wall_seconds: float, class_names: list[s
     lines.append(f"  {'total wall time':<44} {wall_seconds:8.1f} s")
     if summary.ingest_report:
         lines.append(f"ingest report: {summary.ingest_report}")
+    for name, lab in lab_ingest(summary.ingest_report).items():
+        lines.append(f"lab {name}: {lab['cells']} cells ({lab['train']} train, {lab['eval']} held out), "
+                     f"{lab['not_trained']} not one of the classes, {len(lab['relabelled'])} relabelled, "
+                     f"{lab['refused']} refused (see the ingest report)")
+    if summary.training and summary.training.get("mode") == "adapted":
+        lines.append(f"trainer: adapted the last blessed model to {summary.training['lab_train_cells']} lab cells "
+                     f"({summary.training['steps']} batches)")
     if summary.metrics:
         lines.append("eval metrics (split 'eval'): " + json.dumps(readable_metrics(summary.metrics, list(class_names))))
     if summary.confusion:

@@ -3,6 +3,7 @@ training.train_on_val) with a cosine learning-rate schedule, fits the review sco
 model (export.py)."""
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -13,6 +14,7 @@ import tf_keras as keras
 from tfx import v1 as tfx
 
 from models.trainer import architectures, data, export, review_score
+from models.features import TRAINING_RECORD_FILE
 from models.trainer.params import TrainerParams
 
 
@@ -101,3 +103,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     typical = review_score.fit_review_score(model, dataset(fn_args.train_files, False), val_ds, params.num_classes,
                                             params.average_symmetries, params.seed, params.batch_size)
     export.save_model(model, fn_args.serving_model_dir, tf_transform_output, params, typical)
+    record = ({"mode": "adapted", "base_model": fn_args.base_model, "lab_train_cells": lab_records,
+               "steps": params.adapt_steps} if lab_records else {"mode": "trained", "epochs": params.epochs})
+    with tf.io.gfile.GFile(os.path.join(fn_args.serving_model_dir, TRAINING_RECORD_FILE), "w") as f:
+        f.write(json.dumps(record))

@@ -1,0 +1,39 @@
+"""What a local run reads, as one key: the configuration, the project's code, every data and lab file.
+A scheduled run (`local_runner --if-changed`) with the key of the last finished run has nothing to do."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+
+import components
+import models
+import pipeline
+import serving
+from components.image_example_gen.driver import folder_fingerprint, labs_fingerprint
+from pipeline.code_version import code_fingerprint
+from pipeline.config import Config
+
+LAST_RUN_FILE = "last_finished_run.json"
+
+
+def inputs_key(config: Config, data_root: str) -> str:
+    parts = [config.model_dump_json(), code_fingerprint(components, models, pipeline, serving),
+             folder_fingerprint(data_root),
+             labs_fingerprint({"labs_root": config.labs_path, "lab_sources": config.lab_sources()})]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def last_finished(run_dir: str) -> dict | None:
+    try:
+        with open(os.path.join(run_dir, LAST_RUN_FILE)) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def record_finished(run_dir: str, key: str, finished_at: str, blessed: bool | None) -> None:
+    path = os.path.join(run_dir, LAST_RUN_FILE)
+    with open(path + ".tmp", "w") as f:
+        json.dump({"inputs_key": key, "finished_at": finished_at, "blessed": blessed}, f)
+    os.replace(path + ".tmp", path)

@@ -1,0 +1,57 @@
+"""How the pipeline takes labs: the configuration, the per-source gate, the skip of an unchanged
+scheduled run."""
+from __future__ import annotations
+
+import pytest
+
+from models import features
+from pipeline import local_runner, run_inputs
+from pipeline.config import load_config
+from pipeline.eval_config import eval_config
+from testkit import review_export
+from testkit.images import make_dataset, sample_jpegs
+
+
+def test_a_bad_lab_source_is_one_line_and_exit_2(capsys, tmp_path):
+    assert local_runner.main(["--output-dir", str(tmp_path), "--lab-source", "mylab"]) == 2
+    assert local_runner.main(["--output-dir", str(tmp_path), "--lab-source", "base=/tmp"]) == 2
+    assert local_runner.main(["--output-dir", str(tmp_path), "--lab-source", f"mylab={tmp_path / 'none'}"]) == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line]
+    assert len(lines) == 3 and all(line.startswith("error: ") for line in lines)
+    assert "needs a folder" in lines[0] and "not 'base'" in lines[1]
+    assert lines[2] == f"error: lab source 'mylab': folder not found: {tmp_path / 'none'}"
+
+
+def test_the_gate_demands_min_accuracy_of_the_base_and_no_regression_of_every_source():
+    config = load_config(overrides=["evaluation.min_accuracy=0.85", "evaluation.max_accuracy_drop=0.02"])
+    accuracy = next(m for spec in eval_config(config).metrics_specs for m in spec.metrics
+                    if m.class_name == "SparseCategoricalAccuracy")
+    gates = {(tuple(s.feature_keys), tuple(s.feature_values.items())): t.threshold
+             for t in accuracy.per_slice_thresholds for s in t.slicing_specs}
+    base = gates[((), ((features.SOURCE_KEY, features.BASE_SOURCE),))]
+    assert base.value_threshold.lower_bound.value == 0.85 and not base.HasField("change_threshold")
+    every = gates[((features.SOURCE_KEY,), ())]
+    assert every.change_threshold.absolute.value == -0.02 and not every.HasField("value_threshold")
+    assert len(gates) == 2  # nothing gates the mixed overall slice
+
+
+def test_a_new_export_changes_what_a_scheduled_run_reads(tmp_path):
+    data = make_dataset(tmp_path / "data", {"TRAIN": 2, "TEST": 1})
+    config = load_config(overrides=[f"labs.dir={tmp_path / 'labs'}"])
+    before = run_inputs.inputs_key(config, str(data))
+    assert run_inputs.inputs_key(config, str(data)) == before
+    review_export.write_export(tmp_path / "labs" / "mylab" / "1.zip",
+                               [review_export.cell(sample_jpegs()[0], "EOSINOPHIL")])
+    assert run_inputs.inputs_key(config, str(data)) != before
+
+
+def test_if_changed_skips_a_run_whose_inputs_the_last_finished_run_read(tmp_path, capsys):
+    data = make_dataset(tmp_path / "data", {"TRAIN": 2, "TEST": 1})
+    args = ["--data-dir", str(data), "--output-dir", str(tmp_path / "runs"), "--if-changed",
+            "--set", f"labs.dir={tmp_path / 'labs'}"]
+    config = load_config(overrides=local_runner.overrides_from(local_runner.parse_args(args)))
+    run_dir = tmp_path / "runs" / config.pipeline_name
+    run_dir.mkdir(parents=True)
+    run_inputs.record_finished(str(run_dir), run_inputs.inputs_key(config, str(data)), "2026-12-06T00:00:00Z", True)
+    assert local_runner.main(args) == 0
+    assert "nothing changed since the run that finished 2026-12-06T00:00:00Z: skipped" in capsys.readouterr().out
