@@ -41,6 +41,12 @@ def wait_for_port(port: int, proc: subprocess.Popen | None = None, timeout: floa
             time.sleep(0.1)
 
 
+# The test CDN's port is chosen before the web client is built: the client allows models from that
+# origin only.
+CDN_PORT = free_port()
+CDN_ORIGIN = f"http://127.0.0.1:{CDN_PORT}"
+
+
 def decoded_pixels(paths: list[Path]) -> np.ndarray:
     """RGB float32 [n, h, w, 3], 0-255, as the browser's decoder would hand them to tfjs."""
     return np.stack([np.asarray(Image.open(p).convert("RGB"), dtype=np.float32) for p in paths])

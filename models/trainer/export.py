@@ -10,7 +10,7 @@ import tf_keras as keras
 from models import features
 from models.trainer import dihedral, typicality
 from models.trainer.params import TrainerParams
-from models.transform.preprocessing import resize_decoded_pixels
+from models.transform.preprocessing import crop_boxes, resize_decoded_pixels
 from serving.warmup import packaged_warmup_images, write_warmup_requests
 
 
@@ -56,7 +56,8 @@ def export_signatures(model: keras.Model, tf_transform_output: tft.TFTransformOu
     @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32, name=features.BROWSER_INPUT)])
     def serve_pixels(pixels):
         # For TensorFlow.js: no decode op there, and the resize is rebuilt from ops it has.
-        return classify(resize_decoded_pixels(pixels, image_size, stain_normalisation))
+        return {**classify(resize_decoded_pixels(pixels, image_size, stain_normalisation)),
+                features.CROP_BOX: crop_boxes(pixels, stain_normalisation)}
 
     return {features.SERVING_SIGNATURE: serve_images.get_concrete_function(),
             features.EXAMPLES_SIGNATURE: serve_examples.get_concrete_function(),

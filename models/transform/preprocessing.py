@@ -9,7 +9,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from models.features import IMAGE_KEY, LABEL_KEY, SOURCE_KEY, TRANSFORMED_IMAGE_KEY
-from models.transform.nucleus_crop import nucleus_crop
+from models.transform.nucleus_crop import nucleus_boxes, nucleus_crop
 from models.transform.stain import ADJUSTED, normalise_stain
 
 
@@ -80,6 +80,16 @@ def resize_decoded_pixels(pixels: tf.Tensor, image_size: int, stain_normalisatio
         frames = normalise_stain(frames, stain_adjusted)
     images = nucleus_crop(frames, image_size)
     return tf.clip_by_value(images, 0.0, 1.0)
+
+
+def crop_boxes(pixels: tf.Tensor, stain_normalisation: bool = False,
+               stain_adjusted: tuple[str, ...] = ADJUSTED) -> tf.Tensor:
+    """The window resize_decoded_pixels crops from each frame: [batch, 4] = (top, left, height, width) in
+    pixels, so a reviewer can see what the model looked at."""
+    frames = tf.cast(pixels, tf.float32) / 255.0
+    if stain_normalisation:
+        frames = normalise_stain(frames, stain_adjusted)
+    return nucleus_boxes(frames)
 
 
 def preprocessing_fn(inputs: dict, custom_config: dict) -> dict:

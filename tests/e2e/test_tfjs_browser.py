@@ -122,19 +122,7 @@ def test_conversion_failure_is_one_line(tmp_path):
         convert.convert(str(tmp_path), str(tmp_path / "out"), "int4")
 
 
-# The CDN's port is chosen before the build: the client allows models from that origin only.
-CDN_PORT = bh.free_port()
-CDN_ORIGIN = f"http://127.0.0.1:{CDN_PORT}"
-
-
-@pytest.fixture(scope="session")
-def built_client(tmp_path_factory):
-    out = tmp_path_factory.mktemp("web") / "dist"
-    done = subprocess.run(["npm", "run", "build", "--", "--outDir", str(out), "--emptyOutDir"], cwd=bh.WEB,
-                          capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "VITE_ALLOWED_MODEL_ORIGINS": CDN_ORIGIN})
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    return out
+CDN_PORT, CDN_ORIGIN = bh.CDN_PORT, bh.CDN_ORIGIN
 
 
 def test_the_built_page_allows_connections_to_the_cdn_only(built_client):

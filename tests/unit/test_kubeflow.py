@@ -41,6 +41,15 @@ def test_spec_parses_and_holds_every_component(compiled):
     assert "gs://YOUR-BUCKET/bloodcell/cdn" in json.dumps(cdn_base)
 
 
+def test_the_scheduled_run_reads_the_labs_prefix_and_warm_starts_the_trainer(compiled):
+    config, _, doc = compiled
+    tasks = doc["root"]["dag"]["tasks"]
+    example_gen = json.dumps(tasks["FileBasedExampleGen"]["inputs"]["parameters"]["custom_config"])
+    assert config.kubeflow.labs_dir.replace("/", "\\/") in example_gen or config.kubeflow.labs_dir in example_gen
+    trainer = tasks["Trainer"]["inputs"]["artifacts"]["base_model"]["taskOutputArtifact"]
+    assert trainer["producerTask"] == "latest_blessed_model_resolver-model-resolver"
+
+
 def test_only_the_trainer_asks_for_a_gpu(compiled):
     _, _, doc = compiled
     executors = doc["deploymentSpec"]["executors"]

@@ -2,7 +2,9 @@ import type * as tf from '@tensorflow/tfjs';
 
 export const PROBABILITIES: string;
 export const ATYPICALITY: string;
-export function predict(model: tf.GraphModel, pixels: tf.Tensor4D): Promise<{ probabilities: number[][]; atypicality: number[] | null }>;
+export const CROP_BOX: string;
+export function predict(model: tf.GraphModel, pixels: tf.Tensor4D): Promise<{
+  probabilities: number[][]; atypicality: number[] | null; cropBox: number[][] | null }>;
 export function outputNode(model: tf.GraphModel, output?: string): string;
 export function predictProbabilities(model: tf.GraphModel, pixels: tf.Tensor4D): Promise<number[][]>;
 export function warmUp(model: tf.GraphModel, size: number): Promise<void>;

@@ -6,6 +6,8 @@ import * as tf from '@tensorflow/tfjs';
  * the input is (> 1: review it; models before this output give none). */
 export const PROBABILITIES = 'probabilities';
 export const ATYPICALITY = 'atypicality';
+/** The window each answer came from (top, left, height, width in input pixels), for the reviewer. */
+export const CROP_BOX = 'crop_box';
 
 /**
  * The graph node behind a signature output of a converted model (model.json "signature").
@@ -27,16 +29,22 @@ function hasOutput(model, output) {
  * Probabilities and atypicality for a batch of decoded RGB images.
  * @param {tf.GraphModel} model
  * @param {tf.Tensor4D} pixels float32 [batch, height, width, 3] in 0-255 (any height and width)
- * @returns {Promise<{probabilities: number[][], atypicality: number[] | null}>}
+ * @returns {Promise<{probabilities: number[][], atypicality: number[] | null, cropBox: number[][] | null}>}
  */
 export async function predict(model, pixels) {
   const names = [outputNode(model, PROBABILITIES)];
-  if (hasOutput(model, ATYPICALITY)) names.push(outputNode(model, ATYPICALITY));
+  const optional = [ATYPICALITY, CROP_BOX].filter((o) => hasOutput(model, o));
+  names.push(...optional.map((o) => outputNode(model, o)));
   const outs = /** @type {tf.Tensor[]} */ (model.execute(pixels, names));
+  const get = async (/** @type {string} */ o) => {
+    const i = optional.indexOf(o);
+    return i < 0 ? null : await outs[i + 1].array();
+  };
   try {
     return {
       probabilities: /** @type {number[][]} */ (await outs[0].array()),
-      atypicality: outs[1] ? /** @type {number[]} */ (await outs[1].array()) : null,
+      atypicality: /** @type {number[] | null} */ (await get(ATYPICALITY)),
+      cropBox: /** @type {number[][] | null} */ (await get(CROP_BOX)),
     };
   } finally {
     outs.forEach((t) => t.dispose());

@@ -6,12 +6,24 @@ import { readConfig } from './config';
 import { decodeImage, ImageError } from './images';
 import { answerRecord, interpret, predict, predictProbabilities, warmUp } from './inference.js';
 import { loadModel, type LoadedModel } from './modelSource';
+import { allReviews, buildExport, clearReviews, exportFileName, NOT_TRAINED, saveReview, sha256Hex,
+  type ReviewedCell } from './review';
 
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
 const status = $<HTMLParagraphElement>('model-status');
 const fileInput = $<HTMLInputElement>('file-input');
 const dropZone = $<HTMLDivElement>('drop-zone');
 const results = $<HTMLOListElement>('results');
+const labInput = $<HTMLInputElement>('lab-name');
+const reviewCount = $<HTMLParagraphElement>('review-count');
+const exportButton = $<HTMLButtonElement>('export-reviews');
+const clearButton = $<HTMLButtonElement>('clear-reviews');
+const LAB_KEY = 'bloodcell.lab';
+
+/** What the reviewer needs of each classified image: its bytes and the model's answer. */
+interface Classified { file: File; bytes: ArrayBuffer; sha256: string; answer: ReturnType<typeof interpret>;
+  cropBox: number[] | null }
+const classified = new WeakMap<HTMLLIElement, Classified>();
 
 let loaded: LoadedModel | null = null;
 let queue: Promise<void> = Promise.resolve();
@@ -32,6 +44,7 @@ function showModel(model: LoadedModel, backend: string) {
   $('model-accuracy').textContent = accuracy === undefined ? 'not recorded' : percent(accuracy);
   $('model-threshold').textContent = `${percent(m.review_threshold)} confidence`;
   $('model-backend').textContent = backend;
+  showLabFigure();
   $('model-facts').hidden = false;
   setStatus(`Ready. ${model.note}`, model.source === 'offline-cache' ? 'offline' : 'ready');
   status.dataset.note = model.note;
@@ -53,6 +66,12 @@ function addResult(file: File): HTMLLIElement {
 function showPrediction(item: HTMLLIElement, fileName: string, probabilities: number[], atypicality: number | null) {
   const m = loaded!.metadata;
   const r = interpret(probabilities, m.class_names, m.review_threshold, atypicality);
+  showAnswer(item, fileName, r);
+  return r;
+}
+
+function showAnswer(item: HTMLLIElement, fileName: string, r: ReturnType<typeof interpret>) {
+  const m = loaded!.metadata;
   item.dataset.state = 'done';
   item.dataset.class = r.className;
   item.dataset.review = String(r.needsReview);
@@ -119,7 +138,11 @@ async function classify(file: File, item: HTMLLIElement) {
   try {
     pixels = await decodeImage(file);
     const out = await predict(loaded!.model, pixels);
-    showPrediction(item, file.name, out.probabilities[0], out.atypicality ? out.atypicality[0] : null);
+    const answer = showPrediction(item, file.name, out.probabilities[0], out.atypicality ? out.atypicality[0] : null);
+    const bytes = await file.arrayBuffer();
+    const entry = { file, bytes, sha256: await sha256Hex(bytes), answer, cropBox: out.cropBox ? out.cropBox[0] : null };
+    classified.set(item, entry);
+    await addReviewControls(item, entry);
   } catch (err) {
     const message = err instanceof ImageError ? err.message : `could not be classified (${(err as Error).message})`;
     showError(item, file.name, message);
@@ -136,6 +159,154 @@ function classifyAll(files: FileList | File[]) {
     queue = queue.then(() => classify(file, item));
   }
 }
+
+/** The image with the window the model classified drawn on it: a wrong crop is not a wrong class. */
+async function drawCell(item: HTMLLIElement, entry: Classified) {
+  const bitmap = await createImageBitmap(entry.file);
+  const scale = Math.min(1, 320 / bitmap.width);
+  const canvas = document.createElement('canvas');
+  canvas.className = 'cell-view';
+  canvas.width = Math.round(bitmap.width * scale);
+  canvas.height = Math.round(bitmap.height * scale);
+  const context = canvas.getContext('2d')!;
+  context.drawImage(bitmap, 0, 0, canvas.width, canvas.height);
+  bitmap.close();
+  if (entry.cropBox) {
+    const [top, left, height, width] = entry.cropBox.map((v) => v * scale);
+    context.strokeStyle = '#f59e0b';
+    context.lineWidth = 2;
+    context.strokeRect(left, top, width, height);
+    canvas.dataset.cropBox = entry.cropBox.map((v) => v.toFixed(1)).join(',');
+  }
+  canvas.setAttribute('role', 'img');
+  canvas.setAttribute('aria-label', `${entry.file.name}, with the window the model classified outlined`);
+  item.querySelector('p')!.after(canvas);
+}
+
+async function addReviewControls(item: HTMLLIElement, entry: Classified) {
+  await drawCell(item, entry).catch(() => undefined);  // a view the browser cannot draw loses no review
+  item.tabIndex = 0;
+  const names = loaded!.metadata.class_names;
+  const group = document.createElement('div');
+  group.className = 'review-buttons';
+  group.setAttribute('role', 'group');
+  group.setAttribute('aria-label', `Review of ${entry.file.name}`);
+  const choices = [...names.map((n, i) => ({ label: n, text: `${i + 1} ${n}` })),
+    ...NOT_TRAINED.map((o, i) => ({ label: o.label, text: `${names.length + i + 1} ${o.text}` }))];
+  for (const choice of choices) {
+    const button = document.createElement('button');
+    button.type = 'button';
+    button.textContent = choice.text + (choice.label === entry.answer.className ? ' (Enter: confirm)' : '');
+    button.dataset.label = choice.label;
+    button.setAttribute('aria-pressed', 'false');
+    button.addEventListener('click', () => review(item, choice.label));
+    group.append(button);
+  }
+  const verdict = document.createElement('p');
+  verdict.className = 'verdict';
+  verdict.setAttribute('aria-live', 'polite');
+  item.append(group, verdict);
+}
+
+async function review(item: HTMLLIElement, label: string) {
+  const entry = classified.get(item);
+  if (!entry || !loaded) return;
+  const r = entry.answer;
+  const cell: ReviewedCell = {
+    sha256: entry.sha256, originalName: entry.file.name, mime: entry.file.type, bytes: entry.bytes,
+    lab: labInput.value.trim(), modelVersion: loaded.metadata.version, answer: r.className,
+    probabilities: r.probabilities.map((p) => p.probability),
+    flags: { lowConfidence: r.lowConfidence, unlikeTraining: r.unlikeTraining, invalid: r.invalid },
+    cropBox: entry.cropBox, label, reviewedAt: new Date().toISOString(),
+  };
+  const verdict = item.querySelector<HTMLParagraphElement>('.verdict')!;
+  try {
+    await saveReview(cell);
+  } catch (err) {
+    verdict.textContent = `Not saved: ${(err as Error).message}`;
+    return;
+  }
+  item.dataset.reviewed = label;
+  for (const b of item.querySelectorAll<HTMLButtonElement>('.review-buttons button')) {
+    b.setAttribute('aria-pressed', String(b.dataset.label === label));
+  }
+  verdict.textContent = label === r.className ? `Confirmed: ${label}` : `Reviewed: ${label} (the model said ${r.className})`;
+  await showReviewCount();
+}
+
+function reviewable(): HTMLLIElement[] {
+  return Array.from(results.querySelectorAll<HTMLLIElement>('li')).filter((li) => classified.has(li));
+}
+
+results.addEventListener('keydown', (event) => {
+  const item = (event.target as HTMLElement).closest('li') as HTMLLIElement | null;
+  if (!item || !classified.has(item) || event.target !== item) return;
+  const items = reviewable();
+  const at = items.indexOf(item);
+  const names = loaded!.metadata.class_names;
+  const move = (to: number) => items[Math.max(0, Math.min(items.length - 1, to))]?.focus();
+  const n = Number(event.key);
+  if (event.key === 'ArrowDown' || event.key === 'ArrowRight') move(at + 1);
+  else if (event.key === 'ArrowUp' || event.key === 'ArrowLeft') move(at - 1);
+  else if (event.key === 'Enter') void review(item, classified.get(item)!.answer.className).then(() => move(at + 1));
+  else if (Number.isInteger(n) && n >= 1 && n <= names.length + NOT_TRAINED.length) {
+    const label = n <= names.length ? names[n - 1] : NOT_TRAINED[n - names.length - 1].label;
+    void review(item, label).then(() => move(at + 1));
+  } else return;
+  event.preventDefault();
+});
+
+async function showReviewCount() {
+  const cells = await allReviews().catch(() => [] as ReviewedCell[]);
+  reviewCount.textContent = cells.length
+    ? `${cells.length} reviewed cell${cells.length === 1 ? '' : 's'} in this browser.`
+    : 'No reviewed cells in this browser.';
+  reviewCount.dataset.count = String(cells.length);
+  exportButton.disabled = clearButton.disabled = !cells.length;
+}
+
+exportButton.addEventListener('click', async () => {
+  const lab = labInput.value.trim();
+  if (!lab) {
+    reviewCount.textContent = 'Name your lab above first: the export carries it.';
+    labInput.focus();
+    return;
+  }
+  const cells = await allReviews();
+  const blob = new Blob([buildExport(cells, lab) as Uint8Array<ArrayBuffer>], { type: 'application/zip' });
+  const link = document.createElement('a');
+  link.href = URL.createObjectURL(blob);
+  link.download = exportFileName(lab);
+  link.click();
+  setTimeout(() => URL.revokeObjectURL(link.href), 60_000);
+});
+
+clearButton.addEventListener('click', async () => {
+  if (!window.confirm('Delete every reviewed cell from this browser? Export them first if they are needed.')) return;
+  await clearReviews();
+  await showReviewCount();
+});
+
+/** The model's figure on this lab's held-out reviewed cells, from the published metadata. */
+function showLabFigure() {
+  const out = $('lab-accuracy');
+  const lab = labInput.value.trim();
+  const sources = loaded?.metadata.eval?.sources;
+  const figure = lab && sources ? sources[lab] : undefined;
+  const few = loaded?.metadata.eval?.min_lab_cells ?? 20;
+  if (!lab) out.textContent = 'no lab named';
+  else if (!figure || figure.accuracy === null) out.textContent = `none yet: this model has no held-out cells of ${lab}`;
+  else out.textContent = `${percent(figure.accuracy)} of ${figure.cells} cells`
+    + (figure.cells < few ? ` (too few to mean much: under ${few})` : '');
+  out.dataset.lab = lab;
+}
+
+labInput.value = localStorage.getItem(LAB_KEY) ?? '';
+labInput.addEventListener('change', () => {
+  localStorage.setItem(LAB_KEY, labInput.value.trim());
+  showLabFigure();
+});
+void showReviewCount();
 
 fileInput.addEventListener('change', () => {
   if (fileInput.files) classifyAll(fileInput.files);

@@ -15,7 +15,12 @@ export interface ModelMetadata {
   image_size: number;
   review_threshold: number;
   quantization: string;
-  eval: { split: string; metrics: Record<string, number>; confusion_matrix?: number[][] | null };
+  eval: {
+    split: string; metrics: Record<string, number>; confusion_matrix?: number[][] | null;
+    // Per source: "base" (the dataset's TEST) and each lab's held-out reviewed cells.
+    sources?: Record<string, { accuracy: number | null; cells: number; recall?: Record<string, number> }>;
+    min_lab_cells?: number;
+  };
   pipeline?: { name?: string; run_id?: string | null };
   published_at?: string;
 }

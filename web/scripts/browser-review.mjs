@@ -1,0 +1,74 @@
+// A reviewer at work in headless chromium (playwright-core, no bundled browser):
+//   node scripts/browser-review.mjs --app URL --model CDN_MODEL_URL --lab NAME --images A,B,C \
+//        --keys KEY,KEY,KEY --export OUT.zip [--chromium /usr/bin/chromium]
+// Names the lab, classifies the images, then reviews each from the keyboard only (focus on the first
+// result, one key per image: 1-4 a class, Enter confirms, 5-7 not one of the classes; each verdict moves
+// to the next image), reloads the page (the reviews must still be there) and exports them. Prints what
+// it saw as JSON (answers, verdicts, crop boxes, the count before and after the reload, the lab's figure
+// shown); the Python test decides pass or fail.
+import { parseArgs } from 'node:util';
+import { chromium } from 'playwright-core';
+
+const { values: opt } = parseArgs({
+  options: {
+    app: { type: 'string' }, model: { type: 'string' }, lab: { type: 'string' }, images: { type: 'string' },
+    keys: { type: 'string' }, export: { type: 'string' }, profile: { type: 'string' },
+    chromium: { type: 'string', default: process.env.BLOODCELL_CHROMIUM || '/usr/bin/chromium' },
+  },
+});
+const TIMEOUT = 120_000;
+const images = opt.images.split(',');
+const keys = opt.keys.split(',');
+
+// A persistent profile: a second run (the reviewer coming back) finds the first run's reviews.
+const context = await chromium.launchPersistentContext(opt.profile, {
+  executablePath: opt.chromium, headless: true, acceptDownloads: true,
+  args: ['--no-sandbox', '--disable-dev-shm-usage', '--disable-gpu'],
+});
+const report = { console: [] };
+try {
+  const page = context.pages()[0] ?? await context.newPage();
+  page.on('console', (m) => { if (m.type() === 'error') report.console.push(m.text()); });
+  await page.goto(`${opt.app}/?model=${encodeURIComponent(opt.model)}`);
+  await page.waitForSelector('#model-status:is([data-state="ready"], [data-state="error"])', { timeout: TIMEOUT });
+  report.version = await page.$eval('#model-status', (el) => el.dataset.version ?? el.textContent);
+  await page.fill('#lab-name', opt.lab);
+  await page.dispatchEvent('#lab-name', 'change');
+  report.labFigure = await page.$eval('#lab-accuracy', (el) => el.textContent);
+  report.countBefore = Number(await page.$eval('#review-count', (el) => el.dataset.count ?? '0'));
+
+  await page.setInputFiles('#file-input', images);
+  await page.waitForFunction((n) => document.querySelectorAll('#results li .review-buttons').length >= n
+    || document.querySelectorAll('#results li[data-state="error"]').length > 0, images.length, { timeout: TIMEOUT });
+  await page.focus('#results li:nth-child(1)');
+  for (let i = 0; i < keys.length; i++) {
+    await page.keyboard.press(keys[i]);
+    // Reviewed, and the focus has moved on (the next key is for the next image).
+    await page.waitForFunction(([n, last]) => document.querySelector(`#results li:nth-child(${n})`)?.dataset.reviewed
+      && (n === last || document.activeElement === document.querySelector(`#results li:nth-child(${n + 1})`)),
+    [i + 1, keys.length], { timeout: TIMEOUT });
+  }
+  report.results = await page.$$eval('#results li', (items) => items.map((li) => ({
+    file: li.dataset.file, answer: li.dataset.class ?? null, reviewed: li.dataset.reviewed ?? null,
+    cropBox: li.querySelector('canvas')?.dataset.cropBox ?? null,
+    focused: document.activeElement === li,
+  })));
+  report.countAfterReview = Number(await page.$eval('#review-count', (el) => el.dataset.count ?? '0'));
+
+  await page.reload();
+  await page.waitForSelector('#model-status:is([data-state="ready"], [data-state="error"])', { timeout: TIMEOUT });
+  await page.waitForFunction(() => document.getElementById('review-count')?.dataset.count !== undefined);
+  report.countAfterReload = Number(await page.$eval('#review-count', (el) => el.dataset.count));
+  report.labAfterReload = await page.$eval('#lab-name', (el) => el.value);
+
+  await page.focus('#export-reviews');
+  const [download] = await Promise.all([page.waitForEvent('download', { timeout: TIMEOUT }),
+    page.keyboard.press('Enter')]);
+  await download.saveAs(opt.export);
+  report.exportName = download.suggestedFilename();
+} catch (err) {
+  report.error = String(err && err.stack || err);
+} finally {
+  await context.close();
+}
+console.log(JSON.stringify(report));
