@@ -44,7 +44,7 @@ OUTPUTS = {
 }
 
 # The browser signature also gives the window each answer came from, drawn for the reviewer.
-CROP_BOX = "crop_box"              # float32 [batch, 4]: top, left, height, width in input pixels
+CROP_BOX = "crop_box"              # int32 [batch, 4]: top, left, height, width in input pixels
 
 # TF Serving reads warm-up requests from this file of a version folder.
 WARMUP_FILE = "assets.extra/tf_serving_warmup_requests"

@@ -57,7 +57,9 @@ def export_signatures(model: keras.Model, tf_transform_output: tft.TFTransformOu
     def serve_pixels(pixels):
         # For TensorFlow.js: no decode op there, and the resize is rebuilt from ops it has.
         return {**classify(resize_decoded_pixels(pixels, image_size, stain_normalisation)),
-                features.CROP_BOX: crop_boxes(pixels, stain_normalisation)}
+                # int32: tfjs's converter names outputs by dtype and shape, and a float [batch, 4]
+                # would be indistinguishable from the probabilities.
+                features.CROP_BOX: tf.cast(tf.round(crop_boxes(pixels, stain_normalisation)), tf.int32)}
 
     return {features.SERVING_SIGNATURE: serve_images.get_concrete_function(),
             features.EXAMPLES_SIGNATURE: serve_examples.get_concrete_function(),

@@ -66,6 +66,9 @@ def test_pipeline_publishes_the_pushed_version_with_its_metadata(published, pipe
     assert set(f"recall/{c}" for c in CLASSES) <= set(metadata["eval"]["metrics"])
     assert metadata["pipeline"]["run_id"] and metadata["pipeline"]["saved_model"] == pipeline_run.pushed
     assert metadata["review_threshold"] == 0.8
+    # The browser reads outputs by their signature names (the converter drops a name it cannot tell apart).
+    outputs = json.loads(Path(published["model_json"]).read_text())["signature"]["outputs"]
+    assert {"probabilities", "atypicality", "crop_box"} <= set(outputs), sorted(outputs)
     # What the summary reports is what a browser downloads.
     assert published["bytes"] == convert.model_bytes(published["folder"]) < 2_000_000
     publish.check_version(published["cdn_base"], "bloodcell", published["version"])

@@ -137,3 +137,18 @@ def test_cross_lab_refuses_a_lab_without_the_classes_in_one_line(tmp_path, capsy
     assert cross_lab.main(["--model", str(model), "--other-lab", f"mylab={lab}"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: mylab: no images under") and "\n" not in err
+
+
+def test_adaptation_draws_are_nested_even_over_classes_and_leave_half_of_each(tmp_path):
+    from benchmarks import lab_adaptation
+
+    lab = _lab(tmp_path / "lab", {"EOSINOPHIL": 4, "LYMPHOCYTE": 10, "MONOCYTE": 10, "NEUTROPHIL": 30})
+    cells = other_labs.load("lab", lab, NAMES)
+    order = lab_adaptation.draw(cells, 20, seed=1, class_names=NAMES)
+    counts = np.bincount(cells.labels[order], minlength=4).tolist()
+    assert counts == [2, 5, 5, 8]  # eosinophils stop at half their 4; the rest share evenly
+    assert lab_adaptation.draw(cells, 8, seed=1, class_names=NAMES) == order[:8]
+    assert np.bincount(cells.labels[order[:8]], minlength=4).tolist() == [2, 2, 2, 2]
+    assert lab_adaptation.draw(cells, 20, seed=2, class_names=NAMES) != order
+    with pytest.raises(SystemExit, match="at most 27"):
+        lab_adaptation.draw(cells, 28, seed=1, class_names=NAMES)

@@ -1,0 +1,181 @@
+"""How a lab's reviewed cells adapt the model: accuracy on the lab's other cells after 0, 25, 50 and 100
+reviewed cells, through the real pipeline (lab source, warm start from the blessed model, per-source gate).
+
+    infra/env/run.sh python -m benchmarks.lab_adaptation --base seed1=runs/quality1/default \
+        --lab tecom=../shared/data/other-labs/tecom [--sizes 25 50 100] [--out benchmarks/results]
+
+--base names a pipeline output folder whose latest blessed model is the base (a model quality harness
+run, `--seeds N --work DIR` gives one per seed); the same seed is used to draw the reviewed cells. For
+each size the base run's metadata store is copied into a fresh output folder, the drawn cells become the
+lab's source (class folders), and one pipeline run adapts the model (gate opened, so every model is
+measured). The drawn cells are nested (the 25 are among the 50) and stratified as far as the class counts
+allow (at most half of a class); every size is measured on the same cells, those never drawn. Kaggle TEST
+is measured too, and the run's wall time. Writes <out>/lab_adaptation.{json,md}.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import os
+import random
+import re
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks import model_quality
+from benchmarks.quality import metrics, other_labs
+from pipeline import local_runner
+from pipeline.config import load_config
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def draw(cells: other_labs.LabCells, n: int, seed: int, class_names: list[str]) -> list[int]:
+    """Indices of n cells: as even over the classes as their counts allow, at most half of each class
+    (the rest must stay to be measured on); a fixed order per seed, so a smaller draw is a prefix."""
+    rng = random.Random(seed)
+    by_class = {c: [i for i in range(len(cells.files)) if cells.labels[i] == c] for c in range(len(class_names))}
+    for members in by_class.values():
+        rng.shuffle(members)
+    caps = {c: len(m) // 2 for c, m in by_class.items()}
+    order, taken = [], {c: 0 for c in by_class}
+    while len(order) < sum(caps.values()):  # round robin over the classes with room left
+        for c in by_class:
+            if taken[c] < caps[c]:
+                order.append(by_class[c][taken[c]])
+                taken[c] += 1
+    if n > len(order):
+        raise SystemExit(f"error: {cells.name} allows at most {len(order)} drawn cells (half of each class)")
+    return order[:n]
+
+
+def write_lab(cells: other_labs.LabCells, indices: list[int], folder: Path, class_names: list[str]) -> None:
+    for i in indices:
+        dest = folder / class_names[cells.labels[i]]
+        dest.mkdir(parents=True, exist_ok=True)
+        shutil.copy(cells.files[i], dest / cells.files[i].name)
+
+
+def latest_pushed(serving_dir: Path) -> str:
+    """The newest version folder: with the gate opened every run pushes, so it is the latest blessed."""
+    versions = [p for p in serving_dir.iterdir() if p.name.isdigit()] if serving_dir.is_dir() else []
+    if not versions:
+        raise SystemExit(f"error: no pushed model under {serving_dir}")
+    return str(max(versions, key=lambda p: int(p.name)))
+
+
+def adapt_run(base_dir: Path, work: Path, lab: str, lab_dir: Path, data_dir: str, seed: int) -> dict:
+    """One pipeline run from the base run's metadata store with the lab source; the pushed model and time."""
+    work.mkdir(parents=True, exist_ok=True)
+    config = load_config()
+    (work / config.pipeline_name).mkdir(exist_ok=True)
+    shutil.copy(base_dir / config.pipeline_name / "metadata.sqlite", work / config.pipeline_name / "metadata.sqlite")
+    args = ["--data-dir", data_dir, "--output-dir", str(work), "--lab-source", f"{lab}={lab_dir}",
+            "--set", f"labs.dir={work / 'no-labs-dir'}", "--set", f"training.seed={seed}",
+            "--set", "evaluation.min_accuracy=0", "--set", "evaluation.max_accuracy_drop=1"]
+    out = io.StringIO()
+    started = time.perf_counter()
+    with contextlib.redirect_stdout(out):
+        code = local_runner.main(args)
+    seconds = time.perf_counter() - started
+    text = out.getvalue()
+    if code != 0:
+        raise SystemExit(f"error: adaptation run failed; its output ends: {text[-800:]}")
+    if "trainer: adapted the last blessed model" not in text:
+        raise SystemExit(f"error: the run did not adapt the base model; its output ends: {text[-800:]}")
+    steps = dict(re.findall(r"^  (\w+)\s+\w+\s+([\d.]+) s$", text, re.M))
+    return {"pushed": re.search(r"^pushed model: (\S+)$", text, re.M).group(1), "run_s": round(seconds, 1),
+            "component_s": {k: float(v) for k, v in steps.items()}}
+
+
+def measure(pushed: str, held_out: other_labs.LabCells, images: Path, class_names: list[str], threshold: float) -> dict:
+    lab = other_labs.measure(lambda files: model_quality.predict(pushed, files), held_out, class_names, threshold)
+    test_files, test_labels = model_quality.files_and_labels(images / "TEST", class_names)
+    probs, atypical = model_quality.predict(pushed, test_files)
+    return {"lab": lab, "test": metrics.summarize(probs, test_labels, class_names, threshold, atypical)}
+
+
+def markdown(report: dict) -> str:
+    names = report["class_names"]
+    lines = [f"# Adapting to a lab's reviewed cells ({report['date']}, commit {report['commit'][:10]})", "",
+             f"Lab: {report['lab']} ({report['lab_dir']}); measured on the {report['held_out_cells']} cells never "
+             f"drawn. Drawn cells: at most half of each class, nested. Review flag: top probability < "
+             f"{report['review_threshold']} or unlike the training images. Pipeline: labs.eval_fraction "
+             f"{report['eval_fraction']} of the drawn cells held out for the gate, labs.adapt_steps "
+             f"{report['adapt_steps']}.", "",
+             "| base | reviewed cells | lab accuracy | " + " | ".join(f"recall {n[:3]}" for n in names)
+             + " | flagged | errors flagged | Kaggle TEST | run s |",
+             "|---|---|---|" + "---|" * len(names) + "---|---|---|---|"]
+    for row in report["rows"]:
+        lab, test = row["lab"], row["test"]
+        recalls = " | ".join(f"{lab['per_class'][n]['recall']:.3f}" for n in names)
+        errors = "-" if lab["errors_flagged"] is None else f"{lab['errors_flagged']:.3f}"
+        lines.append(f"| {row['base']} | {row['reviewed']} | {lab['accuracy']:.4f} | {recalls} | "
+                     f"{lab['review_flag_rate']:.3f} | {errors} | {test['accuracy']:.4f} | "
+                     f"{row.get('run_s', '-')} |")
+    return "\n".join(lines) + "\n"
+
+
+def parse_named(text: str) -> tuple[str, Path]:
+    name, sep, folder = text.partition("=")
+    if not sep or not name or not Path(folder).is_dir():
+        raise argparse.ArgumentTypeError(f"expected NAME=DIR with an existing folder, got {text!r}")
+    return name, Path(folder)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--base", type=parse_named, action="append", required=True, metavar="SEED=OUTPUT_DIR",
+                        help="a pipeline output folder whose latest blessed model is the base; SEED is an integer")
+    parser.add_argument("--lab", type=parse_named, required=True, metavar="NAME=DIR")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[25, 50, 100])
+    parser.add_argument("--data-dir", default=str(REPO.parent / "shared" / "data" / "blood-cells"))
+    parser.add_argument("--work", type=Path, default=REPO / "runs" / "lab_adaptation")
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
+    args = parser.parse_args(argv)
+
+    from components.image_example_gen import image_reader
+
+    config = load_config()
+    names, threshold = list(config.class_names), config.browser.review_threshold
+    images = Path(image_reader.resolve_data_root(args.data_dir))
+    lab, lab_dir = args.lab
+    cells = other_labs.load(lab, lab_dir, names)
+    rows = []
+    for seed_text, base_dir in args.base:
+        seed = int(seed_text)
+        order = draw(cells, max(args.sizes), seed, names)
+        rest = [i for i in range(len(cells.files)) if i not in set(order)]
+        held_out = other_labs.LabCells(lab, lab_dir, [cells.files[i] for i in rest], cells.labels[rest], [])
+        base_model = latest_pushed(base_dir / config.pipeline_name / "serving" / config.serving.model_name)
+        rows.append({"base": seed, "reviewed": 0, "pushed": base_model,
+                     **measure(base_model, held_out, images, names, threshold)})
+        print(f"seed {seed}, 0 cells: {lab} {rows[-1]['lab']['accuracy']:.4f}", file=sys.stderr)
+        for n in sorted(args.sizes):
+            work = args.work / f"seed{seed}" / f"n{n}"
+            shutil.rmtree(work, ignore_errors=True)
+            write_lab(cells, order[:n], work / "lab" / lab, names)
+            run = adapt_run(base_dir, work / "out", lab, work / "lab" / lab, args.data_dir, seed)
+            rows.append({"base": seed, "reviewed": n, **run, **measure(run["pushed"], held_out, images, names, threshold)})
+            print(f"seed {seed}, {n} cells: {lab} {rows[-1]['lab']['accuracy']:.4f}, "
+                  f"TEST {rows[-1]['test']['accuracy']:.4f}, run {run['run_s']:.0f} s", file=sys.stderr)
+            args.out.mkdir(parents=True, exist_ok=True)
+            (args.out / "lab_adaptation.partial.json").write_text(json.dumps(rows, indent=1))
+    report = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "commit": model_quality.current_commit(),
+              "lab": lab, "lab_dir": str(lab_dir), "held_out_cells": len(held_out.files), "class_names": names,
+              "review_threshold": threshold, "eval_fraction": config.labs.eval_fraction,
+              "adapt_steps": config.labs.adapt_steps, "rows": rows}
+    (args.out / "lab_adaptation.json").write_text(json.dumps(report, indent=1))
+    (args.out / "lab_adaptation.md").write_text(markdown(report))
+    print(markdown(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
