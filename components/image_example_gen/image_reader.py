@@ -23,7 +23,7 @@ from models.features import (BASE_SOURCE, HEIGHT_KEY, IMAGE_KEY, LABEL_KEY, LABE
 gfile = tf.io.gfile
 
 
-IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png", ".bmp")
+IMAGE_EXTENSIONS = lab_sources.IMAGE_EXTENSIONS  # one list for the dataset and the labs' exports
 TRAIN_DIR, TEST_DIR = "TRAIN", "TEST"
 SPLITS = ("train", "val", "eval")
 
