@@ -117,3 +117,14 @@ def make_adapt_dataset(file_pattern: list[str], tf_transform_output: tft.TFTrans
     ds = ds.map(lambda f: (f[TRANSFORMED_IMAGE_KEY], tf.reshape(f[LABEL_KEY], [-1])),
                 num_parallel_calls=tf.data.AUTOTUNE)
     return map_images(ds, augment_lib.augment, seed, batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def make_lab_dataset(file_pattern: list[str], tf_transform_output: tft.TFTransformOutput,
+                     batch_size: int) -> tf.data.Dataset:
+    """The lab cells of the split, as they are: (images, labels) batches."""
+    feature_spec = tf_transform_output.transformed_feature_spec()
+    source = _source_of(feature_spec)
+    ds = _records(file_pattern).filter(lambda r: tf.not_equal(source(r), BASE_SOURCE)).batch(batch_size)
+    ds = ds.map(lambda s: tf.io.parse_example(s, feature_spec), num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.map(lambda f: (f[TRANSFORMED_IMAGE_KEY], tf.reshape(f[LABEL_KEY], [-1])),
+                  num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)

@@ -100,8 +100,9 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         if fn_args.base_model:
             logging.info("no lab cells to adapt to: training from the start")
         model = train(params, dataset(fn_args.train_files, True), val_ds, fn_args.model_run_dir)
+    lab_ds = data.make_lab_dataset(fn_args.train_files, tf_transform_output, params.batch_size) if lab_records else None
     typical = review_score.fit_review_score(model, dataset(fn_args.train_files, False), val_ds, params.num_classes,
-                                            params.average_symmetries, params.seed, params.batch_size)
+                                            params.average_symmetries, params.seed, params.batch_size, lab_ds)
     export.save_model(model, fn_args.serving_model_dir, tf_transform_output, params, typical)
     record = ({"mode": "adapted", "base_model": fn_args.base_model, "lab_train_cells": lab_records,
                "steps": params.adapt_steps} if lab_records else {"mode": "trained", "epochs": params.epochs})

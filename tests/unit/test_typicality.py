@@ -69,3 +69,20 @@ def test_fit_subset_takes_every_kth_image_up_to_the_cap():
     whole, used, total = spread_subset(ds, 1000, batch_size=8)
     assert (used, total) == (100, 100)
     assert np.concatenate([y.numpy() for _, y in whole]).tolist() == list(range(100))
+
+
+def test_a_labs_own_cells_add_means_so_an_adapted_model_does_not_flag_that_lab_wholesale():
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=(400, 6)).astype(np.float32)
+    labels = np.arange(400) % 2
+    means, precision, _ = typicality.fit(base, labels, 2)
+    lab = (rng.normal(size=(20, 6)) + 8.0).astype(np.float32)  # another lab: far from every base cell
+    lab_labels = np.arange(20) % 2
+    before = typicality.min_distance(lab, means, precision)
+    extended = typicality.with_lab_means(means, lab[:10], lab_labels[:10])
+    assert extended.shape == (4, 6) and np.array_equal(extended[:2], means)
+    after = typicality.min_distance(lab[10:], extended, precision)
+    assert after.max() < before.min() / 10
+    # The base cells keep their distances: their own means are still there.
+    assert np.allclose(typicality.min_distance(base, extended, precision), typicality.min_distance(base, means, precision))
+    assert typicality.with_lab_means(means, lab[:0], lab_labels[:0]) is means
