@@ -117,7 +117,7 @@ class KubeflowConfig(_Section):
     serving_base: str = "gs://YOUR-BUCKET/bloodcell/serving/bloodcell"
     image: str = "REGISTRY/bloodcell-pipeline:latest"
     cdn_base: str = "gs://YOUR-BUCKET/bloodcell/cdn"               # the CDN's origin bucket
-    labs_dir: str = "gs://YOUR-BUCKET/bloodcell/labs"              # one sub-prefix per lab (review exports)
+    labs_dir: str = ""                   # e.g. gs://BUCKET/bloodcell/labs: one sub-prefix per lab; empty: no labs
     endpoint: str = "http://localhost:8080"
     experiment: str = "bloodcell"
     schedule_cron: str = "0 0 3 * * 1"   # KFP cron has a seconds field: 03:00 every Monday

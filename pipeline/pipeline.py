@@ -118,7 +118,7 @@ def create_pipeline(config: Config, metadata_connection_config=None, data_root: 
         labs_root = config.labs_path
         adapt = bool(lab_sources.discover(labs_root) or config.lab_sources())
     else:  # a cluster's bucket prefix, read at run time: labs may appear after compiling
-        adapt = bool(labs_root or config.lab_sources())
+        adapt = bool(labs_root or config.lab_sources())  # empty kubeflow.labs_dir: no labs, no base_model
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,
         pipeline_root=pipeline_root or config.pipeline_root,

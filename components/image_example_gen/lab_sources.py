@@ -9,7 +9,9 @@ lab's eval cells never train. Files are read through tf.io.gfile (a lab folder m
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
+import zlib
 import io
 import json
 import os
@@ -26,6 +28,7 @@ gfile = tf.io.gfile
 
 IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png", ".bmp")
 MAX_MEMBER_BYTES = 50 * 2**20  # one reviewed image; a larger member is refused before it is inflated
+MAX_MANIFEST_BYTES = 20 * 2**20
 
 MANIFEST_SCHEMA = {
     "type": "object",
@@ -78,10 +81,17 @@ class LabListing:
         return "eval" if hash_fraction(review.sha256) < eval_fraction else "train"
 
 
-def read_member(path: str, member: str) -> bytes:
+@functools.lru_cache(maxsize=2)
+def _zip_bytes(path: str, length: int, mtime_nsec: int) -> bytes:
+    """One export read once per worker, not once per cell (keyed by size and time: a replaced file is read again)."""
     with gfile.GFile(path, "rb") as f:
-        with zipfile.ZipFile(io.BytesIO(f.read())) as archive:
-            return archive.read(member)
+        return f.read()
+
+
+def read_member(path: str, member: str) -> bytes:
+    stat = gfile.stat(path)
+    with zipfile.ZipFile(io.BytesIO(_zip_bytes(path, stat.length, stat.mtime_nsec))) as archive:
+        return archive.read(member)
 
 
 def _sha256(data: bytes) -> str:
@@ -99,10 +109,12 @@ def read_export(path: str, rel: str, class_names: list[str], order: int) -> tupl
         members = {i.filename: i for i in archive.infolist() if not i.is_dir()}
         if REVIEW_MANIFEST not in members:
             return [], [Refused(rel, f"not a review export (no {REVIEW_MANIFEST})")]
+        if members[REVIEW_MANIFEST].file_size > MAX_MANIFEST_BYTES:
+            return [], [Refused(rel, f"not a review export ({REVIEW_MANIFEST} of {members[REVIEW_MANIFEST].file_size} bytes)")]
         try:
             manifest = json.loads(archive.read(REVIEW_MANIFEST))
             jsonschema.validate(manifest, MANIFEST_SCHEMA)
-        except (ValueError, jsonschema.ValidationError) as err:
+        except (ValueError, jsonschema.ValidationError, zipfile.BadZipFile, zlib.error) as err:
             detail = err.message if isinstance(err, jsonschema.ValidationError) else str(err)
             return [], [Refused(rel, f"not a review export (manifest: {detail.splitlines()[0]})")]
         reviews, refused, listed = [], [], set()
@@ -119,10 +131,16 @@ def read_export(path: str, rel: str, class_names: list[str], order: int) -> tupl
                 refused.append(Refused(where, "not an image file extension"))
             elif info.file_size > MAX_MEMBER_BYTES:
                 refused.append(Refused(where, f"image too large: {info.file_size} bytes in the zip"))
-            elif _sha256(archive.read(member)) != cell["sha256"]:
-                refused.append(Refused(where, "sha256 does not match the manifest"))
             else:
-                reviews.append(Review(cell["sha256"], label, cell["reviewed_at"], order, path, member, where))
+                try:
+                    data = archive.read(member)
+                except (zipfile.BadZipFile, zlib.error, OSError) as err:  # a bad CRC, a broken deflate stream
+                    refused.append(Refused(where, f"corrupt data in the zip ({str(err).splitlines()[0]})"))
+                    continue
+                if _sha256(data) != cell["sha256"]:
+                    refused.append(Refused(where, "sha256 does not match the manifest"))
+                else:
+                    reviews.append(Review(cell["sha256"], label, cell["reviewed_at"], order, path, member, where))
         refused += [Refused(f"{rel}!{m}", "file not listed in the manifest")
                     for m in sorted(set(members) - listed - {REVIEW_MANIFEST})]
     return reviews, refused

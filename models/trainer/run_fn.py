@@ -82,6 +82,26 @@ def adapt(params: TrainerParams, base_model: str, train_ds: tf.data.Dataset, val
     return model
 
 
+def model_identity(params: TrainerParams) -> dict:
+    """What a blessed model must share with this run's settings for its weights to be fine-tuned."""
+    return {"model": params.model, "image_size": params.image_size, "stain_normalisation": params.stain_normalisation,
+            "class_names": list(params.class_names)}
+
+
+def same_model(base_model: str, params: TrainerParams) -> bool:
+    """Whether the blessed model was built as this run would build it (its training record says). A
+    changed architecture, input size or class list trains from the start instead of failing to load."""
+    try:
+        with tf.io.gfile.GFile(os.path.join(base_model, TRAINING_RECORD_FILE)) as f:
+            record = json.load(f)
+    except (OSError, ValueError, tf.errors.OpError):
+        return True  # made before versions kept a record: adapt() falls back if its weights do not fit
+    same = all(record.get(k) == v for k, v in model_identity(params).items())
+    if not same:
+        logging.info("the blessed model %s was built with other settings: training from the start", base_model)
+    return same
+
+
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
     params = TrainerParams.from_custom_config(fn_args.custom_config)
     keras.utils.set_random_seed(params.seed)
@@ -91,12 +111,17 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         return data.make_dataset(files, tf_transform_output, params.batch_size, training, params.seed)
 
     val_ds = dataset(fn_args.eval_files, False)
-    lab_records = data.count_lab_records(fn_args.train_files, tf_transform_output) if fn_args.base_model else 0
+    base_model = fn_args.base_model if fn_args.base_model and same_model(fn_args.base_model, params) else None
+    lab_records = data.count_lab_records(fn_args.train_files, tf_transform_output) if base_model else 0
     if lab_records:
         train_ds = data.make_adapt_dataset(fn_args.train_files, tf_transform_output, params.batch_size,
                                            params.seed, params.lab_share)
-        model = adapt(params, fn_args.base_model, train_ds, val_ds, fn_args.model_run_dir)
-    else:
+        try:
+            model = adapt(params, base_model, train_ds, val_ds, fn_args.model_run_dir)
+        except (AssertionError, ValueError, tf.errors.OpError) as err:
+            logging.warning("the blessed model's weights do not fit this model (%s): training from the start", err)
+            lab_records, model = 0, None
+    if not lab_records:
         if fn_args.base_model:
             logging.info("no lab cells to adapt to: training from the start")
         model = train(params, dataset(fn_args.train_files, True), val_ds, fn_args.model_run_dir)
@@ -104,7 +129,8 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     typical = review_score.fit_review_score(model, dataset(fn_args.train_files, False), val_ds, params.num_classes,
                                             params.average_symmetries, params.seed, params.batch_size, lab_ds)
     export.save_model(model, fn_args.serving_model_dir, tf_transform_output, params, typical)
-    record = ({"mode": "adapted", "base_model": fn_args.base_model, "lab_train_cells": lab_records,
+    record = ({"mode": "adapted", "base_model": base_model, "lab_train_cells": lab_records,
                "steps": params.adapt_steps} if lab_records else {"mode": "trained", "epochs": params.epochs})
+    record.update(model_identity(params))
     with tf.io.gfile.GFile(os.path.join(fn_args.serving_model_dir, TRAINING_RECORD_FILE), "w") as f:
         f.write(json.dumps(record))

@@ -16,7 +16,8 @@ from pipeline.config import load_config
 @pytest.fixture(scope="module")
 def compiled(tmp_path_factory):
     out = tmp_path_factory.mktemp("kfp") / "spec.yaml"
-    config = load_config(overrides=[f"kubeflow.output_file={out}", "kubeflow.image=registry.example/bc:1"])
+    config = load_config(overrides=[f"kubeflow.output_file={out}", "kubeflow.image=registry.example/bc:1",
+                                    "kubeflow.labs_dir=gs://bucket/bloodcell/labs"])
     path = kubeflow_runner.compile_pipeline(config)
     with open(path) as f:
         return config, path, yaml.safe_load(f)
@@ -142,3 +143,12 @@ def test_a_local_warmup_image_is_refused_in_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: serving.warmup_images must be remote") and "\n" not in err
     assert not (tmp_path / "s.yaml").exists()
+
+
+def test_without_labs_the_trainer_is_not_wired_to_the_blessed_model(tmp_path):
+    # A new blessing would otherwise change the Trainer's inputs and void its cache on every scheduled run.
+    config = load_config(overrides=[f"kubeflow.output_file={tmp_path / 'spec.yaml'}",
+                                    "kubeflow.image=registry.example/bc:1"])
+    with open(kubeflow_runner.compile_pipeline(config)) as f:
+        trainer = yaml.safe_load(f)["root"]["dag"]["tasks"]["Trainer"]
+    assert "base_model" not in trainer["inputs"].get("artifacts", {})

@@ -102,3 +102,16 @@ def test_discover_lists_each_lab_folder(tmp_path):
     (tmp_path / "file.txt").write_text("x")
     assert lab_sources.discover(str(tmp_path)) == {"a": str(tmp_path / "a")}
     assert lab_sources.discover(str(tmp_path / "none")) == {}
+
+
+def test_a_corrupt_member_is_one_refused_line_and_the_rest_is_kept(tmp_path, images):
+    lab = tmp_path / "lab"
+    good, bad = review_export.cell(images[0], "NEUTROPHIL"), review_export.cell(images[1], "MONOCYTE")
+    path = review_export.write_export(lab / "1.zip", [good, bad])  # stored, not deflated: bytes findable
+    raw = bytearray(path.read_bytes())
+    at = raw.find(bad["_bytes"][1000:1200]) + 100  # past the header every JPEG shares
+    raw[at] ^= 0xFF  # the CRC no longer matches
+    path.write_bytes(bytes(raw))
+    listing = lab_sources.list_lab("lab", str(lab), CLASSES)
+    assert [c.sha256 for c in listing.cells] == [good["sha256"]]
+    assert _reasons(listing)[bad["file"]].startswith("corrupt data in the zip")

@@ -6,7 +6,7 @@ import { readConfig } from './config';
 import { decodeImage, ImageError } from './images';
 import { answerRecord, interpret, predict, predictProbabilities, warmUp } from './inference.js';
 import { loadModel, type LoadedModel } from './modelSource';
-import { allReviews, buildExport, clearReviews, exportFileName, NOT_TRAINED, saveReview, sha256Hex,
+import { allReviews, buildExport, clearReviews, countReviews, exportFileName, NOT_TRAINED, saveReview, sha256Hex,
   type ReviewedCell } from './review';
 
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
@@ -139,10 +139,17 @@ async function classify(file: File, item: HTMLLIElement) {
     pixels = await decodeImage(file);
     const out = await predict(loaded!.model, pixels);
     const answer = showPrediction(item, file.name, out.probabilities[0], out.atypicality ? out.atypicality[0] : null);
-    const bytes = await file.arrayBuffer();
-    const entry = { file, bytes, sha256: await sha256Hex(bytes), answer, cropBox: out.cropBox ? out.cropBox[0] : null };
-    classified.set(item, entry);
-    await addReviewControls(item, entry);
+    // The answer stands whatever happens next: review needs hashing (crypto.subtle: HTTPS or localhost only).
+    const cropBox = out.cropBox ? out.cropBox[0] : null;
+    file.arrayBuffer()
+      .then(async (bytes) => ({ file, bytes, sha256: await sha256Hex(bytes), answer, cropBox }))
+      .then((entry) => { classified.set(item, entry); return addReviewControls(item, entry); })
+      .catch((err) => {
+        const note = document.createElement('p');
+        note.className = 'hint';
+        note.textContent = `This answer cannot be reviewed here: ${(err as Error).message}`;
+        item.append(note);
+      });
   } catch (err) {
     const message = err instanceof ImageError ? err.message : `could not be classified (${(err as Error).message})`;
     showError(item, file.name, message);
@@ -208,9 +215,10 @@ async function addReviewControls(item: HTMLLIElement, entry: Classified) {
   item.append(group, verdict);
 }
 
-async function review(item: HTMLLIElement, label: string) {
+/** Saves the verdict; false when it could not be kept (the item says why, and focus stays on it). */
+async function review(item: HTMLLIElement, label: string): Promise<boolean> {
   const entry = classified.get(item);
-  if (!entry || !loaded) return;
+  if (!entry || !loaded) return false;
   const r = entry.answer;
   const cell: ReviewedCell = {
     sha256: entry.sha256, originalName: entry.file.name, mime: entry.file.type, bytes: entry.bytes,
@@ -224,7 +232,7 @@ async function review(item: HTMLLIElement, label: string) {
     await saveReview(cell);
   } catch (err) {
     verdict.textContent = `Not saved: ${(err as Error).message}`;
-    return;
+    return false;
   }
   item.dataset.reviewed = label;
   for (const b of item.querySelectorAll<HTMLButtonElement>('.review-buttons button')) {
@@ -232,6 +240,7 @@ async function review(item: HTMLLIElement, label: string) {
   }
   verdict.textContent = label === r.className ? `Confirmed: ${label}` : `Reviewed: ${label} (the model said ${r.className})`;
   await showReviewCount();
+  return true;
 }
 
 function reviewable(): HTMLLIElement[] {
@@ -241,6 +250,7 @@ function reviewable(): HTMLLIElement[] {
 results.addEventListener('keydown', (event) => {
   const item = (event.target as HTMLElement).closest('li') as HTMLLIElement | null;
   if (!item || !classified.has(item) || event.target !== item) return;
+  if (event.ctrlKey || event.altKey || event.metaKey) return;  // the browser's own shortcuts
   const items = reviewable();
   const at = items.indexOf(item);
   const names = loaded!.metadata.class_names;
@@ -248,21 +258,21 @@ results.addEventListener('keydown', (event) => {
   const n = Number(event.key);
   if (event.key === 'ArrowDown' || event.key === 'ArrowRight') move(at + 1);
   else if (event.key === 'ArrowUp' || event.key === 'ArrowLeft') move(at - 1);
-  else if (event.key === 'Enter') void review(item, classified.get(item)!.answer.className).then(() => move(at + 1));
+  else if (event.key === 'Enter') void review(item, classified.get(item)!.answer.className).then((ok) => ok && move(at + 1));
   else if (Number.isInteger(n) && n >= 1 && n <= names.length + NOT_TRAINED.length) {
     const label = n <= names.length ? names[n - 1] : NOT_TRAINED[n - names.length - 1].label;
-    void review(item, label).then(() => move(at + 1));
+    void review(item, label).then((ok) => ok && move(at + 1));
   } else return;
   event.preventDefault();
 });
 
 async function showReviewCount() {
-  const cells = await allReviews().catch(() => [] as ReviewedCell[]);
-  reviewCount.textContent = cells.length
-    ? `${cells.length} reviewed cell${cells.length === 1 ? '' : 's'} in this browser.`
+  const count = await countReviews().catch(() => 0);
+  reviewCount.textContent = count
+    ? `${count} reviewed cell${count === 1 ? '' : 's'} in this browser.`
     : 'No reviewed cells in this browser.';
-  reviewCount.dataset.count = String(cells.length);
-  exportButton.disabled = clearButton.disabled = !cells.length;
+  reviewCount.dataset.count = String(count);
+  exportButton.disabled = clearButton.disabled = !count;
 }
 
 exportButton.addEventListener('click', async () => {
@@ -272,7 +282,13 @@ exportButton.addEventListener('click', async () => {
     labInput.focus();
     return;
   }
-  const cells = await allReviews();
+  // One lab per export: the pipeline files an export under the lab folder it is put in. Cells reviewed
+  // before any lab was named go with the lab named now.
+  const everything = await allReviews();
+  const cells = everything.filter((c) => c.lab === lab || c.lab === '');
+  const others = everything.length - cells.length;
+  if (others) reviewCount.textContent = `Exported the ${cells.length} cells of ${lab}; ${others} reviewed under another lab name stay here.`;
+  if (!cells.length) return;
   const blob = new Blob([buildExport(cells, lab) as Uint8Array<ArrayBuffer>], { type: 'application/zip' });
   const link = document.createElement('a');
   link.href = URL.createObjectURL(blob);

@@ -65,6 +65,10 @@ export function allReviews(): Promise<ReviewedCell[]> {
   return inStore('readonly', (store) => store.getAll() as IDBRequest<ReviewedCell[]>);
 }
 
+export function countReviews(): Promise<number> {
+  return inStore('readonly', (store) => store.count());
+}
+
 export function clearReviews(): Promise<undefined> {
   return inStore('readwrite', (store) => store.clear() as IDBRequest<undefined>);
 }

@@ -1,0 +1,32 @@
+"""When the Trainer fine-tunes the blessed model and when it trains from the start (models/trainer/run_fn.py)."""
+from __future__ import annotations
+
+import json
+
+from models.features import TRAINING_RECORD_FILE
+from models.trainer import run_fn
+from models.trainer.params import TrainerParams
+
+PARAMS = TrainerParams(class_names=("A", "B"), image_size=80, stain_normalisation=False, model="default", epochs=1,
+                       batch_size=8, learning_rate=1e-3, early_stopping_patience=0, average_symmetries=True, seed=1,
+                       serving_model_name="m", warmup_images=())
+
+
+def _blessed(tmp_path, **record):
+    (tmp_path / "assets.extra").mkdir(parents=True)
+    (tmp_path / TRAINING_RECORD_FILE).write_text(json.dumps({**run_fn.model_identity(PARAMS), **record}))
+    return str(tmp_path)
+
+
+def test_a_blessed_model_built_the_same_way_is_adapted(tmp_path):
+    assert run_fn.same_model(_blessed(tmp_path, mode="trained"), PARAMS)
+
+
+def test_another_architecture_or_input_size_trains_from_the_start(tmp_path):
+    assert not run_fn.same_model(_blessed(tmp_path / "a", model="tutorial_cnn"), PARAMS)
+    assert not run_fn.same_model(_blessed(tmp_path / "b", image_size=96), PARAMS)
+    assert not run_fn.same_model(_blessed(tmp_path / "c", class_names=["A", "B", "C"]), PARAMS)
+
+
+def test_a_model_from_before_the_record_is_tried(tmp_path):
+    assert run_fn.same_model(str(tmp_path), PARAMS)
