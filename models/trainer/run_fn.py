@@ -73,6 +73,11 @@ def adapt(params: TrainerParams, base_model: str, train_ds: tf.data.Dataset, val
         model = architectures.build_model(params.model, params.image_size, params.num_classes)
         # The pushed SavedModel holds the Keras model's variables (plus the transform's, unused here).
         model.load_weights(os.path.join(base_model, "variables", "variables")).assert_existing_objects_matched()
+        # Batch norm in inference mode (Keras's fine-tuning practice): its statistics stay the base lab's,
+        # instead of drifting to a mix of labs that neither lab's images match.
+        for layer in model.layers:
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.trainable = False
         schedule = keras.optimizers.schedules.CosineDecay(params.adapt_learning_rate, params.adapt_steps)
         model.compile(optimizer=keras.optimizers.Adam(learning_rate=schedule),
                       loss="sparse_categorical_crossentropy", metrics=["sparse_categorical_accuracy"])
