@@ -129,18 +129,11 @@ def markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def parse_named(text: str) -> tuple[str, Path]:
-    name, sep, folder = text.partition("=")
-    if not sep or not name or not Path(folder).is_dir():
-        raise argparse.ArgumentTypeError(f"expected NAME=DIR with an existing folder, got {text!r}")
-    return name, Path(folder)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--base", type=parse_named, action="append", default=[], metavar="SEED=OUTPUT_DIR",
+    parser.add_argument("--base", type=other_labs.parse_other_lab, action="append", default=[], metavar="SEED=OUTPUT_DIR",
                         help="a pipeline output folder whose latest blessed model is the base; SEED is an integer")
-    parser.add_argument("--lab", type=parse_named, metavar="NAME=DIR")
+    parser.add_argument("--lab", type=other_labs.parse_other_lab, metavar="NAME=DIR")
     parser.add_argument("--sizes", type=int, nargs="+", default=[25, 50, 100])
     parser.add_argument("--data-dir", default=str(REPO.parent / "shared" / "data" / "blood-cells"))
     parser.add_argument("--work", type=Path, default=REPO / "runs" / "lab_adaptation")

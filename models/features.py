@@ -58,6 +58,7 @@ DEFAULT_REVIEW_THRESHOLD = 0.8
 
 # Where an example comes from: the base dataset, or a lab (its folder's name) for a lab's own reviewed cells.
 BASE_SOURCE = "base"
+LAB_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"  # a lab's name: its folder, its slice, its figures
 
 # A review export (web client -> pipeline): a zip of the reviewed images in folders named by the
 # reviewer's label, plus this manifest. These labels are kept in the export but never trained as a class.

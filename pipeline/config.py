@@ -9,7 +9,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from models.features import DEFAULT_REVIEW_THRESHOLD
+from models.features import BASE_SOURCE, DEFAULT_REVIEW_THRESHOLD, LAB_NAME_PATTERN
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = REPO_ROOT / "pipeline" / "config.yaml"
@@ -91,7 +91,7 @@ class LabsConfig(_Section):
     @classmethod
     def _named_folders(cls, sources):
         for name, folder in (sources or {}).items():
-            if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", str(name)) or name == "base":
+            if not re.match(LAB_NAME_PATTERN, str(name)) or name == BASE_SOURCE:
                 raise ValueError(f"lab name '{name}' must be letters, digits, '.', '_' or '-' (and not 'base')")
             if not folder or not isinstance(folder, str):
                 raise ValueError(f"lab '{name}' needs a folder (NAME=DIR)")

@@ -35,6 +35,13 @@ def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bi
     return float(ece)
 
 
+def review_flags(probabilities: np.ndarray, review_threshold: float,
+                 atypicality: np.ndarray | None = None) -> np.ndarray:
+    """Flagged for review: top probability under the threshold, atypicality over 1, or no number."""
+    unlike = atypicality > 1 if atypicality is not None else np.zeros(len(probabilities), bool)
+    return (probabilities.max(axis=1) < review_threshold) | unlike | ~np.isfinite(probabilities).all(axis=1)
+
+
 def summarize(probabilities: np.ndarray, labels: np.ndarray, class_names: list[str],
               review_threshold: float, atypicality: np.ndarray | None = None) -> dict:
     """Accuracy, per-class figures, calibration, and the review flag: top probability under the
@@ -43,7 +50,7 @@ def summarize(probabilities: np.ndarray, labels: np.ndarray, class_names: list[s
     matrix = confusion_matrix(labels, predicted, len(class_names))
     low_confidence = probabilities.max(axis=1) < review_threshold
     unlike = atypicality > 1 if atypicality is not None else np.zeros(len(labels), bool)
-    flagged = low_confidence | unlike | ~np.isfinite(probabilities).all(axis=1)  # NaN is no answer
+    flagged = review_flags(probabilities, review_threshold, atypicality)
     right = predicted == labels
     return {
         "n": int(len(labels)),

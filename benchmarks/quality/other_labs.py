@@ -78,12 +78,13 @@ def measure(predict: Predict, cells: LabCells, class_names: list[str], threshold
     summary["outside"] = []
     if cells.outside:
         probs, atyp = predict(cells.outside)
-        for path, p, a in zip(cells.outside, probs, atyp):
+        flags = metrics.review_flags(probs, threshold, atyp)
+        for path, p, flagged in zip(cells.outside, probs, flags):
             top = int(p.argmax())
             summary["outside"].append({
                 "file": str(path.relative_to(cells.folder)), "answer": class_names[top],
                 "probability": float(p[top]), "probabilities": [round(float(v), 4) for v in p],
-                "flagged": bool(p[top] < threshold or a > 1 or not np.isfinite(p).all())})
+                "flagged": bool(flagged)})
     return summary
 
 

@@ -20,10 +20,10 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_component_specs
 
 from components.image_example_gen import image_reader, lab_sources
-from models.features import BASE_SOURCE
+from models.features import BASE_SOURCE, LAB_NAME_PATTERN
 
 REPORT_FILE = "ingest_report.json"
-LAB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+LAB_NAME = re.compile(LAB_NAME_PATTERN)
 _REJECTS_DIR = ".decode_rejects"
 
 

@@ -37,13 +37,17 @@ def make_dataset(file_pattern: list[str], tf_transform_output: tft.TFTransformOu
                             "in runs of one class, batches will lean to the classes being read",
                             records, MAX_SHUFFLE_RECORDS)
             ds = ds.shuffle(MAX_SHUFFLE_RECORDS, seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size)
-    ds = ds.map(lambda s: tf.io.parse_example(s, feature_spec), num_parallel_calls=tf.data.AUTOTUNE)
-    ds = ds.map(lambda f: (f[TRANSFORMED_IMAGE_KEY], tf.reshape(f[LABEL_KEY], [-1])),
-                num_parallel_calls=tf.data.AUTOTUNE)
+    ds = images_and_labels(ds.batch(batch_size), feature_spec)
     if training:
         ds = map_images(ds, augment_lib.augment, seed, batch_size)
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def images_and_labels(batches: tf.data.Dataset, feature_spec: dict) -> tf.data.Dataset:
+    """Batches of serialized transformed records -> (images, labels) batches."""
+    ds = batches.map(lambda s: tf.io.parse_example(s, feature_spec), num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.map(lambda f: (f[TRANSFORMED_IMAGE_KEY], tf.reshape(f[LABEL_KEY], [-1])),
+                  num_parallel_calls=tf.data.AUTOTUNE)
 
 
 def count_records(ds: tf.data.Dataset) -> int:
@@ -107,15 +111,12 @@ def make_adapt_dataset(file_pattern: list[str], tf_transform_output: tft.TFTrans
 
     def side(is_lab: bool) -> tf.data.Dataset:
         chosen = records.filter(lambda r: tf.equal(tf.not_equal(source(r), BASE_SOURCE), is_lab))
-        buffer = min(count_records(chosen), MAX_SHUFFLE_RECORDS)
-        return chosen.cache().shuffle(max(buffer, 1), seed=seed, reshuffle_each_iteration=True).repeat()
+        # A buffer at the cap holds a whole side of the Kaggle data: no counting pass needed.
+        return chosen.cache().shuffle(MAX_SHUFFLE_RECORDS, seed=seed, reshuffle_each_iteration=True).repeat()
 
     ds = tf.data.Dataset.sample_from_datasets([side(True), side(False)], weights=[lab_share, 1.0 - lab_share],
                                               seed=seed) if lab_share < 1 else side(True)
-    ds = ds.batch(batch_size)
-    ds = ds.map(lambda s: tf.io.parse_example(s, feature_spec), num_parallel_calls=tf.data.AUTOTUNE)
-    ds = ds.map(lambda f: (f[TRANSFORMED_IMAGE_KEY], tf.reshape(f[LABEL_KEY], [-1])),
-                num_parallel_calls=tf.data.AUTOTUNE)
+    ds = images_and_labels(ds.batch(batch_size), feature_spec)
     return map_images(ds, augment_lib.augment, seed, batch_size).prefetch(tf.data.AUTOTUNE)
 
 
@@ -124,7 +125,5 @@ def make_lab_dataset(file_pattern: list[str], tf_transform_output: tft.TFTransfo
     """The lab cells of the split, as they are: (images, labels) batches."""
     feature_spec = tf_transform_output.transformed_feature_spec()
     source = _source_of(feature_spec)
-    ds = _records(file_pattern).filter(lambda r: tf.not_equal(source(r), BASE_SOURCE)).batch(batch_size)
-    ds = ds.map(lambda s: tf.io.parse_example(s, feature_spec), num_parallel_calls=tf.data.AUTOTUNE)
-    return ds.map(lambda f: (f[TRANSFORMED_IMAGE_KEY], tf.reshape(f[LABEL_KEY], [-1])),
-                  num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    lab = _records(file_pattern).filter(lambda r: tf.not_equal(source(r), BASE_SOURCE))
+    return images_and_labels(lab.batch(batch_size), feature_spec).prefetch(tf.data.AUTOTUNE)

@@ -66,12 +66,6 @@ function addResult(file: File): HTMLLIElement {
 function showPrediction(item: HTMLLIElement, fileName: string, probabilities: number[], atypicality: number | null) {
   const m = loaded!.metadata;
   const r = interpret(probabilities, m.class_names, m.review_threshold, atypicality);
-  showAnswer(item, fileName, r);
-  return r;
-}
-
-function showAnswer(item: HTMLLIElement, fileName: string, r: ReturnType<typeof interpret>) {
-  const m = loaded!.metadata;
   item.dataset.state = 'done';
   item.dataset.class = r.className;
   item.dataset.review = String(r.needsReview);
@@ -112,6 +106,7 @@ function showAnswer(item: HTMLLIElement, fileName: string, r: ReturnType<typeof 
     row.insertCell().textContent = percent(p.probability);
   }
   item.append(table);
+  return r;
 }
 
 /** The answer's track record on the evaluation images, in words; null when the model shipped none. */
