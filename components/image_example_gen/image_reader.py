@@ -148,8 +148,8 @@ class BadImage(ValueError):
 def read_image(path: str, max_pixels: int, member: str | None = None) -> tuple[bytes, int, int]:
     """Returns (encoded bytes, height, width) of an RGB image ready for tf.io.decode_image.
 
-    RGB JPEGs keep their original bytes; grayscale, RGBA, palette, PNG and BMP inputs are converted
-    to RGB and stored as PNG (lossless). Raises BadImage with the reason otherwise.
+    RGB JPEGs keep their original bytes; grayscale, RGBA, palette, PNG, BMP, GIF (its first frame) and
+    WebP inputs are converted to RGB and stored as PNG (lossless). Raises BadImage with the reason otherwise.
     """
     data = lab_sources.read_member(path, member) if member else read_bytes(path)
     if not data:
@@ -164,7 +164,7 @@ def read_image(path: str, max_pixels: int, member: str | None = None) -> tuple[b
     width, height = img.size
     if width * height > max_pixels:
         raise BadImage(f"image too large: {width}x{height} pixels exceeds the limit of {max_pixels}")
-    if img.format not in ("JPEG", "PNG", "BMP"):
+    if img.format not in ("JPEG", "PNG", "BMP", "GIF", "WEBP"):
         raise BadImage(f"unsupported image format {img.format}")
     try:
         img.load()

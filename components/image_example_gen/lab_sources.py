@@ -26,7 +26,8 @@ from models.features import NOT_TRAINED_LABELS, REVIEW_EXPORT_FORMAT, REVIEW_EXP
 
 gfile = tf.io.gfile
 
-IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png", ".bmp")
+# What the browser reads and a reviewer can export; all but RGB JPEG are stored as PNG.
+IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png", ".bmp", ".gif", ".webp")
 MAX_MEMBER_BYTES = 50 * 2**20  # one reviewed image; a larger member is refused before it is inflated
 MAX_MANIFEST_BYTES = 20 * 2**20
 

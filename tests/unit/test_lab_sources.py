@@ -115,3 +115,29 @@ def test_a_corrupt_member_is_one_refused_line_and_the_rest_is_kept(tmp_path, ima
     listing = lab_sources.list_lab("lab", str(lab), CLASSES)
     assert [c.sha256 for c in listing.cells] == [good["sha256"]]
     assert _reasons(listing)[bad["file"]].startswith("corrupt data in the zip")
+
+
+@pytest.mark.parametrize("fmt, suffix", [("WEBP", ".webp"), ("GIF", ".gif")])
+def test_a_webp_or_gif_the_browser_read_is_ingested_as_a_png_of_its_pixels(tmp_path, images, fmt, suffix):
+    # The web client classifies and exports whatever the browser decodes, WebP and GIF included.
+    import io
+
+    import numpy as np
+    import tensorflow as tf
+    from PIL import Image
+
+    rgb = Image.open(images[0]).convert("RGB")
+    if fmt == "GIF":
+        rgb = rgb.quantize(64).convert("RGB")  # a GIF holds at most 256 colours: compare those pixels
+    data = io.BytesIO()
+    rgb.save(data, format=fmt, **({"lossless": True} if fmt == "WEBP" else {}))
+    picture = tmp_path / f"cell{suffix}"
+    picture.write_bytes(data.getvalue())
+    lab = tmp_path / "lab"
+    review_export.write_export(lab / "a.zip", [review_export.cell(picture, "MONOCYTE")])
+    listing = lab_sources.list_lab("lab", str(lab), CLASSES)
+    assert not listing.refused and [c.label for c in listing.cells] == ["MONOCYTE"]
+    candidates, _ = image_reader.lab_candidates("lab", listing, CLASSES, 0.3)
+    encoded, height, width = image_reader.read_image(candidates[0].path, 10**7, candidates[0].member)
+    decoded = tf.io.decode_image(encoded, channels=3).numpy()
+    assert (height, width) == (240, 320) and np.array_equal(decoded, np.asarray(rgb))
