@@ -123,6 +123,18 @@ def markdown(report: dict) -> str:
         lines.append(f"| {row['base']} | {row['reviewed']} | {lab['accuracy']:.4f} | {recalls} | "
                      f"{lab['review_flag_rate']:.3f} | {errors} | {test['accuracy']:.4f} | "
                      f"{test['review_flag_rate']:.3f} | {gate} | {row.get('run_s', '-')} |")
+    bases = sorted({row["base"] for row in report["rows"]})
+    if len(bases) > 1:
+        lines += ["", f"Mean over the {len(bases)} bases (seeds {', '.join(map(str, bases))}):", "",
+                  "| reviewed cells | lab accuracy | " + " | ".join(f"recall {n[:3]}" for n in names)
+                  + " | lowest recall | flagged | Kaggle TEST |", "|---|---|" + "---|" * len(names) + "---|---|---|"]
+        for size in sorted({row["reviewed"] for row in report["rows"]}):
+            rows = [row for row in report["rows"] if row["reviewed"] == size]
+            recalls = [float(np.mean([row["lab"]["per_class"][n]["recall"] for row in rows])) for n in names]
+            lines.append(f"| {size} ({len(rows)} bases) | {np.mean([r['lab']['accuracy'] for r in rows]):.4f} | "
+                         + " | ".join(f"{r:.3f}" for r in recalls) + f" | {min(recalls):.3f} | "
+                         f"{np.mean([r['lab']['review_flag_rate'] for r in rows]):.3f} | "
+                         f"{np.mean([r['test']['accuracy'] for r in rows]):.4f} |")
     lines += ["", f"Default gate on TEST: the adapted model may trail the base by at most {report['max_accuracy_drop']} "
               "(evaluation.max_accuracy_drop); these runs opened the gate to measure every model. Run s: the whole "
               "run, ExampleGen to publish (the lab's cells change the ingest, so the base data is read again)."]

@@ -152,3 +152,20 @@ def test_adaptation_draws_are_nested_even_over_classes_and_leave_half_of_each(tm
     assert lab_adaptation.draw(cells, 20, seed=2, class_names=NAMES) != order
     with pytest.raises(SystemExit, match="at most 27"):
         lab_adaptation.draw(cells, 28, seed=1, class_names=NAMES)
+
+
+def test_adaptation_report_gives_the_mean_over_bases_per_size():
+    from benchmarks import lab_adaptation
+
+    def row(base, reviewed, accuracy, recalls, test):
+        per_class = {n: {"recall": r} for n, r in zip(NAMES, recalls)}
+        return {"base": base, "reviewed": reviewed, "lab": {"accuracy": accuracy, "per_class": per_class,
+                "review_flag_rate": 0.5, "errors_flagged": None}, "test": {"accuracy": test, "review_flag_rate": 0.1}}
+
+    report = {"date": "d", "commit": "c" * 10, "lab": "lab", "lab_dir": "x", "held_out_cells": 9, "class_names": NAMES,
+              "review_threshold": 0.8, "eval_fraction": 0.3, "adapt_steps": 300, "max_accuracy_drop": 0.01,
+              "rows": [row(1, 0, 0.1, [1, 0, 0, 0], 0.88), row(1, 100, 0.8, [1, 0.6, 0.5, 0.9], 0.87),
+                       row(2, 0, 0.3, [1, 0.2, 0, 0], 0.90), row(2, 100, 0.9, [1, 0.8, 0.7, 0.9], 0.89)]}
+    text = lab_adaptation.markdown(report)
+    assert "| 100 (2 bases) | 0.8500 | 1.000 | 0.700 | 0.600 | 0.900 | 0.600 | 0.500 | 0.8800 |" in text
+    assert "| 0 (2 bases) | 0.2000 |" in text
