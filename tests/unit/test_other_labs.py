@@ -169,3 +169,23 @@ def test_adaptation_report_gives_the_mean_over_bases_per_size():
     text = lab_adaptation.markdown(report)
     assert "| 100 (2 bases) | 0.8500 | 1.000 | 0.700 | 0.600 | 0.900 | 0.600 | 0.500 | 0.8800 |" in text
     assert "| 0 (2 bases) | 0.2000 |" in text
+
+
+def test_predict_keeps_each_answer_with_its_file_when_sizes_differ(tmp_path, monkeypatch):
+    # Another lab's cells come in many sizes; the signature runs one size at a time.
+    import tensorflow as tf
+
+    def serving_pixels(pixels):
+        n, height = pixels.shape[0], pixels.shape[1]
+        return {"probabilities": tf.one_hot(tf.fill([n], height % 4), 4)}
+
+    monkeypatch.setattr(tf.saved_model, "load", lambda path: argparse.Namespace(
+        signatures={"serving_pixels": serving_pixels}))
+    heights = [9, 10, 9, 11, 12, 10, 9, 13] * 10  # 80 files: more than one batch of 64
+    files = []
+    for i, height in enumerate(heights):
+        files.append(tmp_path / f"{i}.png")
+        Image.new("RGB", (7, height)).save(files[-1])
+    probabilities, atypical = mq.predict("model", files)
+    assert probabilities.argmax(axis=1).tolist() == [h % 4 for h in heights]
+    assert atypical.shape == (80,)
