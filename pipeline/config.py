@@ -82,7 +82,7 @@ class LabsConfig(_Section):
     dir: str = "labs"                    # every sub-folder is one lab: review exports (*.zip) and/or class folders
     sources: dict[str, str] = {}         # more labs, name -> folder (make run ARGS="--lab-source NAME=DIR")
     eval_fraction: float = Field(0.3, gt=0, lt=1)   # of each lab's cells, by sha256: gate and figures, never trained
-    adapt_steps: int = Field(300, ge=1)  # fine-tuning batches when the last blessed model is warm-started
+    adapt_steps: int = Field(600, ge=1)  # fine-tuning batches when the last blessed model is warm-started
     adapt_learning_rate: float = Field(3e-4, gt=0)
     lab_share: float = Field(0.5, gt=0, le=1)       # of each fine-tuning batch drawn from the labs' train cells
     min_eval_cells: int = Field(20, ge=1)           # fewer held-out cells: the lab's figure is shown as too few

@@ -91,31 +91,47 @@ def _source_of(feature_spec: dict):
     return lambda record: tf.reshape(tf.io.parse_single_example(record, spec)[SOURCE_KEY], [-1])[0]
 
 
-def count_lab_records(file_pattern: list[str], tf_transform_output: tft.TFTransformOutput) -> int:
-    """How many records of the split come from a lab (0 for data made before examples had a source)."""
+def _label_of(feature_spec: dict):
+    spec = {LABEL_KEY: feature_spec[LABEL_KEY]}
+    return lambda record: tf.reshape(tf.io.parse_single_example(record, spec)[LABEL_KEY], [-1])[0]
+
+
+def lab_class_counts(file_pattern: list[str], tf_transform_output: tft.TFTransformOutput,
+                     num_classes: int) -> list[int]:
+    """How many records of the split come from a lab, per class (all 0 for data made before examples
+    had a source)."""
     feature_spec = tf_transform_output.transformed_feature_spec()
     if SOURCE_KEY not in feature_spec:
-        return 0
-    source = _source_of(feature_spec)
-    return count_records(_records(file_pattern).filter(lambda r: tf.not_equal(source(r), BASE_SOURCE)))
+        return [0] * num_classes
+    source, label = _source_of(feature_spec), _label_of(feature_spec)
+    labels = _records(file_pattern).filter(lambda r: tf.not_equal(source(r), BASE_SOURCE)).map(label)
+    counts = labels.reduce(tf.zeros([num_classes], tf.int64),
+                           lambda n, y: n + tf.one_hot(y, num_classes, dtype=tf.int64))
+    return [int(n) for n in counts.numpy()]
 
 
 def make_adapt_dataset(file_pattern: list[str], tf_transform_output: tft.TFTransformOutput, batch_size: int,
-                       seed: int, lab_share: float) -> tf.data.Dataset:
+                       seed: int, lab_share: float, lab_classes: list[int]) -> tf.data.Dataset:
     """Endless augmented (images, labels) batches, `lab_share` of each drawn from lab cells and the rest
     from the base data: a hundred lab cells among thousands of base images would otherwise barely move
-    the model, and the base images keep it from forgetting the base lab."""
+    the model, and the base images keep it from forgetting the base lab. Within the lab share each of
+    `lab_classes` (those the lab has cells of) is equally likely: a lab reviews mostly its commonest
+    class, and drawn as they come its rare classes were missed (research/README.md, the adaptation
+    screen)."""
     feature_spec = tf_transform_output.transformed_feature_spec()
-    source = _source_of(feature_spec)
+    source, label = _source_of(feature_spec), _label_of(feature_spec)
     records = _records(file_pattern)
 
-    def side(is_lab: bool) -> tf.data.Dataset:
-        chosen = records.filter(lambda r: tf.equal(tf.not_equal(source(r), BASE_SOURCE), is_lab))
+    def endless(chosen: tf.data.Dataset) -> tf.data.Dataset:
         # A buffer at the cap holds a whole side of the Kaggle data: no counting pass needed.
         return chosen.cache().shuffle(MAX_SHUFFLE_RECORDS, seed=seed, reshuffle_each_iteration=True).repeat()
 
-    ds = tf.data.Dataset.sample_from_datasets([side(True), side(False)], weights=[lab_share, 1.0 - lab_share],
-                                              seed=seed) if lab_share < 1 else side(True)
+    lab = records.filter(lambda r: tf.not_equal(source(r), BASE_SOURCE))
+    lab_side = tf.data.Dataset.sample_from_datasets(
+        [endless(lab.filter(lambda r, c=c: tf.equal(label(r), c))) for c in lab_classes], seed=seed)
+    base_side = endless(records.filter(lambda r: tf.equal(source(r), BASE_SOURCE)))
+    ds = tf.data.Dataset.sample_from_datasets([lab_side, base_side], weights=[lab_share, 1.0 - lab_share],
+                                              seed=seed) if lab_share < 1 else lab_side
     ds = images_and_labels(ds.batch(batch_size), feature_spec)
     return map_images(ds, augment_lib.augment, seed, batch_size).prefetch(tf.data.AUTOTUNE)
 

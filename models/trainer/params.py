@@ -22,7 +22,7 @@ class TrainerParams:
     seed: int
     serving_model_name: str          # named in the TF Serving warm-up requests
     warmup_images: tuple[str, ...]   # absolute or remote paths; empty: serving's packaged images
-    adapt_steps: int = 300           # fine-tuning batches when a blessed model is adapted to lab cells
+    adapt_steps: int = 600           # fine-tuning batches when a blessed model is adapted to lab cells
     adapt_learning_rate: float = 3e-4
     lab_share: float = 0.5           # of each fine-tuning batch drawn from lab cells
 

@@ -117,10 +117,13 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
 
     val_ds = dataset(fn_args.eval_files, False)
     base_model = fn_args.base_model if fn_args.base_model and same_model(fn_args.base_model, params) else None
-    lab_records = data.count_lab_records(fn_args.train_files, tf_transform_output) if base_model else 0
+    lab_counts = (data.lab_class_counts(fn_args.train_files, tf_transform_output, params.num_classes)
+                  if base_model else [0])
+    lab_records = sum(lab_counts)
     if lab_records:
         train_ds = data.make_adapt_dataset(fn_args.train_files, tf_transform_output, params.batch_size,
-                                           params.seed, params.lab_share)
+                                           params.seed, params.lab_share,
+                                           [c for c, n in enumerate(lab_counts) if n])
         try:
             model = adapt(params, base_model, train_ds, val_ds, fn_args.model_run_dir)
         except (AssertionError, ValueError, tf.errors.OpError) as err:

@@ -1,0 +1,46 @@
+"""The fine-tuning batches of an adaptation (models/trainer/data.py): lab cells drawn class by class."""
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from models.features import BASE_SOURCE, LABEL_KEY, SOURCE_KEY, TRANSFORMED_IMAGE_KEY
+from models.trainer import data
+
+SIZE = 8
+SPEC = {TRANSFORMED_IMAGE_KEY: tf.io.FixedLenFeature([SIZE, SIZE, 3], tf.float32),
+        LABEL_KEY: tf.io.FixedLenFeature([1], tf.int64), SOURCE_KEY: tf.io.FixedLenFeature([1], tf.string)}
+
+
+class _Transformed:
+    def transformed_feature_spec(self):
+        return dict(SPEC)
+
+
+def _write(path, cells):
+    with tf.io.TFRecordWriter(str(path), options="GZIP") as writer:
+        for label, source in cells:
+            feature = {TRANSFORMED_IMAGE_KEY: tf.train.Feature(float_list=tf.train.FloatList(
+                           value=np.full(SIZE * SIZE * 3, 0.5, np.float32))),
+                       LABEL_KEY: tf.train.Feature(int64_list=tf.train.Int64List(value=[label])),
+                       SOURCE_KEY: tf.train.Feature(bytes_list=tf.train.BytesList(value=[source.encode()]))}
+            writer.write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
+
+
+def test_lab_cells_are_drawn_class_by_class_and_counted_per_class(tmp_path):
+    # A lab's reviews are mostly its commonest class: 30 neutrophils (3) and 3 lymphocytes (1).
+    _write(tmp_path / "a.gz", [(0, BASE_SOURCE)] * 40 + [(3, "lab")] * 30 + [(1, "lab")] * 3)
+    files = [str(tmp_path / "*.gz")]
+    assert data.lab_class_counts(files, _Transformed(), 4) == [0, 3, 0, 30]
+    ds = data.make_adapt_dataset(files, _Transformed(), batch_size=20, seed=1, lab_share=1.0, lab_classes=[1, 3])
+    labels = np.concatenate([y.numpy() for _, y in ds.take(20)])
+    assert set(labels.tolist()) == {1, 3}
+    assert 0.4 < np.mean(labels == 1) < 0.6  # as often as the common class, not 3 in 33
+
+
+def test_the_base_share_of_a_batch_stays_base_cells(tmp_path):
+    _write(tmp_path / "a.gz", [(0, BASE_SOURCE)] * 40 + [(3, "lab")] * 30 + [(1, "lab")] * 3)
+    ds = data.make_adapt_dataset([str(tmp_path / "*.gz")], _Transformed(), batch_size=20, seed=1, lab_share=0.5,
+                                 lab_classes=[1, 3])
+    labels = np.concatenate([y.numpy() for _, y in ds.take(20)])
+    assert 0.4 < np.mean(labels == 0) < 0.6 and 0.15 < np.mean(labels == 1) < 0.35
