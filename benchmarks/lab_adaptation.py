@@ -101,6 +101,28 @@ def measure(pushed: str, held_out: other_labs.LabCells, images: Path, class_name
     return {"lab": lab, "test": metrics.summarize(probs, test_labels, class_names, threshold, atypical)}
 
 
+def held_out_cells(cells: other_labs.LabCells, seed: int, drawn: int, class_names: list[str]) -> other_labs.LabCells:
+    """The cells a base's draw of `drawn` cells leaves: what every size of that base is measured on."""
+    taken = set(draw(cells, drawn, seed, class_names))
+    rest = [i for i in range(len(cells.files)) if i not in taken]
+    return other_labs.LabCells(cells.name, cells.folder, [cells.files[i] for i in rest], cells.labels[rest], [])
+
+
+def remeasure(report: dict, data_dir: str, drawn: int) -> None:
+    """Each row's stored pushed model measured again (after a change to what is measured)."""
+    from components.image_example_gen import image_reader
+
+    names, threshold = report["class_names"], report["review_threshold"]
+    images = Path(image_reader.resolve_data_root(data_dir))
+    cells = other_labs.load(report["lab"], Path(report["lab_dir"]), names)
+    for row in report["rows"]:
+        if not os.path.isdir(row["pushed"]):
+            raise SystemExit(f"error: --remeasure needs the stored pushed model {row['pushed']}")
+        row.update(measure(row["pushed"], held_out_cells(cells, row["base"], drawn, names), images, names, threshold))
+        print(f"seed {row['base']}, {row['reviewed']} cells: {report['lab']} {row['lab']['accuracy']:.4f} "
+              "(measured again)", file=sys.stderr)
+
+
 def markdown(report: dict) -> str:
     names = report["class_names"]
     lines = [f"# Adapting to a lab's reviewed cells ({report['date']}, commit {report['commit'][:10]})", "",
@@ -108,7 +130,9 @@ def markdown(report: dict) -> str:
              f"drawn. Drawn cells: at most half of each class, nested. Review flag: top probability < "
              f"{report['review_threshold']} or unlike the training images. Pipeline: labs.eval_fraction "
              f"{report['eval_fraction']} of the drawn cells held out for the gate, labs.adapt_steps "
-             f"{report['adapt_steps']}.", "",
+             f"{report['adapt_steps']}."
+             + (f" Every model measured again {report['remeasured']['date']} at commit "
+                f"{report['remeasured']['commit'][:10]}." if report.get("remeasured") else ""), "",
              "| base | reviewed cells | lab accuracy | " + " | ".join(f"recall {n[:3]}" for n in names)
              + " | flagged | errors flagged | Kaggle TEST | TEST flagged | default gate on TEST | run s |",
              "|---|---|---|" + "---|" * len(names) + "---|---|---|---|---|---|"]
@@ -151,10 +175,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, default=REPO / "runs" / "lab_adaptation")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     parser.add_argument("--report-only", action="store_true", help="rebuild the markdown from <out>/lab_adaptation.json")
+    parser.add_argument("--remeasure", action="store_true",
+                        help="with --report-only: measure each stored row's pushed model again, on the same cells")
     args = parser.parse_args(argv)
+    if args.remeasure and not args.report_only:
+        parser.error("--remeasure needs --report-only")
     if args.report_only:
         report = json.loads((args.out / "lab_adaptation.json").read_text())
         report.setdefault("max_accuracy_drop", load_config().evaluation.max_accuracy_drop)
+        if args.remeasure:
+            remeasure(report, args.data_dir, max(args.sizes))
+            report["remeasured"] = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                                    "commit": model_quality.current_commit()}
+            (args.out / "lab_adaptation.json").write_text(json.dumps(report, indent=1))
         (args.out / "lab_adaptation.md").write_text(markdown(report))
         print(markdown(report))
         return 0
@@ -172,8 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     for seed_text, base_dir in args.base:
         seed = int(seed_text)
         order = draw(cells, max(args.sizes), seed, names)
-        rest = [i for i in range(len(cells.files)) if i not in set(order)]
-        held_out = other_labs.LabCells(lab, lab_dir, [cells.files[i] for i in rest], cells.labels[rest], [])
+        held_out = held_out_cells(cells, seed, max(args.sizes), names)
         base_model = latest_pushed(base_dir / config.pipeline_name / "serving" / config.serving.model_name)
         rows.append({"base": seed, "reviewed": 0, "pushed": base_model,
                      **measure(base_model, held_out, images, names, threshold)})

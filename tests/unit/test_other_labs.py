@@ -189,3 +189,25 @@ def test_predict_keeps_each_answer_with_its_file_when_sizes_differ(tmp_path, mon
     probabilities, atypical = mq.predict("model", files)
     assert probabilities.argmax(axis=1).tolist() == [h % 4 for h in heights]
     assert atypical.shape == (80,)
+
+
+def test_adaptation_remeasure_measures_each_stored_model_on_its_base_held_out_cells(tmp_path, monkeypatch):
+    from benchmarks import lab_adaptation
+
+    lab = _lab(tmp_path / "lab", {"EOSINOPHIL": 4, "LYMPHOCYTE": 10, "MONOCYTE": 10, "NEUTROPHIL": 30})
+    models = [tmp_path / name for name in ("base", "adapted")]
+    for model in models:
+        model.mkdir()
+    seen = []
+    monkeypatch.setattr(lab_adaptation, "measure", lambda pushed, held_out, *rest: seen.append(
+        (pushed, sorted(held_out.files))) or {"lab": {"accuracy": 0.5}})
+    monkeypatch.setattr("components.image_example_gen.image_reader.resolve_data_root", lambda d: d)
+    report = {"lab": "lab", "lab_dir": str(lab), "class_names": NAMES, "review_threshold": 0.8,
+              "rows": [{"base": 2, "reviewed": 0, "pushed": str(models[0])},
+                       {"base": 2, "reviewed": 8, "pushed": str(models[1])}]}
+    lab_adaptation.remeasure(report, str(tmp_path), drawn=20)
+    cells = other_labs.load("lab", lab, NAMES)
+    drawn = {cells.files[i] for i in lab_adaptation.draw(cells, 20, 2, NAMES)}
+    assert [p for p, _ in seen] == [str(m) for m in models]
+    assert seen[0][1] == seen[1][1] == sorted(set(cells.files) - drawn)
+    assert [row["lab"]["accuracy"] for row in report["rows"]] == [0.5, 0.5]
