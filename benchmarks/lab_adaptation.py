@@ -108,17 +108,22 @@ def held_out_cells(cells: other_labs.LabCells, seed: int, drawn: int, class_name
     return other_labs.LabCells(cells.name, cells.folder, [cells.files[i] for i in rest], cells.labels[rest], [])
 
 
-def remeasure(report: dict, data_dir: str, drawn: int) -> None:
-    """Each row's stored pushed model measured again (after a change to what is measured)."""
+def remeasure(report: dict, data_dir: str) -> None:
+    """Each row's stored pushed model measured again (after a change to what is measured), on the cells
+    its base's largest draw left, as when it was first measured."""
     from components.image_example_gen import image_reader
 
     names, threshold = report["class_names"], report["review_threshold"]
     images = Path(image_reader.resolve_data_root(data_dir))
     cells = other_labs.load(report["lab"], Path(report["lab_dir"]), names)
+    drawn = max(row["reviewed"] for row in report["rows"])
     for row in report["rows"]:
         if not os.path.isdir(row["pushed"]):
             raise SystemExit(f"error: --remeasure needs the stored pushed model {row['pushed']}")
-        row.update(measure(row["pushed"], held_out_cells(cells, row["base"], drawn, names), images, names, threshold))
+        held_out = held_out_cells(cells, row["base"], drawn, names)
+        if "held_out_cells" in report and len(held_out.files) != report["held_out_cells"]:
+            raise SystemExit(f"error: {report['lab_dir']} no longer holds the cells the report was measured on")
+        row.update(measure(row["pushed"], held_out, images, names, threshold))
         print(f"seed {row['base']}, {row['reviewed']} cells: {report['lab']} {row['lab']['accuracy']:.4f} "
               "(measured again)", file=sys.stderr)
 
@@ -184,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         report = json.loads((args.out / "lab_adaptation.json").read_text())
         report.setdefault("max_accuracy_drop", load_config().evaluation.max_accuracy_drop)
         if args.remeasure:
-            remeasure(report, args.data_dir, max(args.sizes))
+            remeasure(report, args.data_dir)
             report["remeasured"] = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                                     "commit": model_quality.current_commit()}
             (args.out / "lab_adaptation.json").write_text(json.dumps(report, indent=1))

@@ -105,9 +105,12 @@ def lab_class_counts(file_pattern: list[str], tf_transform_output: tft.TFTransfo
         return [0] * num_classes
     source, label = _source_of(feature_spec), _label_of(feature_spec)
     labels = _records(file_pattern).filter(lambda r: tf.not_equal(source(r), BASE_SOURCE)).map(label)
-    counts = labels.reduce(tf.zeros([num_classes], tf.int64),
-                           lambda n, y: n + tf.one_hot(y, num_classes, dtype=tf.int64))
-    return [int(n) for n in counts.numpy()]
+    # One slot more for a label outside the classes, which Transform's schema check should never let by.
+    counts = labels.reduce(tf.zeros([num_classes + 1], tf.int64), lambda n, y: n + tf.one_hot(
+        tf.where((y >= 0) & (y < num_classes), y, num_classes), num_classes + 1, dtype=tf.int64)).numpy()
+    if counts[-1]:
+        raise ValueError(f"{counts[-1]} lab records have a label outside the {num_classes} classes")
+    return [int(n) for n in counts[:-1]]
 
 
 def make_adapt_dataset(file_pattern: list[str], tf_transform_output: tft.TFTransformOutput, batch_size: int,
@@ -118,6 +121,8 @@ def make_adapt_dataset(file_pattern: list[str], tf_transform_output: tft.TFTrans
     `lab_classes` (those the lab has cells of) is equally likely: a lab reviews mostly its commonest
     class, and drawn as they come its rare classes were missed (research/README.md, the adaptation
     screen)."""
+    if not lab_classes:
+        raise ValueError("make_adapt_dataset needs the classes the labs have cells of; none given")
     feature_spec = tf_transform_output.transformed_feature_spec()
     source, label = _source_of(feature_spec), _label_of(feature_spec)
     records = _records(file_pattern)

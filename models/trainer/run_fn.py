@@ -138,6 +138,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
                                             params.average_symmetries, params.seed, params.batch_size, lab_ds)
     export.save_model(model, fn_args.serving_model_dir, tf_transform_output, params, typical)
     record = ({"mode": "adapted", "base_model": base_model, "lab_train_cells": lab_records,
+               "lab_train_cells_per_class": dict(zip(params.class_names, lab_counts)), "lab_draw": "class_balanced",
                "steps": params.adapt_steps} if lab_records else {"mode": "trained", "epochs": params.epochs})
     record.update(model_identity(params))
     with tf.io.gfile.GFile(os.path.join(fn_args.serving_model_dir, TRAINING_RECORD_FILE), "w") as f:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from models.features import BASE_SOURCE, LABEL_KEY, SOURCE_KEY, TRANSFORMED_IMAGE_KEY
@@ -44,3 +45,12 @@ def test_the_base_share_of_a_batch_stays_base_cells(tmp_path):
                                  lab_classes=[1, 3])
     labels = np.concatenate([y.numpy() for _, y in ds.take(20)])
     assert 0.4 < np.mean(labels == 0) < 0.6 and 0.15 < np.mean(labels == 1) < 0.35
+
+
+def test_a_label_outside_the_classes_or_no_lab_class_is_a_clear_error(tmp_path):
+    _write(tmp_path / "a.gz", [(0, BASE_SOURCE)] * 4 + [(7, "lab")])
+    files = [str(tmp_path / "*.gz")]
+    with pytest.raises(ValueError, match="1 lab records have a label outside the 4 classes"):
+        data.lab_class_counts(files, _Transformed(), 4)
+    with pytest.raises(ValueError, match="needs the classes the labs have cells of"):
+        data.make_adapt_dataset(files, _Transformed(), batch_size=4, seed=1, lab_share=0.5, lab_classes=[])

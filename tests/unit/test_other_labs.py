@@ -177,18 +177,19 @@ def test_predict_keeps_each_answer_with_its_file_when_sizes_differ(tmp_path, mon
 
     def serving_pixels(pixels):
         n, height = pixels.shape[0], pixels.shape[1]
-        return {"probabilities": tf.one_hot(tf.fill([n], height % 4), 4)}
+        return {"probabilities": tf.one_hot(tf.fill([n], height - 9), 4),
+                "atypicality": tf.fill([n], float(height))}
 
     monkeypatch.setattr(tf.saved_model, "load", lambda path: argparse.Namespace(
         signatures={"serving_pixels": serving_pixels}))
-    heights = [9, 10, 9, 11, 12, 10, 9, 13] * 10  # 80 files: more than one batch of 64
+    heights = [9, 10, 9, 11, 12, 10, 9, 11] * 10  # 80 files: more than one batch of 64
     files = []
     for i, height in enumerate(heights):
         files.append(tmp_path / f"{i}.png")
         Image.new("RGB", (7, height)).save(files[-1])
     probabilities, atypical = mq.predict("model", files)
-    assert probabilities.argmax(axis=1).tolist() == [h % 4 for h in heights]
-    assert atypical.shape == (80,)
+    assert probabilities.argmax(axis=1).tolist() == [h - 9 for h in heights]
+    assert atypical.tolist() == heights
 
 
 def test_adaptation_remeasure_measures_each_stored_model_on_its_base_held_out_cells(tmp_path, monkeypatch):
@@ -204,8 +205,8 @@ def test_adaptation_remeasure_measures_each_stored_model_on_its_base_held_out_ce
     monkeypatch.setattr("components.image_example_gen.image_reader.resolve_data_root", lambda d: d)
     report = {"lab": "lab", "lab_dir": str(lab), "class_names": NAMES, "review_threshold": 0.8,
               "rows": [{"base": 2, "reviewed": 0, "pushed": str(models[0])},
-                       {"base": 2, "reviewed": 8, "pushed": str(models[1])}]}
-    lab_adaptation.remeasure(report, str(tmp_path), drawn=20)
+                       {"base": 2, "reviewed": 20, "pushed": str(models[1])}]}
+    lab_adaptation.remeasure(report, str(tmp_path))
     cells = other_labs.load("lab", lab, NAMES)
     drawn = {cells.files[i] for i in lab_adaptation.draw(cells, 20, 2, NAMES)}
     assert [p for p, _ in seen] == [str(m) for m in models]
