@@ -101,9 +101,9 @@ def measure(pushed: str, held_out: other_labs.LabCells, images: Path, class_name
     return {"lab": lab, "test": metrics.summarize(probs, test_labels, class_names, threshold, atypical)}
 
 
-def held_out_cells(cells: other_labs.LabCells, seed: int, drawn: int, class_names: list[str]) -> other_labs.LabCells:
-    """The cells a base's draw of `drawn` cells leaves: what every size of that base is measured on."""
-    taken = set(draw(cells, drawn, seed, class_names))
+def held_out_cells(cells: other_labs.LabCells, drawn: list[int]) -> other_labs.LabCells:
+    """The cells a base's largest draw leaves: what every size of that base is measured on."""
+    taken = set(drawn)
     rest = [i for i in range(len(cells.files)) if i not in taken]
     return other_labs.LabCells(cells.name, cells.folder, [cells.files[i] for i in rest], cells.labels[rest], [])
 
@@ -120,7 +120,7 @@ def remeasure(report: dict, data_dir: str) -> None:
     for row in report["rows"]:
         if not os.path.isdir(row["pushed"]):
             raise SystemExit(f"error: --remeasure needs the stored pushed model {row['pushed']}")
-        held_out = held_out_cells(cells, row["base"], drawn, names)
+        held_out = held_out_cells(cells, draw(cells, drawn, row["base"], names))
         if "held_out_cells" in report and len(held_out.files) != report["held_out_cells"]:
             raise SystemExit(f"error: {report['lab_dir']} no longer holds the cells the report was measured on")
         row.update(measure(row["pushed"], held_out, images, names, threshold))
@@ -210,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     for seed_text, base_dir in args.base:
         seed = int(seed_text)
         order = draw(cells, max(args.sizes), seed, names)
-        held_out = held_out_cells(cells, seed, max(args.sizes), names)
+        held_out = held_out_cells(cells, order)
         base_model = latest_pushed(base_dir / config.pipeline_name / "serving" / config.serving.model_name)
         rows.append({"base": seed, "reviewed": 0, "pushed": base_model,
                      **measure(base_model, held_out, images, names, threshold)})

@@ -86,65 +86,61 @@ def _records(file_pattern: list[str]) -> tf.data.Dataset:
                             num_parallel_calls=tf.data.AUTOTUNE)
 
 
-def _source_of(feature_spec: dict):
-    spec = {SOURCE_KEY: feature_spec[SOURCE_KEY]}
-    return lambda record: tf.reshape(tf.io.parse_single_example(record, spec)[SOURCE_KEY], [-1])[0]
+def _feature_of(feature_spec: dict, key: str):
+    """record -> the scalar value of one feature, parsing only that feature."""
+    spec = {key: feature_spec[key]}
+    return lambda record: tf.reshape(tf.io.parse_single_example(record, spec)[key], [-1])[0]
 
 
-def _label_of(feature_spec: dict):
-    spec = {LABEL_KEY: feature_spec[LABEL_KEY]}
-    return lambda record: tf.reshape(tf.io.parse_single_example(record, spec)[LABEL_KEY], [-1])[0]
-
-
-def lab_class_counts(file_pattern: list[str], tf_transform_output: tft.TFTransformOutput,
-                     num_classes: int) -> list[int]:
-    """How many records of the split come from a lab, per class (all 0 for data made before examples
-    had a source)."""
+def lab_records_by_class(file_pattern: list[str], tf_transform_output: tft.TFTransformOutput,
+                         num_classes: int) -> list[list[bytes]]:
+    """The split's lab records (serialized), per class, in one read: a lab's reviewed cells are few, and
+    held in memory they are not read again for each class, for the review score, or to be counted.
+    Empty lists for data made before examples had a source."""
+    by_class: list[list[bytes]] = [[] for _ in range(num_classes)]
     feature_spec = tf_transform_output.transformed_feature_spec()
     if SOURCE_KEY not in feature_spec:
-        return [0] * num_classes
-    source, label = _source_of(feature_spec), _label_of(feature_spec)
-    labels = _records(file_pattern).filter(lambda r: tf.not_equal(source(r), BASE_SOURCE)).map(label)
-    # One slot more for a label outside the classes, which Transform's schema check should never let by.
-    counts = labels.reduce(tf.zeros([num_classes + 1], tf.int64), lambda n, y: n + tf.one_hot(
-        tf.where((y >= 0) & (y < num_classes), y, num_classes), num_classes + 1, dtype=tf.int64)).numpy()
-    if counts[-1]:
-        raise ValueError(f"{counts[-1]} lab records have a label outside the {num_classes} classes")
-    return [int(n) for n in counts[:-1]]
+        return by_class
+    source, label = _feature_of(feature_spec, SOURCE_KEY), _feature_of(feature_spec, LABEL_KEY)
+    lab = _records(file_pattern).filter(lambda r: tf.not_equal(source(r), BASE_SOURCE)).map(lambda r: (label(r), r))
+    outside = 0
+    for y, record in lab.as_numpy_iterator():
+        if 0 <= y < num_classes:
+            by_class[y].append(record)
+        else:  # Transform's schema check should never let one by
+            outside += 1
+    if outside:
+        raise ValueError(f"{outside} lab records have a label outside the {num_classes} classes")
+    return by_class
 
 
 def make_adapt_dataset(file_pattern: list[str], tf_transform_output: tft.TFTransformOutput, batch_size: int,
-                       seed: int, lab_share: float, lab_classes: list[int]) -> tf.data.Dataset:
+                       seed: int, lab_share: float, lab_by_class: list[list[bytes]]) -> tf.data.Dataset:
     """Endless augmented (images, labels) batches, `lab_share` of each drawn from lab cells and the rest
     from the base data: a hundred lab cells among thousands of base images would otherwise barely move
-    the model, and the base images keep it from forgetting the base lab. Within the lab share each of
-    `lab_classes` (those the lab has cells of) is equally likely: a lab reviews mostly its commonest
-    class, and drawn as they come its rare classes were missed (research/README.md, the adaptation
-    screen)."""
-    if not lab_classes:
+    the model, and the base images keep it from forgetting the base lab. Within the lab share each class
+    the lab has cells of is equally likely: a lab reviews mostly its commonest class, and drawn as they
+    come its rare classes were missed (research/README.md, the adaptation screen)."""
+    present = [records for records in lab_by_class if records]
+    if not present:
         raise ValueError("make_adapt_dataset needs the classes the labs have cells of; none given")
     feature_spec = tf_transform_output.transformed_feature_spec()
-    source, label = _source_of(feature_spec), _label_of(feature_spec)
-    records = _records(file_pattern)
-
-    def endless(chosen: tf.data.Dataset) -> tf.data.Dataset:
-        # A buffer at the cap holds a whole side of the Kaggle data: no counting pass needed.
-        return chosen.cache().shuffle(MAX_SHUFFLE_RECORDS, seed=seed, reshuffle_each_iteration=True).repeat()
-
-    lab = records.filter(lambda r: tf.not_equal(source(r), BASE_SOURCE))
+    source = _feature_of(feature_spec, SOURCE_KEY)
     lab_side = tf.data.Dataset.sample_from_datasets(
-        [endless(lab.filter(lambda r, c=c: tf.equal(label(r), c))) for c in lab_classes], seed=seed)
-    base_side = endless(records.filter(lambda r: tf.equal(source(r), BASE_SOURCE)))
+        [tf.data.Dataset.from_tensor_slices(records).shuffle(len(records), seed=seed, reshuffle_each_iteration=True)
+         .repeat() for records in present], seed=seed + 1)
+    # A buffer at the cap holds the whole Kaggle TRAIN split: no counting pass needed.
+    base_side = (_records(file_pattern).filter(lambda r: tf.equal(source(r), BASE_SOURCE)).cache()
+                 .shuffle(MAX_SHUFFLE_RECORDS, seed=seed, reshuffle_each_iteration=True).repeat())
     ds = tf.data.Dataset.sample_from_datasets([lab_side, base_side], weights=[lab_share, 1.0 - lab_share],
                                               seed=seed) if lab_share < 1 else lab_side
     ds = images_and_labels(ds.batch(batch_size), feature_spec)
     return map_images(ds, augment_lib.augment, seed, batch_size).prefetch(tf.data.AUTOTUNE)
 
 
-def make_lab_dataset(file_pattern: list[str], tf_transform_output: tft.TFTransformOutput,
+def make_lab_dataset(lab_by_class: list[list[bytes]], tf_transform_output: tft.TFTransformOutput,
                      batch_size: int) -> tf.data.Dataset:
-    """The lab cells of the split, as they are: (images, labels) batches."""
-    feature_spec = tf_transform_output.transformed_feature_spec()
-    source = _source_of(feature_spec)
-    lab = _records(file_pattern).filter(lambda r: tf.not_equal(source(r), BASE_SOURCE))
-    return images_and_labels(lab.batch(batch_size), feature_spec).prefetch(tf.data.AUTOTUNE)
+    """The lab cells, as they are: (images, labels) batches."""
+    lab = tf.data.Dataset.from_tensor_slices([record for records in lab_by_class for record in records])
+    return images_and_labels(lab.batch(batch_size), tf_transform_output.transformed_feature_spec()).prefetch(
+        tf.data.AUTOTUNE)

@@ -117,13 +117,13 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
 
     val_ds = dataset(fn_args.eval_files, False)
     base_model = fn_args.base_model if fn_args.base_model and same_model(fn_args.base_model, params) else None
-    lab_counts = (data.lab_class_counts(fn_args.train_files, tf_transform_output, params.num_classes)
-                  if base_model else [0])
+    lab_by_class = (data.lab_records_by_class(fn_args.train_files, tf_transform_output, params.num_classes)
+                    if base_model else [])
+    lab_counts = [len(records) for records in lab_by_class]
     lab_records = sum(lab_counts)
     if lab_records:
         train_ds = data.make_adapt_dataset(fn_args.train_files, tf_transform_output, params.batch_size,
-                                           params.seed, params.lab_share,
-                                           [c for c, n in enumerate(lab_counts) if n])
+                                           params.seed, params.lab_share, lab_by_class)
         try:
             model = adapt(params, base_model, train_ds, val_ds, fn_args.model_run_dir)
         except (AssertionError, ValueError, tf.errors.OpError) as err:
@@ -133,7 +133,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         if fn_args.base_model:
             logging.info("no lab cells to adapt to: training from the start")
         model = train(params, dataset(fn_args.train_files, True), val_ds, fn_args.model_run_dir)
-    lab_ds = data.make_lab_dataset(fn_args.train_files, tf_transform_output, params.batch_size) if lab_records else None
+    lab_ds = data.make_lab_dataset(lab_by_class, tf_transform_output, params.batch_size) if lab_records else None
     typical = review_score.fit_review_score(model, dataset(fn_args.train_files, False), val_ds, params.num_classes,
                                             params.average_symmetries, params.seed, params.batch_size, lab_ds)
     export.save_model(model, fn_args.serving_model_dir, tf_transform_output, params, typical)

@@ -32,8 +32,9 @@ def test_lab_cells_are_drawn_class_by_class_and_counted_per_class(tmp_path):
     # A lab's reviews are mostly its commonest class: 30 neutrophils (3) and 3 lymphocytes (1).
     _write(tmp_path / "a.gz", [(0, BASE_SOURCE)] * 40 + [(3, "lab")] * 30 + [(1, "lab")] * 3)
     files = [str(tmp_path / "*.gz")]
-    assert data.lab_class_counts(files, _Transformed(), 4) == [0, 3, 0, 30]
-    ds = data.make_adapt_dataset(files, _Transformed(), batch_size=20, seed=1, lab_share=1.0, lab_classes=[1, 3])
+    lab = data.lab_records_by_class(files, _Transformed(), 4)
+    assert [len(records) for records in lab] == [0, 3, 0, 30]
+    ds = data.make_adapt_dataset(files, _Transformed(), batch_size=20, seed=1, lab_share=1.0, lab_by_class=lab)
     labels = np.concatenate([y.numpy() for _, y in ds.take(20)])
     assert set(labels.tolist()) == {1, 3}
     assert 0.4 < np.mean(labels == 1) < 0.6  # as often as the common class, not 3 in 33
@@ -41,8 +42,9 @@ def test_lab_cells_are_drawn_class_by_class_and_counted_per_class(tmp_path):
 
 def test_the_base_share_of_a_batch_stays_base_cells(tmp_path):
     _write(tmp_path / "a.gz", [(0, BASE_SOURCE)] * 40 + [(3, "lab")] * 30 + [(1, "lab")] * 3)
-    ds = data.make_adapt_dataset([str(tmp_path / "*.gz")], _Transformed(), batch_size=20, seed=1, lab_share=0.5,
-                                 lab_classes=[1, 3])
+    files = [str(tmp_path / "*.gz")]
+    ds = data.make_adapt_dataset(files, _Transformed(), batch_size=20, seed=1, lab_share=0.5,
+                                 lab_by_class=data.lab_records_by_class(files, _Transformed(), 4))
     labels = np.concatenate([y.numpy() for _, y in ds.take(20)])
     assert 0.4 < np.mean(labels == 0) < 0.6 and 0.15 < np.mean(labels == 1) < 0.35
 
@@ -51,6 +53,6 @@ def test_a_label_outside_the_classes_or_no_lab_class_is_a_clear_error(tmp_path):
     _write(tmp_path / "a.gz", [(0, BASE_SOURCE)] * 4 + [(7, "lab")])
     files = [str(tmp_path / "*.gz")]
     with pytest.raises(ValueError, match="1 lab records have a label outside the 4 classes"):
-        data.lab_class_counts(files, _Transformed(), 4)
+        data.lab_records_by_class(files, _Transformed(), 4)
     with pytest.raises(ValueError, match="needs the classes the labs have cells of"):
-        data.make_adapt_dataset(files, _Transformed(), batch_size=4, seed=1, lab_share=0.5, lab_classes=[])
+        data.make_adapt_dataset(files, _Transformed(), batch_size=4, seed=1, lab_share=0.5, lab_by_class=[[], []])
