@@ -13,8 +13,10 @@ model fine-tuned by the Trainer's own `adapt` on the base train split plus the o
 and is scored on the fold's lab cells, one view (no symmetry averaging, no review score). `val` (base
 cells; trained on when training.train_on_val is set) shows forgetting. TEST is never read.
 
-A variant is `NAME:key=value,...` with keys steps, lr, share (of each batch from lab cells) and
-balanced (1: each lab class equally likely in the lab side of a batch).
+A variant is `NAME:key=value,...` with keys steps, lr, share (of each batch from lab cells),
+balanced (1: each lab class equally likely in the lab side of a batch) and transfer (the share of base
+images given the colour statistics of a random lab cell before augmentation: the lab's colours on the
+base lab's thousands of cells, not only on its own few).
 """
 from __future__ import annotations
 
@@ -32,7 +34,7 @@ from pipeline.config import load_config
 from pipeline.pipeline import trainer_params
 
 SETTINGS = {"steps": ("adapt_steps", int), "lr": ("adapt_learning_rate", float), "share": ("lab_share", float),
-            "balanced": (None, int)}
+            "balanced": (None, int), "transfer": (None, float)}
 
 
 def parse_variant(text: str) -> tuple[str, dict]:
@@ -78,8 +80,23 @@ def stratified_folds(labels: np.ndarray, folds: int, seed: int) -> np.ndarray:
     return fold
 
 
+def channel_stats(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each image's per-channel mean and standard deviation: [n, 3] each."""
+    return images.mean(axis=(1, 2)), images.std(axis=(1, 2))
+
+
+def colour_transfer(image, target_mean, target_std):
+    """The image with each channel's mean and spread moved to the target's (Reinhard et al. 2001, in
+    RGB), clipped to [0, 1]: the cell's own contrast pattern in another lab's colours."""
+    import tensorflow as tf
+
+    mean, std = tf.reduce_mean(image, axis=[0, 1]), tf.math.reduce_std(image, axis=[0, 1])
+    return tf.clip_by_value((image - mean) / (std + 1e-3) * target_std + target_mean, 0.0, 1.0)
+
+
 def adapt_dataset(base, lab, settings: dict, share: float, batch_size: int, seed: int):
-    """Endless augmented batches, `share` of them lab cells (per class, when balanced), as the Trainer's."""
+    """Endless augmented batches, `share` of them lab cells (per class, when balanced), as the Trainer's;
+    with `transfer`, that share of the base images recoloured to a random lab cell's statistics."""
     import tensorflow as tf
 
     from models.trainer import augment as augment_lib
@@ -88,13 +105,25 @@ def adapt_dataset(base, lab, settings: dict, share: float, batch_size: int, seed
     def endless(images, labels):
         return tf.data.Dataset.from_tensor_slices((images, labels)).shuffle(len(labels), seed=seed).repeat()
 
+    base_side = endless(*base)
+    if settings.get("transfer"):
+        lab_mean, lab_std = (tf.constant(a, tf.float32) for a in channel_stats(lab[0]))
+        fraction = float(settings["transfer"])
+
+        def to_lab_colours(image, label):
+            i = tf.random.uniform([], 0, len(lab[1]), dtype=tf.int32)
+            moved = colour_transfer(image, lab_mean[i], lab_std[i])
+            return tf.where(tf.random.uniform([]) < fraction, moved, image), label
+
+        base_side = base_side.map(to_lab_colours, num_parallel_calls=tf.data.AUTOTUNE)
+
     if settings.get("balanced"):
         classes = np.unique(lab[1])
         lab_side = tf.data.Dataset.sample_from_datasets(
             [endless(lab[0][lab[1] == c], lab[1][lab[1] == c]) for c in classes], seed=seed)
     else:
         lab_side = endless(*lab)
-    ds = tf.data.Dataset.sample_from_datasets([lab_side, endless(*base)], weights=[share, 1 - share], seed=seed)
+    ds = tf.data.Dataset.sample_from_datasets([lab_side, base_side], weights=[share, 1 - share], seed=seed)
     return data.map_images(ds.batch(batch_size), augment_lib.augment, seed, batch_size).prefetch(tf.data.AUTOTUNE)
 
 
