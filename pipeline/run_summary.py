@@ -176,6 +176,15 @@ def describe_failure(failure) -> str:
     return f"{name} {value:.4f} fails its threshold{': ' + failure.message if failure.message else ''}"
 
 
+def adapted_line(training: dict) -> str:
+    """The Trainer's adaptation, with the lab cells it fine-tuned on per class: the held-out share is
+    drawn by cell, not by class, so a rare class can keep few of its cells for training."""
+    per_class = training.get("lab_train_cells_per_class") or {}
+    counts = f"; per class: {', '.join(f'{name} {n}' for name, n in per_class.items())}" if per_class else ""
+    return (f"trainer: adapted the last blessed model to {training['lab_train_cells']} lab cells "
+            f"({training['steps']} batches{counts})")
+
+
 def format_summary(summary: RunSummary, wall_seconds: float, class_names: list[str] = ()) -> str:
     lines = ["", "== run summary =="]
     for c in summary.components:
@@ -188,8 +197,7 @@ def format_summary(summary: RunSummary, wall_seconds: float, class_names: list[s
                      f"{lab['not_trained']} not one of the classes, {len(lab['relabelled'])} relabelled, "
                      f"{lab['refused']} refused (see the ingest report)")
     if summary.training and summary.training.get("mode") == "adapted":
-        lines.append(f"trainer: adapted the last blessed model to {summary.training['lab_train_cells']} lab cells "
-                     f"({summary.training['steps']} batches)")
+        lines.append(adapted_line(summary.training))
     if summary.metrics:
         lines.append("eval metrics (split 'eval'): " + json.dumps(readable_metrics(summary.metrics, list(class_names))))
     if summary.confusion:

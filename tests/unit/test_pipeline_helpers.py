@@ -77,6 +77,18 @@ def test_blessing_failures_read_as_sentences():
     assert describe_failure(change) == "sparse_categorical_accuracy change vs last blessed model -0.6188 < -0.0100"
 
 
+def test_the_adapted_line_names_the_lab_cells_trained_on_per_class():
+    from pipeline.run_summary import adapted_line
+
+    record = {"mode": "adapted", "lab_train_cells": 76, "steps": 600,
+              "lab_train_cells_per_class": {"EOSINOPHIL": 8, "LYMPHOCYTE": 18, "MONOCYTE": 14, "NEUTROPHIL": 36}}
+    assert adapted_line(record) == ("trainer: adapted the last blessed model to 76 lab cells (600 batches; per "
+                                    "class: EOSINOPHIL 8, LYMPHOCYTE 18, MONOCYTE 14, NEUTROPHIL 36)")
+    # versions trained before the record held per-class counts
+    assert adapted_line({"lab_train_cells": 5, "steps": 600}) == (
+        "trainer: adapted the last blessed model to 5 lab cells (600 batches)")
+
+
 def test_per_class_metrics_from_the_confusion_matrix():
     from components.tfjs_publisher.evaluation import per_class_metrics
 
