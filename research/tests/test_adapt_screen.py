@@ -32,3 +32,14 @@ def test_pooled_scores_count_every_fold_and_class():
     folds = [{"n": 4, "correct": 3, "per_class_right": [2, 1], "per_class_n": [2, 2]},
              {"n": 2, "correct": 1, "per_class_right": [0, 1], "per_class_n": [1, 1]}]
     assert adapt_screen.pooled(folds) == {"n": 6, "accuracy": 0.6667, "recall": [0.667, 0.667]}
+
+
+def test_colour_transfer_gives_the_target_cells_channel_mean_and_spread():
+    rng = np.random.default_rng(0)
+    image = rng.uniform(0.3, 0.7, size=(16, 16, 3)).astype(np.float32)
+    target_mean, target_std = np.array([0.6, 0.5, 0.4], np.float32), np.array([0.05, 0.08, 0.02], np.float32)
+    moved = adapt_screen.colour_transfer(image, target_mean, target_std).numpy()
+    mean, std = adapt_screen.channel_stats(moved[None])
+    np.testing.assert_allclose(mean[0], target_mean, atol=1e-4)
+    np.testing.assert_allclose(std[0], target_std, rtol=0.02)  # the 1e-3 guard on a flat channel
+    assert moved.min() >= 0.0 and moved.max() <= 1.0
