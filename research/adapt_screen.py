@@ -112,8 +112,8 @@ def adapt_dataset(base, lab, settings: dict, share: float, batch_size: int, seed
 
         def to_lab_colours(image, label):
             i = tf.random.uniform([], 0, len(lab[1]), dtype=tf.int32)
-            moved = colour_transfer(image, lab_mean[i], lab_std[i])
-            return tf.where(tf.random.uniform([]) < fraction, moved, image), label
+            chosen = tf.random.uniform([]) < fraction
+            return tf.cond(chosen, lambda: colour_transfer(image, lab_mean[i], lab_std[i]), lambda: image), label
 
         base_side = base_side.map(to_lab_colours, num_parallel_calls=tf.data.AUTOTUNE)
 
