@@ -1,5 +1,5 @@
 """Fits the review score (typicality.py) to a trained model: class means and a shrunk covariance of its
-pooled features, and the distance that 99 % of `val` stays under."""
+pooled features, and the distance that 99 % of `val` (and of an adapted model's lab cells) stays under."""
 from __future__ import annotations
 
 import logging
@@ -21,7 +21,7 @@ def fit_review_score(model: keras.Model, train_ds: tf.data.Dataset, val_ds: tf.d
     Fitted on the training images as they are and once recoloured, and its threshold set on val
     treated the same way: another stain is something the classifier was trained to handle, so it
     should not make an image atypical. Other magnifications and non-cells still do. With `lab_ds` (an
-    adapted model) the labs' train cells add class means of their own.
+    adapted model) the labs' train cells add class means, with a limit, of their own.
 
     At most typicality.MAX_FIT_IMAGES training images are used: with 8 views each, twice, all of
     TRAIN was still being fitted 30 minutes after training ended on a 2-core CPU."""
@@ -47,12 +47,14 @@ def fit_review_score(model: keras.Model, train_ds: tf.data.Dataset, val_ds: tf.d
 
     train_subset, used, total = data.spread_subset(train_ds, typicality.MAX_FIT_IMAGES, batch_size)
     train_x, train_y = plain_and_recoloured(train_subset)
-    means, precision, shrinkage = typicality.fit(train_x, train_y, num_classes)
-    if lab_ds is not None:  # the labs' own train cells, each class its own mean (typicality.with_lab_means)
-        means = typicality.with_lab_means(means, *plain_and_recoloured(lab_ds))
     val_x, _ = plain_and_recoloured(val_ds)
-    limit = typicality.threshold(typicality.min_distance(val_x, means, precision))
+    lab = None
+    if lab_ds is not None:  # the labs' own train cells: class means and a limit of their own
+        lab_x, lab_y = plain_and_recoloured(lab_ds)
+        lab = (lab_x, lab_y, np.tile(np.arange(len(lab_x) // 2), 2))  # a cell, then its recoloured copy
+    score = typicality.fit_score(train_x, train_y, val_x, num_classes, lab)
     logging.info("typicality: fitted on %d of %d training images (and each recoloured), covariance "
-                 "shrinkage %.3f, threshold %.1f (%.0fth percentile of val), %.0f s", used, total, shrinkage,
-                 limit, typicality.QUANTILE, time.monotonic() - started)
-    return {"means": means, "precision": precision, "threshold": limit}
+                 "shrinkage %.3f, limits %s (%.0fth percentile of val; of the lab cells' own), %.0f s", used,
+                 total, score["shrinkage"], np.unique(score["limits"]).round(1).tolist(), typicality.QUANTILE,
+                 time.monotonic() - started)
+    return score
