@@ -18,7 +18,7 @@ def fit_review_score(model: keras.Model, train_ds: tf.data.Dataset, val_ds: tf.d
     """The typicality score's parameters (typicality.py), or None for a model without a usable
     feature layer.
 
-    Fitted on the training images as they are and once recoloured, and its threshold set on val
+    Fitted on the training images as they are and once recoloured, and its limit set on val
     treated the same way: another stain is something the classifier was trained to handle, so it
     should not make an image atypical. Other magnifications and non-cells still do. With `lab_ds` (an
     adapted model) the labs' train cells add class means, with a limit, of their own.
@@ -51,10 +51,13 @@ def fit_review_score(model: keras.Model, train_ds: tf.data.Dataset, val_ds: tf.d
     lab = None
     if lab_ds is not None:  # the labs' own train cells: class means and a limit of their own
         lab_x, lab_y = plain_and_recoloured(lab_ds)
-        lab = (lab_x, lab_y, np.tile(np.arange(len(lab_x) // 2), 2))  # a cell, then its recoloured copy
+        n = len(lab_x) // 2  # cells 0..n-1, then their recoloured copies in the same order
+        assert np.array_equal(lab_y[:n], lab_y[n:]), "the recoloured lab cells came back in another order"
+        lab = (lab_x, lab_y, np.tile(np.arange(n), 2))
     score = typicality.fit_score(train_x, train_y, val_x, num_classes, lab)
-    logging.info("typicality: fitted on %d of %d training images (and each recoloured), covariance "
-                 "shrinkage %.3f, limits %s (%.0fth percentile of val; of the lab cells' own), %.0f s", used,
-                 total, score["shrinkage"], np.unique(score["limits"]).round(1).tolist(), typicality.QUANTILE,
+    logging.info("typicality: fitted on %d of %d training images (and each recoloured), covariance shrinkage "
+                 "%.3f, limit %.1f (%.0fth percentile of val), lab cells' limit %s, %.0f s", used, total,
+                 score["shrinkage"], score["base_limit"], typicality.QUANTILE,
+                 "-" if score["lab_limit"] is None else f"{score['lab_limit']:.1f} (at least the base's)",
                  time.monotonic() - started)
     return score

@@ -7,7 +7,7 @@ stain, or not a white cell), whatever the softmax confidence says.
 
 An adapted model also has a mean per class of the labs' own train cells, with a distance limit of
 their own: the covariance is the base lab's, and another lab's cells spread wider under it (Tecom,
-adapted on 70 of its cells: 57-74 % of its own reviewed cells were over the base limit).
+adapted on 70 of its cells: 67-78 % of its held-out cells were over the base limit).
 
 The covariance is shrunk toward a scaled identity by the Ledoit-Wolf amount. With few training images
 for the number of features (the bundled sample: 320 vectors in 256 dimensions) an unshrunk or barely
@@ -49,42 +49,55 @@ def fit(features: np.ndarray, labels: np.ndarray, num_classes: int) -> tuple[np.
     return means.astype(np.float32), np.linalg.inv(cov).astype(np.float32), float(shrinkage)
 
 
-def lab_means_and_limit(lab_features: np.ndarray, lab_labels: np.ndarray, lab_cells: np.ndarray,
-                        precision: np.ndarray) -> tuple[np.ndarray, float | None]:
-    """One mean per class the labs' own train cells hold, and the distance that QUANTILE % of those
-    cells stay under from their own class's mean, each left out of that mean (a mean fitted on a
-    cell is nearer to it than to a new one: with 8 cells, about a fifth nearer). `lab_cells` numbers the
-    cell each vector is of (a cell and its recoloured copy leave together). Among thousands of base
-    images a few lab cells would barely move a class mean, hence means of their own. The limit is
-    None when no class has two cells."""
-    classes = np.unique(lab_labels)
-    means = np.stack([lab_features[lab_labels == c].mean(axis=0) for c in classes]).astype(np.float32)
-    left_out = []
-    for c in classes:
+def lab_means(lab_features: np.ndarray, lab_labels: np.ndarray) -> np.ndarray:
+    """One mean per class the labs' own train cells hold: among thousands of base images a few lab
+    cells would barely move a class mean."""
+    return np.stack([lab_features[lab_labels == c].mean(axis=0) for c in np.unique(lab_labels)]).astype(np.float32)
+
+
+def left_out_distances(lab_features: np.ndarray, lab_labels: np.ndarray, lab_cells: np.ndarray,
+                       precision: np.ndarray) -> np.ndarray:
+    """Each lab vector's squared distance to the mean of its class's other cells, scaled to what a new
+    cell's distance to the mean of all n would be ((n+1)(n-1)/n^2: a mean fitted on a cell is nearer
+    to it than to a new one). `lab_cells` numbers the cell each vector is of, so that a cell and its
+    recoloured copy leave together. Classes of one cell give none."""
+    precision = precision.astype(np.float64)
+    out = []
+    for c in np.unique(lab_labels):
         feats, cells = lab_features[lab_labels == c].astype(np.float64), lab_cells[lab_labels == c]
-        if len(np.unique(cells)) < 2:
+        ids = np.unique(cells)
+        n = len(ids)
+        if n < 2:
             continue
-        for cell in np.unique(cells):
-            others = feats[cells != cell].mean(axis=0)
-            left_out.append(min_distance(feats[cells == cell], others[None], precision.astype(np.float64)))
-    return means, (threshold(np.concatenate(left_out)) if left_out else None)
+        total = feats.sum(axis=0)
+        for cell in ids:
+            mine = feats[cells == cell]
+            others = (total - mine.sum(axis=0)) / (len(feats) - len(mine))
+            out.append(min_distance(mine, others[None], precision) * (n + 1) * (n - 1) / n ** 2)
+    return np.concatenate(out) if out else np.zeros(0)
 
 
 def fit_score(train_features: np.ndarray, train_labels: np.ndarray, val_features: np.ndarray, num_classes: int,
               lab: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> dict:
     """The score's parameters: class means [M, D] (the base classes', then the labs' if `lab` gives
     their train cells' features, labels and cell numbers), the shared precision [D, D], and each
-    mean's distance limit [M]: the base means' is what QUANTILE % of val stays under, the lab means'
-    the lab cells' own (never tighter than the base's)."""
+    mean's distance limit [M].
+
+    The base means' limit is what QUANTILE % of val stays under. A lab's few dozen cells are too few
+    for a 99th percentile of their own (it would be their farthest cell: one odd cell would set it),
+    so the lab means' limit is the base's scaled by how much farther the lab cells lie from their
+    means than val from its (medians), and never tighter than the base's."""
     means, precision, shrinkage = fit(train_features, train_labels, num_classes)
-    base_limit = threshold(min_distance(val_features, means, precision))
-    limits = [base_limit] * len(means)
+    val_distances = min_distance(val_features, means, precision)
+    base_limit = threshold(val_distances)
+    limits, lab_limit = [base_limit] * len(means), None
     if lab is not None and len(lab[0]):
-        lab_means, lab_limit = lab_means_and_limit(*lab, precision)
-        means = np.concatenate([means, lab_means])
-        limits += [max(base_limit, lab_limit or base_limit)] * len(lab_means)
+        spread = left_out_distances(*lab, precision)
+        lab_limit = base_limit * float(np.median(spread) / np.median(val_distances)) if len(spread) else base_limit
+        means = np.concatenate([means, lab_means(lab[0], lab[1])])
+        limits += [max(base_limit, lab_limit)] * (len(means) - len(limits))
     return {"means": means, "precision": precision, "limits": np.asarray(limits, np.float32),
-            "shrinkage": shrinkage}
+            "shrinkage": shrinkage, "base_limit": base_limit, "lab_limit": lab_limit}
 
 
 def squared_distances(features, means, precision):

@@ -130,6 +130,38 @@ def test_a_lab_class_of_one_cell_gets_a_mean_and_the_base_limit():
     assert no_lab["means"].shape == (2, 6)
 
 
+def test_each_lab_cell_is_measured_against_its_classs_other_cells_with_its_copy_left_out():
+    """One feature, unit precision. Class 0: cells at 0, 2 and 7, each with an identical copy (its
+    recoloured self). Cell 0 against the others' mean 4.5: 20.25, scaled by (n+1)(n-1)/n^2 = 8/9 for
+    n = 3. Left in, its copy would pull the mean toward it. Class 1 has one cell: no distance."""
+    feats = np.array([[0.0], [2.0], [7.0], [5.0], [0.0], [2.0], [7.0], [5.0]])
+    labels = np.array([0, 0, 0, 1, 0, 0, 0, 1])
+    cells = np.array([0, 1, 2, 3, 0, 1, 2, 3])
+    got = typicality.left_out_distances(feats, labels, cells, np.eye(1))
+    expected = np.array([4.5 ** 2, 1.5 ** 2, 6.0 ** 2] * 2) * 8 / 9
+    np.testing.assert_allclose(np.sort(got), np.sort(expected))
+    np.testing.assert_allclose(typicality.lab_means(feats, labels), [[3.0], [5.0]])
+
+
+def test_the_lab_limit_scales_the_base_limit_by_the_lab_cells_spread_and_one_odd_cell_barely_moves_it():
+    rng = np.random.default_rng(6)
+    base, labels, val, lab, lab_labels = _base_and_lab(rng, lab_spread=2.0)
+    score = typicality.fit_score(base, labels, val, 2, _with_copies(lab[:40], lab_labels[:40], rng))
+    assert 3.0 < score["lab_limit"] / score["base_limit"] < 5.5  # about 2.0 ** 2
+    odd = lab[:40].copy()
+    odd[0] += 10.0  # a mis-cropped cell among the reviewed ones, five spreads away (a 99th percentile: x11)
+    with_odd = typicality.fit_score(base, labels, val, 2, _with_copies(odd, lab_labels[:40], rng))
+    assert abs(with_odd["lab_limit"] / score["lab_limit"] - 1) < 0.25
+
+
+def test_a_lab_tighter_than_the_base_keeps_the_base_limit():
+    rng = np.random.default_rng(7)
+    base, labels, val, lab, lab_labels = _base_and_lab(rng, lab_spread=0.3)
+    score = typicality.fit_score(base, labels, val, 2, _with_copies(lab[:40], lab_labels[:40], rng))
+    assert score["lab_limit"] < score["base_limit"]
+    assert np.all(score["limits"] == np.float32(score["base_limit"]))
+
+
 def test_numpy_and_tensorflow_atypicality_agree():
     rng = np.random.default_rng(5)
     base, labels, val, lab, lab_labels = _base_and_lab(rng, lab_spread=2.5)
