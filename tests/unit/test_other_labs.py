@@ -166,9 +166,12 @@ def test_adaptation_report_gives_the_mean_over_bases_per_size():
               "review_threshold": 0.8, "eval_fraction": 0.3, "adapt_steps": 300, "max_accuracy_drop": 0.01,
               "rows": [row(1, 0, 0.1, [1, 0, 0, 0], 0.88), row(1, 100, 0.8, [1, 0.6, 0.5, 0.9], 0.87),
                        row(2, 0, 0.3, [1, 0.2, 0, 0], 0.90), row(2, 100, 0.9, [1, 0.8, 0.7, 0.9], 0.89)]}
+    report["rows"][1]["lab"]["not_a_cell"] = {"review_flag_rate": 0.97}  # an older report's rows lack it
     text = lab_adaptation.markdown(report)
     assert "| 100 (2 bases) | 0.8500 | 1.000 | 0.700 | 0.600 | 0.900 | 0.600 | 0.500 | 0.8800 |" in text
     assert "| 0 (2 bases) | 0.2000 |" in text
+    assert "| 1 | 100 | 0.8000 | 1.000 | 0.600 | 0.500 | 0.900 | 0.500 | - | 0.970 | 0.8700 |" in text
+    assert "| 2 | 100 | 0.9000 | 1.000 | 0.800 | 0.700 | 0.900 | 0.500 | - | - | 0.8900 |" in text
 
 
 def test_predict_keeps_each_answer_with_its_file_when_sizes_differ(tmp_path, monkeypatch):
