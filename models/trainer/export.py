@@ -22,13 +22,13 @@ def export_signatures(model: keras.Model, tf_transform_output: tft.TFTransformOu
     if typical:
         both = keras.Model(model.input, [model.get_layer(typicality.FEATURE_LAYER).output, model.output])
         means, precision = tf.constant(typical["means"]), tf.constant(typical["precision"])
-        limits = tf.constant(typical["limits"])
 
     def classify(model_inputs: tf.Tensor) -> dict:
         """Model inputs -> the outputs every signature returns."""
         if typical:
             pooled, probabilities = dihedral.run_views(both, model_inputs, average_symmetries)
-            atypicality = typicality.atypicality(tf.cast(pooled, tf.float32), means, precision, limits)
+            distance = typicality.min_distance(tf.cast(pooled, tf.float32), means, precision)
+            atypicality = distance / typical["threshold"]
         else:
             probabilities = dihedral.run_views(model, model_inputs, average_symmetries)
             atypicality = tf.zeros(tf.shape(model_inputs)[:1])

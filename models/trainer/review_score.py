@@ -1,5 +1,5 @@
 """Fits the review score (typicality.py) to a trained model: class means and a shrunk covariance of its
-pooled features, and the distance that 99 % of `val` (and of an adapted model's lab cells) stays under."""
+pooled features, and the distance that 99 % of `val` stays under."""
 from __future__ import annotations
 
 import logging
@@ -18,10 +18,10 @@ def fit_review_score(model: keras.Model, train_ds: tf.data.Dataset, val_ds: tf.d
     """The typicality score's parameters (typicality.py), or None for a model without a usable
     feature layer.
 
-    Fitted on the training images as they are and once recoloured, and its limit set on val
+    Fitted on the training images as they are and once recoloured, and its threshold set on val
     treated the same way: another stain is something the classifier was trained to handle, so it
     should not make an image atypical. Other magnifications and non-cells still do. With `lab_ds` (an
-    adapted model) the labs' train cells add class means, with a limit, of their own.
+    adapted model) the labs' train cells add class means of their own.
 
     At most typicality.MAX_FIT_IMAGES training images are used: with 8 views each, twice, all of
     TRAIN was still being fitted 30 minutes after training ended on a 2-core CPU."""
@@ -47,17 +47,12 @@ def fit_review_score(model: keras.Model, train_ds: tf.data.Dataset, val_ds: tf.d
 
     train_subset, used, total = data.spread_subset(train_ds, typicality.MAX_FIT_IMAGES, batch_size)
     train_x, train_y = plain_and_recoloured(train_subset)
+    means, precision, shrinkage = typicality.fit(train_x, train_y, num_classes)
+    if lab_ds is not None:  # the labs' own train cells, each class its own mean (typicality.with_lab_means)
+        means = typicality.with_lab_means(means, *plain_and_recoloured(lab_ds))
     val_x, _ = plain_and_recoloured(val_ds)
-    lab = None
-    if lab_ds is not None:  # the labs' own train cells: class means and a limit of their own
-        lab_x, lab_y = plain_and_recoloured(lab_ds)
-        n = len(lab_x) // 2  # cells 0..n-1, then their recoloured copies in the same order
-        assert np.array_equal(lab_y[:n], lab_y[n:]), "the recoloured lab cells came back in another order"
-        lab = (lab_x, lab_y, np.tile(np.arange(n), 2))
-    score = typicality.fit_score(train_x, train_y, val_x, num_classes, lab)
-    logging.info("typicality: fitted on %d of %d training images (and each recoloured), covariance shrinkage "
-                 "%.3f, limit %.1f (%.0fth percentile of val), lab cells' limit %s, %.0f s", used, total,
-                 score["shrinkage"], score["base_limit"], typicality.QUANTILE,
-                 "-" if score["lab_limit"] is None else f"{score['lab_limit']:.1f} (at least the base's)",
-                 time.monotonic() - started)
-    return score
+    limit = typicality.threshold(typicality.min_distance(val_x, means, precision))
+    logging.info("typicality: fitted on %d of %d training images (and each recoloured), covariance "
+                 "shrinkage %.3f, threshold %.1f (%.0fth percentile of val), %.0f s", used, total, shrinkage,
+                 limit, typicality.QUANTILE, time.monotonic() - started)
+    return {"means": means, "precision": precision, "threshold": limit}

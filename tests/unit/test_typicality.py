@@ -71,103 +71,18 @@ def test_fit_subset_takes_every_kth_image_up_to_the_cap():
     assert np.concatenate([y.numpy() for _, y in whole]).tolist() == list(range(100))
 
 
-def _base_and_lab(rng, lab_spread):
-    base = rng.normal(size=(400, 6)).astype(np.float32)
-    val = rng.normal(size=(400, 6)).astype(np.float32)
-    lab = (rng.normal(size=(240, 6)) * lab_spread + 8.0).astype(np.float32)  # another lab: far from every base cell
-    return base, np.arange(400) % 2, val, lab, np.arange(240) % 2
-
-
-def _with_copies(features, labels, rng):
-    """Each lab cell and a slightly changed copy of it (the recoloured one), numbered as the Trainer does."""
-    copies = features + rng.normal(size=features.shape).astype(np.float32) * 0.1
-    return np.concatenate([features, copies]), np.tile(labels, 2), np.tile(np.arange(len(features)), 2)
-
-
 def test_a_labs_own_cells_add_means_so_an_adapted_model_does_not_flag_that_lab_wholesale():
     rng = np.random.default_rng(0)
-    base, labels, val, lab, lab_labels = _base_and_lab(rng, lab_spread=1.0)
-    plain = typicality.fit_score(base, labels, val, 2)
-    adapted = typicality.fit_score(base, labels, val, 2, _with_copies(lab[:40], lab_labels[:40], rng))
-    assert adapted["means"].shape == (4, 6) and np.array_equal(adapted["means"][:2], plain["means"])
-    new_lab = lab[40:]
-    before = typicality.atypicality(new_lab, plain["means"], plain["precision"], plain["limits"])
-    after = typicality.atypicality(new_lab, adapted["means"], adapted["precision"], adapted["limits"])
-    assert before.min() > 10 and (after > 1).mean() < 0.1
-    # The base cells keep their scores: their own means and limit are still there.
-    np.testing.assert_allclose(typicality.atypicality(val, adapted["means"], adapted["precision"], adapted["limits"]),
-                               typicality.atypicality(val, plain["means"], plain["precision"], plain["limits"]))
-
-
-def test_a_lab_spread_wider_than_the_base_lab_is_measured_by_its_own_limit():
-    """Another lab's cells spread wider under the base lab's covariance (Tecom's did). Measured against
-    the base's limit, most of that lab's new cells, and most of the very cells adapted on, read as
-    unlike the training images; against the limit its own train cells set (each left out of its
-    class's mean), about as few as the base's own val cells do. An input unlike both is still flagged."""
-    rng = np.random.default_rng(3)
-    base, labels, val, lab, lab_labels = _base_and_lab(rng, lab_spread=2.5)
-    train_lab, new_lab = lab[:40], lab[40:]
-    score = typicality.fit_score(base, labels, val, 2, _with_copies(train_lab, lab_labels[:40], rng))
-    means, precision, limits = score["means"], score["precision"], score["limits"]
-    base_limit = limits[0]
-    assert np.all(limits[:2] == base_limit) and np.all(limits[2:] > 3 * base_limit)
-    with_base_limit = typicality.min_distance(new_lab, means, precision) / base_limit
-    assert (with_base_limit > 1).mean() > 0.5
-    assert (typicality.min_distance(train_lab, means, precision) / base_limit > 1).mean() > 0.5
-    assert (typicality.atypicality(new_lab, means, precision, limits) > 1).mean() < 0.1
-    assert (typicality.atypicality(val, means, precision, limits) > 1).mean() < 0.05
-    unlike_both = np.full((1, 6), -20.0, np.float32)
-    assert typicality.atypicality(unlike_both, means, precision, limits)[0] > 1
-
-
-def test_a_lab_class_of_one_cell_gets_a_mean_and_the_base_limit():
-    rng = np.random.default_rng(4)
-    base, labels, val, lab, _ = _base_and_lab(rng, lab_spread=2.5)
-    score = typicality.fit_score(base, labels, val, 2, _with_copies(lab[:1], np.array([1]), rng))
-    assert score["means"].shape == (3, 6)
-    assert np.all(score["limits"] == score["limits"][0])
-    no_lab = typicality.fit_score(base, labels, val, 2, (lab[:0], np.zeros(0, int), np.zeros(0, int)))
-    assert no_lab["means"].shape == (2, 6)
-
-
-def test_each_lab_cell_is_measured_against_its_classs_other_cells_with_its_copy_left_out():
-    """One feature, unit precision. Class 0: cells at 0, 2 and 7, each with an identical copy (its
-    recoloured self). Cell 0 against the others' mean 4.5: 20.25, scaled by (n+1)(n-1)/n^2 = 8/9 for
-    n = 3. Left in, its copy would pull the mean toward it. Class 1 has one cell: no distance."""
-    feats = np.array([[0.0], [2.0], [7.0], [5.0], [0.0], [2.0], [7.0], [5.0]])
-    labels = np.array([0, 0, 0, 1, 0, 0, 0, 1])
-    cells = np.array([0, 1, 2, 3, 0, 1, 2, 3])
-    got = typicality.left_out_distances(feats, labels, cells, np.eye(1))
-    expected = np.array([4.5 ** 2, 1.5 ** 2, 6.0 ** 2] * 2) * 8 / 9
-    np.testing.assert_allclose(np.sort(got), np.sort(expected))
-    np.testing.assert_allclose(typicality.lab_means(feats, labels), [[3.0], [5.0]])
-
-
-def test_the_lab_limit_scales_the_base_limit_by_the_lab_cells_spread_and_one_odd_cell_barely_moves_it():
-    rng = np.random.default_rng(6)
-    base, labels, val, lab, lab_labels = _base_and_lab(rng, lab_spread=2.0)
-    score = typicality.fit_score(base, labels, val, 2, _with_copies(lab[:40], lab_labels[:40], rng))
-    assert 3.0 < score["lab_limit"] / score["base_limit"] < 5.5  # about 2.0 ** 2
-    odd = lab[:40].copy()
-    odd[0] += 10.0  # a mis-cropped cell among the reviewed ones, five spreads away (a 99th percentile: x11)
-    with_odd = typicality.fit_score(base, labels, val, 2, _with_copies(odd, lab_labels[:40], rng))
-    assert abs(with_odd["lab_limit"] / score["lab_limit"] - 1) < 0.25
-
-
-def test_a_lab_tighter_than_the_base_keeps_the_base_limit():
-    rng = np.random.default_rng(7)
-    base, labels, val, lab, lab_labels = _base_and_lab(rng, lab_spread=0.3)
-    score = typicality.fit_score(base, labels, val, 2, _with_copies(lab[:40], lab_labels[:40], rng))
-    assert score["lab_limit"] < score["base_limit"]
-    assert np.all(score["limits"] == np.float32(score["base_limit"]))
-
-
-def test_numpy_and_tensorflow_atypicality_agree():
-    rng = np.random.default_rng(5)
-    base, labels, val, lab, lab_labels = _base_and_lab(rng, lab_spread=2.5)
-    score = typicality.fit_score(base, labels, val, 2, _with_copies(lab[:40], lab_labels[:40], rng))
-    query = np.concatenate([val[:5], lab[40:45]])
-    got = typicality.atypicality(tf.constant(query), tf.constant(score["means"]), tf.constant(score["precision"]),
-                                 tf.constant(score["limits"])).numpy()
-    np.testing.assert_allclose(got, typicality.atypicality(query, score["means"], score["precision"], score["limits"]),
-                               rtol=1e-3)
+    base = rng.normal(size=(400, 6)).astype(np.float32)
+    labels = np.arange(400) % 2
+    means, precision, _ = typicality.fit(base, labels, 2)
+    lab = (rng.normal(size=(20, 6)) + 8.0).astype(np.float32)  # another lab: far from every base cell
+    lab_labels = np.arange(20) % 2
+    before = typicality.min_distance(lab, means, precision)
+    extended = typicality.with_lab_means(means, lab[:10], lab_labels[:10])
+    assert extended.shape == (4, 6) and np.array_equal(extended[:2], means)
+    after = typicality.min_distance(lab[10:], extended, precision)
+    assert after.max() < before.min() / 10
+    # The base cells keep their distances: their own means are still there.
+    assert np.allclose(typicality.min_distance(base, extended, precision), typicality.min_distance(base, means, precision))
+    assert typicality.with_lab_means(means, lab[:0], lab_labels[:0]) is means
