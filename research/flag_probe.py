@@ -74,6 +74,8 @@ def scores(means, precision, limits, features) -> np.ndarray:
 
 
 def summary(atypicality, probabilities=None, labels=None, review_below: float = 0.8) -> dict:
+    """Unlike rate; with the answers, the review flag (unlike, or top probability under review_below)
+    and how it falls on right and wrong answers (a non-cell's label is its cell's)."""
     out = {"n": int(len(atypicality)), "unlike": float((atypicality > 1).mean())}
     if probabilities is not None:
         flagged = (atypicality > 1) | (probabilities.max(axis=1) < review_below)
@@ -158,13 +160,14 @@ def main(argv: list[str] | None = None) -> int:
     lab_name, lab_dir = args.lab
     cells = other_labs.load(lab_name, lab_dir, names)
     drawn = {p.name for p in (args.run / "lab" / lab_name).rglob("*") if p.is_file()}
-    sets["tune lab non-cells"] = (features(browser_crops(
-        [f for f in cells.files if f.name in drawn], derived.not_a_cell))[0], None, None)
+    drawn_files = [f for f in cells.files if f.name in drawn]
+    drawn_labels = np.array([cells.labels[i] for i, f in enumerate(cells.files) if f.name in drawn])
+    sets["tune lab non-cells"] = (*features(browser_crops(drawn_files, derived.not_a_cell)), drawn_labels)
     if args.report:
         rest = [i for i, f in enumerate(cells.files) if f.name not in drawn]
         files = [cells.files[i] for i in rest]
         sets["report lab cells"] = (*features(browser_crops(files)), cells.labels[rest])
-        sets["report lab non-cells"] = (features(browser_crops(files, derived.not_a_cell))[0], None, None)
+        sets["report lab non-cells"] = (*features(browser_crops(files, derived.not_a_cell)), cells.labels[rest])
 
     variants = {}
     means, precision, _ = typicality.fit(base_f, base_fy, params.num_classes)
