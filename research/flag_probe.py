@@ -27,9 +27,6 @@ import numpy as np
 
 from models.trainer import typicality
 
-VIEWS = True  # the served score averages the crop's 8 symmetries
-
-
 def pooled_fit(base_x, base_y, lab_x, lab_y, num_classes: int, lab_share: float):
     """Class means (base, then lab) and a precision fitted on both labs' within-class spread, the lab's
     rows repeated so that they are about `lab_share` of the rows."""
@@ -115,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     model = architectures.build_model(params.model, params.image_size, params.num_classes)
     model.load_weights(f"{pushed}/variables/variables")
     both = keras.Model(model.input, [model.get_layer(typicality.FEATURE_LAYER).output, model.output])
-    run = tf.function(lambda x: dihedral.run_views(both, x, VIEWS), reduce_retracing=True)
+    run = tf.function(lambda x: dihedral.run_views(both, x, params.average_symmetries), reduce_retracing=True)
 
     def features(images: np.ndarray):
         f, p = [], []
