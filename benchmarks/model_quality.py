@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
+import functools
 import io
 import json
 import os
@@ -45,12 +46,20 @@ def files_and_labels(folder: Path, class_names: list[str]) -> tuple[list[Path], 
     return files, np.array([class_names.index(p.parent.name) for p in files])
 
 
+@functools.lru_cache(maxsize=1)
+def pixels_signature(saved_model: str):
+    """The browser signature of a SavedModel, loaded once for the run of calls that measure it."""
+    import tensorflow as tf
+
+    return tf.saved_model.load(saved_model).signatures["serving_pixels"]
+
+
 def predict(saved_model: str, files: list[Path], transform=None) -> tuple[np.ndarray, np.ndarray]:
     """Probabilities and atypicality through the browser signature on PIL-decoded pixels (the same
     pixels as serving_default's decode)."""
     import tensorflow as tf
 
-    fn = tf.saved_model.load(saved_model).signatures["serving_pixels"]
+    fn = pixels_signature(saved_model)
     out, atypical = [None] * len(files), np.zeros(len(files), np.float32)
     for start in range(0, len(files), 64):
         batch = [np.asarray(Image.open(p).convert("RGB"), dtype=np.float32) for p in files[start:start + 64]]

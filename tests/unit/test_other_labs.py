@@ -185,6 +185,7 @@ def test_predict_keeps_each_answer_with_its_file_when_sizes_differ(tmp_path, mon
 
     monkeypatch.setattr(tf.saved_model, "load", lambda path: argparse.Namespace(
         signatures={"serving_pixels": serving_pixels}))
+    mq.pixels_signature.cache_clear()
     heights = [9, 10, 9, 11, 12, 10, 9, 11] * 10  # 80 files: more than one batch of 64
     files = []
     for i, height in enumerate(heights):
@@ -193,6 +194,44 @@ def test_predict_keeps_each_answer_with_its_file_when_sizes_differ(tmp_path, mon
     probabilities, atypical = mq.predict("model", files)
     assert probabilities.argmax(axis=1).tolist() == [h - 9 for h in heights]
     assert atypical.tolist() == heights
+
+
+def test_predict_loads_a_model_once_for_the_calls_that_measure_it(tmp_path, monkeypatch):
+    import tensorflow as tf
+
+    loads = []
+
+    def load(path):
+        loads.append(path)
+        return argparse.Namespace(signatures={"serving_pixels": lambda pixels: {
+            "probabilities": tf.one_hot(tf.zeros([pixels.shape[0]], tf.int32), 4)}})
+
+    monkeypatch.setattr(tf.saved_model, "load", load)
+    mq.pixels_signature.cache_clear()
+    Image.new("RGB", (7, 7)).save(tmp_path / "a.png")
+    for model in ("one", "one", "two", "two"):
+        mq.predict(model, [tmp_path / "a.png"])
+    assert loads == ["one", "two"]
+    mq.pixels_signature.cache_clear()
+
+
+def test_adaptation_measures_the_labs_non_cells_on_its_held_out_images(tmp_path, monkeypatch):
+    from benchmarks import lab_adaptation
+    from benchmarks.quality import derived
+
+    lab = other_labs.load("lab", _lab(tmp_path / "lab", {n: 2 for n in NAMES}), NAMES)
+    (tmp_path / "TEST").mkdir()
+    calls = []
+
+    def predict(pushed, files, transform=None):
+        calls.append((pushed, list(files), transform))
+        return np.tile([[0.9, 0.1, 0.0, 0.0]], (len(files), 1)), np.full(len(files), 2.0 if transform else 0.5)
+
+    monkeypatch.setattr(mq, "predict", predict)
+    monkeypatch.setattr(mq, "files_and_labels", lambda folder, names: (lab.files, lab.labels))
+    out = lab_adaptation.measure("m", lab, tmp_path, NAMES, 0.8)
+    assert ("m", lab.files, derived.not_a_cell) in calls
+    assert out["lab"]["not_a_cell"]["review_flag_rate"] == 1.0 and out["lab"]["review_flag_rate"] == 0.0
 
 
 def test_adaptation_remeasure_measures_each_stored_model_on_its_base_held_out_cells(tmp_path, monkeypatch):
