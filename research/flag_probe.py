@@ -27,13 +27,19 @@ import numpy as np
 
 from models.trainer import typicality
 
+
+def lab_class_means(lab_x, lab_y) -> np.ndarray:
+    """One mean per class the lab's cells hold, in class order (typicality.with_lab_means's)."""
+    return typicality.with_lab_means(np.zeros((0, lab_x.shape[1]), np.float32), lab_x, lab_y)
+
+
 def pooled_fit(base_x, base_y, lab_x, lab_y, num_classes: int, lab_share: float):
     """Class means (base, then lab) and a precision fitted on both labs' within-class spread, the lab's
     rows repeated so that they are about `lab_share` of the rows."""
     from sklearn.covariance import ledoit_wolf
 
     base_means, _, _ = typicality.fit(base_x, base_y, num_classes)
-    lab_means = typicality.with_lab_means(np.zeros((0, base_x.shape[1]), np.float32), lab_x, lab_y)
+    lab_means = lab_class_means(lab_x, lab_y)
     lab_classes = np.unique(lab_y)
     base_centred = base_x - base_means[base_y]
     lab_centred = lab_x - lab_means[np.searchsorted(lab_classes, lab_y)]
@@ -59,7 +65,7 @@ def lab_limit_fit(base_x, base_y, val_x, lab_x, lab_y, lab_cells, num_classes: i
             spread.append(typicality.min_distance(feats[cells == cell], others[None], precision.astype(np.float64))
                           * (n + 1) * (n - 1) / n ** 2)
     lab_limit = base_limit * float(np.median(np.concatenate(spread)) / np.median(val_d)) if spread else base_limit
-    lab_means = typicality.with_lab_means(np.zeros((0, base_x.shape[1]), np.float32), lab_x, lab_y)
+    lab_means = lab_class_means(lab_x, lab_y)
     limits = np.array([base_limit] * len(means) + [max(base_limit, lab_limit)] * len(lab_means), np.float32)
     return np.concatenate([means, lab_means]), precision, limits
 
@@ -157,14 +163,13 @@ def main(argv: list[str] | None = None) -> int:
     lab_name, lab_dir = args.lab
     cells = other_labs.load(lab_name, lab_dir, names)
     drawn = {p.name for p in (args.run / "lab" / lab_name).rglob("*") if p.is_file()}
-    drawn_files = [f for f in cells.files if f.name in drawn]
-    drawn_labels = np.array([cells.labels[i] for i, f in enumerate(cells.files) if f.name in drawn])
-    sets["tune lab non-cells"] = (*features(browser_crops(drawn_files, derived.not_a_cell)), drawn_labels)
+    taken = np.array([f.name in drawn for f in cells.files])
+    files = np.array(cells.files, dtype=object)
+    sets["tune lab non-cells"] = (*features(browser_crops(files[taken], derived.not_a_cell)), cells.labels[taken])
     if args.report:
-        rest = [i for i, f in enumerate(cells.files) if f.name not in drawn]
-        files = [cells.files[i] for i in rest]
-        sets["report lab cells"] = (*features(browser_crops(files)), cells.labels[rest])
-        sets["report lab non-cells"] = (*features(browser_crops(files, derived.not_a_cell)), cells.labels[rest])
+        sets["report lab cells"] = (*features(browser_crops(files[~taken])), cells.labels[~taken])
+        sets["report lab non-cells"] = (*features(browser_crops(files[~taken], derived.not_a_cell)),
+                                        cells.labels[~taken])
 
     variants = {}
     means, precision, _ = typicality.fit(base_f, base_fy, params.num_classes)
