@@ -92,7 +92,8 @@ class LabsConfig(_Section):
     def _named_folders(cls, sources):
         for name, folder in (sources or {}).items():
             if not re.match(LAB_NAME_PATTERN, str(name)) or name == BASE_SOURCE:
-                raise ValueError(f"lab name '{name}' must be letters, digits, '.', '_' or '-' (and not 'base')")
+                raise ValueError(f"lab name '{name}' must be 1-64 letters, digits, '.', '_' or '-', "
+                                 "starting with a letter or digit (and not 'base')")
             if not folder or not isinstance(folder, str):
                 raise ValueError(f"lab '{name}' needs a folder (NAME=DIR)")
         return sources

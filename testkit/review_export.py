@@ -1,4 +1,4 @@
-"""Review exports as the web client writes them (web/src/reviewExport.ts), built in Python for tests."""
+"""Review exports as the web client writes them (web/src/review.ts), built in Python for tests."""
 from __future__ import annotations
 
 import hashlib

@@ -99,13 +99,20 @@ class Executor(BaseExampleGenExecutor):
     def _list_labs(self, class_names: list[str]) -> dict:
         """name -> (candidates, refused files) of every lab source: each sub-folder of labs_root, and
         the named lab_sources."""
-        sources = {**lab_sources.discover(self._params.get("labs_root") or ""),
-                   **(self._params.get("lab_sources") or {})}
+        labs_root = self._params.get("labs_root") or ""
+        folders, named = lab_sources.discover(labs_root), self._params.get("lab_sources") or {}
+        for name in sorted(set(folders) & set(named)):
+            if os.path.normpath(folders[name]) != os.path.normpath(named[name]):
+                raise image_reader.IngestError(f"lab '{name}' is both a folder of the labs folder ({folders[name]}) "
+                                               f"and a named lab source ({named[name]}): rename one")
+        sources = {**folders, **named}
+        self._stray_rejects = [image_reader.Rejected(r.rel_path, None, r.reason)
+                               for r in lab_sources.stray_files(labs_root)]
         self._lab_listings, out = {}, {}
         for name, root in sorted(sources.items()):
             if not LAB_NAME.match(name) or name == BASE_SOURCE:
-                raise image_reader.IngestError(f"lab source name '{name}' must be letters, digits, '.', '_' or '-' "
-                                               f"(and not '{BASE_SOURCE}')")
+                raise image_reader.IngestError(f"lab source name '{name}' must be 1-64 letters, digits, '.', '_' or '-', "
+                                               f"starting with a letter or digit (and not '{BASE_SOURCE}')")
             if not tf.io.gfile.isdir(root):
                 raise image_reader.IngestError(f"lab source '{name}': folder not found: {root}")
             listing = lab_sources.list_lab(name, root, class_names)
@@ -122,6 +129,7 @@ class Executor(BaseExampleGenExecutor):
             root, list(self._params["class_names"]), self._params["val_fraction"],
             self._params["hash_split_eval_fraction"], self._params["val_split"], int(self._params["max_pixels"]))
         labs = self._list_labs(list(self._params["class_names"]))
+        listing_rejects += self._stray_rejects
         for candidates, refused in labs.values():
             self._candidates += candidates
             listing_rejects += refused

@@ -9,14 +9,15 @@ lab's eval cells never train. Files are read through tf.io.gfile (a lab folder m
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import functools
 import hashlib
-import zlib
 import io
 import json
 import os
 import posixpath
 import zipfile
+import zlib
 
 import jsonschema
 import tensorflow as tf
@@ -31,6 +32,8 @@ IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png", ".bmp", ".gif", ".webp")
 MAX_MEMBER_BYTES = 50 * 2**20  # one reviewed image; a larger member is refused before it is inflated
 MAX_MANIFEST_BYTES = 20 * 2**20
 
+# The export as a whole; each entry of `cells` is checked on its own (CELL_SCHEMA), so one bad entry is
+# one refused line and the rest of the export is kept.
 MANIFEST_SCHEMA = {
     "type": "object",
     "required": ["format", "version", "lab", "exported_at", "cells"],
@@ -39,25 +42,29 @@ MANIFEST_SCHEMA = {
         "version": {"const": REVIEW_EXPORT_VERSION},
         "lab": {"type": "string"},
         "exported_at": {"type": "string"},
-        "cells": {"type": "array", "items": {
-            "type": "object",
-            "required": ["file", "sha256", "label", "reviewed_at"],
-            "properties": {
-                "file": {"type": "string", "minLength": 1},
-                "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
-                "label": {"type": "string", "minLength": 1},
-                "reviewed_at": {"type": "string"},
-            },
-        }},
+        "cells": {"type": "array"},
     },
 }
+CELL_SCHEMA = {
+    "type": "object",
+    "required": ["file", "sha256", "label", "reviewed_at"],
+    "properties": {
+        "file": {"type": "string", "minLength": 1},
+        "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+        "label": {"type": "string", "minLength": 1},
+        "reviewed_at": {"type": "string"},
+    },
+}
+# What zipfile raises for a member it cannot read: a bad CRC or deflate stream, an encrypted member
+# (RuntimeError), a compression method it does not implement (NotImplementedError).
+UNREADABLE_MEMBER = (zipfile.BadZipFile, zlib.error, OSError, RuntimeError, NotImplementedError)
 
 
 @dataclasses.dataclass(frozen=True)
 class Review:
     sha256: str
     label: str
-    reviewed_at: str       # ISO 8601; "" for a plain class folder (older than any export)
+    reviewed_at: str       # UTC, as review_time writes it (sorts as text); "" for a plain class folder
     order: int             # listing order, breaks ties between equal times
     path: str              # the file, or the export zip holding it
     member: str | None     # the file inside the zip
@@ -99,6 +106,33 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def _first_line(err: BaseException) -> str:
+    return (str(err).splitlines() or [type(err).__name__])[0]
+
+
+def review_time(text: str) -> str | None:
+    """An ISO 8601 time with its zone, as fixed-width UTC text (so that text order is time order);
+    None when it is not one."""
+    try:
+        moment = datetime.datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        return None
+    return moment.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _entry_problem(cell) -> str | None:
+    """Why one manifest entry cannot be used, or None."""
+    try:
+        jsonschema.validate(cell, CELL_SCHEMA)
+    except jsonschema.ValidationError as err:
+        return f"manifest entry: {err.message.splitlines()[0]}"
+    if review_time(cell["reviewed_at"]) is None:
+        return f"manifest entry: reviewed_at '{cell['reviewed_at'][:40]}' is not an ISO 8601 time with a zone"
+    return None
+
+
 def read_export(path: str, rel: str, class_names: list[str], order: int) -> tuple[list[Review], list[Refused]]:
     """The reviews of one export zip, and what in it cannot be used, each with a reason."""
     try:
@@ -106,6 +140,8 @@ def read_export(path: str, rel: str, class_names: list[str], order: int) -> tupl
             archive = zipfile.ZipFile(io.BytesIO(f.read()))
     except zipfile.BadZipFile:
         return [], [Refused(rel, "not a review export (not a zip file)")]
+    except tf.errors.OpError as err:
+        return [], [Refused(rel, f"unreadable file ({_first_line(err)})")]
     with archive:
         members = {i.filename: i for i in archive.infolist() if not i.is_dir()}
         if REVIEW_MANIFEST not in members:
@@ -115,11 +151,18 @@ def read_export(path: str, rel: str, class_names: list[str], order: int) -> tupl
         try:
             manifest = json.loads(archive.read(REVIEW_MANIFEST))
             jsonschema.validate(manifest, MANIFEST_SCHEMA)
-        except (ValueError, jsonschema.ValidationError, zipfile.BadZipFile, zlib.error) as err:
+        except (ValueError, jsonschema.ValidationError, RecursionError, *UNREADABLE_MEMBER) as err:
             detail = err.message if isinstance(err, jsonschema.ValidationError) else str(err)
-            return [], [Refused(rel, f"not a review export (manifest: {detail.splitlines()[0]})")]
+            return [], [Refused(rel, f"not a review export (manifest: {(detail.splitlines() or [type(err).__name__])[0]})")]
         reviews, refused, listed = [], [], set()
-        for cell in manifest["cells"]:
+        for number, cell in enumerate(manifest["cells"], 1):
+            problem = _entry_problem(cell)
+            if problem:
+                named = cell.get("file") if isinstance(cell, dict) and isinstance(cell.get("file"), str) else None
+                if named:
+                    listed.add(named)
+                refused.append(Refused(f"{rel}!{named or f'cell {number}'}", problem))
+                continue
             member, where = cell["file"], f"{rel}!{cell['file']}"
             listed.add(member)
             label = cell["label"]
@@ -135,13 +178,17 @@ def read_export(path: str, rel: str, class_names: list[str], order: int) -> tupl
             else:
                 try:
                     data = archive.read(member)
-                except (zipfile.BadZipFile, zlib.error, OSError) as err:  # a bad CRC, a broken deflate stream
-                    refused.append(Refused(where, f"corrupt data in the zip ({str(err).splitlines()[0]})"))
+                except (RuntimeError, NotImplementedError) as err:  # encrypted, or an unknown compression
+                    refused.append(Refused(where, f"cannot read it in the zip ({_first_line(err)})"))
+                    continue
+                except UNREADABLE_MEMBER as err:  # a bad CRC, a broken deflate stream
+                    refused.append(Refused(where, f"corrupt data in the zip ({_first_line(err)})"))
                     continue
                 if _sha256(data) != cell["sha256"]:
                     refused.append(Refused(where, "sha256 does not match the manifest"))
                 else:
-                    reviews.append(Review(cell["sha256"], label, cell["reviewed_at"], order, path, member, where))
+                    reviews.append(Review(cell["sha256"], label, review_time(cell["reviewed_at"]), order, path,
+                                          member, where))
         refused += [Refused(f"{rel}!{m}", "file not listed in the manifest")
                     for m in sorted(set(members) - listed - {REVIEW_MANIFEST})]
     return reviews, refused
@@ -172,8 +219,13 @@ def list_lab(name: str, root: str, class_names: list[str]) -> LabListing:
         elif not path.lower().endswith(IMAGE_EXTENSIONS):
             refused.append(Refused(rel, "not an image file extension"))
         else:
-            with gfile.GFile(path, "rb") as f:
-                reviews.append(Review(_sha256(f.read()), parts[0], "", order, path, None, rel))
+            try:
+                with gfile.GFile(path, "rb") as f:
+                    data = f.read()
+            except tf.errors.OpError as err:
+                refused.append(Refused(rel, f"unreadable file ({_first_line(err)})"))
+                continue
+            reviews.append(Review(_sha256(data), parts[0], "", order, path, None, rel))
     listing = LabListing(cells=[], refused=refused)
     by_cell: dict[str, list[Review]] = {}
     for review in reviews:
@@ -191,6 +243,15 @@ def list_lab(name: str, root: str, class_names: list[str]) -> LabListing:
         else:
             listing.cells.append(latest)
     return listing
+
+
+def stray_files(labs_root: str) -> list[Refused]:
+    """Files directly in labs_root: an export belongs in its lab's folder, which names the lab."""
+    if not labs_root or not gfile.isdir(labs_root):
+        return []
+    return [Refused(posixpath.join("labs", entry), "not in a lab folder (put it in labs/<lab name>/)")
+            for entry in sorted(gfile.listdir(labs_root))
+            if not entry.startswith(".") and not gfile.isdir(os.path.join(labs_root, entry.rstrip("/")))]
 
 
 def discover(labs_root: str) -> dict[str, str]:

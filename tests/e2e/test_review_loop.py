@@ -44,11 +44,14 @@ def other_lab_cells(folder: Path) -> list[Path]:
     return out
 
 
-def review(app: str, cdn: str, images: list[Path], keys: list[str], export: Path, profile: Path) -> dict:
+def review(app: str, cdn: str, images: list[Path], keys: list[str], export: Path, profile: Path,
+           fast: bool = False) -> dict:
+    """fast: the keys come one after another without waiting for each verdict to be saved (a verdict must
+    still land on the image it was typed for)."""
     done = subprocess.run(
         ["node", "scripts/browser-review.mjs", "--app", app, "--model", f"{cdn}/bloodcell/", "--lab", LAB,
          "--images", ",".join(map(str, images)), "--keys", ",".join(keys), "--export", str(export),
-         "--profile", str(profile)],
+         "--profile", str(profile), *(["--fast"] if fast else [])],
         cwd=bh.WEB, capture_output=True, text=True, timeout=420)
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(done.stdout)
@@ -96,7 +99,7 @@ def test_a_labs_reviews_adapt_the_model_and_a_relabel_reaches_the_data(pipeline_
             "--set", "evaluation.max_accuracy_drop=1"]
 
     with bh.static_server(str(built_client)) as app, bh.nginx_cdn(origin, app, bh.CDN_PORT) as (cdn, _):
-        first = review(app, cdn, images, KEYS, tmp_path / "export1.zip", profile)
+        first = review(app, cdn, images, KEYS, tmp_path / "export1.zip", profile, fast=True)
         assert first["version"] == first_version
         answers = [r["answer"] for r in first["results"]]
         expected = [answers[i] if k == "Enter" else ("UNSURE" if k == "7" else CLASSES[int(k) - 1])

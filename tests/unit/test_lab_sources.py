@@ -141,3 +141,123 @@ def test_a_webp_or_gif_the_browser_read_is_ingested_as_a_png_of_its_pixels(tmp_p
     encoded, height, width = image_reader.read_image(candidates[0].path, 10**7, candidates[0].member)
     decoded = tf.io.decode_image(encoded, channels=3).numpy()
     assert (height, width) == (240, 320) and np.array_equal(decoded, np.asarray(rgb))
+
+
+def _patch_central_directory(path, member: str, *, method: int | None = None, encrypted: bool = False):
+    """Rewrites one member's entry in the zip's central directory (what zipfile reads), as another zip
+    tool would have written it: a compression method zipfile lacks, or the encrypted flag."""
+    import struct
+    import zipfile
+
+    raw = bytearray(path.read_bytes())
+    at = 0
+    while True:
+        at = raw.find(b"PK\x01\x02", at)
+        assert at >= 0, member
+        name_length = struct.unpack_from("<H", raw, at + 28)[0]
+        if raw[at + 46:at + 46 + name_length].decode() == member:
+            break
+        at += 4
+    if method is not None:
+        struct.pack_into("<H", raw, at + 10, method)
+    if encrypted:
+        struct.pack_into("<H", raw, at + 8, struct.unpack_from("<H", raw, at + 8)[0] | 0x1)
+    path.write_bytes(bytes(raw))
+    with zipfile.ZipFile(path) as archive:  # still a zip: only that member is unreadable
+        assert member in archive.namelist()
+
+
+@pytest.mark.parametrize("change", [{"encrypted": True}, {"method": 99}, {"method": 9}])
+def test_an_encrypted_or_oddly_compressed_member_is_one_refused_line(tmp_path, images, change):
+    # AES (99) or deflate64 (9), as some zip tools write; or a password: one line, the rest kept.
+    lab = tmp_path / "lab"
+    good, bad = review_export.cell(images[0], "NEUTROPHIL"), review_export.cell(images[1], "MONOCYTE")
+    _patch_central_directory(review_export.write_export(lab / "1.zip", [good, bad]), bad["file"], **change)
+    listing = lab_sources.list_lab("lab", str(lab), CLASSES)
+    assert [c.sha256 for c in listing.cells] == [good["sha256"]]
+    assert _reasons(listing)[bad["file"]].startswith("cannot read it in the zip (")
+
+
+def test_an_encrypted_manifest_is_one_refused_line(tmp_path, images):
+    lab = tmp_path / "lab"
+    _patch_central_directory(review_export.write_export(lab / "1.zip", [review_export.cell(images[0], "NEUTROPHIL")]),
+                             "manifest.json", encrypted=True)
+    review_export.write_export(lab / "2.zip", [good := review_export.cell(images[1], "MONOCYTE")])
+    listing = lab_sources.list_lab("lab", str(lab), CLASSES)
+    assert _reasons(listing)["labs/lab/1.zip"].startswith("not a review export (manifest:")
+    assert [c.sha256 for c in listing.cells] == [good["sha256"]]
+
+
+def test_an_unreadable_file_is_one_refused_line(tmp_path, images, monkeypatch):
+    import tensorflow as tf
+
+    lab = tmp_path / "lab"
+    review_export.write_export(lab / "locked.zip", [review_export.cell(images[0], "NEUTROPHIL")])
+    review_export.write_export(lab / "open.zip", [good := review_export.cell(images[1], "MONOCYTE")])
+    (lab / "LYMPHOCYTE").mkdir()
+    shutil.copy(images[2], lab / "LYMPHOCYTE" / "locked.jpeg")
+    real = tf.io.gfile.GFile
+
+    def gfile(path, mode="r"):
+        if "locked" in os.path.basename(path):
+            raise tf.errors.PermissionDeniedError(None, None, f"{path}; Permission denied")
+        return real(path, mode)
+
+    monkeypatch.setattr(lab_sources.gfile, "GFile", gfile)
+    listing = lab_sources.list_lab("lab", str(lab), CLASSES)
+    reasons = _reasons(listing)
+    assert reasons["labs/lab/locked.zip"].startswith("unreadable file (")
+    assert reasons["labs/lab/LYMPHOCYTE/locked.jpeg"].startswith("unreadable file (")
+    assert [c.sha256 for c in listing.cells] == [good["sha256"]]
+
+
+def test_one_bad_manifest_entry_is_one_refused_line_and_the_export_is_kept(tmp_path, images):
+    lab = tmp_path / "lab"
+    goods = [review_export.cell(p, "NEUTROPHIL") for p in images[:3]]
+    no_time = {k: v for k, v in review_export.cell(images[3], "MONOCYTE").items() if k != "reviewed_at"}
+    upper = review_export.cell(images[4], "MONOCYTE")
+    upper = {**upper, "sha256": upper["sha256"].upper()}
+    vague = review_export.cell(images[5], "MONOCYTE", "soon")
+    review_export.write_export(lab / "1.zip", [*goods, no_time, upper, vague])
+    listing = lab_sources.list_lab("lab", str(lab), CLASSES)
+    assert sorted(c.sha256 for c in listing.cells) == sorted(g["sha256"] for g in goods)
+    reasons = _reasons(listing)
+    assert reasons[no_time["file"]] == "manifest entry: 'reviewed_at' is a required property"
+    assert reasons[upper["file"]].startswith("manifest entry: ")
+    assert reasons[vague["file"]] == "manifest entry: reviewed_at 'soon' is not an ISO 8601 time with a zone"
+    assert len(listing.refused) == 3  # the entries' files are not also "not listed in the manifest"
+
+
+@pytest.mark.parametrize("earlier, later", [
+    ("2026-12-01T10:00:00Z", "2026-12-01T10:00:00.500Z"),          # milliseconds sort after none
+    ("2026-12-01T12:00:00+02:00", "2026-12-01T11:00:00Z"),         # 10:00 UTC is earlier
+])
+def test_the_latest_review_is_the_latest_time_not_the_latest_text(tmp_path, images, earlier, later):
+    lab = tmp_path / "lab"
+    review_export.write_export(lab / "1.zip", [review_export.cell(images[0], "EOSINOPHIL", later)])
+    review_export.write_export(lab / "2.zip", [review_export.cell(images[0], "NEUTROPHIL", earlier)])
+    listing = lab_sources.list_lab("lab", str(lab), CLASSES)
+    assert [c.label for c in listing.cells] == ["EOSINOPHIL"]
+
+
+def test_an_export_outside_a_lab_folder_is_one_refused_line(tmp_path, images):
+    labs = tmp_path / "labs"
+    review_export.write_export(labs / "mylab" / "1.zip", [review_export.cell(images[0], "NEUTROPHIL")])
+    review_export.write_export(labs / "bloodcell-review-mylab.zip", [review_export.cell(images[1], "NEUTROPHIL")])
+    assert lab_sources.discover(str(labs)) == {"mylab": str(labs / "mylab")}
+    assert [(r.rel_path, r.reason) for r in lab_sources.stray_files(str(labs))] == [
+        ("labs/bloodcell-review-mylab.zip", "not in a lab folder (put it in labs/<lab name>/)")]
+
+
+def test_a_lab_folder_and_a_named_source_of_one_name_is_an_error(tmp_path, images):
+    from components.image_example_gen.executor import Executor
+
+    labs, elsewhere = tmp_path / "labs", tmp_path / "elsewhere"
+    review_export.write_export(labs / "mylab" / "1.zip", [review_export.cell(images[0], "NEUTROPHIL")])
+    review_export.write_export(elsewhere / "2.zip", [review_export.cell(images[1], "NEUTROPHIL")])
+    executor = Executor()
+    executor._params = {"labs_root": str(labs), "lab_sources": {"mylab": str(elsewhere)}}
+    with pytest.raises(image_reader.IngestError, match="lab 'mylab' is both a folder of the labs folder"):
+        executor._list_labs(CLASSES)
+    executor._params = {"labs_root": str(labs), "lab_sources": {"mylab": str(labs / "mylab")}}
+    assert set(executor._list_labs(CLASSES)) == {"mylab"}

@@ -1,9 +1,10 @@
 // A reviewer at work in headless chromium (playwright-core, no bundled browser):
 //   node scripts/browser-review.mjs --app URL --model CDN_MODEL_URL --lab NAME --images A,B,C \
-//        --keys KEY,KEY,KEY --export OUT.zip [--chromium /usr/bin/chromium]
+//        --keys KEY,KEY,KEY --export OUT.zip [--fast] [--chromium /usr/bin/chromium]
 // Names the lab, classifies the images, then reviews each from the keyboard only (focus on the first
 // result, one key per image: 1-4 a class, Enter confirms, 5-7 not one of the classes; each verdict moves
-// to the next image), reloads the page (the reviews must still be there) and exports them. Prints what
+// to the next image; with --fast the keys come one after another without waiting for the verdicts to be
+// saved, as a quick reviewer types), reloads the page (the reviews must still be there) and exports them. Prints what
 // it saw as JSON (answers, verdicts, crop boxes, the count before and after the reload, the lab's figure
 // shown); the Python test decides pass or fail.
 import { parseArgs } from 'node:util';
@@ -12,7 +13,7 @@ import { chromium } from 'playwright-core';
 const { values: opt } = parseArgs({
   options: {
     app: { type: 'string' }, model: { type: 'string' }, lab: { type: 'string' }, images: { type: 'string' },
-    keys: { type: 'string' }, export: { type: 'string' }, profile: { type: 'string' },
+    keys: { type: 'string' }, export: { type: 'string' }, profile: { type: 'string' }, fast: { type: 'boolean' },
     chromium: { type: 'string', default: process.env.BLOODCELL_CHROMIUM || '/usr/bin/chromium' },
   },
 });
@@ -43,11 +44,14 @@ try {
   await page.focus('#results li:nth-child(1)');
   for (let i = 0; i < keys.length; i++) {
     await page.keyboard.press(keys[i]);
+    if (opt.fast) continue;
     // Reviewed, and the focus has moved on (the next key is for the next image).
     await page.waitForFunction(([n, last]) => document.querySelector(`#results li:nth-child(${n})`)?.dataset.reviewed
       && (n === last || document.activeElement === document.querySelector(`#results li:nth-child(${n + 1})`)),
     [i + 1, keys.length], { timeout: TIMEOUT });
   }
+  await page.waitForFunction((n) => document.querySelectorAll('#results li[data-reviewed]').length >= n
+    && Number(document.getElementById('review-count')?.dataset.count) >= n, keys.length, { timeout: TIMEOUT });
   report.results = await page.$$eval('#results li', (items) => items.map((li) => ({
     file: li.dataset.file, answer: li.dataset.class ?? null, reviewed: li.dataset.reviewed ?? null,
     cropBox: li.querySelector('canvas')?.dataset.cropBox ?? null,

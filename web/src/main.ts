@@ -8,6 +8,7 @@ import { answerRecord, interpret, predict, predictProbabilities, warmUp } from '
 import { loadModel, type LoadedModel } from './modelSource';
 import { allReviews, buildExport, clearReviews, countReviews, exportFileName, NOT_TRAINED, saveReview, sha256Hex,
   type ReviewedCell } from './review';
+import { labNameProblem, verdictForKey } from './reviewRules.js';
 
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
 const status = $<HTMLParagraphElement>('model-status');
@@ -210,10 +211,22 @@ async function addReviewControls(item: HTMLLIElement, entry: Classified) {
   item.append(group, verdict);
 }
 
-/** Saves the verdict; false when it could not be kept (the item says why, and focus stays on it). */
+/** Why a verdict cannot be taken now (one line), or null. */
+function verdictProblem(): string | null {
+  return labNameProblem(labInput.value.trim());
+}
+
+/** Saves the verdict on this item, whichever item has the focus by the time the write ends; false when
+ * it could not be kept (the item says why and shows no verdict). */
 async function review(item: HTMLLIElement, label: string): Promise<boolean> {
   const entry = classified.get(item);
   if (!entry || !loaded) return false;
+  const verdict = item.querySelector<HTMLParagraphElement>('.verdict')!;
+  const problem = verdictProblem();
+  if (problem) {
+    verdict.textContent = problem;
+    return false;
+  }
   const r = entry.answer;
   const cell: ReviewedCell = {
     sha256: entry.sha256, originalName: entry.file.name, mime: entry.file.type, bytes: entry.bytes,
@@ -222,11 +235,11 @@ async function review(item: HTMLLIElement, label: string): Promise<boolean> {
     flags: { lowConfidence: r.lowConfidence, unlikeTraining: r.unlikeTraining, invalid: r.invalid },
     cropBox: entry.cropBox, label, reviewedAt: new Date().toISOString(),
   };
-  const verdict = item.querySelector<HTMLParagraphElement>('.verdict')!;
   try {
     await saveReview(cell);
   } catch (err) {
     verdict.textContent = `Not saved: ${(err as Error).message}`;
+    reviewCount.textContent = `Not saved: the verdict on ${entry.file.name} (${(err as Error).message}).`;
     return false;
   }
   item.dataset.reviewed = label;
@@ -248,16 +261,21 @@ results.addEventListener('keydown', (event) => {
   if (event.ctrlKey || event.altKey || event.metaKey) return;  // the browser's own shortcuts
   const items = reviewable();
   const at = items.indexOf(item);
-  const names = loaded!.metadata.class_names;
   const move = (to: number) => items[Math.max(0, Math.min(items.length - 1, to))]?.focus();
-  const n = Number(event.key);
   if (event.key === 'ArrowDown' || event.key === 'ArrowRight') move(at + 1);
   else if (event.key === 'ArrowUp' || event.key === 'ArrowLeft') move(at - 1);
-  else if (event.key === 'Enter') void review(item, classified.get(item)!.answer.className).then((ok) => ok && move(at + 1));
-  else if (Number.isInteger(n) && n >= 1 && n <= names.length + NOT_TRAINED.length) {
-    const label = n <= names.length ? names[n - 1] : NOT_TRAINED[n - names.length - 1].label;
-    void review(item, label).then((ok) => ok && move(at + 1));
-  } else return;
+  else {
+    const verdict = verdictForKey(event.key, classified.get(item)!.answer, loaded!.metadata.class_names,
+      NOT_TRAINED.map((o) => o.label));
+    if (!verdict) return;
+    const problem = verdict.problem ?? verdictProblem();
+    if (problem) item.querySelector<HTMLParagraphElement>('.verdict')!.textContent = problem;
+    else {
+      // Move on at once, not when the write ends: a key pressed meanwhile is for the next image.
+      move(at + 1);
+      void review(item, verdict.label!);
+    }
+  }
   event.preventDefault();
 });
 
@@ -272,18 +290,24 @@ async function showReviewCount() {
 
 exportButton.addEventListener('click', async () => {
   const lab = labInput.value.trim();
-  if (!lab) {
-    reviewCount.textContent = 'Name your lab above first: the export carries it.';
+  const problem = labNameProblem(lab);
+  if (problem) {
+    reviewCount.textContent = problem;
     labInput.focus();
     return;
   }
   // One lab per export: the pipeline files an export under the lab folder it is put in. Cells reviewed
-  // before any lab was named go with the lab named now.
+  // before any lab was named go with the lab named at their first export, and stay with it.
   const everything = await allReviews();
-  const cells = everything.filter((c) => c.lab === lab || c.lab === '');
+  const unnamed = everything.filter((c) => c.lab === '').map((c) => ({ ...c, lab }));
+  await Promise.all(unnamed.map(saveReview));
+  const cells = [...everything.filter((c) => c.lab === lab), ...unnamed];
   const others = everything.length - cells.length;
+  if (!cells.length) {
+    reviewCount.textContent = `No reviewed cells of ${lab} to export; ${others} reviewed under another lab name stay here.`;
+    return;
+  }
   if (others) reviewCount.textContent = `Exported the ${cells.length} cells of ${lab}; ${others} reviewed under another lab name stay here.`;
-  if (!cells.length) return;
   const blob = new Blob([buildExport(cells, lab) as Uint8Array<ArrayBuffer>], { type: 'application/zip' });
   const link = document.createElement('a');
   link.href = URL.createObjectURL(blob);
@@ -303,9 +327,11 @@ function showLabFigure() {
   const out = $('lab-accuracy');
   const lab = labInput.value.trim();
   const sources = loaded?.metadata.eval?.sources;
-  const figure = lab && sources ? sources[lab] : undefined;
+  const problem = labNameProblem(lab);
+  const figure = !problem && sources && Object.hasOwn(sources, lab) ? sources[lab] : undefined;
   const few = loaded?.metadata.eval?.min_lab_cells ?? 20;
   if (!lab) out.textContent = 'no lab named';
+  else if (problem) out.textContent = problem;
   else if (!figure || figure.accuracy === null) out.textContent = `none yet: this model has no held-out cells of ${lab}`;
   else out.textContent = `${percent(figure.accuracy)} of ${figure.cells} cells`
     + (figure.cells < few ? ` (too few to mean much: under ${few})` : '');

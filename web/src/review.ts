@@ -3,6 +3,7 @@
 // the lab's cells (components/image_example_gen/lab_sources.py reads it). Nothing leaves the machine
 // unless the user exports it: these are patient images.
 import { zipSync, strToU8 } from 'fflate';
+import { memberName, safeName } from './reviewRules.js';
 
 export const EXPORT_FORMAT = 'bloodcell-review-export'; // models/features.py REVIEW_EXPORT_FORMAT
 export const EXPORT_VERSION = 1;
@@ -78,16 +79,11 @@ export async function sha256Hex(bytes: ArrayBuffer): Promise<string> {
   return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, '0')).join('');
 }
 
-/** A name safe as one zip path segment: the original's letters, digits, dot, dash and underscore. */
-function safeName(name: string): string {
-  return name.replace(/[^A-Za-z0-9._-]/g, '_').slice(-80) || 'image';
-}
-
 /** The zip: each image under <label>/<sha256 prefix>-<name>, plus the manifest the pipeline checks. */
 export function buildExport(cells: ReviewedCell[], lab: string, now = new Date()): Uint8Array {
   const files: Record<string, Uint8Array> = {};
   const manifestCells = cells.map((c) => {
-    const file = `${c.label}/${c.sha256.slice(0, 12)}-${safeName(c.originalName)}`;
+    const file = memberName(c.label, c.sha256, c.originalName, c.bytes);
     files[file] = new Uint8Array(c.bytes);
     return {
       file, sha256: c.sha256, original_name: c.originalName, lab: c.lab, model_version: c.modelVersion,

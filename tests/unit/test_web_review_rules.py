@@ -1,0 +1,95 @@
+"""What a review export must satisfy for the pipeline to take it (web/src/reviewRules.js), run in Node as
+the page runs it, against the pipeline's own rules."""
+from __future__ import annotations
+
+import base64
+import json
+import re
+import subprocess
+
+import pytest
+
+from components.image_example_gen.lab_sources import IMAGE_EXTENSIONS
+from models.features import BASE_SOURCE, LAB_NAME_PATTERN
+from testkit import browser as bh
+
+CLASSES = ["EOSINOPHIL", "LYMPHOCYTE", "MONOCYTE", "NEUTROPHIL"]
+NOT_TRAINED = ["OTHER", "NOT_A_WHITE_CELL", "UNSURE"]
+
+
+def call_rules(expression: str):
+    """`expression` (JavaScript, with the module's exports in scope) evaluated in Node; its JSON value."""
+    script = ("import * as rules from './src/reviewRules.js';"
+              f"const result = (({{ labNameProblem, memberName, verdictForKey }}) => ({expression}))(rules);"
+              "process.stdout.write(JSON.stringify(result));")
+    done = subprocess.run(["node", "--input-type=module", "-e", script], cwd=bh.WEB,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout)
+
+
+NAMES = ["mylab", "Lab-2.b_x", "a" * 64, "a" * 65, "My Lab", "", "base", "-lab", ".lab", "lab/x", "Zürich",
+         "constructor", "BASE"]
+
+
+def test_the_page_takes_the_lab_names_the_pipeline_takes():
+    problems = call_rules(f"{json.dumps(NAMES)}.map(labNameProblem)")
+    for name, problem in zip(NAMES, problems):
+        pipeline_takes = bool(re.match(LAB_NAME_PATTERN, name)) and name != BASE_SOURCE
+        assert (problem is None) == pipeline_takes, (name, problem)
+        assert problem is None or "\n" not in problem
+
+
+JPEG = bytes([0xFF, 0xD8, 0xFF, 0xE0]) + b"\0" * 20
+PNG = bytes([0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]) + b"\0" * 20
+WEBP = b"RIFF\x10\0\0\0WEBPVP8 " + b"\0" * 10
+AVIF = b"\0\0\0\x1cftypavif" + b"\0" * 16
+
+
+def member_names(cases: list[tuple[str, bytes]]) -> list[str]:
+    js_cases = ", ".join(f"[{json.dumps(name)}, Uint8Array.from(atob({json.dumps(base64.b64encode(data).decode())}), "
+                         "(c) => c.charCodeAt(0)).buffer]" for name, data in cases)
+    return call_rules(f"[{js_cases}].map(([name, bytes]) => memberName('MONOCYTE', 'ab'.repeat(32), name, bytes))")
+
+
+@pytest.mark.parametrize("name, data, expected", [
+    ("IMG_0001.jfif", JPEG, "IMG_0001.jfif.jpg"),   # what Windows names a saved JPEG
+    ("scan", JPEG, "scan.jpg"),
+    ("cell.JPEG", JPEG, "cell.JPEG"),
+    ("cell.jpg ", JPEG, "cell.jpg_.jpg"),
+    ("Zelle ü 1.PNG", PNG, "Zelle___1.PNG"),
+    ("x.jpg", PNG, "x.jpg.png"),                     # named by its bytes, not its name
+    ("y", WEBP, "y.webp"),
+])
+def test_an_image_the_pipeline_reads_is_named_so_that_it_takes_it(name, data, expected):
+    (member,) = member_names([(name, data)])
+    assert member == f"MONOCYTE/{'ab' * 6}-{expected}"
+    assert member.lower().endswith(IMAGE_EXTENSIONS)
+
+
+def test_an_image_in_a_format_the_pipeline_does_not_read_keeps_its_name():
+    # The ingest report then lists it as refused, with its name, instead of guessing a format.
+    assert member_names([("x.avif", AVIF)]) == [f"MONOCYTE/{'ab' * 6}-x.avif"]
+
+
+def verdict(key: str, invalid: bool = False):
+    answer = json.dumps({"className": "MONOCYTE", "invalid": invalid})
+    return call_rules(f"verdictForKey({json.dumps(key)}, {answer}, {json.dumps(CLASSES)}, {json.dumps(NOT_TRAINED)})")
+
+
+@pytest.mark.parametrize("key, label", [("Enter", "MONOCYTE"), ("1", "EOSINOPHIL"), ("4", "NEUTROPHIL"),
+                                        ("5", "OTHER"), ("6", "NOT_A_WHITE_CELL"), ("7", "UNSURE")])
+def test_keys_give_verdicts(key, label):
+    assert verdict(key) == {"label": label}
+
+
+@pytest.mark.parametrize("key", ["0", "8", "a", " ", "Tab", "1.5"])
+def test_other_keys_give_none(key):
+    assert verdict(key) is None
+
+
+def test_an_answer_that_is_not_a_number_cannot_be_confirmed():
+    # Enter would otherwise save the first class as the reviewer's label of a cell nobody classified.
+    result = verdict("Enter", invalid=True)
+    assert "label" not in result and "pick the class" in result["problem"]
+    assert verdict("2", invalid=True) == {"label": "LYMPHOCYTE"}

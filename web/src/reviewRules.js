@@ -1,0 +1,60 @@
+// What a review export must satisfy for the pipeline to take it, in plain JavaScript so that the tests
+// run it in Node as the page runs it (tests/unit/test_web_review_rules.py). The pipeline's side:
+// models/features.py (LAB_NAME_PATTERN, BASE_SOURCE) and lab_sources.py (IMAGE_EXTENSIONS).
+
+export const LAB_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
+export const BASE_SOURCE = 'base';
+
+/** null when the pipeline takes `name` as a lab's name; otherwise one line saying why not. */
+export function labNameProblem(name) {
+  if (!name) return 'Name your lab first: the export carries it.';
+  if (name === BASE_SOURCE) return `"${BASE_SOURCE}" is the base dataset's name: choose another lab name.`;
+  if (!LAB_NAME_PATTERN.test(name)) {
+    return 'A lab name is 1-64 letters, digits, ".", "_" or "-", starting with a letter or digit (its folder under labs/).';
+  }
+  return null;
+}
+
+const SIGNATURES = [
+  { ext: '.jpg', also: ['.jpeg'], at: 0, bytes: [0xff, 0xd8, 0xff] },
+  { ext: '.png', also: [], at: 0, bytes: [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a] },
+  { ext: '.gif', also: [], at: 0, bytes: [0x47, 0x49, 0x46, 0x38] },
+  { ext: '.bmp', also: [], at: 0, bytes: [0x42, 0x4d] },
+  { ext: '.webp', also: [], at: 8, bytes: [0x57, 0x45, 0x42, 0x50], riff: true },
+];
+
+/** The image format by its first bytes, not its name: { ext, also } or null (not one the pipeline reads). */
+export function imageFormat(bytes) {
+  const b = new Uint8Array(bytes, 0, Math.min(bytes.byteLength, 16));
+  const has = (at, expected) => expected.every((v, i) => b[at + i] === v);
+  for (const s of SIGNATURES) {
+    if (s.riff && !has(0, [0x52, 0x49, 0x46, 0x46])) continue;
+    if (has(s.at, s.bytes)) return { ext: s.ext, also: s.also };
+  }
+  return null;
+}
+
+/** A name safe as one zip path segment: the original's letters, digits, dot, dash and underscore. */
+export function safeName(name) {
+  return name.replace(/[^A-Za-z0-9._-]/g, '_').slice(-80) || 'image';
+}
+
+/** The image's path in the export: <label>/<sha256 prefix>-<name>, the name ending as its format does
+ * (a JPEG saved as .jfif, or with no extension, would otherwise be refused by the pipeline). */
+export function memberName(label, sha256, originalName, bytes) {
+  let name = safeName(originalName);
+  const format = imageFormat(bytes);
+  if (format && ![format.ext, ...format.also].some((e) => name.toLowerCase().endsWith(e))) name += format.ext;
+  return `${label}/${sha256.slice(0, 12)}-${name}`;
+}
+
+/** The verdict a key gives on an answer: { label } or { problem } (one line), or null for another key. */
+export function verdictForKey(key, answer, classNames, notTrainedLabels) {
+  if (key === 'Enter') {
+    return answer.invalid ? { problem: 'The model gave no answer to confirm: pick the class (1-4).' }
+      : { label: answer.className };
+  }
+  const n = Number(key);
+  if (!/^[0-9]$/.test(key) || n < 1 || n > classNames.length + notTrainedLabels.length) return null;
+  return { label: n <= classNames.length ? classNames[n - 1] : notTrainedLabels[n - classNames.length - 1] };
+}
