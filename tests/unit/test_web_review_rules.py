@@ -72,8 +72,9 @@ def test_an_image_in_a_format_the_pipeline_does_not_read_keeps_its_name():
     assert member_names([("x.avif", AVIF)]) == [f"MONOCYTE/{'ab' * 6}-x.avif"]
 
 
-def verdict(key: str, invalid: bool = False):
-    answer = json.dumps({"className": "MONOCYTE", "invalid": invalid})
+def verdict(key: str, probabilities: str = "[0.1, 0.1, 0.7, 0.1]"):
+    answer = (f"{{className: 'MONOCYTE', probabilities: {probabilities}.map((p) => ({{probability: p}})), "
+              "invalid: true}")  # invalid also when only the atypicality is not a number
     return call_rules(f"verdictForKey({json.dumps(key)}, {answer}, {json.dumps(CLASSES)}, {json.dumps(NOT_TRAINED)})")
 
 
@@ -90,6 +91,11 @@ def test_other_keys_give_none(key):
 
 def test_an_answer_that_is_not_a_number_cannot_be_confirmed():
     # Enter would otherwise save the first class as the reviewer's label of a cell nobody classified.
-    result = verdict("Enter", invalid=True)
+    result = verdict("Enter", "[NaN, NaN, NaN, NaN]")
     assert "label" not in result and "pick the class" in result["problem"]
-    assert verdict("2", invalid=True) == {"label": "LYMPHOCYTE"}
+    assert verdict("2", "[NaN, NaN, NaN, NaN]") == {"label": "LYMPHOCYTE"}
+
+
+def test_an_answer_flagged_only_for_its_atypicality_score_can_be_confirmed():
+    # The class stands when the probabilities are numbers, whatever the score says.
+    assert verdict("Enter") == {"label": "MONOCYTE"}

@@ -72,6 +72,12 @@ try {
   report.exportName = download.suggestedFilename();
 } catch (err) {
   report.error = String(err && err.stack || err);
+  // What the page showed when it failed: each image's verdict and the count.
+  report.page = await context.pages()[0]?.evaluate(() => ({
+    items: Array.from(document.querySelectorAll('#results li'), (li) => [li.dataset.file, li.dataset.reviewed ?? null,
+      li.querySelector('.verdict')?.textContent ?? null]),
+    count: [document.getElementById('review-count')?.textContent, document.getElementById('review-count')?.dataset.count],
+  })).catch((e) => String(e));
 } finally {
   await context.close();
 }

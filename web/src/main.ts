@@ -279,8 +279,14 @@ results.addEventListener('keydown', (event) => {
   event.preventDefault();
 });
 
+let countAsked = 0;
+
 async function showReviewCount() {
+  // Verdicts typed quickly save side by side, and their counts can come back out of order: only the
+  // count asked last (after every write so far) is shown.
+  const asked = ++countAsked;
   const count = await countReviews().catch(() => 0);
+  if (asked !== countAsked) return;
   reviewCount.textContent = count
     ? `${count} reviewed cell${count === 1 ? '' : 's'} in this browser.`
     : 'No reviewed cells in this browser.';

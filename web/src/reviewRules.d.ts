@@ -4,5 +4,6 @@ export function labNameProblem(name: string): string | null;
 export function imageFormat(bytes: ArrayBuffer): { ext: string; also: string[] } | null;
 export function safeName(name: string): string;
 export function memberName(label: string, sha256: string, originalName: string, bytes: ArrayBuffer): string;
-export function verdictForKey(key: string, answer: { className: string; invalid: boolean }, classNames: string[],
+export function verdictForKey(key: string, answer: { className: string; probabilities: { probability: number }[] },
+  classNames: string[],
   notTrainedLabels: readonly string[]): { label: string; problem?: undefined } | { problem: string; label?: undefined } | null;

@@ -48,11 +48,13 @@ export function memberName(label, sha256, originalName, bytes) {
   return `${label}/${sha256.slice(0, 12)}-${name}`;
 }
 
-/** The verdict a key gives on an answer: { label } or { problem } (one line), or null for another key. */
+/** The verdict a key gives on an answer: { label } or { problem } (one line), or null for another key.
+ * Enter confirms the model's class only when its probabilities are numbers (an atypicality score that is
+ * not a number flags the answer, but its class still stands). */
 export function verdictForKey(key, answer, classNames, notTrainedLabels) {
   if (key === 'Enter') {
-    return answer.invalid ? { problem: 'The model gave no answer to confirm: pick the class (1-4).' }
-      : { label: answer.className };
+    return answer.probabilities.every((p) => Number.isFinite(p.probability)) ? { label: answer.className }
+      : { problem: 'The model gave no answer to confirm: pick the class (1-4).' };
   }
   const n = Number(key);
   if (!/^[0-9]$/.test(key) || n < 1 || n > classNames.length + notTrainedLabels.length) return null;
