@@ -51,6 +51,50 @@ def convert(saved_model_dir: str, output_dir: str, quantization: str = "none", c
                               f"{(errors or lines or ['no output'])[-1].strip()}")
 
 
+_BYTES = {"float32": 4, "int32": 4, "bool": 1, "uint8": 1, "float16": 2}
+
+
+def float16_overflow(tfjs_dir: str) -> list[str]:
+    """The float16-quantized weights of a converted model that hold an infinity: a float32 value past
+    float16's 65504 (a review-score constant of a barely trained model, say). Empty when none does."""
+    import json
+
+    import numpy as np
+    import tensorflow as tf
+
+    with tf.io.gfile.GFile(os.path.join(tfjs_dir, "model.json"), "rb") as f:
+        manifest = json.loads(f.read())["weightsManifest"]
+    overflowed = []
+    for group in manifest:
+        data = b"".join(tf.io.gfile.GFile(os.path.join(tfjs_dir, p), "rb").read() for p in group["paths"])
+        at = 0
+        for weight in group["weights"]:
+            count = int(np.prod(weight["shape"], dtype=np.int64))
+            stored = (weight.get("quantization") or {}).get("dtype", weight["dtype"])
+            if weight["dtype"] == "string":  # each a 4-byte length, then its bytes
+                for _ in range(count):
+                    at += 4 + int.from_bytes(data[at:at + 4], "little")
+                continue
+            size = count * _BYTES[stored]
+            if stored == "float16" and not np.isfinite(np.frombuffer(data[at:at + size], "<f2")).all():
+                overflowed.append(weight["name"])
+            at += size
+        if at != len(data):
+            raise ConversionError(f"{tfjs_dir}: the weights manifest does not match its shards")
+    return overflowed
+
+
+def convert_for_browser(saved_model_dir: str, output_dir: str, quantization: str, converter: str = "") -> str:
+    """convert(), but a float16 model that overflows float16 is converted again unquantized (twice the
+    bytes, a working review score); returns the quantization published."""
+    convert(saved_model_dir, output_dir, quantization, converter)
+    if quantization == "float16" and float16_overflow(output_dir):
+        shutil.rmtree(output_dir)
+        convert(saved_model_dir, output_dir, "none", converter)
+        return "none"
+    return quantization
+
+
 def model_bytes(tfjs_dir: str) -> int:
     """Bytes a browser downloads for the model: model.json plus its shards (local or gs:// folder)."""
     import tensorflow as tf

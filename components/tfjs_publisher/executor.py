@@ -39,14 +39,6 @@ class Executor(base_executor.BaseExecutor):
         version = pushed.get_string_custom_property("pushed_version")
         saved_model = pushed.get_string_custom_property("pushed_destination")
         evaluation_uri = artifact_utils.get_single_uri(input_dict[EVALUATION])
-        metadata = build_metadata(
-            model_name=model_name, version=version, class_names=class_names,
-            image_size=int(props["image_size"]), review_threshold=float(props["review_threshold"]),
-            quantization=props["quantization"],
-            evaluation={**evaluation_summary(evaluation_uri, class_names),
-                        "min_lab_cells": int(props.get("min_lab_cells") or 20)},
-            pipeline_name=props.get("pipeline_name", ""), run_id=self._context.pipeline_run_id if self._context else None,
-            saved_model=saved_model)
 
         with tempfile.TemporaryDirectory(prefix="tfjs-") as tmp:
             # The converter reads local files only: a remote SavedModel is copied down first.
@@ -55,7 +47,19 @@ class Executor(base_executor.BaseExecutor):
                 local_model = os.path.join(tmp, "saved_model")
                 _copy_tree(saved_model, local_model)
             converted = os.path.join(tmp, "tfjs")
-            convert.convert(local_model, converted, props["quantization"], props.get("converter", ""))
+            quantization = convert.convert_for_browser(local_model, converted, props["quantization"],
+                                                       props.get("converter", ""))
+            if quantization != props["quantization"]:
+                logging.warning("TfjsPublisher: version %s overflows %s weights; published unquantized",
+                                version, props["quantization"])
+            metadata = build_metadata(
+                model_name=model_name, version=version, class_names=class_names,
+                image_size=int(props["image_size"]), review_threshold=float(props["review_threshold"]),
+                quantization=quantization,
+                evaluation={**evaluation_summary(evaluation_uri, class_names),
+                            "min_lab_cells": int(props.get("min_lab_cells") or 20)},
+                pipeline_name=props.get("pipeline_name", ""),
+                run_id=self._context.pipeline_run_id if self._context else None, saved_model=saved_model)
             pointer = publish.publish_or_resume(converted, base, model_name, version, metadata)
             _copy_tree(publish.version_dir(base, model_name, version), published.uri)
 
@@ -66,7 +70,7 @@ class Executor(base_executor.BaseExecutor):
         # The browser channel: where latest.json points after this publish (a rollback's pin keeps it).
         published.set_string_custom_property("channel_version", pointer["version"])
         published.set_int_custom_property("channel_pinned", int(bool(pointer.get("pinned"))))
-        published.set_string_custom_property("quantization", props["quantization"])
+        published.set_string_custom_property("quantization", quantization)
         published.set_int_custom_property("model_bytes", convert.model_bytes(published.uri))
         logging.info("TfjsPublisher: published %s version %s to %s", model_name, version, base)
 

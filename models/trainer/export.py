@@ -21,14 +21,14 @@ def export_signatures(model: keras.Model, tf_transform_output: tft.TFTransformOu
     names = tf.constant(class_names)
     if typical:
         both = keras.Model(model.input, [model.get_layer(typicality.FEATURE_LAYER).output, model.output])
-        means, precision = tf.constant(typical["means"]), tf.constant(typical["precision"])
+        means = tf.constant(typical["means"])
+        whitening = tf.constant(typicality.whitening(typical["precision"], typical["threshold"]))
 
     def classify(model_inputs: tf.Tensor) -> dict:
         """Model inputs -> the outputs every signature returns."""
         if typical:
             pooled, probabilities = dihedral.run_views(both, model_inputs, average_symmetries)
-            distance = typicality.min_distance(tf.cast(pooled, tf.float32), means, precision)
-            atypicality = distance / typical["threshold"]
+            atypicality = typicality.min_whitened_distance(tf.cast(pooled, tf.float32), means, whitening)
         else:
             probabilities = dihedral.run_views(model, model_inputs, average_symmetries)
             atypicality = tf.zeros(tf.shape(model_inputs)[:1])

@@ -65,5 +65,21 @@ def min_distance(features, means, precision):
     return tf.reduce_min(tf.reduce_sum(dp * d, axis=-1), axis=-1)
 
 
+def whitening(precision: np.ndarray, limit: float) -> np.ndarray:
+    """W [D, D] with |W x|^2 = x' (precision / limit) x: the exported score's constant. A square root of
+    the precision's range, so that it fits the browser model's float16 weights (the bundled sample's
+    precision, from features of tiny variance, held entries over float16's 65504)."""
+    scaled = precision.astype(np.float64) / limit
+    return np.linalg.cholesky((scaled + scaled.T) / 2.0).astype(np.float32)
+
+
+def min_whitened_distance(features, means, whitening_matrix):
+    """min_distance / limit through W from `whitening`: [N, D] TF tensors -> [N]."""
+    d = features[:, None, :] - means[None]                                   # [n, c, D]
+    flat = tf.reshape(d, [-1, tf.shape(d)[-1]])
+    dw = tf.reshape(tf.matmul(flat, whitening_matrix), tf.shape(d))
+    return tf.reduce_min(tf.reduce_sum(tf.square(dw), axis=-1), axis=-1)
+
+
 def threshold(val_distances: np.ndarray) -> float:
     return float(np.percentile(val_distances, QUANTILE))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tfx.types import standard_artifacts
 
 from components.tfjs_publisher import executor
@@ -40,3 +42,23 @@ def test_metadata_has_no_nan_and_names_the_run():
     assert back["eval"]["metrics"] == {"precision/A": None, "recall/A": 0.5}
     assert back["pipeline"]["run_id"] == "run-1" and back["class_names"] == ["A", "B"]
     assert back["input"]["dtype"] == "float32" and back["image_size"] == 80
+
+
+def test_float16_overflow_names_the_weights_that_hold_an_infinity(tmp_path):
+    import numpy as np
+
+    from components.tfjs_publisher import convert
+
+    names = b"".join(len(n).to_bytes(4, "little") + n for n in (b"EOSINOPHIL", b"MONOCYTE"))
+    fine, over = np.array([1.5, -2.0], "<f2"), np.array([65504.0, 70000.0], "<f4").astype("<f2")
+    shard = np.array([7], "<i4").tobytes() + names + fine.tobytes() + over.tobytes()
+    (tmp_path / "group1-shard1of1.bin").write_bytes(shard)
+    half = {"dtype": "float16", "original_dtype": "float32"}
+    (tmp_path / "model.json").write_text(json.dumps({"weightsManifest": [{"paths": ["group1-shard1of1.bin"], "weights": [
+        {"name": "n", "shape": [], "dtype": "int32"}, {"name": "names", "shape": [2], "dtype": "string"},
+        {"name": "fine", "shape": [2], "dtype": "float32", "quantization": half},
+        {"name": "precision", "shape": [2], "dtype": "float32", "quantization": half}]}]}))
+    assert convert.float16_overflow(str(tmp_path)) == ["precision"]
+    (tmp_path / "group1-shard1of1.bin").write_bytes(shard[:-2])
+    with pytest.raises(convert.ConversionError, match="does not match its shards"):
+        convert.float16_overflow(str(tmp_path))

@@ -86,3 +86,26 @@ def test_a_labs_own_cells_add_means_so_an_adapted_model_does_not_flag_that_lab_w
     # The base cells keep their distances: their own means are still there.
     assert np.allclose(typicality.min_distance(base, extended, precision), typicality.min_distance(base, means, precision))
     assert typicality.with_lab_means(means, lab[:0], lab_labels[:0]) is means
+
+
+def test_the_exported_score_fits_float16_where_the_precision_does_not():
+    """Features of tiny spread (a barely trained model: the bundled sample's) give a precision matrix
+    with entries over float16's 65504, which the browser model's float16 weights turn into infinities.
+    The exported constant is its square root, scaled by the limit: the same score, within float16."""
+    rng = np.random.default_rng(2)
+    labels = rng.integers(0, 4, 320)
+    train = (rng.normal(size=(320, 256)) + rng.normal(size=(4, 256))[labels]) * 3e-4
+    means, precision, _ = typicality.fit(train, labels, 4)
+    assert np.abs(precision).max() > 65504
+    limit = typicality.threshold(typicality.min_distance(train, means, precision))
+    w = typicality.whitening(precision, limit)
+    query = train[:50] + rng.normal(size=(50, 256)) * 3e-4
+    exact = typicality.min_distance(query, means, precision) / limit
+    got = typicality.min_whitened_distance(tf.constant(query, tf.float32), tf.constant(means), tf.constant(w)).numpy()
+    assert np.allclose(got, exact, rtol=1e-3)
+    as_float16 = w.astype(np.float16)
+    assert np.isfinite(as_float16).all()
+    browser = typicality.min_whitened_distance(tf.constant(query, tf.float32),
+                                               tf.constant(means.astype(np.float16).astype(np.float32)),
+                                               tf.constant(as_float16.astype(np.float32))).numpy()
+    assert np.allclose(browser, exact, rtol=0.01)
