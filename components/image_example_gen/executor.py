@@ -75,6 +75,11 @@ class _DecodeImage(beam.DoFn):
                  "reason": f"unreadable file ({detail})"}))
 
 
+def _same_folder_key(folder: str) -> str:
+    """A folder as compared with another: a local one with its symlinks resolved, a bucket prefix as written."""
+    return os.path.normpath(folder) if "://" in folder else os.path.realpath(folder)
+
+
 class Executor(BaseExampleGenExecutor):
     """Reads <input_base>/{TRAIN,TEST}/<CLASS>/* (or <input_base>/<CLASS>/*) into tf.Examples."""
 
@@ -102,7 +107,7 @@ class Executor(BaseExampleGenExecutor):
         labs_root = self._params.get("labs_root") or ""
         folders, named = lab_sources.discover(labs_root), self._params.get("lab_sources") or {}
         for name in sorted(set(folders) & set(named)):
-            if os.path.normpath(folders[name]) != os.path.normpath(named[name]):
+            if _same_folder_key(folders[name]) != _same_folder_key(named[name]):
                 raise image_reader.IngestError(f"lab '{name}' is both a folder of the labs folder ({folders[name]}) "
                                                f"and a named lab source ({named[name]}): rename one")
         sources = {**folders, **named}

@@ -115,11 +115,12 @@ def review_time(text: str) -> str | None:
     None when it is not one."""
     try:
         moment = datetime.datetime.fromisoformat(text)
-    except ValueError:
+        if moment.tzinfo is None:
+            return None
+        # isoformat pads the year to 4 digits (strftime's %Y does not, below 1000).
+        return moment.astimezone(datetime.timezone.utc).isoformat(timespec="microseconds")
+    except (ValueError, OverflowError):  # not a time; a time whose UTC falls outside years 1-9999
         return None
-    if moment.tzinfo is None:
-        return None
-    return moment.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _entry_problem(cell) -> str | None:

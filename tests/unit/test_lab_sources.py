@@ -231,6 +231,7 @@ def test_one_bad_manifest_entry_is_one_refused_line_and_the_export_is_kept(tmp_p
 @pytest.mark.parametrize("earlier, later", [
     ("2026-12-01T10:00:00Z", "2026-12-01T10:00:00.500Z"),          # milliseconds sort after none
     ("2026-12-01T12:00:00+02:00", "2026-12-01T11:00:00Z"),         # 10:00 UTC is earlier
+    ("0999-01-01T00:00:00Z", "2026-12-01T10:00:00Z"),              # a 3-digit year is not "later" text
 ])
 def test_the_latest_review_is_the_latest_time_not_the_latest_text(tmp_path, images, earlier, later):
     lab = tmp_path / "lab"
@@ -238,6 +239,16 @@ def test_the_latest_review_is_the_latest_time_not_the_latest_text(tmp_path, imag
     review_export.write_export(lab / "2.zip", [review_export.cell(images[0], "NEUTROPHIL", earlier)])
     listing = lab_sources.list_lab("lab", str(lab), CLASSES)
     assert [c.label for c in listing.cells] == ["EOSINOPHIL"]
+
+
+@pytest.mark.parametrize("moment", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"])
+def test_a_time_outside_the_calendar_in_utc_is_one_refused_line(tmp_path, images, moment):
+    lab = tmp_path / "lab"
+    odd = review_export.cell(images[0], "NEUTROPHIL", moment)
+    review_export.write_export(lab / "1.zip", [odd, good := review_export.cell(images[1], "MONOCYTE")])
+    listing = lab_sources.list_lab("lab", str(lab), CLASSES)
+    assert _reasons(listing)[odd["file"]].endswith("is not an ISO 8601 time with a zone")
+    assert [c.sha256 for c in listing.cells] == [good["sha256"]]
 
 
 def test_an_export_outside_a_lab_folder_is_one_refused_line(tmp_path, images):
@@ -260,4 +271,7 @@ def test_a_lab_folder_and_a_named_source_of_one_name_is_an_error(tmp_path, image
     with pytest.raises(image_reader.IngestError, match="lab 'mylab' is both a folder of the labs folder"):
         executor._list_labs(CLASSES)
     executor._params = {"labs_root": str(labs), "lab_sources": {"mylab": str(labs / "mylab")}}
+    assert set(executor._list_labs(CLASSES)) == {"mylab"}
+    (tmp_path / "link").symlink_to(labs)  # the same folder by another path is the same lab
+    executor._params = {"labs_root": str(labs), "lab_sources": {"mylab": str(tmp_path / "link" / "mylab")}}
     assert set(executor._list_labs(CLASSES)) == {"mylab"}

@@ -20,7 +20,7 @@ NOT_TRAINED = ["OTHER", "NOT_A_WHITE_CELL", "UNSURE"]
 def call_rules(expression: str):
     """`expression` (JavaScript, with the module's exports in scope) evaluated in Node; its JSON value."""
     script = ("import * as rules from './src/reviewRules.js';"
-              f"const result = (({{ labNameProblem, memberName, verdictForKey }}) => ({expression}))(rules);"
+              f"const result = (({{ labNameProblem, memberName, verdictForKey, keyAction }}) => ({expression}))(rules);"
               "process.stdout.write(JSON.stringify(result));")
     done = subprocess.run(["node", "--input-type=module", "-e", script], cwd=bh.WEB,
                           capture_output=True, text=True, timeout=120)
@@ -99,3 +99,22 @@ def test_an_answer_that_is_not_a_number_cannot_be_confirmed():
 def test_an_answer_flagged_only_for_its_atypicality_score_can_be_confirmed():
     # The class stands when the probabilities are numbers, whatever the score says.
     assert verdict("Enter") == {"label": "MONOCYTE"}
+
+
+def key_action(key: str, probabilities: str = "[0.1, 0.1, 0.7, 0.1]", lab_problem: str | None = None):
+    answer = f"{{className: 'MONOCYTE', probabilities: {probabilities}.map((p) => ({{probability: p}}))}}"
+    return call_rules(f"keyAction({json.dumps(key)}, {answer}, {json.dumps(CLASSES)}, {json.dumps(NOT_TRAINED)}, "
+                      f"{json.dumps(lab_problem)})")
+
+
+def test_a_refused_enter_still_moves_on_so_the_next_key_is_for_the_next_image():
+    # Keys typed quickly: had the focus stayed, the "2" meant for the next image would label this one.
+    refused = key_action("Enter", "[NaN, NaN, NaN, NaN]")
+    assert refused["moveOn"] and "label" not in refused and "pick the class" in refused["problem"]
+    assert key_action("2") == {"label": "LYMPHOCYTE", "moveOn": True}
+
+
+def test_without_a_lab_name_the_pipeline_takes_no_key_saves_or_moves_on():
+    action = key_action("Enter", lab_problem="Name your lab first: the export carries it.")
+    assert action == {"problem": "Name your lab first: the export carries it.", "moveOn": False}
+    assert key_action("a") is None

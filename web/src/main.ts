@@ -8,7 +8,7 @@ import { answerRecord, interpret, predict, predictProbabilities, warmUp } from '
 import { loadModel, type LoadedModel } from './modelSource';
 import { allReviews, buildExport, clearReviews, countReviews, exportFileName, NOT_TRAINED, saveReview, sha256Hex,
   type ReviewedCell } from './review';
-import { labNameProblem, verdictForKey } from './reviewRules.js';
+import { keyAction, labNameProblem } from './reviewRules.js';
 
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
 const status = $<HTMLParagraphElement>('model-status');
@@ -265,16 +265,16 @@ results.addEventListener('keydown', (event) => {
   if (event.key === 'ArrowDown' || event.key === 'ArrowRight') move(at + 1);
   else if (event.key === 'ArrowUp' || event.key === 'ArrowLeft') move(at - 1);
   else {
-    const verdict = verdictForKey(event.key, classified.get(item)!.answer, loaded!.metadata.class_names,
-      NOT_TRAINED.map((o) => o.label));
-    if (!verdict) return;
-    const problem = verdict.problem ?? verdictProblem();
-    if (problem) item.querySelector<HTMLParagraphElement>('.verdict')!.textContent = problem;
-    else {
-      // Move on at once, not when the write ends: a key pressed meanwhile is for the next image.
-      move(at + 1);
-      void review(item, verdict.label!);
-    }
+    const action = keyAction(event.key, classified.get(item)!.answer, loaded!.metadata.class_names,
+      NOT_TRAINED.map((o) => o.label), verdictProblem());
+    if (!action) return;
+    event.preventDefault();
+    if (event.repeat) return;  // a held key gives one verdict, not one per image
+    if (action.problem) item.querySelector<HTMLParagraphElement>('.verdict')!.textContent = action.problem;
+    // Move on at once, not when the write ends: a key pressed meanwhile is for the next image.
+    if (action.moveOn) move(at + 1);
+    if (action.label) void review(item, action.label);
+    return;
   }
   event.preventDefault();
 });
@@ -303,10 +303,15 @@ exportButton.addEventListener('click', async () => {
     return;
   }
   // One lab per export: the pipeline files an export under the lab folder it is put in. Cells reviewed
-  // before any lab was named go with the lab named at their first export, and stay with it.
+  // before a lab name the pipeline takes was given go with the lab named at their first export, and stay.
   const everything = await allReviews();
-  const unnamed = everything.filter((c) => c.lab === '').map((c) => ({ ...c, lab }));
-  await Promise.all(unnamed.map(saveReview));
+  const unnamed = everything.filter((c) => labNameProblem(c.lab) !== null).map((c) => ({ ...c, lab }));
+  try {
+    await Promise.all(unnamed.map(saveReview));
+  } catch (err) {
+    reviewCount.textContent = `Not exported: the reviews could not be updated (${(err as Error).message}).`;
+    return;
+  }
   const cells = [...everything.filter((c) => c.lab === lab), ...unnamed];
   const others = everything.length - cells.length;
   if (!cells.length) {

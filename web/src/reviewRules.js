@@ -60,3 +60,14 @@ export function verdictForKey(key, answer, classNames, notTrainedLabels) {
   if (!/^[0-9]$/.test(key) || n < 1 || n > classNames.length + notTrainedLabels.length) return null;
   return { label: n <= classNames.length ? classNames[n - 1] : notTrainedLabels[n - classNames.length - 1] };
 }
+
+/** What a key does to the focused image: { label } saves a verdict, { problem } shows one line and saves
+ * nothing; `moveOn` says whether the focus goes to the next image at once (so that keys typed quickly
+ * each land on their own image). Only a lab name the pipeline would refuse holds the focus: then no key
+ * can save anything. null for a key that is not a verdict. */
+export function keyAction(key, answer, classNames, notTrainedLabels, labProblem) {
+  const verdict = verdictForKey(key, answer, classNames, notTrainedLabels);
+  if (!verdict) return null;
+  if (labProblem) return { problem: labProblem, moveOn: false };
+  return { ...verdict, moveOn: true };
+}
