@@ -60,6 +60,11 @@ def one_line(err: BaseException) -> str:
     return f"{type(err).__name__}: {line}".strip()
 
 
+def _bad_name_bytes(err: UnicodeDecodeError) -> str:
+    """The name's bytes around the one that is not UTF-8, as Python writes bytes."""
+    return repr(err.object[max(0, err.start - 20):err.end + 20])
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
@@ -90,11 +95,21 @@ def main(argv=None) -> int:
     except image_reader.IngestError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except UnicodeDecodeError as err:  # TensorFlow's file listing cannot return such a name
+        print(f"error: a file name under {config.data_path} is not UTF-8 ({_bad_name_bytes(err)}): rename it",
+              file=sys.stderr)
+        return 2
 
     from pipeline import run_inputs
 
     os.makedirs(config.run_dir, exist_ok=True)
-    key = run_inputs.inputs_key(config, data_root)
+    try:
+        key = run_inputs.inputs_key(config, data_root)  # lists the labs' folders too
+    except UnicodeDecodeError as err:
+        folders = ", ".join([config.labs_path, *config.lab_sources().values()])
+        print(f"error: a file name under the labs' folders ({folders}) is not UTF-8 ({_bad_name_bytes(err)}): "
+              "rename it", file=sys.stderr)
+        return 2
     last = run_inputs.last_finished(config.run_dir)
     if args.if_changed and last and last.get("inputs_key") == key:
         print(f"nothing changed since the run that finished {last.get('finished_at')}: skipped")

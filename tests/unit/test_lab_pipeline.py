@@ -55,3 +55,20 @@ def test_if_changed_skips_a_run_whose_inputs_the_last_finished_run_read(tmp_path
     run_inputs.record_finished(str(run_dir), run_inputs.inputs_key(config, str(data)), "2026-12-06T00:00:00Z", True)
     assert local_runner.main(args) == 0
     assert "nothing changed since the run that finished 2026-12-06T00:00:00Z: skipped" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("where", ["data", "labs"])
+def test_a_file_name_that_is_not_utf8_is_one_line_and_exit_2(capsys, tmp_path, where):
+    # TensorFlow's file listing cannot return such a name; the run must say so, not end in a traceback.
+    import os
+
+    data = make_dataset(tmp_path / "data", {"TRAIN": 2, "TEST": 1})
+    folder = data / "TRAIN" / "NEUTROPHIL" if where == "data" else tmp_path / "labs" / "mylab" / "NEUTROPHIL"
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(os.fsencode(folder) + b"/cell\xff.jpeg", "wb") as f:
+        f.write(sample_jpegs("TRAIN", "NEUTROPHIL")[0].read_bytes())
+    code = local_runner.main(["--data-dir", str(data), "--output-dir", str(tmp_path / "out"),
+                              "--set", f"labs.dir={tmp_path / 'labs'}"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "\n" not in err, err
+    assert err.startswith("error: a file name under ") and "is not UTF-8" in err
