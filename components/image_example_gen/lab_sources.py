@@ -123,15 +123,16 @@ def review_time(text: str) -> str | None:
         return None
 
 
-def _entry_problem(cell) -> str | None:
-    """Why one manifest entry cannot be used, or None."""
+def _entry_time(cell) -> tuple[str | None, str | None]:
+    """(review time as review_time writes it, None) of one manifest entry, or (None, why it cannot be used)."""
     try:
         jsonschema.validate(cell, CELL_SCHEMA)
     except jsonschema.ValidationError as err:
-        return f"manifest entry: {err.message.splitlines()[0]}"
-    if review_time(cell["reviewed_at"]) is None:
-        return f"manifest entry: reviewed_at '{cell['reviewed_at'][:40]}' is not an ISO 8601 time with a zone"
-    return None
+        return None, f"manifest entry: {err.message.splitlines()[0]}"
+    when = review_time(cell["reviewed_at"])
+    if when is None:
+        return None, f"manifest entry: reviewed_at '{cell['reviewed_at'][:40]}' is not an ISO 8601 time with a zone"
+    return when, None
 
 
 def read_export(path: str, rel: str, class_names: list[str], order: int) -> tuple[list[Review], list[Refused]]:
@@ -153,11 +154,11 @@ def read_export(path: str, rel: str, class_names: list[str], order: int) -> tupl
             manifest = json.loads(archive.read(REVIEW_MANIFEST))
             jsonschema.validate(manifest, MANIFEST_SCHEMA)
         except (ValueError, jsonschema.ValidationError, RecursionError, *UNREADABLE_MEMBER) as err:
-            detail = err.message if isinstance(err, jsonschema.ValidationError) else str(err)
-            return [], [Refused(rel, f"not a review export (manifest: {(detail.splitlines() or [type(err).__name__])[0]})")]
+            detail = err.message.splitlines()[0] if isinstance(err, jsonschema.ValidationError) else _first_line(err)
+            return [], [Refused(rel, f"not a review export (manifest: {detail})")]
         reviews, refused, listed = [], [], set()
         for number, cell in enumerate(manifest["cells"], 1):
-            problem = _entry_problem(cell)
+            when, problem = _entry_time(cell)
             if problem:
                 named = cell.get("file") if isinstance(cell, dict) and isinstance(cell.get("file"), str) else None
                 if named:
@@ -188,8 +189,7 @@ def read_export(path: str, rel: str, class_names: list[str], order: int) -> tupl
                 if _sha256(data) != cell["sha256"]:
                     refused.append(Refused(where, "sha256 does not match the manifest"))
                 else:
-                    reviews.append(Review(cell["sha256"], label, review_time(cell["reviewed_at"]), order, path,
-                                          member, where))
+                    reviews.append(Review(cell["sha256"], label, when, order, path, member, where))
         refused += [Refused(f"{rel}!{m}", "file not listed in the manifest")
                     for m in sorted(set(members) - listed - {REVIEW_MANIFEST})]
     return reviews, refused
@@ -246,19 +246,21 @@ def list_lab(name: str, root: str, class_names: list[str]) -> LabListing:
     return listing
 
 
-def stray_files(labs_root: str) -> list[Refused]:
-    """Files directly in labs_root: an export belongs in its lab's folder, which names the lab."""
+def _top_entries(labs_root: str) -> list[tuple[str, str, bool]]:
+    """(name, path, is a folder) of each entry directly in labs_root but hidden ones; none for a missing root."""
     if not labs_root or not gfile.isdir(labs_root):
         return []
-    return [Refused(posixpath.join("labs", entry), "not in a lab folder (put it in labs/<lab name>/)")
-            for entry in sorted(gfile.listdir(labs_root))
-            if not entry.startswith(".") and not gfile.isdir(os.path.join(labs_root, entry.rstrip("/")))]
+    paths = [(e.rstrip("/"), os.path.join(labs_root, e.rstrip("/"))) for e in sorted(gfile.listdir(labs_root))
+             if not e.startswith(".")]
+    return [(name, path, gfile.isdir(path)) for name, path in paths]
+
+
+def stray_files(labs_root: str) -> list[Refused]:
+    """Files directly in labs_root: an export belongs in its lab's folder, which names the lab."""
+    return [Refused(posixpath.join("labs", name), "not in a lab folder (put it in labs/<lab name>/)")
+            for name, _, is_dir in _top_entries(labs_root) if not is_dir]
 
 
 def discover(labs_root: str) -> dict[str, str]:
     """Every sub-folder of labs_root is one lab, by its name. A missing root holds no lab."""
-    if not labs_root or not gfile.isdir(labs_root):
-        return {}
-    return {entry.rstrip("/"): os.path.join(labs_root, entry.rstrip("/"))
-            for entry in sorted(gfile.listdir(labs_root))
-            if not entry.startswith(".") and gfile.isdir(os.path.join(labs_root, entry.rstrip("/")))}
+    return {name: path for name, path, is_dir in _top_entries(labs_root) if is_dir}

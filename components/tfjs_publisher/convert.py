@@ -6,6 +6,7 @@ pipeline image), else `tensorflowjs_converter` on PATH.
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -57,8 +58,6 @@ _BYTES = {"float32": 4, "int32": 4, "bool": 1, "uint8": 1, "float16": 2}
 def float16_overflow(tfjs_dir: str) -> list[str]:
     """The float16-quantized weights of a converted model that hold an infinity: a float32 value past
     float16's 65504 (a review-score constant of a barely trained model, say). Empty when none does."""
-    import json
-
     import numpy as np
     import tensorflow as tf
 
