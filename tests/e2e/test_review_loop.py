@@ -26,8 +26,18 @@ from testkit.images import CLASSES, sample_jpegs
 
 pytestmark = pytest.mark.timeout(1500)
 LAB = "e2elab"
-# One key per image, in order: Enter confirms the model's answer, 1-4 name a class, 7 is "unsure".
-KEYS = ["Enter", "2", "Enter", "7", "1", "Enter", "4", "3"]
+# One verdict per image, in order: Enter confirms the model's answer, 1-4 name a class, 7 is "unsure";
+# click:N clicks the N-th verdict button (the keys must go on working after it), hold:K holds a key
+# down (its repeats must not give the next images verdicts).
+KEYS = ["Enter", "2", "click:3", "Enter", "hold:7", "1", "Enter", "4"]
+
+
+def expected_verdicts(keys: list[str], answers: list[str]) -> list[str]:
+    verdicts = []
+    for answer, key in zip(answers, keys):
+        number = key.split(":")[-1]
+        verdicts.append(answer if key == "Enter" else "UNSURE" if number == "7" else CLASSES[int(number) - 1])
+    return verdicts
 
 
 def other_lab_cells(folder: Path) -> list[Path]:
@@ -101,10 +111,11 @@ def test_a_labs_reviews_adapt_the_model_and_a_relabel_reaches_the_data(pipeline_
     with bh.static_server(str(built_client)) as app, bh.nginx_cdn(origin, app, bh.CDN_PORT) as (cdn, _):
         first = review(app, cdn, images, KEYS, tmp_path / "export1.zip", profile, fast=True)
         assert first["version"] == first_version
-        answers = [r["answer"] for r in first["results"]]
-        expected = [answers[i] if k == "Enter" else ("UNSURE" if k == "7" else CLASSES[int(k) - 1])
-                    for i, k in enumerate(KEYS)]
+        expected = expected_verdicts(KEYS, [r["answer"] for r in first["results"]])
         assert [r["reviewed"] for r in first["results"]] == expected
+        # The browser is asked to keep the reviews' storage; where it will not, the page says so.
+        assert first["storage"]["persisted"] in ("true", "false")
+        assert first["storage"]["shown"] == (first["storage"]["persisted"] == "false"), first["storage"]
         assert all(r["cropBox"] for r in first["results"]), first["results"]
         assert first["countAfterReview"] == first["countAfterReload"] == len(images)
         assert first["labAfterReload"] == LAB and first["labFigure"].startswith("none yet")

@@ -20,7 +20,7 @@ NOT_TRAINED = ["OTHER", "NOT_A_WHITE_CELL", "UNSURE"]
 def call_rules(expression: str):
     """`expression` (JavaScript, with the module's exports in scope) evaluated in Node; its JSON value."""
     script = ("import * as rules from './src/reviewRules.js';"
-              f"const result = (({{ labNameProblem, memberName, verdictForKey, keyAction }}) => ({expression}))(rules);"
+              f"const result = (({{ labNameProblem, memberName, verdictForKey, keyAction, verdictAction }}) => ({expression}))(rules);"
               "process.stdout.write(JSON.stringify(result));")
     done = subprocess.run(["node", "--input-type=module", "-e", script], cwd=bh.WEB,
                           capture_output=True, text=True, timeout=120)
@@ -118,3 +118,10 @@ def test_without_a_lab_name_the_pipeline_takes_no_key_saves_or_moves_on():
     action = key_action("Enter", lab_problem="Name your lab first: the export carries it.")
     assert action == {"problem": "Name your lab first: the export carries it.", "moveOn": False}
     assert key_action("a") is None
+
+
+def test_a_clicked_verdict_moves_on_as_a_key_does():
+    # The page then focuses the next image, not the clicked button, so the keys go on working.
+    assert call_rules("verdictAction({label: 'EOSINOPHIL'}, null)") == {"label": "EOSINOPHIL", "moveOn": True}
+    assert call_rules("verdictAction({label: 'EOSINOPHIL'}, 'Name your lab first.')") == {
+        "problem": "Name your lab first.", "moveOn": False}

@@ -1,12 +1,13 @@
 // A reviewer at work in headless chromium (playwright-core, no bundled browser):
 //   node scripts/browser-review.mjs --app URL --model CDN_MODEL_URL --lab NAME --images A,B,C \
 //        --keys KEY,KEY,KEY --export OUT.zip [--fast] [--chromium /usr/bin/chromium]
-// Names the lab, classifies the images, then reviews each from the keyboard only (focus on the first
-// result, one key per image: 1-4 a class, Enter confirms, 5-7 not one of the classes; each verdict moves
-// to the next image; with --fast the keys come one after another without waiting for the verdicts to be
-// saved, as a quick reviewer types), reloads the page (the reviews must still be there) and exports them. Prints what
-// it saw as JSON (answers, verdicts, crop boxes, the count before and after the reload, the lab's figure
-// shown); the Python test decides pass or fail.
+// Names the lab, classifies the images, then reviews each in turn (focus on the first result, one verdict
+// per image: 1-4 a class, Enter confirms, 5-7 not one of the classes; `click:N` clicks the image's N-th
+// verdict button instead of a key, `hold:K` holds key K down so that it repeats; each verdict moves to
+// the next image; with --fast the verdicts come one after another without waiting for them to be saved,
+// as a quick reviewer works), reloads the page (the reviews must still be there) and exports them. Prints
+// what it saw as JSON (answers, verdicts, crop boxes, the count before and after the reload, the lab's
+// figure, whether the browser keeps the reviews' storage); the Python test decides pass or fail.
 import { parseArgs } from 'node:util';
 import { chromium } from 'playwright-core';
 
@@ -43,7 +44,14 @@ try {
     || document.querySelectorAll('#results li[data-state="error"]').length > 0, images.length, { timeout: TIMEOUT });
   await page.focus('#results li:nth-child(1)');
   for (let i = 0; i < keys.length; i++) {
-    await page.keyboard.press(keys[i]);
+    if (keys[i].startsWith('click:')) {
+      await page.click(`#results li:nth-child(${i + 1}) .review-buttons button:nth-child(${keys[i].slice(6)})`);
+    } else if (keys[i].startsWith('hold:')) {
+      for (let r = 0; r < 3; r++) await page.keyboard.down(keys[i].slice(5));  // the 2nd and 3rd repeat
+      await page.keyboard.up(keys[i].slice(5));
+    } else {
+      await page.keyboard.press(keys[i]);
+    }
     if (opt.fast) continue;
     // Reviewed, and the focus has moved on (the next key is for the next image).
     await page.waitForFunction(([n, last]) => document.querySelector(`#results li:nth-child(${n})`)?.dataset.reviewed
@@ -58,6 +66,9 @@ try {
     focused: document.activeElement === li,
   })));
   report.countAfterReview = Number(await page.$eval('#review-count', (el) => el.dataset.count ?? '0'));
+  await page.waitForSelector('#storage-note[data-persisted]', { state: 'attached', timeout: TIMEOUT });
+  report.storage = await page.$eval('#storage-note', (el) => ({ persisted: el.dataset.persisted,
+    shown: !el.hidden, text: el.textContent.trim() }));
 
   await page.reload();
   await page.waitForSelector('#model-status:is([data-state="ready"], [data-state="error"])', { timeout: TIMEOUT });

@@ -8,7 +8,7 @@ import { answerRecord, interpret, predict, predictProbabilities, warmUp } from '
 import { loadModel, type LoadedModel } from './modelSource';
 import { allReviews, buildExport, clearReviews, countReviews, exportFileName, NOT_TRAINED, saveReview, sha256Hex,
   type ReviewedCell } from './review';
-import { keyAction, labNameProblem } from './reviewRules.js';
+import { keyAction, labNameProblem, verdictAction } from './reviewRules.js';
 
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
 const status = $<HTMLParagraphElement>('model-status');
@@ -19,6 +19,7 @@ const labInput = $<HTMLInputElement>('lab-name');
 const reviewCount = $<HTMLParagraphElement>('review-count');
 const exportButton = $<HTMLButtonElement>('export-reviews');
 const clearButton = $<HTMLButtonElement>('clear-reviews');
+const storageNote = $<HTMLParagraphElement>('storage-note');
 const LAB_KEY = 'bloodcell.lab';
 
 /** What the reviewer needs of each classified image: its bytes and the model's answer. */
@@ -202,7 +203,7 @@ async function addReviewControls(item: HTMLLIElement, entry: Classified) {
     button.textContent = choice.text + (choice.label === entry.answer.className ? ' (Enter: confirm)' : '');
     button.dataset.label = choice.label;
     button.setAttribute('aria-pressed', 'false');
-    button.addEventListener('click', () => review(item, choice.label));
+    button.addEventListener('click', () => applyVerdict(item, verdictAction({ label: choice.label }, verdictProblem())));
     group.append(button);
   }
   const verdict = document.createElement('p');
@@ -255,25 +256,34 @@ function reviewable(): HTMLLIElement[] {
   return Array.from(results.querySelectorAll<HTMLLIElement>('li')).filter((li) => classified.has(li));
 }
 
+/** Focus on the image `by` places from `item` (the first or last when past either end). */
+function moveFocus(item: HTMLLIElement, by: number) {
+  const items = reviewable();
+  items[Math.max(0, Math.min(items.length - 1, items.indexOf(item) + by))]?.focus();
+}
+
+/** A verdict given by key or pointer. The focus always ends on an image, never on a button, so the
+ * keys go on working after a click; it moves on at once, not when the write ends: a verdict given
+ * meanwhile is for the next image. */
+function applyVerdict(item: HTMLLIElement, action: ReturnType<typeof verdictAction>) {
+  if (action.problem) item.querySelector<HTMLParagraphElement>('.verdict')!.textContent = action.problem;
+  moveFocus(item, action.moveOn ? 1 : 0);
+  if (action.label) void review(item, action.label);
+}
+
 results.addEventListener('keydown', (event) => {
   const item = (event.target as HTMLElement).closest('li') as HTMLLIElement | null;
   if (!item || !classified.has(item) || event.target !== item) return;
   if (event.ctrlKey || event.altKey || event.metaKey) return;  // the browser's own shortcuts
-  const items = reviewable();
-  const at = items.indexOf(item);
-  const move = (to: number) => items[Math.max(0, Math.min(items.length - 1, to))]?.focus();
-  if (event.key === 'ArrowDown' || event.key === 'ArrowRight') move(at + 1);
-  else if (event.key === 'ArrowUp' || event.key === 'ArrowLeft') move(at - 1);
+  if (event.key === 'ArrowDown' || event.key === 'ArrowRight') moveFocus(item, 1);
+  else if (event.key === 'ArrowUp' || event.key === 'ArrowLeft') moveFocus(item, -1);
   else {
     const action = keyAction(event.key, classified.get(item)!.answer, loaded!.metadata.class_names,
       NOT_TRAINED.map((o) => o.label), verdictProblem());
     if (!action) return;
     event.preventDefault();
     if (event.repeat) return;  // a held key gives one verdict, not one per image
-    if (action.problem) item.querySelector<HTMLParagraphElement>('.verdict')!.textContent = action.problem;
-    // Move on at once, not when the write ends: a key pressed meanwhile is for the next image.
-    if (action.moveOn) move(at + 1);
-    if (action.label) void review(item, action.label);
+    applyVerdict(item, action);
     return;
   }
   event.preventDefault();
@@ -292,6 +302,20 @@ async function showReviewCount() {
     : 'No reviewed cells in this browser.';
   reviewCount.dataset.count = String(count);
   exportButton.disabled = clearButton.disabled = !count;
+  if (count) void keepStorage();
+}
+
+let storageAsked: Promise<void> | null = null;
+
+/** Asks the browser, once, to keep this page's storage when space runs short (it holds reviews not yet
+ * exported; by default a browser may delete them); where it will not, the page says so. */
+function keepStorage(): Promise<void> {
+  storageAsked ??= (async () => {
+    const kept = await (navigator.storage?.persist?.() ?? Promise.resolve(false)).catch(() => false);
+    storageNote.dataset.persisted = String(kept);
+    storageNote.hidden = kept;
+  })();
+  return storageAsked;
 }
 
 exportButton.addEventListener('click', async () => {

@@ -7,6 +7,8 @@ export function memberName(label: string, sha256: string, originalName: string, 
 export function verdictForKey(key: string, answer: { className: string; probabilities: { probability: number }[] },
   classNames: string[],
   notTrainedLabels: readonly string[]): { label: string; problem?: undefined } | { problem: string; label?: undefined } | null;
+export function verdictAction(verdict: { label?: string; problem?: string }, labProblem: string | null):
+  { label?: string; problem?: string; moveOn: boolean };
 export function keyAction(key: string, answer: { className: string; probabilities: { probability: number }[] },
   classNames: string[], notTrainedLabels: readonly string[], labProblem: string | null):
   { label?: string; problem?: string; moveOn: boolean } | null;

@@ -61,13 +61,17 @@ export function verdictForKey(key, answer, classNames, notTrainedLabels) {
   return { label: n <= classNames.length ? classNames[n - 1] : notTrainedLabels[n - classNames.length - 1] };
 }
 
-/** What a key does to the focused image: { label } saves a verdict, { problem } shows one line and saves
- * nothing; `moveOn` says whether the focus goes to the next image at once (so that keys typed quickly
- * each land on their own image). Only a lab name the pipeline would refuse holds the focus: then no key
- * can save anything. null for a key that is not a verdict. */
-export function keyAction(key, answer, classNames, notTrainedLabels, labProblem) {
-  const verdict = verdictForKey(key, answer, classNames, notTrainedLabels);
-  if (!verdict) return null;
+/** What a verdict does to its image, however it was given (key or pointer): { label } saves it, { problem }
+ * shows one line and saves nothing; `moveOn` says whether the focus goes to the next image at once (so
+ * that verdicts given quickly each land on their own image, and keys work after a click). Only a lab name
+ * the pipeline would refuse holds the focus: then no verdict can be saved. */
+export function verdictAction(verdict, labProblem) {
   if (labProblem) return { problem: labProblem, moveOn: false };
   return { ...verdict, moveOn: true };
+}
+
+/** What a key does to the focused image: verdictAction of its verdict, or null for a key that is not one. */
+export function keyAction(key, answer, classNames, notTrainedLabels, labProblem) {
+  const verdict = verdictForKey(key, answer, classNames, notTrainedLabels);
+  return verdict && verdictAction(verdict, labProblem);
 }
