@@ -54,3 +54,35 @@ def test_the_models_files_on_the_pages_own_origin_are_left_to_the_page(path):
 def test_another_origin_is_left_alone():
     url = "http://cdn.example/bloodcell/latest.json"
     assert answered_by_worker([url]) == {url: False}
+
+
+ACTIVATE = """
+import { readFileSync } from 'node:fs';
+import vm from 'node:vm';
+const listeners = {};
+const kept = %(kept)s.map((url) => ({ url }));
+const cache = { keys: async () => kept.slice(),
+  delete: async (request) => { kept.splice(kept.indexOf(request), 1); return true; } };
+const self = { location: { origin: %(app)s }, addEventListener: (type, f) => { listeners[type] = f; },
+  skipWaiting: () => undefined, clients: { claim: () => Promise.resolve() } };
+const context = vm.createContext({ self, fetch: () => new Promise(() => {}), caches: { open: async () => cache },
+  Response, URL, Promise });
+vm.runInContext(readFileSync('public/sw.js', 'utf8'), context);
+let done;
+listeners.activate({ waitUntil: (promise) => { done = promise; } });
+await done;
+process.stdout.write(JSON.stringify(kept.map((r) => r.url)));
+"""
+
+
+def test_model_files_an_earlier_worker_cached_are_dropped_when_it_activates():
+    # An earlier worker cached latest.json and shards on the page's origin: left there, they would
+    # still answer offline as if the server were up.
+    page = [f"{APP}/", f"{APP}/assets/index-abc123.js"]
+    model = [f"{APP}/models/bloodcell/latest.json", f"{APP}/models/bloodcell/7/model.json",
+             f"{APP}/models/bloodcell/7/group1-shard1of1.0123456789abcdef.bin"]
+    done = subprocess.run(["node", "--input-type=module", "-e",
+                           ACTIVATE % {"app": json.dumps(APP), "kept": json.dumps(page + model)}],
+                          cwd=bh.WEB, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout) == page
