@@ -55,9 +55,10 @@ CELL_SCHEMA = {
         "reviewed_at": {"type": "string"},
     },
 }
-# What zipfile raises for a member it cannot read: a bad CRC or deflate stream, an encrypted member
-# (RuntimeError), a compression method it does not implement (NotImplementedError).
-UNREADABLE_MEMBER = (zipfile.BadZipFile, zlib.error, OSError, RuntimeError, NotImplementedError)
+# What zipfile raises for a damaged zip or a member it cannot read: a bad CRC or deflate stream, an
+# encrypted member (RuntimeError), a compression method or zip version it does not implement
+# (NotImplementedError), a directory whose offsets, sizes or names are garbage (ValueError, EOFError).
+DAMAGED_ZIP = (zipfile.BadZipFile, zlib.error, OSError, RuntimeError, NotImplementedError, ValueError, EOFError)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -144,6 +145,8 @@ def read_export(path: str, rel: str, class_names: list[str], order: int) -> tupl
         return [], [Refused(rel, "not a review export (not a zip file)")]
     except tf.errors.OpError as err:
         return [], [Refused(rel, f"unreadable file ({_first_line(err)})")]
+    except DAMAGED_ZIP as err:
+        return [], [Refused(rel, f"not a review export (a damaged zip: {_first_line(err)})")]
     with archive:
         members = {i.filename: i for i in archive.infolist() if not i.is_dir()}
         if REVIEW_MANIFEST not in members:
@@ -153,7 +156,7 @@ def read_export(path: str, rel: str, class_names: list[str], order: int) -> tupl
         try:
             manifest = json.loads(archive.read(REVIEW_MANIFEST))
             jsonschema.validate(manifest, MANIFEST_SCHEMA)
-        except (ValueError, jsonschema.ValidationError, RecursionError, *UNREADABLE_MEMBER) as err:
+        except (jsonschema.ValidationError, RecursionError, *DAMAGED_ZIP) as err:
             detail = err.message.splitlines()[0] if isinstance(err, jsonschema.ValidationError) else _first_line(err)
             return [], [Refused(rel, f"not a review export (manifest: {detail})")]
         reviews, refused, listed = [], [], set()
@@ -183,7 +186,7 @@ def read_export(path: str, rel: str, class_names: list[str], order: int) -> tupl
                 except (RuntimeError, NotImplementedError) as err:  # encrypted, or an unknown compression
                     refused.append(Refused(where, f"cannot read it in the zip ({_first_line(err)})"))
                     continue
-                except UNREADABLE_MEMBER as err:  # a bad CRC, a broken deflate stream
+                except DAMAGED_ZIP as err:  # a bad CRC, a broken deflate stream
                     refused.append(Refused(where, f"corrupt data in the zip ({_first_line(err)})"))
                     continue
                 if _sha256(data) != cell["sha256"]:

@@ -275,3 +275,27 @@ def test_a_lab_folder_and_a_named_source_of_one_name_is_an_error(tmp_path, image
     (tmp_path / "link").symlink_to(labs)  # the same folder by another path is the same lab
     executor._params = {"labs_root": str(labs), "lab_sources": {"mylab": str(tmp_path / "link" / "mylab")}}
     assert set(executor._list_labs(CLASSES)) == {"mylab"}
+
+
+def test_a_zip_damaged_anywhere_in_its_directory_is_one_refused_line(tmp_path, images):
+    # A truncated copy or a flipped bit in the central directory: zipfile raises many kinds of error
+    # (version, seek, name decoding, end of file); each must be one line, the lab's other export kept.
+    lab = tmp_path / "lab"
+    intact = review_export.write_export(tmp_path / "intact.zip", [review_export.cell(images[0], "NEUTROPHIL"),
+                                                                   review_export.cell(images[1], "MONOCYTE")])
+    review_export.write_export(lab / "2.zip", [good := review_export.cell(images[2], "LYMPHOCYTE")])
+    raw = intact.read_bytes()
+    directory = raw.rfind(b"PK\x01\x02", 0, raw.rfind(b"PK\x01\x02"))  # the directory's last two entries
+    damaged = lab / "1.zip"
+    tried = 0
+    for at in range(directory, len(raw)):
+        for value in {0x00, 0xFF, 0x40, raw[at] ^ 0x80}:
+            damaged.write_bytes(raw[:at] + bytes([value]) + raw[at + 1:])
+            listing = lab_sources.list_lab("lab", str(lab), CLASSES)
+            assert good["sha256"] in {c.sha256 for c in listing.cells}, (at, value)
+            assert all("\n" not in r.reason for r in listing.refused)
+            tried += 1
+    for end in range(directory, len(raw), 7):  # cut short
+        damaged.write_bytes(raw[:end])
+        assert good["sha256"] in {c.sha256 for c in lab_sources.list_lab("lab", str(lab), CLASSES).cells}
+    assert tried > 200
