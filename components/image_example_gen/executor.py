@@ -150,15 +150,24 @@ class Executor(BaseExampleGenExecutor):
         _remove_tree(rejects_dir)
 
         max_bad = float(self._params["max_bad_fraction"])
-        report = image_reader.summarize(self._candidates, listing_rejects + decode_rejects, max_bad)
+        rejects = listing_rejects + decode_rejects
+        report = image_reader.summarize(self._candidates, rejects, max_bad)
+        # The bad-share limit guards the base dataset (a broken mount, a wrong folder). A lab's refused
+        # files are listed and never stop the run: that would throw its good cells away with them.
+        lab_paths = ({c.rel_path for c in self._candidates if c.source != BASE_SOURCE}
+                     | {r.rel_path for r in self._stray_rejects}
+                     | {r.rel_path for _, refused in labs.values() for r in refused})
+        base = image_reader.summarize([c for c in self._candidates if c.source == BASE_SOURCE],
+                                      [r for r in rejects if r.rel_path not in lab_paths], max_bad)
+        report["base_rejected_fraction"] = base["rejected_fraction"]
         problem = None
         empty = [s for s, c in report["splits"].items() if c["examples"] == 0]
         if empty:
             problem = f"split(s) {', '.join(empty)} have no valid images after rejecting bad inputs"
-        elif report["rejected_fraction"] > max_bad:
-            top = ", ".join(f"{k}: {v}" for k, v in sorted(report["rejected_by_reason"].items(), key=lambda kv: -kv[1])[:3])
-            problem = (f"{report['rejected']} of {report['inputs']} inputs rejected "
-                       f"({report['rejected_fraction']:.1%} > limit {max_bad:.1%}; {top})")
+        elif base["rejected_fraction"] > max_bad:
+            top = ", ".join(f"{k}: {v}" for k, v in sorted(base["rejected_by_reason"].items(), key=lambda kv: -kv[1])[:3])
+            problem = (f"{base['rejected']} of {base['inputs']} inputs of the base dataset rejected "
+                       f"({base['rejected_fraction']:.1%} > limit {max_bad:.1%}; {top})")
         bad_paths = {r.rel_path for r in decode_rejects}
         report["labs"] = {name: image_reader.lab_summary(self._lab_listings[name], candidates, bad_paths)
                           for name, (candidates, _) in labs.items()}

@@ -67,7 +67,7 @@ def test_bad_inputs_over_the_limit_stop_the_run_before_training(tmp_path, capsys
     captured = capsys.readouterr()
     assert code == 1
     error = captured.err.strip().splitlines()[-1]
-    assert error.startswith("error: pipeline failed: IngestError: 1 of 17 inputs rejected")
+    assert error.startswith("error: pipeline failed: IngestError: 1 of 17 inputs of the base dataset rejected")
     found = states(captured.out)
     assert found["FileBasedExampleGen"] == "FAILED" and "Trainer" not in found
     # No examples that could pass for finished ones; the report is kept where the message says.

@@ -21,10 +21,10 @@ from testkit.bad_images import png_declaring
 from testkit.images import encoded, make_dataset
 
 
-def run_executor(data_root, out_dir, max_bad_fraction):
+def run_executor(data_root, out_dir, max_bad_fraction, labs_root=""):
     config = load_config(overrides=[f"ingest.max_bad_fraction={max_bad_fraction}", "ingest.val_fraction=0.25",
                                     "ingest.max_pixels=500000"])
-    component = example_gen_component(config, str(data_root), "")
+    component = example_gen_component(config, str(data_root), str(labs_root))
     props = {}
     for key, value in component.exec_properties.items():
         props[key] = proto_utils.proto_to_json(value) if hasattr(value, "DESCRIPTOR") else value
@@ -79,7 +79,7 @@ def test_too_many_bad_inputs_stop_with_one_line_and_no_examples(tmp_path, datase
         run_executor(dataset_with_bad_inputs, tmp_path / "gen" / "examples" / "7", max_bad_fraction=0.05)
     message = str(err.value)
     assert "\n" not in message
-    assert message.startswith("7 of 39 inputs rejected (17.9% > limit 5.0%;")
+    assert message.startswith("7 of 39 inputs of the base dataset rejected (17.9% > limit 5.0%;")
     report = json.loads(open(message.rsplit("; see ", 1)[1]).read())
     assert report["status"] == "failed" and report["rejected"] == 7
     assert not any(p.name.startswith("Split-") for p in (tmp_path / "gen" / "examples" / "7").iterdir())
@@ -92,3 +92,19 @@ def test_split_left_empty_by_bad_inputs_stops(tmp_path):
         (root / "TEST" / cls / "broken.jpeg").write_bytes(b"")
     with pytest.raises(image_reader.IngestError, match=r"split\(s\) eval have no valid images"):
         run_executor(root, tmp_path / "gen" / "examples" / "7", max_bad_fraction=1.0)
+
+
+def test_a_labs_refused_files_are_listed_and_never_stop_the_run(tmp_path, real_jpeg):
+    # The bad-share limit guards the base dataset (a broken mount, a wrong folder). A lab's export with
+    # a few formats the pipeline does not read must not throw the lab's and the base's good cells away.
+    root = make_dataset(tmp_path / "data", {"TRAIN": 6, "TEST": 2})
+    lab = tmp_path / "labs" / "mylab"
+    for cls in ("MONOCYTE", "NEUTROPHIL"):
+        (lab / cls).mkdir(parents=True)
+        (lab / cls / "good.jpeg").write_bytes(real_jpeg if cls == "MONOCYTE" else encoded(Image.new("RGB", (40, 30)), "JPEG"))
+        for i in range(3):
+            (lab / cls / f"phone{i}.heic").write_bytes(b"\0\0\0\x18ftypheic")
+    run_executor(root, tmp_path / "gen" / "examples" / "7", max_bad_fraction=0.05, labs_root=tmp_path / "labs")
+    report = json.loads((tmp_path / "gen" / "examples" / "7" / executor_lib.REPORT_FILE).read_text())
+    assert report["status"] == "ok" and report["rejected"] == 6 and report["rejected_fraction"] > 0.05
+    assert report["labs"]["mylab"]["cells"] == 2 and report["labs"]["mylab"]["refused"] == 6
