@@ -7,6 +7,7 @@ Exit status: 0 with a blessed, pushed model; 1 with a one-line reason otherwise;
 from __future__ import annotations
 
 import argparse
+import errno
 import fcntl
 import logging
 import os
@@ -78,6 +79,7 @@ def main(argv=None) -> int:
         from absl import logging as absl_logging
         absl_logging.set_verbosity(absl_logging.WARNING)
 
+    from components.image_example_gen import executor as example_gen_executor
     from components.image_example_gen import image_reader
     from pipeline import run_summary
     from pipeline.pipeline import create_pipeline
@@ -89,9 +91,6 @@ def main(argv=None) -> int:
         # the ingest itself splits by config.ingest.val_split.
         image_reader.list_source(data_root, list(config.class_names), config.ingest.val_fraction,
                                  config.ingest.hash_split_eval_fraction, "hash")
-        for name, folder in config.lab_sources().items():
-            if not os.path.isdir(folder) and "://" not in folder:
-                raise image_reader.IngestError(f"lab source '{name}': folder not found: {folder}")
     except image_reader.IngestError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -102,9 +101,19 @@ def main(argv=None) -> int:
 
     from pipeline import run_inputs
 
-    os.makedirs(config.run_dir, exist_ok=True)
     try:
+        os.makedirs(config.run_dir, exist_ok=True)
+        if not os.access(config.run_dir, os.W_OK | os.X_OK):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
+    except OSError as err:
+        print(f"error: cannot create the output folder {config.run_dir}: {err.strerror}", file=sys.stderr)
+        return 2
+    try:
+        example_gen_executor.lab_folders(config.labs_path, config.lab_sources())  # as the ingest will
         key = run_inputs.inputs_key(config, data_root)  # lists the labs' folders too
+    except image_reader.IngestError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     except UnicodeDecodeError as err:
         folders = ", ".join([config.labs_path, *config.lab_sources().values()])
         print(f"error: a file name under the labs' folders ({folders}) is not UTF-8 ({_bad_name_bytes(err)}): "

@@ -80,6 +80,24 @@ def _same_folder_key(folder: str) -> str:
     return os.path.normpath(folder) if "://" in folder else os.path.realpath(folder)
 
 
+def lab_folders(labs_root: str, named: dict[str, str]) -> dict[str, str]:
+    """name -> folder of every lab source: each sub-folder of labs_root, and the named sources. One-line
+    IngestError for a name the pipeline refuses, a folder not found, or one name given two folders."""
+    folders = lab_sources.discover(labs_root)
+    for name in sorted(set(folders) & set(named)):
+        if _same_folder_key(folders[name]) != _same_folder_key(named[name]):
+            raise image_reader.IngestError(f"lab '{name}' is both a folder of the labs folder ({folders[name]}) "
+                                           f"and a named lab source ({named[name]}): rename one")
+    sources = {**folders, **named}
+    for name, root in sorted(sources.items()):
+        if not LAB_NAME.match(name) or name == BASE_SOURCE:
+            raise image_reader.IngestError(f"lab source name '{name}' must be 1-64 letters, digits, '.', '_' or '-', "
+                                           f"starting with a letter or digit (and not '{BASE_SOURCE}')")
+        if not tf.io.gfile.isdir(root):
+            raise image_reader.IngestError(f"lab source '{name}': folder not found: {root}")
+    return sources
+
+
 class Executor(BaseExampleGenExecutor):
     """Reads <input_base>/{TRAIN,TEST}/<CLASS>/* (or <input_base>/<CLASS>/*) into tf.Examples."""
 
@@ -105,21 +123,11 @@ class Executor(BaseExampleGenExecutor):
         """name -> (candidates, refused files) of every lab source: each sub-folder of labs_root, and
         the named lab_sources."""
         labs_root = self._params.get("labs_root") or ""
-        folders, named = lab_sources.discover(labs_root), self._params.get("lab_sources") or {}
-        for name in sorted(set(folders) & set(named)):
-            if _same_folder_key(folders[name]) != _same_folder_key(named[name]):
-                raise image_reader.IngestError(f"lab '{name}' is both a folder of the labs folder ({folders[name]}) "
-                                               f"and a named lab source ({named[name]}): rename one")
-        sources = {**folders, **named}
+        sources = lab_folders(labs_root, self._params.get("lab_sources") or {})
         self._stray_rejects = [image_reader.Rejected(r.rel_path, None, r.reason)
                                for r in lab_sources.stray_files(labs_root)]
         self._lab_listings, out = {}, {}
         for name, root in sorted(sources.items()):
-            if not LAB_NAME.match(name) or name == BASE_SOURCE:
-                raise image_reader.IngestError(f"lab source name '{name}' must be 1-64 letters, digits, '.', '_' or '-', "
-                                               f"starting with a letter or digit (and not '{BASE_SOURCE}')")
-            if not tf.io.gfile.isdir(root):
-                raise image_reader.IngestError(f"lab source '{name}': folder not found: {root}")
             listing = lab_sources.list_lab(name, root, class_names)
             self._lab_listings[name] = listing
             out[name] = image_reader.lab_candidates(name, listing, class_names,

@@ -72,3 +72,29 @@ def test_a_file_name_that_is_not_utf8_is_one_line_and_exit_2(capsys, tmp_path, w
     err = capsys.readouterr().err.strip()
     assert code == 2 and "\n" not in err, err
     assert err.startswith("error: a file name under ") and "is not UTF-8" in err
+
+
+@pytest.mark.parametrize("case", ["bad name", "two folders", "output not writable", "output under a file"])
+def test_a_bad_lab_folder_or_output_folder_is_one_line_and_exit_2_before_the_run(capsys, tmp_path, case):
+    # Found before the pipeline starts, as a bad data folder is: not a failed ExampleGen with exit 1.
+    data = make_dataset(tmp_path / "data", {"TRAIN": 2, "TEST": 1})
+    labs, out = tmp_path / "labs", tmp_path / "out"
+    args = ["--data-dir", str(data), "--set", f"labs.dir={labs}"]
+    (labs / "mylab").mkdir(parents=True)
+    if case == "bad name":
+        (labs / "my lab").mkdir()
+    elif case == "two folders":
+        (tmp_path / "elsewhere").mkdir()
+        args += ["--lab-source", f"mylab={tmp_path / 'elsewhere'}"]
+    elif case == "output not writable":
+        out.mkdir()
+        out.chmod(0o500)
+    else:
+        (tmp_path / "file").write_text("x")
+        out = tmp_path / "file" / "out"
+    code = local_runner.main([*args, "--output-dir", str(out)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "\n" not in err and err.startswith("error: "), err
+    expected = {"bad name": "lab source name 'my lab' must be", "two folders": "lab 'mylab' is both a folder",
+                "output not writable": "cannot create the output folder", "output under a file": "cannot create"}[case]
+    assert expected in err, err
