@@ -14,6 +14,7 @@ import sys
 from pipeline.config import DEFAULT_CONFIG, REPO_ROOT, Config, ConfigError, load_config
 
 TRAINER_ID = "Trainer"
+EXAMPLE_GEN_TASK = "FileBasedExampleGen"
 
 
 def trainer_resources(config: Config):
@@ -59,7 +60,29 @@ def compile_pipeline(config: Config) -> str:
         config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(default_image=config.kubeflow.image),
         output_dir=os.path.dirname(path), output_filename=os.path.basename(path))
     runner.run(build_pipeline(config))
+    if reads_labs(config):
+        uncache_ingest(path)
     return path
+
+
+def reads_labs(config: Config) -> bool:
+    return bool(config.kubeflow.labs_dir or config.lab_sources())
+
+
+def uncache_ingest(path: str) -> None:
+    """Turns KFP's cache off for the ExampleGen task of the spec at `path`. Its cache key holds the
+    task's parameters, not what the labs prefix holds (TFX's own driver runs there, not ours): cached,
+    a scheduled run would never read a lab's new exports. So with labs every scheduled run reads them,
+    and every step after the ingest runs too."""
+    import yaml
+
+    with open(path) as f:
+        text = f.read()
+    header = "".join(line for line in text.splitlines(keepends=True) if line.startswith("#"))
+    spec = yaml.safe_load(text)
+    spec["root"]["dag"]["tasks"][EXAMPLE_GEN_TASK]["cachingOptions"] = {"enableCache": False}
+    with open(path, "w") as f:
+        f.write(header + yaml.safe_dump(spec, sort_keys=False))
 
 
 def check_for_kubeflow(config: Config) -> None:
@@ -69,6 +92,11 @@ def check_for_kubeflow(config: Config) -> None:
         # The Trainer runs in the cluster's image: a path on the compiling machine means nothing there.
         raise ConfigError(f"serving.warmup_images must be remote (gs://...) on Kubeflow, or empty for the "
                           f"packaged images; got {local[0]}")
+    local = {name: folder for name, folder in config.labs.sources.items() if "://" not in folder}
+    if local:
+        name = sorted(local)[0]
+        raise ConfigError(f"labs.sources must be remote (gs://...) on Kubeflow, or put the lab under "
+                          f"kubeflow.labs_dir; got {name}: {local[name]}")
 
 
 def parse_with_config(parser: argparse.ArgumentParser, argv) -> tuple[argparse.Namespace, Config | None]:

@@ -3,7 +3,8 @@
 #   infra/env/run.sh python -m pipeline.local_runner
 # In userland mode the command runs under bubblewrap with the Debian 13 tree as /, the repo (read-write)
 # and its parent folder (read-only: ../shared) at their host paths. More host paths:
-# BLOODCELL_BIND="/data/a:/data/b" (read-only). bwrap's mounts vanish when the command ends.
+# BLOODCELL_BIND="/data/a:/data/b" (read-only), BLOODCELL_BIND_RW="/var/lib/x" (read-write; each must
+# exist). bwrap's mounts vanish when the command ends.
 # The sandbox is a boundary for the packages it runs: an unprivileged user (no capabilities) in its
 # own user and PID namespaces, a private /tmp and $HOME (the host's home, with its keys and cloud
 # credentials, is not there; only the project's npm cache is), and only allowlisted environment
@@ -59,6 +60,8 @@ if [ -f "$repo/.git" ]; then
 fi
 IFS=: read -ra extra <<< "${BLOODCELL_BIND:-}"
 for p in "${extra[@]}"; do [ -n "$p" ] && args+=(--ro-bind "$p" "$p"); done
+IFS=: read -ra writable <<< "${BLOODCELL_BIND_RW:-}"
+for p in "${writable[@]}"; do [ -n "$p" ] && args+=(--bind "$p" "$p"); done
 # Device nodes for a GPU, when the host has one.
 for d in /dev/nvidia*; do [ -e "$d" ] && args+=(--dev-bind "$d" "$d"); done
 

@@ -137,3 +137,36 @@ def test_the_pipeline_image_runs_as_a_user():
     text = (REPO / "infra" / "docker" / "pipeline.Dockerfile").read_text()
     users = re.findall(r"^USER (\S+)", text, re.M)
     assert users and users[-1].split(":")[0] not in ("root", "0")
+
+
+def _scheduled_run(env: dict[str, str], command: str) -> dict[str, str]:
+    """What a scheduled run is given: its folders, and the sandbox's binds."""
+    import shlex
+
+    options = shlex.split(re.search(r'ARGS="([^"]*)"', command).group(1))
+    return {"data": options[options.index("--data-dir") + 1], "output": options[options.index("--output-dir") + 1],
+            "ro": env.get("BLOODCELL_BIND", ""), "rw": env.get("BLOODCELL_BIND_RW", ""),
+            "cache": env.get("BLOODCELL_CACHE", ""), "if_changed": str("--if-changed" in options)}
+
+
+def _inside(path: str, binds: str) -> bool:
+    return any(b and (path == b or path.startswith(b.rstrip("/") + "/")) for b in binds.split(":"))
+
+
+def test_the_scheduled_run_sees_its_folders_inside_the_sandbox():
+    # On a host older than Debian 13, run.sh's sandbox sees only the checkout and its parent: the data
+    # folder must be bound, the outputs' folder bound read-write, and systemd must make both of its own.
+    import shlex
+
+    unit = (REPO / "infra" / "systemd" / "bloodcell-pipeline.service").read_text()
+    keys = dict(re.findall(r"^(\w+)=(.*)$", unit, re.M))
+    env = dict(item.split("=", 1) for item in shlex.split(keys["Environment"]))
+    run = _scheduled_run(env, keys["ExecStart"])
+    assert _inside(run["data"], run["ro"]) and _inside(run["output"], run["rw"]), run
+    assert run["rw"] == f"/var/lib/{keys['StateDirectory']}" and run["cache"] == f"/var/cache/{keys['CacheDirectory']}"
+    assert run["if_changed"] == "True"
+    # The documented cron line is the same run.
+    cron = re.search(r"^0 3 \* \* 1 cd \S+ && (.*)$", (REPO / "docs" / "labs.md").read_text(), re.M).group(1)
+    cron_env = dict(w.split("=", 1) for w in shlex.split(cron) if re.match(r"^BLOODCELL_\w+=", w))
+    assert _scheduled_run(cron_env, cron) == run
+

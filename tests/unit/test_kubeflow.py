@@ -51,6 +51,17 @@ def test_the_scheduled_run_reads_the_labs_prefix_and_warm_starts_the_trainer(com
     assert trainer["producerTask"] == "latest_blessed_model_resolver-model-resolver"
 
 
+def test_with_labs_the_scheduled_run_never_takes_the_ingest_from_the_cache(compiled):
+    # KFP's cache key holds the ExampleGen's parameters, not what the labs prefix holds: cached, the
+    # weekly run would never read a lab's new export.
+    _, path, doc = compiled
+    tasks = doc["root"]["dag"]["tasks"]
+    assert tasks["FileBasedExampleGen"]["cachingOptions"] == {"enableCache": False}
+    assert tasks["Transform"]["cachingOptions"] == {"enableCache": True}
+    with open(path) as f:
+        assert f.readline().startswith("# PIPELINE DEFINITION")
+
+
 def test_only_the_trainer_asks_for_a_gpu(compiled):
     _, _, doc = compiled
     executors = doc["deploymentSpec"]["executors"]
@@ -150,5 +161,17 @@ def test_without_labs_the_trainer_is_not_wired_to_the_blessed_model(tmp_path):
     config = load_config(overrides=[f"kubeflow.output_file={tmp_path / 'spec.yaml'}",
                                     "kubeflow.image=registry.example/bc:1"])
     with open(kubeflow_runner.compile_pipeline(config)) as f:
-        trainer = yaml.safe_load(f)["root"]["dag"]["tasks"]["Trainer"]
-    assert "base_model" not in trainer["inputs"].get("artifacts", {})
+        tasks = yaml.safe_load(f)["root"]["dag"]["tasks"]
+    assert "base_model" not in tasks["Trainer"]["inputs"].get("artifacts", {})
+    assert tasks["FileBasedExampleGen"]["cachingOptions"] == {"enableCache": True}
+
+
+def test_a_local_lab_source_is_refused_in_one_line(tmp_path, capsys):
+    """A folder of the compiling machine does not exist in the cluster, where the ingest runs."""
+    (tmp_path / "mylab").mkdir()
+    code = kubeflow_runner.main(["--set", f"labs.sources={{mylab: {tmp_path / 'mylab'}}}",
+                                 "--set", f"kubeflow.output_file={tmp_path / 's.yaml'}"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "\n" not in err, err
+    assert err.startswith("error: labs.sources must be remote (gs://...) on Kubeflow")
+    assert not (tmp_path / "s.yaml").exists()
