@@ -10,9 +10,10 @@ from types import ModuleType
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
-def code_fingerprint(*modules: ModuleType) -> str:
+def code_fingerprint(*modules: ModuleType, data_files: bool = False) -> str:
     """Hash of the Python sources of the given packages (every .py under each, so a new file counts)
-    or single modules.
+    or single modules; with data_files, of every file in the packages but bytecode (a curated schema,
+    warm-up images).
 
     Functions passed by import path (as KFP images need) are not part of TFX's cache key, so each
     component's custom_config carries this: editing the code re-runs the step instead of reusing it.
@@ -20,7 +21,12 @@ def code_fingerprint(*modules: ModuleType) -> str:
     digest = hashlib.sha256()
     for module in modules:
         path = Path(module.__file__).resolve()
-        files = sorted(path.parent.rglob("*.py")) if path.name == "__init__.py" else [path]
+        if path.name != "__init__.py":
+            files = [path]
+        elif data_files:
+            files = sorted(f for f in path.parent.rglob("*") if f.is_file() and "__pycache__" not in f.parts)
+        else:
+            files = sorted(path.parent.rglob("*.py"))
         for file in files:
             digest.update(str(file.relative_to(REPO_ROOT)).encode())
             digest.update(file.read_bytes())

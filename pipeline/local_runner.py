@@ -82,7 +82,7 @@ def main(argv=None) -> int:
     from components.image_example_gen import executor as example_gen_executor
     from components.image_example_gen import image_reader
     from pipeline import run_summary
-    from pipeline.pipeline import create_pipeline
+    from pipeline.pipeline import create_pipeline, schema_copy
     from tfx import v1 as tfx
 
     try:
@@ -124,7 +124,8 @@ def main(argv=None) -> int:
         print(f"nothing changed since the run that finished {last.get('finished_at')}: skipped")
         return 0
     metadata = tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path)
-    pipeline = create_pipeline(config, metadata, data_root)
+    pipeline = create_pipeline(config, metadata, data_root,
+                               schema_file=schema_copy(os.path.join(config.run_dir, "curated_schema")))
     with open(os.path.join(config.run_dir, RUN_LOCK), "a") as lock:
         try:
             # Two runs on one folder would share its metadata store: each summary could report the

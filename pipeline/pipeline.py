@@ -1,6 +1,9 @@
 """The TFX pipeline, built from the configuration; the local and Kubeflow runners both call it."""
 from __future__ import annotations
 
+import hashlib
+import os
+
 from tfx import v1 as tfx
 
 import components.image_example_gen
@@ -20,6 +23,7 @@ from pipeline.config import REPO_ROOT, Config
 from pipeline.eval_config import eval_config
 
 SCHEMA_DIR = REPO_ROOT / "pipeline" / "schema"
+SCHEMA_FILE = SCHEMA_DIR / "schema.pbtxt"
 PREPROCESSING_FN = "models.transform.preprocessing.preprocessing_fn"
 RUN_FN = "models.trainer.run_fn.run_fn"
 
@@ -47,15 +51,29 @@ def example_gen_component(config: Config, data_root: str, labs_root: str):
         labs_root=labs_root, lab_sources=config.lab_sources(), lab_eval_fraction=config.labs.eval_fraction)
 
 
+def schema_copy(folder: str) -> str:
+    """The curated schema copied to <folder>/<sha256 prefix>/schema.pbtxt, a path named by its content.
+    ImportSchemaGen's cache key holds the file's path, not what it says: at one path, an edited schema
+    would be taken from the cache and never reach validation or Transform."""
+    data = SCHEMA_FILE.read_bytes()
+    path = os.path.join(folder, hashlib.sha256(data).hexdigest()[:16], SCHEMA_FILE.name)
+    if not os.path.exists(path):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path + ".tmp", "wb") as f:
+            f.write(data)
+        os.replace(path + ".tmp", path)
+    return path
+
+
 def create_components(config: Config, data_root: str, serving_base: str, cdn_base: str, labs_root: str,
-                      adapt: bool) -> list:
+                      adapt: bool, schema_file: str = str(SCHEMA_FILE)) -> list:
     """`adapt`: labs are configured, so the Trainer gets the last blessed model to fine-tune. Without
     labs it gets none: a new blessing would otherwise change the Trainer's inputs and void its cache."""
     example_gen = example_gen_component(config, data_root, labs_root)
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
     inferred_schema = tfx.components.SchemaGen(statistics=statistics_gen.outputs["statistics"],
                                                infer_feature_shape=True)
-    curated_schema = tfx.components.ImportSchemaGen(schema_file=str(SCHEMA_DIR / "schema.pbtxt"))
+    curated_schema = tfx.components.ImportSchemaGen(schema_file=schema_file)
     example_validator = tfx.components.ExampleValidator(statistics=statistics_gen.outputs["statistics"],
                                                         schema=curated_schema.outputs["schema"])
     gate = AnomaliesGate(anomalies=example_validator.outputs["anomalies"])
@@ -111,7 +129,7 @@ def create_components(config: Config, data_root: str, serving_base: str, cdn_bas
 def create_pipeline(config: Config, metadata_connection_config=None, data_root: str | None = None,
                     pipeline_root: str | None = None, serving_base: str | None = None,
                     cdn_base: str | None = None, beam_args: list[str] | None = None,
-                    labs_root: str | None = None) -> tfx.dsl.Pipeline:
+                    labs_root: str | None = None, schema_file: str = str(SCHEMA_FILE)) -> tfx.dsl.Pipeline:
     """The pipeline; the local runner takes the locations from `config`, Kubeflow passes its own."""
     data_root = data_root or image_reader.resolve_data_root(config.data_path)
     if labs_root is None:  # a local run: adapt when the labs folder holds a lab now
@@ -124,7 +142,7 @@ def create_pipeline(config: Config, metadata_connection_config=None, data_root: 
         pipeline_root=pipeline_root or config.pipeline_root,
         components=create_components(config, data_root, serving_base or config.serving_base,
                                       cdn_base or config.cdn_base,
-                                      labs_root, adapt),
+                                      labs_root, adapt, schema_file),
         enable_cache=True,
         metadata_connection_config=metadata_connection_config,
         beam_pipeline_args=beam_args if beam_args is not None else config.beam_args(),

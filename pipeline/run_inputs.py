@@ -18,7 +18,7 @@ LAST_RUN_FILE = "last_finished_run.json"
 
 
 def inputs_key(config: Config, data_root: str) -> str:
-    parts = [config.model_dump_json(), code_fingerprint(components, models, pipeline, serving),
+    parts = [config.model_dump_json(), code_fingerprint(components, models, pipeline, serving, data_files=True),
              folder_fingerprint(data_root),
              labs_fingerprint({"labs_root": config.labs_path, "lab_sources": config.lab_sources()})]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()

@@ -98,3 +98,30 @@ def test_a_bad_lab_folder_or_output_folder_is_one_line_and_exit_2_before_the_run
     expected = {"bad name": "lab source name 'my lab' must be", "two folders": "lab 'mylab' is both a folder",
                 "output not writable": "cannot create the output folder", "output under a file": "cannot create"}[case]
     assert expected in err, err
+
+
+def test_an_edited_data_file_of_the_code_changes_what_a_scheduled_run_reads(tmp_path, monkeypatch):
+    # The curated schema (pipeline/schema/schema.pbtxt) and the warm-up images are read by the run:
+    # editing one must not give "nothing changed ... skipped". Bytecode the run writes changes nothing.
+    import importlib.util
+
+    from pipeline import code_version
+
+    package = tmp_path / "pkg"
+    (package / "schema").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "schema" / "schema.pbtxt").write_text("feature { name: 'a' }")
+    spec = importlib.util.spec_from_file_location("pkg", package / "__init__.py")
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setattr(code_version, "REPO_ROOT", tmp_path)
+    monkeypatch.setattr(run_inputs, "serving", module)
+    data = make_dataset(tmp_path / "data", {"TRAIN": 2, "TEST": 1})
+    config = load_config(overrides=[f"labs.dir={tmp_path / 'labs'}"])
+    monkeypatch.setattr(run_inputs, "code_fingerprint", lambda *m, **kw: code_version.code_fingerprint(
+        *[x for x in m if x is module], **kw))  # only the test's package: the repo's lie outside tmp_path
+    before = run_inputs.inputs_key(config, str(data))
+    (package / "__pycache__").mkdir()
+    (package / "__pycache__" / "x.cpython-313.pyc").write_bytes(b"\0")
+    assert run_inputs.inputs_key(config, str(data)) == before
+    (package / "schema" / "schema.pbtxt").write_text("feature { name: 'b' }")
+    assert run_inputs.inputs_key(config, str(data)) != before

@@ -1,6 +1,8 @@
 import json
 import types
 
+import pytest
+
 from pipeline import code_version
 
 
@@ -130,3 +132,34 @@ def test_a_second_run_on_a_folder_in_use_exits_2(tmp_path, capsys):
     assert code == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: run in progress: another run holds") and "\n" not in err
+
+
+def test_an_edited_curated_schema_reaches_the_run_at_a_path_named_by_its_content(tmp_path, monkeypatch):
+    # ImportSchemaGen's cache key holds the schema file's path, not its content.
+    from pathlib import Path
+
+    from pipeline import local_runner
+    from pipeline import pipeline as pipeline_lib
+    from testkit.images import make_dataset
+
+    schema = tmp_path / "schema.pbtxt"
+    schema.write_text("feature { name: 'a' }")
+    monkeypatch.setattr(pipeline_lib, "SCHEMA_FILE", schema)
+    first = pipeline_lib.schema_copy(str(tmp_path / "copies"))
+    assert pipeline_lib.schema_copy(str(tmp_path / "copies")) == first  # unchanged: the cache holds
+    schema.write_text("feature { name: 'b' }")
+    second = pipeline_lib.schema_copy(str(tmp_path / "copies"))
+    assert second != first and Path(first).read_text() == "feature { name: 'a' }"
+
+    seen = {}
+
+    def stop(config, metadata, data_root, schema_file):
+        seen["schema_file"] = schema_file
+        raise RuntimeError("stop before running")
+
+    monkeypatch.setattr(pipeline_lib, "create_pipeline", stop)
+    data = make_dataset(tmp_path / "data", {"TRAIN": 2, "TEST": 1})
+    with pytest.raises(RuntimeError, match="stop before running"):
+        local_runner.main(["--data-dir", str(data), "--output-dir", str(tmp_path / "out")])
+    assert Path(seen["schema_file"]).read_text() == "feature { name: 'b' }"
+    assert seen["schema_file"].startswith(str(tmp_path / "out"))
