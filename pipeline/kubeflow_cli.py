@@ -33,10 +33,12 @@ def experiment_id(client, name: str) -> str:
 
 def submit(client, config: Config, package: str, run_name: str | None = None, cache: bool = True):
     """One run now. cache=False re-runs every step: TFX's ExampleGen driver on Kubeflow does not see
-    a file moved between class folders (a relabel)."""
+    a file moved between class folders (a relabel). Otherwise each task caches as the spec says (KFP's
+    client would set every task's caching to a value given here, the ingest's too, which must read the
+    labs on every run)."""
     return client.create_run_from_pipeline_package(
         package, arguments={}, run_name=run_name or f"{config.pipeline_name}-manual",
-        experiment_name=config.kubeflow.experiment, enable_caching=cache)
+        experiment_name=config.kubeflow.experiment, enable_caching=None if cache else False)
 
 
 def schedule(client, config: Config, package: str, cron: str | None = None):

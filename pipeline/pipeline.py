@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import tempfile
 
 from tfx import v1 as tfx
 
@@ -59,9 +60,10 @@ def schema_copy(folder: str) -> str:
     path = os.path.join(folder, hashlib.sha256(data).hexdigest()[:16], SCHEMA_FILE.name)
     if not os.path.exists(path):
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(path + ".tmp", "wb") as f:
+        handle, temporary = tempfile.mkstemp(dir=os.path.dirname(path))  # two runs may write it at once
+        with os.fdopen(handle, "wb") as f:
             f.write(data)
-        os.replace(path + ".tmp", path)
+        os.replace(temporary, path)
     return path
 
 

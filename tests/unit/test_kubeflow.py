@@ -114,7 +114,8 @@ def test_submit(compiled):
     config, path, _ = compiled
     client = FakeKfpClient()
     assert kubeflow_cli.submit(client, config, path, "nightly").run_id == "run-1"
-    assert client.calls == [("run", path, "nightly", "bloodcell", True)]
+    # None: each task caches as the spec says (the ingest, with labs, never); True would override it.
+    assert client.calls == [("run", path, "nightly", "bloodcell", None)]
     kubeflow_cli.submit(client, config, path, "after-relabel", cache=False)
     assert client.calls[-1] == ("run", path, "after-relabel", "bloodcell", False)
 

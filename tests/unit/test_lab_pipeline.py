@@ -2,6 +2,8 @@
 scheduled run."""
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from models import features
@@ -60,8 +62,6 @@ def test_if_changed_skips_a_run_whose_inputs_the_last_finished_run_read(tmp_path
 @pytest.mark.parametrize("where", ["data", "labs"])
 def test_a_file_name_that_is_not_utf8_is_one_line_and_exit_2(capsys, tmp_path, where):
     # TensorFlow's file listing cannot return such a name; the run must say so, not end in a traceback.
-    import os
-
     data = make_dataset(tmp_path / "data", {"TRAIN": 2, "TEST": 1})
     folder = data / "TRAIN" / "NEUTROPHIL" if where == "data" else tmp_path / "labs" / "mylab" / "NEUTROPHIL"
     folder.mkdir(parents=True, exist_ok=True)
@@ -87,6 +87,8 @@ def test_a_bad_lab_folder_or_output_folder_is_one_line_and_exit_2_before_the_run
         (tmp_path / "elsewhere").mkdir()
         args += ["--lab-source", f"mylab={tmp_path / 'elsewhere'}"]
     elif case == "output not writable":
+        if os.geteuid() == 0:
+            pytest.skip("root writes to any folder")
         out.mkdir()
         out.chmod(0o500)
     else:

@@ -58,6 +58,7 @@ function showModel(model: LoadedModel, backend: string) {
 
 function addResult(file: File): HTMLLIElement {
   const item = document.createElement('li');
+  item.tabIndex = -1;  // takes the focus when a verdict moves on to it before it can be reviewed
   item.dataset.file = file.name;
   item.dataset.state = 'pending';
   item.textContent = `${file.name}: classifying…`;
@@ -140,7 +141,7 @@ async function classify(file: File, item: HTMLLIElement) {
     const cropBox = out.cropBox ? out.cropBox[0] : null;
     file.arrayBuffer()
       .then(async (bytes) => ({ file, bytes, sha256: await sha256Hex(bytes), answer, cropBox }))
-      .then((entry) => { classified.set(item, entry); return addReviewControls(item, entry); })
+      .then((entry) => addReviewControls(item, entry))
       .catch((err) => {
         const note = document.createElement('p');
         note.className = 'hint';
@@ -210,6 +211,7 @@ async function addReviewControls(item: HTMLLIElement, entry: Classified) {
   verdict.className = 'verdict';
   verdict.setAttribute('aria-live', 'polite');
   item.append(group, verdict);
+  classified.set(item, entry);  // reviewable only now that its verdict line exists
 }
 
 /** Why a verdict cannot be taken now (one line), or null. */
@@ -252,13 +254,11 @@ async function review(item: HTMLLIElement, label: string): Promise<boolean> {
   return true;
 }
 
-function reviewable(): HTMLLIElement[] {
-  return Array.from(results.querySelectorAll<HTMLLIElement>('li')).filter((li) => classified.has(li));
-}
-
-/** Focus on the image `by` places from `item` (the first or last when past either end). */
+/** Focus on the image `by` places from `item` (the first or last when past either end), whether or not
+ * it can be reviewed yet: a verdict given before the next image is ready must not fall back on this one
+ * (keys on an image still being classified do nothing). */
 function moveFocus(item: HTMLLIElement, by: number) {
-  const items = reviewable();
+  const items = Array.from(results.querySelectorAll<HTMLLIElement>(':scope > li'));
   items[Math.max(0, Math.min(items.length - 1, items.indexOf(item) + by))]?.focus();
 }
 
@@ -273,10 +273,11 @@ function applyVerdict(item: HTMLLIElement, action: ReturnType<typeof verdictActi
 
 results.addEventListener('keydown', (event) => {
   const item = (event.target as HTMLElement).closest('li') as HTMLLIElement | null;
-  if (!item || !classified.has(item) || event.target !== item) return;
+  if (!item || event.target !== item) return;
   if (event.ctrlKey || event.altKey || event.metaKey) return;  // the browser's own shortcuts
   if (event.key === 'ArrowDown' || event.key === 'ArrowRight') moveFocus(item, 1);
   else if (event.key === 'ArrowUp' || event.key === 'ArrowLeft') moveFocus(item, -1);
+  else if (!classified.has(item)) return;
   else {
     const action = keyAction(event.key, classified.get(item)!.answer, loaded!.metadata.class_names,
       NOT_TRAINED.map((o) => o.label), verdictProblem());
