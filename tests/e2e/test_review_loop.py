@@ -55,13 +55,14 @@ def other_lab_cells(folder: Path) -> list[Path]:
 
 
 def review(app: str, cdn: str, images: list[Path], keys: list[str], export: Path, profile: Path,
-           fast: bool = False) -> dict:
+           fast: bool = False, early: bool = False) -> dict:
     """fast: the keys come one after another without waiting for each verdict to be saved (a verdict must
-    still land on the image it was typed for)."""
+    still land on the image it was typed for); early: the keys start as soon as the first image can be
+    reviewed, while the others are still being classified."""
     done = subprocess.run(
         ["node", "scripts/browser-review.mjs", "--app", app, "--model", f"{cdn}/bloodcell/", "--lab", LAB,
          "--images", ",".join(map(str, images)), "--keys", ",".join(keys), "--export", str(export),
-         "--profile", str(profile), *(["--fast"] if fast else [])],
+         "--profile", str(profile), *(["--fast"] if fast else []), *(["--early"] if early else [])],
         cwd=bh.WEB, capture_output=True, text=True, timeout=420)
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(done.stdout)
@@ -157,3 +158,20 @@ def test_a_labs_reviews_adapt_the_model_and_a_relabel_reaches_the_data(pipeline_
     sha = json.loads(Path(report).read_text())["labs"][LAB]["relabelled"][0]["sha256"]
     mine = [label for path, label in labels.items() if sha[:12] in path]
     assert mine == [new_label], labels
+
+
+def test_a_verdict_given_while_the_next_image_is_classified_moves_on_to_it(pipeline_run, built_client, tmp_path):
+    # The reviewer judges each image as soon as it shows. The next one, a 12-megapixel field, is still
+    # being classified: the focus must wait on it, not fall back on the image just judged, whose
+    # verdict the next key would then overwrite.
+    assert pipeline_run.code == 0, pipeline_run.output[-3000:]
+    images = other_lab_cells(tmp_path / "cells")[:4]
+    big = tmp_path / "cells" / "field-4000x3000.png"
+    Image.open(images[1]).resize((4000, 3000)).save(big)
+    images[1] = big
+    keys = ["1", "2", "3", "4"]
+    origin = str(tmp_path / "origin")
+    refresh_origin(str(pipeline_run.out / "bloodcell" / "cdn"), origin)
+    with bh.static_server(str(built_client)) as app, bh.nginx_cdn(origin, app, bh.CDN_PORT) as (cdn, _):
+        report = review(app, cdn, images, keys, tmp_path / "export.zip", tmp_path / "profile", early=True)
+    assert [r["reviewed"] for r in report["results"]] == [CLASSES[int(k) - 1] for k in keys], report["results"]

@@ -5,7 +5,8 @@
 // per image: 1-4 a class, Enter confirms, 5-7 not one of the classes; `click:N` clicks the image's N-th
 // verdict button instead of a key, `hold:K` holds key K down so that it repeats; each verdict moves to
 // the next image; with --fast the verdicts come one after another without waiting for them to be saved,
-// as a quick reviewer works), reloads the page (the reviews must still be there) and exports them. Prints
+// as a quick reviewer works; with --early each verdict comes as soon as its image can be reviewed, from
+// the first one on, while the next ones are still being classified), reloads the page (the reviews must still be there) and exports them. Prints
 // what it saw as JSON (answers, verdicts, crop boxes, the count before and after the reload, the lab's
 // figure, whether the browser keeps the reviews' storage); the Python test decides pass or fail.
 import { parseArgs } from 'node:util';
@@ -15,6 +16,7 @@ const { values: opt } = parseArgs({
   options: {
     app: { type: 'string' }, model: { type: 'string' }, lab: { type: 'string' }, images: { type: 'string' },
     keys: { type: 'string' }, export: { type: 'string' }, profile: { type: 'string' }, fast: { type: 'boolean' },
+    early: { type: 'boolean' },
     chromium: { type: 'string', default: process.env.BLOODCELL_CHROMIUM || '/usr/bin/chromium' },
   },
 });
@@ -41,9 +43,13 @@ try {
 
   await page.setInputFiles('#file-input', images);
   await page.waitForFunction((n) => document.querySelectorAll('#results li .review-buttons').length >= n
-    || document.querySelectorAll('#results li[data-state="error"]').length > 0, images.length, { timeout: TIMEOUT });
+    || document.querySelectorAll('#results li[data-state="error"]').length > 0, opt.early ? 1 : images.length,
+  { timeout: TIMEOUT });
   await page.focus('#results li:nth-child(1)');
   for (let i = 0; i < keys.length; i++) {
+    if (opt.early) {
+      await page.waitForSelector(`#results li:nth-child(${i + 1}) .review-buttons`, { timeout: TIMEOUT });
+    }
     if (keys[i].startsWith('click:')) {
       await page.click(`#results li:nth-child(${i + 1}) .review-buttons button:nth-child(${keys[i].slice(6)})`);
     } else if (keys[i].startsWith('hold:')) {
@@ -52,7 +58,7 @@ try {
     } else {
       await page.keyboard.press(keys[i]);
     }
-    if (opt.fast) continue;
+    if (opt.fast || opt.early) continue;
     // Reviewed, and the focus has moved on (the next key is for the next image).
     await page.waitForFunction(([n, last]) => document.querySelector(`#results li:nth-child(${n})`)?.dataset.reviewed
       && (n === last || document.activeElement === document.querySelector(`#results li:nth-child(${n + 1})`)),
