@@ -16,7 +16,7 @@ place) and not at all while a rollback pins it; a rollback pins it, `unpin` lift
 one channel take turns through a lock file (<base>/<model_name>/.channel.lock; local folders only:
 an object store has no lock, so run one publisher per channel there).
 
-    python -m components.tfjs_publisher.publish publish TFJS_DIR --base URI --model-name NAME --version V [--metadata FILE]
+    python -m components.tfjs_publisher.publish publish TFJS_DIR --base URI --model-name NAME --version V --metadata FILE
     python -m components.tfjs_publisher.publish rollback --base URI --model-name NAME --version V
     python -m components.tfjs_publisher.publish unpin --base URI --model-name NAME
     python -m components.tfjs_publisher.publish list --base URI --model-name NAME
@@ -64,6 +64,26 @@ def _write(path: str, data: bytes) -> None:
         f.write(data)
 
 
+def _write_whole(path: str, data: bytes) -> None:
+    """Written under a temporary name, then renamed: a reader finds all of it or none."""
+    tmp = f"{path}.tmp-{uuid.uuid4().hex}"
+    _write(tmp, data)
+    gfile.rename(tmp, path, overwrite=True)
+
+
+def _published_model(folder: str) -> dict | None:
+    """The version's model.json, or None when the version was never completed (no model.json, or one
+    cut short by an earlier publisher's crash: then the version can be published again)."""
+    path = os.path.join(folder, MODEL_JSON)
+    if not gfile.exists(path):
+        return None
+    try:
+        model = json.loads(_read(path))
+    except ValueError:
+        return None
+    return model if isinstance(model, dict) else None
+
+
 def hashed_name(name: str, data: bytes) -> str:
     stem, ext = os.path.splitext(name)
     return f"{stem}.{_sha256(data)[:16]}{ext}"
@@ -83,10 +103,10 @@ def version_dir(base: str, model_name: str, version: str) -> str:
 def check_version(base: str, model_name: str, version: str) -> dict:
     """The version's model.json, after checking every shard it names exists with its content hash."""
     folder = version_dir(base, model_name, version)
-    model_path = os.path.join(folder, MODEL_JSON)
-    if not gfile.exists(model_path):
-        raise PublishError(f"version {version} of {model_name} is not published under {base} (no {MODEL_JSON})")
-    model = json.loads(_read(model_path))
+    model = _published_model(folder)
+    if model is None:
+        raise PublishError(f"version {version} of {model_name} is not published under {base} "
+                           f"(no complete {MODEL_JSON})")
     for group in model.get("weightsManifest", []):
         for shard in group["paths"]:
             path = os.path.join(folder, shard)
@@ -152,6 +172,17 @@ def point_latest(base: str, model_name: str, version: str, pinned: bool = False)
         return _write_pointer(base, model_name, version, pinned)
 
 
+def unpin(base: str, model_name: str) -> dict:
+    """Lifts a rollback's pin, leaving the channel on its version. The pointer is read under the lock:
+    a rollback in between is not undone."""
+    with channel_lock(base, model_name):
+        current = read_pointer(base, model_name)
+        if not current:
+            raise PublishError(f"{model_name} has no channel under {base}")
+        check_version(base, model_name, current["version"])
+        return _write_pointer(base, model_name, current["version"], pinned=False)
+
+
 def _is_older(version: str, than: str) -> bool:
     return version.isdigit() and than.isdigit() and int(version) < int(than)
 
@@ -172,14 +203,19 @@ def publish(tfjs_dir: str, base: str, model_name: str, version: str, metadata: d
     """Copies a converted tfjs graph model into the origin under content-hashed shard names, then
     moves the channel pointer. An existing complete version is never overwritten. Metadata the web
     client would refuse stops it before anything is written."""
+    folder = version_dir(base, model_name, version)
+    if not str(version).isdigit():
+        # TF Serving's versions are numbers, and "newer" is numeric: a name could move the channel back.
+        raise PublishError(f"version '{version}' must be a number (TF Serving's version of the model)")
+    if not isinstance(metadata, dict):
+        raise PublishError(f"not published: the metadata must be a JSON object, not {type(metadata).__name__}")
     metadata = {**metadata, "version": str(version)}
     try:
         check_metadata(metadata)
     except MetadataError as err:
         raise PublishError(f"not published: {err}") from None
     model = json.loads(_read(os.path.join(tfjs_dir, MODEL_JSON)))
-    folder = version_dir(base, model_name, version)
-    if gfile.exists(os.path.join(folder, MODEL_JSON)):
+    if _published_model(folder) is not None:
         raise PublishError(f"version {version} of {model_name} already exists under {base}; versions are immutable")
     gfile.makedirs(folder)
     for group in model.get("weightsManifest", []):
@@ -191,8 +227,8 @@ def publish(tfjs_dir: str, base: str, model_name: str, version: str, metadata: d
             renamed.append(name)
         group["paths"] = renamed
     _write(os.path.join(folder, METADATA), json.dumps(metadata, indent=2, allow_nan=False).encode())
-    # model.json last among the version's files: it is what check_version starts from.
-    _write(os.path.join(folder, MODEL_JSON), json.dumps(model).encode())
+    # model.json last among the version's files, and whole: it is what marks the version complete.
+    _write_whole(os.path.join(folder, MODEL_JSON), json.dumps(model).encode())
     return advance_latest(base, model_name, version)
 
 
@@ -200,7 +236,7 @@ def publish_or_resume(tfjs_dir: str, base: str, model_name: str, version: str, m
     """publish(), except that a complete earlier publish of this version with the same quantization
     (a retried pipeline step that stopped before moving the pointer) is only pointed to again."""
     folder = version_dir(base, model_name, version)
-    if gfile.exists(os.path.join(folder, MODEL_JSON)):
+    if _published_model(folder) is not None:
         check_version(base, model_name, version)
         existing = json.loads(_read(os.path.join(folder, METADATA)))
         if existing.get("quantization") != metadata.get("quantization"):
@@ -214,7 +250,8 @@ def list_versions(base: str, model_name: str) -> tuple[list[str], str | None]:
     root = os.path.join(base, _segment("model name", model_name))
     if not gfile.isdir(root):
         return [], None
-    versions = sorted(e.rstrip("/") for e in gfile.listdir(root) if gfile.isdir(os.path.join(root, e)))
+    versions = sorted((e.rstrip("/") for e in gfile.listdir(root) if gfile.isdir(os.path.join(root, e))),
+                      key=lambda v: (not v.isdigit(), int(v) if v.isdigit() else 0, v))
     pointer = read_pointer(base, model_name)
     return versions, pointer["version"] if pointer else None
 
@@ -234,13 +271,12 @@ def main(argv=None) -> int:
             versions, current = list_versions(args.base, args.model_name)
             pinned = (read_pointer(args.base, args.model_name) or {}).get("pinned")
             for v in versions:
-                print(f"{v}{('  <- latest' + (' (pinned by a rollback)' if pinned else '')) if v == current else ''}")
+                incomplete = _published_model(version_dir(args.base, args.model_name, v)) is None
+                print(f"{v}{('  <- latest' + (' (pinned by a rollback)' if pinned else '')) if v == current else ''}"
+                      f"{'  (incomplete: a publish that did not finish)' if incomplete else ''}")
             return 0
         if args.command == "unpin":
-            current = read_pointer(args.base, args.model_name)
-            if not current:
-                raise PublishError(f"{args.model_name} has no channel under {args.base}")
-            point_latest(args.base, args.model_name, current["version"], pinned=False)
+            current = unpin(args.base, args.model_name)
             print(f"{args.model_name} latest -> {current['version']}, no longer pinned: the next publish moves it")
             return 0
         if not args.version:

@@ -76,7 +76,7 @@ def test_rollback_and_its_refusals(tmp_path, capsys):
     assert pub.main(["list", "--base", str(base)]) == 0
     assert "1  <- latest" in capsys.readouterr().out
     assert pub.main(["rollback", "--base", str(base), "--version", "7"]) == 1
-    assert capsys.readouterr().err.strip() == f"error: version 7 of bloodcell is not published under {base} (no model.json)"
+    assert capsys.readouterr().err.strip() == f"error: version 7 of bloodcell is not published under {base} (no complete model.json)"
     shard = next((base / "bloodcell" / "2").glob("group1-*.bin"))
     shard.write_bytes(b"tampered")
     assert pub.main(["rollback", "--base", str(base), "--version", "2"]) == 1
@@ -173,3 +173,70 @@ def test_a_rollback_sticks_until_it_is_lifted(tmp_path, capsys):
     assert latest(base) == "1"
     pub.publish(fake_tfjs_model(tmp_path / "src4", 4), str(base), "bloodcell", "4", META)
     assert latest(base) == "4"
+
+
+def test_a_publish_cut_off_while_writing_model_json_can_be_published_again(tmp_path, capsys):
+    # model.json marks a version complete: an earlier publisher killed mid-write left one cut short.
+    base = tmp_path / "origin"
+    pub.publish(fake_tfjs_model(tmp_path / "v1", 1), str(base), "bloodcell", "1", META)
+    (base / "bloodcell" / "2").mkdir()
+    (base / "bloodcell" / "2" / "model.json").write_text('{"format": "graph-mo')
+    assert pub.main(["list", "--base", str(base)]) == 0
+    assert capsys.readouterr().out.splitlines() == ["1  <- latest", "2  (incomplete: a publish that did not finish)"]
+    with pytest.raises(pub.PublishError, match="version 2 of bloodcell is not published"):
+        pub.point_latest(str(base), "bloodcell", "2")
+    pointer = pub.publish_or_resume(fake_tfjs_model(tmp_path / "v2", 2), str(base), "bloodcell", "2", META)
+    assert pointer["version"] == "2" and latest(base) == "2"
+    assert not list((base / "bloodcell" / "2").glob("*.tmp-*"))
+
+
+def test_model_json_is_written_whole(tmp_path, monkeypatch):
+    base = tmp_path / "origin"
+    real_write = pub._write
+
+    def cut_short(path, data):
+        if os.path.basename(path).startswith("model.json"):
+            real_write(path, data[:10])
+            raise OSError("killed")
+        real_write(path, data)
+
+    monkeypatch.setattr(pub, "_write", cut_short)
+    with pytest.raises(OSError):
+        pub.publish(fake_tfjs_model(tmp_path / "v1", 1), str(base), "bloodcell", "1", META)
+    assert not (base / "bloodcell" / "1" / "model.json").exists()
+
+
+@pytest.mark.parametrize("args, problem", [
+    (["--version", "b"], "version 'b' must be a number"),
+    (["--version", "3", "--metadata-list"], "the metadata must be a JSON object, not list"),
+])
+def test_a_version_name_or_metadata_the_channel_cannot_order_is_one_line(tmp_path, capsys, args, problem):
+    metadata = tmp_path / "metadata.json"
+    metadata.write_text(json.dumps([1, 2]) if "--metadata-list" in args else json.dumps(META))
+    args = [a for a in args if a != "--metadata-list"]
+    code = pub.main(["publish", fake_tfjs_model(tmp_path / "src", 1), "--base", str(tmp_path / "origin"), *args,
+                     "--metadata", str(metadata)])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and err.startswith("error: ") and problem in err and "\n" not in err, err
+
+
+def test_unpin_reads_the_channel_under_its_lock(tmp_path, monkeypatch):
+    # A rollback landing between unpin's read and its write must not be undone.
+    base = tmp_path / "origin"
+    for v in ("1", "2", "3"):
+        pub.publish(fake_tfjs_model(tmp_path / f"src{v}", int(v)), str(base), "bloodcell", v, META)
+    pub.point_latest(str(base), "bloodcell", "2", pinned=True)
+    real_read, reads = pub.read_pointer, []
+
+    def read_then_rollback(b, m):
+        pointer = real_read(b, m)
+        if not reads:  # another operator's rollback, as soon as unpin has read the pointer
+            reads.append(pointer)
+            with pytest.raises(pub.PublishError, match="locked"):
+                with pub.channel_lock(b, m, wait_s=0.1):
+                    pass
+        return pointer
+
+    monkeypatch.setattr(pub, "read_pointer", read_then_rollback)
+    pub.unpin(str(base), "bloodcell")
+    assert reads and json.loads((base / "bloodcell" / "latest.json").read_text())["pinned"] is False
