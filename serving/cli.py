@@ -14,10 +14,12 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 
 from models.features import DEFAULT_REVIEW_THRESHOLD
-from serving.client import DEFAULT_MAX_IMAGE_BYTES, GrpcClient, RestClient, ServingError
+from serving.client import (DEFAULT_MAX_IMAGE_BYTES, MAX_GRPC_REQUEST_BYTES, MAX_REST_REQUEST_BYTES, GrpcClient,
+                            NotAnswered, RestClient, ServingError, size_problem)
 
 
 def positive(kind):
@@ -90,14 +92,23 @@ def predict_lines(client, args) -> int:
     for path in args.images:
         try:
             with open(path, "rb") as f:
+                # Sized before it is read: a huge file is refused without filling the memory.
+                size = os.fstat(f.fileno()).st_size
+                if size > client.max_image_bytes:
+                    print(f"error: {size_problem(path, size, client.max_image_bytes)}", file=sys.stderr)
+                    failed += 1
+                    continue
                 images.append(f.read())
             readable.append(path)
         except OSError as err:
             print(f"error: cannot read {path}: {err.strerror}", file=sys.stderr)
             failed += 1
     results = client.predict_each(images, args.version, names=readable)
-    rows = []
+    rows, not_answered = [], []
     for path, r in zip(readable, results):
+        if isinstance(r, NotAnswered):
+            not_answered.append(r)
+            continue
         if isinstance(r, ServingError):
             print(f"error: {r}", file=sys.stderr)
             failed += 1
@@ -111,11 +122,18 @@ def predict_lines(client, args) -> int:
             print(f"{path}\t{r.class_name}\t{r.confidence:.3f}\t[{probs}]\tatypicality {r.atypicality:.2f}{review}")
     if args.json:
         print(json.dumps(rows))
-    return 1 if failed else 0
+    if not_answered:  # the server's failure, once: the answers above stand
+        print(f"error: {not_answered[0].cause} ({len(not_answered)} of {len(args.images)} images not answered)",
+              file=sys.stderr)
+    return 1 if failed or not_answered else 0
 
 
 def run(args) -> int:
     limit = int(args.max_image_mb * 2**20)
+    carried = MAX_GRPC_REQUEST_BYTES if args.server else MAX_REST_REQUEST_BYTES
+    if limit > carried:
+        raise UsageError(f"--max-image-mb {args.max_image_mb:g} is over what one request carries "
+                         f"({carried / 2**20:g} MiB {'over gRPC' if args.server else 'over REST'})")
     if args.server:
         roots = read_ca_cert(args.ca_cert)
         client = GrpcClient(args.server, args.model, timeout_s=args.timeout, tls=args.tls or bool(roots),

@@ -42,6 +42,15 @@ class ServingError(RuntimeError):
         self.code = code
 
 
+class NotAnswered(ServingError):
+    """An image never sent, or whose batch failed, once the server failed a request for a reason that
+    is not the image's (unreachable, overloaded, model not found): `cause` is that failure."""
+
+    def __init__(self, cause: ServingError):
+        super().__init__(f"not answered: {cause}", cause.code)
+        self.cause = cause
+
+
 @dataclasses.dataclass(frozen=True)
 class Prediction:
     class_name: str
@@ -58,13 +67,20 @@ def _size(n: int) -> str:
     return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n / 2**10:.1f} KiB" if n >= 2**10 else f"{n} bytes"
 
 
+def size_problem(label: str, size: int, max_image_bytes: int) -> str | None:
+    """Why an image of `size` bytes is not sent, in one line, or None."""
+    if not size:
+        return f"image {label} is empty"
+    if size > max_image_bytes:
+        return f"image {label} is {_size(size)}, over the {_size(max_image_bytes)} limit"
+    return None
+
+
 def check_sizes(images: list[bytes], max_image_bytes: int, names: list[str] | None = None) -> None:
     for i, image in enumerate(images):
-        label = names[i] if names else f"#{i}"
-        if not image:
-            raise ServingError(f"image {label} is empty")
-        if len(image) > max_image_bytes:
-            raise ServingError(f"image {label} is {_size(len(image))}, over the {_size(max_image_bytes)} limit")
+        problem = size_problem(names[i] if names else f"#{i}", len(image), max_image_bytes)
+        if problem:
+            raise ServingError(problem)
 
 
 def batches(sizes: list[int], max_count: int, max_bytes: int) -> list[range]:
@@ -103,8 +119,9 @@ class _BatchingClient:
     def predict_each(self, images: list[bytes], version: int | None = None,
                      names: list[str] | None = None) -> list[Prediction | ServingError]:
         """A Prediction, or the ServingError that one image alone met (empty, too large, refused by
-        the server), per image: one bad image does not lose the others. Errors that are not the
-        image's (server unreachable, model not found) are raised."""
+        the server), per image: one bad image does not lose the others. After an error that is not
+        an image's (server unreachable, model not found) nothing more is sent: each image still
+        without an answer gets a NotAnswered, and the answers already received are kept."""
         results: list[Prediction | ServingError] = [None] * len(images)
         good = []
         for i, image in enumerate(images):
@@ -113,7 +130,12 @@ class _BatchingClient:
                 good.append(i)
             except ServingError as err:
                 results[i] = err
-        self._predict_sendable(good, images, version, names, results)
+        try:
+            self._predict_sendable(good, images, version, names, results)
+        except ServingError as err:
+            for i in good:
+                if results[i] is None:
+                    results[i] = NotAnswered(err)
         return results
 
     def _predict_sendable(self, indices: list[int], images, version, names, results) -> None:
@@ -251,6 +273,10 @@ def describe_rpc_error(err: grpc.RpcError, target: str, timeout_s: float) -> str
 
 def parse_outputs(outputs: dict) -> list[Prediction]:
     """Signature outputs (numpy arrays or nested lists) -> one Prediction per image."""
+    missing = [k for k in ("probabilities", "class_name", "class_id") if k not in outputs]
+    if missing:
+        raise ServingError(f"the answer lacks the output(s) {', '.join(missing)}: is the model named "
+                           "the bloodcell model, with its serving signature?")
     probabilities = np.asarray(outputs["probabilities"], dtype=np.float32)
     names = [n.decode() if isinstance(n, bytes) else str(n) for n in np.asarray(outputs["class_name"]).tolist()]
     ids = np.asarray(outputs["class_id"]).tolist()
@@ -303,21 +329,30 @@ class RestClient(_BatchingClient):
                 break
             time.sleep(min(backoff, max(0.0, deadline - time.monotonic())))
             backoff = min(backoff * 2, 5.0)
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
         if response.status_code != 200:
-            try:
-                message = response.json().get("error", response.text)
-            except ValueError:
-                message = response.text
-            raise ServingError(f"HTTP {response.status_code} from {url}: {message.strip().splitlines()[0] if message else ''}",
+            message = body.get("error") if isinstance(body, dict) else None
+            message = str(message or response.text)
+            raise ServingError(f"HTTP {response.status_code} from {url}: {message.strip().splitlines()[0] if message.strip() else ''}",
                                _GRPC_CODE_OF_HTTP.get(response.status_code))
-        return response.json()
+        if not isinstance(body, dict):
+            raise ServingError(f"{url} answered HTTP 200 without a JSON object: is it TF Serving's REST port?")
+        return body
 
     def _predict_batch(self, batch: list[bytes], version: int | None) -> list[Prediction]:
         body = {"signature_name": features.SERVING_SIGNATURE,
                 "instances": [{"b64": base64.b64encode(b).decode()} for b in batch]}
-        rows = self._request("POST", self._url(version) + ":predict", json=body)["predictions"]
-        return parse_outputs({k: [row[k] for row in rows] for k in features.OUTPUTS})
+        rows = self._request("POST", self._url(version) + ":predict", json=body).get("predictions")
+        if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
+            raise ServingError(f"{self.base_url} answered without predictions by output name: is it TF Serving?")
+        return parse_outputs({k: [row[k] for row in rows] for k in features.OUTPUTS if all(k in row for row in rows)})
 
     def status(self, version: int | None = None) -> list[tuple[int, str]]:
         body = self._request("GET", self._url(version))
-        return [(int(s["version"]), s["state"]) for s in body.get("model_version_status", [])]
+        try:
+            return [(int(s["version"]), s["state"]) for s in body["model_version_status"]]
+        except (KeyError, TypeError, ValueError):
+            raise ServingError(f"{self.base_url} answered a status that is not TF Serving's") from None

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from serving import cli
-from serving.client import GrpcClient, RestClient, ServingError, batches
+from serving.client import GrpcClient, Prediction, RestClient, ServingError, _BatchingClient, batches
 from testkit.fake_model_server import FakeModelServer
 from testkit.images import sample_jpegs
 
@@ -100,3 +100,74 @@ def test_an_answer_that_is_not_a_number_is_flagged_for_review():
     assert cli.review_reasons(nan, 0.2, 0.8, [nan] * 4) == ["NO VALID ANSWER"]
     assert cli.review_reasons(0.9, nan, 0.8, [0.9, 0.1, 0, 0]) == ["NO VALID ANSWER"]
     assert cli.review_reasons(0.9, 0.2, 0.8, [0.9, 0.1, 0, 0]) == []
+
+
+class _FailingSecondBatch(_BatchingClient):
+    """A server that answers the first batch, then goes away."""
+    max_image_bytes, batch_size, max_request_bytes = 2**20, 2, 2**30
+
+    def __init__(self):
+        self.batches = 0
+
+    def _predict_batch(self, batch, version):
+        self.batches += 1
+        if self.batches == 2:
+            raise ServingError("model server unavailable at 10.0.0.9:8500 (after retries): connection refused",
+                               "UNAVAILABLE")
+        return [Prediction("LYMPHOCYTE", 1, [0.05, 0.9, 0.03, 0.02], 0.3) for _ in batch]
+
+
+def test_answers_received_before_the_server_went_away_are_printed(tmp_path, capsys):
+    images = []
+    for i in range(5):
+        images.append(tmp_path / f"{i}.jpeg")
+        images[-1].write_bytes(open(JPEG, "rb").read())
+    client = _FailingSecondBatch()
+    args = cli.parse_args(["predict", "--server", "x:1", *map(str, images)])
+    assert cli.predict_lines(client, args) == 1
+    out, err = capsys.readouterr()
+    assert [line.split("\t")[0] for line in out.splitlines()] == [str(images[0]), str(images[1])]
+    assert err.strip() == ("error: model server unavailable at 10.0.0.9:8500 (after retries): connection refused "
+                           "(3 of 5 images not answered)")
+    assert client.batches == 2  # nothing more sent once the server failed
+
+
+def test_an_image_over_the_limit_is_refused_before_it_is_read(tmp_path, capsys):
+    huge = tmp_path / "huge.jpeg"
+    with open(huge, "wb") as f:
+        f.truncate(20 * 2**30)  # 20 GiB, sparse: read whole, it would fill the memory
+    started = time.monotonic()
+    assert cli.main(["predict", "--server", "127.0.0.1:1", str(huge)]) == 1
+    assert time.monotonic() - started < 5
+    assert capsys.readouterr().err.strip() == f"error: image {huge} is 20480.0 MiB, over the 10.0 MiB limit"
+    assert cli.main(["predict", "--server", "127.0.0.1:1", "--max-image-mb", "100", JPEG]) == 2
+    assert "over what one request carries (60 MiB over gRPC)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("body, content_type", [(b"<html>vite</html>", "text/html"), (b"[1, 2]", "application/json"),
+                                                (b'{"predictions": [{"x": 1}]}', "application/json")])
+def test_a_rest_endpoint_that_is_not_tf_serving_is_one_line(body, content_type, capsys):
+    import http.server
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def _answer(self):
+            self.send_response(200)
+            self.send_header("Content-Type", content_type)
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_GET = do_POST = _answer
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        for command in (["status"], ["predict", JPEG]):
+            code = cli.main([command[0], "--rest", url, *command[1:]])
+            err = capsys.readouterr().err.strip()
+            assert code == 1 and err.startswith("error: ") and "\n" not in err, (command, err)
+    finally:
+        server.shutdown()
