@@ -10,6 +10,10 @@ from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 
 from models import features
 
+# TF Serving's max_batch_size (serving/config/batching.config; a test keeps the two equal). It runs
+# warm-up through its batching session, where a larger request fails the version's load.
+MAX_BATCH_SIZE = 32
+
 
 def predict_request(images: list[bytes], model_name: str) -> predict_pb2.PredictRequest:
     request = predict_pb2.PredictRequest(
@@ -26,7 +30,7 @@ def packaged_warmup_images() -> list[str]:
 
 
 def write_warmup_requests(model_dir: str, image_paths: list[str], model_name: str) -> str:
-    """One single-image request per image and one batch of all: the batch sizes serving will see."""
+    """One single-image request per image and the images in full batches: the batch sizes serving will see."""
     images = []
     for path in image_paths:
         with tf.io.gfile.GFile(path, "rb") as f:
@@ -34,7 +38,8 @@ def write_warmup_requests(model_dir: str, image_paths: list[str], model_name: st
     path = os.path.join(model_dir, features.WARMUP_FILE)
     tf.io.gfile.makedirs(os.path.dirname(path))
     with tf.io.TFRecordWriter(path) as writer:
-        for batch in [[image] for image in images] + [images]:
+        full = [images[i:i + MAX_BATCH_SIZE] for i in range(0, len(images), MAX_BATCH_SIZE)]
+        for batch in [[image] for image in images] + full:
             log = prediction_log_pb2.PredictionLog(
                 predict_log=prediction_log_pb2.PredictLog(request=predict_request(batch, model_name)))
             writer.write(log.SerializeToString())

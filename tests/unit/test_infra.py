@@ -38,7 +38,8 @@ def test_serving_deployment_probes_ports_and_model_volume():
     docs = {d["kind"]: d for d in yaml.safe_load_all((REPO / "infra" / "k8s" / "serving.yaml").read_text())}
     container = docs["Deployment"]["spec"]["template"]["spec"]["containers"][0]
     assert {p["containerPort"] for p in container["ports"]} == {8500, 8501}
-    assert container["readinessProbe"]["httpGet"]["path"] == "/v1/models/bloodcell"
+    # Metadata is served only from a loaded version; the status page answers 200 while one is LOADING.
+    assert container["readinessProbe"]["httpGet"]["path"] == "/v1/models/bloodcell/metadata"
     assert "livenessProbe" in container
     assert {p["port"] for p in docs["Service"]["spec"]["ports"]} == {8500, 8501}
     assert docs["HorizontalPodAutoscaler"]["spec"]["scaleTargetRef"]["name"] == "bloodcell-serving"
@@ -170,3 +171,16 @@ def test_the_scheduled_run_sees_its_folders_inside_the_sandbox():
     cron_env = dict(w.split("=", 1) for w in shlex.split(cron) if re.match(r"^BLOODCELL_\w+=", w))
     assert _scheduled_run(cron_env, cron) == run
 
+
+
+def test_warmup_requests_fit_the_servers_batches(tmp_path):
+    # TF Serving runs warm-up through its batching session: a request over max_batch_size fails the
+    # version's load, where ServingCheck (no batching) would have passed it.
+    from serving import warmup
+
+    batching = (REPO / "serving" / "config" / "batching.config").read_text()
+    assert f"max_batch_size {{ value: {warmup.MAX_BATCH_SIZE} }}" in batching
+    images = warmup.packaged_warmup_images() * 9  # 36 images
+    warmup.write_warmup_requests(str(tmp_path), images, "bloodcell")
+    sizes = [len(log.predict_log.request.inputs["images"].string_val) for log in warmup.read_warmup_requests(str(tmp_path))]
+    assert max(sizes) <= warmup.MAX_BATCH_SIZE and sum(s for s in sizes if s > 1) == 36 and sizes.count(1) == 36
