@@ -146,7 +146,10 @@ class _BatchingClient:
     def _predict_isolating(self, indices: list[int], images, version, names, results) -> None:
         """Predicts a batch; when the server refuses it, halves it until the refused images stand alone."""
         try:
-            for i, p in zip(indices, self._predict_batch([images[i] for i in indices], version)):
+            predictions = self._predict_batch([images[i] for i in indices], version)
+            if len(predictions) != len(indices):
+                raise ServingError(f"the server answered {len(predictions)} predictions for {len(indices)} images")
+            for i, p in zip(indices, predictions):
                 results[i] = p
         except ServingError as err:
             if err.code != "INVALID_ARGUMENT":

@@ -226,7 +226,7 @@ def publish(tfjs_dir: str, base: str, model_name: str, version: str, metadata: d
             _write(os.path.join(folder, name), data)
             renamed.append(name)
         group["paths"] = renamed
-    _write(os.path.join(folder, METADATA), json.dumps(metadata, indent=2, allow_nan=False).encode())
+    _write_whole(os.path.join(folder, METADATA), json.dumps(metadata, indent=2, allow_nan=False).encode())
     # model.json last among the version's files, and whole: it is what marks the version complete.
     _write_whole(os.path.join(folder, MODEL_JSON), json.dumps(model).encode())
     return advance_latest(base, model_name, version)
@@ -271,7 +271,11 @@ def main(argv=None) -> int:
             versions, current = list_versions(args.base, args.model_name)
             pinned = (read_pointer(args.base, args.model_name) or {}).get("pinned")
             for v in versions:
-                incomplete = _published_model(version_dir(args.base, args.model_name, v)) is None
+                try:
+                    incomplete = _published_model(version_dir(args.base, args.model_name, v)) is None
+                except PublishError:  # a folder no publish made: listed, never read
+                    print(f"{v}  (not a version: its name is not one a publish writes)")
+                    continue
                 print(f"{v}{('  <- latest' + (' (pinned by a rollback)' if pinned else '')) if v == current else ''}"
                       f"{'  (incomplete: a publish that did not finish)' if incomplete else ''}")
             return 0

@@ -240,3 +240,12 @@ def test_unpin_reads_the_channel_under_its_lock(tmp_path, monkeypatch):
     monkeypatch.setattr(pub, "read_pointer", read_then_rollback)
     pub.unpin(str(base), "bloodcell")
     assert reads and json.loads((base / "bloodcell" / "latest.json").read_text())["pinned"] is False
+
+
+def test_list_names_a_folder_no_publish_made_instead_of_failing(tmp_path, capsys):
+    base = tmp_path / "origin"
+    pub.publish(fake_tfjs_model(tmp_path / "v1", 1), str(base), "bloodcell", "1", META)
+    (base / "bloodcell" / "old copy").mkdir()
+    assert pub.main(["list", "--base", str(base)]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "1  <- latest", "old copy  (not a version: its name is not one a publish writes)"]
