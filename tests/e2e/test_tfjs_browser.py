@@ -201,6 +201,12 @@ def test_browser_classifies_through_the_cdn_then_offline(published, pipeline_run
     assert broken["version"] == published["version"]
     assert "does not match its hash" in broken["note"] and "9999999999" in broken["note"]
     assert report["brokenChannelGood"]["className"] == expected
+    # A version that loads but answers 4 probabilities for the 5 classes its metadata names: tried before
+    # it is kept, so the cached version answers (and stays cached for the offline reload below).
+    mismatched = report["mismatchedChannel"]
+    assert mismatched["state"] == "ready" and mismatched["source"] == "cache-fallback", mismatched
+    assert mismatched["version"] == published["version"]
+    assert "gives 4 probabilities for 5 classes" in mismatched["note"] and "9999999998" in mismatched["note"]
     # A model URL of a foreign origin is refused.
     assert report["foreign"]["state"] == "error" and "are not allowed here" in report["foreign"]["text"]
     assert report["offline"]["state"] == "offline" and report["offline"]["source"] == "offline-cache"

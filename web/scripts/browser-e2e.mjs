@@ -4,11 +4,12 @@
 // 1. loads the page, which fetches the model through the CDN; 2. classifies GOOD, chosen through the
 // keyboard (Tab to the drop zone, Enter, file chooser); 3. gives it BAD; 4. on the CDN's origin DIR,
 // points latest.json at a copy of the version with one shard altered (same length) and reloads: the
-// shard must be refused and the cached version must answer, saying so; 5. opens the page with a model
+// shard must be refused and the cached version must answer, saying so; then at a copy whose metadata
+// names a fifth class: the model loads but cannot answer so, and the cached version must answer; 5. opens the page with a model
 // URL of a foreign origin: refused; 6. stops the CDN (SIGTERM to PID) and reloads: the model must come
 // from the offline cache and classify GOOD again.
 // Prints what it saw as JSON; the Python test decides pass or fail.
-import { cpSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, readdirSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { chromium } from 'playwright-core';
@@ -106,6 +107,20 @@ try {
   report.brokenChannel = await modelState(page);
   await page.setInputFiles('#file-input', opt.image);
   report.brokenChannelGood = await lastResult(page, 1);
+
+  // A channel pointing at a version that loads but cannot answer as its metadata says: a fifth class.
+  const mismatched = '9999999998';
+  cpSync(join(channel, good), join(channel, mismatched), { recursive: true });
+  writeFileSync(join(channel, mismatched, 'metadata.json'), JSON.stringify(
+    { ...metadata, version: mismatched, class_names: [...metadata.class_names, 'BASOPHIL'] }));
+  writeFileSync(join(channel, 'latest.json'), JSON.stringify(
+    { version: mismatched, model_url: `${mismatched}/model.json`, metadata_url: `${mismatched}/metadata.json` }));
+  // Same length as the pointer before, and maybe the same second: nginx's ETag and Last-Modified would
+  // not change, and the browser's revalidation would keep the old pointer.
+  const later = new Date(Date.now() + 10_000);
+  utimesSync(join(channel, 'latest.json'), later, later);
+  await page.reload();
+  report.mismatchedChannel = await modelState(page);
 
   // A model URL of another origin (a link someone sent): refused, whatever it serves.
   const foreign = await (await browser.newContext()).newPage();

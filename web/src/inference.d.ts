@@ -7,7 +7,7 @@ export function predict(model: tf.GraphModel, pixels: tf.Tensor4D): Promise<{
   probabilities: number[][]; atypicality: number[] | null; cropBox: number[][] | null }>;
 export function outputNode(model: tf.GraphModel, output?: string): string;
 export function predictProbabilities(model: tf.GraphModel, pixels: tf.Tensor4D): Promise<number[][]>;
-export function warmUp(model: tf.GraphModel, size: number): Promise<void>;
+export function warmUp(model: tf.GraphModel, size: number, classNames: string[]): Promise<void>;
 export interface Interpretation {
   classId: number;
   className: string;

@@ -61,11 +61,20 @@ export async function predictProbabilities(model, pixels) {
   return (await predict(model, pixels)).probabilities;
 }
 
-/** Runs the model once on a blank image so the first real prediction is not slowed by setup. */
-export async function warmUp(model, size) {
+/** Runs the model once on a blank image, so the first real prediction is not slowed by setup, and
+ * checks that it runs here and answers one probability per class its metadata names: a model that
+ * loads but cannot answer is never shown as ready, nor kept in place of a cached one that can.
+ * @param {tf.GraphModel} model
+ * @param {number} size
+ * @param {string[]} classNames
+ */
+export async function warmUp(model, size, classNames) {
   const blank = tf.zeros([1, size, size, 3]);
   try {
-    await predictProbabilities(model, /** @type {tf.Tensor4D} */ (blank));
+    const [probabilities] = await predictProbabilities(model, /** @type {tf.Tensor4D} */ (blank));
+    if (probabilities.length !== classNames.length) {
+      throw new Error(`the model gives ${probabilities.length} probabilities for ${classNames.length} classes`);
+    }
   } finally {
     blank.dispose();
   }

@@ -428,7 +428,7 @@ async function start() {
     const config = readConfig();
     const backend = await chooseBackend(config.backends);
     const model = await loadModel(config.modelUrl);
-    await warmUp(model.model, model.metadata.image_size);
+    await warmUp(model.model, model.metadata.image_size, model.metadata.class_names);
     loaded = model;
     showModel(model, backend);
     exposeDiagnostics(model, backend);

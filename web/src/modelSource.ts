@@ -1,6 +1,7 @@
 // Where the model comes from: the CDN's channel pointer (latest.json) and versioned files, with a copy
 // in IndexedDB so that the client keeps working with no network once a model was loaded.
 import * as tf from '@tensorflow/tfjs';
+import { warmUp } from './inference.js';
 
 export interface Pointer {
   version: string;
@@ -160,20 +161,23 @@ export async function loadModel(baseUrl: string): Promise<LoadedModel> {
     }
   }
   let metadata: ModelMetadata;
-  let model: tf.GraphModel;
+  let model: tf.GraphModel | undefined;
   try {
     metadata = checkMetadata(await fetchJson<ModelMetadata>(new URL(pointer.metadata_url, base).href), pointer.version);
     model = await tf.loadGraphModel(new URL(pointer.model_url, base).href, { fetchFunc: verifiedFetch });
+    // Tried before it is kept: a model that loads but cannot answer must not replace the cached one.
+    await warmUp(model, metadata.image_size, metadata.class_names);
   } catch (err) {
+    model?.dispose();
     if (!cached) throw new Error(`version ${pointer.version} could not be loaded: ${reason(err)}`);
     return fromCache('cache-fallback',
       `Version ${pointer.version} could not be loaded (${reason(err)}); using the cached version ${cached.version}.`);
   }
   let note = `Downloaded version ${pointer.version}; kept in this browser for offline use.`;
   try {
-    await keep(model, base, pointer.version, metadata);
+    await keep(model!, base, pointer.version, metadata);
   } catch (err) {
     note = `Downloaded version ${pointer.version}; it could not be kept for offline use (${reason(err)}).`;
   }
-  return { model, metadata, source: 'network', note };
+  return { model: model!, metadata, source: 'network', note };
 }
