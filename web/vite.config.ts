@@ -21,6 +21,7 @@ function contentSecurityPolicy(env: Record<string, string>): Plugin {
 // Relative base: the built folder can be served from any path (or a file server) as is.
 export default defineConfig(({ mode }) => ({
   base: './',
-  build: { outDir: 'dist', target: 'es2022', chunkSizeWarningLimit: 4096 },
+  // asset-manifest.json: every built file, for the service worker to keep at install (public/sw.js).
+  build: { outDir: 'dist', target: 'es2022', chunkSizeWarningLimit: 4096, manifest: 'asset-manifest.json' },
   plugins: [contentSecurityPolicy(loadEnv(mode, process.cwd(), 'VITE_'))],
 }));

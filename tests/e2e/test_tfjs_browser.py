@@ -207,6 +207,10 @@ def test_browser_classifies_through_the_cdn_then_offline(published, pipeline_run
     assert mismatched["state"] == "ready" and mismatched["source"] == "cache-fallback", mismatched
     assert mismatched["version"] == published["version"]
     assert "gives 4 probabilities for 5 classes" in mismatched["note"] and "9999999998" in mismatched["note"]
+    # One visit, then no network at all: the page comes from the service worker, the model from IndexedDB.
+    assert report["firstVisit"]["state"] == "ready", report["firstVisit"]
+    offline_first = report["firstVisitOffline"]
+    assert offline_first.get("state") == "offline" and offline_first["source"] == "offline-cache", offline_first
     # A model URL of a foreign origin is refused.
     assert report["foreign"]["state"] == "error" and "are not allowed here" in report["foreign"]["text"]
     assert report["offline"]["state"] == "offline" and report["offline"]["source"] == "offline-cache"

@@ -15,7 +15,7 @@ SCRIPT = """
 import { readFileSync } from 'node:fs';
 import vm from 'node:vm';
 const listeners = {};
-const self = { location: { origin: %(app)s }, addEventListener: (type, f) => { listeners[type] = f; },
+const self = { location: { origin: %(app)s, href: %(app)s + '/sw.js' }, addEventListener: (type, f) => { listeners[type] = f; },
   skipWaiting: () => undefined, clients: { claim: () => Promise.resolve() } };
 const context = vm.createContext({ self, fetch: () => new Promise(() => {}), caches: {}, Response, URL });
 vm.runInContext(readFileSync('public/sw.js', 'utf8'), context);
@@ -63,7 +63,7 @@ const listeners = {};
 const kept = %(kept)s.map((url) => ({ url }));
 const cache = { keys: async () => kept.slice(),
   delete: async (request) => { kept.splice(kept.indexOf(request), 1); return true; } };
-const self = { location: { origin: %(app)s }, addEventListener: (type, f) => { listeners[type] = f; },
+const self = { location: { origin: %(app)s, href: %(app)s + '/sw.js' }, addEventListener: (type, f) => { listeners[type] = f; },
   skipWaiting: () => undefined, clients: { claim: () => Promise.resolve() } };
 const context = vm.createContext({ self, fetch: () => new Promise(() => {}), caches: { open: async () => cache },
   Response, URL, Promise });

@@ -7,7 +7,8 @@
 // shard must be refused and the cached version must answer, saying so; then at a copy whose metadata
 // names a fifth class: the model loads but cannot answer so, and the cached version must answer; 5. opens the page with a model
 // URL of a foreign origin: refused; 6. stops the CDN (SIGTERM to PID) and reloads: the model must come
-// from the offline cache and classify GOOD again.
+// from the offline cache and classify GOOD again. Before 6, a new profile visits once, then goes
+// offline altogether and reloads: the page and the model must come from that browser alone.
 // Prints what it saw as JSON; the Python test decides pass or fail.
 import { cpSync, readdirSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -127,6 +128,22 @@ try {
   await foreign.goto(`${opt.app}/?model=${encodeURIComponent('https://models.example.invalid/bloodcell/')}`);
   report.foreign = await modelState(foreign);
   await foreign.close();
+
+  // One visit in a new browser profile, then no network at all, the page's own server included: the
+  // page must come from this browser's service worker, and the model from IndexedDB.
+  writeFileSync(join(channel, 'latest.json'), JSON.stringify(
+    { version: good, model_url: `${good}/model.json`, metadata_url: `${good}/metadata.json` }));
+  const evenLater = new Date(Date.now() + 20_000);
+  utimesSync(join(channel, 'latest.json'), evenLater, evenLater);
+  const fresh = await browser.newContext();
+  const visitor = await fresh.newPage();
+  await visitor.goto(url);
+  report.firstVisit = await modelState(visitor);
+  await visitor.evaluate(() => navigator.serviceWorker.ready.then(() => true));
+  await fresh.setOffline(true);
+  await visitor.reload().catch(() => undefined);
+  report.firstVisitOffline = await modelState(visitor).catch((e) => ({ error: String(e?.message ?? e).split('\n')[0] }));
+  await fresh.close();
 
   process.kill(Number(opt['cdn-pid']), 'SIGTERM');
   await cdnDown(new URL('latest.json', opt.model).href);
