@@ -207,6 +207,10 @@ def test_browser_classifies_through_the_cdn_then_offline(published, pipeline_run
     assert mismatched["state"] == "ready" and mismatched["source"] == "cache-fallback", mismatched
     assert mismatched["version"] == published["version"]
     assert "gives 4 probabilities for 5 classes" in mismatched["note"] and "9999999998" in mismatched["note"]
+    # A channel that never answers: the cached version answers once the pointer's wait is over.
+    stalled = report["stalledChannel"]
+    assert stalled["state"] == "offline" and stalled["source"] == "offline-cache", stalled
+    assert stalled["version"] == published["version"]
     # One visit, then no network at all: the page comes from the service worker, the model from IndexedDB.
     assert report["firstVisit"]["state"] == "ready", report["firstVisit"]
     offline_first = report["firstVisitOffline"]

@@ -123,6 +123,12 @@ try {
   await page.reload();
   report.mismatchedChannel = await modelState(page);
 
+  // A link that stalls: latest.json never answers. The cached version must answer, not "Loading" forever.
+  await page.route('**/latest.json', () => {});
+  await page.reload();
+  report.stalledChannel = await modelState(page);
+  await page.unroute('**/latest.json');
+
   // A model URL of another origin (a link someone sent): refused, whatever it serves.
   const foreign = await (await browser.newContext()).newPage();
   await foreign.goto(`${opt.app}/?model=${encodeURIComponent('https://models.example.invalid/bloodcell/')}`);

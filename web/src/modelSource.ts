@@ -102,8 +102,22 @@ async function keep(model: tf.GraphModel, base: string, version: string, metadat
 // altered on the way, even to the same length, is refused and so never cached.
 const HASHED_SHARD = /\.([0-9a-f]{16})\.bin$/;
 
+// A link that stalls without failing must not hold the page at "Loading": past these, the cached
+// version answers (the pointer is small; a model file may be megabytes on a slow link).
+const POINTER_TIMEOUT_MS = 15_000;
+const FILE_TIMEOUT_MS = 120_000;
+
+async function fetchWithin(input: RequestInfo | URL, init: RequestInit | undefined, ms: number): Promise<Response> {
+  try {
+    return await fetch(input, { ...init, signal: init?.signal ?? AbortSignal.timeout(ms) });
+  } catch (err) {
+    if ((err as Error)?.name === 'TimeoutError') throw new Error(`no answer within ${ms / 1000} s`);
+    throw err;
+  }
+}
+
 export async function verifiedFetch(input: RequestInfo | URL, init?: RequestInit): Promise<Response> {
-  const response = await fetch(input, init);
+  const response = await fetchWithin(input, init, FILE_TIMEOUT_MS);
   const url = input instanceof Request ? input.url : String(input);
   const expected = HASHED_SHARD.exec(new URL(url, location.href).pathname)?.[1];
   if (!expected || !response.ok) return response;
@@ -114,8 +128,8 @@ export async function verifiedFetch(input: RequestInfo | URL, init?: RequestInit
   return new Response(data, { status: response.status, statusText: response.statusText, headers: response.headers });
 }
 
-async function fetchJson<T>(url: string, init?: RequestInit): Promise<T> {
-  const response = await fetch(url, init);
+async function fetchJson<T>(url: string, init?: RequestInit, ms = FILE_TIMEOUT_MS): Promise<T> {
+  const response = await fetchWithin(url, init, ms);
   if (!response.ok) throw new Error(`${url} answered HTTP ${response.status}`);
   try {
     return (await response.json()) as T;
@@ -148,7 +162,7 @@ export async function loadModel(baseUrl: string): Promise<LoadedModel> {
   });
   let pointer: Pointer;
   try {
-    pointer = await fetchJson<Pointer>(new URL('latest.json', base).href, { cache: 'no-cache' });
+    pointer = await fetchJson<Pointer>(new URL('latest.json', base).href, { cache: 'no-cache' }, POINTER_TIMEOUT_MS);
   } catch (err) {
     if (!cached) throw new Error(`cannot reach the model server (${reason(err)}) and no model is cached yet`);
     return fromCache('offline-cache', `Offline: the model server cannot be reached; using the cached version ${cached.version}.`);
