@@ -142,6 +142,7 @@ class Executor(BaseExampleGenExecutor):
             root, list(self._params["class_names"]), self._params["val_fraction"],
             self._params["hash_split_eval_fraction"], self._params["val_split"], int(self._params["max_pixels"]))
         labs = self._list_labs(list(self._params["class_names"]))
+        base_listing_rejects = list(listing_rejects)
         listing_rejects += self._stray_rejects
         for candidates, refused in labs.values():
             self._candidates += candidates
@@ -162,11 +163,10 @@ class Executor(BaseExampleGenExecutor):
         report = image_reader.summarize(self._candidates, rejects, max_bad)
         # The bad-share limit guards the base dataset (a broken mount, a wrong folder). A lab's refused
         # files are listed and never stop the run: that would throw its good cells away with them.
-        lab_paths = ({c.rel_path for c in self._candidates if c.source != BASE_SOURCE}
-                     | {r.rel_path for r in self._stray_rejects}
-                     | {r.rel_path for _, refused in labs.values() for r in refused})
-        base = image_reader.summarize([c for c in self._candidates if c.source == BASE_SOURCE],
-                                      [r for r in rejects if r.rel_path not in lab_paths], max_bad)
+        base_candidates = [c for c in self._candidates if c.source == BASE_SOURCE]
+        base_paths = {c.rel_path for c in base_candidates}
+        base = image_reader.summarize(
+            base_candidates, base_listing_rejects + [r for r in decode_rejects if r.rel_path in base_paths], max_bad)
         report["base_rejected_fraction"] = base["rejected_fraction"]
         problem = None
         empty = [s for s, c in report["splits"].items() if c["examples"] == 0]

@@ -157,10 +157,7 @@ def channel_lock(base: str, model_name: str, wait_s: float = LOCK_WAIT_S):
 def _write_pointer(base: str, model_name: str, version: str, pinned: bool) -> dict:
     pointer = {"version": str(version), "model_url": f"{version}/{MODEL_JSON}",
                "metadata_url": f"{version}/{METADATA}", "pinned": pinned}
-    final = os.path.join(base, _segment("model name", model_name), POINTER)
-    tmp = f"{final}.tmp-{uuid.uuid4().hex}"
-    _write(tmp, json.dumps(pointer, indent=2).encode())
-    gfile.rename(tmp, final, overwrite=True)
+    _write_whole(os.path.join(base, _segment("model name", model_name), POINTER), json.dumps(pointer, indent=2).encode())
     return pointer
 
 

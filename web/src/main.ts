@@ -4,7 +4,7 @@ import * as tf from '@tensorflow/tfjs';
 import { chooseBackend } from './backend';
 import { readConfig } from './config';
 import { decodeImage, ImageError } from './images';
-import { answerRecord, interpret, predict, predictProbabilities, warmUp } from './inference.js';
+import { answerRecord, interpret, predict, predictProbabilities } from './inference.js';
 import { loadModel, type LoadedModel } from './modelSource';
 import { allReviews, buildExport, clearReviews, countReviews, exportFileName, NOT_TRAINED, saveReview, sha256Hex,
   type ReviewedCell } from './review';
@@ -427,8 +427,7 @@ async function start() {
   try {
     const config = readConfig();
     const backend = await chooseBackend(config.backends);
-    const model = await loadModel(config.modelUrl);
-    await warmUp(model.model, model.metadata.image_size, model.metadata.class_names);
+    const model = await loadModel(config.modelUrl);  // warmed up, and checked to answer per class
     loaded = model;
     showModel(model, backend);
     exposeDiagnostics(model, backend);

@@ -152,14 +152,16 @@ function reason(err: unknown): string {
   return String((err as Error)?.message ?? err).split('\n')[0];
 }
 
-/** The newest published model; the cached copy when it is current, when the CDN is unreachable, or
- * when the version the channel names cannot be loaded. */
+/** The newest published model, warmed up; the cached copy when it is current, when the CDN is
+ * unreachable, or when the version the channel names cannot be loaded. */
 export async function loadModel(baseUrl: string): Promise<LoadedModel> {
   const base = new URL(baseUrl.endsWith('/') ? baseUrl : `${baseUrl}/`, location.href).href;
   const cached = await readRecord(base);
-  const fromCache = async (source: Source, note: string): Promise<LoadedModel> => ({
-    model: await tf.loadGraphModel(tf.io.fromMemory(cached!.artifacts)), metadata: cached!.metadata, source, note,
-  });
+  const fromCache = async (source: Source, note: string): Promise<LoadedModel> => {
+    const model = await tf.loadGraphModel(tf.io.fromMemory(cached!.artifacts));
+    await warmUp(model, cached!.metadata.image_size, cached!.metadata.class_names);
+    return { model, metadata: cached!.metadata, source, note };
+  };
   let pointer: Pointer;
   try {
     pointer = await fetchJson<Pointer>(new URL('latest.json', base).href, { cache: 'no-cache' }, POINTER_TIMEOUT_MS);
