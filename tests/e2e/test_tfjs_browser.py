@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from testkit import browser as bh
 from components.tfjs_publisher import convert, publish
@@ -173,6 +174,10 @@ def test_browser_classifies_through_the_cdn_then_offline(published, pipeline_run
     image, expected = SAMPLE_TEST[best], CLASSES[int(reference[best].argmax())]
     corrupt = tmp_path / "corrupt.jpeg"
     corrupt.write_bytes(image.read_bytes()[:300])
+    # 900 million pixels in about 110 KB: chromium refuses to decode it at all, which had read as
+    # "not a readable image"; the header states its size before any decoding.
+    huge = tmp_path / "huge.png"
+    Image.new("1", (30_000, 30_000)).save(huge)
 
     origin = str(tmp_path / "origin")
     shutil.copytree(published["cdn_base"], origin)
@@ -182,7 +187,7 @@ def test_browser_classifies_through_the_cdn_then_offline(published, pipeline_run
     with bh.static_server(str(built_client)) as app, bh.nginx_cdn(origin, app, CDN_PORT) as (cdn, nginx):
         done = subprocess.run(
             ["node", "scripts/browser-e2e.mjs", "--app", app, "--model", f"{cdn}/bloodcell/",
-             "--image", str(image), "--corrupt", str(corrupt), "--cdn-pid", str(nginx.pid), "--origin", origin],
+             "--image", str(image), "--corrupt", str(corrupt), "--huge", str(huge), "--cdn-pid", str(nginx.pid), "--origin", origin],
             cwd=bh.WEB, capture_output=True, text=True, timeout=420)
         assert done.returncode == 0, done.stderr[-3000:]
         report = json.loads(done.stdout)
@@ -194,6 +199,8 @@ def test_browser_classifies_through_the_cdn_then_offline(published, pipeline_run
     assert report["good"]["state"] == "done" and report["good"]["className"] == expected, report["good"]
     assert report["corrupt"]["state"] == "error" and report["corrupt"]["role"] == "alert"
     assert "not a readable image" in report["corrupt"]["text"]
+    assert report["huge"]["state"] == "error", report["huge"]
+    assert "is 30000 x 30000 pixels, more than 25 million" in report["huge"]["text"], report["huge"]
     # A channel pointing at a version with an altered shard: refused, the cached version answers and
     # says so; the broken version is not cached (the offline reload below still gets the good one).
     broken = report["brokenChannel"]
@@ -211,6 +218,12 @@ def test_browser_classifies_through_the_cdn_then_offline(published, pipeline_run
     stalled = report["stalledChannel"]
     assert stalled["state"] == "offline" and stalled["source"] == "offline-cache", stalled
     assert stalled["version"] == published["version"]
+    # A network answering latest.json with an HTML page of its own: the server was reached, so not
+    # "Offline", and the note says what came back; the cached version answers.
+    html = report["htmlChannel"]
+    assert html["state"] == "ready" and html["source"] == "cache-fallback", html
+    assert "latest.json is not valid JSON (it came as text/html)" in html["note"] and "Offline" not in html["note"]
+    assert html["version"] == published["version"]
     # One visit, then no network at all: the page comes from the service worker, the model from IndexedDB.
     assert report["firstVisit"]["state"] == "ready", report["firstVisit"]
     offline_first = report["firstVisitOffline"]

@@ -1,8 +1,9 @@
 // Drives the built web client in headless chromium (playwright-core, no bundled browser):
 //   node scripts/browser-e2e.mjs --app URL --model CDN_MODEL_URL --image GOOD.jpeg --corrupt BAD.jpeg \
-//        --cdn-pid PID --origin DIR [--chromium /usr/bin/chromium]
+//        --huge HUGE.png --cdn-pid PID --origin DIR [--chromium /usr/bin/chromium]
 // 1. loads the page, which fetches the model through the CDN; 2. classifies GOOD, chosen through the
-// keyboard (Tab to the drop zone, Enter, file chooser); 3. gives it BAD; 4. on the CDN's origin DIR,
+// keyboard (Tab to the drop zone, Enter, file chooser); 3. gives it BAD, then HUGE (a small file of too
+// many pixels); 4. on the CDN's origin DIR,
 // points latest.json at a copy of the version with one shard altered (same length) and reloads: the
 // shard must be refused and the cached version must answer, saying so; then at a copy whose metadata
 // names a fifth class: the model loads but cannot answer so, and the cached version must answer; 5. opens the page with a model
@@ -18,7 +19,7 @@ import { chromium } from 'playwright-core';
 const { values: opt } = parseArgs({
   options: {
     app: { type: 'string' }, model: { type: 'string' }, image: { type: 'string' },
-    corrupt: { type: 'string' }, 'cdn-pid': { type: 'string' }, origin: { type: 'string' },
+    corrupt: { type: 'string' }, huge: { type: 'string' }, 'cdn-pid': { type: 'string' }, origin: { type: 'string' },
     chromium: { type: 'string', default: process.env.BLOODCELL_CHROMIUM || '/usr/bin/chromium' },
   },
 });
@@ -90,6 +91,8 @@ try {
 
   await page.setInputFiles('#file-input', opt.corrupt);
   report.corrupt = await lastResult(page, 2);
+  await page.setInputFiles('#file-input', opt.huge);
+  report.huge = await lastResult(page, 3);
 
   // A channel pointing at a broken version: a shard altered on the CDN, same length, original name.
   const channel = join(opt.origin, 'bloodcell');
@@ -127,6 +130,13 @@ try {
   await page.route('**/latest.json', () => {});
   await page.reload();
   report.stalledChannel = await modelState(page);
+  await page.unroute('**/latest.json');
+
+  // A network that answers every address with its own page (a Wi-Fi sign-in): reached, not offline.
+  await page.route('**/latest.json', (route) => route.fulfill(
+    { status: 200, contentType: 'text/html', body: '<html><body>Sign in to continue</body></html>' }));
+  await page.reload();
+  report.htmlChannel = await modelState(page);
   await page.unroute('**/latest.json');
 
   // A model URL of another origin (a link someone sent): refused, whatever it serves.

@@ -128,14 +128,26 @@ export async function verifiedFetch(input: RequestInfo | URL, init?: RequestInit
   return new Response(data, { status: response.status, statusText: response.statusText, headers: response.headers });
 }
 
+// The server was reached but its answer is not what was asked for (an HTTP error, a sign-in page of
+// the network, a file of another kind): not the same as being offline, and said differently.
+class WrongAnswer extends Error {}
+
 async function fetchJson<T>(url: string, init?: RequestInit, ms = FILE_TIMEOUT_MS): Promise<T> {
   const response = await fetchWithin(url, init, ms);
-  if (!response.ok) throw new Error(`${url} answered HTTP ${response.status}`);
+  if (!response.ok) throw new WrongAnswer(`${url} answered HTTP ${response.status}`);
   try {
     return (await response.json()) as T;
   } catch {
-    throw new Error(`${url} is not valid JSON`);
+    const type = response.headers.get('content-type')?.split(';')[0];
+    throw new WrongAnswer(`${url} is not valid JSON${type ? ` (it came as ${type})` : ''}`);
   }
+}
+
+export function checkPointer(pointer: Pointer): Pointer {
+  const ok = typeof pointer === 'object' && pointer !== null && /^[0-9]+$/.test(String(pointer.version))
+    && typeof pointer.model_url === 'string' && typeof pointer.metadata_url === 'string';
+  if (!ok) throw new WrongAnswer('latest.json is not a model pointer (a numeric version, model_url and metadata_url)');
+  return { ...pointer, version: String(pointer.version) };
 }
 
 export function checkMetadata(metadata: ModelMetadata, version?: string): ModelMetadata {
@@ -164,8 +176,14 @@ export async function loadModel(baseUrl: string): Promise<LoadedModel> {
   };
   let pointer: Pointer;
   try {
-    pointer = await fetchJson<Pointer>(new URL('latest.json', base).href, { cache: 'no-cache' }, POINTER_TIMEOUT_MS);
+    pointer = checkPointer(
+      await fetchJson<Pointer>(new URL('latest.json', base).href, { cache: 'no-cache' }, POINTER_TIMEOUT_MS));
   } catch (err) {
+    if (err instanceof WrongAnswer) {
+      if (!cached) throw new Error(`the model server was reached, but ${reason(err)}; no model is cached yet`);
+      return fromCache('cache-fallback',
+        `The model server was reached, but ${reason(err)}; using the cached version ${cached.version}.`);
+    }
     if (!cached) throw new Error(`cannot reach the model server (${reason(err)}) and no model is cached yet`);
     return fromCache('offline-cache', `Offline: the model server cannot be reached; using the cached version ${cached.version}.`);
   }
