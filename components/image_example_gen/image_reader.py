@@ -186,9 +186,9 @@ def read_image(path: str, max_pixels: int, member: str | None = None) -> tuple[b
 
 
 def sixteen_bit_to_8(img: Image.Image) -> Image.Image:
-    """A 16-bit greyscale image as 8 bits the way TensorFlow's PNG decoder gives it (v * 255 / 65535,
-    rounded), so training sees what TF Serving and the browser see; Pillow's convert("RGB") would clip
-    every value above 255 to white."""
+    """A 16-bit greyscale image as 8 bits (v * 255 / 65535, rounded: at most one level from TensorFlow's
+    PNG decoder, which keeps the high byte), so training sees what TF Serving and the browser see;
+    Pillow's convert("RGB") would clip every value above 255 to white."""
     values = np.asarray(img, dtype=np.float64)
     return Image.fromarray(np.clip(np.round(values * 255.0 / 65535.0), 0, 255).astype(np.uint8), "L")
 

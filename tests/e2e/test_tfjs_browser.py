@@ -14,7 +14,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from components.image_example_gen import image_reader
 from testkit import browser as bh
+from testkit.images import with_clear_parts
 from components.tfjs_publisher import convert, publish
 
 SAMPLE_TEST = sorted((bh.REPO / "data" / "sample" / "TEST").glob("*/*"))
@@ -178,6 +180,11 @@ def test_browser_classifies_through_the_cdn_then_offline(published, pipeline_run
     # "not a readable image"; the header states its size before any decoding.
     huge = tmp_path / "huge.png"
     Image.new("1", (30_000, 30_000)).save(huge)
+    # Transparent parts over a stain-like colour, and the same image as the ingest trains on it (white
+    # behind): the page must see the second's pixels in the first.
+    clear, flat = tmp_path / "clear.png", tmp_path / "flat.png"
+    with_clear_parts(image).save(clear)
+    flat.write_bytes(image_reader.read_image(str(clear), 10**8)[0])
 
     origin = str(tmp_path / "origin")
     shutil.copytree(published["cdn_base"], origin)
@@ -187,7 +194,8 @@ def test_browser_classifies_through_the_cdn_then_offline(published, pipeline_run
     with bh.static_server(str(built_client)) as app, bh.nginx_cdn(origin, app, CDN_PORT) as (cdn, nginx):
         done = subprocess.run(
             ["node", "scripts/browser-e2e.mjs", "--app", app, "--model", f"{cdn}/bloodcell/",
-             "--image", str(image), "--corrupt", str(corrupt), "--huge", str(huge), "--cdn-pid", str(nginx.pid), "--origin", origin],
+             "--image", str(image), "--corrupt", str(corrupt), "--huge", str(huge),
+             "--clear", str(clear), "--flat", str(flat), "--cdn-pid", str(nginx.pid), "--origin", origin],
             cwd=bh.WEB, capture_output=True, text=True, timeout=420)
         assert done.returncode == 0, done.stderr[-3000:]
         report = json.loads(done.stdout)
@@ -201,6 +209,13 @@ def test_browser_classifies_through_the_cdn_then_offline(published, pipeline_run
     assert "not a readable image" in report["corrupt"]["text"]
     assert report["huge"]["state"] == "error", report["huge"]
     assert "is 30000 x 30000 pixels, more than 25 million" in report["huge"]["text"], report["huge"]
+    # Read straight from the bitmap, a transparent pixel had kept the colour under it (the crop went to
+    # the stain-coloured corner) or come out black.
+    clear_seen, flat_seen = report["clear"], report["flat"]
+    assert clear_seen["state"] == flat_seen["state"] == "done", (clear_seen, flat_seen)
+    assert clear_seen["cropBox"] and clear_seen["cropBox"] == flat_seen["cropBox"], (clear_seen, flat_seen)
+    np.testing.assert_allclose(clear_seen["probabilities"], flat_seen["probabilities"], atol=1e-4)
+    assert clear_seen["text"].replace("clear.png", "") == flat_seen["text"].replace("flat.png", "")
     # A channel pointing at a version with an altered shard: refused, the cached version answers and
     # says so; the broken version is not cached (the offline reload below still gets the good one).
     broken = report["brokenChannel"]

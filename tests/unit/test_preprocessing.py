@@ -49,12 +49,54 @@ def test_png_and_bmp_still_decode():
         np.testing.assert_array_equal(decode_rgb(tf.constant(encoded(image, fmt))).numpy(), np.asarray(image))
 
 
-@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "BMP", "GIF"])
-def test_declared_pixels_read_from_the_header(fmt):
+@pytest.mark.parametrize("fmt, mode, options", [
+    ("JPEG", "RGB", {}), ("PNG", "RGB", {}), ("BMP", "RGB", {}), ("GIF", "RGB", {}),
+    ("WEBP", "RGB", {}), ("WEBP", "RGB", {"lossless": True}), ("WEBP", "RGBA", {}),  # VP8, VP8L, VP8X
+])
+def test_declared_pixels_read_from_the_header(fmt, mode, options):
     from models.transform.preprocessing import declared_pixels
 
-    data = encoded(Image.new("RGB", (37, 21), (200, 100, 50)), fmt)
-    assert int(declared_pixels(tf.constant(data))) == 37 * 21
+    for size in ((37, 21), (6000, 5000)):
+        data = encoded(Image.new(mode, size, (200, 100, 50)), fmt, **options)
+        assert int(declared_pixels(tf.constant(data))) == size[0] * size[1], size
+
+
+def test_a_webp_over_the_pixel_limit_fails_before_decoding():
+    """A lossless WebP of one colour: 30 million pixels in about a kilobyte. Its header had not been
+    read, so it was decoded (over a gigabyte) instead of refused."""
+    from models.transform.preprocessing import decode_and_resize
+
+    data = encoded(Image.new("RGB", (6000, 5000), (200, 100, 50)), "WEBP", lossless=True)
+    assert len(data) < 10_000
+    with pytest.raises(tf.errors.InvalidArgumentError, match="image too large"):
+        decode_and_resize(tf.constant(data), 80, max_pixels=25_000_000)
+
+
+@pytest.mark.parametrize("fmt, mode", [("PNG", "RGBA"), ("PNG", "LA"), ("PNG", "P"), ("WEBP", "RGBA")])
+def test_transparency_reaches_the_model_as_the_ingest_makes_it(tmp_path, fmt, mode):
+    from components.image_example_gen import image_reader
+    from models.transform.preprocessing import decode_rgb
+    from testkit.images import sample_jpegs, with_clear_parts
+
+    image = with_clear_parts(sample_jpegs("TEST", "MONOCYTE")[0])
+    options = {"lossless": True} if fmt == "WEBP" else {}
+    if mode == "LA":
+        image = image.convert("LA")
+    elif mode == "P":  # a palette with one transparent colour
+        image = image.convert("RGB").quantize(64)
+        image.info["transparency"] = image.getpixel((0, 0))
+        options = {"transparency": image.getpixel((0, 0))}
+    path = tmp_path / f"clear.{fmt.lower()}"
+    path.write_bytes(encoded(image, fmt, **options))
+    ingested, _, _ = image_reader.read_image(str(path), 10**8)
+    # In a graph, as Transform and TF Serving run it: the channel count must be known there.
+    in_graph = tf.function(decode_rgb, input_signature=[tf.TensorSpec([], tf.string)])
+    assert in_graph.get_concrete_function().structured_outputs.shape.as_list() == [None, None, 3]
+    served = in_graph(tf.constant(path.read_bytes())).numpy().astype(int)
+    trained = decode_rgb(tf.constant(ingested)).numpy().astype(int)
+    assert served.shape == trained.shape
+    assert np.abs(served - trained).max() <= 1
+    assert (trained[-40:] == 255).all()  # the clear frame
 
 
 def test_a_header_over_the_pixel_limit_fails_before_decoding():

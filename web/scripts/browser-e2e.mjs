@@ -1,9 +1,10 @@
 // Drives the built web client in headless chromium (playwright-core, no bundled browser):
 //   node scripts/browser-e2e.mjs --app URL --model CDN_MODEL_URL --image GOOD.jpeg --corrupt BAD.jpeg \
-//        --huge HUGE.png --cdn-pid PID --origin DIR [--chromium /usr/bin/chromium]
+//        --huge HUGE.png --clear CLEAR.png --flat FLAT.png --cdn-pid PID --origin DIR [--chromium ...]
 // 1. loads the page, which fetches the model through the CDN; 2. classifies GOOD, chosen through the
 // keyboard (Tab to the drop zone, Enter, file chooser); 3. gives it BAD, then HUGE (a small file of too
-// many pixels); 4. on the CDN's origin DIR,
+// many pixels), then CLEAR (transparent parts) and FLAT (CLEAR as the pipeline ingests it); 4. on the
+// CDN's origin DIR,
 // points latest.json at a copy of the version with one shard altered (same length) and reloads: the
 // shard must be refused and the cached version must answer, saying so; then at a copy whose metadata
 // names a fifth class: the model loads but cannot answer so, and the cached version must answer; 5. opens the page with a model
@@ -19,7 +20,8 @@ import { chromium } from 'playwright-core';
 const { values: opt } = parseArgs({
   options: {
     app: { type: 'string' }, model: { type: 'string' }, image: { type: 'string' },
-    corrupt: { type: 'string' }, huge: { type: 'string' }, 'cdn-pid': { type: 'string' }, origin: { type: 'string' },
+    corrupt: { type: 'string' }, huge: { type: 'string' },
+    clear: { type: 'string' }, flat: { type: 'string' }, 'cdn-pid': { type: 'string' }, origin: { type: 'string' },
     chromium: { type: 'string', default: process.env.BLOODCELL_CHROMIUM || '/usr/bin/chromium' },
   },
 });
@@ -44,7 +46,15 @@ async function lastResult(page, count) {
     state: el.dataset.state, className: el.dataset.class ?? null, review: el.dataset.review ?? null,
     role: el.getAttribute('role'), text: el.textContent,
     record: el.querySelector('.answer-record')?.textContent ?? null,
+    probabilities: Array.from(el.querySelectorAll('meter'), (m) => m.value),
   }));
+}
+
+/** The window the model classified, as drawn on the image once its review controls are up. */
+async function cropBox(page, n) {
+  const canvas = `#results li:nth-child(${n}) canvas.cell-view`;
+  await page.waitForSelector(canvas, { timeout: TIMEOUT });
+  return page.$eval(canvas, (el) => el.dataset.cropBox ?? null);
 }
 
 async function cdnDown(url) {
@@ -93,6 +103,10 @@ try {
   report.corrupt = await lastResult(page, 2);
   await page.setInputFiles('#file-input', opt.huge);
   report.huge = await lastResult(page, 3);
+  await page.setInputFiles('#file-input', opt.clear);
+  report.clear = { ...await lastResult(page, 4), cropBox: await cropBox(page, 4) };
+  await page.setInputFiles('#file-input', opt.flat);
+  report.flat = { ...await lastResult(page, 5), cropBox: await cropBox(page, 5) };
 
   // A channel pointing at a broken version: a shard altered on the CDN, same length, original name.
   const channel = join(opt.origin, 'bloodcell');

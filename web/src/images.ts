@@ -14,14 +14,31 @@ function tooManyPixels(width: number, height: number): ImageError {
   return new ImageError(`the image is ${width} x ${height} pixels, more than ${MAX_PIXELS / 1e6} million`);
 }
 
-/** Width and height as the file's header states them; null when the header cannot be read here. */
-async function headerSize(file: File): Promise<{ width: number; height: number } | null> {
+interface Header { width: number; height: number; type?: string }
+
+/** Width, height and format as the file's header states them; null when it cannot be read here. */
+async function readHeader(file: File): Promise<Header | null> {
   try {
-    const { width, height } = imageSize(new Uint8Array(await file.slice(0, HEADER_BYTES).arrayBuffer()));
-    return width && height ? { width, height } : null;
+    const header = imageSize(new Uint8Array(await file.slice(0, HEADER_BYTES).arrayBuffer()));
+    return header.width && header.height ? header : null;
   } catch {
     return null;
   }
+}
+
+/** The pixels with white where the image is transparent, as the pipeline's ingest and TF Serving give
+ * them: read straight from a bitmap, a transparent pixel's colour is lost (black). JPEGs have no
+ * transparency, and a BMP's fourth channel is not read as such by the pipeline either. */
+function overWhite(bitmap: ImageBitmap, type: string | undefined): ImageBitmap | HTMLCanvasElement {
+  if (type === 'jpg' || type === 'bmp') return bitmap;
+  const canvas = document.createElement('canvas');
+  canvas.width = bitmap.width;
+  canvas.height = bitmap.height;
+  const context = canvas.getContext('2d')!;
+  context.fillStyle = '#ffffff';
+  context.fillRect(0, 0, canvas.width, canvas.height);
+  context.drawImage(bitmap, 0, 0);
+  return canvas;
 }
 
 export async function decodeImage(file: File): Promise<tf.Tensor4D> {
@@ -29,7 +46,7 @@ export async function decodeImage(file: File): Promise<tf.Tensor4D> {
   if (file.size > MAX_FILE_BYTES) throw new ImageError(`the file is larger than ${MAX_FILE_BYTES / 1024 / 1024} MB`);
   // Checked before decoding: a small file can hold a huge image (a PNG of one colour compresses about
   // 1000:1), which the browser would decode into gigabytes, or refuse as if it were no image at all.
-  const stated = await headerSize(file);
+  const stated = await readHeader(file);
   if (stated && stated.width * stated.height > MAX_PIXELS) throw tooManyPixels(stated.width, stated.height);
   let bitmap: ImageBitmap;
   try {
@@ -39,7 +56,8 @@ export async function decodeImage(file: File): Promise<tf.Tensor4D> {
   }
   try {
     if (bitmap.width * bitmap.height > MAX_PIXELS) throw tooManyPixels(bitmap.width, bitmap.height);
-    return tf.tidy(() => tf.browser.fromPixels(bitmap, 3).toFloat().expandDims(0) as tf.Tensor4D);
+    const pixels = overWhite(bitmap, stated?.type);
+    return tf.tidy(() => tf.browser.fromPixels(pixels, 3).toFloat().expandDims(0) as tf.Tensor4D);
   } finally {
     bitmap.close();
   }
