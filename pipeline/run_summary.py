@@ -199,7 +199,7 @@ def format_summary(summary: RunSummary, wall_seconds: float, class_names: list[s
     if summary.training and summary.training.get("mode") == "adapted":
         lines.append(adapted_line(summary.training))
     if summary.metrics:
-        lines.append("eval metrics (split 'eval'): " + json.dumps(readable_metrics(summary.metrics, list(class_names))))
+        lines.append("eval metrics (split 'eval', base dataset): " + json.dumps(readable_metrics(summary.metrics, list(class_names))))
     if summary.confusion:
         lines.append("confusion matrix (rows: actual, columns: predicted; " + ", ".join(class_names) + "):")
         lines += ["  " + " ".join(f"{n:6d}" for n in row) for row in summary.confusion]

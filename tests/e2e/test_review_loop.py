@@ -141,6 +141,13 @@ def test_a_labs_reviews_adapt_the_model_and_a_relabel_reaches_the_data(pipeline_
         figure = metadata["eval"]["sources"][LAB]
         assert figure["cells"] == held_out and 0 <= figure["accuracy"] <= 1
         assert metadata["eval"]["sources"]["base"]["cells"] == 48
+        # The page's "accuracy on the test set" and its per-class record are the base TEST's alone; the
+        # overall slice had mixed in the lab's held-out cells.
+        headline = metadata["eval"]["metrics"]
+        assert headline["example_count"] == 48, headline
+        assert round(headline["sparse_categorical_accuracy"], 4) == metadata["eval"]["sources"]["base"]["accuracy"]
+        assert sum(map(sum, metadata["eval"]["confusion_matrix"])) == 48
+        assert re.search(r"^eval metrics \(split 'eval', base dataset\): .*\"example_count\": 48\.0", output, re.M)
 
         # The reviewer comes back: the page shows the lab's figure; one cell gets another label.
         relabelled = images[0]

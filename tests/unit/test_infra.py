@@ -2,6 +2,7 @@
 configuration is what TF Serving parses; the Dockerfiles install from the repo's lock."""
 from __future__ import annotations
 
+import fnmatch
 import re
 from pathlib import Path
 
@@ -184,3 +185,24 @@ def test_warmup_requests_fit_the_servers_batches(tmp_path):
     warmup.write_warmup_requests(str(tmp_path), images, "bloodcell")
     sizes = [len(log.predict_log.request.inputs["images"].string_val) for log in warmup.read_warmup_requests(str(tmp_path))]
     assert max(sizes) <= warmup.MAX_BATCH_SIZE and sum(s for s in sizes if s > 1) == 36 and sizes.count(1) == 36
+
+
+READS_ENV = re.compile(r"""os\.environ(?:\.get)?[\[(]["']([A-Z][A-Z0-9_]*)["']|os\.getenv\(["']([A-Z][A-Z0-9_]*)["']"""
+                       r"|(?:import\.meta\.env|\benv)\.(VITE_[A-Z0-9_]*)|process\.env\.([A-Z][A-Z0-9_]*)")
+
+
+def test_every_variable_the_product_reads_passes_the_sandbox():
+    """infra/env/run.sh passes only allowlisted variables into its sandbox. One the product reads, and
+    the docs tell a user to set, must be on the list: dropped, the Kubeflow client had run without
+    $KFP_TOKEN and the dev page had refused its model (VITE_ALLOWED_MODEL_ORIGINS)."""
+    run_sh = REPO / "infra" / "env" / "run.sh"
+    allowed = re.search(r"ALLOWED_ENV=\(([^)]*)\)", run_sh.read_text()).group(1).split()
+    read = set()
+    for folder in ("pipeline", "serving", "components", "models", "benchmarks", "web/src", "web/scripts"):
+        for path in (REPO / folder).rglob("*"):
+            if path.suffix in (".py", ".ts", ".js", ".mjs") and "node_modules" not in path.parts:
+                read |= {name for match in READS_ENV.findall(path.read_text()) for name in match if name}
+    read |= {name for match in READS_ENV.findall((REPO / "web" / "vite.config.ts").read_text()) for name in match if name}
+    assert {"KFP_TOKEN", "KAGGLE_KEY", "VITE_MODEL_URL", "VITE_ALLOWED_MODEL_ORIGINS"} <= read, read
+    dropped = {name for name in read if not any(fnmatch.fnmatchcase(name, p) for p in allowed)}
+    assert dropped == set()

@@ -48,3 +48,4 @@ def test_only_allowlisted_variables_pass():
         names = {entry.split(b"=", 1)[0].decode() for entry in block.split(b"\0") if b"=" in entry}
         leaked |= {n for n in names if n not in SET_BY_RUN_SH and not any(fnmatch.fnmatchcase(n, p) for p in allowed)}
     assert leaked == set()
+
