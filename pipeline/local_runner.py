@@ -61,6 +61,31 @@ def one_line(err: BaseException) -> str:
     return f"{type(err).__name__}: {line}".strip()
 
 
+def _delivery_problem(config) -> str | None:
+    """Why the model could not be delivered as configured, in one line: a local warm-up image that is
+    not an image the model takes (TF Serving would not load the model), or no tfjs converter."""
+    from components.image_example_gen import image_reader
+    from components.tfjs_publisher import convert
+
+    for path in config.serving.warmup_images:
+        resolved = config.resolve(path)
+        if "://" in resolved:
+            continue
+        if not os.path.isfile(resolved):
+            return f"serving.warmup_images: no such file: {path}"
+        try:
+            image_reader.read_image(resolved, config.ingest.max_pixels)
+        except OSError as err:
+            return f"serving.warmup_images: cannot read {path}: {err.strerror or err}"
+        except image_reader.BadImage as err:
+            return f"serving.warmup_images: {path}: {err}"
+    try:
+        convert.converter_command(config.browser.converter)
+    except convert.ConversionError as err:
+        return str(err)
+    return None
+
+
 def _bad_name_bytes(err: UnicodeDecodeError) -> str:
     """The name's bytes around the one that is not UTF-8, as Python writes bytes."""
     return repr(err.object[max(0, err.start - 20):err.end + 20])
@@ -97,6 +122,11 @@ def main(argv=None) -> int:
     except UnicodeDecodeError as err:  # TensorFlow's file listing cannot return such a name
         print(f"error: a file name under {config.data_path} is not UTF-8 ({_bad_name_bytes(err)}): rename it",
               file=sys.stderr)
+        return 2
+
+    problem = _delivery_problem(config)
+    if problem:  # found now, not after the Trainer's minutes (warm-up) or the Pusher (converter)
+        print(f"error: {problem}", file=sys.stderr)
         return 2
 
     from pipeline import run_inputs

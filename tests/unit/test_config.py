@@ -82,3 +82,23 @@ def test_the_runner_reports_a_bad_override_in_one_line_with_exit_2(capsys):
     assert local_runner.main(["--set", "training.epochs=[1"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: --set training.epochs:") and "\n" not in err
+
+
+def test_a_warmup_image_or_converter_that_cannot_serve_is_one_line_and_exit_2_before_the_run(capsys, tmp_path):
+    """Found before anything runs: a bad warm-up image had failed the Trainer's export after the whole
+    training, and a missing converter the TfjsPublisher after TF Serving already had the version."""
+    from pipeline import local_runner
+
+    not_image = tmp_path / "cell.jpg"
+    not_image.write_text("not an image")
+    runs = ["--output-dir", str(tmp_path / "runs")]
+    assert local_runner.main([*runs, "--set", f"serving.warmup_images=['{tmp_path / 'none.jpg'}']"]) == 2
+    assert local_runner.main([*runs, "--set", f"serving.warmup_images=['{not_image}']"]) == 2
+    assert local_runner.main([*runs, "--set", "browser.converter=/no/such/tensorflowjs_converter"]) == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line]
+    assert lines == [
+        f"error: serving.warmup_images: no such file: {tmp_path / 'none.jpg'}",
+        f"error: serving.warmup_images: {not_image}: not an image (content is not a readable image format)",
+        "error: tfjs converter not found: '/no/such/tensorflowjs_converter' (run through infra/env/run.sh, "
+        "or set BLOODCELL_TFJS_CONVERTER / browser.converter)"]
+    assert not (tmp_path / "runs").exists()
