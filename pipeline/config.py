@@ -86,6 +86,9 @@ class LabsConfig(_Section):
     adapt_learning_rate: float = Field(3e-4, gt=0)
     lab_share: float = Field(0.5, gt=0, le=1)       # of each fine-tuning batch drawn from the labs' train cells
     min_eval_cells: int = Field(20, ge=1)           # fewer held-out cells: the lab's figure is shown as too few
+    # Labs the last blessed model was adapted to and gated on, to be dropped on purpose: without this, a
+    # run that no longer finds one of them (folder gone, share not mounted) refuses to start.
+    retired: list[str] = []
 
     @field_validator("sources", mode="before")
     @classmethod

@@ -139,7 +139,7 @@ def main(argv=None) -> int:
         print(f"error: cannot create the output folder {config.run_dir}: {err.strerror}", file=sys.stderr)
         return 2
     try:
-        example_gen_executor.lab_folders(config.labs_path, config.lab_sources())  # as the ingest will
+        labs = example_gen_executor.lab_folders(config.labs_path, config.lab_sources())  # as the ingest will
         key = run_inputs.inputs_key(config, data_root)  # lists the labs' folders too
     except image_reader.IngestError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -148,6 +148,13 @@ def main(argv=None) -> int:
         folders = ", ".join([config.labs_path, *config.lab_sources().values()])
         print(f"error: a file name under the labs' folders ({folders}) is not UTF-8 ({_bad_name_bytes(err)}): "
               "rename it", file=sys.stderr)
+        return 2
+    missing = run_inputs.missing_labs(config.run_dir, list(labs), config.labs.retired)
+    if missing:
+        names = ", ".join(missing)
+        print(f"error: the last blessed model was adapted to lab(s) {names}, which this run does not find "
+              f"(folder gone, or a share not mounted?): restore them, or drop them on purpose with "
+              f"--set labs.retired=[{names}]", file=sys.stderr)
         return 2
     last = run_inputs.last_finished(config.run_dir)
     if args.if_changed and last and last.get("inputs_key") == key:
@@ -175,7 +182,7 @@ def main(argv=None) -> int:
         summary = run_summary.collect(config.metadata_path, started, config.class_names)
         if failure is None:
             run_inputs.record_finished(config.run_dir, key, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                                       summary.blessed)
+                                       summary.blessed, list(labs))
     print(run_summary.format_summary(summary, time.time() - started, config.class_names))
     if failure is not None:
         print(f"error: pipeline failed: {one_line(failure)}", file=sys.stderr)

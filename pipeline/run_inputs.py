@@ -32,8 +32,20 @@ def last_finished(run_dir: str) -> dict | None:
         return None
 
 
-def record_finished(run_dir: str, key: str, finished_at: str, blessed: bool | None) -> None:
+def record_finished(run_dir: str, key: str, finished_at: str, blessed: bool | None,
+                    labs: list[str] | None = None) -> None:
+    """`labs`: the run's lab sources; kept as `blessed_labs` when it blessed, else the earlier run's."""
     path = os.path.join(run_dir, LAST_RUN_FILE)
+    earlier = last_finished(run_dir) or {}
+    blessed_labs = sorted(labs or []) if blessed else earlier.get("blessed_labs", [])
     with open(path + ".tmp", "w") as f:
-        json.dump({"inputs_key": key, "finished_at": finished_at, "blessed": blessed}, f)
+        json.dump({"inputs_key": key, "finished_at": finished_at, "blessed": blessed,
+                   "blessed_labs": blessed_labs}, f)
     os.replace(path + ".tmp", path)
+
+
+def missing_labs(run_dir: str, labs: list[str], retired: list[str]) -> list[str]:
+    """Labs the last blessed model was adapted to and gated on that this run would not read (and that
+    are not retired): without them it would train from the start and be gated on the base alone."""
+    earlier = last_finished(run_dir) or {}
+    return sorted(set(earlier.get("blessed_labs", [])) - set(labs) - set(retired))

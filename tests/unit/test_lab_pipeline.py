@@ -127,3 +127,31 @@ def test_an_edited_data_file_of_the_code_changes_what_a_scheduled_run_reads(tmp_
     assert run_inputs.inputs_key(config, str(data)) == before
     (package / "schema" / "schema.pbtxt").write_text("feature { name: 'b' }")
     assert run_inputs.inputs_key(config, str(data)) != before
+
+
+def test_a_lab_the_last_blessed_model_was_adapted_to_must_be_found_or_retired(tmp_path, capsys):
+    """A lab folder gone or unmounted had silently meant a model trained from the start, gated on the
+    base alone, and published over the lab's adapted one."""
+    data = make_dataset(tmp_path / "data", {"TRAIN": 2, "TEST": 1})
+    args = ["--data-dir", str(data), "--output-dir", str(tmp_path / "runs"), "--if-changed",
+            "--set", f"labs.dir={tmp_path / 'labs'}"]
+    retired = [*args, "--set", "labs.retired=[mylab, other]"]
+
+    def key(argv):  # what --if-changed compares: the same inputs are skipped, so no pipeline runs here
+        return run_inputs.inputs_key(load_config(overrides=local_runner.overrides_from(local_runner.parse_args(argv))),
+                                     str(data))
+
+    run_dir = tmp_path / "runs" / "bloodcell"
+    run_dir.mkdir(parents=True)
+    run_inputs.record_finished(str(run_dir), "earlier", "2026-12-01T00:00:00Z", True, ["mylab", "other"])
+    run_inputs.record_finished(str(run_dir), key(retired), "2026-12-06T00:00:00Z", False, [])  # not blessed: kept
+    assert local_runner.main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: the last blessed model was adapted to lab(s) mylab, other, which this run "
+                          "does not find") and "--set labs.retired=[mylab, other]" in err and "\n" not in err
+    assert local_runner.main(retired) == 0
+    assert "skipped" in capsys.readouterr().out
+    # A blessed run without labs forgets them.
+    run_inputs.record_finished(str(run_dir), key(args), "2026-12-07T00:00:00Z", True, [])
+    assert local_runner.main(args) == 0
+    assert "skipped" in capsys.readouterr().out
