@@ -6,6 +6,7 @@ import os
 import tempfile
 
 from tfx import v1 as tfx
+from tfx.dsl.components.base import executor_spec
 
 import components.image_example_gen
 import components.tfjs_publisher
@@ -15,6 +16,7 @@ import serving.warmup
 from components.anomalies_gate.component import AnomaliesGate
 from components.image_example_gen import image_reader, lab_sources
 from components.image_example_gen.component import image_example_gen
+from components.pusher import executor as pusher_executor
 from components.serving_check.component import ServingCheck
 from components.tfjs_publisher.component import TfjsPublisher
 from models import features
@@ -116,7 +118,9 @@ def create_components(config: Config, data_root: str, serving_base: str, cdn_bas
         model=trainer.outputs["model"], model_blessing=evaluator.outputs["blessing"],
         infra_blessing=serving_check.outputs["blessing"],
         push_destination=tfx.proto.PushDestination(
-            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=serving_base)))
+            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=serving_base)),
+        # A model already served (a rerun's model, blessed again against itself) is not pushed again.
+        custom_executor_spec=executor_spec.ExecutorClassSpec(pusher_executor.Executor))
     tfjs_publisher = TfjsPublisher(
         pushed_model=pusher.outputs["pushed_model"], evaluation=evaluator.outputs["evaluation"],
         cdn_base=cdn_base, model_name=config.serving.model_name, quantization=config.browser.quantization,

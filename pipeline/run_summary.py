@@ -9,6 +9,7 @@ import os
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
+from components.pusher.executor import ALREADY_SERVED
 from components.tfjs_publisher.evaluation import (load_confusion_matrix, load_metrics, load_source_metrics,
                                                   per_class_metrics, readable_metrics)
 from models.features import TRAINING_RECORD_FILE
@@ -30,6 +31,7 @@ class RunSummary:
     blessing_reason: str = "the Evaluator did not run"
     metrics: dict = dataclasses.field(default_factory=dict)
     pushed_to: str | None = None
+    already_served: bool = False       # pushed_to held this very model already: not pushed again
     published_to: str | None = None   # the tfjs model on the CDN origin
     channel_note: str | None = None   # why latest.json did not move to the published version
     ingest_report: str | None = None
@@ -90,6 +92,7 @@ def collect(metadata_path: str, since_epoch_s: float, class_names: list[str] = (
                 summary.evaluation_uri = artifact.uri
             elif kind == "PushedModel" and _custom(artifact, "pushed"):
                 summary.pushed_to = _custom(artifact, "pushed_destination")
+                summary.already_served = bool(_custom(artifact, ALREADY_SERVED))
             elif kind == "PushedModel" and _custom(artifact, "published"):
                 summary.published_to = (f"{_custom(artifact, 'published_url')} "
                                         f"({_custom(artifact, 'model_bytes')} bytes, "
@@ -209,6 +212,8 @@ def format_summary(summary: RunSummary, wall_seconds: float, class_names: list[s
             if v.get("accuracy") is not None))
     lines.append(f"blessed: {summary.blessed} ({summary.blessing_reason})")
     lines.append(f"pushed model: {summary.pushed_to or 'none'}")
+    if summary.already_served:
+        lines.append("note: TF Serving's newest version is this very model (nothing changed); not pushed again")
     lines.append(f"browser model (tfjs): {summary.published_to or 'none'}")
     if summary.channel_note:
         lines.append(f"note: {summary.channel_note}")

@@ -53,10 +53,17 @@ def test_pipeline_pushes_a_model_that_classifies_real_jpegs(pipeline_run, capsys
     assert check_version(pushed) == []
 
     # Same inputs again: the data and training steps come from the cache.
+    served = sorted(os.listdir(pipeline_run.serving_base))
     assert local_runner.main(pipeline_run.args) == 0
-    rerun = states(capsys.readouterr().out)
+    output = capsys.readouterr().out
+    rerun = states(output)
     for node in ("FileBasedExampleGen", "StatisticsGen", "Transform", "Trainer"):
         assert rerun[node] == "CACHED", rerun
+    # The Evaluator blesses the same model again, now against itself; it had been pushed again as a new
+    # version, pushing the earlier, different one out of TF Serving's two.
+    assert sorted(os.listdir(pipeline_run.serving_base)) == served, output
+    assert re.search(rf"^pushed model: {re.escape(os.path.join(pipeline_run.serving_base, served[-1]))}$", output, re.M)
+    assert "not pushed again" in output
 
 
 def test_bad_inputs_over_the_limit_stop_the_run_before_training(tmp_path, capsys, real_jpeg):
