@@ -11,6 +11,7 @@ import errno
 import fcntl
 import logging
 import os
+import re
 import sys
 import time
 
@@ -64,8 +65,10 @@ def one_line(err: BaseException) -> str:
 def _delivery_problem(config) -> str | None:
     """Why the model could not be delivered as configured, in one line: a local warm-up image that is
     not an image the model takes (TF Serving would not load the model), or no tfjs converter."""
-    from components.image_example_gen import image_reader
+    import tensorflow as tf
+
     from components.tfjs_publisher import convert
+    from models.transform.preprocessing import decode_rgb
 
     for path in config.serving.warmup_images:
         resolved = config.resolve(path)
@@ -74,11 +77,14 @@ def _delivery_problem(config) -> str | None:
         if not os.path.isfile(resolved):
             return f"serving.warmup_images: no such file: {path}"
         try:
-            image_reader.read_image(resolved, config.ingest.max_pixels)
+            with open(resolved, "rb") as f:
+                decode_rgb(tf.constant(f.read()), config.ingest.max_pixels)  # as the served model decodes it
         except OSError as err:
             return f"serving.warmup_images: cannot read {path}: {err.strerror or err}"
-        except image_reader.BadImage as err:
-            return f"serving.warmup_images: {path}: {err}"
+        except tf.errors.OpError as err:
+            # TensorFlow's message without its op-name wrapping
+            reason = re.sub(r"\{\{[^}]*\}\}\s*|\s*\[Op:.*$", "", (err.message or type(err).__name__).strip().splitlines()[0])
+            return f"serving.warmup_images: {path}: the served model cannot decode it ({reason})"
     try:
         convert.converter_command(config.browser.converter)
     except convert.ConversionError as err:
@@ -151,10 +157,9 @@ def main(argv=None) -> int:
         return 2
     missing = run_inputs.missing_labs(config.run_dir, list(labs), config.labs.retired)
     if missing:
-        names = ", ".join(missing)
-        print(f"error: the last blessed model was adapted to lab(s) {names}, which this run does not find "
-              f"(folder gone, or a share not mounted?): restore them, or drop them on purpose with "
-              f"--set labs.retired=[{names}]", file=sys.stderr)
+        print(f"error: the last blessed model was adapted to lab(s) {', '.join(missing)}, which this run does "
+              f"not find (folder gone or renamed, or a share not mounted?): restore them, or drop them on "
+              f"purpose with --set 'labs.retired=[{','.join(missing)}]'", file=sys.stderr)
         return 2
     last = run_inputs.last_finished(config.run_dir)
     if args.if_changed and last and last.get("inputs_key") == key:
@@ -180,9 +185,12 @@ def main(argv=None) -> int:
         except Exception as err:  # a component failed: report it in one line below
             failure = err
         summary = run_summary.collect(config.metadata_path, started, config.class_names)
+        if summary.blessed:  # the labs with cells in the blessed model's data
+            run_inputs.record_blessed_labs(config.run_dir, [
+                name for name, lab in run_summary.lab_ingest(summary.ingest_report).items() if lab.get("cells")])
         if failure is None:
             run_inputs.record_finished(config.run_dir, key, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                                       summary.blessed, list(labs))
+                                       summary.blessed)
     print(run_summary.format_summary(summary, time.time() - started, config.class_names))
     if failure is not None:
         print(f"error: pipeline failed: {one_line(failure)}", file=sys.stderr)

@@ -32,16 +32,23 @@ def last_finished(run_dir: str) -> dict | None:
         return None
 
 
-def record_finished(run_dir: str, key: str, finished_at: str, blessed: bool | None,
-                    labs: list[str] | None = None) -> None:
-    """`labs`: the run's lab sources; kept as `blessed_labs` when it blessed, else the earlier run's."""
+def _write(run_dir: str, record: dict) -> None:
     path = os.path.join(run_dir, LAST_RUN_FILE)
-    earlier = last_finished(run_dir) or {}
-    blessed_labs = sorted(labs or []) if blessed else earlier.get("blessed_labs", [])
     with open(path + ".tmp", "w") as f:
-        json.dump({"inputs_key": key, "finished_at": finished_at, "blessed": blessed,
-                   "blessed_labs": blessed_labs}, f)
+        json.dump(record, f)
     os.replace(path + ".tmp", path)
+
+
+def record_finished(run_dir: str, key: str, finished_at: str, blessed: bool | None) -> None:
+    earlier = last_finished(run_dir) or {}
+    _write(run_dir, {"inputs_key": key, "finished_at": finished_at, "blessed": blessed,
+                     "blessed_labs": earlier.get("blessed_labs", [])})
+
+
+def record_blessed_labs(run_dir: str, labs: list[str]) -> None:
+    """The labs a newly blessed model was adapted to: kept even when a later step of its run failed,
+    since the model is the next run's baseline all the same."""
+    _write(run_dir, {**(last_finished(run_dir) or {}), "blessed_labs": sorted(labs)})
 
 
 def missing_labs(run_dir: str, labs: list[str], retired: list[str]) -> list[str]:

@@ -174,7 +174,8 @@ def read_image(path: str, max_pixels: int, member: str | None = None) -> tuple[b
         return data, height, width
     if img.mode.startswith("I"):
         img = sixteen_bit_to_8(img)
-    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+    # A BMP's fourth channel is not read as transparency: TF Serving's decoder does not read it either.
+    if img.format != "BMP" and (img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info)):
         rgba = img.convert("RGBA")
         canvas = Image.new("RGBA", rgba.size, (255, 255, 255, 255))  # slides are light: white behind
         rgb = Image.alpha_composite(canvas, rgba).convert("RGB")

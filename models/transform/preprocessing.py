@@ -61,10 +61,13 @@ def _over_white(image: tf.Tensor) -> tf.Tensor:
     their values exactly."""
     channels = tf.shape(image)[-1]
     colour = tf.cond(channels >= 3, lambda: image[..., :3], lambda: tf.tile(image[..., :1], [1, 1, 3]))
-    colour = tf.ensure_shape(tf.cast(colour, tf.float32), [None, None, 3])
-    alpha = tf.cond(tf.equal(channels % 2, 0), lambda: tf.cast(image[..., -1:], tf.float32) / 255.0,
-                    lambda: tf.ones_like(colour[..., :1]))
-    return tf.cast(tf.round(colour * alpha + 255.0 * (1.0 - alpha)), tf.uint8)
+
+    def composite():
+        alpha = tf.cast(image[..., -1:], tf.float32) / 255.0
+        return tf.cast(tf.round(tf.cast(colour, tf.float32) * alpha + 255.0 * (1.0 - alpha)), tf.uint8)
+
+    # Only an image with alpha (an even channel count) pays for the float copy.
+    return tf.ensure_shape(tf.cond(tf.equal(channels % 2, 0), composite, lambda: colour), [None, None, 3])
 
 
 def decode_rgb(encoded: tf.Tensor, max_pixels: int | None = None) -> tf.Tensor:

@@ -98,7 +98,8 @@ def test_a_warmup_image_or_converter_that_cannot_serve_is_one_line_and_exit_2_be
     lines = [line for line in capsys.readouterr().err.splitlines() if line]
     assert lines == [
         f"error: serving.warmup_images: no such file: {tmp_path / 'none.jpg'}",
-        f"error: serving.warmup_images: {not_image}: not an image (content is not a readable image format)",
+        f"error: serving.warmup_images: {not_image}: the served model cannot decode it (Unknown image file format. "
+        "One of JPEG, JPEG XL, PNG, GIF, BMP, WebP required.)",
         "error: tfjs converter not found: '/no/such/tensorflowjs_converter' (run through infra/env/run.sh, "
         "or set BLOODCELL_TFJS_CONVERTER / browser.converter)"]
     assert not (tmp_path / "runs").exists()

@@ -119,6 +119,26 @@ def test_transparent_pixels_become_white(tmp_path):
     assert Image.open(io.BytesIO(data)).getpixel((0, 0)) == (255, 255, 255)
 
 
+def test_a_bmps_fourth_channel_is_not_transparency_as_in_the_served_model(tmp_path):
+    """A 32-bit BMP with an alpha mask (BITMAPV4 header): Pillow reads it as RGBA, TF Serving's decoder
+    as RGB. The ingest had made its clear pixels white, so training and serving saw other pixels."""
+    import struct
+
+    from models.transform.preprocessing import decode_rgb
+
+    pixels = b"".join(struct.pack("<BBBB", 140, 20, 60, 0 if (x + y) % 2 else 255) for y in range(8) for x in range(8))
+    header = (struct.pack("<IiiHHIIiiII", 108, 8, 8, 1, 32, 3, len(pixels), 2835, 2835, 0, 0)
+              + struct.pack("<IIII", 0xFF0000, 0xFF00, 0xFF, 0xFF000000) + b"\0" * 52)
+    bmp = b"BM" + struct.pack("<IHHI", 14 + len(header) + len(pixels), 0, 0, 14 + len(header)) + header + pixels
+    assert Image.open(io.BytesIO(bmp)).mode == "RGBA"
+    path = tmp_path / "alpha.bmp"
+    path.write_bytes(bmp)
+    data, _, _ = reader.read_image(str(path), 10**8)
+    trained = decode_rgb(tf.constant(data)).numpy()
+    np.testing.assert_array_equal(trained, decode_rgb(tf.constant(bmp)).numpy())
+    assert trained[0, 1].tolist() == [60, 20, 140]
+
+
 def test_to_example_has_every_feature(tmp_path, real_jpeg):
     import tensorflow as tf
 

@@ -3,6 +3,7 @@ scheduled run."""
 from __future__ import annotations
 
 import os
+import shlex
 
 import pytest
 
@@ -135,7 +136,7 @@ def test_a_lab_the_last_blessed_model_was_adapted_to_must_be_found_or_retired(tm
     data = make_dataset(tmp_path / "data", {"TRAIN": 2, "TEST": 1})
     args = ["--data-dir", str(data), "--output-dir", str(tmp_path / "runs"), "--if-changed",
             "--set", f"labs.dir={tmp_path / 'labs'}"]
-    retired = [*args, "--set", "labs.retired=[mylab, other]"]
+    retired = [*args, "--set", "labs.retired=[mylab,other]"]
 
     def key(argv):  # what --if-changed compares: the same inputs are skipped, so no pipeline runs here
         return run_inputs.inputs_key(load_config(overrides=local_runner.overrides_from(local_runner.parse_args(argv))),
@@ -143,15 +144,19 @@ def test_a_lab_the_last_blessed_model_was_adapted_to_must_be_found_or_retired(tm
 
     run_dir = tmp_path / "runs" / "bloodcell"
     run_dir.mkdir(parents=True)
-    run_inputs.record_finished(str(run_dir), "earlier", "2026-12-01T00:00:00Z", True, ["mylab", "other"])
-    run_inputs.record_finished(str(run_dir), key(retired), "2026-12-06T00:00:00Z", False, [])  # not blessed: kept
+    run_inputs.record_blessed_labs(str(run_dir), ["mylab", "other"])  # blessed; a later step failed
+    run_inputs.record_finished(str(run_dir), key(retired), "2026-12-06T00:00:00Z", False)
     assert local_runner.main(args) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: the last blessed model was adapted to lab(s) mylab, other, which this run "
-                          "does not find") and "--set labs.retired=[mylab, other]" in err and "\n" not in err
-    assert local_runner.main(retired) == 0
+                          "does not find") and "\n" not in err
+    # The command it suggests works as pasted into a shell.
+    suggested = shlex.split(err.split("with ", 1)[1])
+    assert suggested == ["--set", "labs.retired=[mylab,other]"]
+    assert local_runner.main([*args, *suggested]) == 0
     assert "skipped" in capsys.readouterr().out
-    # A blessed run without labs forgets them.
-    run_inputs.record_finished(str(run_dir), key(args), "2026-12-07T00:00:00Z", True, [])
+    # A blessed model without labs forgets them.
+    run_inputs.record_blessed_labs(str(run_dir), [])
+    run_inputs.record_finished(str(run_dir), key(args), "2026-12-07T00:00:00Z", True)
     assert local_runner.main(args) == 0
     assert "skipped" in capsys.readouterr().out

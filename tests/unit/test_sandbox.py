@@ -9,12 +9,13 @@ from pathlib import Path
 
 import pytest
 
+from testkit.sandbox import allowed_env
+
 # The Debian 13 userland's virtualenv: present only inside run.sh's sandbox (userland mode). A host new
 # enough for a plain virtualenv runs no sandbox, and these tests skip there.
 pytestmark = pytest.mark.skipif(not os.path.exists("/opt/venv/bin/python"),
                                 reason="runs inside infra/env/run.sh's sandbox (userland mode) only")
 
-RUN_SH = Path(__file__).resolve().parents[2] / "infra" / "env" / "run.sh"
 # Set by run.sh itself, besides the allowlist.
 SET_BY_RUN_SH = {"PATH", "HOME", "USER", "PWD", "SHLVL", "_", "npm_config_cache", "SSL_CERT_FILE"}
 
@@ -41,11 +42,10 @@ def test_the_hosts_home_is_not_visible():
 def test_only_allowlisted_variables_pass():
     """In bwrap itself (PID 1, whose environment is readable from here) and in the command it started
     (PID 2), as each one started: later processes also get what libraries set at run time."""
-    allowed = re.search(r"ALLOWED_ENV=\(([^)]*)\)", RUN_SH.read_text()).group(1).split()
+    allowed = allowed_env()
     leaked = set()
     for proc in (Path("/proc/1"), Path("/proc/2")):
         block = (proc / "environ").read_bytes()
         names = {entry.split(b"=", 1)[0].decode() for entry in block.split(b"\0") if b"=" in entry}
         leaked |= {n for n in names if n not in SET_BY_RUN_SH and not any(fnmatch.fnmatchcase(n, p) for p in allowed)}
     assert leaked == set()
-
