@@ -114,6 +114,9 @@ def create_components(config: Config, data_root: str, serving_base: str, cdn_bas
     # TFX's InfraValidator needs a tensorflow_model_server (none here) and KubeflowV2DagRunner cannot
     # compile it (TFX 1.21 raises NotImplementedError), so both runners check with ServingCheck.
     serving_check = ServingCheck(model=trainer.outputs["model"])
+    # Checked first: a model that would not serve must never be blessed, since the last blessed model is
+    # the next run's baseline (and, with labs, the model it adapts), pushed or not.
+    evaluator.add_upstream_node(serving_check)
     pusher = tfx.components.Pusher(
         model=trainer.outputs["model"], model_blessing=evaluator.outputs["blessing"],
         infra_blessing=serving_check.outputs["blessing"],

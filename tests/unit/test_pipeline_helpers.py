@@ -53,6 +53,9 @@ def test_pipeline_wiring(tmp_path):
     # Nothing reaches TF Serving's folder that did not first serve (locally: ServingCheck).
     assert nodes["Pusher"].inputs["infra_blessing"] is nodes["ServingCheck"].outputs["blessing"]
     assert nodes["ServingCheck"].inputs["model"] is nodes["Trainer"].outputs["model"]
+    # A model that would not serve is never blessed: a blessing is the next run's baseline (and, with
+    # labs, what it adapts), whether or not that model was pushed.
+    assert "ServingCheck" in {n.id for n in nodes["Evaluator"].upstream_nodes}
     assert len(nodes) == 13
 
     # A tuning run holds val out of training.
