@@ -155,13 +155,13 @@ def main(argv=None) -> int:
         print(f"error: a file name under the labs' folders ({folders}) is not UTF-8 ({_bad_name_bytes(err)}): "
               "rename it", file=sys.stderr)
         return 2
-    missing = run_inputs.missing_labs(config.run_dir, list(labs), config.labs.retired)
+    last = run_inputs.last_finished(config.run_dir)
+    missing = run_inputs.missing_labs(last, list(labs), config.labs.retired)
     if missing:
         print(f"error: the last blessed model was adapted to lab(s) {', '.join(missing)}, which this run does "
               f"not find (folder gone or renamed, or a share not mounted?): restore them, or drop them on "
               f"purpose with --set 'labs.retired=[{','.join(missing)}]'", file=sys.stderr)
         return 2
-    last = run_inputs.last_finished(config.run_dir)
     if args.if_changed and last and last.get("inputs_key") == key:
         print(f"nothing changed since the run that finished {last.get('finished_at')}: skipped")
         return 0

@@ -51,8 +51,8 @@ def record_blessed_labs(run_dir: str, labs: list[str]) -> None:
     _write(run_dir, {**(last_finished(run_dir) or {}), "blessed_labs": sorted(labs)})
 
 
-def missing_labs(run_dir: str, labs: list[str], retired: list[str]) -> list[str]:
-    """Labs the last blessed model was adapted to and gated on that this run would not read (and that
-    are not retired): without them it would train from the start and be gated on the base alone."""
-    earlier = last_finished(run_dir) or {}
-    return sorted(set(earlier.get("blessed_labs", [])) - set(labs) - set(retired))
+def missing_labs(last: dict | None, labs: list[str], retired: list[str]) -> list[str]:
+    """Labs the last blessed model was adapted to and gated on (`last`: last_finished's record) that
+    this run would not read and that are not retired: without them it would train from the start and
+    be gated on the base alone."""
+    return sorted(set((last or {}).get("blessed_labs", [])) - set(labs) - set(retired))

@@ -93,9 +93,9 @@ def predict_lines(client, args) -> int:
         try:
             with open(path, "rb") as f:
                 # Sized before it is read: a huge file is refused without filling the memory.
-                size = os.fstat(f.fileno()).st_size
-                if size > client.max_image_bytes:
-                    print(f"error: {size_problem(path, size, client.max_image_bytes)}", file=sys.stderr)
+                problem = size_problem(path, os.fstat(f.fileno()).st_size, client.max_image_bytes)
+                if problem:
+                    print(f"error: {problem}", file=sys.stderr)
                     failed += 1
                     continue
                 images.append(f.read())

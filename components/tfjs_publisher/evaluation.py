@@ -80,7 +80,7 @@ def load_source_metrics(evaluation_uri: str, class_names: list[str]) -> dict:
 
     sources: dict = {}
     for slice_key, by_output in tfma.load_eval_result(evaluation_uri).slicing_metrics:
-        keys = {column: _text(value) for column, value in slice_key}
+        keys = _slice_columns(slice_key)
         if SOURCE_KEY not in keys or set(keys) - {SOURCE_KEY, LABEL_NAME_KEY}:
             continue
         figures = values(by_output)

@@ -143,7 +143,7 @@ async function fetchJson<T>(url: string, init?: RequestInit, ms = FILE_TIMEOUT_M
   }
 }
 
-export function checkPointer(pointer: Pointer): Pointer {
+function checkPointer(pointer: Pointer): Pointer {
   const ok = typeof pointer === 'object' && pointer !== null && /^[0-9]+$/.test(String(pointer.version))
     && typeof pointer.model_url === 'string' && typeof pointer.metadata_url === 'string';
   if (!ok) throw new WrongAnswer('latest.json is not a model pointer (a numeric version, model_url and metadata_url)');
