@@ -10,6 +10,7 @@ from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
 from components.pusher.executor import ALREADY_SERVED
+from components.tfjs_publisher.executor import QUANTIZATION_NOTE
 from components.tfjs_publisher.evaluation import (load_confusion_matrix, load_metrics, load_source_metrics,
                                                   per_class_metrics, readable_metrics)
 from models.features import TRAINING_RECORD_FILE
@@ -34,6 +35,7 @@ class RunSummary:
     already_served: bool = False       # pushed_to held this very model already: not pushed again
     published_to: str | None = None   # the tfjs model on the CDN origin
     channel_note: str | None = None   # why latest.json did not move to the published version
+    quantization_note: str | None = None  # why the weights are not browser.quantization
     ingest_report: str | None = None
     evaluation_uri: str | None = None
     confusion: list[list[int]] | None = None  # [actual][predicted] on the eval split
@@ -98,6 +100,7 @@ def collect(metadata_path: str, since_epoch_s: float, class_names: list[str] = (
                                         f"({_custom(artifact, 'model_bytes')} bytes, "
                                         f"{_custom(artifact, 'quantization')} weights)")
                 summary.channel_note = channel_note(artifact)
+                summary.quantization_note = _custom(artifact, QUANTIZATION_NOTE)
     if summary.evaluation_uri:
         try:
             summary.metrics = {k: v for k, v in load_metrics(summary.evaluation_uri).items()
@@ -215,6 +218,8 @@ def format_summary(summary: RunSummary, wall_seconds: float, class_names: list[s
     if summary.already_served:
         lines.append("note: TF Serving's newest version is this very model (nothing changed); not pushed again")
     lines.append(f"browser model (tfjs): {summary.published_to or 'none'}")
+    if summary.quantization_note:
+        lines.append(f"note: {summary.quantization_note}")
     if summary.channel_note:
         lines.append(f"note: {summary.channel_note}")
     return "\n".join(lines)

@@ -22,6 +22,7 @@ from components.tfjs_publisher.metadata import build_metadata
 PUSHED_MODEL = "pushed_model"
 EVALUATION = "evaluation"
 PUBLISHED_MODEL = "published_model"
+QUANTIZATION_NOTE = "quantization_note"
 
 
 class Executor(base_executor.BaseExecutor):
@@ -49,9 +50,6 @@ class Executor(base_executor.BaseExecutor):
             converted = os.path.join(tmp, "tfjs")
             quantization = convert.convert_for_browser(local_model, converted, props["quantization"],
                                                        props.get("converter", ""))
-            if quantization != props["quantization"]:
-                logging.warning("TfjsPublisher: version %s overflows %s weights; published unquantized",
-                                version, props["quantization"])
             metadata = build_metadata(
                 model_name=model_name, version=version, class_names=class_names,
                 image_size=int(props["image_size"]), review_threshold=float(props["review_threshold"]),
@@ -61,6 +59,12 @@ class Executor(base_executor.BaseExecutor):
                 pipeline_name=props.get("pipeline_name", ""),
                 run_id=self._context.pipeline_run_id if self._context else None, saved_model=saved_model)
             pointer = publish.publish_or_resume(converted, base, model_name, version, metadata)
+            published_quantization = publish.published_metadata(base, model_name, version)["quantization"]
+            note = quantization_note(version, props["quantization"], published_quantization,
+                                     fresh=published_quantization == quantization)
+            if note:
+                logging.warning("TfjsPublisher: %s", note)
+                published.set_string_custom_property(QUANTIZATION_NOTE, note)
             _copy_tree(publish.version_dir(base, model_name, version), published.uri)
 
         published.set_int_custom_property("published", 1)
@@ -70,9 +74,19 @@ class Executor(base_executor.BaseExecutor):
         # The browser channel: where latest.json points after this publish (a rollback's pin keeps it).
         published.set_string_custom_property("channel_version", pointer["version"])
         published.set_int_custom_property("channel_pinned", int(bool(pointer.get("pinned"))))
-        published.set_string_custom_property("quantization", quantization)
+        published.set_string_custom_property("quantization", published_quantization)
         published.set_int_custom_property("model_bytes", convert.model_bytes(published.uri))
         logging.info("TfjsPublisher: published %s version %s to %s", model_name, version, base)
+
+
+def quantization_note(version: str, requested: str, published: str, *, fresh: bool) -> str | None:
+    """Why the version's weights are not browser.quantization, or None when they are."""
+    if published == requested:
+        return None
+    if fresh:
+        return f"version {version}'s weights would overflow {requested}; published unquantized"
+    return (f"version {version} was already published with {published} weights and stays so (a published "
+            f"version never changes); browser.quantization={requested} applies from the next new model")
 
 
 def _copy_tree(src: str, dst: str) -> None:

@@ -230,17 +230,16 @@ def publish(tfjs_dir: str, base: str, model_name: str, version: str, metadata: d
 
 
 def publish_or_resume(tfjs_dir: str, base: str, model_name: str, version: str, metadata: dict) -> dict:
-    """publish(), except that a complete earlier publish of this version with the same quantization
-    (a retried pipeline step that stopped before moving the pointer) is only pointed to again."""
-    folder = version_dir(base, model_name, version)
-    if _published_model(folder) is not None:
-        check_version(base, model_name, version)
-        existing = json.loads(_read(os.path.join(folder, METADATA)))
-        if existing.get("quantization") != metadata.get("quantization"):
-            raise PublishError(f"version {version} of {model_name} is already published with quantization "
-                               f"{existing.get('quantization')}; versions are immutable")
+    """publish(), except that a version already published whole is only pointed to again: a retried
+    step that stopped before moving the pointer, or a rerun under another browser.quantization (the
+    version stays as browsers cached it; published_metadata says what it holds)."""
+    if _published_model(version_dir(base, model_name, version)) is not None:
         return advance_latest(base, model_name, version)
     return publish(tfjs_dir, base, model_name, version, metadata)
+
+
+def published_metadata(base: str, model_name: str, version: str) -> dict:
+    return json.loads(_read(os.path.join(version_dir(base, model_name, version), METADATA)))
 
 
 def list_versions(base: str, model_name: str) -> tuple[list[str], str | None]:

@@ -249,3 +249,15 @@ def test_list_names_a_folder_no_publish_made_instead_of_failing(tmp_path, capsys
     assert pub.main(["list", "--base", str(base)]) == 0
     assert capsys.readouterr().out.splitlines() == [
         "1  <- latest", "old copy  (not a version: its name is not one a publish writes)"]
+
+
+def test_a_rerun_under_another_quantization_keeps_the_published_version(tmp_path):
+    # browser.quantization changed, the model did not: the version stays as browsers cached it.
+    base = tmp_path / "origin"
+    pub.publish(fake_tfjs_model(tmp_path / "v1", 1), str(base), "bloodcell", "1", {**META, "quantization": "uint8"})
+    before = {p.name: p.read_bytes() for p in (base / "bloodcell" / "1").iterdir()}
+    pointer = pub.publish_or_resume(fake_tfjs_model(tmp_path / "again", 2), str(base), "bloodcell", "1",
+                                    {**META, "quantization": "float16"})
+    assert pointer["version"] == "1" and latest(base) == "1"
+    assert {p.name: p.read_bytes() for p in (base / "bloodcell" / "1").iterdir()} == before
+    assert pub.published_metadata(str(base), "bloodcell", "1")["quantization"] == "uint8"

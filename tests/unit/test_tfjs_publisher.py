@@ -63,3 +63,15 @@ def test_float16_overflow_names_the_weights_that_hold_an_infinity(tmp_path):
     (tmp_path / "group1-shard1of1.bin").write_bytes(shard[:-2])
     with pytest.raises(convert.ConversionError, match="does not match its shards"):
         convert.float16_overflow(str(tmp_path))
+
+
+@pytest.mark.parametrize("requested, published, fresh, note", [
+    ("float16", "float16", True, None),
+    ("float16", "none", True, "version 3's weights would overflow float16; published unquantized"),
+    ("float16", "uint8", False, "version 3 was already published with uint8 weights and stays so (a published "
+                                "version never changes); browser.quantization=float16 applies from the next "
+                                "new model"),
+    ("uint8", "uint8", False, None),
+])
+def test_a_quantization_other_than_the_one_asked_for_is_explained(requested, published, fresh, note):
+    assert executor.quantization_note("3", requested, published, fresh=fresh) == note
