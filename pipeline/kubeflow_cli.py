@@ -15,7 +15,7 @@ import os
 import sys
 
 from pipeline.config import Config
-from pipeline.kubeflow_runner import compile_pipeline, parse_with_config
+from pipeline.kubeflow_runner import compile_pipeline, curated_schema_folder, parse_with_config
 
 
 def make_client(config: Config):
@@ -73,8 +73,19 @@ def main(argv=None) -> int:
 
     package = compile_pipeline(config)
     if args.command == "compile":
-        print(f"compiled: {package}")
+        print(f"compiled: {package} (its runs read the curated schema under {curated_schema_folder(config)}/, "
+              f"where submit and schedule put it)")
         return 0
+    if args.command in ("submit", "schedule"):
+        from pipeline.pipeline import schema_copy, schema_path
+
+        try:
+            schema_copy(curated_schema_folder(config))
+        except Exception as err:  # no credentials, no bucket, a file in the way: one line
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            print(f"error: the curated schema could not be put at {schema_path(curated_schema_folder(config))}: "
+                  f"{first}", file=sys.stderr)
+            return 1
     try:
         client = make_client(config)
         if args.command == "submit":

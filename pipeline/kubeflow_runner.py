@@ -31,18 +31,25 @@ def trainer_resources(config: Config):
 
 def build_pipeline(config: Config):
     from components.image_example_gen import image_reader
-    from pipeline.pipeline import create_pipeline
+    from pipeline.pipeline import create_pipeline, schema_path
 
     kf = config.kubeflow
     # A remote folder cannot be probed at compile time: the Kaggle TRAIN/TEST layout is assumed there.
     data_root = kf.data_dir if "://" in kf.data_dir else image_reader.resolve_data_root(kf.data_dir)
     pipeline = create_pipeline(config, data_root=data_root, pipeline_root=kf.pipeline_root,
                                serving_base=kf.serving_base, cdn_base=kf.cdn_base,
-                               beam_args=kf.beam_args or config.beam_args(), labs_root=kf.labs_dir)
+                               beam_args=kf.beam_args or config.beam_args(), labs_root=kf.labs_dir,
+                               schema_file=schema_path(curated_schema_folder(config)))
     for component in pipeline.components:
         if component.id == TRAINER_ID:
             component.with_platform_config(trainer_resources(config))
     return pipeline
+
+
+def curated_schema_folder(config: Config) -> str:
+    """Where the cluster's runs read the curated schema: a path of the compiling machine means nothing
+    in the container. kubeflow_cli's submit and schedule put it there (pipeline.schema_copy)."""
+    return f"{config.kubeflow.pipeline_root.rstrip('/')}/curated_schema"
 
 
 def output_path(config: Config) -> str:

@@ -5,6 +5,7 @@ import hashlib
 import os
 import tempfile
 
+import tensorflow as tf
 from tfx import v1 as tfx
 from tfx.dsl.components.base import executor_spec
 
@@ -54,12 +55,24 @@ def example_gen_component(config: Config, data_root: str, labs_root: str):
         labs_root=labs_root, lab_sources=config.lab_sources(), lab_eval_fraction=config.labs.eval_fraction)
 
 
+def schema_path(folder: str) -> str:
+    """Where schema_copy puts the curated schema under `folder`: <sha256 prefix>/schema.pbtxt, a path
+    named by its content. ImportSchemaGen's cache key (TFX's and KFP's) holds the file's path, not what
+    it says: at one path, an edited schema would be taken from the cache and never reach validation or
+    Transform."""
+    digest = hashlib.sha256(SCHEMA_FILE.read_bytes()).hexdigest()[:16]
+    return f"{folder.rstrip('/')}/{digest}/{SCHEMA_FILE.name}"
+
+
 def schema_copy(folder: str) -> str:
-    """The curated schema copied to <folder>/<sha256 prefix>/schema.pbtxt, a path named by its content.
-    ImportSchemaGen's cache key holds the file's path, not what it says: at one path, an edited schema
-    would be taken from the cache and never reach validation or Transform."""
+    """The curated schema copied to schema_path(folder), a local folder or a bucket prefix."""
     data = SCHEMA_FILE.read_bytes()
-    path = os.path.join(folder, hashlib.sha256(data).hexdigest()[:16], SCHEMA_FILE.name)
+    path = schema_path(folder)
+    if "://" in folder:  # an object store writes an object whole
+        if not tf.io.gfile.exists(path):
+            with tf.io.gfile.GFile(path, "wb") as f:
+                f.write(data)
+        return path
     if not os.path.exists(path):
         os.makedirs(os.path.dirname(path), exist_ok=True)
         handle, temporary = tempfile.mkstemp(dir=os.path.dirname(path))  # two runs may write it at once
@@ -70,7 +83,7 @@ def schema_copy(folder: str) -> str:
 
 
 def create_components(config: Config, data_root: str, serving_base: str, cdn_base: str, labs_root: str,
-                      adapt: bool, schema_file: str = str(SCHEMA_FILE)) -> list:
+                      adapt: bool, schema_file: str) -> list:
     """`adapt`: labs are configured, so the Trainer gets the last blessed model to fine-tune. Without
     labs it gets none: a new blessing would otherwise change the Trainer's inputs and void its cache."""
     example_gen = example_gen_component(config, data_root, labs_root)
@@ -138,8 +151,9 @@ def create_components(config: Config, data_root: str, serving_base: str, cdn_bas
 def create_pipeline(config: Config, metadata_connection_config=None, data_root: str | None = None,
                     pipeline_root: str | None = None, serving_base: str | None = None,
                     cdn_base: str | None = None, beam_args: list[str] | None = None,
-                    labs_root: str | None = None, schema_file: str = str(SCHEMA_FILE)) -> tfx.dsl.Pipeline:
-    """The pipeline; the local runner takes the locations from `config`, Kubeflow passes its own."""
+                    labs_root: str | None = None, schema_file: str | None = None) -> tfx.dsl.Pipeline:
+    """The pipeline; the local runner takes the locations from `config`, Kubeflow passes its own.
+    schema_file: the curated schema where the run reads it (schema_copy); by default the checkout's."""
     data_root = data_root or image_reader.resolve_data_root(config.data_path)
     if labs_root is None:  # a local run: adapt when the labs folder holds a lab now
         labs_root = config.labs_path
@@ -151,7 +165,7 @@ def create_pipeline(config: Config, metadata_connection_config=None, data_root: 
         pipeline_root=pipeline_root or config.pipeline_root,
         components=create_components(config, data_root, serving_base or config.serving_base,
                                       cdn_base or config.cdn_base,
-                                      labs_root, adapt, schema_file),
+                                      labs_root, adapt, schema_file or str(SCHEMA_FILE)),
         enable_cache=True,
         metadata_connection_config=metadata_connection_config,
         beam_pipeline_args=beam_args if beam_args is not None else config.beam_args(),

@@ -176,3 +176,37 @@ def test_a_local_lab_source_is_refused_in_one_line(tmp_path, capsys):
     assert code == 2 and "\n" not in err, err
     assert err.startswith("error: labs.sources must be remote (gs://...) on Kubeflow")
     assert not (tmp_path / "s.yaml").exists()
+
+
+def test_the_spec_reads_the_curated_schema_from_the_pipeline_root_by_its_content(compiled, tmp_path, monkeypatch):
+    # A path of the compiling machine means nothing in the cluster's container; and KFP's cache key
+    # holds the path, so an edited schema must come under a new one.
+    from pipeline import pipeline as pipeline_lib
+    from pipeline.config import REPO_ROOT
+
+    config, _, doc = compiled
+    params = doc["root"]["dag"]["tasks"]["ImportSchemaGen"]["inputs"]["parameters"]
+    schema_file = params["schema_file"]["runtimeValue"]["constantValue"]["stringValue"]
+    assert str(REPO_ROOT) not in json.dumps(doc)
+    assert schema_file == pipeline_lib.schema_path(f"{config.kubeflow.pipeline_root}/curated_schema")
+    assert schema_file.startswith("gs://YOUR-BUCKET/bloodcell/pipeline_root/curated_schema/")
+
+    # submit puts it there before the run starts.
+    root = tmp_path / "root"
+    monkeypatch.setattr(kubeflow_cli, "make_client", lambda config: FakeKfpClient())
+    assert kubeflow_cli.main(["submit", "--set", f"kubeflow.pipeline_root={root}",
+                              "--set", f"kubeflow.output_file={tmp_path / 's.yaml'}"]) == 0
+    with open(tmp_path / "s.yaml") as f:
+        named = yaml.safe_load(f)["root"]["dag"]["tasks"]["ImportSchemaGen"]["inputs"]["parameters"]
+    with open(named["schema_file"]["runtimeValue"]["constantValue"]["stringValue"], "rb") as f:
+        assert f.read() == pipeline_lib.SCHEMA_FILE.read_bytes()
+
+
+def test_a_schema_that_cannot_be_put_in_place_is_one_line(tmp_path, capsys, monkeypatch):
+    blocked = tmp_path / "file"
+    blocked.write_text("not a folder")
+    monkeypatch.setattr(kubeflow_cli, "make_client", lambda config: FakeKfpClient())
+    assert kubeflow_cli.main(["submit", "--set", f"kubeflow.pipeline_root={blocked}",
+                              "--set", f"kubeflow.output_file={tmp_path / 's.yaml'}"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: the curated schema could not be put at {blocked}/curated_schema/") and "\n" not in err
