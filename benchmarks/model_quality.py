@@ -149,9 +149,16 @@ def trained_examples(ingest_report: dict, config) -> int:
 
 
 def run_pipeline(data_dir: str, work: str, extra: list[str]) -> dict:
-    """One pipeline run; returns the pushed model, the Trainer's time and epochs, the tfjs bytes."""
+    """One pipeline run; returns the pushed model, the Trainer's time and epochs, the tfjs bytes.
+
+    The run reads no lab: with a lab's cells (the user's labs/ folder or labs.sources) the default model
+    would train on them, later seeds would warm-start from the first one's model, and the zero-shot
+    other-lab figures could count trained cells. So labs.dir is a folder that holds nothing and
+    labs.sources is emptied, as benchmarks/lab_adaptation.py does for its own lab."""
     args = ["--data-dir", data_dir, "--output-dir", work, "--set", "evaluation.min_accuracy=0",
-            "--set", "evaluation.max_accuracy_drop=1", *extra]
+            "--set", "evaluation.max_accuracy_drop=1",
+            "--set", f"labs.dir={os.path.join(os.path.abspath(work), 'no-labs-dir')}", "--set", "labs.sources={}",
+            *extra]
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         code = local_runner.main(args)

@@ -5,9 +5,11 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 
 from benchmarks import model_quality as mq
 from benchmarks.quality import derived, metrics
+from pipeline import config as config_module
 
 NAMES = ["EOSINOPHIL", "LYMPHOCYTE", "MONOCYTE", "NEUTROPHIL"]
 CONFIG = SimpleNamespace(class_names=NAMES, browser=SimpleNamespace(review_threshold=0.8))
@@ -150,3 +152,20 @@ def test_seed_results_from_separate_runs_join_into_one_report(monkeypatch, tmp_p
     monkeypatch.setattr(mq.sys, "argv", argv + [str(files[0]), str(tmp_path / "missing.json")])
     assert mq.main() == 2   # one line, and the report already there stays as it was
     assert mq.json.loads((out / "model_quality.json").read_text())["seeds"] == [1, 2]
+
+
+def test_a_harness_run_reads_no_lab_of_the_user(monkeypatch, tmp_path):
+    # A user's labs/ folder (docs/labs.md step 3) or labs.sources must not reach the default model's
+    # runs: it would train on lab cells and warm-start later seeds from the first one's model.
+    user_labs = tmp_path / "labs"
+    (user_labs / "mylab" / "LYMPHOCYTE").mkdir(parents=True)
+    user_config = [f"labs.dir={user_labs}", f"labs.sources={{other: {tmp_path}}}"]
+    monkeypatch.setattr(mq, "load_config", lambda path=None, overrides=None: config_module.load_config(
+        path, [*user_config, *(overrides or [])]))
+    captured = []
+    monkeypatch.setattr(mq.local_runner, "main", lambda args: captured.append(args) or 1)  # a failed run
+    with pytest.raises(SystemExit):
+        mq.run_pipeline(str(tmp_path / "data"), str(tmp_path / "work"), ["--set", "training.seed=2"])
+    config = mq.run_config(captured[0])
+    assert config.lab_sources() == {}
+    assert Path(config.labs_path).is_relative_to(tmp_path / "work") and not Path(config.labs_path).exists()
