@@ -254,3 +254,14 @@ def test_adaptation_remeasure_measures_each_stored_model_on_its_base_held_out_ce
     assert [p for p, _ in seen] == [str(m) for m in models]
     assert seen[0][1] == seen[1][1] == sorted(set(cells.files) - drawn)
     assert [row["lab"]["accuracy"] for row in report["rows"]] == [0.5, 0.5]
+
+
+def test_every_image_a_lab_ingest_reads_is_a_cell_here_webp_too(tmp_path):
+    from components.image_example_gen import lab_sources
+
+    assert set(lab_sources.IMAGE_EXTENSIONS) <= other_labs.IMAGE_SUFFIXES
+    (tmp_path / "lab" / "MONOCYTE").mkdir(parents=True)
+    Image.new("RGB", (12, 12), (90, 40, 160)).save(tmp_path / "lab" / "MONOCYTE" / "m.webp")
+    cells = other_labs.load("lab", tmp_path / "lab", NAMES)
+    assert [p.name for p in cells.files] == ["m.webp"]
+    assert other_labs.discover(tmp_path) == {"lab": tmp_path / "lab"}
