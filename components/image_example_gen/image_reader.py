@@ -224,8 +224,10 @@ def summarize(candidates: Iterable[Candidate], rejected: list[Rejected], max_bad
     candidates = list(candidates)
     bad_paths = {r.rel_path for r in rejected}
     inputs = len({c.rel_path for c in candidates} | bad_paths)
-    per_split = {split: {"examples": sum(1 for c in candidates if c.split == split and c.rel_path not in bad_paths)}
-                 for split in SPLITS}
+    per_split = {}
+    for split in SPLITS:
+        labels = [c.label_name for c in candidates if c.split == split and c.rel_path not in bad_paths]
+        per_split[split] = {"examples": len(labels), "per_class": {n: labels.count(n) for n in sorted(set(labels))}}
     reasons: dict[str, int] = {}
     for r in rejected:
         key = r.reason.split(" (")[0].split(":")[0]

@@ -94,6 +94,18 @@ def test_split_left_empty_by_bad_inputs_stops(tmp_path):
         run_executor(root, tmp_path / "gen" / "examples" / "7", max_bad_fraction=1.0)
 
 
+def test_a_class_without_training_images_stops_before_training(tmp_path):
+    # The Trainer would learn an output it never saw, and the review score would give that class the
+    # mean of all features as its centre, so images unlike every class would read as typical.
+    import shutil
+
+    root = make_dataset(tmp_path / "data", {"TRAIN": 6, "TEST": 2})
+    shutil.rmtree(root / "TRAIN" / "MONOCYTE")
+    with pytest.raises(image_reader.IngestError, match=r"^no training images of MONOCYTE \(every class needs "
+                                                       r"some\); see "):
+        run_executor(root, tmp_path / "gen" / "examples" / "7", max_bad_fraction=1.0)
+
+
 def test_a_labs_refused_files_are_listed_and_never_stop_the_run(tmp_path, real_jpeg):
     # The bad-share limit guards the base dataset (a broken mount, a wrong folder). A lab's export with
     # a few formats the pipeline does not read must not throw the lab's and the base's good cells away.

@@ -162,7 +162,8 @@ def test_summary_counts_each_rejected_input_once():
     report = reader.summarize(cands, rejected, 0.1)
     assert (report["inputs"], report["examples"], report["rejected"]) == (10, 8, 2)
     assert report["rejected_fraction"] == 0.2
-    assert report["splits"] == {"train": {"examples": 7}, "val": {"examples": 0}, "eval": {"examples": 1}}
+    assert report["splits"] == {"train": {"examples": 7, "per_class": {"A": 7}}, "val": {"examples": 0, "per_class": {}},
+                                "eval": {"examples": 1, "per_class": {"A": 1}}}
     assert report["rejected_by_reason"] == {"empty file": 1, "unknown class folder 'X'": 1}
 
 
