@@ -28,6 +28,18 @@ def distribution_strategy() -> tf.distribute.Strategy:
     return tf.distribute.get_strategy()
 
 
+def in_float32(model: keras.Model, params: TrainerParams) -> keras.Model:
+    """The model computing in float32, as it is served. A GPU run trains in mixed precision: exported
+    as is, its float16 layers would run slowly on TF Serving's CPUs, and the review score would be
+    fitted on float16 features that the browser computes in float32."""
+    if keras.mixed_precision.global_policy().name == "float32":
+        return model
+    keras.mixed_precision.set_global_policy("float32")
+    copy = architectures.build_model(params.model, params.image_size, params.num_classes)
+    copy.set_weights(model.get_weights())  # mixed precision keeps its variables in float32
+    return copy
+
+
 def cosine_learning_rate(base: float, epochs: int):
     """Per-epoch cosine decay from `base` towards 0 over the run."""
     return lambda epoch: base * 0.5 * (1.0 + math.cos(math.pi * epoch / epochs))
@@ -57,11 +69,10 @@ def train(params: TrainerParams, train_ds: tf.data.Dataset, val_ds: tf.data.Data
                                                        restore_best_weights=True)
         callbacks.append(early_stopping)
     model.fit(train_ds, validation_data=val_ds, epochs=params.epochs, callbacks=callbacks, verbose=2)
-    if early_stopping and early_stopping.stopped_epoch == 0 and early_stopping.best_weights is not None:
-        # Keras restores the best weights only when it stops early; the last epoch need not be the best.
-        model.set_weights(early_stopping.best_weights)
-        logging.info("restored the weights of the epoch with the best val_loss (%.4f)", early_stopping.best)
-    return model
+    if early_stopping and early_stopping.best_weights is not None:
+        # tf_keras restores them at the end of training whether or not it stopped early.
+        logging.info("kept the weights of the epoch with the best val_loss (%.4f)", early_stopping.best)
+    return in_float32(model, params)
 
 
 def adapt(params: TrainerParams, base_model: str, train_ds: tf.data.Dataset, val_ds: tf.data.Dataset,
@@ -84,7 +95,7 @@ def adapt(params: TrainerParams, base_model: str, train_ds: tf.data.Dataset, val
     logging.info("adapting the blessed model %s for %d batches", base_model, params.adapt_steps)
     model.fit(train_ds, validation_data=val_ds, steps_per_epoch=params.adapt_steps, epochs=1, verbose=2,
               callbacks=[keras.callbacks.TensorBoard(log_dir=log_dir, update_freq="epoch")])
-    return model
+    return in_float32(model, params)
 
 
 def model_identity(params: TrainerParams) -> dict:

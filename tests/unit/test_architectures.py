@@ -63,3 +63,29 @@ def test_default_model_halves_the_resolution_in_its_first_convolution():
     model = architectures.build_model("default", 80, 4)
     first_conv = next(layer for layer in model.layers if isinstance(layer, architectures.keras.layers.Conv2D))
     assert first_conv.output.shape[1:3] == (40, 40)
+
+
+def test_a_model_trained_in_mixed_precision_comes_back_in_float32(monkeypatch, restore_policy, tmp_path):
+    # A GPU Trainer trains in mixed precision; what it returns is exported and scored for review, and
+    # float16 layers there would run slowly on TF Serving's CPUs and give a review score fitted on
+    # float16 features that the browser computes in float32.
+    import tensorflow as tf
+
+    from models.trainer import run_fn
+    from models.trainer.params import TrainerParams
+
+    def gpu_like_strategy():
+        architectures.keras.mixed_precision.set_global_policy("mixed_float16")
+        return tf.distribute.get_strategy()
+
+    monkeypatch.setattr(run_fn, "distribution_strategy", gpu_like_strategy)
+    params = TrainerParams(class_names=("A", "B", "C", "D"), image_size=32, stain_normalisation=False,
+                           model="default", epochs=1, batch_size=4, learning_rate=1e-3, early_stopping_patience=0,
+                           average_symmetries=False, seed=1, serving_model_name="m", warmup_images=())
+    rng = np.random.default_rng(0)
+    images = rng.random((8, 32, 32, 3), dtype=np.float32)
+    ds = tf.data.Dataset.from_tensor_slices((images, np.arange(8) % 4)).batch(4)
+    model = run_fn.train(params, ds, ds, str(tmp_path))
+    assert {layer.compute_dtype for layer in model.layers if layer.weights} == {"float32"}
+    assert architectures.keras.mixed_precision.global_policy().name == "float32"
+    assert model.predict(images, verbose=0).shape == (8, 4)
