@@ -9,7 +9,8 @@ run, `--seeds N --work DIR` gives one per seed); the same seed is used to draw t
 each size the base run's metadata store is copied into a fresh output folder, the drawn cells become the
 lab's source (class folders), and one pipeline run adapts the model (gate opened, so every model is
 measured). The drawn cells are nested (the 25 are among the 50) and stratified as far as the class counts
-allow (at most half of a class); every size is measured on the same cells, those never drawn. Kaggle TEST
+allow (at most half of a class); every size is measured on the same cells, those never drawn (nor an
+image with the same bytes as a drawn one: that is a reviewed cell). Kaggle TEST
 is measured too, and the run's wall time. Writes <out>/lab_adaptation.{json,md}.
 """
 from __future__ import annotations
@@ -105,9 +106,16 @@ def measure(pushed: str, held_out: other_labs.LabCells, images: Path, class_name
 
 
 def held_out_cells(cells: other_labs.LabCells, drawn: list[int]) -> other_labs.LabCells:
-    """The cells a base's largest draw leaves: what every size of that base is measured on."""
-    taken = set(drawn)
-    rest = [i for i in range(len(cells.files)) if i not in taken]
+    """The cells a base's largest draw leaves: what every size of that base is measured on. A file with
+    the same bytes as a drawn one is that reviewed cell, so it is left out too, and a cell in two files
+    is measured once. The draw itself goes by file, so a seed and size draw what they always drew."""
+    reviewed = {other_labs.sha256_of(cells.files[i]) for i in drawn}
+    taken, rest = set(drawn), []
+    for i in range(len(cells.files)):
+        digest = other_labs.sha256_of(cells.files[i])
+        if i not in taken and digest not in reviewed:
+            reviewed.add(digest)  # its later copies are left out
+            rest.append(i)
     return other_labs.LabCells(cells.name, cells.folder, [cells.files[i] for i in rest], cells.labels[rest], [])
 
 
@@ -118,24 +126,40 @@ def remeasure(report: dict, data_dir: str) -> None:
 
     names, threshold = report["class_names"], report["review_threshold"]
     images = Path(image_reader.resolve_data_root(data_dir))
-    cells = other_labs.load(report["lab"], Path(report["lab_dir"]), names)
+    cells = other_labs.load(report["lab"], Path(report["lab_dir"]), names, keep_copies=True)
     drawn = max(row["reviewed"] for row in report["rows"])
+    # Older reports hold the count of files never drawn, newer ones the lab's file count.
+    stored, now = ((report["lab_cells"], len(cells.files)) if "lab_cells" in report else
+                   (report.get("held_out_cells"), len(cells.files) - drawn))
+    if stored is not None and stored != now:
+        raise SystemExit(f"error: {report['lab_dir']} no longer holds the cells the report was measured on")
     for row in report["rows"]:
         if not os.path.isdir(row["pushed"]):
             raise SystemExit(f"error: --remeasure needs the stored pushed model {row['pushed']}")
         held_out = held_out_cells(cells, draw(cells, drawn, row["base"], names))
-        if "held_out_cells" in report and len(held_out.files) != report["held_out_cells"]:
-            raise SystemExit(f"error: {report['lab_dir']} no longer holds the cells the report was measured on")
-        row.update(measure(row["pushed"], held_out, images, names, threshold))
+        row.update(measure(row["pushed"], held_out, images, names, threshold), held_out_cells=len(held_out.files))
         print(f"seed {row['base']}, {row['reviewed']} cells: {report['lab']} {row['lab']['accuracy']:.4f} "
               "(measured again)", file=sys.stderr)
+    report["lab_cells"] = len(cells.files)
+
+
+def held_out_text(report: dict) -> str:
+    """How many cells each base was measured on: rows record it since images that equal a drawn one are
+    left out (a count per base); older reports hold one count of files never drawn."""
+    counts = {row["base"]: row["held_out_cells"] for row in report["rows"] if "held_out_cells" in row}
+    if not counts:
+        return f"{report['held_out_cells']} cells never drawn"
+    if len(set(counts.values())) == 1:
+        return f"{next(iter(counts.values()))} cells never drawn (nor a copy of a drawn image)"
+    return ("cells never drawn (nor a copy of a drawn image): "
+            + ", ".join(f"{n} for base {base}" for base, n in sorted(counts.items())))
 
 
 def markdown(report: dict) -> str:
     names = report["class_names"]
     lines = [f"# Adapting to a lab's reviewed cells ({report['date']}, commit {report['commit'][:10]})", "",
-             f"Lab: {report['lab']} ({report['lab_dir']}); measured on the {report['held_out_cells']} cells never "
-             f"drawn. Drawn cells: at most half of each class, nested. Review flag: top probability < "
+             f"Lab: {report['lab']} ({report['lab_dir']}); measured on the {held_out_text(report)}. Drawn cells: "
+             f"at most half of each class, nested. Review flag: top probability < "
              f"{report['review_threshold']} or unlike the training images. Pipeline: labs.eval_fraction "
              f"{report['eval_fraction']} of the drawn cells held out for the gate, labs.adapt_steps "
              f"{report['adapt_steps']}."
@@ -211,14 +235,14 @@ def main(argv: list[str] | None = None) -> int:
     names, threshold = list(config.class_names), config.browser.review_threshold
     images = Path(image_reader.resolve_data_root(args.data_dir))
     lab, lab_dir = args.lab
-    cells = other_labs.load(lab, lab_dir, names)
+    cells = other_labs.load(lab, lab_dir, names, keep_copies=True)  # drawn by file, as the stored draws were
     rows = []
     for seed_text, base_dir in args.base:
         seed = int(seed_text)
         order = draw(cells, max(args.sizes), seed, names)
         held_out = held_out_cells(cells, order)
         base_model = latest_pushed(base_dir / config.pipeline_name / "serving" / config.serving.model_name)
-        rows.append({"base": seed, "reviewed": 0, "pushed": base_model,
+        rows.append({"base": seed, "reviewed": 0, "pushed": base_model, "held_out_cells": len(held_out.files),
                      **measure(base_model, held_out, images, names, threshold)})
         print(f"seed {seed}, 0 cells: {lab} {rows[-1]['lab']['accuracy']:.4f}", file=sys.stderr)
         for n in sorted(args.sizes):
@@ -226,13 +250,14 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(work, ignore_errors=True)
             write_lab(cells, order[:n], work / "lab" / lab, names)
             run = adapt_run(base_dir, work / "out", lab, work / "lab" / lab, args.data_dir, seed)
-            rows.append({"base": seed, "reviewed": n, **run, **measure(run["pushed"], held_out, images, names, threshold)})
+            rows.append({"base": seed, "reviewed": n, **run, "held_out_cells": len(held_out.files),
+                         **measure(run["pushed"], held_out, images, names, threshold)})
             print(f"seed {seed}, {n} cells: {lab} {rows[-1]['lab']['accuracy']:.4f}, "
                   f"TEST {rows[-1]['test']['accuracy']:.4f}, run {run['run_s']:.0f} s", file=sys.stderr)
             args.out.mkdir(parents=True, exist_ok=True)
             (args.out / "lab_adaptation.partial.json").write_text(json.dumps(rows, indent=1))
     report = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "commit": model_quality.current_commit(),
-              "lab": lab, "lab_dir": str(lab_dir), "held_out_cells": len(held_out.files), "class_names": names,
+              "lab": lab, "lab_dir": str(lab_dir), "lab_cells": len(cells.files), "class_names": names,
               "review_threshold": threshold, "eval_fraction": config.labs.eval_fraction,
               "adapt_steps": config.labs.adapt_steps, "max_accuracy_drop": config.evaluation.max_accuracy_drop,
               "rows": rows}

@@ -7,7 +7,8 @@ since a cell the model was never taught should be flagged, not confidently named
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
+import hashlib
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -31,6 +32,8 @@ class LabCells:
     files: list[Path]          # cells of the model's classes
     labels: np.ndarray         # their class indices
     outside: list[Path]        # cells of other classes (folder name = their class)
+    # (left out, kept): a file with the same bytes as one before it is one cell, counted once
+    copies: list[tuple[Path, Path]] = field(default_factory=list)
 
 
 def parse_other_lab(text: str) -> tuple[str, Path]:
@@ -55,20 +58,38 @@ def discover(root: Path) -> dict[str, Path]:
             if d.is_dir() and any(c.is_dir() and _images(c) for c in d.iterdir())}
 
 
-def load(name: str, folder: Path, class_names: list[str]) -> LabCells:
-    """The images under folder/<CLASS>/ (class folder names compared case-insensitively)."""
-    files, labels, outside = [], [], []
+def sha256_of(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def load(name: str, folder: Path, class_names: list[str], keep_copies: bool = False) -> LabCells:
+    """The images under folder/<CLASS>/ (class folder names compared case-insensitively). An image whose
+    bytes equal an earlier one's (in file order) is the same cell: left out and listed in `copies`, or
+    kept with keep_copies (benchmarks/lab_adaptation.py draws over every file, as its stored draws did).
+    The same image under two classes is a ValueError."""
+    files, labels, outside, copies = [], [], [], []
     upper = [c.upper() for c in class_names]
+    first: dict[str, tuple[Path, str]] = {}  # sha256 -> the first file with it, and its class folder
     for class_dir in sorted(d for d in folder.iterdir() if d.is_dir()):
-        images = _images(class_dir)
-        if class_dir.name.upper() in upper:
-            files += images
-            labels += [upper.index(class_dir.name.upper())] * len(images)
-        else:
-            outside += images
+        label = upper.index(class_dir.name.upper()) if class_dir.name.upper() in upper else None
+        for image in _images(class_dir):
+            digest = sha256_of(image)
+            kept, kept_class = first.setdefault(digest, (image, class_dir.name.upper()))
+            if kept != image:
+                if kept_class != class_dir.name.upper():
+                    raise ValueError(f"{name}: {image.relative_to(folder)} and {kept.relative_to(folder)} are the "
+                                     "same image under two classes: keep it under one")
+                if not keep_copies:
+                    copies.append((image, kept))
+                    continue
+            if label is None:
+                outside.append(image)
+            else:
+                files.append(image)
+                labels.append(label)
     if not files:
         raise ValueError(f"{name}: no images under {folder}/<{'|'.join(class_names)}>/")
-    return LabCells(name, folder, files, np.array(labels), outside)
+    return LabCells(name, folder, files, np.array(labels), outside, copies)
 
 
 def measure(predict: Predict, cells: LabCells, class_names: list[str], threshold: float) -> dict:
@@ -77,6 +98,7 @@ def measure(predict: Predict, cells: LabCells, class_names: list[str], threshold
     probabilities, atypicality = predict(cells.files)
     summary = metrics.summarize(probabilities, cells.labels, class_names, threshold, atypicality)
     summary["class_counts"] = {n: int((cells.labels == i).sum()) for i, n in enumerate(class_names)}
+    summary["copies"] = [[str(c.relative_to(cells.folder)), str(k.relative_to(cells.folder))] for c, k in cells.copies]
     summary["outside"] = []
     if cells.outside:
         probs, atyp = predict(cells.outside)
@@ -116,6 +138,10 @@ def table(rows: list[tuple[str, str, str, dict]], class_names: list[str]) -> lis
         few = [n for n, c in counts.items() if c < FEW_CELLS]
         lines += ["", "Cells per class: " + ", ".join(f"{n} {c}" for n, c in counts.items())
                   + (f" (under {FEW_CELLS} cells: {', '.join(few)}'s recall means little)" if few else "") + "."]
+    copies = rows[0][3].get("copies") if rows else None
+    if copies:
+        lines += ["", "Counted once (the same bytes as an earlier file, so the same cell): "
+                  + "; ".join(f"{copy} (= {kept})" for copy, kept in copies) + "."]
     lines += ["", "Confusion (rows: the lab's label; columns: the model's answer, " + " ".join(short) + "):", ""]
     for source, model, seed, r in rows:
         matrix = "; ".join(f"{s} {' '.join(str(v) for v in row)}" for s, row in zip(short, r["confusion_matrix"]))
@@ -135,7 +161,7 @@ def mean_row(results: list[dict], class_names: list[str]) -> dict:
         return float(np.mean(values)) if values else None
 
     return {
-        "n": results[0]["n"], "class_counts": results[0].get("class_counts"),
+        "n": results[0]["n"], "class_counts": results[0].get("class_counts"), "copies": results[0].get("copies"),
         "accuracy": mean(r["accuracy"] for r in results), "ece": mean(r["ece"] for r in results),
         "per_class": {n: {"recall": mean(r["per_class"][n]["recall"] for r in results)} for n in class_names},
         "review_flag_rate": mean(r["review_flag_rate"] for r in results),

@@ -3,6 +3,8 @@ without a trained model."""
 from __future__ import annotations
 
 import argparse
+import itertools
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,11 +17,16 @@ from benchmarks.quality import metrics, other_labs
 NAMES = ["EOSINOPHIL", "LYMPHOCYTE", "MONOCYTE", "NEUTROPHIL"]
 
 
+_IMAGES = itertools.count()
+
+
 def _lab(root, counts: dict[str, int]):
+    """Class folders of distinct images (the same image twice is one cell, counted once)."""
     for cls, n in counts.items():
         (root / cls).mkdir(parents=True)
         for i in range(n):
-            Image.new("RGB", (12, 12), (i * 9 % 255, 100, 50)).save(root / cls / f"{cls.lower()}_{i}.bmp")
+            k = next(_IMAGES)
+            Image.new("RGB", (12, 12), (k % 256, k // 256 % 256, 50)).save(root / cls / f"{cls.lower()}_{i}.bmp")
     return root
 
 
@@ -265,3 +272,94 @@ def test_every_image_a_lab_ingest_reads_is_a_cell_here_webp_too(tmp_path):
     cells = other_labs.load("lab", tmp_path / "lab", NAMES)
     assert [p.name for p in cells.files] == ["m.webp"]
     assert other_labs.discover(tmp_path) == {"lab": tmp_path / "lab"}
+
+
+def test_an_image_in_two_files_is_one_cell_counted_once(tmp_path):
+    lab = _lab(tmp_path / "lab", {"LYMPHOCYTE": 3, "NEUTROPHIL": 2})
+    (lab / "LYMPHOCYTE" / "lymphocyte_2.bmp").write_bytes((lab / "LYMPHOCYTE" / "lymphocyte_0.bmp").read_bytes())
+    cells = other_labs.load("lab", lab, NAMES)
+    assert len(cells.files) == 4 and cells.labels.tolist() == [1, 1, 3, 3]
+    assert cells.copies == [(lab / "LYMPHOCYTE" / "lymphocyte_2.bmp", lab / "LYMPHOCYTE" / "lymphocyte_0.bmp")]
+    assert len(other_labs.load("lab", lab, NAMES, keep_copies=True).files) == 5
+
+    result = other_labs.measure(_predict_by_name({"LYMPHOCYTE": [0, 1, 0, 0], "NEUTROPHIL": [0, 0, 0, 1]}),
+                                cells, NAMES, 0.8)
+    assert result["n"] == 4 and result["class_counts"]["LYMPHOCYTE"] == 2
+    text = "\n".join(other_labs.table([("lab", "m", "1", result)], NAMES))
+    assert "Counted once (the same bytes as an earlier file, so the same cell): LYMPHOCYTE/lymphocyte_2.bmp " \
+           "(= LYMPHOCYTE/lymphocyte_0.bmp)." in text
+
+
+def test_the_same_image_under_two_classes_is_one_error(tmp_path):
+    lab = _lab(tmp_path / "lab", {"LYMPHOCYTE": 1, "NEUTROPHIL": 1})
+    (lab / "NEUTROPHIL" / "neutrophil_0.bmp").write_bytes((lab / "LYMPHOCYTE" / "lymphocyte_0.bmp").read_bytes())
+    with pytest.raises(ValueError, match="same image under two classes"):
+        other_labs.load("lab", lab, NAMES)
+
+
+def test_adaptation_measures_no_copy_of_a_drawn_image_and_draws_what_it_drew(tmp_path):
+    from benchmarks import lab_adaptation
+
+    lab = _lab(tmp_path / "lab", {"EOSINOPHIL": 4, "LYMPHOCYTE": 10, "MONOCYTE": 10, "NEUTROPHIL": 30})
+    cells = other_labs.load("lab", lab, NAMES, keep_copies=True)
+    order = lab_adaptation.draw(cells, 20, seed=1, class_names=NAMES)
+    drawn = cells.files[order[0]]
+    twin = next(f for i, f in enumerate(cells.files) if i not in order and f.parent == drawn.parent)
+    twin.write_bytes(drawn.read_bytes())  # the same image under another name, never drawn
+    again = other_labs.load("lab", lab, NAMES, keep_copies=True)
+    assert again.files == cells.files and lab_adaptation.draw(again, 20, seed=1, class_names=NAMES) == order
+    held_out = lab_adaptation.held_out_cells(again, order)
+    assert twin not in held_out.files and len(held_out.files) == len(cells.files) - 20 - 1
+
+
+TECOM = Path(__file__).resolve().parents[3] / "shared" / "data" / "other-labs" / "tecom"
+
+
+@pytest.mark.skipif(not TECOM.is_dir(), reason="no Tecom cells beside the checkout")
+def test_the_stored_adaptation_reports_draws_are_what_they_were():
+    # benchmarks/results/lab_adaptation.json was measured on these draws (seeds 1-3, 100 cells): the
+    # order of the drawn files must stay, whatever is left out of the held-out cells.
+    import hashlib
+
+    from benchmarks import lab_adaptation
+
+    cells = other_labs.load("tecom", TECOM, NAMES, keep_copies=True)
+    assert len(cells.files) == 299
+    golden = {1: "9aeaf1d86ae15f5d973863e0685faf4ef940f839964a12eedd2a42757a5b325a",
+              2: "6b12180022817e900f159682b98de622c305f1d6ba9895be0f09b5f0fc71f091",
+              3: "28ab227924428b70a67715e41c51f0a364bf5ef6c772f65c59494e32b7d56568"}
+    held_out = {}
+    for seed, digest in golden.items():
+        order = lab_adaptation.draw(cells, 100, seed, NAMES)
+        text = "\n".join(str(cells.files[i].relative_to(TECOM)) for i in order)
+        assert hashlib.sha256(text.encode()).hexdigest() == digest, seed
+        held_out[seed] = len(lab_adaptation.held_out_cells(cells, order).files)
+    # LYMPHOCYTE/tecom_112.bmp and tecom_139.bmp are one image: one of them drawn for bases 1 and 2.
+    assert held_out == {1: 198, 2: 198, 3: 199}
+
+
+def test_adaptation_remeasure_of_an_older_report_checks_its_file_count_and_records_the_cells(tmp_path, monkeypatch):
+    from benchmarks import lab_adaptation
+
+    lab = _lab(tmp_path / "lab", {"EOSINOPHIL": 4, "LYMPHOCYTE": 10, "MONOCYTE": 10, "NEUTROPHIL": 30})
+    cells = other_labs.load("lab", lab, NAMES, keep_copies=True)
+    order = lab_adaptation.draw(cells, 20, 2, NAMES)
+    twin = next(f for i, f in enumerate(cells.files) if i not in order and f.parent == cells.files[order[0]].parent)
+    twin.write_bytes(cells.files[order[0]].read_bytes())
+    (tmp_path / "m").mkdir()
+    monkeypatch.setattr(lab_adaptation, "measure", lambda *a: {"lab": {"accuracy": 0.5}})
+    monkeypatch.setattr("components.image_example_gen.image_reader.resolve_data_root", lambda d: d)
+
+    def report(held_out_cells):  # as an older report stored it: the files never drawn
+        return {"lab": "lab", "lab_dir": str(lab), "class_names": NAMES, "review_threshold": 0.8,
+                "held_out_cells": held_out_cells, "rows": [{"base": 2, "reviewed": 20, "pushed": str(tmp_path / "m")}]}
+
+    with pytest.raises(SystemExit, match="no longer holds the cells"):
+        lab_adaptation.remeasure(report(33), str(tmp_path))
+    stored = report(34)
+    lab_adaptation.remeasure(stored, str(tmp_path))
+    assert stored["rows"][0]["held_out_cells"] == 33 and stored["lab_cells"] == 54
+    assert lab_adaptation.held_out_text(stored) == "33 cells never drawn (nor a copy of a drawn image)"
+    stored["rows"].append({**stored["rows"][0], "base": 3, "held_out_cells": 34})
+    assert lab_adaptation.held_out_text(stored) == \
+        "cells never drawn (nor a copy of a drawn image): 33 for base 2, 34 for base 3"
