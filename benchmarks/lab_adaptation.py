@@ -174,7 +174,7 @@ def markdown(report: dict) -> str:
         drop = base_test.get(row["base"], test["accuracy"]) - test["accuracy"]
         gate = "-" if row["reviewed"] == 0 else (
             "passes" if drop <= report["max_accuracy_drop"] else f"refused ({-drop:+.4f})")
-        recalls = " | ".join(f"{lab['per_class'][n]['recall']:.3f}" for n in names)
+        recalls = " | ".join(other_labs.share(lab["per_class"][n]["recall"]) for n in names)  # None: no cell
         errors = "-" if lab["errors_flagged"] is None else f"{lab['errors_flagged']:.3f}"
         non_cells = f"{lab['not_a_cell']['review_flag_rate']:.3f}" if "not_a_cell" in lab else "-"
         lines.append(f"| {row['base']} | {row['reviewed']} | {lab['accuracy']:.4f} | {recalls} | "
@@ -187,12 +187,22 @@ def markdown(report: dict) -> str:
                   + " | lowest recall | flagged | Kaggle TEST |", "|---|---|" + "---|" * len(names) + "---|---|---|"]
         for size in sorted({row["reviewed"] for row in report["rows"]}):
             rows = [row for row in report["rows"] if row["reviewed"] == size]
-            recalls = [float(np.mean([row["lab"]["per_class"][n]["recall"] for row in rows])) for n in names]
+            # A base without held-out cells of a class has no recall for it: the mean is over the others,
+            # and says over how many when that is fewer than all.
+            values = [[row["lab"]["per_class"][n]["recall"] for row in rows if row["lab"]["per_class"][n]["recall"]
+                       is not None] for n in names]
+            recalls = [float(np.mean(v)) if v else None for v in values]
+            known = [r for r in recalls if r is not None]
             lines.append(f"| {size} ({len(rows)} bases) | {np.mean([r['lab']['accuracy'] for r in rows]):.4f} | "
-                         + " | ".join(f"{r:.3f}" for r in recalls) + f" | {min(recalls):.3f} | "
+                         + " | ".join(other_labs.share(r) + (f" ({len(v)} of {len(rows)})" if r is not None and
+                                                              len(v) < len(rows) else "")
+                                      for r, v in zip(recalls, values))
+                         + f" | {other_labs.share(min(known) if known else None)} | "
                          f"{np.mean([r['lab']['review_flag_rate'] for r in rows]):.3f} | "
                          f"{np.mean([r['test']['accuracy'] for r in rows]):.4f} |")
-    lines += ["", "Lab non-cells: the held-out cells' images shuffled in 16x16 blocks (the lab's colours, no cell;"
+    lines += ["", "Recall \"-\": no held-out cell of that class; a mean over fewer bases than the row's says "
+              "how many (\"2 of 3\").",
+              "", "Lab non-cells: the held-out cells' images shuffled in 16x16 blocks (the lab's colours, no cell;"
               " benchmarks/quality/derived.py).",
               "", f"Default gate on TEST: the adapted model may trail the base by at most {report['max_accuracy_drop']} "
               "(evaluation.max_accuracy_drop); these runs opened the gate to measure every model. Run s: the whole "

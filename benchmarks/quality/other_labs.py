@@ -117,7 +117,7 @@ def measure_all(predict: Predict, sources: dict[str, Path], class_names: list[st
             for name, folder in sources.items()}
 
 
-def _share(value: float | None) -> str:
+def share(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
 
 
@@ -129,10 +129,10 @@ def table(rows: list[tuple[str, str, str, dict]], class_names: list[str]) -> lis
               + " | ECE | flagged | errors flagged | right answers flagged | accuracy unflagged |")
     lines = [header, "|" + "---|" * (header.count("|") - 1)]
     for source, model, seed, r in rows:
-        recalls = " | ".join(_share(r["per_class"][n]["recall"]) for n in class_names)
+        recalls = " | ".join(share(r["per_class"][n]["recall"]) for n in class_names)
         lines.append(f"| {source} | {model} | {seed} | {r['n']} | {r['accuracy']:.4f} | {recalls} | {r['ece']:.3f} | "
-                     f"{r['review_flag_rate']:.3f} | {_share(r.get('errors_flagged'))} | "
-                     f"{_share(r.get('right_flagged'))} | {_share(r.get('accuracy_unflagged'))} |")
+                     f"{r['review_flag_rate']:.3f} | {share(r.get('errors_flagged'))} | "
+                     f"{share(r.get('right_flagged'))} | {share(r.get('accuracy_unflagged'))} |")
     counts = rows[0][3].get("class_counts") if rows else None
     if counts:
         few = [n for n, c in counts.items() if c < FEW_CELLS]

@@ -363,3 +363,19 @@ def test_adaptation_remeasure_of_an_older_report_checks_its_file_count_and_recor
     stored["rows"].append({**stored["rows"][0], "base": 3, "held_out_cells": 34})
     assert lab_adaptation.held_out_text(stored) == \
         "cells never drawn (nor a copy of a drawn image): 33 for base 2, 34 for base 3"
+
+
+def test_adaptation_report_shows_a_class_without_held_out_cells_and_means_over_the_others():
+    from benchmarks import lab_adaptation
+
+    def row(base, recalls):
+        return {"base": base, "reviewed": 0, "lab": {"accuracy": 0.5, "review_flag_rate": 0.5, "errors_flagged": None,
+                "per_class": {n: {"recall": r} for n, r in zip(NAMES, recalls)}},
+                "test": {"accuracy": 0.9, "review_flag_rate": 0.1}}
+
+    report = {"date": "d", "commit": "c" * 10, "lab": "lab", "lab_dir": "x", "held_out_cells": 9, "class_names": NAMES,
+              "review_threshold": 0.8, "eval_fraction": 0.3, "adapt_steps": 300, "max_accuracy_drop": 0.01,
+              "rows": [row(1, [None, 0.5, None, 1.0]), row(2, [0.2, 0.7, None, 1.0])]}
+    text = lab_adaptation.markdown(report)
+    assert "| 1 | 0 | 0.5000 | - | 0.500 | - | 1.000 |" in text
+    assert "| 0 (2 bases) | 0.5000 | 0.200 (1 of 2) | 0.600 | - | 1.000 | 0.200 |" in text
