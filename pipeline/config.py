@@ -39,7 +39,7 @@ class TrainingConfig(_Section):
     early_stopping_patience: int = Field(0, ge=0)   # 0: off (see config.yaml)
     average_symmetries: bool = True                   # answer = mean over the crop's 8 rotations/mirrors
     train_on_val: bool = False                        # the final fit also learns val's cells (see config.yaml)
-    seed: int = 42
+    seed: int = Field(42, ge=0, le=2**32 - 1)   # what Keras takes
 
     @model_validator(mode="after")
     def _stop_on_held_out_data(self):

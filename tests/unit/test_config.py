@@ -31,6 +31,9 @@ def test_overrides_apply_with_yaml_types():
     ("serving.model_name=.", "serving.model_name: Value error, must name a folder"),
     ("training.epochs=[1", "--set training.epochs: '[1' is not a YAML value"),
     ("training.early_stopping_patience=2", "training: Value error, early stopping needs val held out"),
+    # Checked here, not after the ingest and Transform have run (Keras refuses it in the Trainer).
+    ("training.seed=-1", "training.seed: Input should be greater than or equal to 0"),
+    (f"training.seed={2**32}", "training.seed: Input should be less than or equal to 4294967295"),
 ])
 def test_invalid_values_give_one_line_errors(override, message):
     with pytest.raises(ConfigError) as err:
