@@ -75,6 +75,18 @@ def train(params: TrainerParams, train_ds: tf.data.Dataset, val_ds: tf.data.Data
     return in_float32(model, params)
 
 
+class BaseModelMismatch(Exception):
+    """The blessed model's weights do not fit the model this run builds: train from the start."""
+
+
+def load_base_weights(model: keras.Model, base_model: str) -> None:
+    # The pushed SavedModel holds the Keras model's variables (plus the transform's, unused here).
+    try:
+        model.load_weights(os.path.join(base_model, "variables", "variables")).assert_existing_objects_matched()
+    except (AssertionError, ValueError, tf.errors.OpError) as err:
+        raise BaseModelMismatch(str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__) from err
+
+
 def adapt(params: TrainerParams, base_model: str, train_ds: tf.data.Dataset, val_ds: tf.data.Dataset,
           log_dir: str) -> keras.Model:
     """The last blessed model (its SavedModel's variables), fine-tuned for params.adapt_steps batches at
@@ -82,8 +94,7 @@ def adapt(params: TrainerParams, base_model: str, train_ds: tf.data.Dataset, val
     strategy = distribution_strategy()
     with strategy.scope():
         model = architectures.build_model(params.model, params.image_size, params.num_classes)
-        # The pushed SavedModel holds the Keras model's variables (plus the transform's, unused here).
-        model.load_weights(os.path.join(base_model, "variables", "variables")).assert_existing_objects_matched()
+        load_base_weights(model, base_model)
         # Batch norm in inference mode (Keras's fine-tuning practice): its statistics stay the base lab's,
         # instead of drifting to a mix of labs that neither lab's images match.
         for layer in model.layers:
@@ -137,12 +148,12 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
                                            params.seed, params.lab_share, lab_by_class)
         try:
             model = adapt(params, base_model, train_ds, val_ds, fn_args.model_run_dir)
-        except (AssertionError, ValueError, tf.errors.OpError) as err:
+        except BaseModelMismatch as err:
             logging.warning("the blessed model's weights do not fit this model (%s): training from the start", err)
             lab_records, model = 0, None
+    elif base_model:
+        logging.info("no lab cells to adapt to: training from the start")
     if not lab_records:
-        if fn_args.base_model:
-            logging.info("no lab cells to adapt to: training from the start")
         model = train(params, dataset(fn_args.train_files, True), val_ds, fn_args.model_run_dir)
     lab_ds = data.make_lab_dataset(lab_by_class, tf_transform_output, params.batch_size) if lab_records else None
     typical = review_score.fit_review_score(model, dataset(fn_args.train_files, False), val_ds, params.num_classes,

@@ -30,3 +30,38 @@ def test_another_architecture_or_input_size_trains_from_the_start(tmp_path):
 
 def test_a_model_from_before_the_record_is_tried(tmp_path):
     assert run_fn.same_model(str(tmp_path), PARAMS)
+
+
+def _weights(tmp_path, model_name):
+    from models.trainer import architectures
+
+    architectures.build_model(model_name, PARAMS.image_size, PARAMS.num_classes).save_weights(
+        str(tmp_path / "variables" / "variables"))
+    return str(tmp_path)
+
+
+def _batches():
+    import numpy as np
+    import tensorflow as tf
+
+    images = np.random.default_rng(0).random((8, 80, 80, 3), dtype=np.float32)
+    return tf.data.Dataset.from_tensor_slices((images, np.arange(8) % 2)).batch(4).repeat()
+
+
+def test_weights_that_do_not_fit_fall_back_to_training_and_nothing_else_does(tmp_path, monkeypatch):
+    # Only the blessed model's weights not fitting means "train from the start"; a failure while
+    # fine-tuning (out of memory, a corrupt record) fails the run instead of being read as that.
+    import pytest
+    import tensorflow as tf
+
+    params = TrainerParams(**{**PARAMS.__dict__, "adapt_steps": 1})
+    with pytest.raises(run_fn.BaseModelMismatch):
+        run_fn.adapt(params, _weights(tmp_path / "other", "tutorial_cnn"), _batches(), _batches().take(1), str(tmp_path))
+
+    def out_of_memory(*args, **kwargs):
+        raise tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor")
+
+    monkeypatch.setattr(run_fn.keras.Model, "fit", out_of_memory)
+    with pytest.raises(tf.errors.ResourceExhaustedError):
+        run_fn.adapt(params, _weights(tmp_path / "same", "default"), _batches(), _batches().take(1), str(tmp_path))
+    assert not issubclass(tf.errors.ResourceExhaustedError, run_fn.BaseModelMismatch)
