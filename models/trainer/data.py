@@ -11,9 +11,14 @@ import tensorflow_transform as tft
 from models.features import BASE_SOURCE, LABEL_KEY, SOURCE_KEY, TRANSFORMED_IMAGE_KEY
 from models.trainer import augment as augment_lib
 
-# The training shuffle's buffer holds serialized records (about 77 kB each at 80x80): 20,000 is about
-# 1.5 GB, twice the Kaggle TRAIN split.
-MAX_SHUFFLE_RECORDS = 20_000
+# Memory for the training shuffle's buffer (and cache) of serialized records: 20,000 records at 80x80
+# (about 77 kB each), twice the Kaggle TRAIN split.
+MAX_SHUFFLE_BYTES = 1_536_000_000
+
+
+def shuffle_capacity(feature_spec: dict) -> int:
+    """How many records MAX_SHUFFLE_BYTES holds: a record is mostly its float32 image."""
+    return max(1, MAX_SHUFFLE_BYTES // (4 * math.prod(feature_spec[TRANSFORMED_IMAGE_KEY].shape)))
 
 
 def make_dataset(file_pattern: list[str], tf_transform_output: tft.TFTransformOutput, batch_size: int,
@@ -29,14 +34,14 @@ def make_dataset(file_pattern: list[str], tf_transform_output: tft.TFTransformOu
         # val accuracy was 1.6-2 points lower. Kept in memory as serialized records, so later epochs
         # do not decompress them again; past the cap neither the buffer nor the cache would fit in
         # memory, so the records stream through a capped buffer.
-        records = count_records(ds)
-        if records <= MAX_SHUFFLE_RECORDS:
+        records, capacity = count_records(ds), shuffle_capacity(feature_spec)
+        if records <= capacity:
             ds = ds.cache().shuffle(records, seed=seed, reshuffle_each_iteration=True)
         else:
             logging.warning("shuffling %d training records through a buffer of %d: where the records come "
                             "in runs of one class, batches will lean to the classes being read",
-                            records, MAX_SHUFFLE_RECORDS)
-            ds = ds.shuffle(MAX_SHUFFLE_RECORDS, seed=seed, reshuffle_each_iteration=True)
+                            records, capacity)
+            ds = ds.shuffle(capacity, seed=seed, reshuffle_each_iteration=True)
     ds = images_and_labels(ds.batch(batch_size), feature_spec)
     if training:
         ds = map_images(ds, augment_lib.augment, seed, batch_size)
@@ -129,9 +134,10 @@ def make_adapt_dataset(file_pattern: list[str], tf_transform_output: tft.TFTrans
     lab_side = tf.data.Dataset.sample_from_datasets(
         [tf.data.Dataset.from_tensor_slices(records).shuffle(len(records), seed=seed, reshuffle_each_iteration=True)
          .repeat() for records in present], seed=seed + 1)
-    # A buffer at the cap holds the whole Kaggle TRAIN split: no counting pass needed.
-    base_side = (_records(file_pattern).filter(lambda r: tf.equal(source(r), BASE_SOURCE)).cache()
-                 .shuffle(MAX_SHUFFLE_RECORDS, seed=seed, reshuffle_each_iteration=True).repeat())
+    # A buffer at the cap holds the whole Kaggle TRAIN split: no counting pass needed. No cache: the
+    # fine-tune reads about one pass of the base split, and a cache of a larger one would outgrow memory.
+    base_side = (_records(file_pattern).filter(lambda r: tf.equal(source(r), BASE_SOURCE))
+                 .shuffle(shuffle_capacity(feature_spec), seed=seed, reshuffle_each_iteration=True).repeat())
     ds = tf.data.Dataset.sample_from_datasets([lab_side, base_side], weights=[lab_share, 1.0 - lab_share],
                                               seed=seed) if lab_share < 1 else lab_side
     ds = images_and_labels(ds.batch(batch_size), feature_spec)

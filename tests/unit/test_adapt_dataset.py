@@ -56,3 +56,22 @@ def test_a_label_outside_the_classes_or_no_lab_class_is_a_clear_error(tmp_path):
         data.lab_records_by_class(files, _Transformed(), 4)
     with pytest.raises(ValueError, match="needs the classes the labs have cells of"):
         data.make_adapt_dataset(files, _Transformed(), batch_size=4, seed=1, lab_share=0.5, lab_by_class=[[], []])
+
+
+def _dataset_ops(ds) -> str:
+    return tf.raw_ops.DatasetToGraphV2(input_dataset=ds._variant_tensor).numpy().decode("latin-1")
+
+
+def test_the_shuffle_buffer_is_capped_by_memory_and_the_adaptation_caches_nothing(tmp_path):
+    # 1.5 GB of records: 20,000 at 80x80, far fewer at 224x224 (a record is mostly its float32 image).
+    def capacity(size):
+        return data.shuffle_capacity({TRANSFORMED_IMAGE_KEY: tf.io.FixedLenFeature([size, size, 3], tf.float32)})
+
+    assert capacity(80) == 20_000 and capacity(224) == 2_551
+    # The fine-tune reads about one pass of the base split: a cache of all of it would only grow memory.
+    _write(tmp_path / "a.gz", [(0, BASE_SOURCE)] * 4 + [(1, "lab")] * 2)
+    files = [str(tmp_path / "*.gz")]
+    ds = data.make_adapt_dataset(files, _Transformed(), batch_size=4, seed=1, lab_share=0.5,
+                                 lab_by_class=data.lab_records_by_class(files, _Transformed(), 4))
+    assert "CacheDataset" not in _dataset_ops(ds)
+    assert "CacheDataset" in _dataset_ops(data.make_dataset(files, _Transformed(), 4, True, 1))  # the ops are seen
