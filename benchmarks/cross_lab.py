@@ -45,15 +45,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="write the figures as JSON here")
     args = parser.parse_args(argv)
 
-    sources = dict(args.other_lab) or other_labs.discover(args.other_labs_root)
+    try:  # the labs given, else every one under the root
+        sources, origin = other_labs.sources(args.other_lab, None if args.other_lab else args.other_labs_root)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     if not sources:
         parser.error(f"no --other-lab given and no source under {args.other_labs_root}")
     names = args.class_names or list(load_config().class_names)
-    try:
-        cells = {name: other_labs.load(name, folder, names) for name, folder in sources.items()}
-    except (OSError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    cells = {}
+    for name, folder in sources.items():
+        try:
+            cells[name] = other_labs.load(name, folder, names)
+        except (OSError, ValueError) as err:
+            print(f"error: {other_labs.load_error(err, origin[name])}", file=sys.stderr)
+            return 2
 
     from benchmarks.model_quality import predict
 

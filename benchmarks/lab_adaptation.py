@@ -31,6 +31,8 @@ import numpy as np
 
 from benchmarks import model_quality
 from benchmarks.quality import derived, metrics, other_labs
+from components.image_example_gen import image_reader
+from models.features import BASE_SOURCE, LAB_NAME_PATTERN
 from pipeline import local_runner
 from pipeline.config import load_config
 
@@ -52,7 +54,7 @@ def draw(cells: other_labs.LabCells, n: int, seed: int, class_names: list[str]) 
                 order.append(by_class[c][taken[c]])
                 taken[c] += 1
     if n > len(order):
-        raise SystemExit(f"error: {cells.name} allows at most {len(order)} drawn cells (half of each class)")
+        raise ValueError(f"{cells.name} allows at most {len(order)} drawn cells (half of each class)")
     return order[:n]
 
 
@@ -67,7 +69,7 @@ def latest_pushed(serving_dir: Path) -> str:
     """The newest version folder: with the gate opened every run pushes, so it is the latest blessed."""
     versions = [p for p in serving_dir.iterdir() if p.name.isdigit()] if serving_dir.is_dir() else []
     if not versions:
-        raise SystemExit(f"error: no pushed model under {serving_dir}")
+        raise ValueError(f"no pushed model under {serving_dir}")
     return str(max(versions, key=lambda p: int(p.name)))
 
 
@@ -122,8 +124,6 @@ def held_out_cells(cells: other_labs.LabCells, drawn: list[int]) -> other_labs.L
 def remeasure(report: dict, data_dir: str) -> None:
     """Each row's stored pushed model measured again (after a change to what is measured), on the cells
     its base's largest draw left, as when it was first measured."""
-    from components.image_example_gen import image_reader
-
     names, threshold = report["class_names"], report["review_threshold"]
     images = Path(image_reader.resolve_data_root(data_dir))
     cells = other_labs.load(report["lab"], Path(report["lab_dir"]), names, keep_copies=True)
@@ -132,10 +132,11 @@ def remeasure(report: dict, data_dir: str) -> None:
     stored, now = ((report["lab_cells"], len(cells.files)) if "lab_cells" in report else
                    (report.get("held_out_cells"), len(cells.files) - drawn))
     if stored is not None and stored != now:
-        raise SystemExit(f"error: {report['lab_dir']} no longer holds the cells the report was measured on")
+        raise ValueError(f"{report['lab_dir']} no longer holds the cells the report was measured on")
+    gone = [row["pushed"] for row in report["rows"] if not os.path.isdir(row["pushed"])]
+    if gone:  # before any row is measured again
+        raise ValueError(f"it needs the stored pushed models; missing: {', '.join(gone)}")
     for row in report["rows"]:
-        if not os.path.isdir(row["pushed"]):
-            raise SystemExit(f"error: --remeasure needs the stored pushed model {row['pushed']}")
         held_out = held_out_cells(cells, draw(cells, drawn, row["base"], names))
         row.update(measure(row["pushed"], held_out, images, names, threshold), held_out_cells=len(held_out.files))
         print(f"seed {row['base']}, {row['reviewed']} cells: {report['lab']} {row['lab']['accuracy']:.4f} "
@@ -210,6 +211,26 @@ def markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def parse_bases(given: list[tuple[str, Path]], config) -> list[tuple[int, Path, str]]:
+    """(seed, output folder, its latest pushed model) of each --base SEED=OUTPUT_DIR; ValueError in one line
+    for a seed that is not an integer or given twice, or a folder without a pushed model."""
+    bases = []
+    for text, folder in given:
+        try:
+            seed = int(text)
+        except ValueError:
+            raise ValueError(f"--base {text}={folder}: SEED must be an integer (it draws the reviewed cells and "
+                             "seeds the adaptation runs)") from None
+        if seed in [b[0] for b in bases]:
+            raise ValueError(f"--base {seed} is given twice (each base's runs go under <work>/seed{seed})")
+        try:
+            pushed = latest_pushed(folder / config.pipeline_name / "serving" / config.serving.model_name)
+        except ValueError as err:
+            raise ValueError(f"--base {text}={folder}: {err} (a pipeline output folder)") from None
+        bases.append((seed, folder, pushed))
+    return bases
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base", type=other_labs.parse_other_lab, action="append", default=[], metavar="SEED=OUTPUT_DIR",
@@ -226,10 +247,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.remeasure and not args.report_only:
         parser.error("--remeasure needs --report-only")
     if args.report_only:
-        report = json.loads((args.out / "lab_adaptation.json").read_text())
+        stored = args.out / "lab_adaptation.json"
+        if not stored.is_file():
+            print(f"error: --report-only needs a previous report at {stored}", file=sys.stderr)
+            return 2
+        report = json.loads(stored.read_text())
         report.setdefault("max_accuracy_drop", load_config().evaluation.max_accuracy_drop)
         if args.remeasure:
-            remeasure(report, args.data_dir)
+            try:
+                remeasure(report, args.data_dir)
+            except (OSError, ValueError, image_reader.IngestError) as err:
+                print(f"error: --remeasure: {err}", file=sys.stderr)
+                return 2
             report["remeasured"] = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                                     "commit": model_quality.current_commit()}
             (args.out / "lab_adaptation.json").write_text(json.dumps(report, indent=1))
@@ -239,19 +268,33 @@ def main(argv: list[str] | None = None) -> int:
     if not args.base or not args.lab:
         parser.error("--base and --lab are needed (unless --report-only)")
 
-    from components.image_example_gen import image_reader
-
     config = load_config()
     names, threshold = list(config.class_names), config.browser.review_threshold
-    images = Path(image_reader.resolve_data_root(args.data_dir))
     lab, lab_dir = args.lab
-    cells = other_labs.load(lab, lab_dir, names, keep_copies=True)  # drawn by file, as the stored draws were
+    # Every argument is checked before the first run: each takes minutes.
+    try:
+        bases = parse_bases(args.base, config)
+        if not re.match(LAB_NAME_PATTERN, lab) or lab == BASE_SOURCE:
+            raise ValueError(f"--lab {lab}: a lab's name is 1-64 letters, digits, '.', '_' or '-', starting "
+                             f"with a letter or digit, not '{BASE_SOURCE}' (the pipeline's lab source name)")
+        if min(args.sizes) < 1:
+            raise ValueError(f"--sizes: each size is a number of reviewed cells, at least 1 (got {min(args.sizes)})")
+        try:
+            cells = other_labs.load(lab, lab_dir, names, keep_copies=True)  # drawn by file, as the stored draws were
+        except ValueError as err:
+            raise ValueError(f"--lab {err}") from None
+        try:
+            orders = {seed: draw(cells, max(args.sizes), seed, names) for seed, _, _ in bases}
+        except ValueError as err:
+            raise ValueError(f"--sizes {max(args.sizes)}: {err}") from None
+        images = Path(image_reader.resolve_data_root(args.data_dir))
+    except (OSError, ValueError, image_reader.IngestError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     rows = []
-    for seed_text, base_dir in args.base:
-        seed = int(seed_text)
-        order = draw(cells, max(args.sizes), seed, names)
+    for seed, base_dir, base_model in bases:
+        order = orders[seed]
         held_out = held_out_cells(cells, order)
-        base_model = latest_pushed(base_dir / config.pipeline_name / "serving" / config.serving.model_name)
         rows.append({"base": seed, "reviewed": 0, "pushed": base_model, "held_out_cells": len(held_out.files),
                      **measure(base_model, held_out, images, names, threshold)})
         print(f"seed {seed}, 0 cells: {lab} {rows[-1]['lab']['accuracy']:.4f}", file=sys.stderr)

@@ -497,17 +497,25 @@ def main() -> int:
     from components.image_example_gen import image_reader
 
     config = load_config()
-    images = Path(image_reader.resolve_data_root(args.data_dir))
+    try:
+        images = Path(image_reader.resolve_data_root(args.data_dir))
+    except image_reader.IngestError as err:
+        print(f"error: --data-dir: {err}", file=sys.stderr)
+        return 2
     if not (images / "TEST_SIMPLE").is_dir():
         print(f"error: no TEST_SIMPLE folder beside TEST under {images}", file=sys.stderr)
         return 2
-    sources = {**other_labs.discover(args.other_labs_root), **dict(args.other_lab)}
-    try:  # checked before hours of training, not after
-        for name, folder in sources.items():
-            other_labs.load(name, folder, list(config.class_names))
-    except (OSError, ValueError) as err:
-        print(f"error: --other-lab {err}", file=sys.stderr)
+    try:
+        sources, origin = other_labs.sources(args.other_lab, args.other_labs_root)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
         return 2
+    for name, folder in sources.items():  # checked before hours of training, not after
+        try:
+            other_labs.load(name, folder, list(config.class_names))
+        except (OSError, ValueError) as err:
+            print(f"error: {other_labs.load_error(err, origin[name])}", file=sys.stderr)
+            return 2
     os.makedirs(args.out, exist_ok=True)
     now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     root = os.path.join(args.work, "default", config.pipeline_name, "pipeline_root")  # the default runs'

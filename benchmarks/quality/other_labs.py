@@ -62,6 +62,28 @@ def sha256_of(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def sources(given: list[tuple[str, Path]], root: Path | None = None) -> tuple[dict[str, Path], dict[str, Path | None]]:
+    """The sources to measure, name -> folder: each --other-lab NAME=DIR and, with root, every source found
+    under it; and name -> the root it was found under (None: given), for error messages. ValueError in one
+    line for a name given twice, or given for another folder than the source of that name under root
+    (else one would silently replace the other)."""
+    found = discover(root) if root is not None else {}
+    folders, found_under = dict(found), {name: root for name in found}
+    for name, folder in given:
+        if name in found_under and found_under[name] is None:
+            raise ValueError(f"--other-lab {name} is given twice: name each lab once")
+        if name in found and found[name].resolve() != folder.resolve():
+            raise ValueError(f"--other-lab {name}={folder}: --other-labs-root {root} holds a source of that name "
+                             f"({found[name]}): give it another name")
+        folders[name], found_under[name] = folder, None
+    return folders, found_under
+
+
+def load_error(err: Exception, found_under: Path | None) -> str:
+    """A source's load() error, saying where the source came from."""
+    return f"--other-lab {err}" if found_under is None else f"{err} (a source found under --other-labs-root {found_under})"
+
+
 def load(name: str, folder: Path, class_names: list[str], keep_copies: bool = False) -> LabCells:
     """The images under folder/<CLASS>/ (class folder names compared case-insensitively). An image whose
     bytes equal an earlier one's (in file order) is the same cell: left out and listed in `copies`, or
@@ -72,6 +94,10 @@ def load(name: str, folder: Path, class_names: list[str], keep_copies: bool = Fa
     first: dict[str, tuple[Path, str]] = {}  # sha256 -> the first file with it, and its class folder
     for class_dir in sorted(d for d in folder.iterdir() if d.is_dir()):
         label = upper.index(class_dir.name.upper()) if class_dir.name.upper() in upper else None
+        # A plural of a class would otherwise be read as a class the model does not know (as BASOPHIL is).
+        if label is None and class_dir.name.upper()[:-1] in upper and class_dir.name.upper().endswith("S"):
+            raise ValueError(f"{name}: class folder {class_dir.name} is not a class: rename it "
+                             f"{class_names[upper.index(class_dir.name.upper()[:-1])]}")
         for image in _images(class_dir):
             digest = sha256_of(image)
             kept, kept_class = first.setdefault(digest, (image, class_dir.name.upper()))

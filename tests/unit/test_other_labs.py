@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 from pathlib import Path
 
 import numpy as np
@@ -143,7 +144,7 @@ def test_cross_lab_refuses_a_lab_without_the_classes_in_one_line(tmp_path, capsy
     (model / "saved_model.pb").write_bytes(b"")
     assert cross_lab.main(["--model", str(model), "--other-lab", f"mylab={lab}"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("error: mylab: no images under") and "\n" not in err
+    assert err.startswith("error: --other-lab mylab: no images under") and "\n" not in err
 
 
 def test_adaptation_draws_are_nested_even_over_classes_and_leave_half_of_each(tmp_path):
@@ -157,7 +158,7 @@ def test_adaptation_draws_are_nested_even_over_classes_and_leave_half_of_each(tm
     assert lab_adaptation.draw(cells, 8, seed=1, class_names=NAMES) == order[:8]
     assert np.bincount(cells.labels[order[:8]], minlength=4).tolist() == [2, 2, 2, 2]
     assert lab_adaptation.draw(cells, 20, seed=2, class_names=NAMES) != order
-    with pytest.raises(SystemExit, match="at most 27"):
+    with pytest.raises(ValueError, match="at most 27"):
         lab_adaptation.draw(cells, 28, seed=1, class_names=NAMES)
 
 
@@ -354,7 +355,7 @@ def test_adaptation_remeasure_of_an_older_report_checks_its_file_count_and_recor
         return {"lab": "lab", "lab_dir": str(lab), "class_names": NAMES, "review_threshold": 0.8,
                 "held_out_cells": held_out_cells, "rows": [{"base": 2, "reviewed": 20, "pushed": str(tmp_path / "m")}]}
 
-    with pytest.raises(SystemExit, match="no longer holds the cells"):
+    with pytest.raises(ValueError, match="no longer holds the cells"):
         lab_adaptation.remeasure(report(33), str(tmp_path))
     stored = report(34)
     lab_adaptation.remeasure(stored, str(tmp_path))
@@ -379,3 +380,101 @@ def test_adaptation_report_shows_a_class_without_held_out_cells_and_means_over_t
     text = lab_adaptation.markdown(report)
     assert "| 1 | 0 | 0.5000 | - | 0.500 | - | 1.000 |" in text
     assert "| 0 (2 bases) | 0.5000 | 0.200 (1 of 2) | 0.600 | - | 1.000 | 0.200 |" in text
+
+
+def _one_error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err, err
+    return err
+
+
+def _base(tmp_path) -> Path:
+    """A pipeline output folder with one pushed version, as a base of the adaptation."""
+    from pipeline.config import load_config
+
+    config = load_config()
+    (tmp_path / "base" / config.pipeline_name / "serving" / config.serving.model_name / "7").mkdir(parents=True)
+    return tmp_path / "base"
+
+
+def test_adaptation_refuses_bad_arguments_in_one_line_before_any_run(tmp_path, capsys, monkeypatch):
+    from benchmarks import lab_adaptation
+
+    monkeypatch.setattr(lab_adaptation, "measure", lambda *a: (_ for _ in ()).throw(AssertionError("measured")))
+    base, empty = _base(tmp_path), tmp_path / "empty"
+    empty.mkdir()
+    lab = _lab(tmp_path / "lab", {"EOSINOPHIL": 4, "LYMPHOCYTE": 10, "MONOCYTE": 10, "NEUTROPHIL": 30})
+    data = ["--data-dir", str(tmp_path)]
+    for argv, message in [
+        (["--base", f"one={base}", "--lab", f"x={lab}"], f"error: --base one={base}: SEED must be an integer"),
+        (["--base", f"1={base}", "--base", f"1={base}", "--lab", f"x={lab}"], "error: --base 1 is given twice"),
+        (["--base", f"1={empty}", "--lab", f"x={lab}"], f"error: --base 1={empty}: no pushed model under"),
+        (["--base", f"1={base}", "--lab", f"x={empty}"], "error: --lab x: no images under"),
+        (["--base", f"1={base}", "--lab", f"base={lab}"], "error: --lab base: a lab's name is"),
+        (["--base", f"1={base}", "--lab", f"x={lab}", "--sizes", "0"], "error: --sizes: each size"),
+        (["--base", f"1={base}", "--lab", f"x={lab}", "--sizes", "28"], "error: --sizes 28: x allows at most 27"),
+        (["--base", f"1={base}", "--lab", f"x={lab}", "--sizes", "5", "--data-dir", str(tmp_path / "none")],
+         "error: data directory not found"),
+    ]:
+        assert lab_adaptation.main(data + argv) == 2, argv
+        assert _one_error_line(capsys).startswith(message)
+
+
+def test_adaptation_report_only_without_a_report_or_its_models_is_one_line(tmp_path, capsys):
+    from benchmarks import lab_adaptation
+
+    assert lab_adaptation.main(["--report-only", "--out", str(tmp_path)]) == 2
+    assert "needs a previous report" in _one_error_line(capsys)
+    lab = _lab(tmp_path / "lab", {"EOSINOPHIL": 4, "LYMPHOCYTE": 10, "MONOCYTE": 10, "NEUTROPHIL": 30})
+    (tmp_path / "lab_adaptation.json").write_text(json.dumps({
+        "lab": "lab", "lab_dir": str(lab), "class_names": NAMES, "review_threshold": 0.8, "max_accuracy_drop": 0.01,
+        "rows": [{"base": 1, "reviewed": 20, "pushed": str(tmp_path / "gone")}]}))
+    assert lab_adaptation.main(["--report-only", "--remeasure", "--out", str(tmp_path), "--data-dir", str(tmp_path)]) == 2
+    assert _one_error_line(capsys).startswith("error: --remeasure: it needs the stored pushed models; missing: ")
+
+
+def test_a_plural_class_folder_is_one_error_naming_the_class(tmp_path):
+    lab = _lab(tmp_path / "lab", {"EOSINOPHIL": 1, "Neutrophils": 1})
+    with pytest.raises(ValueError, match="class folder Neutrophils is not a class: rename it NEUTROPHIL"):
+        other_labs.load("lab", lab, NAMES)
+
+
+def _quality_main(monkeypatch, tmp_path, *argv) -> int:
+    data = tmp_path / "data"
+    for split in ("TRAIN", "TEST", "TEST_SIMPLE"):
+        (data / split).mkdir(parents=True, exist_ok=True)
+    monkeypatch.setattr(mq, "run_pipeline", lambda *a: (_ for _ in ()).throw(AssertionError("trained")))
+    monkeypatch.setattr(mq.sys, "argv", ["model_quality.py", "--data-dir", str(data), "--out", str(tmp_path / "out"),
+                                         "--report-only", *argv])
+    return mq.main()
+
+
+def test_quality_harness_refuses_a_lab_named_twice_in_one_line(tmp_path, monkeypatch, capsys):
+    root = tmp_path / "root"
+    _lab(root / "tecom", {"NEUTROPHIL": 1})
+    mine, other = _lab(tmp_path / "mine", {"MONOCYTE": 1}), _lab(tmp_path / "other", {"MONOCYTE": 1})
+    roots = ["--other-labs-root", str(root)]
+    assert _quality_main(monkeypatch, tmp_path, *roots, "--other-lab", f"a={mine}", "--other-lab", f"a={other}") == 2
+    assert _one_error_line(capsys) == "error: --other-lab a is given twice: name each lab once"
+    assert _quality_main(monkeypatch, tmp_path, *roots, "--other-lab", f"tecom={mine}") == 2
+    assert _one_error_line(capsys).startswith(f"error: --other-lab tecom={mine}: --other-labs-root {root} holds a "
+                                              "source of that name")
+    # The same folder under its own name is the same source, not a clash.
+    assert other_labs.sources([("tecom", root / "tecom")], root)[0] == {"tecom": root / "tecom"}
+
+
+def test_quality_harness_names_where_a_broken_source_came_from(tmp_path, monkeypatch, capsys):
+    root = tmp_path / "root"
+    _lab(root / "tecom", {"BASOPHIL": 1})   # found (it has class folders), but none of the model's classes
+    assert _quality_main(monkeypatch, tmp_path, "--other-labs-root", str(root)) == 2
+    assert _one_error_line(capsys) == (f"error: tecom: no images under {root / 'tecom'}/<{'|'.join(NAMES)}>/ "
+                                       f"(a source found under --other-labs-root {root})")
+
+
+def test_cross_lab_refuses_a_lab_named_twice(tmp_path, capsys):
+    model = tmp_path / "7"
+    model.mkdir()
+    (model / "saved_model.pb").write_bytes(b"")
+    lab = _lab(tmp_path / "mylab", {"LYMPHOCYTE": 1})
+    assert cross_lab.main(["--model", str(model), "--other-lab", f"a={lab}", "--other-lab", f"a={lab}"]) == 2
+    assert _one_error_line(capsys) == "error: --other-lab a is given twice: name each lab once"
