@@ -18,7 +18,7 @@ import tensorflow as tf
 from sklearn.covariance import empirical_covariance, ledoit_wolf, shrunk_covariance
 
 FEATURE_LAYER = "features"   # the layer whose output is the feature vector (default model: pooling)
-MAX_FEATURES = 1024          # wider features (the tutorial CNN's flatten) get no score
+MAX_FEATURES = 1024          # wider features get no score (nor does the tutorial CNN: no such layer)
 QUANTILE = 99.0
 MIN_SHRINKAGE = 1e-3         # floor on the shrinkage, so the covariance is always invertible
 MAX_FIT_IMAGES = 2048        # training images the fit uses (each also recoloured): 16 vectors a feature
@@ -33,11 +33,12 @@ def has_features(model) -> bool:
 
 
 def fit(features: np.ndarray, labels: np.ndarray, num_classes: int) -> tuple[np.ndarray, np.ndarray, float]:
-    """Class means [C, D], the shared precision matrix [D, D] and the shrinkage used."""
+    """The means of the classes the images hold [C, D] (a class absent gets none: the mean of all
+    features would be a centre near no class), the shared precision matrix [D, D] and the shrinkage used."""
     features = features.astype(np.float64)
-    means = np.stack([features[labels == c].mean(axis=0) if (labels == c).any() else features.mean(axis=0)
-                      for c in range(num_classes)])
-    centred = features - means[labels]
+    present = [c for c in range(num_classes) if (labels == c).any()]
+    means = np.stack([features[labels == c].mean(axis=0) for c in present])
+    centred = features - means[np.searchsorted(present, labels)]
     cov, shrinkage = ledoit_wolf(centred, assume_centered=True)
     if shrinkage < MIN_SHRINKAGE:
         shrinkage = MIN_SHRINKAGE

@@ -109,3 +109,15 @@ def test_the_exported_score_fits_float16_where_the_precision_does_not():
                                                tf.constant(means.astype(np.float16).astype(np.float32)),
                                                tf.constant(as_float16.astype(np.float32))).numpy()
     assert np.allclose(browser, exact, rtol=0.01)
+
+
+def test_a_class_absent_from_the_fitted_images_gets_no_centre():
+    # Its centre had been the mean of all features: between the real classes, near none of them, so an
+    # input unlike every class read as typical.
+    rng = np.random.default_rng(0)
+    features = np.concatenate([rng.normal(-5, 1, (200, 4)), rng.normal(5, 1, (200, 4))]).astype(np.float32)
+    labels = np.array([0] * 200 + [1] * 200)
+    means, precision, _ = typicality.fit(features, labels, num_classes=3)
+    assert means.shape == (2, 4)
+    midway = np.zeros((1, 4), np.float32)
+    assert typicality.min_distance(midway, means, precision)[0] > 50
