@@ -366,8 +366,9 @@ def markdown(report: dict) -> str:
                     + (["the speeds"] if rebuilt.get("speeds_remeasured") else [])) + ".", ""]
                if rebuilt else []),
              f"Data: {report['data_dir']}. Seeds: {report['seeds']}. TEST {report['seeds_runs'][0]['test']['n']} images, "
-             f"TEST_SIMPLE {report['seeds_runs'][0]['test_simple']['n']}. Review flag: top probability < "
-             f"{report['review_threshold']}.", "",
+             f"TEST_SIMPLE {report['seeds_runs'][0]['test_simple']['n']}. Review flag (every flagged figure; "
+             f"metrics.review_flags): top probability < {report['review_threshold']}, or atypicality over 1 "
+             "(unlike the training images; the tutorial's CNN has no such score), or no finite probabilities.", "",
              header, "|" + "---|" * (header.count("|") - 1)]
     rows = [("default", r) for r in report["seeds_runs"]]
     if report.get("tutorial"):

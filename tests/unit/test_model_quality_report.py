@@ -169,3 +169,16 @@ def test_a_harness_run_reads_no_lab_of_the_user(monkeypatch, tmp_path):
     config = mq.run_config(captured[0])
     assert config.lab_sources() == {}
     assert Path(config.labs_path).is_relative_to(tmp_path / "work") and not Path(config.labs_path).exists()
+
+
+def test_report_header_says_what_the_flagged_figures_count():
+    # An atypical but confident answer is flagged too (metrics.review_flags): the header must say so.
+    probs = np.eye(4, dtype=np.float32)
+    summary = metrics.summarize(probs, np.arange(4), NAMES, 0.8, np.array([0, 2, 0, 0], np.float32))
+    assert summary["review_flag_rate"] == 0.25
+    run = {"seed": 1, "test": summary, "test_simple": summary, "derived": {}, "params": 1, "saved_model_bytes": 1,
+           "tfjs_bytes": 1, "trainer_s": 1.0, "train_images_per_s": 1.0}
+    report = {"date": "d", "commit": "c" * 40, "data_dir": "x", "seeds": [1], "class_names": NAMES,
+              "review_threshold": 0.8, "val_in_training": True, "seeds_runs": [run],
+              "default_test_accuracy": mq.spread([1.0])}
+    assert "top probability < 0.8, or atypicality over 1" in mq.markdown(report)
