@@ -33,7 +33,9 @@ COPY models/ models/
 COPY serving/ serving/
 
 # The components run as an unprivileged user; they write only to the pipeline root and /tmp.
-RUN useradd --uid 1000 --create-home --shell /usr/sbin/nologin bloodcell
+# Ubuntu's images from 23.04 on hold a user 'ubuntu' with uid 1000: useradd would refuse the uid.
+RUN (userdel --remove ubuntu 2>/dev/null || true) \
+ && useradd --uid 1000 --create-home --shell /usr/sbin/nologin bloodcell
 USER 1000:1000
 
 # KubeflowV2DagRunner's containers start TFX's own entrypoint with their arguments.

@@ -208,3 +208,25 @@ def test_every_variable_the_product_reads_passes_the_sandbox():
     dropped = {name for name in read if not any(fnmatch.fnmatchcase(name, p) for p in allowed)}
     # A folder on the host: the sandbox hides the host's home on purpose; credentials come as variables.
     assert dropped == {"KAGGLE_CONFIG_DIR"}
+
+
+def test_the_pipeline_images_user_gets_uid_1000_on_an_ubuntu_base_that_holds_one():
+    # ubuntu:24.04 (and images built on it) ship a user 'ubuntu' with uid 1000: useradd --uid 1000 fails.
+    text = (REPO / "infra" / "docker" / "pipeline.Dockerfile").read_text()
+    base = next(line.split()[1] for line in text.splitlines() if line.startswith("FROM "))
+    release = re.search(r"ubuntu(\d+)\.(\d+)", base)
+    useradd = next(line for line in text.replace("\\\n", " ").splitlines() if line.startswith("RUN") and "useradd" in line)
+    assert "--uid 1000" in useradd and "USER 1000:1000" in text
+    if release and tuple(map(int, release.groups())) >= (23, 4):
+        assert useradd.index("userdel --remove ubuntu") < useradd.index("useradd --uid 1000")
+
+
+def test_the_autoscaler_alone_sets_the_replica_count_and_a_slow_first_load_is_not_killed():
+    docs = {d["kind"]: d for d in yaml.safe_load_all((REPO / "infra" / "k8s" / "serving.yaml").read_text())}
+    # A `replicas` in the Deployment would reset the autoscaler's count on every `kubectl apply`.
+    assert docs["HorizontalPodAutoscaler"]["spec"]["scaleTargetRef"]["name"] == docs["Deployment"]["metadata"]["name"]
+    assert "replicas" not in docs["Deployment"]["spec"]
+    # TF Serving opens its ports once the models have loaded: the liveness probe waits for that.
+    container = docs["Deployment"]["spec"]["template"]["spec"]["containers"][0]
+    startup = container["startupProbe"]
+    assert startup["tcpSocket"]["port"] == "grpc" and startup["periodSeconds"] * startup["failureThreshold"] >= 600
