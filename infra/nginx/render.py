@@ -15,6 +15,9 @@ TEMPLATE = Path(__file__).resolve().parent / "cdn.conf.template"
 
 
 def render(origin_root: str, listen: str, allowed_origin: str, runtime_dir: str) -> str:
+    if "://" in origin_root:
+        raise ValueError(f"--origin-root must be a local folder (nginx serves files); got {origin_root}: "
+                         f"mount the bucket (e.g. gcsfuse) and pass the mount point")
     for sub in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
         os.makedirs(os.path.join(runtime_dir, sub), exist_ok=True)
     return string.Template(TEMPLATE.read_text()).substitute(
@@ -29,4 +32,7 @@ if __name__ == "__main__":
     parser.add_argument("--allowed-origin", default="http://localhost:5173")
     parser.add_argument("--runtime-dir", required=True)
     args = parser.parse_args()
-    print(render(args.origin_root, args.listen, args.allowed_origin, args.runtime_dir))
+    try:
+        print(render(args.origin_root, args.listen, args.allowed_origin, args.runtime_dir))
+    except ValueError as err:
+        parser.exit(2, f"error: {err}\n")

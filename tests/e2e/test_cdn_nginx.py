@@ -92,3 +92,20 @@ def test_every_answer_forbids_content_sniffing(cdn):
     for path in ("bloodcell/latest.json", "bloodcell/1/model.json", "bloodcell/9/missing.bin", "nothing"):
         answer = requests.get(f"{url}/{path}", headers={"Origin": CLIENT}, timeout=5)
         assert answer.headers["X-Content-Type-Options"] == "nosniff", path
+
+
+def test_a_missing_pointer_is_not_cached(cdn):
+    # Before the first publish, or while the origin fails: a cached 404 would hide the model for a minute.
+    url, _ = cdn
+    missing = requests.get(f"{url}/othermodel/latest.json", headers={"Origin": CLIENT}, timeout=5)
+    assert missing.status_code == 404 and missing.headers["Cache-Control"] == "no-store"
+    assert missing.headers["Access-Control-Allow-Origin"] == CLIENT
+
+
+def test_a_bucket_origin_is_refused_in_one_line():
+    # nginx serves a folder: `root gs://...` had become a folder under the working directory, all 404.
+    from infra.nginx import render
+
+    with pytest.raises(ValueError, match=r"^--origin-root must be a local folder \(nginx serves files\); "
+                                         r"got gs://b/cdn: "):
+        render.render("gs://b/cdn", "127.0.0.1:8080", CLIENT, tempfile.mkdtemp(dir="/tmp"))
