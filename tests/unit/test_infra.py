@@ -230,3 +230,15 @@ def test_the_autoscaler_alone_sets_the_replica_count_and_a_slow_first_load_is_no
     container = docs["Deployment"]["spec"]["template"]["spec"]["containers"][0]
     startup = container["startupProbe"]
     assert startup["tcpSocket"]["port"] == "grpc" and startup["periodSeconds"] * startup["failureThreshold"] >= 600
+
+
+def test_the_scheduled_run_waits_for_the_network_and_its_data_folder():
+    # Persistent=true fires a missed run at boot: the environment's first build needs the network, and a
+    # data folder on a share must be mounted before the run reads it.
+    import shlex
+
+    unit = (REPO / "infra" / "systemd" / "bloodcell-pipeline.service").read_text()
+    keys = dict(re.findall(r"^(\w+)=(.*)$", unit, re.M))
+    assert "network-online.target" in keys["Wants"].split() and "network-online.target" in keys["After"].split()
+    env = dict(item.split("=", 1) for item in shlex.split(keys["Environment"]))
+    assert _scheduled_run(env, keys["ExecStart"])["data"] in keys["RequiresMountsFor"].split()
