@@ -1,11 +1,13 @@
 """How a lab's reviewed cells adapt the model: accuracy on the lab's other cells after 0, 25, 50 and 100
 reviewed cells, through the real pipeline (lab source, warm start from the blessed model, per-source gate).
 
-    infra/env/run.sh python -m benchmarks.lab_adaptation --base seed1=runs/quality1/default \
+    infra/env/run.sh python -m benchmarks.lab_adaptation --base 1=runs/quality1/default \
         --lab tecom=../shared/data/other-labs/tecom [--sizes 25 50 100] [--out benchmarks/results]
 
---base names a pipeline output folder whose latest blessed model is the base (a model quality harness
-run, `--seeds N --work DIR` gives one per seed); the same seed is used to draw the reviewed cells. For
+--base SEED=DIR names a pipeline output folder whose latest blessed model is the base (a model quality
+harness run, `--seeds N --work DIR` gives one per seed); SEED draws the reviewed cells and seeds the
+adaptation runs. It names the base in the report, which records the base's model and its training
+record: SEED need not be the seed the base was trained with. For
 each size the base run's metadata store is copied into a fresh output folder, the drawn cells become the
 lab's source (class folders), and one pipeline run adapts the model (gate opened, so every model is
 measured). The drawn cells are nested (the 25 are among the 50) and stratified as far as the class counts
@@ -32,7 +34,7 @@ import numpy as np
 from benchmarks import model_quality
 from benchmarks.quality import derived, metrics, other_labs
 from components.image_example_gen import image_reader
-from models.features import BASE_SOURCE, LAB_NAME_PATTERN
+from models.features import BASE_SOURCE, LAB_NAME_PATTERN, TRAINING_RECORD_FILE
 from pipeline import local_runner
 from pipeline.config import load_config
 
@@ -139,9 +141,34 @@ def remeasure(report: dict, data_dir: str) -> None:
     for row in report["rows"]:
         held_out = held_out_cells(cells, draw(cells, drawn, row["base"], names))
         row.update(measure(row["pushed"], held_out, images, names, threshold), held_out_cells=len(held_out.files))
-        print(f"seed {row['base']}, {row['reviewed']} cells: {report['lab']} {row['lab']['accuracy']:.4f} "
+        print(f"base {row['base']}, {row['reviewed']} cells: {report['lab']} {row['lab']['accuracy']:.4f} "
               "(measured again)", file=sys.stderr)
     report["lab_cells"] = len(cells.files)
+
+
+def training_record(pushed: str) -> dict | None:
+    """The pushed model's own training record (models/features.py TRAINING_RECORD_FILE), None without one."""
+    try:
+        return json.loads((Path(pushed) / TRAINING_RECORD_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def bases_text(report: dict) -> list[str]:
+    """Which model each base is: a base is named by its --base SEED, not by the model it holds."""
+    models = {}
+    for row in sorted(report["rows"], key=lambda row: row["reviewed"]):  # the 0-cell row's model is the base itself
+        if row.get("base_model") or row.get("pushed"):
+            models.setdefault(row["base"], (row.get("base_model") or row["pushed"], row.get("base_training")))
+    if not models:
+        return []
+    lines = ["Bases: each its own training of the default recipe. A base's number is the --base SEED that drew "
+             "its reviewed cells and seeded its adaptation runs; the model it is:", ""]
+    for base, (model, record) in sorted(models.items()):
+        told = ", ".join(f"{key} {record[key]}" for key in ("seed", "code_version", "commit")
+                         if record and key in record)
+        lines.append(f"- base {base}: {model}" + (f" (training record: {told})" if told else ""))
+    return lines
 
 
 def held_out_text(report: dict) -> str:
@@ -183,7 +210,7 @@ def markdown(report: dict) -> str:
                      f"{test['review_flag_rate']:.3f} | {gate} | {row.get('run_s', '-')} |")
     bases = sorted({row["base"] for row in report["rows"]})
     if len(bases) > 1:
-        lines += ["", f"Mean over the {len(bases)} bases (seeds {', '.join(map(str, bases))}):", "",
+        lines += ["", f"Mean over the {len(bases)} bases ({', '.join(map(str, bases))}):", "",
                   "| reviewed cells | lab accuracy | " + " | ".join(f"recall {n[:3]}" for n in names)
                   + " | lowest recall | flagged | Kaggle TEST |", "|---|---|" + "---|" * len(names) + "---|---|---|"]
         for size in sorted({row["reviewed"] for row in report["rows"]}):
@@ -201,6 +228,8 @@ def markdown(report: dict) -> str:
                          + f" | {other_labs.share(min(known) if known else None)} | "
                          f"{np.mean([r['lab']['review_flag_rate'] for r in rows]):.3f} | "
                          f"{np.mean([r['test']['accuracy'] for r in rows]):.4f} |")
+    if bases_text(report):
+        lines += ["", *bases_text(report)]
     lines += ["", "Recall \"-\": no held-out cell of that class; a mean over fewer bases than the row's says "
               "how many (\"2 of 3\").",
               "", "Lab non-cells: the held-out cells' images shuffled in 16x16 blocks (the lab's colours, no cell;"
@@ -295,17 +324,19 @@ def main(argv: list[str] | None = None) -> int:
     for seed, base_dir, base_model in bases:
         order = orders[seed]
         held_out = held_out_cells(cells, order)
+        # Which model the base is: its SEED is only the draw's and the adaptation's.
+        provenance = {"base_model": base_model, "base_training": training_record(base_model)}
         rows.append({"base": seed, "reviewed": 0, "pushed": base_model, "held_out_cells": len(held_out.files),
-                     **measure(base_model, held_out, images, names, threshold)})
-        print(f"seed {seed}, 0 cells: {lab} {rows[-1]['lab']['accuracy']:.4f}", file=sys.stderr)
+                     **provenance, **measure(base_model, held_out, images, names, threshold)})
+        print(f"base {seed}, 0 cells: {lab} {rows[-1]['lab']['accuracy']:.4f}", file=sys.stderr)
         for n in sorted(args.sizes):
             work = args.work / f"seed{seed}" / f"n{n}"
             shutil.rmtree(work, ignore_errors=True)
             write_lab(cells, order[:n], work / "lab" / lab, names)
             run = adapt_run(base_dir, work / "out", lab, work / "lab" / lab, args.data_dir, seed)
-            rows.append({"base": seed, "reviewed": n, **run, "held_out_cells": len(held_out.files),
+            rows.append({"base": seed, "reviewed": n, **run, "held_out_cells": len(held_out.files), **provenance,
                          **measure(run["pushed"], held_out, images, names, threshold)})
-            print(f"seed {seed}, {n} cells: {lab} {rows[-1]['lab']['accuracy']:.4f}, "
+            print(f"base {seed}, {n} cells: {lab} {rows[-1]['lab']['accuracy']:.4f}, "
                   f"TEST {rows[-1]['test']['accuracy']:.4f}, run {run['run_s']:.0f} s", file=sys.stderr)
             args.out.mkdir(parents=True, exist_ok=True)
             (args.out / "lab_adaptation.partial.json").write_text(json.dumps(rows, indent=1))

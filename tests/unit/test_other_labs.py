@@ -478,3 +478,28 @@ def test_cross_lab_refuses_a_lab_named_twice(tmp_path, capsys):
     lab = _lab(tmp_path / "mylab", {"LYMPHOCYTE": 1})
     assert cross_lab.main(["--model", str(model), "--other-lab", f"a={lab}", "--other-lab", f"a={lab}"]) == 2
     assert _one_error_line(capsys) == "error: --other-lab a is given twice: name each lab once"
+
+
+def test_adaptation_rows_record_which_model_their_base_is(tmp_path, monkeypatch, capsys):
+    from benchmarks import lab_adaptation
+    from models.features import TRAINING_RECORD_FILE
+
+    base = _base(tmp_path)
+    pushed = next(base.rglob("7"))
+    (pushed / TRAINING_RECORD_FILE).parent.mkdir(parents=True)
+    (pushed / TRAINING_RECORD_FILE).write_text(json.dumps({"mode": "trained", "seed": 3, "code_version": "abc"}))
+    lab = _lab(tmp_path / "lab", {"EOSINOPHIL": 4, "LYMPHOCYTE": 10, "MONOCYTE": 10, "NEUTROPHIL": 30})
+    per_class = {n: {"recall": 0.5} for n in NAMES}
+    monkeypatch.setattr(lab_adaptation, "measure", lambda *a: {
+        "lab": {"accuracy": 0.5, "per_class": per_class, "review_flag_rate": 0.5, "errors_flagged": None},
+        "test": {"accuracy": 0.9, "review_flag_rate": 0.1}})
+    monkeypatch.setattr(lab_adaptation, "adapt_run", lambda *a: {"pushed": "adapted", "run_s": 1.0, "component_s": {}})
+    out = tmp_path / "out"
+    assert lab_adaptation.main(["--base", f"1={base}", "--lab", f"x={lab}", "--sizes", "5", "--data-dir", str(tmp_path),
+                                "--work", str(tmp_path / "work"), "--out", str(out)]) == 0
+    rows = json.loads((out / "lab_adaptation.json").read_text())["rows"]
+    assert [(row["reviewed"], row["base_model"], row["base_training"]["seed"]) for row in rows] == \
+        [(0, str(pushed), 3), (5, str(pushed), 3)]
+    text = (out / "lab_adaptation.md").read_text()
+    assert f"- base 1: {pushed} (training record: seed 3, code_version abc)" in text
+    assert "its own training of the default recipe" in text and "seeds 1" not in text
