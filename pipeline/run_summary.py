@@ -186,7 +186,10 @@ def adapted_line(training: dict) -> str:
     """The Trainer's adaptation, with the lab cells it fine-tuned on per class: the held-out share is
     drawn by cell, not by class, so a rare class can keep few of its cells for training."""
     per_class = training.get("lab_train_cells_per_class") or {}
+    per_lab = training.get("lab_train_cells_per_lab") or {}
     counts = f"; per class: {', '.join(f'{name} {n}' for name, n in per_class.items())}" if per_class else ""
+    if len(per_lab) > 1:
+        counts += f"; per lab: {', '.join(f'{name} {n}' for name, n in per_lab.items())}"
     return (f"trainer: adapted the last blessed model to {training['lab_train_cells']} lab cells "
             f"({training['steps']} batches{counts})")
 
@@ -204,6 +207,8 @@ def format_summary(summary: RunSummary, wall_seconds: float, class_names: list[s
                      f"{lab['refused']} refused (see the ingest report)")
     if summary.training and summary.training.get("mode") == "adapted":
         lines.append(adapted_line(summary.training))
+    lines += [f"note: lab {name} not adapted to: {why}"
+              for name, why in ((summary.training or {}).get("labs_not_adapted_to") or {}).items()]
     if summary.metrics:
         lines.append("eval metrics (split 'eval', base dataset): " + json.dumps(readable_metrics(summary.metrics, list(class_names))))
     if summary.confusion:

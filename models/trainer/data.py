@@ -97,43 +97,71 @@ def _feature_of(feature_spec: dict, key: str):
     return lambda record: tf.reshape(tf.io.parse_single_example(record, spec)[key], [-1])[0]
 
 
-def lab_records_by_class(file_pattern: list[str], tf_transform_output: tft.TFTransformOutput,
-                         num_classes: int) -> list[list[bytes]]:
-    """The split's lab records (serialized), per class, in one read: a lab's reviewed cells are few, and
-    held in memory they are not read again for each class, for the review score, or to be counted.
-    Empty lists for data made before examples had a source."""
-    by_class: list[list[bytes]] = [[] for _ in range(num_classes)]
+LabCells = dict  # lab name -> per class, that lab's serialized train records
+
+MIN_LAB_CLASSES = 2
+
+
+def lab_records(file_pattern: list[str], tf_transform_output: tft.TFTransformOutput,
+                num_classes: int) -> LabCells:
+    """The split's lab records (serialized), per lab and class, in one read: a lab's reviewed cells are
+    few, and held in memory they are not read again for each class, for the review score, or to be
+    counted. Empty for data made before examples had a source."""
+    cells: LabCells = {}
     feature_spec = tf_transform_output.transformed_feature_spec()
     if SOURCE_KEY not in feature_spec:
-        return by_class
+        return cells
     source, label = _feature_of(feature_spec, SOURCE_KEY), _feature_of(feature_spec, LABEL_KEY)
-    lab = _records(file_pattern).filter(lambda r: tf.not_equal(source(r), BASE_SOURCE)).map(lambda r: (label(r), r))
+    lab = (_records(file_pattern).filter(lambda r: tf.not_equal(source(r), BASE_SOURCE))
+           .map(lambda r: (source(r), label(r), r)))
     outside = 0
-    for y, record in lab.as_numpy_iterator():
+    for name, y, record in lab.as_numpy_iterator():
         if 0 <= y < num_classes:
-            by_class[y].append(record)
+            cells.setdefault(name.decode(), [[] for _ in range(num_classes)])[y].append(record)
         else:  # Transform's schema check should never let one by
             outside += 1
     if outside:
         raise ValueError(f"{outside} lab records have a label outside the {num_classes} classes")
-    return by_class
+    return dict(sorted(cells.items()))
+
+
+def adaptable_labs(cells: LabCells, class_names: list[str]) -> tuple[LabCells, dict[str, str]]:
+    """(the labs a model is adapted to, {lab left out: why}). A lab whose reviewed cells are of one
+    class only is left out: its held-out cells are of that class too, so a model that gave every cell
+    of that microscope that answer would pass the gate."""
+    kept, left_out = {}, {}
+    for name, by_class in cells.items():
+        present = [class_names[c] for c, records in enumerate(by_class) if records]
+        if len(present) >= MIN_LAB_CLASSES:
+            kept[name] = by_class
+        else:
+            left_out[name] = (f"reviewed cells of {', '.join(present) or 'no class'} only: adapted to once "
+                              f"they hold {MIN_LAB_CLASSES} classes")
+    return kept, left_out
 
 
 def make_adapt_dataset(file_pattern: list[str], tf_transform_output: tft.TFTransformOutput, batch_size: int,
-                       seed: int, lab_share: float, lab_by_class: list[list[bytes]]) -> tf.data.Dataset:
+                       seed: int, lab_share: float, lab_cells: LabCells) -> tf.data.Dataset:
     """Endless augmented (images, labels) batches, `lab_share` of each drawn from lab cells and the rest
     from the base data: a hundred lab cells among thousands of base images would otherwise barely move
-    the model, and the base images keep it from forgetting the base lab. Within the lab share each class
-    the lab has cells of is equally likely: a lab reviews mostly its commonest class, and drawn as they
-    come its rare classes were missed (research/README.md, the adaptation screen)."""
-    present = [records for records in lab_by_class if records]
-    if not present:
+    the model, and the base images keep it from forgetting the base lab. Within the lab share each lab
+    is equally likely (a big lab would otherwise swamp a small one), and within a lab each class it has
+    cells of: a lab reviews mostly its commonest class, and drawn as they come its rare classes were
+    missed (research/README.md, the adaptation screen)."""
+    per_lab = []
+    for i, by_class in enumerate(lab_cells.values()):
+        present = [records for records in by_class if records]
+        if present:
+            per_lab.append(tf.data.Dataset.sample_from_datasets(
+                [tf.data.Dataset.from_tensor_slices(records).shuffle(len(records), seed=seed,
+                                                                     reshuffle_each_iteration=True).repeat()
+                 for records in present], seed=seed + 1 + i))
+    if not per_lab:
         raise ValueError("make_adapt_dataset needs the classes the labs have cells of; none given")
+    lab_side = per_lab[0] if len(per_lab) == 1 else tf.data.Dataset.sample_from_datasets(
+        per_lab, seed=seed + 1 + len(per_lab))
     feature_spec = tf_transform_output.transformed_feature_spec()
     source = _feature_of(feature_spec, SOURCE_KEY)
-    lab_side = tf.data.Dataset.sample_from_datasets(
-        [tf.data.Dataset.from_tensor_slices(records).shuffle(len(records), seed=seed, reshuffle_each_iteration=True)
-         .repeat() for records in present], seed=seed + 1)
     # A buffer at the cap holds the whole Kaggle TRAIN split: no counting pass needed. No cache: the
     # fine-tune reads about one pass of the base split, and a cache of a larger one would outgrow memory.
     base_side = (_records(file_pattern).filter(lambda r: tf.equal(source(r), BASE_SOURCE))
@@ -144,9 +172,13 @@ def make_adapt_dataset(file_pattern: list[str], tf_transform_output: tft.TFTrans
     return map_images(ds, augment_lib.augment, seed, batch_size).prefetch(tf.data.AUTOTUNE)
 
 
-def make_lab_dataset(lab_by_class: list[list[bytes]], tf_transform_output: tft.TFTransformOutput,
+def make_lab_dataset(lab_cells: LabCells, tf_transform_output: tft.TFTransformOutput,
                      batch_size: int) -> tf.data.Dataset:
-    """The lab cells, as they are: (images, labels) batches."""
-    lab = tf.data.Dataset.from_tensor_slices([record for records in lab_by_class for record in records])
-    return images_and_labels(lab.batch(batch_size), tf_transform_output.transformed_feature_spec()).prefetch(
-        tf.data.AUTOTUNE)
+    """The lab cells as they are: (images, group) batches, one group per lab and class, in that order
+    (the review score's lab means: one lab's stain is not another's)."""
+    groups = [records for by_class in lab_cells.values() for records in by_class if records]
+    records = tf.data.Dataset.from_tensor_slices([r for group in groups for r in group])
+    ids = tf.data.Dataset.from_tensor_slices([g for g, group in enumerate(groups) for _ in group])
+    feature_spec = tf_transform_output.transformed_feature_spec()
+    images = images_and_labels(records.batch(batch_size), feature_spec).map(lambda x, y: x)
+    return tf.data.Dataset.zip((images, ids.batch(batch_size))).prefetch(tf.data.AUTOTUNE)

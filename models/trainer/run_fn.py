@@ -139,13 +139,16 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
 
     val_ds = dataset(fn_args.eval_files, False)
     base_model = fn_args.base_model if fn_args.base_model and same_model(fn_args.base_model, params) else None
-    lab_by_class = (data.lab_records_by_class(fn_args.train_files, tf_transform_output, params.num_classes)
-                    if base_model else [])
-    lab_counts = [len(records) for records in lab_by_class]
+    lab_cells, left_out = data.adaptable_labs(
+        data.lab_records(fn_args.train_files, tf_transform_output, params.num_classes) if base_model else {},
+        list(params.class_names))
+    for name, why in left_out.items():
+        logging.warning("lab %s not adapted to: %s", name, why)
+    lab_counts = [sum(len(by_class[c]) for by_class in lab_cells.values()) for c in range(params.num_classes)]
     lab_records = sum(lab_counts)
     if lab_records:
         train_ds = data.make_adapt_dataset(fn_args.train_files, tf_transform_output, params.batch_size,
-                                           params.seed, params.lab_share, lab_by_class)
+                                           params.seed, params.lab_share, lab_cells)
         try:
             model = adapt(params, base_model, train_ds, val_ds, fn_args.model_run_dir)
         except BaseModelMismatch as err:
@@ -155,13 +158,17 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         logging.info("no lab cells to adapt to: training from the start")
     if not lab_records:
         model = train(params, dataset(fn_args.train_files, True), val_ds, fn_args.model_run_dir)
-    lab_ds = data.make_lab_dataset(lab_by_class, tf_transform_output, params.batch_size) if lab_records else None
+    lab_ds = data.make_lab_dataset(lab_cells, tf_transform_output, params.batch_size) if lab_records else None
     typical = review_score.fit_review_score(model, dataset(fn_args.train_files, False), val_ds, params.num_classes,
                                             params.average_symmetries, params.seed, params.batch_size, lab_ds)
     export.save_model(model, fn_args.serving_model_dir, tf_transform_output, params, typical)
     record = ({"mode": "adapted", "base_model": base_model, "lab_train_cells": lab_records,
-               "lab_train_cells_per_class": dict(zip(params.class_names, lab_counts)), "lab_draw": "class_balanced",
+               "lab_train_cells_per_class": dict(zip(params.class_names, lab_counts)),
+               "lab_train_cells_per_lab": {name: sum(map(len, by_class)) for name, by_class in lab_cells.items()},
+               "lab_draw": "lab_then_class_balanced",
                "steps": params.adapt_steps} if lab_records else {"mode": "trained", "epochs": params.epochs})
+    if left_out:
+        record["labs_not_adapted_to"] = left_out
     record.update(model_identity(params))
     with tf.io.gfile.GFile(os.path.join(fn_args.serving_model_dir, TRAINING_RECORD_FILE), "w") as f:
         f.write(json.dumps(record))

@@ -89,6 +89,8 @@ def test_the_adapted_line_names_the_lab_cells_trained_on_per_class():
               "lab_train_cells_per_class": {"EOSINOPHIL": 8, "LYMPHOCYTE": 18, "MONOCYTE": 14, "NEUTROPHIL": 36}}
     assert adapted_line(record) == ("trainer: adapted the last blessed model to 76 lab cells (600 batches; per "
                                     "class: EOSINOPHIL 8, LYMPHOCYTE 18, MONOCYTE 14, NEUTROPHIL 36)")
+    two_labs = {**record, "lab_train_cells_per_lab": {"a": 70, "b": 6}}
+    assert adapted_line(two_labs).endswith("NEUTROPHIL 36; per lab: a 70, b 6)")
     # versions trained before the record held per-class counts
     assert adapted_line({"lab_train_cells": 5, "steps": 600}) == (
         "trainer: adapted the last blessed model to 5 lab cells (600 batches)")
@@ -166,3 +168,12 @@ def test_an_edited_curated_schema_reaches_the_run_at_a_path_named_by_its_content
         local_runner.main(["--data-dir", str(data), "--output-dir", str(tmp_path / "out")])
     assert Path(seen["schema_file"]).read_text() == "feature { name: 'b' }"
     assert seen["schema_file"].startswith(str(tmp_path / "out"))
+
+
+def test_a_lab_left_out_of_the_adaptation_is_named_in_the_summary():
+    from pipeline.run_summary import RunSummary, format_summary
+
+    training = {"mode": "trained", "epochs": 3,
+                "labs_not_adapted_to": {"onlyneu": "reviewed cells of NEUTROPHIL only: adapted to once they hold 2 classes"}}
+    text = format_summary(RunSummary(components=[], training=training), 1.0)
+    assert "note: lab onlyneu not adapted to: reviewed cells of NEUTROPHIL only: adapted to once they hold 2 classes" in text
