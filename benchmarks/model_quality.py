@@ -392,8 +392,8 @@ def markdown(report: dict) -> str:
               "(research/val_probe.py)." if report.get("val_in_training") else
               "val acc: the Trainer's `val` split after the last epoch, one view per image (with "
               "ingest.val_split=cell_groups, cells that training never saw: the tuning signal). val served: "
-              "the same images through the pushed model, as TEST is measured. val cells: cells most of whose "
-              "images are right.", ""]
+              "the same images through the pushed model, as TEST is measured. val cells: cells whose most common "
+              "answer is right (a plurality; a tie goes to the class listed first).", ""]
     for name, r in rows:
         wrong = (r.get("val") or {}).get("by_cell", {}).get("wrong")
         if wrong:

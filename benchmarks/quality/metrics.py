@@ -72,8 +72,9 @@ def summarize(probabilities: np.ndarray, labels: np.ndarray, class_names: list[s
 
 
 def by_cell(labels: np.ndarray, predicted: np.ndarray, cells: list[str], class_names: list[str]) -> dict:
-    """Outcome per cell (a group of augmented copies of one original): a cell counts as right when most
-    of its images are. `val` holds few cells, so this says which cells the errors come from."""
+    """Outcome per cell (a group of augmented copies of one original): a cell counts as right when its
+    most common answer (`majority`, a plurality: a tie goes to the class listed first) is its class, even
+    under half of its images. `val` holds few cells, so this says which cells the errors come from."""
     out = []
     for cell in sorted(set(cells)):
         members = np.array([c == cell for c in cells])

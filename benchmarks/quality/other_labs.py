@@ -155,10 +155,15 @@ def table(rows: list[tuple[str, str, str, dict]], class_names: list[str]) -> lis
               + " | ECE | flagged | errors flagged | right answers flagged | accuracy unflagged |")
     lines = [header, "|" + "---|" * (header.count("|") - 1)]
     for source, model, seed, r in rows:
-        recalls = " | ".join(share(r["per_class"][n]["recall"]) for n in class_names)
+        def shown(key: str, value: float | None) -> str:  # a mean over fewer seeds than the row's says so
+            over = (r.get("over") or {}).get(key)
+            return share(value) + (f" ({over} of {r['of']})" if over else "")
+
+        recalls = " | ".join(shown(f"recall {n}", r["per_class"][n]["recall"]) for n in class_names)
         lines.append(f"| {source} | {model} | {seed} | {r['n']} | {r['accuracy']:.4f} | {recalls} | {r['ece']:.3f} | "
-                     f"{r['review_flag_rate']:.3f} | {share(r.get('errors_flagged'))} | "
-                     f"{share(r.get('right_flagged'))} | {share(r.get('accuracy_unflagged'))} |")
+                     f"{r['review_flag_rate']:.3f} | {shown('errors_flagged', r.get('errors_flagged'))} | "
+                     f"{shown('right_flagged', r.get('right_flagged'))} | "
+                     f"{shown('accuracy_unflagged', r.get('accuracy_unflagged'))} |")
     counts = rows[0][3].get("class_counts") if rows else None
     if counts:
         few = [n for n, c in counts.items() if c < FEW_CELLS]
@@ -181,18 +186,25 @@ def table(rows: list[tuple[str, str, str, dict]], class_names: list[str]) -> lis
 
 
 def mean_row(results: list[dict], class_names: list[str]) -> dict:
-    """The mean over seeds of the figures table() prints (confusion summed)."""
-    def mean(values):
+    """The mean over seeds of the figures table() prints (confusion summed). A figure some seeds have none
+    of (no errors: no share of them flagged) is the mean over the others; `over` says how many, of `of`."""
+    over = {}
+
+    def mean(key, values):
         values = [v for v in values if v is not None]
+        if 0 < len(values) < len(results):
+            over[key] = len(values)
         return float(np.mean(values)) if values else None
 
     return {
         "n": results[0]["n"], "class_counts": results[0].get("class_counts"), "copies": results[0].get("copies"),
-        "accuracy": mean(r["accuracy"] for r in results), "ece": mean(r["ece"] for r in results),
-        "per_class": {n: {"recall": mean(r["per_class"][n]["recall"] for r in results)} for n in class_names},
-        "review_flag_rate": mean(r["review_flag_rate"] for r in results),
-        "errors_flagged": mean(r.get("errors_flagged") for r in results),
-        "right_flagged": mean(r.get("right_flagged") for r in results),
-        "accuracy_unflagged": mean(r.get("accuracy_unflagged") for r in results),
+        "accuracy": mean("accuracy", [r["accuracy"] for r in results]),
+        "ece": mean("ece", [r["ece"] for r in results]),
+        "per_class": {n: {"recall": mean(f"recall {n}", [r["per_class"][n]["recall"] for r in results])}
+                      for n in class_names},
+        "review_flag_rate": mean("review_flag_rate", [r["review_flag_rate"] for r in results]),
+        **{key: mean(key, [r.get(key) for r in results])
+           for key in ("errors_flagged", "right_flagged", "accuracy_unflagged")},
         "confusion_matrix": np.sum([r["confusion_matrix"] for r in results], axis=0).tolist(),
+        "over": over, "of": len(results),
     }

@@ -503,3 +503,13 @@ def test_adaptation_rows_record_which_model_their_base_is(tmp_path, monkeypatch,
     text = (out / "lab_adaptation.md").read_text()
     assert f"- base 1: {pushed} (training record: seed 3, code_version abc)" in text
     assert "its own training of the default recipe" in text and "seeds 1" not in text
+
+
+def test_a_mean_over_fewer_seeds_than_all_says_how_many():
+    results = [metrics.summarize(np.eye(4, dtype=np.float32)[predicted], np.arange(4), NAMES, 0.8)
+               for predicted in ([0, 1, 2, 3], [0, 1, 2, 0], [1, 1, 2, 0])]
+    assert results[0]["errors_flagged"] is None  # seed 1 makes no error
+    mean = other_labs.mean_row(results, NAMES)
+    assert mean["errors_flagged"] == 0.0 and mean["over"] == {"errors_flagged": 2} and mean["of"] == 3
+    text = "\n".join(other_labs.table([("lab", "default", "mean", mean)], NAMES))
+    assert "| 0.000 (2 of 3) | 0.000 | 0.750 |" in text

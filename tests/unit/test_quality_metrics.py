@@ -75,3 +75,14 @@ def test_outcome_per_cell_names_the_cells_most_images_of_which_are_wrong():
     assert out["cells"] == 3 and out["cells_right"] == 2
     assert out["wrong"] == [{"cell": "b", "class": "B", "images": 3, "share_right": 0.0, "majority": "A"}]
     assert out["per_cell"][0] == {"cell": "a", "class": "A", "images": 3, "share_right": 2 / 3, "majority": "A"}
+
+
+def test_a_cell_is_right_by_its_most_common_answer_and_a_tie_goes_to_the_first_class():
+    # As by_cell's docstring and the report say: a plurality, not a strict majority of the images.
+    labels = np.array([2, 2, 2, 2, 2, 1, 1])
+    predicted = np.array([2, 2, 0, 1, 3, 0, 1])
+    out = metrics.by_cell(labels, predicted, ["a"] * 5 + ["b"] * 2, ["A", "B", "C", "D"])
+    a, b = out["per_cell"]
+    assert a["share_right"] == 0.4 and a["majority"] == "C"       # right with 2 of 5 images
+    assert b["share_right"] == 0.5 and b["majority"] == "A"       # a tie: the first class wins
+    assert out["cells_right"] == 1 and [c["cell"] for c in out["wrong"]] == ["b"]
