@@ -81,7 +81,9 @@ def sources(given: list[tuple[str, Path]], root: Path | None = None) -> tuple[di
 
 def load_error(err: Exception, found_under: Path | None) -> str:
     """A source's load() error, saying where the source came from."""
-    return f"--other-lab {err}" if found_under is None else f"{err} (a source found under --other-labs-root {found_under})"
+    if found_under is None:
+        return f"--other-lab {err}"
+    return f"{err} (a source found under --other-labs-root {found_under})"
 
 
 def load(name: str, folder: Path, class_names: list[str], keep_copies: bool = False) -> LabCells:

@@ -429,7 +429,8 @@ def test_adaptation_report_only_without_a_report_or_its_models_is_one_line(tmp_p
     (tmp_path / "lab_adaptation.json").write_text(json.dumps({
         "lab": "lab", "lab_dir": str(lab), "class_names": NAMES, "review_threshold": 0.8, "max_accuracy_drop": 0.01,
         "rows": [{"base": 1, "reviewed": 20, "pushed": str(tmp_path / "gone")}]}))
-    assert lab_adaptation.main(["--report-only", "--remeasure", "--out", str(tmp_path), "--data-dir", str(tmp_path)]) == 2
+    argv = ["--report-only", "--remeasure", "--out", str(tmp_path), "--data-dir", str(tmp_path)]
+    assert lab_adaptation.main(argv) == 2
     assert _one_error_line(capsys).startswith("error: --remeasure: it needs the stored pushed models; missing: ")
 
 
