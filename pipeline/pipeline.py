@@ -7,7 +7,6 @@ import tempfile
 
 import tensorflow as tf
 from tfx import v1 as tfx
-from tfx.dsl.components.base import executor_spec
 
 import components.image_example_gen
 import components.tfjs_publisher
@@ -17,7 +16,7 @@ import serving.warmup
 from components.anomalies_gate.component import AnomaliesGate
 from components.image_example_gen import image_reader, lab_sources
 from components.image_example_gen.component import image_example_gen
-from components.pusher import executor as pusher_executor
+from components.pusher.component import Pusher
 from components.serving_check.component import ServingCheck
 from components.tfjs_publisher.component import TfjsPublisher
 from models import features
@@ -130,13 +129,12 @@ def create_components(config: Config, data_root: str, serving_base: str, cdn_bas
     # Checked first: a model that would not serve must never be blessed, since the last blessed model is
     # the next run's baseline (and, with labs, the model it adapts), pushed or not.
     evaluator.add_upstream_node(serving_check)
-    pusher = tfx.components.Pusher(
+    # A model already served (a rerun's model, blessed again against itself) is not pushed again.
+    pusher = Pusher(
         model=trainer.outputs["model"], model_blessing=evaluator.outputs["blessing"],
         infra_blessing=serving_check.outputs["blessing"],
         push_destination=tfx.proto.PushDestination(
-            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=serving_base)),
-        # A model already served (a rerun's model, blessed again against itself) is not pushed again.
-        custom_executor_spec=executor_spec.ExecutorClassSpec(pusher_executor.Executor))
+            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=serving_base)))
     tfjs_publisher = TfjsPublisher(
         pushed_model=pusher.outputs["pushed_model"], evaluation=evaluator.outputs["evaluation"],
         cdn_base=cdn_base, model_name=config.serving.model_name, quantization=config.browser.quantization,

@@ -14,6 +14,7 @@ from components.image_example_gen.driver import ImageFolderDriver
 
 class ImageExampleGen(FileBasedExampleGen):
     DRIVER_CLASS = ImageFolderDriver
+    EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(executor.Executor)
 
 
 def image_example_gen(data_root: str, *, class_names: list[str], val_fraction: float,
@@ -54,5 +55,4 @@ def image_example_gen(data_root: str, *, class_names: list[str], val_fraction: f
         input_config=input_config,
         output_config=output_config,
         custom_config=tfx.proto.CustomConfig(custom_config=packed),
-        custom_executor_spec=executor_spec.BeamExecutorSpec(executor.Executor),
     ).with_id("FileBasedExampleGen")  # the id runs, summaries and Kubeflow specs already know

@@ -3,7 +3,7 @@
 It meets the Trainer's model as TF Serving would (it loads; the serving signature's names and dtypes
 are what clients send and read; the warm-up file parses, and every warm-up request is answered) and
 gives the Pusher an InfraBlessing. A model that fails stops the run with one line, so nothing is
-pushed. On Kubeflow the pipeline runs InfraValidator with the TF Serving image instead.
+pushed. Kubeflow runs it too: KubeflowV2DagRunner cannot compile TFX's InfraValidator.
 """
 # No `from __future__ import annotations`: TFX reads this component's annotations as types.
 

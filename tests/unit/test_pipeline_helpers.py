@@ -57,6 +57,12 @@ def test_pipeline_wiring(tmp_path):
     # labs, what it adapts), whether or not that model was pushed.
     assert "ServingCheck" in {n.id for n in nodes["Evaluator"].upstream_nodes}
     assert len(nodes) == 13
+    # The project's executors, set as TFX's guide does (a class's EXECUTOR_SPEC, no deprecated override).
+    from components.image_example_gen import executor as ingest
+    from components.pusher import executor as push
+
+    assert nodes["Pusher"].executor_spec.executor_class is push.Executor
+    assert nodes["FileBasedExampleGen"].executor_spec.executor_class is ingest.Executor
 
     # A tuning run holds val out of training.
     held_out = load_config(overrides=[f"data_dir={make_dataset(tmp_path)}", "training.train_on_val=false"])
