@@ -127,7 +127,10 @@ class KubeflowConfig(_Section):
     schedule_cron: str = "0 0 3 * * 1"   # KFP cron has a seconds field: 03:00 every Monday
     output_file: str = "build/kubeflow/bloodcell-pipeline.yaml"
     trainer: TrainerResources = TrainerResources()
-    beam_args: list[str] = []            # empty: the same Beam arguments as a local run
+    beam_args: list[str] = []            # empty: the same Beam arguments as a local run, but beam_workers
+    # DirectRunner processes per pod: a pod's CPU count is its node's (Beam's 0 would start one per core
+    # of a large node, each with its own TensorFlow, and run out of memory).
+    beam_workers: int = Field(4, ge=1)
 
 
 class Config(_Section):
@@ -193,9 +196,11 @@ class Config(_Section):
     def data_path(self) -> str:
         return self.resolve(self.data_dir)
 
-    def beam_args(self) -> list[str]:
+    def beam_args(self, num_workers: int | None = None) -> list[str]:
+        """num_workers: DirectRunner processes instead of beam.direct_num_workers."""
         if any(a.startswith("--runner") for a in self.beam.extra_args):
             return list(self.beam.extra_args)
+        workers = self.beam.direct_num_workers if num_workers is None else num_workers
         return [
             "--runner=DirectRunner",
             # Beam's DirectRunner first tries PrismRunner, which downloads a binary from GitHub at run
@@ -203,7 +208,7 @@ class Config(_Section):
             # these batch pipelines use no triggers.
             "--allow_unsafe_triggers",
             "--direct_running_mode=multi_processing",
-            f"--direct_num_workers={self.beam.direct_num_workers}",  # 0: the cores where it runs
+            f"--direct_num_workers={workers}",  # 0: the cores where it runs
             *self.beam.extra_args,
         ]
 

@@ -38,7 +38,7 @@ def build_pipeline(config: Config):
     data_root = kf.data_dir if "://" in kf.data_dir else image_reader.resolve_data_root(kf.data_dir)
     pipeline = create_pipeline(config, data_root=data_root, pipeline_root=kf.pipeline_root,
                                serving_base=kf.serving_base, cdn_base=kf.cdn_base,
-                               beam_args=kf.beam_args or config.beam_args(), labs_root=kf.labs_dir,
+                               beam_args=kf.beam_args or config.beam_args(kf.beam_workers), labs_root=kf.labs_dir,
                                schema_file=schema_path(curated_schema_folder(config)))
     for component in pipeline.components:
         if component.id == TRAINER_ID:

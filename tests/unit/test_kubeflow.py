@@ -210,3 +210,13 @@ def test_a_schema_that_cannot_be_put_in_place_is_one_line(tmp_path, capsys, monk
                               "--set", f"kubeflow.output_file={tmp_path / 's.yaml'}"]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"error: the curated schema could not be put at {blocked}/curated_schema/") and "\n" not in err
+
+
+def test_a_pod_starts_a_bounded_number_of_beam_workers(compiled):
+    # In a pod Beam's 0 ("one per core") counts the node's cores: dozens of processes, each with its own
+    # TensorFlow, on a large node.
+    config, _, doc = compiled
+    args = [a for e in doc["deploymentSpec"]["executors"].values() for a in e.get("container", {}).get("args", [])]
+    workers = [a for a in args if a.startswith("--direct_num_workers=")]
+    assert workers and set(workers) == {f"--direct_num_workers={config.kubeflow.beam_workers}"}
+    assert config.beam_args()[3] == "--direct_num_workers=0"  # a local run still takes its cores
