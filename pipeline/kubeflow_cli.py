@@ -15,7 +15,7 @@ import os
 import sys
 
 from pipeline.config import Config
-from pipeline.kubeflow_runner import compile_pipeline, curated_schema_folder, parse_with_config
+from pipeline.kubeflow_runner import compile_pipeline, compiled_line, curated_schema_folder, parse_with_config
 
 
 def make_client(config: Config):
@@ -73,8 +73,7 @@ def main(argv=None) -> int:
 
     package = compile_pipeline(config)
     if args.command == "compile":
-        print(f"compiled: {package} (its runs read the curated schema under {curated_schema_folder(config)}/, "
-              f"where submit and schedule put it)")
+        print(compiled_line(package, config))
         return 0
     if args.command in ("submit", "schedule"):
         from pipeline.pipeline import schema_copy, schema_path

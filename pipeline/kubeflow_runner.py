@@ -125,8 +125,15 @@ def main(argv=None) -> int:
     _, config = parse_with_config(parser, argv)
     if config is None:
         return 2
-    print(f"compiled: {compile_pipeline(config)}")
+    print(compiled_line(compile_pipeline(config), config))
     return 0
+
+
+def compiled_line(package: str, config: Config) -> str:
+    from pipeline.pipeline import schema_path
+
+    return (f"compiled: {package} (its runs read the curated schema at "
+            f"{schema_path(curated_schema_folder(config))}; submit and schedule put it there)")
 
 
 if __name__ == "__main__":

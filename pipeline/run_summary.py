@@ -207,8 +207,8 @@ def format_summary(summary: RunSummary, wall_seconds: float, class_names: list[s
                      f"{lab['refused']} refused (see the ingest report)")
     if summary.training and summary.training.get("mode") == "adapted":
         lines.append(adapted_line(summary.training))
-    lines += [f"note: lab {name} not adapted to: {why}"
-              for name, why in ((summary.training or {}).get("labs_not_adapted_to") or {}).items()]
+    lines += [f"note: lab {name} not trained on: {why}"
+              for name, why in ((summary.training or {}).get("labs_not_trained_on") or {}).items()]
     if summary.metrics:
         lines.append("eval metrics (split 'eval', base dataset): " + json.dumps(readable_metrics(summary.metrics, list(class_names))))
     if summary.confusion:

@@ -172,14 +172,14 @@ class Executor(BaseExampleGenExecutor):
         empty = [s for s, c in report["splits"].items() if c["examples"] == 0]
         if empty:
             problem = f"split(s) {', '.join(empty)} have no valid images after rejecting bad inputs"
-        elif missing := [n for n in self._params["class_names"] if not report["splits"]["train"]["per_class"].get(n)]:
-            # A class never trained on: its output is never learnt, and its review-score centre would be
-            # the mean of all features, so images unlike every class would read as typical.
-            problem = f"no training images of {', '.join(missing)} (every class needs some)"
         elif base["rejected_fraction"] > max_bad:
             top = ", ".join(f"{k}: {v}" for k, v in sorted(base["rejected_by_reason"].items(), key=lambda kv: -kv[1])[:3])
             problem = (f"{base['rejected']} of {base['inputs']} inputs of the base dataset rejected "
                        f"({base['rejected_fraction']:.1%} > limit {max_bad:.1%}; {top})")
+        elif missing := [n for n in self._params["class_names"] if not report["splits"]["train"]["per_class"].get(n)]:
+            # A class never trained on: its output would never be learnt, and the review score would
+            # have no centre for it.
+            problem = f"no training images of {', '.join(missing)} (every class needs some)"
         bad_paths = {r.rel_path for r in decode_rejects}
         report["labs"] = {name: image_reader.lab_summary(self._lab_listings[name], candidates, bad_paths)
                           for name, (candidates, _) in labs.items()}

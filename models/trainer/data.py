@@ -22,12 +22,16 @@ def shuffle_capacity(feature_spec: dict) -> int:
 
 
 def make_dataset(file_pattern: list[str], tf_transform_output: tft.TFTransformOutput, batch_size: int,
-                 training: bool, seed: int) -> tf.data.Dataset:
-    """Transformed TFRecords -> (images, labels) batches, read and mapped in parallel."""
+                 training: bool, seed: int, left_out_sources: tuple[str, ...] = ()) -> tf.data.Dataset:
+    """Transformed TFRecords -> (images, labels) batches, read and mapped in parallel, without the records
+    of `left_out_sources` (labs not trained on: adaptable_labs)."""
     feature_spec = tf_transform_output.transformed_feature_spec()
     files = tf.data.Dataset.list_files(file_pattern, shuffle=training, seed=seed)
     ds = files.interleave(lambda f: tf.data.TFRecordDataset(f, compression_type="GZIP"),
                           cycle_length=4, num_parallel_calls=tf.data.AUTOTUNE, deterministic=not training)
+    if left_out_sources:
+        source, left_out = _feature_of(feature_spec, SOURCE_KEY), tf.constant(list(left_out_sources))
+        ds = ds.filter(lambda r: tf.logical_not(tf.reduce_any(tf.equal(source(r), left_out))))
     if training:
         # Transform writes a split in long runs of one class, so through a buffer smaller than the
         # split, batches lean to the classes the reader is passing through: with a 2,048-record buffer,
@@ -126,16 +130,16 @@ def lab_records(file_pattern: list[str], tf_transform_output: tft.TFTransformOut
 
 
 def adaptable_labs(cells: LabCells, class_names: list[str]) -> tuple[LabCells, dict[str, str]]:
-    """(the labs a model is adapted to, {lab left out: why}). A lab whose reviewed cells are of one
-    class only is left out: its held-out cells are of that class too, so a model that gave every cell
-    of that microscope that answer would pass the gate."""
+    """(the labs a model learns from, {lab left out: why}). A lab whose reviewed cells are of one class
+    only is left out, of adapting and of training from the start alike: its held-out cells are of that
+    class too, so a model that gave every cell of that microscope that answer would pass the gate."""
     kept, left_out = {}, {}
     for name, by_class in cells.items():
         present = [class_names[c] for c, records in enumerate(by_class) if records]
         if len(present) >= MIN_LAB_CLASSES:
             kept[name] = by_class
         else:
-            left_out[name] = (f"reviewed cells of {', '.join(present) or 'no class'} only: adapted to once "
+            left_out[name] = (f"reviewed cells of {', '.join(present) or 'no class'} only: trained on once "
                               f"they hold {MIN_LAB_CLASSES} classes")
     return kept, left_out
 
@@ -162,8 +166,8 @@ def make_adapt_dataset(file_pattern: list[str], tf_transform_output: tft.TFTrans
         per_lab, seed=seed + 1 + len(per_lab))
     feature_spec = tf_transform_output.transformed_feature_spec()
     source = _feature_of(feature_spec, SOURCE_KEY)
-    # A buffer at the cap holds the whole Kaggle TRAIN split: no counting pass needed. No cache: the
-    # fine-tune reads about one pass of the base split, and a cache of a larger one would outgrow memory.
+    # At 80x80 a buffer at the cap holds the whole Kaggle TRAIN split: no counting pass needed. No cache:
+    # the fine-tune reads about one pass of the base split, and a cache of a larger one would outgrow memory.
     base_side = (_records(file_pattern).filter(lambda r: tf.equal(source(r), BASE_SOURCE))
                  .shuffle(shuffle_capacity(feature_spec), seed=seed, reshuffle_each_iteration=True).repeat())
     ds = tf.data.Dataset.sample_from_datasets([lab_side, base_side], weights=[lab_share, 1.0 - lab_share],

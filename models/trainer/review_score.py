@@ -21,7 +21,7 @@ def fit_review_score(model: keras.Model, train_ds: tf.data.Dataset, val_ds: tf.d
     Fitted on the training images as they are and once recoloured, and its threshold set on val
     treated the same way: another stain is something the classifier was trained to handle, so it
     should not make an image atypical. Other magnifications and non-cells still do. With `lab_ds` (an
-    adapted model) the labs' train cells add class means of their own.
+    adapted model) the labs' train cells add means of their own, one per lab and class.
 
     At most typicality.MAX_FIT_IMAGES training images are used: with 8 views each, twice, all of
     TRAIN was still being fitted 30 minutes after training ended on a 2-core CPU."""
@@ -48,7 +48,7 @@ def fit_review_score(model: keras.Model, train_ds: tf.data.Dataset, val_ds: tf.d
     train_subset, used, total = data.spread_subset(train_ds, typicality.MAX_FIT_IMAGES, batch_size)
     train_x, train_y = plain_and_recoloured(train_subset)
     means, precision, shrinkage = typicality.fit(train_x, train_y, num_classes)
-    if lab_ds is not None:  # the labs' own train cells, each class its own mean (typicality.with_lab_means)
+    if lab_ds is not None:  # the labs' own train cells, a mean per lab and class (typicality.with_lab_means)
         means = typicality.with_lab_means(means, *plain_and_recoloured(lab_ds))
     val_x, _ = plain_and_recoloured(val_ds)
     limit = typicality.threshold(typicality.min_distance(val_x, means, precision))

@@ -134,18 +134,20 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     keras.utils.set_random_seed(params.seed)
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
 
+    # Labs whose reviewed cells are of one class only are left out of training (data.adaptable_labs).
+    lab_cells, left_out = data.adaptable_labs(
+        data.lab_records(fn_args.train_files, tf_transform_output, params.num_classes), list(params.class_names))
+    for name, why in left_out.items():
+        logging.warning("lab %s not trained on: %s", name, why)
+
     def dataset(files, training):
-        return data.make_dataset(files, tf_transform_output, params.batch_size, training, params.seed)
+        return data.make_dataset(files, tf_transform_output, params.batch_size, training, params.seed,
+                                 tuple(left_out))
 
     val_ds = dataset(fn_args.eval_files, False)
     base_model = fn_args.base_model if fn_args.base_model and same_model(fn_args.base_model, params) else None
-    lab_cells, left_out = data.adaptable_labs(
-        data.lab_records(fn_args.train_files, tf_transform_output, params.num_classes) if base_model else {},
-        list(params.class_names))
-    for name, why in left_out.items():
-        logging.warning("lab %s not adapted to: %s", name, why)
     lab_counts = [sum(len(by_class[c]) for by_class in lab_cells.values()) for c in range(params.num_classes)]
-    lab_records = sum(lab_counts)
+    lab_records = sum(lab_counts) if base_model else 0
     if lab_records:
         train_ds = data.make_adapt_dataset(fn_args.train_files, tf_transform_output, params.batch_size,
                                            params.seed, params.lab_share, lab_cells)
@@ -168,7 +170,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
                "lab_draw": "lab_then_class_balanced",
                "steps": params.adapt_steps} if lab_records else {"mode": "trained", "epochs": params.epochs})
     if left_out:
-        record["labs_not_adapted_to"] = left_out
+        record["labs_not_trained_on"] = left_out
     record.update(model_identity(params))
     with tf.io.gfile.GFile(os.path.join(fn_args.serving_model_dir, TRAINING_RECORD_FILE), "w") as f:
         f.write(json.dumps(record))

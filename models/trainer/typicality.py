@@ -46,11 +46,12 @@ def fit(features: np.ndarray, labels: np.ndarray, num_classes: int) -> tuple[np.
     return means.astype(np.float32), np.linalg.inv(cov).astype(np.float32), float(shrinkage)
 
 
-def with_lab_means(means: np.ndarray, lab_features: np.ndarray, lab_labels: np.ndarray) -> np.ndarray:
-    """The class means plus one more per class the labs' own cells hold: among thousands of base images
-    a few lab cells barely move a class mean, so after adapting to a lab every cell of it would still
-    read as unlike the training images. The shared precision stays as fitted."""
-    extra = [lab_features[lab_labels == c].mean(axis=0) for c in np.unique(lab_labels)]
+def with_lab_means(means: np.ndarray, lab_features: np.ndarray, lab_groups: np.ndarray) -> np.ndarray:
+    """The class means plus one more per group of the labs' own cells (one group per lab and class):
+    among thousands of base images a few lab cells barely move a class mean, so after adapting to a lab
+    every cell of it would still read as unlike the training images. The shared precision stays as
+    fitted."""
+    extra = [lab_features[lab_groups == g].mean(axis=0) for g in np.unique(lab_groups)]
     return np.concatenate([means, np.stack(extra).astype(np.float32)]) if extra else means
 
 

@@ -99,11 +99,14 @@ def test_each_lab_is_drawn_as_often_and_gets_review_means_of_its_own(tmp_path):
         assert len(set(np.round(images[groups == group].mean(axis=(1, 2, 3)), 3).tolist())) == 1  # one lab each
 
 
-def test_a_lab_with_cells_of_one_class_is_not_adapted_to(tmp_path):
+def test_a_lab_with_cells_of_one_class_is_not_trained_on(tmp_path):
     # Its held-out cells are all that class too, so a model that gives every cell of its microscope that
     # answer would pass the gate.
     _write(tmp_path / "a.gz", [(0, BASE_SOURCE)] * 4 + [(3, "onlyneu")] * 30 + [(3, "lab")] * 3 + [(1, "lab")] * 2)
     kept, left_out = data.adaptable_labs(data.lab_records([str(tmp_path / "*.gz")], _Transformed(), 4),
                                          ["A", "B", "C", "D"])
     assert list(kept) == ["lab"]
-    assert left_out == {"onlyneu": "reviewed cells of D only: adapted to once they hold 2 classes"}
+    # Nor when the run trains from the start (the only lab left out, or no blessed model to adapt).
+    ds = data.make_dataset([str(tmp_path / "*.gz")], _Transformed(), 8, True, 1, tuple(left_out))
+    assert sorted(np.concatenate([y.numpy() for _, y in ds]).tolist()) == [0] * 4 + [1] * 2 + [3] * 3
+    assert left_out == {"onlyneu": "reviewed cells of D only: trained on once they hold 2 classes"}

@@ -89,3 +89,12 @@ def test_a_model_trained_in_mixed_precision_comes_back_in_float32(monkeypatch, r
     assert {layer.compute_dtype for layer in model.layers if layer.weights} == {"float32"}
     assert architectures.keras.mixed_precision.global_policy().name == "float32"
     assert model.predict(images, verbose=0).shape == (8, 4)
+
+    # The copy carries the trained weights: it answers as the mixed-precision model does.
+    architectures.keras.mixed_precision.set_global_policy("mixed_float16")
+    trained = architectures.build_model("default", 32, 4)
+    trained.compile(optimizer=architectures.optimizer_for("default", 1e-2), loss="sparse_categorical_crossentropy")
+    for _ in range(3):
+        trained.train_on_batch(images, np.arange(8) % 4)
+    copy = run_fn.in_float32(trained, params)
+    np.testing.assert_allclose(copy.predict(images, verbose=0), trained.predict(images, verbose=0), atol=1e-3)

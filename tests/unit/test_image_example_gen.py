@@ -95,8 +95,7 @@ def test_split_left_empty_by_bad_inputs_stops(tmp_path):
 
 
 def test_a_class_without_training_images_stops_before_training(tmp_path):
-    # The Trainer would learn an output it never saw, and the review score would give that class the
-    # mean of all features as its centre, so images unlike every class would read as typical.
+    # The Trainer would have an output it never learnt, and the review score no centre for that class.
     import shutil
 
     root = make_dataset(tmp_path / "data", {"TRAIN": 6, "TEST": 2})

@@ -220,3 +220,13 @@ def test_a_pod_starts_a_bounded_number_of_beam_workers(compiled):
     workers = [a for a in args if a.startswith("--direct_num_workers=")]
     assert workers and set(workers) == {f"--direct_num_workers={config.kubeflow.beam_workers}"}
     assert config.beam_args()[3] == "--direct_num_workers=0"  # a local run still takes its cores
+
+
+def test_compiling_alone_names_where_the_runs_read_the_curated_schema(tmp_path, capsys):
+    # After `compile` alone the schema is the user's to copy: to the path the spec names.
+    from pipeline import pipeline as pipeline_lib
+
+    for main in (kubeflow_runner.main, lambda argv: kubeflow_cli.main(["compile", *argv])):
+        assert main(["--set", f"kubeflow.output_file={tmp_path / 's.yaml'}"]) == 0
+        expected = pipeline_lib.schema_path("gs://YOUR-BUCKET/bloodcell/pipeline_root/curated_schema")
+        assert f"its runs read the curated schema at {expected};" in capsys.readouterr().out

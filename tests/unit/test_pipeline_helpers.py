@@ -180,6 +180,6 @@ def test_a_lab_left_out_of_the_adaptation_is_named_in_the_summary():
     from pipeline.run_summary import RunSummary, format_summary
 
     training = {"mode": "trained", "epochs": 3,
-                "labs_not_adapted_to": {"onlyneu": "reviewed cells of NEUTROPHIL only: adapted to once they hold 2 classes"}}
+                "labs_not_trained_on": {"onlyneu": "reviewed cells of NEUTROPHIL only: trained on once they hold 2 classes"}}
     text = format_summary(RunSummary(components=[], training=training), 1.0)
-    assert "note: lab onlyneu not adapted to: reviewed cells of NEUTROPHIL only: adapted to once they hold 2 classes" in text
+    assert "note: lab onlyneu not trained on: reviewed cells of NEUTROPHIL only: trained on once they hold 2 classes" in text
