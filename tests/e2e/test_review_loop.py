@@ -105,7 +105,9 @@ def test_a_labs_reviews_adapt_the_model_and_a_relabel_reaches_the_data(pipeline_
     cdn_base = str(pipeline_run.out / "bloodcell" / "cdn")
     first_version = refresh_origin(cdn_base, origin)
     args = [*pipeline_run.args, "--set", f"labs.dir={labs}", "--set", "labs.adapt_steps=20",
-            "--set", "labs.eval_fraction=0.5",
+            # The cells labelled 2 and 1 (LYMPHOCYTE, EOSINOPHIL) fall on the train side: a lab is
+            # trained on once its train cells hold two classes.
+            "--set", "labs.eval_fraction=0.3",
             # The 1-epoch sample model gains or loses a few cells by chance: this test is about the loop.
             "--set", "evaluation.max_accuracy_drop=1"]
 
