@@ -1,6 +1,6 @@
 # Pipeline image for Kubeflow: every component runs from it; the Trainer gets a GPU on the cluster.
-# CUDA runtime from NVIDIA's base, Python 3.13 and glibc 2.39 from Ubuntu 24.04 (TFX 1.21's wheels
-# need glibc >= 2.38). Packages come from the same lock the local environment uses; the base
+# CUDA runtime from NVIDIA's base, glibc 2.39 from Ubuntu 24.04 (TFX 1.21's wheels need it) and
+# Python 3.13 from the deadsnakes PPA (24.04's own archive has none). Packages come from the same lock the local environment uses; the base
 # image brings the CUDA 12 and cuDNN 9 libraries that the tensorflow 2.21 wheel loads on a GPU.
 #   docker build -f infra/docker/pipeline.Dockerfile -t REGISTRY/bloodcell-pipeline:TAG .
 FROM nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04
@@ -32,7 +32,8 @@ COPY components/ components/
 COPY models/ models/
 COPY serving/ serving/
 
-# The components run as an unprivileged user; they write only to the pipeline root and /tmp.
+# The components run as an unprivileged user; they write only to the pipeline root, the serving and
+# CDN buckets, and /tmp.
 # Ubuntu's images from 23.04 on hold a user 'ubuntu' with uid 1000: useradd would refuse the uid.
 RUN (userdel --remove ubuntu 2>/dev/null || true) \
  && useradd --uid 1000 --create-home --shell /usr/sbin/nologin bloodcell
