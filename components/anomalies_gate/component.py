@@ -2,6 +2,7 @@
 
 import os
 
+import tensorflow as tf
 from tensorflow_metadata.proto.v0 import anomalies_pb2
 from tfx import v1 as tfx
 from tfx.types import artifact_utils
@@ -17,7 +18,7 @@ def read_anomalies(anomalies_uri: str, split_names: list) -> dict:
     for split in split_names:
         path = os.path.join(anomalies_uri, f"Split-{split}", "SchemaDiff.pb")
         proto = anomalies_pb2.Anomalies()
-        with open(path, "rb") as f:
+        with tf.io.gfile.GFile(path, "rb") as f:  # a bucket on Kubeflow
             proto.ParseFromString(f.read())
         problems = [f"{name}: {info.short_description}" for name, info in sorted(proto.anomaly_info.items())]
         if proto.HasField("dataset_anomaly_info"):

@@ -9,6 +9,7 @@ pushed. Kubeflow runs it too: KubeflowV2DagRunner cannot compile TFX's InfraVali
 
 import os
 
+import tensorflow as tf
 from tfx import v1 as tfx
 # tfx.v1 has no path helper for the Trainer's serving model folder; TFX's own components use this one.
 from tfx.utils import path_utils
@@ -28,10 +29,16 @@ def check_serving(model_dir: str) -> None:
         raise ServingCheckError(f"the model would not serve, not pushed: {'; '.join(problems)}")
 
 
+def mark_blessed(blessing_uri: str) -> None:
+    """The blessing's marker file, in a local folder or a bucket (Kubeflow's pipeline root)."""
+    tf.io.gfile.makedirs(blessing_uri)
+    with tf.io.gfile.GFile(os.path.join(blessing_uri, BLESSED_FILE), "w") as f:
+        f.write("")  # an object store makes no object for a file never written
+
+
 @tfx.dsl.components.component
 def ServingCheck(model: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.Model],
                  blessing: tfx.dsl.components.OutputArtifact[tfx.types.standard_artifacts.InfraBlessing]) -> None:
     check_serving(path_utils.serving_model_path(model.uri))
-    os.makedirs(blessing.uri, exist_ok=True)
-    open(os.path.join(blessing.uri, BLESSED_FILE), "w").close()
+    mark_blessed(blessing.uri)
     blessing.set_int_custom_property("blessed", 1)
