@@ -4,11 +4,15 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+from pathlib import Path
 
 import tensorflow as tf
 from tfx import v1 as tfx
 
+import components.anomalies_gate
 import components.image_example_gen
+import components.pusher
+import components.serving_check
 import components.tfjs_publisher
 import models
 import models.transform
@@ -81,6 +85,12 @@ def schema_copy(folder: str) -> str:
     return path
 
 
+def warmup_files(config: Config) -> list[Path]:
+    """The local warm-up image files the Trainer's export reads (the packaged ones when none is named)."""
+    named = [config.resolve(p) for p in config.serving.warmup_images]
+    return [Path(p) for p in named or serving.warmup.packaged_warmup_images() if "://" not in p]
+
+
 def create_components(config: Config, data_root: str, serving_base: str, cdn_base: str, labs_root: str,
                       adapt: bool, schema_file: str) -> list:
     """`adapt`: labs are configured, so the Trainer gets the last blessed model to fine-tune. Without
@@ -92,7 +102,8 @@ def create_components(config: Config, data_root: str, serving_base: str, cdn_bas
     curated_schema = tfx.components.ImportSchemaGen(schema_file=schema_file)
     example_validator = tfx.components.ExampleValidator(statistics=statistics_gen.outputs["statistics"],
                                                         schema=curated_schema.outputs["schema"])
-    gate = AnomaliesGate(anomalies=example_validator.outputs["anomalies"])
+    gate = AnomaliesGate(anomalies=example_validator.outputs["anomalies"],
+                         code_version=code_fingerprint(components.anomalies_gate))
     transform = tfx.components.Transform(
         examples=example_gen.outputs["examples"], schema=curated_schema.outputs["schema"],
         preprocessing_fn=PREPROCESSING_FN, custom_config={"image_size": config.image_size,
@@ -116,16 +127,18 @@ def create_components(config: Config, data_root: str, serving_base: str, cdn_bas
         schema=curated_schema.outputs["schema"],
         train_args=tfx.proto.TrainArgs(splits=["train", "val"] if config.training.train_on_val else ["train"]),
         eval_args=tfx.proto.EvalArgs(splits=["val"]),  # val curves, review threshold; TEST is never seen here
-        # The Trainer runs model code and writes serving's warm-up file: both enter its cache key.
+        # The Trainer runs model code and writes serving's warm-up file from the warm-up images: all
+        # enter its cache key (a remote image, on Kubeflow, by its path in the parameters).
         custom_config=trainer_params(config).to_custom_config(
-            code_version=code_fingerprint(models, serving.warmup)))
+            code_version=code_fingerprint(models, serving.warmup, *warmup_files(config))))
     evaluator = tfx.components.Evaluator(
         examples=example_gen.outputs["examples"], model=trainer.outputs["model"],
         baseline_model=baseline.outputs["model"], eval_config=eval_config(config),
         example_splits=["eval"])
     # TFX's InfraValidator needs a tensorflow_model_server (none here) and KubeflowV2DagRunner cannot
     # compile it (TFX 1.21 raises NotImplementedError), so both runners check with ServingCheck.
-    serving_check = ServingCheck(model=trainer.outputs["model"])
+    serving_check = ServingCheck(model=trainer.outputs["model"],
+                                 code_version=code_fingerprint(components.serving_check, serving))
     # Checked first: a model that would not serve must never be blessed, since the last blessed model is
     # the next run's baseline (and, with labs, the model it adapts), pushed or not.
     evaluator.add_upstream_node(serving_check)
@@ -134,7 +147,8 @@ def create_components(config: Config, data_root: str, serving_base: str, cdn_bas
         model=trainer.outputs["model"], model_blessing=evaluator.outputs["blessing"],
         infra_blessing=serving_check.outputs["blessing"],
         push_destination=tfx.proto.PushDestination(
-            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=serving_base)))
+            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=serving_base)),
+        custom_config={"code_version": code_fingerprint(components.pusher)})  # TFX's filesystem push ignores it
     tfjs_publisher = TfjsPublisher(
         pushed_model=pusher.outputs["pushed_model"], evaluation=evaluator.outputs["evaluation"],
         cdn_base=cdn_base, model_name=config.serving.model_name, quantization=config.browser.quantization,

@@ -36,5 +36,7 @@ def check_anomalies(anomalies_uri: str, split_names: list) -> None:
 
 
 @tfx.dsl.components.component
-def AnomaliesGate(anomalies: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.ExampleAnomalies]) -> None:
+def AnomaliesGate(anomalies: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.ExampleAnomalies],
+                  code_version: tfx.dsl.components.Parameter[str] = "") -> None:
+    # code_version: enters the cache key only (pipeline/code_version.py).
     check_anomalies(anomalies.uri, artifact_utils.decode_split_names(anomalies.split_names))

@@ -38,7 +38,9 @@ def mark_blessed(blessing_uri: str) -> None:
 
 @tfx.dsl.components.component
 def ServingCheck(model: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.Model],
-                 blessing: tfx.dsl.components.OutputArtifact[tfx.types.standard_artifacts.InfraBlessing]) -> None:
+                 blessing: tfx.dsl.components.OutputArtifact[tfx.types.standard_artifacts.InfraBlessing],
+                 code_version: tfx.dsl.components.Parameter[str] = "") -> None:
+    # code_version: enters the cache key only (pipeline/code_version.py).
     check_serving(path_utils.serving_model_path(model.uri))
     mark_blessed(blessing.uri)
     blessing.set_int_custom_property("blessed", 1)

@@ -63,6 +63,18 @@ def test_pipeline_wiring(tmp_path):
 
     assert nodes["Pusher"].executor_spec.executor_class is push.Executor
     assert nodes["FileBasedExampleGen"].executor_spec.executor_class is ingest.Executor
+    # Each step that runs the project's code carries its fingerprint: a fixed check must not be read
+    # back from the cache for the same model.
+    import components.anomalies_gate
+    import components.pusher
+    import components.serving_check
+    import serving
+    from pipeline.code_version import code_fingerprint
+
+    assert nodes["AnomaliesGate"].exec_properties["code_version"] == code_fingerprint(components.anomalies_gate)
+    assert nodes["ServingCheck"].exec_properties["code_version"] == code_fingerprint(components.serving_check, serving)
+    assert json.loads(nodes["Pusher"].exec_properties["custom_config"])["code_version"] == code_fingerprint(
+        components.pusher)
 
     # A tuning run holds val out of training.
     held_out = load_config(overrides=[f"data_dir={make_dataset(tmp_path)}", "training.train_on_val=false"])
@@ -108,6 +120,17 @@ def test_per_class_metrics_from_the_confusion_matrix():
     matrix = [[8, 2], [1, 9]]  # rows: actual A, B; columns: predicted A, B
     got = per_class_metrics(matrix, ["A", "B"])
     assert got == {"recall/A": 0.8, "precision/A": 8 / 9, "recall/B": 0.9, "precision/B": 9 / 11}
+
+
+def test_fingerprint_of_a_folder_of_data_files(tmp_path):
+    # The Trainer's warm-up requests are made from images: replacing one re-runs it.
+    from pipeline import code_version
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "images" / "a.jpeg").write_bytes(b"one")
+    first = code_version.code_fingerprint(tmp_path / "images")
+    (tmp_path / "images" / "a.jpeg").write_bytes(b"two")
+    assert code_version.code_fingerprint(tmp_path / "images") != first
 
 
 def test_fingerprint_of_single_files(tmp_path, monkeypatch):
