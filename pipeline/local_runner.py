@@ -156,10 +156,10 @@ def main(argv=None) -> int:
               "rename it", file=sys.stderr)
         return 2
     last = run_inputs.last_finished(config.run_dir)
-    missing = run_inputs.missing_labs(last, list(labs), config.labs.retired)
+    missing = run_inputs.missing_labs(last, run_inputs.labs_with_files(labs), config.labs.retired)
     if missing:
         print(f"error: the last blessed model was adapted to lab(s) {', '.join(missing)}, which this run does "
-              f"not find (folder gone or renamed, or a share not mounted?): restore them, or drop them on "
+              f"not find (folder gone, renamed or empty, or a share not mounted?): restore them, or drop them on "
               f"purpose with --set 'labs.retired=[{','.join(missing)}]'", file=sys.stderr)
         return 2
     if args.if_changed and last and last.get("inputs_key") == key:

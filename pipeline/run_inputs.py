@@ -6,6 +6,8 @@ import hashlib
 import json
 import os
 
+import tensorflow as tf
+
 import components
 import models
 import pipeline
@@ -49,6 +51,12 @@ def record_blessed_labs(run_dir: str, labs: list[str]) -> None:
     """The labs a newly blessed model was adapted to: kept even when a later step of its run failed,
     since the model is the next run's baseline all the same."""
     _write(run_dir, {**(last_finished(run_dir) or {}), "blessed_labs": sorted(labs)})
+
+
+def labs_with_files(labs: dict[str, str]) -> list[str]:
+    """The labs whose folder holds at least one file: an unmounted share leaves an empty mount point."""
+    return [name for name, folder in labs.items()
+            if any(files for _, _, files in tf.io.gfile.walk(folder))]
 
 
 def missing_labs(last: dict | None, labs: list[str], retired: list[str]) -> list[str]:

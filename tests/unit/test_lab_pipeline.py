@@ -155,6 +155,10 @@ def test_a_lab_the_last_blessed_model_was_adapted_to_must_be_found_or_retired(tm
     assert suggested == ["--set", "labs.retired=[mylab,other]"]
     assert local_runner.main([*args, *suggested]) == 0
     assert "skipped" in capsys.readouterr().out
+    # An empty lab folder is not a lab found: an unmounted share leaves its mount point behind.
+    (tmp_path / "labs" / "mylab").mkdir(parents=True)
+    assert local_runner.main([*args, "--set", "labs.retired=[other]"]) == 2
+    assert "adapted to lab(s) mylab, which this run does not find" in capsys.readouterr().err
     # A blessed model without labs forgets them.
     run_inputs.record_blessed_labs(str(run_dir), [])
     run_inputs.record_finished(str(run_dir), key(args), "2026-12-07T00:00:00Z", True)
