@@ -114,6 +114,7 @@ def main(argv=None) -> int:
     from components.image_example_gen import image_reader
     from pipeline import run_summary
     from pipeline.pipeline import create_pipeline, schema_copy
+    import tensorflow as tf
     from tfx import v1 as tfx
 
     try:
@@ -149,6 +150,9 @@ def main(argv=None) -> int:
         key = run_inputs.inputs_key(config, data_root)  # lists the labs' folders too
     except image_reader.IngestError as err:
         print(f"error: {err}", file=sys.stderr)
+        return 2
+    except (tf.errors.OpError, OSError) as err:  # a dangling link, a file gone while the folder syncs
+        print(f"error: cannot read the run's inputs: {one_line(err)}", file=sys.stderr)
         return 2
     except UnicodeDecodeError as err:
         folders = ", ".join([config.labs_path, *config.lab_sources().values()])

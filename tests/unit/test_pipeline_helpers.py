@@ -206,3 +206,15 @@ def test_a_lab_left_out_of_the_adaptation_is_named_in_the_summary():
                 "labs_not_trained_on": {"onlyneu": "reviewed cells of NEUTROPHIL only: trained on once they hold 2 classes"}}
     text = format_summary(RunSummary(components=[], training=training), 1.0)
     assert "note: lab onlyneu not trained on: reviewed cells of NEUTROPHIL only: trained on once they hold 2 classes" in text
+
+
+def test_a_file_that_cannot_be_read_in_the_data_folder_is_one_line(tmp_path, capsys):
+    # A dangling link, or a file gone while the folder was being synced: the run's inputs cannot be read.
+    from pipeline import local_runner
+    from testkit.images import make_dataset
+
+    data = make_dataset(tmp_path / "data", {"TRAIN": 2, "TEST": 1})
+    (data / "TRAIN" / "MONOCYTE" / "gone.jpeg").symlink_to(tmp_path / "nowhere.jpeg")
+    assert local_runner.main(["--data-dir", str(data), "--output-dir", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: cannot read the run's inputs: ") and "gone.jpeg" in err and "\n" not in err
