@@ -26,12 +26,22 @@ def check_credentials() -> str | None:
     if os.environ.get("KAGGLE_USERNAME") and os.environ.get("KAGGLE_KEY"):
         return None
     path = credentials_file()
+    if not os.path.isfile(path) and os.environ.get("BLOODCELL_SANDBOX"):
+        # The sandbox's home is its own and thrown away: a kaggle.json made there would not last.
+        raise SystemExit("error: no Kaggle credentials: set KAGGLE_USERNAME and KAGGLE_KEY (infra/env/run.sh "
+                         "passes these two; it does not show the sandbox your ~/.kaggle)")
     if not os.path.isfile(path):
         raise SystemExit(f"error: no Kaggle credentials: create {path} (Kaggle > Settings > API) "
                          "or set KAGGLE_USERNAME and KAGGLE_KEY")
     if os.stat(path).st_mode & (stat.S_IRGRP | stat.S_IROTH):
         return f"warning: {path} is readable by other users; run: chmod 600 {path}"
     return None
+
+
+def done_line(dest: str) -> str:
+    """The full dataset's run, as the README gives it (its own output folder, a real blessing bar)."""
+    return (f'done: run `make run ARGS="--data-dir {dest} --output-dir runs/full '
+            f'--set evaluation.min_accuracy=0.8"`')
 
 
 def _scrub(text: str) -> str:
@@ -70,7 +80,7 @@ def main(argv=None) -> int:
         else:
             print(f"error: download failed: {text}", file=sys.stderr)
         return 1
-    print(f"done: run `make run ARGS=\"--data-dir {args.dest}\"`")
+    print(done_line(args.dest))
     return 0
 
 

@@ -12,7 +12,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def run_download(tmp_path, env_extra, *args):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KAGGLE_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KAGGLE_") and k != "BLOODCELL_SANDBOX"}
     env.update(HOME=str(tmp_path), **env_extra)
     proc = subprocess.run([sys.executable, "-m", "pipeline.download", "--dest", str(tmp_path / "d"), *args],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
@@ -24,6 +24,21 @@ def test_no_credentials(tmp_path):
     assert code == 1
     assert err.strip() == (f"error: no Kaggle credentials: create {tmp_path}/.kaggle/kaggle.json "
                            "(Kaggle > Settings > API) or set KAGGLE_USERNAME and KAGGLE_KEY")
+
+
+def test_no_credentials_in_the_sandbox_names_what_reaches_it(tmp_path):
+    # infra/env/run.sh gives the sandbox a throwaway home: a kaggle.json made there is gone next time.
+    code, _, err = run_download(tmp_path, {"BLOODCELL_SANDBOX": "1"})
+    assert code == 1
+    assert err.strip() == ("error: no Kaggle credentials: set KAGGLE_USERNAME and KAGGLE_KEY (infra/env/run.sh "
+                           "passes these two; it does not show the sandbox your ~/.kaggle)")
+
+
+def test_done_names_the_full_runs_command(tmp_path):
+    from pipeline import download
+
+    assert download.done_line("data/kaggle") == ('done: run `make run ARGS="--data-dir data/kaggle --output-dir '
+                                                 'runs/full --set evaluation.min_accuracy=0.8"`')
 
 
 @pytest.mark.timeout(150)
