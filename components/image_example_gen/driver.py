@@ -19,7 +19,9 @@ from components.image_example_gen import executor
 
 
 def folder_fingerprint(root: str) -> str:
-    """sha256 over (relative path, size, mtime in ns) of every file under root, in sorted order."""
+    """sha256 over (relative path, size, modification time) of every file under root, in sorted order.
+    TensorFlow gives the time in whole seconds (in a nanosecond field): a same-size rewrite within the
+    second is not seen."""
     entries = []
     for dirpath, _, files in tf.io.gfile.walk(root):
         for name in files:
