@@ -94,6 +94,11 @@ def uncache_ingest(path: str) -> None:
 
 def check_for_kubeflow(config: Config) -> None:
     """What a valid configuration may still hold that cannot work on a cluster; raises ConfigError."""
+    from serving.warmup import warmup_count_problem
+
+    too_many = warmup_count_problem(len(config.serving.warmup_images))
+    if too_many:
+        raise ConfigError(too_many)
     local = [p for p in config.serving.warmup_images if "://" not in p]
     if local:
         # The Trainer runs in the cluster's image: a path on the compiling machine means nothing there.

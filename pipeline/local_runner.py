@@ -70,6 +70,11 @@ def _delivery_problem(config) -> str | None:
     from components.tfjs_publisher import convert
     from models.transform.preprocessing import decode_rgb
 
+    from serving.warmup import warmup_count_problem
+
+    too_many = warmup_count_problem(len(config.serving.warmup_images))
+    if too_many:
+        return too_many
     for path in config.serving.warmup_images:
         resolved = config.resolve(path)
         if "://" in resolved:

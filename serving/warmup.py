@@ -13,6 +13,16 @@ from models import features
 # TF Serving's max_batch_size (serving/config/batching.config; a test keeps the two equal). It runs
 # warm-up through its batching session, where a larger request fails the version's load.
 MAX_BATCH_SIZE = 32
+MAX_WARMUP_RECORDS = 1000  # TF Serving refuses to load a version whose warm-up file holds more
+
+
+def warmup_count_problem(images: int) -> str | None:
+    """Why that many warm-up images would keep TF Serving from loading the model, or None."""
+    records = images + -(-images // MAX_BATCH_SIZE)  # as write_warmup_requests writes them
+    if records > MAX_WARMUP_RECORDS:
+        return (f"serving.warmup_images: {images} images make {records} warm-up requests; TF Serving loads "
+                f"a model with at most {MAX_WARMUP_RECORDS}")
+    return None
 
 
 def predict_request(images: list[bytes], model_name: str) -> predict_pb2.PredictRequest:

@@ -106,3 +106,27 @@ def test_a_warmup_image_or_converter_that_cannot_serve_is_one_line_and_exit_2_be
         "error: tfjs converter not found: '/no/such/tensorflowjs_converter' (run through infra/env/run.sh, "
         "or set BLOODCELL_TFJS_CONVERTER / browser.converter)"]
     assert not (tmp_path / "runs").exists()
+
+
+def test_more_warm_up_requests_than_tf_serving_loads_are_one_line_before_the_run(capsys, tmp_path):
+    # TF Serving refuses a version whose warm-up file holds over 1,000 requests: one per image plus the
+    # images in batches of 32, so 970 images make 1,001. Found only when TF Serving loaded the model.
+    import tensorflow as tf
+
+    from models.features import WARMUP_FILE
+    from pipeline import kubeflow_runner, local_runner
+    from serving.warmup import packaged_warmup_images, write_warmup_requests
+
+    image = packaged_warmup_images()[0]
+    for count, records in ((969, 1000), (970, 1001)):
+        write_warmup_requests(str(tmp_path / f"m{count}"), [image] * count, "m")
+        written = sum(1 for _ in tf.data.TFRecordDataset(str(tmp_path / f"m{count}" / WARMUP_FILE)))
+        assert written == records
+    many = "[" + ",".join([image] * 970) + "]"
+    expected = ("error: serving.warmup_images: 970 images make 1001 warm-up requests; TF Serving loads a model "
+                "with at most 1000")
+    assert local_runner.main(["--output-dir", str(tmp_path / "runs"), "--set", f"serving.warmup_images={many}"]) == 2
+    assert kubeflow_runner.main(["--set", f"serving.warmup_images={many}",
+                                 "--set", f"kubeflow.output_file={tmp_path / 's.yaml'}"]) == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line]
+    assert lines[0] == expected and lines[1].endswith(expected.split(": ", 1)[1])
