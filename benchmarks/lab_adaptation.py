@@ -113,10 +113,10 @@ def held_out_cells(cells: other_labs.LabCells, drawn: list[int]) -> other_labs.L
     """The cells a base's largest draw leaves: what every size of that base is measured on. A file with
     the same bytes as a drawn one is that reviewed cell, so it is left out too, and a cell in two files
     is measured once. The draw itself goes by file, so a seed and size draw what they always drew."""
-    reviewed = {other_labs.sha256_of(cells.files[i]) for i in drawn}
+    digests = [other_labs.sha256_of(f) for f in cells.files]
+    reviewed = {digests[i] for i in drawn}
     taken, rest = set(drawn), []
-    for i in range(len(cells.files)):
-        digest = other_labs.sha256_of(cells.files[i])
+    for i, digest in enumerate(digests):
         if i not in taken and digest not in reviewed:
             reviewed.add(digest)  # its later copies are left out
             rest.append(i)

@@ -280,7 +280,7 @@ def tutorial_result(args, config, images: Path, may_train: bool = True) -> dict 
     weights = tutorial_weights_path(args)
     weights.parent.mkdir(parents=True, exist_ok=True)
     model.save_weights(str(weights))  # kept so that new measurements (other labs) need no retraining
-    trained["weights_sha256"] = sha256_of(weights)
+    trained["weights_sha256"] = other_labs.sha256_of(weights)
     trained["date"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     result = {**tutorial_recipe.evaluate(model, images, trained, config.browser.review_threshold),
               "commit": current_commit()}
@@ -293,19 +293,13 @@ def tutorial_weights_path(args) -> Path:
     return Path(args.tutorial_weights or os.path.join(args.work, "tutorial_cnn.weights.h5"))
 
 
-def sha256_of(path: Path) -> str:
-    import hashlib
-
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def tutorial_on_other_labs(weights: Path, tutorial: dict, sources: dict[str, Path], names: list[str],
                            threshold: float) -> dict | None:
     """The tutorial's CNN on other labs' cells, from the weights its cached result was made with. None
     when those weights are not here."""
     if not sources or not weights.is_file():
         return None
-    if sha256_of(weights) != tutorial.get("weights_sha256"):
+    if other_labs.sha256_of(weights) != tutorial.get("weights_sha256"):
         print(f"{weights} are not the weights of the cached tutorial result: its other-lab rows are left out",
               file=sys.stderr)
         return None

@@ -60,6 +60,10 @@ def list_runs(client, config: Config, limit: int) -> list[str]:
     return [f"{r.run_id}  {r.state:<10} {r.created_at}  {r.display_name}" for r in runs]
 
 
+def _first_line(err: Exception) -> str:
+    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipeline.kubeflow_cli", description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=["compile", "submit", "schedule", "list"])
@@ -81,9 +85,8 @@ def main(argv=None) -> int:
         try:
             schema_copy(curated_schema_folder(config))
         except Exception as err:  # no credentials, no bucket, a file in the way: one line
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             print(f"error: the curated schema could not be put at {schema_path(curated_schema_folder(config))}: "
-                  f"{first}", file=sys.stderr)
+                  f"{_first_line(err)}", file=sys.stderr)
             return 1
     try:
         client = make_client(config)
@@ -96,8 +99,7 @@ def main(argv=None) -> int:
         else:
             print("\n".join(list_runs(client, config, args.limit)) or "no runs")
     except Exception as err:  # connection refused, auth, API errors: one line
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        print(f"error: Kubeflow Pipelines at {config.kubeflow.endpoint}: {first}", file=sys.stderr)
+        print(f"error: Kubeflow Pipelines at {config.kubeflow.endpoint}: {_first_line(err)}", file=sys.stderr)
         return 1
     return 0
 

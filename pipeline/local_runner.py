@@ -69,7 +69,6 @@ def _delivery_problem(config) -> str | None:
 
     from components.tfjs_publisher import convert
     from models.transform.preprocessing import decode_rgb
-
     from serving.warmup import warmup_count_problem
 
     too_many = warmup_count_problem(len(config.serving.warmup_images))
@@ -115,12 +114,13 @@ def main(argv=None) -> int:
         from absl import logging as absl_logging
         absl_logging.set_verbosity(absl_logging.WARNING)
 
+    import tensorflow as tf
+    from tfx import v1 as tfx
+
     from components.image_example_gen import executor as example_gen_executor
     from components.image_example_gen import image_reader
     from pipeline import run_summary
     from pipeline.pipeline import create_pipeline, schema_copy
-    import tensorflow as tf
-    from tfx import v1 as tfx
 
     try:
         data_root = image_reader.resolve_data_root(config.data_path)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
+import uuid
 from pathlib import Path
 
 import tensorflow as tf
@@ -68,20 +68,15 @@ def schema_path(folder: str) -> str:
 
 
 def schema_copy(folder: str) -> str:
-    """The curated schema copied to schema_path(folder), a local folder or a bucket prefix."""
-    data = SCHEMA_FILE.read_bytes()
+    """The curated schema copied to schema_path(folder), a local folder or a bucket prefix: written under
+    a name of its own, then renamed, since two runs may write it at once."""
     path = schema_path(folder)
-    if "://" in folder:  # an object store writes an object whole
-        if not tf.io.gfile.exists(path):
-            with tf.io.gfile.GFile(path, "wb") as f:
-                f.write(data)
-        return path
-    if not os.path.exists(path):
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=os.path.dirname(path))  # two runs may write it at once
-        with os.fdopen(handle, "wb") as f:
-            f.write(data)
-        os.replace(temporary, path)
+    if not tf.io.gfile.exists(path):
+        tf.io.gfile.makedirs(os.path.dirname(path))
+        temporary = f"{path}.tmp-{uuid.uuid4().hex}"
+        with tf.io.gfile.GFile(temporary, "wb") as f:
+            f.write(SCHEMA_FILE.read_bytes())
+        tf.io.gfile.rename(temporary, path, overwrite=True)
     return path
 
 

@@ -16,9 +16,15 @@ MAX_BATCH_SIZE = 32
 MAX_WARMUP_RECORDS = 1000  # TF Serving refuses to load a version whose warm-up file holds more
 
 
+def warmup_batches(images: list) -> list[list]:
+    """The warm-up requests' images: one request per image, then the images in full batches (the batch
+    sizes serving will see)."""
+    return [[image] for image in images] + [images[i:i + MAX_BATCH_SIZE] for i in range(0, len(images), MAX_BATCH_SIZE)]
+
+
 def warmup_count_problem(images: int) -> str | None:
     """Why that many warm-up images would keep TF Serving from loading the model, or None."""
-    records = images + -(-images // MAX_BATCH_SIZE)  # as write_warmup_requests writes them
+    records = len(warmup_batches(list(range(images))))
     if records > MAX_WARMUP_RECORDS:
         return (f"serving.warmup_images: {images} images make {records} warm-up requests; TF Serving loads "
                 f"a model with at most {MAX_WARMUP_RECORDS}")
@@ -40,7 +46,7 @@ def packaged_warmup_images() -> list[str]:
 
 
 def write_warmup_requests(model_dir: str, image_paths: list[str], model_name: str) -> str:
-    """One single-image request per image and the images in full batches: the batch sizes serving will see."""
+    """The warm-up file: a request per batch of warmup_batches."""
     images = []
     for path in image_paths:
         with tf.io.gfile.GFile(path, "rb") as f:
@@ -48,8 +54,7 @@ def write_warmup_requests(model_dir: str, image_paths: list[str], model_name: st
     path = os.path.join(model_dir, features.WARMUP_FILE)
     tf.io.gfile.makedirs(os.path.dirname(path))
     with tf.io.TFRecordWriter(path) as writer:
-        full = [images[i:i + MAX_BATCH_SIZE] for i in range(0, len(images), MAX_BATCH_SIZE)]
-        for batch in [[image] for image in images] + full:
+        for batch in warmup_batches(images):
             log = prediction_log_pb2.PredictionLog(
                 predict_log=prediction_log_pb2.PredictLog(request=predict_request(batch, model_name)))
             writer.write(log.SerializeToString())

@@ -5,6 +5,7 @@ pipeline runs on a cluster. Every rejected input carries a reason; nothing is dr
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
 import io
 import os
@@ -226,8 +227,8 @@ def summarize(candidates: Iterable[Candidate], rejected: list[Rejected], max_bad
     inputs = len({c.rel_path for c in candidates} | bad_paths)
     per_split = {}
     for split in SPLITS:
-        labels = [c.label_name for c in candidates if c.split == split and c.rel_path not in bad_paths]
-        per_split[split] = {"examples": len(labels), "per_class": {n: labels.count(n) for n in sorted(set(labels))}}
+        counts = collections.Counter(c.label_name for c in candidates if c.split == split and c.rel_path not in bad_paths)
+        per_split[split] = {"examples": sum(counts.values()), "per_class": dict(sorted(counts.items()))}
     reasons: dict[str, int] = {}
     for r in rejected:
         key = r.reason.split(" (")[0].split(":")[0]
