@@ -164,13 +164,14 @@ def main(argv=None) -> int:
         print(f"error: a file name under the labs' folders ({folders}) is not UTF-8 ({_bad_name_bytes(err)}): "
               "rename it", file=sys.stderr)
         return 2
-    last = run_inputs.last_finished(config.run_dir)
-    missing = run_inputs.missing_labs(last, run_inputs.labs_with_files(labs), config.labs.retired)
+    missing = run_inputs.missing_labs(run_summary.last_blessed_labs(config.metadata_path),
+                                      run_inputs.labs_with_files(labs), config.labs.retired)
     if missing:
         print(f"error: the last blessed model was adapted to lab(s) {', '.join(missing)}, which this run does "
               f"not find (folder gone, renamed or empty, or a share not mounted?): restore them, or drop them on "
               f"purpose with --set 'labs.retired=[{','.join(missing)}]'", file=sys.stderr)
         return 2
+    last = run_inputs.last_finished(config.run_dir)
     if args.if_changed and last and last.get("inputs_key") == key:
         print(f"nothing changed since the run that finished {last.get('finished_at')}: skipped")
         return 0
@@ -194,9 +195,6 @@ def main(argv=None) -> int:
         except Exception as err:  # a component failed: report it in one line below
             failure = err
         summary = run_summary.collect(config.metadata_path, started, config.class_names)
-        if summary.blessed:  # the labs with cells in the blessed model's data
-            run_inputs.record_blessed_labs(config.run_dir, [
-                name for name, lab in run_summary.lab_ingest(summary.ingest_report).items() if lab.get("cells")])
         if failure is None:
             run_inputs.record_finished(config.run_dir, key, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                                        summary.blessed)

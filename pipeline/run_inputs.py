@@ -42,15 +42,7 @@ def _write(run_dir: str, record: dict) -> None:
 
 
 def record_finished(run_dir: str, key: str, finished_at: str, blessed: bool | None) -> None:
-    earlier = last_finished(run_dir) or {}
-    _write(run_dir, {"inputs_key": key, "finished_at": finished_at, "blessed": blessed,
-                     "blessed_labs": earlier.get("blessed_labs", [])})
-
-
-def record_blessed_labs(run_dir: str, labs: list[str]) -> None:
-    """The labs a newly blessed model was adapted to: kept even when a later step of its run failed,
-    since the model is the next run's baseline all the same."""
-    _write(run_dir, {**(last_finished(run_dir) or {}), "blessed_labs": sorted(labs)})
+    _write(run_dir, {"inputs_key": key, "finished_at": finished_at, "blessed": blessed})
 
 
 def labs_with_files(labs: dict[str, str]) -> list[str]:
@@ -59,8 +51,7 @@ def labs_with_files(labs: dict[str, str]) -> list[str]:
             if any(files for _, _, files in tf.io.gfile.walk(folder))]
 
 
-def missing_labs(last: dict | None, labs: list[str], retired: list[str]) -> list[str]:
-    """Labs the last blessed model was adapted to and gated on (`last`: last_finished's record) that
-    this run would not read and that are not retired: without them it would train from the start and
-    be gated on the base alone."""
-    return sorted(set((last or {}).get("blessed_labs", [])) - set(labs) - set(retired))
+def missing_labs(blessed_labs: list[str], labs: list[str], retired: list[str]) -> list[str]:
+    """Labs the last blessed model was adapted to and gated on that this run would not read and that
+    are not retired: without them it would train from the start and be gated on the base alone."""
+    return sorted(set(blessed_labs) - set(labs) - set(retired))

@@ -56,6 +56,13 @@ def _outputs(store, execution_id: int) -> list:
     return store.get_artifacts_by_id(ids) if ids else []
 
 
+def _read_only(metadata_path: str) -> metadata_store.MetadataStore:
+    cfg = metadata_store_pb2.ConnectionConfig()
+    cfg.sqlite.filename_uri = metadata_path
+    cfg.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
+    return metadata_store.MetadataStore(cfg)
+
+
 def channel_note(published) -> str | None:
     channel, version = _custom(published, "channel_version"), _custom(published, "published_version")
     if not channel or channel == version:
@@ -69,10 +76,7 @@ def channel_note(published) -> str | None:
 def collect(metadata_path: str, since_epoch_s: float, class_names: list[str] = ()) -> RunSummary:
     if not os.path.exists(metadata_path):
         return RunSummary(components=[])
-    cfg = metadata_store_pb2.ConnectionConfig()
-    cfg.sqlite.filename_uri = metadata_path
-    cfg.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
-    store = metadata_store.MetadataStore(cfg)
+    store = _read_only(metadata_path)
     since_ms = int(since_epoch_s * 1000) - 1000
     summary = RunSummary(components=[])
     executions = sorted((e for e in store.get_executions() if e.create_time_since_epoch >= since_ms),
@@ -117,6 +121,24 @@ def collect(metadata_path: str, since_epoch_s: float, class_names: list[str] = (
     elif summary.blessed:
         summary.blessing_reason = "blessed"
     return summary
+
+
+def last_blessed_labs(metadata_path: str) -> list[str]:
+    """The labs with cells in the data of the last model the Evaluator blessed (the one the next run's
+    Evaluator compares with), from the metadata store: a run killed after its Evaluator still counts."""
+    if not os.path.exists(metadata_path):
+        return []
+    store = _read_only(metadata_path)
+    blessings = [a for a in store.get_artifacts_by_type("ModelBlessing") if _custom(a, "blessed")]
+    if not blessings:
+        return []
+    latest = max(blessings, key=lambda a: a.id)
+    evaluations = [e.execution_id for e in store.get_events_by_artifact_ids([latest.id])
+                   if e.type == metadata_store_pb2.Event.OUTPUT]
+    examples = [e.artifact_id for e in store.get_events_by_execution_ids(evaluations)
+                if e.type == metadata_store_pb2.Event.INPUT and e.path.steps and e.path.steps[0].key == "examples"]
+    reports = {_custom(a, "ingest_report") for a in store.get_artifacts_by_id(examples)} - {None}
+    return sorted({name for report in reports for name, lab in lab_ingest(report).items() if lab.get("cells")})
 
 
 def training_record(model_uri: str) -> dict | None:

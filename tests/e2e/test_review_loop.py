@@ -20,7 +20,7 @@ from PIL import Image
 
 from components.tfjs_publisher import publish
 from models.features import LABEL_NAME_KEY, PATH_KEY, REVIEW_MANIFEST
-from pipeline import local_runner, run_inputs
+from pipeline import local_runner, run_summary
 from testkit import browser as bh
 from testkit.images import CLASSES, sample_jpegs
 
@@ -135,9 +135,8 @@ def test_a_labs_reviews_adapt_the_model_and_a_relabel_reaches_the_data(pipeline_
         assert re.search(rf"^lab {LAB}: {trained} cells \((\d+) train, (\d+) held out\), 1 not one of the classes",
                          output, re.M), output[-3000:]
         assert re.search(r"^trainer: adapted the last blessed model to \d+ lab cells", output, re.M), output[-3000:]
-        # The run remembers the lab its blessed model was adapted to: a later run must find it or retire it.
-        record = json.loads((pipeline_run.out / "bloodcell" / run_inputs.LAST_RUN_FILE).read_text())
-        assert record["blessed_labs"] == [LAB], record
+        # The metadata store tells a later run the lab its blessed model was adapted to: it must find it or retire it.
+        assert run_summary.last_blessed_labs(str(pipeline_run.out / "bloodcell" / "metadata.sqlite")) == [LAB]
         held_out = int(re.search(rf"^lab {LAB}: \d+ cells \(\d+ train, (\d+) held out\)", output, re.M).group(1))
         assert 0 < held_out < trained
         second_version = refresh_origin(cdn_base, origin)

@@ -2,10 +2,13 @@
 scheduled run."""
 from __future__ import annotations
 
+import json
 import os
 import shlex
 
 import pytest
+from ml_metadata import metadata_store
+from ml_metadata.proto import metadata_store_pb2
 
 from models import features
 from pipeline import local_runner, run_inputs
@@ -130,9 +133,39 @@ def test_an_edited_data_file_of_the_code_changes_what_a_scheduled_run_reads(tmp_
     assert run_inputs.inputs_key(config, str(data)) != before
 
 
+def bless(metadata_path: str, labs: list[str], report_dir) -> None:
+    """What a run's Evaluator leaves in the metadata store when it blesses a model: a ModelBlessing
+    (blessed=1) whose execution read the ingest's Examples, whose report names the labs with cells."""
+    report = report_dir / f"ingest_report_{len(list(report_dir.glob('ingest_report_*')))}.json"
+    report.write_text(json.dumps({"labs": {name: {"cells": 3} for name in labs}}))
+    config = metadata_store_pb2.ConnectionConfig()
+    config.sqlite.filename_uri = metadata_path
+    config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE_OPENCREATE
+    store = metadata_store.MetadataStore(config)
+    examples_type = store.put_artifact_type(metadata_store_pb2.ArtifactType(name="Examples"))
+    blessing_type = store.put_artifact_type(metadata_store_pb2.ArtifactType(name="ModelBlessing"))
+    evaluator = store.put_execution_type(metadata_store_pb2.ExecutionType(name="tfx.components.Evaluator"))
+    examples = metadata_store_pb2.Artifact(type_id=examples_type, uri=str(report_dir),
+                                           state=metadata_store_pb2.Artifact.LIVE)
+    examples.custom_properties["ingest_report"].string_value = str(report)
+    blessing = metadata_store_pb2.Artifact(type_id=blessing_type, uri=str(report_dir / "blessing"),
+                                           state=metadata_store_pb2.Artifact.LIVE)
+    blessing.custom_properties["blessed"].int_value = 1
+    execution = metadata_store_pb2.Execution(type_id=evaluator, last_known_state=metadata_store_pb2.Execution.COMPLETE)
+
+    def event(kind, key):
+        return metadata_store_pb2.Event(type=kind, path=metadata_store_pb2.Event.Path(
+            steps=[metadata_store_pb2.Event.Path.Step(key=key), metadata_store_pb2.Event.Path.Step(index=0)]))
+
+    store.put_execution(execution, [(examples, event(metadata_store_pb2.Event.INPUT, "examples")),
+                                    (blessing, event(metadata_store_pb2.Event.OUTPUT, "blessing"))], [])
+
+
 def test_a_lab_the_last_blessed_model_was_adapted_to_must_be_found_or_retired(tmp_path, capsys):
     """A lab folder gone or unmounted had silently meant a model trained from the start, gated on the
-    base alone, and published over the lab's adapted one."""
+    base alone, and published over the lab's adapted one. Which labs the last blessed model read comes
+    from the metadata store, as the Evaluator's baseline does: a run killed after its Evaluator blessed
+    a model, before it wrote its own record, had left the guard blind."""
     data = make_dataset(tmp_path / "data", {"TRAIN": 2, "TEST": 1})
     args = ["--data-dir", str(data), "--output-dir", str(tmp_path / "runs"), "--if-changed",
             "--set", f"labs.dir={tmp_path / 'labs'}"]
@@ -144,8 +177,8 @@ def test_a_lab_the_last_blessed_model_was_adapted_to_must_be_found_or_retired(tm
 
     run_dir = tmp_path / "runs" / "bloodcell"
     run_dir.mkdir(parents=True)
-    run_inputs.record_blessed_labs(str(run_dir), ["mylab", "other"])  # blessed; a later step failed
-    run_inputs.record_finished(str(run_dir), key(retired), "2026-12-06T00:00:00Z", False)
+    run_inputs.record_finished(str(run_dir), key(retired), "2026-12-06T00:00:00Z", True)  # an earlier run's
+    bless(str(run_dir / "metadata.sqlite"), ["mylab", "other"], tmp_path)  # then a run killed after blessing
     assert local_runner.main(args) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: the last blessed model was adapted to lab(s) mylab, other, which this run "
@@ -159,8 +192,12 @@ def test_a_lab_the_last_blessed_model_was_adapted_to_must_be_found_or_retired(tm
     (tmp_path / "labs" / "mylab").mkdir(parents=True)
     assert local_runner.main([*args, "--set", "labs.retired=[other]"]) == 2
     assert "adapted to lab(s) mylab, which this run does not find" in capsys.readouterr().err
-    # A blessed model without labs forgets them.
-    run_inputs.record_blessed_labs(str(run_dir), [])
+    # A damaged record of the last run changes nothing: the store says which labs.
+    (run_dir / run_inputs.LAST_RUN_FILE).write_text("{")
+    assert local_runner.main([*args, "--set", "labs.retired=[other]"]) == 2
+    assert "adapted to lab(s) mylab, which this run does not find" in capsys.readouterr().err
+    # A later blessed model without labs forgets them.
+    bless(str(run_dir / "metadata.sqlite"), [], tmp_path)
     run_inputs.record_finished(str(run_dir), key(args), "2026-12-07T00:00:00Z", True)
     assert local_runner.main(args) == 0
     assert "skipped" in capsys.readouterr().out
