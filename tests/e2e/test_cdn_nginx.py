@@ -59,6 +59,25 @@ def test_pointer_is_short_lived_and_versions_are_immutable(cdn):
     assert shard.headers["Access-Control-Allow-Origin"] == CLIENT
 
 
+def test_a_moved_pointer_is_never_answered_not_modified(cdn):
+    """nginx's validators are the file's time in whole seconds and its size: a pointer moved within the
+    same second to a version of the same length (two quick rollbacks) had been answered 304, and a
+    client kept the old version until the pointer next moved."""
+    url, origin = cdn
+    path = os.path.join(origin, "bloodcell", "latest.json")
+    first = requests.get(f"{url}/bloodcell/latest.json", timeout=5)
+    moved = open(path).read().replace('"1"', '"2"')
+    assert len(moved) == len(first.text)
+    stat = os.stat(path)
+    with open(path, "w") as f:
+        f.write(moved)
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # the same second, as a quick second write gets
+    again = requests.get(f"{url}/bloodcell/latest.json", timeout=5, headers={
+        k: v for k, v in {"If-None-Match": first.headers.get("ETag"),
+                          "If-Modified-Since": first.headers.get("Last-Modified")}.items() if v})
+    assert again.status_code == 200 and again.json()["version"] == "2"
+
+
 def test_missing_file_is_404_with_cors(cdn):
     url, _ = cdn
     missing = requests.get(f"{url}/bloodcell/9/model.json", headers={"Origin": CLIENT}, timeout=5)
