@@ -70,6 +70,9 @@ def channel_note(published) -> str | None:
     if _custom(published, "channel_pinned"):
         return (f"the browser channel stays at version {channel}, pinned by a rollback; lift it with "
                 f"`python -m components.tfjs_publisher.publish unpin --base CDN_BASE`")
+    if _custom(published, "channel_rolled_back"):
+        return (f"the browser channel stays at version {channel}: a rollback rolled it back from this version; "
+                f"a newer model moves it")
     return f"the browser channel stays at version {channel}, newer than this one"
 
 

@@ -74,6 +74,7 @@ class Executor(base_executor.BaseExecutor):
         # The browser channel: where latest.json points after this publish (a rollback's pin keeps it).
         published.set_string_custom_property("channel_version", pointer["version"])
         published.set_int_custom_property("channel_pinned", int(bool(pointer.get("pinned"))))
+        published.set_int_custom_property("channel_rolled_back", int(publish.rolled_back(version, pointer)))
         published.set_string_custom_property("quantization", published_quantization)
         published.set_int_custom_property("model_bytes", convert.model_bytes(published.uri))
         logging.info("TfjsPublisher: published %s version %s to %s", model_name, version, base)

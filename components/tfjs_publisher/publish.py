@@ -12,7 +12,8 @@ moves. It is written last, to a temporary name and then renamed, after every fil
 checked, so no reader ever sees a pointer to half a version.
 
 Who moves latest.json: a publish moves it forward only (never to an older version than the one in
-place) and not at all while a rollback pins it; a rollback pins it, `unpin` lifts the pin. Moves of
+place, nor to one a rollback rolled back from) and not at all while a rollback pins it; a rollback
+pins it, `unpin` lifts the pin. Moves of
 one channel take turns through a lock file (<base>/<model_name>/.channel.lock; local folders only:
 an object store has no lock, so run one publisher per channel there).
 
@@ -100,9 +101,17 @@ def version_dir(base: str, model_name: str, version: str) -> str:
     return os.path.join(base, _segment("model name", model_name), _segment("version", str(version)))
 
 
+def _check_numeric(version: str) -> None:
+    if not str(version).isdigit():
+        # TF Serving's versions are numbers, and "newer" is numeric: a name could move the channel back.
+        raise PublishError(f"version '{version}' must be a number (TF Serving's version of the model)")
+
+
 def check_version(base: str, model_name: str, version: str) -> dict:
-    """The version's model.json, after checking every shard it names exists with its content hash."""
+    """The version's model.json, after checking every shard it names exists with its content hash and
+    that the web client would take the version's pointer and metadata."""
     folder = version_dir(base, model_name, version)
+    _check_numeric(version)
     model = _published_model(folder)
     if model is None:
         raise PublishError(f"version {version} of {model_name} is not published under {base} "
@@ -118,9 +127,12 @@ def check_version(base: str, model_name: str, version: str) -> dict:
     if not gfile.exists(os.path.join(folder, METADATA)):
         raise PublishError(f"version {version} is incomplete: {METADATA} is missing")
     try:
-        check_metadata(json.loads(_read(os.path.join(folder, METADATA))))
+        metadata = check_metadata(json.loads(_read(os.path.join(folder, METADATA))))
     except (MetadataError, ValueError) as err:
         raise PublishError(f"version {version}'s {METADATA} would be refused by the web client: {err}") from None
+    if str(metadata["version"]) != str(version):
+        raise PublishError(f"version {version}'s {METADATA} is of version {metadata['version']}: a folder copied "
+                           f"by hand? (the web client refuses it)")
     return model
 
 
@@ -154,19 +166,27 @@ def channel_lock(base: str, model_name: str, wait_s: float = LOCK_WAIT_S):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _write_pointer(base: str, model_name: str, version: str, pinned: bool) -> dict:
+def _write_pointer(base: str, model_name: str, version: str, pinned: bool, rolled_back_from: str | None) -> dict:
     pointer = {"version": str(version), "model_url": f"{version}/{MODEL_JSON}",
                "metadata_url": f"{version}/{METADATA}", "pinned": pinned}
+    if rolled_back_from:
+        pointer["rolled_back_from"] = rolled_back_from
     _write_whole(os.path.join(base, _segment("model name", model_name), POINTER), json.dumps(pointer, indent=2).encode())
     return pointer
 
 
 def point_latest(base: str, model_name: str, version: str, pinned: bool = False) -> dict:
-    """Atomically repoints <base>/<model_name>/latest.json at a checked version, whatever is there: a
-    rollback (pinned, so later publishes leave it) or lifting a pin."""
+    """Atomically repoints <base>/<model_name>/latest.json at a checked version, whatever is there. A
+    rollback (pinned, so later publishes leave it) also records the newest version it rolled back
+    from: a publish never moves the channel to that one or an older one, even after `unpin` (a retried
+    publish of the bad version would have)."""
     check_version(base, model_name, version)
     with channel_lock(base, model_name):
-        return _write_pointer(base, model_name, version, pinned)
+        floor = (read_pointer(base, model_name) or {}).get("rolled_back_from")
+        if pinned:
+            newer = [int(v) for v in list_versions(base, model_name)[0] if v.isdigit() and int(v) > int(version)]
+            floor = str(max(newer + ([int(floor)] if floor else []))) if newer or floor else None
+        return _write_pointer(base, model_name, version, pinned, floor)
 
 
 def unpin(base: str, model_name: str) -> dict:
@@ -177,23 +197,31 @@ def unpin(base: str, model_name: str) -> dict:
         if not current:
             raise PublishError(f"{model_name} has no channel under {base}")
         check_version(base, model_name, current["version"])
-        return _write_pointer(base, model_name, current["version"], pinned=False)
+        return _write_pointer(base, model_name, current["version"], False, current.get("rolled_back_from"))
 
 
 def _is_older(version: str, than: str) -> bool:
     return version.isdigit() and than.isdigit() and int(version) < int(than)
 
 
+def rolled_back(version: str, pointer: dict | None) -> bool:
+    """A version a rollback rolled back from (or older than one): publishes leave the channel."""
+    floor = str((pointer or {}).get("rolled_back_from") or "")
+    return floor.isdigit() and str(version).isdigit() and int(version) <= int(floor)
+
+
 def advance_latest(base: str, model_name: str, version: str) -> dict:
-    """A publish's move of the channel: not while a rollback pins it, and never back to an older
-    version than the one in place (two publishes that cross end on the newer). Returns the pointer
-    in place afterwards: its version differs from `version` when the channel stayed."""
+    """A publish's move of the channel: not while a rollback pins it, never to a version a rollback
+    rolled back from, and never back to an older version than the one in place (two publishes that
+    cross end on the newer). Returns the pointer in place afterwards: its version differs from
+    `version` when the channel stayed."""
     check_version(base, model_name, version)
     with channel_lock(base, model_name):
         current = read_pointer(base, model_name)
-        if current and (current.get("pinned") or _is_older(str(version), current["version"])):
+        if current and (current.get("pinned") or _is_older(str(version), current["version"])
+                        or rolled_back(version, current)):
             return current
-        return _write_pointer(base, model_name, version, pinned=False)
+        return _write_pointer(base, model_name, version, False, (current or {}).get("rolled_back_from"))
 
 
 def publish(tfjs_dir: str, base: str, model_name: str, version: str, metadata: dict) -> dict:
@@ -201,9 +229,7 @@ def publish(tfjs_dir: str, base: str, model_name: str, version: str, metadata: d
     moves the channel pointer. An existing complete version is never overwritten. Metadata the web
     client would refuse stops it before anything is written."""
     folder = version_dir(base, model_name, version)
-    if not str(version).isdigit():
-        # TF Serving's versions are numbers, and "newer" is numeric: a name could move the channel back.
-        raise PublishError(f"version '{version}' must be a number (TF Serving's version of the model)")
+    _check_numeric(version)
     if not isinstance(metadata, dict):
         raise PublishError(f"not published: the metadata must be a JSON object, not {type(metadata).__name__}")
     metadata = {**metadata, "version": str(version)}
@@ -265,14 +291,16 @@ def main(argv=None) -> int:
     try:
         if args.command == "list":
             versions, current = list_versions(args.base, args.model_name)
-            pinned = (read_pointer(args.base, args.model_name) or {}).get("pinned")
+            pointer = read_pointer(args.base, args.model_name) or {}
             for v in versions:
                 try:
                     incomplete = _published_model(version_dir(args.base, args.model_name, v)) is None
                 except PublishError:  # a folder no publish made: listed, never read
                     print(f"{v}  (not a version: its name is not one a publish writes)")
                     continue
-                print(f"{v}{('  <- latest' + (' (pinned by a rollback)' if pinned else '')) if v == current else ''}"
+                away = _is_older(str(current), v) and rolled_back(v, pointer)
+                print(f"{v}{('  <- latest' + (' (pinned by a rollback)' if pointer.get('pinned') else '')) if v == current else ''}"
+                      f"{'  (rolled back from: the channel does not return to it)' if away else ''}"
                       f"{'  (incomplete: a publish that did not finish)' if incomplete else ''}")
             return 0
         if args.command == "unpin":

@@ -218,3 +218,24 @@ def test_a_file_that_cannot_be_read_in_the_data_folder_is_one_line(tmp_path, cap
     assert local_runner.main(["--data-dir", str(data), "--output-dir", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: cannot read the run's inputs: ") and "gone.jpeg" in err and "\n" not in err
+
+
+def test_the_summary_says_why_the_browser_channel_stayed():
+    from ml_metadata.proto import metadata_store_pb2
+
+    from pipeline.run_summary import channel_note
+
+    def published(channel, **flags):
+        artifact = metadata_store_pb2.Artifact()
+        artifact.custom_properties["published_version"].string_value = "5"
+        artifact.custom_properties["channel_version"].string_value = channel
+        for name, value in flags.items():
+            artifact.custom_properties[name].int_value = value
+        return artifact
+
+    assert channel_note(published("5")) is None
+    assert "pinned by a rollback" in channel_note(published("3", channel_pinned=1))
+    assert channel_note(published("3", channel_pinned=0, channel_rolled_back=1)) == (
+        "the browser channel stays at version 3: a rollback rolled it back from this version; a newer model moves it")
+    assert channel_note(published("6", channel_pinned=0, channel_rolled_back=0)) == (
+        "the browser channel stays at version 6, newer than this one")

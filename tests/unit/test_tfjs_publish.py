@@ -175,6 +175,46 @@ def test_a_rollback_sticks_until_it_is_lifted(tmp_path, capsys):
     assert latest(base) == "4"
 
 
+def test_a_version_rolled_back_from_never_returns_after_unpin(tmp_path, capsys):
+    """After rollback and unpin, a retried or re-run publish of the bad version (its Pusher cached, the
+    publisher's code changed) had moved the channel back to it, being newer than the rollback target."""
+    base = tmp_path / "origin"
+    for v in ("1", "2", "3"):
+        pub.publish(fake_tfjs_model(tmp_path / f"src{v}", int(v)), str(base), "bloodcell", v, META)
+    assert pub.main(["rollback", "--base", str(base), "--version", "2"]) == 0
+    assert pub.main(["unpin", "--base", str(base)]) == 0
+    capsys.readouterr()
+    for v in ("3", "2"):
+        pointer = pub.publish_or_resume(str(tmp_path / f"src{v}"), str(base), "bloodcell", v, META)
+        assert pointer["version"] == "2" and latest(base) == "2", v
+    assert pub.main(["list", "--base", str(base)]) == 0
+    assert "3  (rolled back from: the channel does not return to it)" in capsys.readouterr().out
+    pub.publish(fake_tfjs_model(tmp_path / "src4", 4), str(base), "bloodcell", "4", META)
+    assert latest(base) == "4"
+    # A later rollback keeps what an earlier one rolled back from.
+    assert pub.main(["rollback", "--base", str(base), "--version", "1"]) == 0
+    assert pub.main(["unpin", "--base", str(base)]) == 0
+    for v in ("3", "4"):
+        assert pub.publish_or_resume(str(tmp_path / f"src{v}"), str(base), "bloodcell", v, META)["version"] == "1"
+
+
+def test_a_rollback_refuses_a_version_the_web_client_would_refuse(tmp_path, capsys):
+    """A folder named other than its metadata's version, or not a number: the client refuses the
+    pointer, so every new browser failed to load a model."""
+    base = tmp_path / "origin"
+    pub.publish(fake_tfjs_model(tmp_path / "src1", 1), str(base), "bloodcell", "1", META)
+    import shutil
+    shutil.copytree(base / "bloodcell" / "1", base / "bloodcell" / "7")
+    shutil.copytree(base / "bloodcell" / "1", base / "bloodcell" / "hotfix")
+    capsys.readouterr()
+    assert pub.main(["rollback", "--base", str(base), "--version", "7"]) == 1
+    assert capsys.readouterr().err.strip() == ("error: version 7's metadata.json is of version 1: "
+                                               "a folder copied by hand? (the web client refuses it)")
+    assert pub.main(["rollback", "--base", str(base), "--version", "hotfix"]) == 1
+    assert "must be a number" in capsys.readouterr().err
+    assert latest(base) == "1"
+
+
 def test_a_publish_cut_off_while_writing_model_json_can_be_published_again(tmp_path, capsys):
     # model.json marks a version complete: an earlier publisher killed mid-write left one cut short.
     base = tmp_path / "origin"
