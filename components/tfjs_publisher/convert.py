@@ -95,8 +95,11 @@ def convert_for_browser(saved_model_dir: str, output_dir: str, quantization: str
 
 
 def model_bytes(tfjs_dir: str) -> int:
-    """Bytes a browser downloads for the model: model.json plus its shards (local or gs:// folder)."""
+    """Bytes a browser downloads for the model: model.json plus the shards it names (local or gs://
+    folder; a cut-short earlier publish may have left other shards beside them)."""
     import tensorflow as tf
 
-    return sum(tf.io.gfile.stat(os.path.join(tfjs_dir, f)).length for f in tf.io.gfile.listdir(tfjs_dir)
-               if f == "model.json" or f.endswith(".bin"))
+    path = os.path.join(tfjs_dir, "model.json")
+    with tf.io.gfile.GFile(path) as f:
+        shards = [p for group in json.load(f).get("weightsManifest", []) for p in group["paths"]]
+    return sum(tf.io.gfile.stat(os.path.join(tfjs_dir, name)).length for name in ["model.json", *shards])

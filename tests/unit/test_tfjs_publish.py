@@ -301,3 +301,23 @@ def test_a_rerun_under_another_quantization_keeps_the_published_version(tmp_path
     assert pointer["version"] == "1" and latest(base) == "1"
     assert {p.name: p.read_bytes() for p in (base / "bloodcell" / "1").iterdir()} == before
     assert pub.published_metadata(str(base), "bloodcell", "1")["quantization"] == "uint8"
+
+
+def test_model_bytes_count_the_files_a_browser_downloads(tmp_path, monkeypatch):
+    """Shards an earlier, cut-short publish left in the version's folder are never downloaded: they
+    had been counted in the size the summary reports and the 1 MB budget is checked against."""
+    from components.tfjs_publisher import convert
+
+    base = tmp_path / "origin"
+    real = pub._write_whole
+    monkeypatch.setattr(pub, "_write_whole", lambda path, data: (
+        (_ for _ in ()).throw(OSError("killed")) if path.endswith("model.json") else real(path, data)))
+    with pytest.raises(OSError):
+        pub.publish(fake_tfjs_model(tmp_path / "first", 1), str(base), "bloodcell", "1", META)
+    monkeypatch.setattr(pub, "_write_whole", real)
+    pub.publish(fake_tfjs_model(tmp_path / "retry", 2), str(base), "bloodcell", "1", META)
+    folder = base / "bloodcell" / "1"
+    model = json.loads((folder / "model.json").read_text())
+    downloaded = [folder / "model.json", *(folder / p for g in model["weightsManifest"] for p in g["paths"])]
+    assert len(list(folder.glob("*.bin"))) == 4  # the first try's two shards are still there
+    assert convert.model_bytes(str(folder)) == sum(p.stat().st_size for p in downloaded)
