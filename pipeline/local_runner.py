@@ -173,7 +173,9 @@ def main(argv=None) -> int:
         return 2
     last = run_inputs.last_finished(config.run_dir)
     if args.if_changed and last and last.get("inputs_key") == key:
-        print(f"nothing changed since the run that finished {last.get('finished_at')}: skipped")
+        unblessed = (", whose model was not blessed (the last blessed model stays in service; it would not be "
+                     "blessed again)") if last.get("blessed") is False else ""
+        print(f"nothing changed since the run that finished {last.get('finished_at')}{unblessed}: skipped")
         return 0
     metadata = tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path)
     pipeline = create_pipeline(config, metadata, data_root,

@@ -61,6 +61,12 @@ def test_if_changed_skips_a_run_whose_inputs_the_last_finished_run_read(tmp_path
     run_inputs.record_finished(str(run_dir), run_inputs.inputs_key(config, str(data)), "2026-12-06T00:00:00Z", True)
     assert local_runner.main(args) == 0
     assert "nothing changed since the run that finished 2026-12-06T00:00:00Z: skipped" in capsys.readouterr().out
+    # After a run whose model was not blessed, a skip says so: "skipped" alone read as all well.
+    run_inputs.record_finished(str(run_dir), run_inputs.inputs_key(config, str(data)), "2026-12-07T00:00:00Z", False)
+    assert local_runner.main(args) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1] == (
+        "nothing changed since the run that finished 2026-12-07T00:00:00Z, whose model was not blessed "
+        "(the last blessed model stays in service; it would not be blessed again): skipped")
 
 
 @pytest.mark.parametrize("where", ["data", "labs"])
