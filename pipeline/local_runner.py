@@ -164,8 +164,14 @@ def main(argv=None) -> int:
         print(f"error: a file name under the labs' folders ({folders}) is not UTF-8 ({_bad_name_bytes(err)}): "
               "rename it", file=sys.stderr)
         return 2
-    missing = run_inputs.missing_labs(run_summary.last_blessed_labs(config.metadata_path),
-                                      run_inputs.labs_with_files(labs), config.labs.retired)
+    try:
+        blessed_labs = run_summary.last_blessed_labs(config.metadata_path)
+    except Exception as err:  # ml_metadata raises RuntimeError and its own errors alike
+        detail = one_line(err).split(" query:")[0]  # not the SQL it was running
+        print(f"error: cannot read the metadata store {config.metadata_path}: {detail}; restore it, or move it "
+              f"aside to start afresh (no step cached, no blessed model to compare with)", file=sys.stderr)
+        return 2
+    missing = run_inputs.missing_labs(blessed_labs, run_inputs.labs_with_files(labs), config.labs.retired)
     if missing:
         print(f"error: the last blessed model was adapted to lab(s) {', '.join(missing)}, which this run does "
               f"not find (folder gone, renamed or empty, or a share not mounted?): restore them, or drop them on "

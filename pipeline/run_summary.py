@@ -129,7 +129,7 @@ def collect(metadata_path: str, since_epoch_s: float, class_names: list[str] = (
 def last_blessed_labs(metadata_path: str) -> list[str]:
     """The labs with cells in the data of the last model the Evaluator blessed (the one the next run's
     Evaluator compares with), from the metadata store: a run killed after its Evaluator still counts."""
-    if not os.path.exists(metadata_path):
+    if not os.path.exists(metadata_path) or not os.path.getsize(metadata_path):  # empty: a first run cut short
         return []
     store = _read_only(metadata_path)
     blessings = [a for a in store.get_artifacts_by_type("ModelBlessing") if _custom(a, "blessed")]

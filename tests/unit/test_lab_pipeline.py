@@ -167,6 +167,25 @@ def bless(metadata_path: str, labs: list[str], report_dir) -> None:
                                     (blessing, event(metadata_store_pb2.Event.OUTPUT, "blessing"))], [])
 
 
+def test_a_metadata_store_cut_short_or_damaged_before_a_run(tmp_path, capsys):
+    """The labs guard reads the metadata store before the run: an empty store (a first run killed as it
+    was created) holds no blessed model; one that cannot be read is one line, exit 2."""
+    data = make_dataset(tmp_path / "data", {"TRAIN": 2, "TEST": 1})
+    args = ["--data-dir", str(data), "--output-dir", str(tmp_path / "runs"), "--if-changed",
+            "--set", f"labs.dir={tmp_path / 'labs'}"]
+    config = load_config(overrides=local_runner.overrides_from(local_runner.parse_args(args)))
+    os.makedirs(config.run_dir)
+    run_inputs.record_finished(config.run_dir, run_inputs.inputs_key(config, str(data)), "2026-12-06T00:00:00Z", True)
+    open(config.metadata_path, "w").close()
+    assert local_runner.main(args) == 0
+    assert "skipped" in capsys.readouterr().out
+    with open(config.metadata_path, "wb") as f:
+        f.write(b"not a database" * 100)
+    assert local_runner.main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: cannot read the metadata store {config.metadata_path}: ") and "\n" not in err
+
+
 def test_a_lab_the_last_blessed_model_was_adapted_to_must_be_found_or_retired(tmp_path, capsys):
     """A lab folder gone or unmounted had silently meant a model trained from the start, gated on the
     base alone, and published over the lab's adapted one. Which labs the last blessed model read comes
