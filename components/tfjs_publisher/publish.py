@@ -177,15 +177,15 @@ def _write_pointer(base: str, model_name: str, version: str, pinned: bool, rolle
 
 def point_latest(base: str, model_name: str, version: str, pinned: bool = False) -> dict:
     """Atomically repoints <base>/<model_name>/latest.json at a checked version, whatever is there. A
-    rollback (pinned, so later publishes leave it) also records the newest version it rolled back
-    from: a publish never moves the channel to that one or an older one, even after `unpin` (a retried
+    rollback (pinned, so later publishes leave it) also records the version it rolled back from: a
+    publish never moves the channel to that one or an older one, even after `unpin` (a retried
     publish of the bad version would have)."""
     check_version(base, model_name, version)
     with channel_lock(base, model_name):
-        floor = (read_pointer(base, model_name) or {}).get("rolled_back_from")
-        if pinned:
-            newer = [int(v) for v in list_versions(base, model_name)[0] if v.isdigit() and int(v) > int(version)]
-            floor = str(max(newer + ([int(floor)] if floor else []))) if newer or floor else None
+        current = read_pointer(base, model_name) or {}
+        floor = current.get("rolled_back_from")
+        if pinned and _is_older(str(version), str(current.get("version"))) and not rolled_back(current["version"], current):
+            floor = current["version"]
         return _write_pointer(base, model_name, version, pinned, floor)
 
 
