@@ -60,9 +60,28 @@ def _read(path: str) -> bytes:
         return f.read()
 
 
+def _local(path: str) -> bool:
+    return "://" not in path
+
+
+def _sync_folder(folder: str) -> None:
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _write(path: str, data: bytes) -> None:
-    with gfile.GFile(path, "wb") as f:
+    """On a local disk the file is synced: a rename that names it later must not outlive it in a power cut."""
+    if not _local(path):
+        with gfile.GFile(path, "wb") as f:
+            f.write(data)
+        return
+    with open(path, "wb") as f:
         f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def _write_whole(path: str, data: bytes) -> None:
@@ -70,6 +89,8 @@ def _write_whole(path: str, data: bytes) -> None:
     tmp = f"{path}.tmp-{uuid.uuid4().hex}"
     _write(tmp, data)
     gfile.rename(tmp, path, overwrite=True)
+    if _local(path):
+        _sync_folder(os.path.dirname(path))
 
 
 def _published_model(folder: str) -> dict | None:
@@ -144,7 +165,7 @@ def read_pointer(base: str, model_name: str) -> dict | None:
 @contextlib.contextmanager
 def channel_lock(base: str, model_name: str, wait_s: float = LOCK_WAIT_S):
     """Moves of one channel take turns. A local folder only: an object store offers no lock."""
-    if "://" in base:
+    if not _local(base):
         yield
         return
     folder = os.path.join(base, _segment("model name", model_name))

@@ -321,3 +321,19 @@ def test_model_bytes_count_the_files_a_browser_downloads(tmp_path, monkeypatch):
     downloaded = [folder / "model.json", *(folder / p for g in model["weightsManifest"] for p in g["paths"])]
     assert len(list(folder.glob("*.bin"))) == 4  # the first try's two shards are still there
     assert convert.model_bytes(str(folder)) == sum(p.stat().st_size for p in downloaded)
+
+
+def test_a_local_publish_reaches_the_disk_before_the_pointer_names_it(tmp_path, monkeypatch):
+    """A rename is only metadata: after a power cut the pointer could name a version whose shards the
+    disk never got (empty files), unless each file and folder was synced before the next step."""
+    synced = []
+    real = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(os.readlink(f"/proc/self/fd/{fd}")), real(fd)))
+    base = tmp_path / "origin"
+    pub.publish(fake_tfjs_model(tmp_path / "src1", 1), str(base), "bloodcell", "1", META)
+    folder = base / "bloodcell" / "1"
+    names = [os.path.basename(p).split(".tmp-")[0] for p in synced]
+    for f in folder.iterdir():
+        assert names.index(f.name) < names.index("latest.json"), f.name
+    assert names.index("1") < names.index("latest.json")  # the version's folder entries too
+    assert names[-1] == "bloodcell"  # and the pointer's rename
