@@ -171,10 +171,12 @@ def main(argv=None) -> int:
         print(f"error: cannot read the metadata store {config.metadata_path}: {detail}; restore it, or move it "
               f"aside to start afresh (no step cached, no blessed model to compare with)", file=sys.stderr)
         return 2
-    missing = run_inputs.missing_labs(blessed_labs, run_inputs.labs_with_files(labs), config.labs.retired)
+    missing = run_inputs.missing_labs(
+        blessed_labs, run_inputs.labs_with_cells(labs, blessed_labs, list(config.class_names)), config.labs.retired)
     if missing:
         print(f"error: the last blessed model was adapted to lab(s) {', '.join(missing)}, which this run does "
-              f"not find (folder gone, renamed or empty, or a share not mounted?): restore them, or drop them on "
+              f"not find (folder gone, renamed or empty, a share not mounted, or no cell in it the ingest takes?): "
+              f"restore them, or drop them on "
               f"purpose with --set 'labs.retired=[{','.join(missing)}]'", file=sys.stderr)
         return 2
     last = run_inputs.last_finished(config.run_dir)

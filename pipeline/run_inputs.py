@@ -12,6 +12,7 @@ import components
 import models
 import pipeline
 import serving
+from components.image_example_gen import lab_sources
 from components.image_example_gen.driver import folder_fingerprint, labs_fingerprint
 from pipeline.code_version import code_fingerprint
 from pipeline.config import Config
@@ -45,10 +46,12 @@ def record_finished(run_dir: str, key: str, finished_at: str, blessed: bool | No
     _write(run_dir, {"inputs_key": key, "finished_at": finished_at, "blessed": blessed})
 
 
-def labs_with_files(labs: dict[str, str]) -> list[str]:
-    """The labs whose folder holds at least one file: an unmounted share leaves an empty mount point."""
-    return [name for name, folder in labs.items()
-            if any(files for _, _, files in tf.io.gfile.walk(folder))]
+def labs_with_cells(labs: dict[str, str], wanted: list[str], class_names: list[str]) -> list[str]:
+    """Of the `wanted` labs, those whose folder holds a cell the ingest would take: an unmounted share
+    leaves an empty mount point, and a folder may hold only files the ingest refuses."""
+    return [name for name in wanted if name in labs
+            and any(files for _, _, files in tf.io.gfile.walk(labs[name]))
+            and lab_sources.list_lab(name, labs[name], class_names).cells]
 
 
 def missing_labs(blessed_labs: list[str], labs: list[str], retired: list[str]) -> list[str]:

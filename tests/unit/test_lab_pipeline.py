@@ -217,6 +217,10 @@ def test_a_lab_the_last_blessed_model_was_adapted_to_must_be_found_or_retired(tm
     (tmp_path / "labs" / "mylab").mkdir(parents=True)
     assert local_runner.main([*args, "--set", "labs.retired=[other]"]) == 2
     assert "adapted to lab(s) mylab, which this run does not find" in capsys.readouterr().err
+    # Nor is one that holds no cell the ingest would take (a zip that is not an export).
+    (tmp_path / "labs" / "mylab" / "notanexport.zip").write_bytes(b"not a zip")
+    assert local_runner.main([*args, "--set", "labs.retired=[other]"]) == 2
+    assert "adapted to lab(s) mylab, which this run does not find" in capsys.readouterr().err
     # A damaged record of the last run changes nothing: the store says which labs.
     (run_dir / run_inputs.LAST_RUN_FILE).write_text("{")
     assert local_runner.main([*args, "--set", "labs.retired=[other]"]) == 2
