@@ -48,8 +48,13 @@ def overrides_from(args: argparse.Namespace) -> list[str]:
         out.append(f"training.epochs={args.epochs}")
     if args.model:
         out.append(f"training.model={args.model}")
+    named: dict[str, str] = {}
     for source in args.lab_source:
         name, sep, folder = source.partition("=")
+        if name in named and os.path.abspath(folder) != named[name]:
+            raise ConfigError(f"--lab-source {name} is given two folders ({named[name]}, {os.path.abspath(folder)}): "
+                              f"name each lab once")
+        named[name] = os.path.abspath(folder)
         # a malformed one reaches the config's own check as an empty name or folder
         out.append(f"labs.sources.{name or '?'}={os.path.abspath(folder) if sep and folder else ''}")
     return out

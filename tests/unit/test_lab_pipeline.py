@@ -26,6 +26,11 @@ def test_a_bad_lab_source_is_one_line_and_exit_2(capsys, tmp_path):
     assert len(lines) == 3 and all(line.startswith("error: ") for line in lines)
     assert "needs a folder" in lines[0] and "not 'base'" in lines[1]
     assert lines[2] == f"error: lab source 'mylab': folder not found: {tmp_path / 'none'}"
+    # One name given two folders: the second had silently replaced the first.
+    assert local_runner.main(["--output-dir", str(tmp_path), "--lab-source", f"mylab={tmp_path}",
+                              "--lab-source", f"mylab={tmp_path / 'other'}"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"error: --lab-source mylab is given two folders ({tmp_path}, {tmp_path / 'other'}): name each lab once")
 
 
 def test_the_gate_demands_min_accuracy_of_the_base_and_no_regression_of_every_source():
