@@ -312,6 +312,8 @@ def main(argv=None) -> int:
     try:
         if args.command == "list":
             versions, current = list_versions(args.base, args.model_name)
+            if not versions:
+                raise PublishError(f"no version of {args.model_name} is published under {args.base}")
             pointer = read_pointer(args.base, args.model_name) or {}
             for v in versions:
                 try:

@@ -291,6 +291,12 @@ def test_list_names_a_folder_no_publish_made_instead_of_failing(tmp_path, capsys
         "1  <- latest", "old copy  (not a version: its name is not one a publish writes)"]
 
 
+def test_list_of_a_folder_without_the_model_says_so(tmp_path, capsys):
+    """A mistyped --base had printed nothing and exited 0, as an origin with nothing published."""
+    assert pub.main(["list", "--base", str(tmp_path / "nope")]) == 1
+    assert capsys.readouterr().err.strip() == f"error: no version of bloodcell is published under {tmp_path / 'nope'}"
+
+
 def test_a_rerun_under_another_quantization_keeps_the_published_version(tmp_path):
     # browser.quantization changed, the model did not: the version stays as browsers cached it.
     base = tmp_path / "origin"
