@@ -9,6 +9,7 @@ import os
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
+from components.image_example_gen import lab_sources
 from components.pusher.executor import ALREADY_SERVED
 from components.tfjs_publisher.executor import QUANTIZATION_NOTE
 from components.tfjs_publisher.evaluation import (load_confusion_matrix, load_metrics, load_source_metrics,
@@ -155,15 +156,26 @@ def training_record(model_uri: str) -> dict | None:
         return None
 
 
-def lab_ingest(report_path: str | None) -> dict:
-    """The labs part of the ingest report, if it can be read."""
+def _ingest_report(report_path: str | None) -> dict:
     import tensorflow as tf
 
     try:
         with tf.io.gfile.GFile(report_path) as f:
-            return json.load(f).get("labs") or {}
+            report = json.load(f)
     except (OSError, ValueError, TypeError, tf.errors.OpError):
         return {}
+    return report if isinstance(report, dict) else {}
+
+
+def lab_ingest(report_path: str | None) -> dict:
+    """The labs part of the ingest report, if it can be read."""
+    return _ingest_report(report_path).get("labs") or {}
+
+
+def stray_lab_files(report_path: str | None) -> list[str]:
+    """Files put straight into the labs folder, not into a lab's: the ingest does not read them."""
+    return [r["rel_path"] for r in _ingest_report(report_path).get("rejected_inputs") or []
+            if r.get("reason") == lab_sources.STRAY]
 
 
 def _why_not_blessed(evaluation_uri: str | None) -> str:
@@ -230,6 +242,7 @@ def format_summary(summary: RunSummary, wall_seconds: float, class_names: list[s
         lines.append(f"lab {name}: {lab['cells']} cells ({lab['train']} train, {lab['eval']} held out), "
                      f"{lab['not_trained']} not one of the classes, {len(lab['relabelled'])} relabelled, "
                      f"{lab['refused']} refused (see the ingest report)")
+    lines += [f"note: {path} not read: {lab_sources.STRAY}" for path in stray_lab_files(summary.ingest_report)]
     if summary.training and summary.training.get("mode") == "adapted":
         lines.append(adapted_line(summary.training))
     lines += [f"note: lab {name} not trained on: {why}"

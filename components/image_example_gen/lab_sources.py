@@ -258,9 +258,12 @@ def _top_entries(labs_root: str) -> list[tuple[str, str, bool]]:
     return [(name, path, gfile.isdir(path)) for name, path in paths]
 
 
+STRAY = "not in a lab folder (put it in labs/<lab name>/)"
+
+
 def stray_files(labs_root: str) -> list[Refused]:
     """Files directly in labs_root: an export belongs in its lab's folder, which names the lab."""
-    return [Refused(posixpath.join("labs", name), "not in a lab folder (put it in labs/<lab name>/)")
+    return [Refused(posixpath.join("labs", name), STRAY)
             for name, _, is_dir in _top_entries(labs_root) if not is_dir]
 
 

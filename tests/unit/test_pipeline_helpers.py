@@ -239,3 +239,19 @@ def test_the_summary_says_why_the_browser_channel_stayed():
         "the browser channel stays at version 3: a rollback rolled it back from this version; a newer model moves it")
     assert channel_note(published("6", channel_pinned=0, channel_rolled_back=0)) == (
         "the browser channel stays at version 6, newer than this one")
+
+
+def test_an_export_outside_a_lab_folder_is_named_in_the_summary(tmp_path):
+    """It was only in the ingest report: a lab's reviews could go unread, week after week, unnoticed."""
+    from components.image_example_gen import lab_sources
+    from pipeline.run_summary import RunSummary, format_summary
+
+    labs = tmp_path / "labs"
+    labs.mkdir()
+    (labs / "bloodcell-review-lab2.zip").write_bytes(b"PK")
+    report = tmp_path / "ingest_report.json"
+    report.write_text(json.dumps({"labs": {}, "rejected_inputs": [
+        {"rel_path": r.rel_path, "split": None, "reason": r.reason} for r in lab_sources.stray_files(str(labs))]}))
+    text = format_summary(RunSummary(components=[], ingest_report=str(report)), 1.0)
+    assert ("note: labs/bloodcell-review-lab2.zip not read: not in a lab folder (put it in labs/<lab name>/)"
+            in text.splitlines())
