@@ -242,3 +242,22 @@ def test_the_scheduled_run_waits_for_the_network_and_its_data_folder():
     assert "network-online.target" in keys["Wants"].split() and "network-online.target" in keys["After"].split()
     env = dict(item.split("=", 1) for item in shlex.split(keys["Environment"]))
     assert _scheduled_run(env, keys["ExecStart"])["data"] in keys["RequiresMountsFor"].split()
+
+
+def test_a_path_the_sandbox_will_not_show_is_named_before_the_command_runs(tmp_path):
+    """A lab's cells in ~/Downloads or /tmp, outside the checkout and BLOODCELL_BIND, had read as "folder
+    not found" inside run.sh's sandbox, with no hint why."""
+    import subprocess
+
+    rootfs, checkout, hidden, bound = (tmp_path / n for n in ("rootfs", "checkout", "hidden cells", "bound"))
+    for folder in (rootfs / "usr" / "bin", checkout / "data", hidden, bound):
+        folder.mkdir(parents=True)
+    args = ["python", "-m", "pipeline.local_runner", "--data-dir", str(checkout / "data"),
+            "--lab-source", f"mylab={hidden}", f"--other={bound}", "/usr/bin", str(tmp_path / "absent"),
+            f"labs.sources.x={hidden}/"]
+    script = REPO / "infra" / "env" / "hidden_paths.sh"
+    out = subprocess.run(["bash", "-c", f'source "{script}"; hidden_paths "$@"', "bash", str(rootfs),
+                          f"{checkout}:{bound}", *args], capture_output=True, text=True, cwd=checkout, check=True)
+    assert out.stdout.splitlines() == [str(hidden)], out
+    run_sh = (REPO / "infra" / "env" / "run.sh").read_text()
+    assert 'hidden_paths "$env_dir/rootfs"' in run_sh and "BLOODCELL_BIND=" in run_sh
