@@ -243,6 +243,9 @@ def format_summary(summary: RunSummary, wall_seconds: float, class_names: list[s
                      f"{lab['not_trained']} not one of the classes, {len(lab['relabelled'])} relabelled, "
                      f"{lab['refused']} refused (see the ingest report)")
     lines += [f"note: {path} not read: {lab_sources.STRAY}" for path in stray_lab_files(summary.ingest_report)]
+    lines += [f"note: {export['file']} was exported for lab '{export['lab']}': its cells are taken as {name}'s "
+              f"(move it to labs/{export['lab']}/ if they are not)"
+              for name, lab in lab_ingest(summary.ingest_report).items() for export in lab.get("exports_of_other_labs", [])]
     if summary.training and summary.training.get("mode") == "adapted":
         lines.append(adapted_line(summary.training))
     lines += [f"note: lab {name} not trained on: {why}"

@@ -85,6 +85,7 @@ class LabListing:
     not_trained: int = 0                # cells whose latest review is one of NOT_TRAINED_LABELS
     duplicates: int = 0                 # reviews collapsed into an earlier or later one of the same cell
     relabelled: list[dict] = dataclasses.field(default_factory=list)
+    other_lab_exports: list[dict] = dataclasses.field(default_factory=list)  # the manifest names another lab
 
     def side(self, review: Review, eval_fraction: float) -> str:
         return "eval" if hash_fraction(review.sha256) < eval_fraction else "train"
@@ -136,29 +137,31 @@ def _entry_time(cell) -> tuple[str | None, str | None]:
     return when, None
 
 
-def read_export(path: str, rel: str, class_names: list[str], order: int) -> tuple[list[Review], list[Refused]]:
-    """The reviews of one export zip, and what in it cannot be used, each with a reason."""
+def read_export(path: str, rel: str, class_names: list[str], order: int
+                ) -> tuple[list[Review], list[Refused], str | None]:
+    """The reviews of one export zip, what in it cannot be used (each with a reason), and the lab its
+    manifest names (None when it is not an export)."""
     try:
         with gfile.GFile(path, "rb") as f:
             archive = zipfile.ZipFile(io.BytesIO(f.read()))
     except zipfile.BadZipFile:
-        return [], [Refused(rel, "not a review export (not a zip file)")]
+        return [], [Refused(rel, "not a review export (not a zip file)")], None
     except tf.errors.OpError as err:
-        return [], [Refused(rel, f"unreadable file ({_first_line(err)})")]
+        return [], [Refused(rel, f"unreadable file ({_first_line(err)})")], None
     except DAMAGED_ZIP as err:
-        return [], [Refused(rel, f"not a review export (a damaged zip: {_first_line(err)})")]
+        return [], [Refused(rel, f"not a review export (a damaged zip: {_first_line(err)})")], None
     with archive:
         members = {i.filename: i for i in archive.infolist() if not i.is_dir()}
         if REVIEW_MANIFEST not in members:
-            return [], [Refused(rel, f"not a review export (no {REVIEW_MANIFEST})")]
+            return [], [Refused(rel, f"not a review export (no {REVIEW_MANIFEST})")], None
         if members[REVIEW_MANIFEST].file_size > MAX_MANIFEST_BYTES:
-            return [], [Refused(rel, f"not a review export ({REVIEW_MANIFEST} of {members[REVIEW_MANIFEST].file_size} bytes)")]
+            return [], [Refused(rel, f"not a review export ({REVIEW_MANIFEST} of {members[REVIEW_MANIFEST].file_size} bytes)")], None
         try:
             manifest = json.loads(archive.read(REVIEW_MANIFEST))
             jsonschema.validate(manifest, MANIFEST_SCHEMA)
         except (jsonschema.ValidationError, RecursionError, *DAMAGED_ZIP) as err:
             detail = err.message.splitlines()[0] if isinstance(err, jsonschema.ValidationError) else _first_line(err)
-            return [], [Refused(rel, f"not a review export (manifest: {detail})")]
+            return [], [Refused(rel, f"not a review export (manifest: {detail})")], None
         reviews, refused, listed = [], [], set()
         for number, cell in enumerate(manifest["cells"], 1):
             when, problem = _entry_time(cell)
@@ -195,7 +198,7 @@ def read_export(path: str, rel: str, class_names: list[str], order: int) -> tupl
                     reviews.append(Review(cell["sha256"], label, when, order, path, member, where))
         refused += [Refused(f"{rel}!{m}", "file not listed in the manifest")
                     for m in sorted(set(members) - listed - {REVIEW_MANIFEST})]
-    return reviews, refused
+    return reviews, refused, manifest["lab"]
 
 
 def _walk_files(root: str):
@@ -209,13 +212,16 @@ def list_lab(name: str, root: str, class_names: list[str]) -> LabListing:
     """Every review under a lab's folder, collapsed to the latest review of each cell."""
     reviews: list[Review] = []
     refused: list[Refused] = []
+    other_labs: list[dict] = []
     for order, path in enumerate(sorted(_walk_files(root))):
         rel = posixpath.join("labs", name, os.path.relpath(path, root).replace(os.sep, "/"))
         parts = os.path.relpath(path, root).split(os.sep)
         if path.lower().endswith(".zip") and len(parts) == 1:
-            got, bad = read_export(path, rel, class_names, order)
+            got, bad, lab = read_export(path, rel, class_names, order)
             reviews += got
             refused += bad
+            if lab and lab != name:  # the folder names the lab; the page's name may be a slip
+                other_labs.append({"file": rel, "lab": lab})
         elif len(parts) < 2:
             refused.append(Refused(rel, "not in a class folder or a review export"))
         elif parts[0] not in class_names and parts[0] not in NOT_TRAINED_LABELS:
@@ -230,7 +236,7 @@ def list_lab(name: str, root: str, class_names: list[str]) -> LabListing:
                 refused.append(Refused(rel, f"unreadable file ({_first_line(err)})"))
                 continue
             reviews.append(Review(_sha256(data), parts[0], "", order, path, None, rel))
-    listing = LabListing(cells=[], refused=refused)
+    listing = LabListing(cells=[], refused=refused, other_lab_exports=other_labs)
     by_cell: dict[str, list[Review]] = {}
     for review in reviews:
         by_cell.setdefault(review.sha256, []).append(review)

@@ -299,3 +299,17 @@ def test_a_zip_damaged_anywhere_in_its_directory_is_one_refused_line(tmp_path, i
         damaged.write_bytes(raw[:end])
         assert good["sha256"] in {c.sha256 for c in lab_sources.list_lab("lab", str(lab), CLASSES).cells}
     assert tried > 200
+
+
+def test_an_export_made_for_another_lab_is_reported(tmp_path, images):
+    """Its cells are taken as the folder's lab (the folder names the lab), but a mix-up of two labs'
+    exports had gone unnoticed: one lab's stain would train and gate as another's."""
+    lab = tmp_path / "onelab"
+    review_export.write_export(lab / "ours.zip", [review_export.cell(images[0], "NEUTROPHIL")], lab="onelab")
+    review_export.write_export(lab / "theirs.zip", [review_export.cell(images[1], "MONOCYTE")], lab="otherlab")
+    listing = lab_sources.list_lab("onelab", str(lab), CLASSES)
+    assert len(listing.cells) == 2
+    assert listing.other_lab_exports == [{"file": "labs/onelab/theirs.zip", "lab": "otherlab"}]
+    candidates, _ = image_reader.lab_candidates("onelab", listing, CLASSES, 0.3)
+    summary = image_reader.lab_summary(listing, candidates, set())
+    assert summary["exports_of_other_labs"] == listing.other_lab_exports

@@ -255,3 +255,15 @@ def test_an_export_outside_a_lab_folder_is_named_in_the_summary(tmp_path):
     text = format_summary(RunSummary(components=[], ingest_report=str(report)), 1.0)
     assert ("note: labs/bloodcell-review-lab2.zip not read: not in a lab folder (put it in labs/<lab name>/)"
             in text.splitlines())
+
+
+def test_an_export_made_for_another_lab_is_named_in_the_summary(tmp_path):
+    from pipeline.run_summary import RunSummary, format_summary
+
+    report = tmp_path / "ingest_report.json"
+    report.write_text(json.dumps({"labs": {"onelab": {
+        "cells": 2, "train": 1, "eval": 1, "not_trained": 0, "relabelled": [], "refused": 0,
+        "exports_of_other_labs": [{"file": "labs/onelab/theirs.zip", "lab": "otherlab"}]}}}))
+    text = format_summary(RunSummary(components=[], ingest_report=str(report)), 1.0)
+    assert ("note: labs/onelab/theirs.zip was exported for lab 'otherlab': its cells are taken as onelab's "
+            "(move it to labs/otherlab/ if they are not)") in text.splitlines()
