@@ -119,13 +119,16 @@ def main(argv=None) -> int:
         from absl import logging as absl_logging
         absl_logging.set_verbosity(absl_logging.WARNING)
 
-    import tensorflow as tf
-    from tfx import v1 as tfx
+    from pipeline import run_log
 
-    from components.image_example_gen import executor as example_gen_executor
-    from components.image_example_gen import image_reader
-    from pipeline import run_summary
-    from pipeline.pipeline import create_pipeline, schema_copy
+    with run_log.captured(None, enabled=not args.verbose):  # TensorFlow's start-up lines
+        import tensorflow as tf
+        from tfx import v1 as tfx
+
+        from components.image_example_gen import executor as example_gen_executor
+        from components.image_example_gen import image_reader
+        from pipeline import run_summary
+        from pipeline.pipeline import create_pipeline, schema_copy
 
     try:
         data_root = image_reader.resolve_data_root(config.data_path)
@@ -205,8 +208,10 @@ def main(argv=None) -> int:
               f"{config.training.epochs} epochs); outputs under {config.run_dir}", flush=True)
         started = time.time()
         failure = None
+        log_path = os.path.join(config.run_dir, "logs", time.strftime("run-%Y%m%dT%H%M%SZ.log", time.gmtime(started)))
         try:
-            tfx.orchestration.LocalDagRunner().run(pipeline)
+            with run_log.captured(log_path, enabled=not args.verbose):
+                tfx.orchestration.LocalDagRunner().run(pipeline)
         except Exception as err:  # a component failed: report it in one line below
             failure = err
         summary = run_summary.collect(config.metadata_path, started, config.class_names)
@@ -214,6 +219,8 @@ def main(argv=None) -> int:
             run_inputs.record_finished(config.run_dir, key, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                                        summary.blessed)
     print(run_summary.format_summary(summary, time.time() - started, config.class_names))
+    if not args.verbose:
+        print(f"full log of the run: {log_path}")
     if failure is not None:
         print(f"error: pipeline failed: {one_line(failure)}", file=sys.stderr)
         return 1

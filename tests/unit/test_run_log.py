@@ -1,0 +1,54 @@
+"""The run's console: start-up chatter of TensorFlow and Beam (from this process and its children)
+kept out of the terminal, every line kept in the run's log."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from pipeline import run_log
+
+NOISE = [
+    "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR",
+    "I0000 00:00:1796603368.379848       2 port.cc:153] oneDNN custom operations are on.",
+    "I0000 00:00:1796603368.380498     939 cudart_stub.cc:31] Could not find cuda drivers on your machine, GPU will not be used.",
+    "E0000 00:00:1796603368.380498     939 cuda_platform.cc:52] failed call to cuInit: INTERNAL: CUDA error: Failed call to cuInit: UNKNOWN ERROR (303)",
+    '2026-12-07 00:24:39,386 WARNING Worker: severity: WARN timestamp {   seconds: 1796603079   nanos: 375930786 } '
+    'message: "No semi_persistent_directory found:  User registered objects may not be effective" thread: "MainThread"',
+    "2026-12-07 01:05:02,754 WARNING ArtifactQuery.property_predicate is not supported.",
+    "2026-12-07 01:06:19,625 WARNING From /opt/venv/lib/python3.13/site-packages/tensorflow_model_analysis/writers/"
+    "metrics_plots_and_validations_writer.py:127: tf_record_iterator (from tensorflow.python.lib.io.tf_record) is "
+    "deprecated and will be removed in a future version.",
+    "Instructions for updating:",
+]
+KEPT = [
+    "E0000 00:00:1796603368.380498     939 some_op.cc:12] a real C++ error",
+    "5/5 - 1s - loss: 1.3 - sparse_categorical_accuracy: 0.3",
+    "2026-12-07 00:25:38,370 WARNING TfjsPublisher: version 1's weights would overflow float16",
+]
+
+
+def test_chatter_goes_to_the_log_only_and_the_rest_to_the_terminal_too(tmp_path, capfd):
+    """A make run had printed 113 lines of it among 169, "CUDA error" among them, on a host without a GPU."""
+    log = tmp_path / "logs" / "run.log"
+    child = "import sys\nfor i, line in enumerate(sys.argv[1:]): print(line, file=(sys.stderr, sys.stdout)[i % 2])"
+    with run_log.captured(str(log)):
+        subprocess.run([sys.executable, "-c", child, *NOISE, *KEPT], check=True)
+        os.write(2, (NOISE[1] + "\n").encode())  # this process's own C++ logging
+        os.write(1, b"written by this process\n")
+    out, err = capfd.readouterr()
+    shown = (out + err).splitlines()
+    assert sorted(shown) == sorted([*KEPT, "written by this process"])
+    assert sorted(log.read_text().splitlines()) == sorted([*NOISE, NOISE[1], *KEPT, "written by this process"])
+
+
+def test_without_a_log_the_chatter_is_dropped(capfd):
+    with run_log.captured(None):
+        os.write(2, (NOISE[1] + "\n" + KEPT[0] + "\n").encode())
+    assert capfd.readouterr().err.splitlines() == [KEPT[0]]
+
+
+def test_verbose_shows_everything_and_writes_no_log(tmp_path, capfd):
+    with run_log.captured(str(tmp_path / "run.log"), enabled=False):
+        os.write(2, (NOISE[0] + "\n").encode())
+    assert capfd.readouterr().err.strip() == NOISE[0] and not (tmp_path / "run.log").exists()
