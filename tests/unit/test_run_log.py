@@ -52,3 +52,35 @@ def test_verbose_shows_everything_and_writes_no_log(tmp_path, capfd):
     with run_log.captured(str(tmp_path / "run.log"), enabled=False):
         os.write(2, (NOISE[0] + "\n").encode())
     assert capfd.readouterr().err.strip() == NOISE[0] and not (tmp_path / "run.log").exists()
+
+
+def test_the_last_words_of_a_run_that_dies_reach_the_terminal_and_the_log(tmp_path):
+    """A fatal C++ check aborts the process: what it wrote last was still in a pipe that a thread of
+    the dead process would have read."""
+    log = tmp_path / "run.log"
+    script = ("import os, sys\nfrom pipeline import run_log\n"
+              "with run_log.captured(sys.argv[1]):\n"
+              "    os.write(2, b'F0000 00:00:1.2 7 op_kernel.cc:9] Check failed: shape\\n')\n"
+              "    os.abort()\n")
+    done = subprocess.run([sys.executable, "-c", script, str(log)], capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0
+    assert "Check failed: shape" in done.stderr and "Check failed: shape" in log.read_text()
+
+
+def test_a_terminal_gone_costs_the_log_nothing():
+    """Output piped into `head`, or an ssh session hung up: the log still gets every line."""
+    import io
+
+    class Gone(io.RawIOBase):
+        written = 0
+
+        def write(self, data):
+            self.written += 1
+            if self.written > 3:
+                raise BrokenPipeError(32, "Broken pipe")
+            return len(data)
+
+    lines = [f"line {i}\n".encode() for i in range(2000)]
+    log = io.BytesIO()
+    run_log.filter_lines(iter(lines), Gone(), log)
+    assert log.getvalue() == b"".join(lines)
