@@ -136,7 +136,8 @@ def last_blessed_labs(metadata_path: str) -> list[str]:
     blessings = [a for a in store.get_artifacts_by_type("ModelBlessing") if _custom(a, "blessed")]
     if not blessings:
         return []
-    latest = max(blessings, key=lambda a: a.id)
+    # As TFX's LatestBlessedModelStrategy: the blessed model with the highest id, not the latest blessing.
+    latest = max(blessings, key=lambda a: (_custom(a, "current_model_id") or 0, a.id))
     evaluations = [e.execution_id for e in store.get_events_by_artifact_ids([latest.id])
                    if e.type == metadata_store_pb2.Event.OUTPUT]
     examples = [e.artifact_id for e in store.get_events_by_execution_ids(evaluations)

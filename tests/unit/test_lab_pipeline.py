@@ -144,9 +144,10 @@ def test_an_edited_data_file_of_the_code_changes_what_a_scheduled_run_reads(tmp_
     assert run_inputs.inputs_key(config, str(data)) != before
 
 
-def bless(metadata_path: str, labs: list[str], report_dir) -> None:
+def bless(metadata_path: str, labs: list[str], report_dir, model_id: int | None = None) -> None:
     """What a run's Evaluator leaves in the metadata store when it blesses a model: a ModelBlessing
-    (blessed=1) whose execution read the ingest's Examples, whose report names the labs with cells."""
+    (blessed=1, current_model_id: the model's artifact id) whose execution read the ingest's Examples,
+    whose report names the labs with cells."""
     report = report_dir / f"ingest_report_{len(list(report_dir.glob('ingest_report_*')))}.json"
     report.write_text(json.dumps({"labs": {name: {"cells": 3} for name in labs}}))
     config = metadata_store_pb2.ConnectionConfig()
@@ -162,6 +163,7 @@ def bless(metadata_path: str, labs: list[str], report_dir) -> None:
     blessing = metadata_store_pb2.Artifact(type_id=blessing_type, uri=str(report_dir / "blessing"),
                                            state=metadata_store_pb2.Artifact.LIVE)
     blessing.custom_properties["blessed"].int_value = 1
+    blessing.custom_properties["current_model_id"].int_value = model_id or 1000 + len(list(report_dir.glob("ingest_report_*")))
     execution = metadata_store_pb2.Execution(type_id=evaluator, last_known_state=metadata_store_pb2.Execution.COMPLETE)
 
     def event(kind, key):
@@ -189,6 +191,17 @@ def test_a_metadata_store_cut_short_or_damaged_before_a_run(tmp_path, capsys):
     assert local_runner.main(args) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"error: cannot read the metadata store {config.metadata_path}: ") and "\n" not in err
+
+
+def test_the_labs_are_those_of_the_newest_blessed_model_as_the_evaluators_baseline_is_chosen(tmp_path):
+    """TFX's LatestBlessedModelStrategy takes the blessed model with the highest id: an older model
+    blessed later (its Trainer cached, its Evaluator run again) is not the baseline."""
+    from pipeline.run_summary import last_blessed_labs
+
+    store = str(tmp_path / "metadata.sqlite")
+    bless(store, ["mylab"], tmp_path, model_id=20)
+    bless(store, [], tmp_path, model_id=10)
+    assert last_blessed_labs(store) == ["mylab"]
 
 
 def test_a_lab_the_last_blessed_model_was_adapted_to_must_be_found_or_retired(tmp_path, capsys):
