@@ -49,15 +49,17 @@ def overrides_from(args: argparse.Namespace) -> list[str]:
     if args.model:
         out.append(f"training.model={args.model}")
     named: dict[str, str] = {}
+    malformed = []
     for source in args.lab_source:
         name, sep, folder = source.partition("=")
+        if not (sep and folder):  # reaches the config's own check as an empty folder, after the good ones
+            malformed.append(f"labs.sources.{name or '?'}=")
+            continue
         if name in named and os.path.abspath(folder) != named[name]:
             raise ConfigError(f"--lab-source {name} is given two folders ({named[name]}, {os.path.abspath(folder)}): "
                               f"name each lab once")
         named[name] = os.path.abspath(folder)
-        # a malformed one reaches the config's own check as an empty name or folder
-        out.append(f"labs.sources.{name or '?'}={os.path.abspath(folder) if sep and folder else ''}")
-    return out
+    return out + [f"labs.sources.{name}={folder}" for name, folder in named.items()] + malformed
 
 
 def one_line(err: BaseException) -> str:

@@ -26,6 +26,10 @@ def test_a_bad_lab_source_is_one_line_and_exit_2(capsys, tmp_path):
     assert len(lines) == 3 and all(line.startswith("error: ") for line in lines)
     assert "needs a folder" in lines[0] and "not 'base'" in lines[1]
     assert lines[2] == f"error: lab source 'mylab': folder not found: {tmp_path / 'none'}"
+    # A malformed one beside a good one of the same name is still "needs a folder".
+    assert local_runner.main(["--output-dir", str(tmp_path), "--lab-source", "mylab",
+                              "--lab-source", f"mylab={tmp_path}"]) == 2
+    assert "needs a folder" in capsys.readouterr().err
     # One name given two folders: the second had silently replaced the first.
     assert local_runner.main(["--output-dir", str(tmp_path), "--lab-source", f"mylab={tmp_path}",
                               "--lab-source", f"mylab={tmp_path / 'other'}"]) == 2
