@@ -249,15 +249,17 @@ def test_a_path_the_sandbox_will_not_show_is_named_before_the_command_runs(tmp_p
     not found" inside run.sh's sandbox, with no hint why."""
     import subprocess
 
-    rootfs, checkout, hidden, bound = (tmp_path / n for n in ("rootfs", "checkout", "hidden cells", "bound"))
-    for folder in (rootfs / "usr" / "bin", checkout / "data", hidden, bound):
+    rootfs, checkout, hidden, bound, other = (tmp_path / n for n in ("rootfs", "checkout", "hidden cells", "bound", "other"))
+    # A mount point an earlier run made in the tree for its BLOODCELL_BIND shows an empty folder, not the host's.
+    for folder in (rootfs / "usr" / "bin", rootfs / str(other).lstrip("/"), checkout / "data", hidden, bound, other):
         folder.mkdir(parents=True)
+    (tmp_path / "link").symlink_to(checkout)
     args = ["python", "-m", "pipeline.local_runner", "--data-dir", str(checkout / "data"),
             "--lab-source", f"mylab={hidden}", f"--other={bound}", "/usr/bin", str(tmp_path / "absent"),
-            f"labs.sources.x={hidden}/"]
+            f"labs.sources.x={hidden}/", f"--lab-source=y={other}", str(tmp_path / "link" / "data")]
     script = REPO / "infra" / "env" / "hidden_paths.sh"
     out = subprocess.run(["bash", "-c", f'source "{script}"; hidden_paths "$@"', "bash", str(rootfs),
-                          f"{checkout}:{bound}", *args], capture_output=True, text=True, cwd=checkout, check=True)
-    assert out.stdout.splitlines() == [str(hidden)], out
+                          f"{tmp_path / 'link'}:{bound}", *args], capture_output=True, text=True, cwd=checkout, check=True)
+    assert out.stdout.splitlines() == sorted([str(hidden), str(other)]), out
     run_sh = (REPO / "infra" / "env" / "run.sh").read_text()
     assert 'hidden_paths "$env_dir/rootfs"' in run_sh and "BLOODCELL_BIND=" in run_sh
