@@ -259,17 +259,22 @@ def publish(tfjs_dir: str, base: str, model_name: str, version: str, metadata: d
     except MetadataError as err:
         raise PublishError(f"not published: {err}") from None
     model = json.loads(_read(os.path.join(tfjs_dir, MODEL_JSON)))
-    if _published_model(folder) is not None:
-        raise PublishError(f"version {version} of {model_name} already exists under {base}; versions are immutable")
-    gfile.makedirs(folder)
+    shards = {}
     for group in model.get("weightsManifest", []):
         renamed = []
         for shard in group["paths"]:
             data = _read(os.path.join(tfjs_dir, shard))
-            name = hashed_name(shard, data)
-            _write(os.path.join(folder, name), data)
-            renamed.append(name)
+            renamed.append(hashed_name(shard, data))
+            shards[renamed[-1]] = data
         group["paths"] = renamed
+    existing = _published_model(folder)
+    if existing == model:  # this very model, published by a run stopped before it moved the pointer
+        return advance_latest(base, model_name, version)
+    if existing is not None:
+        raise PublishError(f"version {version} of {model_name} already exists under {base}; versions are immutable")
+    gfile.makedirs(folder)
+    for name, data in shards.items():
+        _write(os.path.join(folder, name), data)
     _write_whole(os.path.join(folder, METADATA), json.dumps(metadata, indent=2, allow_nan=False).encode())
     # model.json last among the version's files, and whole: it is what marks the version complete.
     _write_whole(os.path.join(folder, MODEL_JSON), json.dumps(model).encode())

@@ -343,3 +343,24 @@ def test_a_local_publish_reaches_the_disk_before_the_pointer_names_it(tmp_path, 
         assert names.index(f.name) < names.index("latest.json"), f.name
     assert names.index("1") < names.index("latest.json")  # the version's folder entries too
     assert names[-1] == "bloodcell"  # and the pointer's rename
+
+
+def test_a_cli_publish_stopped_before_the_pointer_moved_finishes_when_run_again(tmp_path, capsys, monkeypatch):
+    """Killed (or out of lock time) after model.json: every retry had said 'versions are immutable', and
+    only a rollback then unpin moved the channel. The same model is finished; another one is refused."""
+    base = tmp_path / "origin"
+    pub.publish(fake_tfjs_model(tmp_path / "v1", 1), str(base), "bloodcell", "1", META)
+    metadata = tmp_path / "metadata.json"
+    metadata.write_text(json.dumps(META))
+    src = fake_tfjs_model(tmp_path / "v2", 2)
+    real = pub.advance_latest
+    monkeypatch.setattr(pub, "advance_latest", lambda *a: (_ for _ in ()).throw(pub.PublishError("locked")))
+    assert pub.main(["publish", src, "--base", str(base), "--version", "2", "--metadata", str(metadata)]) == 1
+    monkeypatch.setattr(pub, "advance_latest", real)
+    assert latest(base) == "1"
+    assert pub.main(["publish", src, "--base", str(base), "--version", "2", "--metadata", str(metadata)]) == 0
+    assert latest(base) == "2"
+    other = fake_tfjs_model(tmp_path / "v2b", 5)
+    capsys.readouterr()
+    assert pub.main(["publish", other, "--base", str(base), "--version", "2", "--metadata", str(metadata)]) == 1
+    assert "already exists" in capsys.readouterr().err
