@@ -216,7 +216,8 @@ def main(argv=None) -> int:
                 tfx.orchestration.LocalDagRunner().run(pipeline)
         except Exception as err:  # a component failed: report it in one line below
             failure = err
-        summary = run_summary.collect(config.metadata_path, started, config.class_names)
+        with run_log.captured(log_path, enabled=not args.verbose):  # TFMA's notices while it reads the results
+            summary = run_summary.collect(config.metadata_path, started, config.class_names)
         if failure is None:
             run_inputs.record_finished(config.run_dir, key, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                                        summary.blessed)
