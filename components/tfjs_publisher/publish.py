@@ -236,13 +236,17 @@ def advance_latest(base: str, model_name: str, version: str) -> dict:
     rolled back from, and never back to an older version than the one in place (two publishes that
     cross end on the newer). Returns the pointer in place afterwards: its version differs from
     `version` when the channel stayed."""
-    check_version(base, model_name, version)
     with channel_lock(base, model_name):
-        current = read_pointer(base, model_name)
-        if current and (current.get("pinned") or _is_older(str(version), current["version"])
-                        or rolled_back(version, current)):
-            return current
-        return _write_pointer(base, model_name, version, False, (current or {}).get("rolled_back_from"))
+        return _advance_locked(base, model_name, version)
+
+
+def _advance_locked(base: str, model_name: str, version: str) -> dict:
+    check_version(base, model_name, version)
+    current = read_pointer(base, model_name)
+    if current and (current.get("pinned") or _is_older(str(version), current["version"])
+                    or rolled_back(version, current)):
+        return current
+    return _write_pointer(base, model_name, version, False, (current or {}).get("rolled_back_from"))
 
 
 def publish(tfjs_dir: str, base: str, model_name: str, version: str, metadata: dict) -> dict:
@@ -267,18 +271,21 @@ def publish(tfjs_dir: str, base: str, model_name: str, version: str, metadata: d
             renamed.append(hashed_name(shard, data))
             shards[renamed[-1]] = data
         group["paths"] = renamed
-    existing = _published_model(folder)
-    if existing == model:  # this very model, published by a run stopped before it moved the pointer
-        return advance_latest(base, model_name, version)
-    if existing is not None:
-        raise PublishError(f"version {version} of {model_name} already exists under {base}; versions are immutable")
-    gfile.makedirs(folder)
-    for name, data in shards.items():
-        _write(os.path.join(folder, name), data)
-    _write_whole(os.path.join(folder, METADATA), json.dumps(metadata, indent=2, allow_nan=False).encode())
-    # model.json last among the version's files, and whole: it is what marks the version complete.
-    _write_whole(os.path.join(folder, MODEL_JSON), json.dumps(model).encode())
-    return advance_latest(base, model_name, version)
+    # Under the channel's lock from the check to the pointer: a second publisher of this version (a
+    # zombie attempt, a hand-run CLI) must not rewrite a version once it is complete.
+    with channel_lock(base, model_name):
+        existing = _published_model(folder)
+        if existing == model:  # this very model, published by a run stopped before it moved the pointer
+            return _advance_locked(base, model_name, version)
+        if existing is not None:
+            raise PublishError(f"version {version} of {model_name} already exists under {base}; versions are immutable")
+        gfile.makedirs(folder)
+        for name, data in shards.items():
+            _write(os.path.join(folder, name), data)
+        _write_whole(os.path.join(folder, METADATA), json.dumps(metadata, indent=2, allow_nan=False).encode())
+        # model.json last among the version's files, and whole: it is what marks the version complete.
+        _write_whole(os.path.join(folder, MODEL_JSON), json.dumps(model).encode())
+        return _advance_locked(base, model_name, version)
 
 
 def publish_or_resume(tfjs_dir: str, base: str, model_name: str, version: str, metadata: dict) -> dict:

@@ -353,10 +353,10 @@ def test_a_cli_publish_stopped_before_the_pointer_moved_finishes_when_run_again(
     metadata = tmp_path / "metadata.json"
     metadata.write_text(json.dumps(META))
     src = fake_tfjs_model(tmp_path / "v2", 2)
-    real = pub.advance_latest
-    monkeypatch.setattr(pub, "advance_latest", lambda *a: (_ for _ in ()).throw(pub.PublishError("locked")))
+    real = pub._write_pointer
+    monkeypatch.setattr(pub, "_write_pointer", lambda *a: (_ for _ in ()).throw(OSError("killed")))
     assert pub.main(["publish", src, "--base", str(base), "--version", "2", "--metadata", str(metadata)]) == 1
-    monkeypatch.setattr(pub, "advance_latest", real)
+    monkeypatch.setattr(pub, "_write_pointer", real)
     assert latest(base) == "1"
     assert pub.main(["publish", src, "--base", str(base), "--version", "2", "--metadata", str(metadata)]) == 0
     assert latest(base) == "2"
@@ -364,3 +364,37 @@ def test_a_cli_publish_stopped_before_the_pointer_moved_finishes_when_run_again(
     capsys.readouterr()
     assert pub.main(["publish", other, "--base", str(base), "--version", "2", "--metadata", str(metadata)]) == 1
     assert "already exists" in capsys.readouterr().err
+
+
+def test_a_second_publisher_of_a_version_cannot_rewrite_it(tmp_path, monkeypatch):
+    """The check that a version exists and the writes that follow took no lock: a second publisher of
+    the same version (a zombie attempt, a hand-run CLI) rewrote model.json after the first had finished,
+    and caches could pair one publish's model.json with the other's metadata.json."""
+    import threading
+
+    base = tmp_path / "origin"
+    first, second = fake_tfjs_model(tmp_path / "a", 1), fake_tfjs_model(tmp_path / "b", 2)
+    outcome = {}
+
+    def run_second():
+        try:
+            outcome["second"] = pub.publish(second, str(base), "bloodcell", "2", META)["version"]
+        except pub.PublishError as err:
+            outcome["second"] = str(err)
+
+    real_write, started = pub._write, []
+
+    def write(path, data):  # the second publisher starts while the first is writing its shards
+        if not started:
+            started.append(threading.Thread(target=run_second))
+            started[0].start()
+            started[0].join(timeout=1.0)
+        real_write(path, data)
+
+    monkeypatch.setattr(pub, "_write", write)
+    assert pub.publish(first, str(base), "bloodcell", "2", META)["version"] == "2"
+    started[0].join()
+    assert "already exists" in outcome["second"], outcome
+    model = json.loads((base / "bloodcell" / "2" / "model.json").read_text())
+    assert (tmp_path / "a" / "group1-shard1of1.bin").read_bytes() == (
+        base / "bloodcell" / "2" / model["weightsManifest"][0]["paths"][0]).read_bytes()
