@@ -12,7 +12,7 @@ import components
 import models
 import pipeline
 import serving
-from components.image_example_gen import lab_sources
+from components.image_example_gen import image_reader, lab_sources
 from components.image_example_gen.driver import folder_fingerprint, labs_fingerprint
 from pipeline.code_version import code_fingerprint
 from pipeline.config import Config
@@ -46,12 +46,21 @@ def record_finished(run_dir: str, key: str, finished_at: str, blessed: bool | No
     _write(run_dir, {"inputs_key": key, "finished_at": finished_at, "blessed": blessed})
 
 
-def labs_with_cells(labs: dict[str, str], wanted: list[str], class_names: list[str]) -> list[str]:
-    """Of the `wanted` labs, those whose folder holds a cell the ingest would take: an unmounted share
-    leaves an empty mount point, and a folder may hold only files the ingest refuses."""
+def _decodes(cell: lab_sources.Review, max_pixels: int) -> bool:
+    try:
+        image_reader.read_image(cell.path, max_pixels, cell.member)
+        return True
+    except (image_reader.BadImage, OSError, tf.errors.OpError):  # what the ingest refuses a cell for
+        return False
+
+
+def labs_with_cells(labs: dict[str, str], wanted: list[str], class_names: list[str], max_pixels: int) -> list[str]:
+    """Of the `wanted` labs, those whose folder holds a cell the ingest would take (one image that
+    decodes is enough): an unmounted share leaves an empty mount point, and a folder may hold only
+    files the ingest refuses."""
     return [name for name in wanted if name in labs
             and any(files for _, _, files in tf.io.gfile.walk(labs[name]))
-            and lab_sources.list_lab(name, labs[name], class_names).cells]
+            and any(_decodes(cell, max_pixels) for cell in lab_sources.list_lab(name, labs[name], class_names).cells)]
 
 
 def missing_labs(blessed_labs: list[str], labs: list[str], retired: list[str]) -> list[str]:

@@ -239,8 +239,11 @@ def test_a_lab_the_last_blessed_model_was_adapted_to_must_be_found_or_retired(tm
     (tmp_path / "labs" / "mylab").mkdir(parents=True)
     assert local_runner.main([*args, "--set", "labs.retired=[other]"]) == 2
     assert "adapted to lab(s) mylab, which this run does not find" in capsys.readouterr().err
-    # Nor is one that holds no cell the ingest would take (a zip that is not an export).
+    # Nor is one that holds no cell the ingest would take (a zip that is not an export, images that
+    # do not decode).
     (tmp_path / "labs" / "mylab" / "notanexport.zip").write_bytes(b"not a zip")
+    (tmp_path / "labs" / "mylab" / "NEUTROPHIL").mkdir()
+    (tmp_path / "labs" / "mylab" / "NEUTROPHIL" / "cut.jpeg").write_bytes(b"\xff\xd8\xff\xe0 cut short")
     assert local_runner.main([*args, "--set", "labs.retired=[other]"]) == 2
     assert "adapted to lab(s) mylab, which this run does not find" in capsys.readouterr().err
     # A damaged record of the last run changes nothing: the store says which labs.
