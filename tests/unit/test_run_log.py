@@ -71,16 +71,28 @@ def test_a_terminal_gone_costs_the_log_nothing():
     """Output piped into `head`, or an ssh session hung up: the log still gets every line."""
     import io
 
-    class Gone(io.RawIOBase):
-        written = 0
-
-        def write(self, data):
-            self.written += 1
-            if self.written > 3:
-                raise BrokenPipeError(32, "Broken pipe")
-            return len(data)
-
     lines = [f"line {i}\n".encode() for i in range(2000)]
+    source_read, source_write = os.pipe()
+    gone_read, gone_write = os.pipe()
+    os.close(gone_read)  # a reader that stopped: writing raises BrokenPipeError
+    writer = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdout.buffer.write(sys.stdin.buffer.read())"],
+                              stdin=subprocess.PIPE, stdout=source_write)
+    os.close(source_write)
+    writer.stdin.write(b"".join(lines))
+    writer.stdin.close()
     log = io.BytesIO()
-    run_log.filter_lines(iter(lines), Gone(), log)
+    run_log.filter_streams([run_log._Stream(source_read, gone_write)], log)
+    writer.wait()
+    os.close(source_read)
+    os.close(gone_write)
     assert log.getvalue() == b"".join(lines)
+
+
+def test_a_filter_that_cannot_start_leaves_the_output_as_it_is(tmp_path, capfd, monkeypatch):
+    """Its pipe had replaced stdout and stderr all the same: the run's output went nowhere."""
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "no-python"))
+    open_fds = len(os.listdir("/proc/self/fd"))
+    with run_log.captured(str(tmp_path / "run.log")):
+        os.write(2, b"still shown\n")
+    assert capfd.readouterr().err == "still shown\n"
+    assert len(os.listdir("/proc/self/fd")) == open_fds
