@@ -249,10 +249,12 @@ def _advance_locked(base: str, model_name: str, version: str) -> dict:
     return _write_pointer(base, model_name, version, False, (current or {}).get("rolled_back_from"))
 
 
-def publish(tfjs_dir: str, base: str, model_name: str, version: str, metadata: dict) -> dict:
+def publish(tfjs_dir: str, base: str, model_name: str, version: str, metadata: dict, resume: bool = False) -> dict:
     """Copies a converted tfjs graph model into the origin under content-hashed shard names, then
-    moves the channel pointer. An existing complete version is never overwritten. Metadata the web
-    client would refuse stops it before anything is written."""
+    moves the channel pointer. An existing complete version is never overwritten: when it holds this
+    very model (a publish stopped before it moved the pointer), or with `resume` whatever it holds,
+    the pointer is moved to it; otherwise it is refused. Metadata the web client would refuse stops it
+    before anything is written."""
     folder = version_dir(base, model_name, version)
     _check_numeric(version)
     if not isinstance(metadata, dict):
@@ -271,17 +273,23 @@ def publish(tfjs_dir: str, base: str, model_name: str, version: str, metadata: d
             renamed.append(hashed_name(shard, data))
             shards[renamed[-1]] = data
         group["paths"] = renamed
+    if _published_model(folder) is None:
+        # Shards are named by their content, so they are written before the lock: a rollback waits on
+        # the lock no longer than a publish takes to write two small files.
+        gfile.makedirs(folder)
+        for name, data in shards.items():
+            _write(os.path.join(folder, name), data)
     # Under the channel's lock from the check to the pointer: a second publisher of this version (a
     # zombie attempt, a hand-run CLI) must not rewrite a version once it is complete.
     with channel_lock(base, model_name):
         existing = _published_model(folder)
-        if existing == model:  # this very model, published by a run stopped before it moved the pointer
+        if existing is not None and (resume or existing == model):
             return _advance_locked(base, model_name, version)
         if existing is not None:
             raise PublishError(f"version {version} of {model_name} already exists under {base}; versions are immutable")
-        gfile.makedirs(folder)
-        for name, data in shards.items():
-            _write(os.path.join(folder, name), data)
+        missing = [name for name in shards if not gfile.exists(os.path.join(folder, name))]
+        for name in missing:  # a version that was complete when looked at before the lock, and is no more
+            _write(os.path.join(folder, name), shards[name])
         _write_whole(os.path.join(folder, METADATA), json.dumps(metadata, indent=2, allow_nan=False).encode())
         # model.json last among the version's files, and whole: it is what marks the version complete.
         _write_whole(os.path.join(folder, MODEL_JSON), json.dumps(model).encode())
@@ -292,9 +300,7 @@ def publish_or_resume(tfjs_dir: str, base: str, model_name: str, version: str, m
     """publish(), except that a version already published whole is only pointed to again: a retried
     step that stopped before moving the pointer, or a rerun under another browser.quantization (the
     version stays as browsers cached it; published_metadata says what it holds)."""
-    if _published_model(version_dir(base, model_name, version)) is not None:
-        return advance_latest(base, model_name, version)
-    return publish(tfjs_dir, base, model_name, version, metadata)
+    return publish(tfjs_dir, base, model_name, version, metadata, resume=True)
 
 
 def published_metadata(base: str, model_name: str, version: str) -> dict:

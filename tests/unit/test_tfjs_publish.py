@@ -382,19 +382,38 @@ def test_a_second_publisher_of_a_version_cannot_rewrite_it(tmp_path, monkeypatch
         except pub.PublishError as err:
             outcome["second"] = str(err)
 
-    real_write, started = pub._write, []
+    real_write, started = pub._write_whole, []
 
-    def write(path, data):  # the second publisher starts while the first is writing its shards
+    def write(path, data):  # the second publisher starts while the first writes its metadata.json
         if not started:
             started.append(threading.Thread(target=run_second))
             started[0].start()
             started[0].join(timeout=1.0)
         real_write(path, data)
 
-    monkeypatch.setattr(pub, "_write", write)
+    monkeypatch.setattr(pub, "_write_whole", write)
     assert pub.publish(first, str(base), "bloodcell", "2", META)["version"] == "2"
     started[0].join()
     assert "already exists" in outcome["second"], outcome
     model = json.loads((base / "bloodcell" / "2" / "model.json").read_text())
     assert (tmp_path / "a" / "group1-shard1of1.bin").read_bytes() == (
         base / "bloodcell" / "2" / model["weightsManifest"][0]["paths"][0]).read_bytes()
+
+
+def test_a_publish_holds_the_channel_lock_only_for_its_small_files(tmp_path, monkeypatch):
+    """A rollback waits on the lock at most 30 s: a publish writing its shards (megabytes, on a slow
+    disk) under the lock could make an urgent rollback fail with 'locked'."""
+    base = tmp_path / "origin"
+    pub.publish(fake_tfjs_model(tmp_path / "v1", 1), str(base), "bloodcell", "1", META)
+    free_during_shards = []
+    real_write = pub._write
+
+    def write(path, data):
+        if path.endswith(".bin"):
+            with pub.channel_lock(str(base), "bloodcell", wait_s=0.0):
+                free_during_shards.append(path)
+        real_write(path, data)
+
+    monkeypatch.setattr(pub, "_write", write)
+    pub.publish(fake_tfjs_model(tmp_path / "v2", 2), str(base), "bloodcell", "2", META)
+    assert len(free_during_shards) == 2 and latest(base) == "2"
