@@ -173,10 +173,10 @@ def lab_ingest(report_path: str | None) -> dict:
     return _ingest_report(report_path).get("labs") or {}
 
 
-def stray_lab_files(report_path: str | None) -> list[str]:
-    """Files put straight into the labs folder, not into a lab's: the ingest does not read them."""
-    return [r["rel_path"] for r in _ingest_report(report_path).get("rejected_inputs") or []
-            if r.get("reason") == lab_sources.STRAY]
+def stray_lab_files(report: dict) -> list[str]:
+    """Files put straight into the labs folder, not into a lab's (`report`: the ingest report): the
+    ingest does not read them."""
+    return [r["rel_path"] for r in report.get("rejected_inputs") or [] if r.get("reason") == lab_sources.STRAY]
 
 
 def _why_not_blessed(evaluation_uri: str | None) -> str:
@@ -239,14 +239,16 @@ def format_summary(summary: RunSummary, wall_seconds: float, class_names: list[s
     lines.append(f"  {'total wall time':<44} {wall_seconds:8.1f} s")
     if summary.ingest_report:
         lines.append(f"ingest report: {summary.ingest_report}")
-    for name, lab in lab_ingest(summary.ingest_report).items():
+    report = _ingest_report(summary.ingest_report)
+    labs = report.get("labs") or {}
+    for name, lab in labs.items():
         lines.append(f"lab {name}: {lab['cells']} cells ({lab['train']} train, {lab['eval']} held out), "
                      f"{lab['not_trained']} not one of the classes, {len(lab['relabelled'])} relabelled, "
                      f"{lab['refused']} refused (see the ingest report)")
-    lines += [f"note: {path} not read: {lab_sources.STRAY}" for path in stray_lab_files(summary.ingest_report)]
+    lines += [f"note: {path} not read: {lab_sources.STRAY}" for path in stray_lab_files(report)]
     lines += [f"note: {export['file']} was exported for lab '{export['lab']}': its cells are taken as {name}'s "
               f"(move it to labs/{export['lab']}/ if they are not)"
-              for name, lab in lab_ingest(summary.ingest_report).items() for export in lab.get("exports_of_other_labs", [])]
+              for name, lab in labs.items() for export in lab.get("exports_of_other_labs", [])]
     if summary.training and summary.training.get("mode") == "adapted":
         lines.append(adapted_line(summary.training))
     lines += [f"note: lab {name} not trained on: {why}"

@@ -287,9 +287,6 @@ def publish(tfjs_dir: str, base: str, model_name: str, version: str, metadata: d
             return _advance_locked(base, model_name, version)
         if existing is not None:
             raise PublishError(f"version {version} of {model_name} already exists under {base}; versions are immutable")
-        missing = [name for name in shards if not gfile.exists(os.path.join(folder, name))]
-        for name in missing:  # a version that was complete when looked at before the lock, and is no more
-            _write(os.path.join(folder, name), shards[name])
         _write_whole(os.path.join(folder, METADATA), json.dumps(metadata, indent=2, allow_nan=False).encode())
         # model.json last among the version's files, and whole: it is what marks the version complete.
         _write_whole(os.path.join(folder, MODEL_JSON), json.dumps(model).encode())
