@@ -147,7 +147,8 @@ def _scheduled_run(env: dict[str, str], command: str) -> dict[str, str]:
     """What a scheduled run is given: its folders, and the sandbox's binds."""
     import shlex
 
-    options = shlex.split(re.search(r'ARGS="([^"]*)"', command).group(1))
+    words = shlex.split(command)
+    options = words[words.index("pipeline.local_runner") + 1:]
     return {"data": options[options.index("--data-dir") + 1], "output": options[options.index("--output-dir") + 1],
             "ro": env.get("BLOODCELL_BIND", ""), "rw": env.get("BLOODCELL_BIND_RW", ""),
             "cache": env.get("BLOODCELL_CACHE", ""), "if_changed": str("--if-changed" in options)}
@@ -169,6 +170,10 @@ def test_the_scheduled_run_sees_its_folders_inside_the_sandbox():
     assert _inside(run["data"], run["ro"]) and _inside(run["output"], run["rw"]), run
     assert run["rw"] == f"/var/lib/{keys['StateDirectory']}" and run["cache"] == f"/var/cache/{keys['CacheDirectory']}"
     assert run["if_changed"] == "True"
+    # The runner itself, not make: make turns every failure into exit 2, so the journal could not tell a
+    # failed step or an unblessed model (1) from a bad configuration or a run in progress (2).
+    command = shlex.split(keys["ExecStart"])
+    assert command[:4] == [f"{keys['WorkingDirectory']}/infra/env/run.sh", "python", "-m", "pipeline.local_runner"], command
     # The documented cron line is the same run.
     cron = re.search(r"^0 3 \* \* 1 cd \S+ && (.*)$", (REPO / "docs" / "labs.md").read_text(), re.M).group(1)
     cron_env = dict(w.split("=", 1) for w in shlex.split(cron) if re.match(r"^BLOODCELL_\w+=", w))
