@@ -249,6 +249,20 @@ def _advance_locked(base: str, model_name: str, version: str) -> dict:
     return _write_pointer(base, model_name, version, False, (current or {}).get("rolled_back_from"))
 
 
+def _check_same_metadata(folder: str, version: str, metadata: dict) -> None:
+    """Finishing a stopped publish must not leave the user believing other metadata was published."""
+    try:
+        published = json.loads(_read(os.path.join(folder, METADATA)))
+    except (OSError, tf.errors.OpError, ValueError):
+        published = {}
+    metadata = json.loads(json.dumps(metadata))  # as it would be written: tuples become lists
+    if published != metadata:
+        keys = sorted(k for k in set(published) | set(metadata) if published.get(k) != metadata.get(k))
+        raise PublishError(f"version {version} is already published with other metadata (differs in: "
+                           f"{', '.join(keys)}); versions are immutable: publish it with the metadata it "
+                           f"has, or as a new version")
+
+
 def publish(tfjs_dir: str, base: str, model_name: str, version: str, metadata: dict, resume: bool = False) -> dict:
     """Copies a converted tfjs graph model into the origin under content-hashed shard names, then
     moves the channel pointer. An existing complete version is never overwritten: when it holds this
@@ -283,6 +297,8 @@ def publish(tfjs_dir: str, base: str, model_name: str, version: str, metadata: d
     # zombie attempt, a hand-run CLI) must not rewrite a version once it is complete.
     with channel_lock(base, model_name):
         existing = _published_model(folder)
+        if existing is not None and not resume and existing == model:
+            _check_same_metadata(folder, version, metadata)
         if existing is not None and (resume or existing == model):
             return _advance_locked(base, model_name, version)
         if existing is not None:

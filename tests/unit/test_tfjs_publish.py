@@ -366,6 +366,29 @@ def test_a_cli_publish_stopped_before_the_pointer_moved_finishes_when_run_again(
     assert "already exists" in capsys.readouterr().err
 
 
+def test_a_cli_rerun_with_other_metadata_is_refused_not_silently_kept(tmp_path, capsys, monkeypatch):
+    """A rerun of a stopped publish with an edited --metadata had exited 0 and kept the first metadata:
+    the user believed the channel served what the file said."""
+    base = tmp_path / "origin"
+    src = fake_tfjs_model(tmp_path / "v2", 2)
+    first, second = tmp_path / "first.json", tmp_path / "second.json"
+    first.write_text(json.dumps(META))
+    second.write_text(json.dumps({**META, "review_threshold": 0.5}))
+    monkeypatch.setattr(pub, "_write_pointer", lambda *a: (_ for _ in ()).throw(OSError("killed")))
+    assert pub.main(["publish", src, "--base", str(base), "--version", "2", "--metadata", str(first)]) == 1
+    monkeypatch.undo()
+    published = (base / "bloodcell" / "2" / "metadata.json").read_text()
+    capsys.readouterr()
+    assert pub.main(["publish", src, "--base", str(base), "--version", "2", "--metadata", str(second)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "metadata" in err and "review_threshold" in err, err
+    assert (base / "bloodcell" / "2" / "metadata.json").read_text() == published
+    assert not (base / "bloodcell" / "latest.json").exists()
+    # The metadata it was published with finishes it.
+    assert pub.main(["publish", src, "--base", str(base), "--version", "2", "--metadata", str(first)]) == 0
+    assert latest(base) == "2"
+
+
 def test_a_second_publisher_of_a_version_cannot_rewrite_it(tmp_path, monkeypatch):
     """The check that a version exists and the writes that follow took no lock: a second publisher of
     the same version (a zombie attempt, a hand-run CLI) rewrote model.json after the first had finished,
