@@ -14,6 +14,7 @@ import os
 import re
 import sys
 import time
+import traceback
 
 from pipeline.config import DEFAULT_CONFIG, ConfigError, load_config
 
@@ -217,6 +218,12 @@ def main(argv=None) -> int:
                 tfx.orchestration.LocalDagRunner().run(pipeline)
         except Exception as err:  # a component failed: report it in one line below
             failure = err
+        except KeyboardInterrupt:
+            if args.verbose:
+                traceback.print_exc()
+            print(f"error: interrupted; the steps that finished are reused by the next run"
+                  f"{'' if args.verbose else f' (full log of the run: {log_path})'}", file=sys.stderr)
+            return 130
         with run_log.captured(log_path, enabled=not args.verbose):  # TFMA's notices while it reads the results
             summary = run_summary.collect(config.metadata_path, started, config.class_names)
         if failure is None:

@@ -19,6 +19,7 @@ import selectors
 import signal
 import subprocess
 import sys
+import traceback
 
 NOISE = re.compile("|".join([
     r"^WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR$",
@@ -112,12 +113,16 @@ def captured(log_path: str | None, enabled: bool = True):
             os.close(read_end)
     started = proc is not None and os.read(ready_read, 1) == b"1"  # b"": it died before it was ready
     os.close(ready_read)
+    ended_by = None
     try:
         for fd in fds:
             if started:
                 os.dup2(pipes[fd][1], fd)
             os.close(pipes[fd][1])
         yield
+    except BaseException:
+        ended_by = traceback.format_exc()  # printed, it would reach the terminal only: the console is back
+        raise
     finally:
         for stream in (sys.stdout, sys.stderr):
             if stream is not None:
@@ -131,6 +136,9 @@ def captured(log_path: str | None, enabled: bool = True):
             # A worker still alive holds a write end: the filter drains it on after this.
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=WAIT_S)
+        if ended_by and log_path:
+            with contextlib.suppress(OSError), open(log_path, "a") as log:
+                log.write(ended_by)
 
 
 def main(argv: list[str]) -> int:

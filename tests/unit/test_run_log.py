@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from pipeline import run_log
 
 NOISE = [
@@ -96,3 +98,35 @@ def test_a_filter_that_cannot_start_leaves_the_output_as_it_is(tmp_path, capfd, 
         os.write(2, b"still shown\n")
     assert capfd.readouterr().err == "still shown\n"
     assert len(os.listdir("/proc/self/fd")) == open_fds
+
+
+def test_an_error_that_ends_the_block_is_logged_whole(tmp_path, capfd):
+    """Its traceback reaches the log: the terminal gets what the caller makes of it."""
+    log = tmp_path / "run.log"
+    with pytest.raises(RuntimeError, match="boom"):
+        with run_log.captured(str(log)):
+            os.write(1, b"before\n")
+            raise RuntimeError("boom")
+    assert "Traceback" in log.read_text() and "RuntimeError: boom" in log.read_text()
+    assert "Traceback" not in "".join(capfd.readouterr())
+
+
+def test_ctrl_c_is_one_line_exit_130_and_its_traceback_is_in_the_log(tmp_path, capfd, monkeypatch):
+    """Ctrl-C printed a traceback dozens of lines long on the terminal, after the console was restored,
+    so the run's log never had it."""
+    from tfx import v1 as tfx
+
+    from pipeline import local_runner
+
+    class Interrupted:
+        def run(self, pipeline):
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(tfx.orchestration, "LocalDagRunner", Interrupted)
+    assert local_runner.main(["--output-dir", str(tmp_path / "runs")]) == 130
+    out, err = capfd.readouterr()
+    assert "Traceback" not in out + err
+    assert [line for line in err.splitlines() if line.startswith("error:")] == [err.strip().splitlines()[-1]]
+    assert "interrupted" in err
+    (log,) = (tmp_path / "runs").glob("*/logs/run-*.log")
+    assert "KeyboardInterrupt" in log.read_text() and str(log) in err
