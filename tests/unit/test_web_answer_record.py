@@ -65,3 +65,15 @@ def test_an_answer_that_is_not_a_number_is_flagged_for_review(probabilities, aty
 def test_a_confident_typical_answer_is_not_flagged():
     r = interpret("[0.97, 0.01, 0.01, 0.01]", "0.2")
     assert not r["invalid"] and not r["needsReview"] and r["className"] == "EOSINOPHIL"
+
+
+@pytest.mark.parametrize("probabilities", ["[NaN, NaN, NaN, NaN]", "[0.97, NaN, 0.01, 0.02]"])
+def test_probabilities_that_are_not_numbers_name_no_class(probabilities):
+    """The page had shown "EOSINOPHIL (NaN %)" and the export recorded EOSINOPHIL as the model's answer."""
+    r = interpret(probabilities, "0.2")
+    assert r["className"] is None and r["classId"] is None and r["confidence"] is None
+
+
+def test_an_atypicality_that_is_not_a_number_keeps_the_class():
+    r = interpret("[0.97, 0.01, 0.01, 0.01]", "NaN")
+    assert r["invalid"] and r["className"] == "EOSINOPHIL"

@@ -9,9 +9,9 @@ export function outputNode(model: tf.GraphModel, output?: string): string;
 export function predictProbabilities(model: tf.GraphModel, pixels: tf.Tensor4D): Promise<number[][]>;
 export function warmUp(model: tf.GraphModel, size: number, classNames: string[]): Promise<void>;
 export interface Interpretation {
-  classId: number;
-  className: string;
-  confidence: number;
+  classId: number | null;     // null (and className, confidence): probabilities that are not all numbers
+  className: string | null;
+  confidence: number | null;
   probabilities: { name: string; probability: number }[];
   invalid: boolean;
   lowConfidence: boolean;

@@ -94,14 +94,16 @@ export function interpret(probabilities, classNames, reviewThreshold, atypicalit
   }
   let best = 0;
   probabilities.forEach((p, i) => { if (p > probabilities[best]) best = i; });
-  // NaN compares false with every threshold: an answer that is not a number is never shown as confident.
-  const invalid = !probabilities.every(Number.isFinite) || (atypicality !== null && !Number.isFinite(atypicality));
+  // Probabilities that are not all numbers name no class (the page, the Enter key and the export must not
+  // take one from them); an atypicality that is not a number flags the answer but leaves its class.
+  const answered = probabilities.every(Number.isFinite);
+  const invalid = !answered || (atypicality !== null && !Number.isFinite(atypicality));
   const lowConfidence = !invalid && probabilities[best] < reviewThreshold;
   const unlikeTraining = !invalid && atypicality !== null && atypicality > 1;
   return {
-    classId: best,
-    className: classNames[best],
-    confidence: probabilities[best],
+    classId: answered ? best : null,
+    className: answered ? classNames[best] : null,
+    confidence: answered ? probabilities[best] : null,
     probabilities: classNames.map((name, i) => ({ name, probability: probabilities[i] })),
     invalid,
     lowConfidence,

@@ -70,14 +70,14 @@ function showPrediction(item: HTMLLIElement, fileName: string, probabilities: nu
   const m = loaded!.metadata;
   const r = interpret(probabilities, m.class_names, m.review_threshold, atypicality);
   item.dataset.state = 'done';
-  item.dataset.class = r.className;
+  if (r.className !== null) item.dataset.class = r.className;
   item.dataset.review = String(r.needsReview);
   item.classList.toggle('review', r.needsReview);
   item.replaceChildren();
   const title = document.createElement('p');
-  title.innerHTML = `<strong></strong>: <span class="class"></span> (${percent(r.confidence)})`;
+  title.innerHTML = `<strong></strong>: <span class="class"></span>${r.confidence === null ? '' : ` (${percent(r.confidence)})`}`;
   title.querySelector('strong')!.textContent = fileName;
-  title.querySelector('.class')!.textContent = r.className;
+  title.querySelector('.class')!.textContent = r.className ?? 'no answer';
   item.append(title);
   item.dataset.unlikeTraining = String(r.unlikeTraining);
   const reasons = [];
@@ -90,7 +90,8 @@ function showPrediction(item: HTMLLIElement, fileName: string, probabilities: nu
     flag.textContent = `Have a person review this image: ${reasons.join('; ')}.`;
     item.append(flag);
   }
-  const record = recordText(r.className, answerRecord(m.eval?.confusion_matrix, m.class_names, r.classId));
+  const record = r.className === null || r.classId === null ? null
+    : recordText(r.className, answerRecord(m.eval?.confusion_matrix, m.class_names, r.classId));
   if (record) {
     const line = document.createElement('p');
     line.className = 'hint answer-record';
@@ -249,7 +250,7 @@ async function review(item: HTMLLIElement, label: string): Promise<boolean> {
   for (const b of item.querySelectorAll<HTMLButtonElement>('.review-buttons button')) {
     b.setAttribute('aria-pressed', String(b.dataset.label === label));
   }
-  verdict.textContent = label === r.className ? `Confirmed: ${label}` : `Reviewed: ${label} (the model said ${r.className})`;
+  verdict.textContent = label === r.className ? `Confirmed: ${label}` : `Reviewed: ${label} (the model said ${r.className ?? 'no answer'})`;
   await showReviewCount();
   return true;
 }

@@ -22,7 +22,7 @@ export interface ReviewedCell {
   bytes: ArrayBuffer;
   lab: string;
   modelVersion: string;
-  answer: string;
+  answer: string | null;      // null: the model's probabilities were not numbers
   probabilities: number[];
   flags: { lowConfidence: boolean; unlikeTraining: boolean; invalid: boolean };
   cropBox: number[] | null;   // top, left, height, width in image pixels

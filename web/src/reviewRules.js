@@ -53,7 +53,8 @@ export function memberName(label, sha256, originalName, bytes) {
  * not a number flags the answer, but its class still stands). */
 export function verdictForKey(key, answer, classNames, notTrainedLabels) {
   if (key === 'Enter') {
-    return answer.probabilities.every((p) => Number.isFinite(p.probability)) ? { label: answer.className }
+    return answer.className !== null && answer.probabilities.every((p) => Number.isFinite(p.probability))
+      ? { label: answer.className }
       : { problem: 'The model gave no answer to confirm: pick the class (1-4).' };
   }
   const n = Number(key);
