@@ -20,7 +20,7 @@ NOT_TRAINED = ["OTHER", "NOT_A_WHITE_CELL", "UNSURE"]
 def call_rules(expression: str):
     """`expression` (JavaScript, with the module's exports in scope) evaluated in Node; its JSON value."""
     script = ("import * as rules from './src/reviewRules.js';"
-              f"const result = (({{ labNameProblem, memberName, verdictForKey, keyAction, verdictAction }}) => ({expression}))(rules);"
+              f"const result = (({{ labNameProblem, memberName, verdictForKey, keyAction, verdictAction, labTally }}) => ({expression}))(rules);"
               "process.stdout.write(JSON.stringify(result));")
     done = subprocess.run(["node", "--input-type=module", "-e", script], cwd=bh.WEB,
                           capture_output=True, text=True, timeout=120)
@@ -125,3 +125,9 @@ def test_a_clicked_verdict_moves_on_as_a_key_does():
     assert call_rules("verdictAction({label: 'EOSINOPHIL'}, null)") == {"label": "EOSINOPHIL", "moveOn": True}
     assert call_rules("verdictAction({label: 'EOSINOPHIL'}, 'Name your lab first.')") == {
         "problem": "Name your lab first.", "moveOn": False}
+
+
+def test_the_lab_names_reviews_are_under_are_counted_so_a_mistyped_one_shows():
+    """"Delete reviews" deleted every lab's reviews, and the export said only that N cells "under another
+    lab name" stayed: a verdict saved under a mistyped name was easy to delete and hard to find."""
+    assert call_rules("labTally(['mylab', 'mylba', 'mylab', '', 'mylab'])") == "mylab 3, (no lab name) 1, mylba 1"

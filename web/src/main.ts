@@ -8,7 +8,7 @@ import { answerRecord, interpret, predict, predictProbabilities } from './infere
 import { loadModel, type LoadedModel } from './modelSource';
 import { allReviews, buildExport, clearReviews, countReviews, exportFileName, NOT_TRAINED, saveReview, sha256Hex,
   type ReviewedCell } from './review';
-import { keyAction, labNameProblem, verdictAction } from './reviewRules.js';
+import { keyAction, labNameProblem, labTally, verdictAction } from './reviewRules.js';
 
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
 const status = $<HTMLParagraphElement>('model-status');
@@ -242,10 +242,14 @@ async function review(item: HTMLLIElement, label: string): Promise<boolean> {
   try {
     await saveReview(cell);
   } catch (err) {
-    verdict.textContent = `Not saved: ${(err as Error).message}`;
-    reviewCount.textContent = `Not saved: the verdict on ${entry.file.name} (${(err as Error).message}).`;
+    verdict.textContent = `Not saved (${errorText(err)}): give the verdict again.`;
+    verdict.dataset.saved = 'false';
+    unsaved.add(item);
+    await showReviewCount();
     return false;
   }
+  unsaved.delete(item);
+  delete verdict.dataset.saved;
   item.dataset.reviewed = label;
   for (const b of item.querySelectorAll<HTMLButtonElement>('.review-buttons button')) {
     b.setAttribute('aria-pressed', String(b.dataset.label === label));
@@ -292,6 +296,12 @@ results.addEventListener('keydown', (event) => {
 });
 
 let countAsked = 0;
+/** Images whose last verdict could not be saved: named under the count until given again and saved. */
+const unsaved = new Set<HTMLLIElement>();
+
+function errorText(err: unknown): string {
+  return err instanceof Error ? err.message || err.name : String(err);
+}
 
 async function showReviewCount() {
   // Verdicts typed quickly save side by side, and their counts can come back out of order: only the
@@ -299,9 +309,11 @@ async function showReviewCount() {
   const asked = ++countAsked;
   const count = await countReviews().catch(() => 0);
   if (asked !== countAsked) return;
-  reviewCount.textContent = count
+  reviewCount.textContent = (count
     ? `${count} reviewed cell${count === 1 ? '' : 's'} in this browser.`
-    : 'No reviewed cells in this browser.';
+    : 'No reviewed cells in this browser.')
+    + (unsaved.size ? ` Not saved: the verdict on ${unsaved.size} image${unsaved.size === 1 ? '' : 's'} (marked in red).` : '');
+  reviewCount.dataset.unsaved = String(unsaved.size);
   reviewCount.dataset.count = String(count);
   exportButton.disabled = clearButton.disabled = !count;
   if (count) void keepStorage();
@@ -335,17 +347,24 @@ exportButton.addEventListener('click', async () => {
   try {
     await Promise.all(unnamed.map(saveReview));
   } catch (err) {
-    reviewCount.textContent = `Not exported: the reviews could not be updated (${(err as Error).message}).`;
+    reviewCount.textContent = `Not exported: the reviews could not be updated (${errorText(err)}).`;
     return;
   }
   const cells = [...everything.filter((c) => c.lab === lab), ...unnamed];
-  const others = everything.length - cells.length;
+  const others = everything.filter((c) => c.lab !== lab && labNameProblem(c.lab) === null);
+  const stay = others.length ? ` ${others.length} reviewed under other lab names stay here (${labTally(others.map((c) => c.lab))}).` : '';
   if (!cells.length) {
-    reviewCount.textContent = `No reviewed cells of ${lab} to export; ${others} reviewed under another lab name stay here.`;
+    reviewCount.textContent = `No reviewed cells of ${lab} to export.${stay}`;
     return;
   }
-  if (others) reviewCount.textContent = `Exported the ${cells.length} cells of ${lab}; ${others} reviewed under another lab name stay here.`;
-  const blob = new Blob([buildExport(cells, lab) as Uint8Array<ArrayBuffer>], { type: 'application/zip' });
+  let blob: Blob;
+  try {
+    blob = new Blob([buildExport(cells, lab) as Uint8Array<ArrayBuffer>], { type: 'application/zip' });
+  } catch (err) {  // the zip is built in memory: a very large set of reviews can exceed what the tab may hold
+    reviewCount.textContent = `Not exported: the zip could not be built (${errorText(err)}); the reviews stay here.`;
+    return;
+  }
+  if (stay) reviewCount.textContent = `Exported the ${cells.length} cells of ${lab}.${stay}`;
   const link = document.createElement('a');
   link.href = URL.createObjectURL(blob);
   link.download = exportFileName(lab);
@@ -354,8 +373,15 @@ exportButton.addEventListener('click', async () => {
 });
 
 clearButton.addEventListener('click', async () => {
-  if (!window.confirm('Delete every reviewed cell from this browser? Export them first if they are needed.')) return;
-  await clearReviews();
+  const labs = (await allReviews().catch(() => [])).map((c) => c.lab);
+  if (!window.confirm(`Delete all ${labs.length} reviewed cells from this browser, of every lab name `
+    + `(${labTally(labs)})? Export each lab's first if they are needed.`)) return;
+  try {
+    await clearReviews();
+  } catch (err) {
+    reviewCount.textContent = `Not deleted (${errorText(err)}).`;
+    return;
+  }
   await showReviewCount();
 });
 

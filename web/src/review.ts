@@ -5,6 +5,8 @@
 import { zipSync, strToU8 } from 'fflate';
 import { memberName, safeName } from './reviewRules.js';
 
+export { allReviews, clearReviews, countReviews, saveReview } from './reviewStore.js';
+
 export const EXPORT_FORMAT = 'bloodcell-review-export'; // models/features.py REVIEW_EXPORT_FORMAT
 export const EXPORT_VERSION = 1;
 export const MANIFEST = 'manifest.json';
@@ -28,50 +30,6 @@ export interface ReviewedCell {
   cropBox: number[] | null;   // top, left, height, width in image pixels
   label: string;              // the reviewer's: a class name or one of NOT_TRAINED
   reviewedAt: string;         // ISO 8601
-}
-
-const DB_NAME = 'bloodcell-reviews';
-const STORE = 'cells';
-
-function openDb(): Promise<IDBDatabase> {
-  return new Promise((resolve, reject) => {
-    const request = indexedDB.open(DB_NAME, 1);
-    request.onupgradeneeded = () => request.result.createObjectStore(STORE, { keyPath: 'sha256' });
-    request.onsuccess = () => resolve(request.result);
-    request.onerror = () => reject(request.error);
-  });
-}
-
-async function inStore<T>(mode: IDBTransactionMode, work: (store: IDBObjectStore) => IDBRequest<T>): Promise<T> {
-  const db = await openDb();
-  try {
-    return await new Promise<T>((resolve, reject) => {
-      const tx = db.transaction(STORE, mode);
-      const request = work(tx.objectStore(STORE));
-      tx.oncomplete = () => resolve(request.result);
-      tx.onerror = () => reject(tx.error);
-      tx.onabort = () => reject(tx.error ?? new Error('the review store refused the write'));
-    });
-  } finally {
-    db.close();
-  }
-}
-
-/** One record per image (by content): a second verdict on the same cell replaces the first. */
-export function saveReview(cell: ReviewedCell): Promise<IDBValidKey> {
-  return inStore('readwrite', (store) => store.put(cell));
-}
-
-export function allReviews(): Promise<ReviewedCell[]> {
-  return inStore('readonly', (store) => store.getAll() as IDBRequest<ReviewedCell[]>);
-}
-
-export function countReviews(): Promise<number> {
-  return inStore('readonly', (store) => store.count());
-}
-
-export function clearReviews(): Promise<undefined> {
-  return inStore('readwrite', (store) => store.clear() as IDBRequest<undefined>);
 }
 
 export async function sha256Hex(bytes: ArrayBuffer): Promise<string> {

@@ -12,3 +12,4 @@ export function verdictAction(verdict: { label?: string; problem?: string }, lab
 export function keyAction(key: string, answer: { className: string | null; probabilities: { probability: number }[] },
   classNames: string[], notTrainedLabels: readonly string[], labProblem: string | null):
   { label?: string; problem?: string; moveOn: boolean } | null;
+export function labTally(labs: string[]): string;

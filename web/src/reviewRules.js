@@ -76,3 +76,12 @@ export function keyAction(key, answer, classNames, notTrainedLabels, labProblem)
   const verdict = verdictForKey(key, answer, classNames, notTrainedLabels);
   return verdict && verdictAction(verdict, labProblem);
 }
+
+/** How many reviewed cells each lab name holds, commonest first ("mylab 50, mylba 7"): a reviewer sees
+ * a mistyped name before deleting or exporting. @param {string[]} labs one per cell ('' unnamed) */
+export function labTally(labs) {
+  const counts = new Map();
+  for (const lab of labs) counts.set(lab, (counts.get(lab) ?? 0) + 1);
+  return [...counts].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1))
+    .map(([lab, n]) => `${lab || '(no lab name)'} ${n}`).join(', ');
+}

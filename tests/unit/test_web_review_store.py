@@ -1,0 +1,49 @@
+"""The web client's review store (web/src/reviewStore.js) in Node, on fake-indexeddb's IndexedDB."""
+from __future__ import annotations
+
+import json
+import subprocess
+
+from testkit import browser as bh
+
+CELL = ("{sha256: 'a'.repeat(64), originalName: 'x.jpg', mime: 'image/jpeg', bytes: new ArrayBuffer(4), "
+        "lab: 'mylab', modelVersion: '5', answer: 'NEUTROPHIL', probabilities: [0, 0, 0, 1], "
+        "flags: {lowConfidence: false, unlikeTraining: false, invalid: false}, cropBox: null, "
+        "label: 'NEUTROPHIL', reviewedAt: '2026-12-07T00:00:00.000Z'}")
+
+
+def run_store(body: str):
+    """`body` (JavaScript, with `store` and `FakeStore` in scope) in Node; what it printed, as JSON."""
+    script = ("import 'fake-indexeddb/auto';\n"
+              "import { IDBObjectStore as FakeStore } from 'fake-indexeddb';\n"
+              "const store = await import('./src/reviewStore.js');\n" + body)
+    done = subprocess.run(["node", "--input-type=module", "-e", script], cwd=bh.WEB,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout)
+
+
+def test_a_write_whose_request_fails_rejects_with_an_error_that_says_why():
+    """A failed request (Firefox reports a full quota so) rejected with null: the page's 'Not saved'
+    line then threw, and the verdict vanished without a word while the old one stayed on screen."""
+    result = run_store(f"""
+        await store.saveReview({CELL});
+        FakeStore.prototype.put = function (value) {{ return this.add(value); }};  // fails: the key exists
+        let outcome;
+        try {{ await store.saveReview({{...{CELL}, label: 'MONOCYTE'}}); outcome = 'saved'; }}
+        catch (err) {{ outcome = err instanceof Error ? err.name + ': ' + err.message : String(err); }}
+        const labels = (await store.allReviews()).map((c) => c.label);
+        process.stdout.write(JSON.stringify({{outcome, labels}}));
+    """)
+    assert result["outcome"].startswith("ConstraintError: "), result
+    assert result["labels"] == ["NEUTROPHIL"]
+
+
+def test_a_second_verdict_on_a_cell_replaces_the_first():
+    result = run_store(f"""
+        await store.saveReview({CELL});
+        await store.saveReview({{...{CELL}, label: 'MONOCYTE'}});
+        process.stdout.write(JSON.stringify({{count: await store.countReviews(),
+                                              labels: (await store.allReviews()).map((c) => c.label)}}));
+    """)
+    assert result == {"count": 1, "labels": ["MONOCYTE"]}

@@ -1,0 +1,6 @@
+import type { ReviewedCell } from './review';
+
+export function saveReview(cell: ReviewedCell): Promise<IDBValidKey>;
+export function allReviews(): Promise<ReviewedCell[]>;
+export function countReviews(): Promise<number>;
+export function clearReviews(): Promise<undefined>;
