@@ -208,14 +208,25 @@ def _walk_files(root: str):
                 yield os.path.join(dirpath, name)
 
 
+UNZIPPED_EXPORT = ("an unzipped review export (a browser such as Safari unzips downloads): put the "
+                   "export's .zip file itself in the lab's folder")
+
+
 def list_lab(name: str, root: str, class_names: list[str]) -> LabListing:
     """Every review under a lab's folder, collapsed to the latest review of each cell."""
     reviews: list[Review] = []
     refused: list[Refused] = []
     other_labs: list[dict] = []
-    for order, path in enumerate(sorted(_walk_files(root))):
+    paths = sorted(_walk_files(root))
+    unzipped = {parts[0] for parts in (os.path.relpath(p, root).split(os.sep) for p in paths)
+                if len(parts) == 2 and parts[1] == REVIEW_MANIFEST
+                and parts[0] not in class_names and parts[0] not in NOT_TRAINED_LABELS}
+    refused += [Refused(posixpath.join("labs", name, folder), UNZIPPED_EXPORT) for folder in sorted(unzipped)]
+    for order, path in enumerate(paths):
         rel = posixpath.join("labs", name, os.path.relpath(path, root).replace(os.sep, "/"))
         parts = os.path.relpath(path, root).split(os.sep)
+        if len(parts) > 1 and parts[0] in unzipped:
+            continue  # one line for the folder, above
         if path.lower().endswith(".zip") and len(parts) == 1:
             got, bad, lab = read_export(path, rel, class_names, order)
             reviews += got

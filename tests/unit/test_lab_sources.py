@@ -313,3 +313,20 @@ def test_an_export_made_for_another_lab_is_reported(tmp_path, images):
     candidates, _ = image_reader.lab_candidates("onelab", listing, CLASSES, 0.3)
     summary = image_reader.lab_summary(listing, candidates, set())
     assert summary["exports_of_other_labs"] == listing.other_lab_exports
+
+
+def test_an_unzipped_export_is_one_line_that_says_to_put_the_zip_there(tmp_path, images):
+    """Safari unzips downloads: the export's folder copied into labs/<lab>/ was refused file by file as
+    "unknown class folder", with no word that it was an export."""
+    import zipfile
+
+    lab = tmp_path / "lab"
+    zipped = review_export.write_export(tmp_path / "export.zip", [review_export.cell(images[0], "NEUTROPHIL"),
+                                                                  review_export.cell(images[1], "MONOCYTE")])
+    with zipfile.ZipFile(zipped) as archive:
+        archive.extractall(lab / "bloodcell-review-lab-2026")
+    listing = lab_sources.list_lab("lab", str(lab), CLASSES)
+    assert not listing.cells
+    assert [(r.rel_path, r.reason) for r in listing.refused] == [
+        ("labs/lab/bloodcell-review-lab-2026", lab_sources.UNZIPPED_EXPORT)]
+    assert "zip" in lab_sources.UNZIPPED_EXPORT
