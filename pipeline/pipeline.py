@@ -44,7 +44,7 @@ def trainer_params(config: Config) -> TrainerParams:
         early_stopping_patience=t.early_stopping_patience, average_symmetries=t.average_symmetries,
         seed=t.seed, serving_model_name=config.serving.model_name,
         adapt_steps=config.labs.adapt_steps, adapt_learning_rate=config.labs.adapt_learning_rate,
-        lab_share=config.labs.lab_share,
+        lab_share=config.labs.lab_share, retired_labs=tuple(config.labs.retired),
         warmup_images=tuple(config.resolve(p) for p in config.serving.warmup_images))
 
 

@@ -25,11 +25,13 @@ class TrainerParams:
     adapt_steps: int = 600           # fine-tuning batches when a blessed model is adapted to lab cells
     adapt_learning_rate: float = 3e-4
     lab_share: float = 0.5           # of each fine-tuning batch drawn from lab cells
+    retired_labs: tuple[str, ...] = ()  # labs a blessed model learned from that a run may do without
 
     def __post_init__(self):
         # JSON gives lists back; the object stays hashable and frozen all the way down.
         object.__setattr__(self, "class_names", tuple(self.class_names))
         object.__setattr__(self, "warmup_images", tuple(self.warmup_images))
+        object.__setattr__(self, "retired_labs", tuple(self.retired_labs))
 
     @property
     def num_classes(self) -> int:

@@ -115,18 +115,44 @@ def model_identity(params: TrainerParams) -> dict:
             "class_names": list(params.class_names)}
 
 
-def same_model(base_model: str, params: TrainerParams) -> bool:
-    """Whether the blessed model was built as this run would build it (its training record says). A
-    changed architecture, input size or class list trains from the start instead of failing to load."""
+def training_record(base_model: str) -> dict | None:
+    """The blessed model's training record; None for a model made before versions kept one."""
     try:
         with tf.io.gfile.GFile(os.path.join(base_model, TRAINING_RECORD_FILE)) as f:
             record = json.load(f)
     except (OSError, ValueError, tf.errors.OpError):
-        return True  # made before versions kept a record: adapt() falls back if its weights do not fit
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def same_model(base_model: str, params: TrainerParams) -> bool:
+    """Whether the blessed model was built as this run would build it (its training record says). A
+    changed architecture, input size or class list trains from the start instead of failing to load."""
+    record = training_record(base_model)
+    if record is None:
+        return True  # adapt() falls back if its weights do not fit
     same = all(record.get(k) == v for k, v in model_identity(params).items())
     if not same:
         logging.info("the blessed model %s was built with other settings: training from the start", base_model)
     return same
+
+
+class LabsLeftBehind(ValueError):
+    """A lab the blessed model learned from has no cells in this run's data and is not retired."""
+
+
+def refuse_labs_left_behind(base_model: str, present: set[str], retired: tuple[str, ...]) -> None:
+    """The orchestrator-independent form of the local runner's labs check (Kubeflow has no other): without
+    the lab, the model would be trained from the start and gated on the base alone."""
+    record = training_record(base_model) or {}
+    learned = (set(record.get("labs", [])) | set(record.get("lab_train_cells_per_lab", {}))
+               | set(record.get("labs_not_trained_on", {})))
+    missing = sorted(learned - set(present) - set(retired))
+    if missing:
+        raise LabsLeftBehind(
+            f"the last blessed model learned from lab(s) {', '.join(missing)}, which this run's data does not "
+            f"hold (an export folder or prefix gone, renamed or empty?): restore them, or drop them on purpose "
+            f"with labs.retired: [{', '.join(missing)}] in the configuration")
 
 
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
@@ -139,6 +165,9 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         data.lab_records(fn_args.train_files, tf_transform_output, params.num_classes), list(params.class_names))
     for name, why in left_out.items():
         logging.warning("lab %s not trained on: %s", name, why)
+    present = set(lab_cells) | set(left_out)
+    if fn_args.base_model:
+        refuse_labs_left_behind(fn_args.base_model, present, params.retired_labs)
 
     def dataset(files, training):
         return data.make_dataset(files, tf_transform_output, params.batch_size, training, params.seed,
@@ -171,6 +200,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
                "steps": params.adapt_steps} if lab_records else {"mode": "trained", "epochs": params.epochs})
     if left_out:
         record["labs_not_trained_on"] = left_out
+    record["labs"] = sorted(present)  # whether adapted or trained from the start with them
     record.update(model_identity(params))
     with tf.io.gfile.GFile(os.path.join(fn_args.serving_model_dir, TRAINING_RECORD_FILE), "w") as f:
         f.write(json.dumps(record))

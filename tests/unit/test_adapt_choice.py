@@ -65,3 +65,30 @@ def test_weights_that_do_not_fit_fall_back_to_training_and_nothing_else_does(tmp
     with pytest.raises(tf.errors.ResourceExhaustedError):
         run_fn.adapt(params, _weights(tmp_path / "same", "default"), _batches(), _batches().take(1), str(tmp_path))
     assert not issubclass(tf.errors.ResourceExhaustedError, run_fn.BaseModelMismatch)
+
+
+def test_a_lab_the_blessed_model_learned_from_must_be_in_the_data_unless_retired(tmp_path):
+    """On Kubeflow nothing checked it: with the labs' prefix empty or a lab's sub-prefix gone, the Trainer
+    trained from the start and the Evaluator, finding no cells of the lab, gated on the base alone."""
+    import pytest
+
+    blessed = _blessed(tmp_path / "new", mode="adapted", labs=["tecom", "other"],
+                       lab_train_cells_per_lab={"tecom": 50})
+    with pytest.raises(run_fn.LabsLeftBehind, match="tecom") as refused:
+        run_fn.refuse_labs_left_behind(blessed, {"other"}, ())
+    assert "labs.retired" in str(refused.value) and "\n" not in str(refused.value)
+    run_fn.refuse_labs_left_behind(blessed, {"other"}, ("tecom",))
+    run_fn.refuse_labs_left_behind(blessed, {"tecom", "other", "third"}, ())
+    # A record from before "labs": the labs it adapted to or left out.
+    older = _blessed(tmp_path / "old", mode="adapted", lab_train_cells_per_lab={"tecom": 50},
+                     labs_not_trained_on={"onecls": "one class"})
+    with pytest.raises(run_fn.LabsLeftBehind, match="onecls, tecom"):
+        run_fn.refuse_labs_left_behind(older, set(), ())
+    run_fn.refuse_labs_left_behind(str(tmp_path / "no record"), set(), ())
+
+
+def test_the_trainer_is_told_the_retired_labs():
+    from pipeline.config import load_config
+    from pipeline.pipeline import trainer_params
+
+    assert trainer_params(load_config(overrides=["labs.retired=[tecom]"])).retired_labs == ("tecom",)
