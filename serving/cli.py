@@ -3,7 +3,7 @@
     python -m serving.cli predict --server HOST:PORT IMAGE...      # gRPC (port 8500)
     python -m serving.cli predict --rest http://HOST:8501 IMAGE...  # REST
     python -m serving.cli status   --server HOST:PORT
-    python -m serving.cli metadata --server HOST:PORT
+    python -m serving.cli metadata --server HOST:PORT             # or --rest
 
 predict prints a line per image: file, class, top probability, all probabilities, atypicality, and
 why a person should review it (unlike the training images, or a top probability under
@@ -12,6 +12,7 @@ why a person should review it (unlike the training images, or a top probability 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -84,16 +85,26 @@ class UsageError(ValueError):
     """A bad argument found after parsing (exit 2, as argparse's own)."""
 
 
-def predict_lines(client, args) -> int:
-    """Prints a line per image that got an answer, an `error:` line per image that did not; 1 if any did not."""
-    if not args.images:
-        raise UsageError("predict needs at least one image file")
+def _number(x: float) -> float | None:
+    return x if math.isfinite(x) else None  # JSON has no NaN: a consumer's parser would fail on it
+
+
+def json_row(path: str, r, reasons: list[str]) -> dict:
+    """An answer as JSON: no class, and null for every number that is not one, when there is no valid answer."""
+    valid = reasons != ["NO VALID ANSWER"]
+    return {"image": path, "class_name": r.class_name if valid else None, "class_id": r.class_id if valid else None,
+            "probabilities": [_number(p) for p in r.probabilities], "atypicality": _number(r.atypicality),
+            "review": reasons}
+
+
+def _read_images(paths: list[str], max_image_bytes: int) -> tuple[list[bytes], list[str], int]:
+    """(images, their paths, how many could not be read), an `error:` line for each of those."""
     images, readable, failed = [], [], 0
-    for path in args.images:
+    for path in paths:
         try:
             with open(path, "rb") as f:
                 # Sized before it is read: a huge file is refused without filling the memory.
-                problem = size_problem(path, os.fstat(f.fileno()).st_size, client.max_image_bytes)
+                problem = size_problem(path, os.fstat(f.fileno()).st_size, max_image_bytes)
                 if problem:
                     print(f"error: {problem}", file=sys.stderr)
                     failed += 1
@@ -103,28 +114,43 @@ def predict_lines(client, args) -> int:
         except OSError as err:
             print(f"error: cannot read {path}: {err.strerror}", file=sys.stderr)
             failed += 1
-    results = client.predict_each(images, args.version, names=readable)
-    rows, not_answered = [], []
-    for path, r in zip(readable, results):
-        if isinstance(r, NotAnswered):
-            not_answered.append(r)
+    return images, readable, failed
+
+
+def predict_lines(client, args) -> int:
+    """Prints a line per image that got an answer, an `error:` line per image that did not; 1 if any did
+    not. Images are read and sent a request's worth at a time, and each answer is printed as it comes
+    (--json: one array at the end), so a run stopped half-way has printed what it received."""
+    if not args.images:
+        raise UsageError("predict needs at least one image file")
+    rows, failed, not_answered, cause = [], 0, 0, None
+    for start in range(0, len(args.images), client.batch_size):
+        chunk = args.images[start:start + client.batch_size]
+        if cause is not None:  # the server failed: nothing more is read or sent
+            not_answered += len(chunk)
             continue
-        if isinstance(r, ServingError):
-            print(f"error: {r}", file=sys.stderr)
-            failed += 1
-            continue
-        reasons = review_reasons(r.confidence, r.atypicality, args.review_below, r.probabilities)
-        rows.append({"image": path, "class_name": r.class_name, "class_id": r.class_id,
-                     "probabilities": r.probabilities, "atypicality": r.atypicality, "review": reasons})
-        if not args.json:
+        images, readable, unread = _read_images(chunk, client.max_image_bytes)
+        failed += unread
+        for path, r in zip(readable, client.predict_each(images, args.version, names=readable)):
+            if isinstance(r, NotAnswered):
+                not_answered, cause = not_answered + 1, r.cause
+                continue
+            if isinstance(r, ServingError):
+                print(f"error: {r}", file=sys.stderr)
+                failed += 1
+                continue
+            reasons = review_reasons(r.confidence, r.atypicality, args.review_below, r.probabilities)
+            if args.json:
+                rows.append(json_row(path, r, reasons))
+                continue
             probs = " ".join(f"{p:.3f}" for p in r.probabilities)
             review = f"\t{', '.join(reasons)}: review" if reasons else ""
-            print(f"{path}\t{r.class_name}\t{r.confidence:.3f}\t[{probs}]\tatypicality {r.atypicality:.2f}{review}")
+            print(f"{path}\t{r.class_name}\t{r.confidence:.3f}\t[{probs}]\tatypicality {r.atypicality:.2f}{review}",
+                  flush=True)
     if args.json:
-        print(json.dumps(rows))
-    if not_answered:  # the server's failure, once: the answers above stand
-        print(f"error: {not_answered[0].cause} ({len(not_answered)} of {len(args.images)} images not answered)",
-              file=sys.stderr)
+        print(json.dumps(rows, allow_nan=False))
+    if cause is not None:  # the server's failure, once: the answers above stand
+        print(f"error: {cause} ({not_answered} of {len(args.images)} images not answered)", file=sys.stderr)
     return 1 if failed or not_answered else 0
 
 
@@ -134,22 +160,29 @@ def run(args) -> int:
     if limit > carried:
         raise UsageError(f"--max-image-mb {args.max_image_mb:g} is over what one request carries "
                          f"({carried / 2**20:g} MiB {'over gRPC' if args.server else 'over REST'})")
+    roots = read_ca_cert(args.ca_cert)
     if args.server:
-        roots = read_ca_cert(args.ca_cert)
         client = GrpcClient(args.server, args.model, timeout_s=args.timeout, tls=args.tls or bool(roots),
                             root_certificates=roots, batch_size=args.batch_size, max_image_bytes=limit)
     else:
+        scheme = args.rest.split("://", 1)[0].lower() if "://" in args.rest else ""
+        if scheme not in ("http", "https"):
+            raise UsageError(f"--rest needs a URL starting http:// or https://, not '{args.rest}'")
+        if scheme == "http" and (args.tls or roots):
+            raise UsageError("--tls and --ca-cert over REST need an https:// URL: the request would go in plain text")
         client = RestClient(args.rest, args.model, timeout_s=args.timeout, batch_size=args.batch_size,
-                            max_image_bytes=limit)
+                            max_image_bytes=limit, ca_cert=args.ca_cert)
     if args.command == "predict":
         return predict_lines(client, args)
     if args.command == "status":
-        for version, state in client.status(args.version):
-            print(f"{args.model}\tversion {version}\t{state}")
-    else:
-        if not isinstance(client, GrpcClient):
-            raise ServingError("metadata is available over gRPC (--server)")
-        print(json.dumps(client.metadata(args.version), indent=2))
+        statuses = client.status(args.version)
+        for s in statuses:
+            print(f"{args.model}\tversion {s.version}\t{s.state}" + (f"\t{s.error}" if s.error else ""))
+        if not any(s.state == "AVAILABLE" for s in statuses):
+            print(f"error: no version of {args.model} is available", file=sys.stderr)
+            return 1
+        return 0
+    print(json.dumps(client.metadata(args.version), indent=2))
     return 0
 
 
@@ -157,6 +190,13 @@ def main(argv=None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     try:
         return run(args)
+    except KeyboardInterrupt:
+        print("error: interrupted: the answers above are the ones received", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # the reader went away (`| head`): nothing more to say to it
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except UsageError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -13,6 +13,7 @@ import dataclasses
 import json
 import threading
 import time
+import typing
 
 import grpc
 import numpy as np
@@ -49,6 +50,12 @@ class NotAnswered(ServingError):
     def __init__(self, cause: ServingError):
         super().__init__(f"not answered: {cause}", cause.code)
         self.cause = cause
+
+
+class VersionStatus(typing.NamedTuple):
+    version: int
+    state: str        # TF Serving's: START, LOADING, AVAILABLE, UNLOADING, END
+    error: str = ""   # why it is not served (a failed load ends in END with this message)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -143,8 +150,9 @@ class _BatchingClient:
         for part in batches([len(images[i]) for i in indices], self.batch_size, self.max_request_bytes):
             self._predict_isolating([indices[j] for j in part], images, version, names, results)
 
-    def _predict_isolating(self, indices: list[int], images, version, names, results) -> None:
-        """Predicts a batch; when the server refuses it, halves it until the refused images stand alone."""
+    def _predict_isolating(self, indices: list[int], images, version, names, results, alone: bool = False) -> None:
+        """Predicts a batch; when the server refuses it, halves it until the refused images stand alone
+        (each is sent once more by itself before it is blamed: `alone`)."""
         try:
             predictions = self._predict_batch([images[i] for i in indices], version)
             if len(predictions) != len(indices):
@@ -154,7 +162,14 @@ class _BatchingClient:
         except ServingError as err:
             if err.code != "INVALID_ARGUMENT":
                 raise
+            problem = self._signature_problem(version)
+            if problem:  # the request, not an image: one error, not one per image
+                raise ServingError(problem, "FAILED_PRECONDITION") from None
             if len(indices) == 1:
+                if not alone:
+                    # TF Serving's batching merges concurrent requests and fails them all for one bad
+                    # image: refused again on its own, the image is the cause.
+                    return self._predict_isolating(indices, images, version, names, results, alone=True)
                 label = names[indices[0]] if names else f"#{indices[0]}"
                 results[indices[0]] = ServingError(f"image {label}: {err}", err.code)
                 return
@@ -164,6 +179,37 @@ class _BatchingClient:
 
     def _predict_batch(self, batch: list[bytes], version: int | None) -> list[Prediction]:
         raise NotImplementedError
+
+    def metadata(self, version: int | None = None) -> dict:
+        raise NotImplementedError
+
+    def _signature_problem(self, version: int | None) -> str | None:
+        """Why no image can be answered (the model has no serving signature taking encoded images), or
+        None; asked once per version, when the server first refuses a request. A model that is not the
+        bloodcell model refused every image, one `error:` line and two requests each."""
+        checked = getattr(self, "_signatures_checked", None)
+        if checked is None:
+            checked = self._signatures_checked = {}
+        if version not in checked:
+            try:
+                signatures = self.metadata(version)
+            except (ServingError, NotImplementedError):
+                signatures = None  # the refusal stands as the image's
+            checked[version] = None if signatures is None else signature_problem(signatures, self.model_name)
+        return checked[version]
+
+
+def signature_problem(signatures: dict, model_name: str) -> str | None:
+    """What in a served model's signatures (metadata()'s form) keeps the clients from using it, or None."""
+    signature = signatures.get(features.SERVING_SIGNATURE)
+    if signature is None:
+        return (f"model {model_name} has no '{features.SERVING_SIGNATURE}' signature (it has: "
+                f"{', '.join(sorted(signatures)) or 'none'}): is it the bloodcell model?")
+    if signature["inputs"].get(features.SERVING_INPUT) != features.SERVING_INPUT_DTYPE:
+        taken = ", ".join(f"{k} {v}" for k, v in sorted(signature["inputs"].items())) or "nothing"
+        return (f"model {model_name}'s '{features.SERVING_SIGNATURE}' signature takes {taken}, not "
+                f"'{features.SERVING_INPUT}' {features.SERVING_INPUT_DTYPE} (encoded images): is it the bloodcell model?")
+    return None
 
 
 def _retry_service_config(max_attempts: int) -> str:
@@ -242,10 +288,11 @@ class GrpcClient(_BatchingClient):
         response = self._call(self._predict.Predict, request)
         return parse_outputs({k: tf.make_ndarray(v) for k, v in response.outputs.items()})
 
-    def status(self, version: int | None = None) -> list[tuple[int, str]]:
+    def status(self, version: int | None = None) -> list[VersionStatus]:
         request = get_model_status_pb2.GetModelStatusRequest(model_spec=self._spec(version))
         response = self._call(self._models.GetModelStatus, request)
-        return [(s.version, get_model_status_pb2.ModelVersionStatus.State.Name(s.state))
+        return [VersionStatus(s.version, get_model_status_pb2.ModelVersionStatus.State.Name(s.state),
+                              s.status.error_message if s.status.error_code else "")
                 for s in response.model_version_status]
 
     def metadata(self, version: int | None = None) -> dict:
@@ -288,6 +335,18 @@ def parse_outputs(outputs: dict) -> list[Prediction]:
             for n, i, row, a in zip(names, ids, probabilities, atypical)]
 
 
+def _innermost(err: BaseException) -> str:
+    """The deepest cause's message (a name that does not resolve, a refused connection, a certificate
+    not trusted), not the wrapper's class name."""
+    while err.__cause__ is not None or (err.__context__ is not None and not err.__suppress_context__):
+        err = err.__cause__ or err.__context__
+    reason = getattr(err, "reason", None)  # urllib3's wrappers keep the cause as .reason
+    while isinstance(reason, BaseException):
+        err, reason = reason, getattr(reason, "reason", None)
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0]}" if text else type(err).__name__
+
+
 # TF Serving's REST answers, in gRPC's terms (only the ones callers act on).
 _GRPC_CODE_OF_HTTP = {400: "INVALID_ARGUMENT", 404: "NOT_FOUND", 503: "UNAVAILABLE"}
 
@@ -296,13 +355,16 @@ class RestClient(_BatchingClient):
     """TF Serving's REST API (port 8501): the same predictions over HTTP/JSON."""
 
     def __init__(self, base_url: str, model_name: str, *, timeout_s: float = 10.0, max_attempts: int = 4,
-                 max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES, batch_size: int = 32):
+                 max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES, batch_size: int = 32, ca_cert: str | None = None):
+        """ca_cert: a PEM file of the CA that signed an https server's certificate (default: the system's)."""
         import requests
 
         self.base_url, self.model_name, self.timeout_s = base_url.rstrip("/"), model_name, timeout_s
         self.max_image_bytes, self.batch_size, self.max_attempts = max_image_bytes, batch_size, max_attempts
         self.max_request_bytes = MAX_REST_REQUEST_BYTES
         self._session = requests.Session()
+        if ca_cert:
+            self._session.verify = ca_cert
         self._throttle = RetryThrottle()
 
     def _url(self, version: int | None) -> str:
@@ -324,7 +386,7 @@ class RestClient(_BatchingClient):
             except requests.Timeout:
                 raise ServingError(f"no answer from {self.base_url} within {self.timeout_s:g} s") from None
             except requests.RequestException as err:
-                raise ServingError(f"model server unreachable at {self.base_url}: {type(err).__name__}") from None
+                raise ServingError(f"model server unreachable at {self.base_url}: {_innermost(err)}") from None
             if response.status_code != 503:
                 self._throttle.succeeded()
                 break
@@ -353,9 +415,24 @@ class RestClient(_BatchingClient):
             raise ServingError(f"{self.base_url} answered without predictions by output name: is it TF Serving?")
         return parse_outputs({k: [row[k] for row in rows] for k in features.OUTPUTS if all(k in row for row in rows)})
 
-    def status(self, version: int | None = None) -> list[tuple[int, str]]:
+    def status(self, version: int | None = None) -> list[VersionStatus]:
         body = self._request("GET", self._url(version))
         try:
-            return [(int(s["version"]), s["state"]) for s in body["model_version_status"]]
-        except (KeyError, TypeError, ValueError):
+            return [VersionStatus(int(s["version"]), s["state"],
+                                  (s.get("status") or {}).get("error_message", "")
+                                  if (s.get("status") or {}).get("error_code", "OK") != "OK" else "")
+                    for s in body["model_version_status"]]
+        except (KeyError, TypeError, ValueError, AttributeError):
             raise ServingError(f"{self.base_url} answered a status that is not TF Serving's") from None
+
+    def metadata(self, version: int | None = None) -> dict:
+        """As GrpcClient.metadata, from TF Serving's REST `/metadata`."""
+        body = self._request("GET", self._url(version) + "/metadata")
+        try:
+            sig_map = body["metadata"]["signature_def"]["signature_def"]
+            # Proto JSON leaves out a field at its default: DT_INVALID (as in __saved_model_init_op).
+            return {name: {"inputs": {k: v.get("dtype", "DT_INVALID") for k, v in s.get("inputs", {}).items()},
+                           "outputs": {k: v.get("dtype", "DT_INVALID") for k, v in s.get("outputs", {}).items()}}
+                    for name, s in sig_map.items()}
+        except (KeyError, TypeError, AttributeError):
+            raise ServingError(f"{self.base_url} answered metadata that is not TF Serving's") from None

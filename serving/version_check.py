@@ -49,6 +49,9 @@ def check_version(version_dir: str, numbered: bool = True, answer_warmup: bool =
     for name, dtype in features.OUTPUTS.items():
         if outputs.get(name) != dtype:
             problems.append(f"output '{name}' is {outputs.get(name, 'missing')}, clients read {dtype}")
+    if not tf.io.gfile.exists(os.path.join(version_dir, features.WARMUP_FILE)):
+        return problems + [f"no warm-up file ({features.WARMUP_FILE}): the Trainer writes one into every "
+                           f"version; without it the first requests after a load are slow"]
     try:
         logs = read_warmup_requests(version_dir)
     except Exception as err:

@@ -1,6 +1,6 @@
 """A stand-in for tensorflow_model_server, for tests: the gRPC PredictionService (Predict,
-GetModelMetadata) and ModelService (GetModelStatus) methods the client uses, plus the REST predict
-and status routes, over the pushed SavedModel versions in a model base path. Requests, responses and
+GetModelMetadata) and ModelService (GetModelStatus) methods the client uses, plus the REST predict,
+status and metadata routes, over the pushed SavedModel versions in a model base path. Requests, responses and
 status codes follow TF Serving's protos and error conventions."""
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import grpc
 import tensorflow as tf
+from google.protobuf import json_format
 from tensorflow.core.framework import types_pb2
 from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb2, model_service_pb2_grpc,
@@ -214,7 +215,9 @@ def _rest_handler(servables: Servables, state: _RestState):
 
         def _route(self):
             path, _, verb = self.path.partition(":")
-            parts = path.strip("/").split("/")  # v1 models NAME [versions N]
+            parts = path.strip("/").split("/")  # v1 models NAME [versions N] [metadata]
+            if parts[-1] == "metadata" and self.command == "GET":
+                parts, verb = parts[:-1], "metadata"
             if parts[:2] != ["v1", "models"] or len(parts) not in (3, 5):
                 return None
             version = int(parts[4]) if len(parts) == 5 and parts[3] == "versions" else None
@@ -224,11 +227,18 @@ def _rest_handler(servables: Servables, state: _RestState):
             route = self._route()
             if not route:
                 return self._reply(404, {"error": "Malformed request"})
-            name, version, _ = route
+            name, version, verb = route
             try:
-                found = servables.get(name, version)[0]
+                found, _, sig_defs = servables.get(name, version)
             except ServableError as err:
                 return self._reply(404, {"error": err.message})
+            if verb == "metadata":  # TF Serving's REST form: proto field names, dtypes by name
+                sig_map = get_model_metadata_pb2.SignatureDefMap()
+                for sig_name, sig in sig_defs.items():
+                    sig_map.signature_def[sig_name].CopyFrom(sig)
+                return self._reply(200, {"model_spec": {"name": name, "signature_name": "", "version": str(found)},
+                                         "metadata": {"signature_def": json_format.MessageToDict(
+                                             sig_map, preserving_proto_field_name=True)}})
             return self._reply(200, {"model_version_status": [
                 {"version": str(v), "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}
                 for v in ([found] if version is not None else sorted(servables.versions))]})

@@ -21,6 +21,20 @@ def states(output: str) -> dict[str, str]:
     return dict(re.findall(r"^  (\w+)\s+(COMPLETE|CACHED|FAILED|RUNNING|NEW|CANCELED)\s", output, re.M))
 
 
+def test_a_version_without_its_warm_up_file_is_named_so(pipeline_run, tmp_path):
+    """It had read as 'warm-up file unreadable: {{function_node __wrapped__IteratorGetNext}}...'."""
+    import shutil
+
+    from models import features
+
+    version = tmp_path / "1"
+    shutil.copytree(pipeline_run.pushed, version)
+    (version / features.WARMUP_FILE).unlink()
+    assert check_version(str(version)) == [
+        f"no warm-up file ({features.WARMUP_FILE}): the Trainer writes one into every version; without it "
+        f"the first requests after a load are slow"]
+
+
 def test_pipeline_pushes_a_model_that_classifies_real_jpegs(pipeline_run, capsys):
     assert pipeline_run.code == 0, pipeline_run.output
     assert "blessed: True" in pipeline_run.output

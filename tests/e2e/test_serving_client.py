@@ -57,7 +57,7 @@ def test_grpc_predict_matches_the_saved_model_in_batches(server, jpegs, pipeline
 
 def test_status_and_metadata(server):
     with grpc_client(server) as client:
-        assert client.status() == [(v, "AVAILABLE") for v in sorted(server.servables.versions)]
+        assert client.status() == [(v, "AVAILABLE", "") for v in sorted(server.servables.versions)]
         meta = client.metadata()
     assert meta[features.SERVING_SIGNATURE]["inputs"] == {features.SERVING_INPUT: features.SERVING_INPUT_DTYPE}
     assert meta[features.SERVING_SIGNATURE]["outputs"] == features.OUTPUTS
@@ -132,7 +132,9 @@ def test_rest_predict_and_status(server, jpegs):
     got = rest.predict(jpegs)
     assert [p.class_name for p in got] == [p.class_name for p in expected]
     np.testing.assert_allclose([p.probabilities for p in got], [p.probabilities for p in expected], atol=1e-6)
-    assert rest.status() == [(v, "AVAILABLE") for v in sorted(server.servables.versions)]
+    assert rest.status() == [(v, "AVAILABLE", "") for v in sorted(server.servables.versions)]
+    with grpc_client(server) as client:
+        assert rest.metadata() == client.metadata()
     with pytest.raises(ServingError, match="HTTP 404 .*Servable not found for request: Latest\\(other\\)"):
         RestClient(f"http://127.0.0.1:{server.rest_port}", "other").predict(jpegs[:1])
     with pytest.raises(ServingError, match="HTTP 400"):
@@ -193,7 +195,7 @@ def test_real_tensorflow_model_server(pipeline_run, jpegs):
             deadline = time.time() + 60
             while True:
                 try:
-                    if any(state == "AVAILABLE" for _, state in client.status()):
+                    if any(s.state == "AVAILABLE" for s in client.status()):
                         break
                 except ServingError:
                     if time.time() > deadline:

@@ -188,3 +188,155 @@ def test_a_rest_endpoint_that_is_not_tf_serving_is_one_line(body, content_type, 
         assert err.startswith("error: ") and "\n" not in err and problem in err, err
     finally:
         server.shutdown()
+
+
+class _Refusing(_BatchingClient):
+    """A server that refuses the images named in `bad` (as their bytes) and, once, an innocent image
+    batched server-side with another caller's bad one; `signatures`: what its metadata says."""
+    max_image_bytes, batch_size, max_request_bytes, model_name = 2**20, 32, 2**30, "bloodcell"
+
+    def __init__(self, bad=(), merged_once=(), signatures=None, interrupt_at=None):
+        self.bad, self.merged_once, self.signatures, self.interrupt_at = set(bad), set(merged_once), signatures, interrupt_at
+        self.sent = []
+
+    def _predict_batch(self, batch, version):
+        self.sent.append(list(batch))
+        if self.interrupt_at is not None and len(self.sent) == self.interrupt_at:
+            raise KeyboardInterrupt
+        if self.signatures is not None or any(b in self.bad for b in batch):
+            raise ServingError("request rejected by x:1: Invalid argument: could not decode", "INVALID_ARGUMENT")
+        if len(batch) == 1 and batch[0] in self.merged_once:
+            self.merged_once.discard(batch[0])
+            raise ServingError("request rejected by x:1: Invalid argument: could not decode", "INVALID_ARGUMENT")
+        return [Prediction("LYMPHOCYTE", 1, [0.05, 0.9, 0.03, 0.02], 0.3) for _ in batch]
+
+    def metadata(self, version=None):
+        return self.signatures or {"serving_default": {"inputs": {"images": "DT_STRING"}, "outputs": {}}}
+
+
+def test_an_image_refused_with_another_callers_bad_image_is_tried_alone_before_it_is_blamed():
+    """TF Serving's batching merges concurrent requests and fails the whole merged batch for one bad
+    image: a good image of ours had been reported as refused."""
+    client = _Refusing(bad={b"bad"}, merged_once={b"good"})
+    results = client.predict_each([b"good", b"bad"], names=["good.jpeg", "bad.jpeg"])
+    assert isinstance(results[0], Prediction)
+    assert isinstance(results[1], ServingError) and str(results[1]).startswith("image bad.jpeg: ")
+    assert client.sent.count([b"bad"]) == 2
+
+
+def test_a_model_without_the_image_signature_is_one_error_not_one_per_image(tmp_path, capsys):
+    """10 images had given 10 `error:` lines and about 20 requests, each blaming an image."""
+    paths = []
+    for i in range(10):
+        paths.append(tmp_path / f"{i}.jpeg")
+        paths[-1].write_bytes(b"x%d" % i)
+    client = _Refusing(signatures={"serving_default": {"inputs": {"x": "DT_FLOAT"}, "outputs": {}}})
+    args = cli.parse_args(["predict", "--server", "x:1", *map(str, paths)])
+    assert cli.predict_lines(client, args) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "takes x DT_FLOAT, not 'images' DT_STRING" in err[0] and "(10 of 10 images" in err[0], err
+    assert len(client.sent) == 1
+
+
+def test_json_has_null_where_the_answer_is_not_a_number(tmp_path, capsys, monkeypatch):
+    """--json had written NaN (not JSON: a consumer's parser fails) and the class as if answered."""
+    import json
+
+    image = tmp_path / "a.jpeg"
+    image.write_bytes(b"x")
+    client = _Refusing()
+    monkeypatch.setattr(client, "_predict_batch",
+                        lambda batch, version: [Prediction("EOSINOPHIL", 0, [math.nan] * 4, math.nan)])
+    assert cli.predict_lines(client, cli.parse_args(["predict", "--server", "x:1", "--json", str(image)])) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row == {"image": str(image), "class_name": None, "class_id": None, "probabilities": [None] * 4,
+                   "atypicality": None, "review": ["NO VALID ANSWER"]}
+
+
+def test_ctrl_c_keeps_the_answers_printed_so_far_and_is_one_line(tmp_path, capsys, monkeypatch):
+    """Every file was read and every batch sent before the first line: Ctrl-C lost all the answers,
+    with a traceback."""
+    paths = []
+    for i in range(5):
+        paths.append(tmp_path / f"{i}.jpeg")
+        paths[-1].write_bytes(b"x%d" % i)
+    client = _Refusing(interrupt_at=2)
+    client.batch_size = 2
+    monkeypatch.setattr(cli, "GrpcClient", lambda *a, **k: client)
+    assert cli.main(["predict", "--server", "x:1", *map(str, paths)]) == 130
+    out, err = capsys.readouterr()
+    assert [line.split("\t")[0] for line in out.splitlines()] == [str(paths[0]), str(paths[1])]
+    assert err.strip() == "error: interrupted: the answers above are the ones received"
+
+
+class _Status:
+    def __init__(self, statuses):
+        self.statuses = statuses
+
+    def __call__(self, *args, **kwargs):
+        return self
+
+    def status(self, version=None):
+        return self.statuses
+
+
+def test_status_says_why_a_version_failed_to_load_and_exits_1_when_none_is_available(capsys, monkeypatch):
+    from serving.client import VersionStatus
+
+    monkeypatch.setattr(cli, "GrpcClient", _Status([VersionStatus(7, "END", "Failed to load: warm-up failed")]))
+    assert cli.main(["status", "--server", "x:1"]) == 1
+    out, err = capsys.readouterr()
+    assert out == "bloodcell\tversion 7\tEND\tFailed to load: warm-up failed\n"
+    assert err == "error: no version of bloodcell is available\n"
+    monkeypatch.setattr(cli, "GrpcClient", _Status([VersionStatus(7, "END", "x"), VersionStatus(8, "AVAILABLE")]))
+    assert cli.main(["status", "--server", "x:1"]) == 0
+
+
+@pytest.mark.parametrize("args, problem", [
+    (["--rest", "127.0.0.1:8501"], "--rest needs a URL starting http:// or https://"),
+    (["--rest", "http://127.0.0.1:8501", "--tls"], "need an https:// URL"),
+])
+def test_a_rest_address_that_would_fail_or_go_in_plain_text_is_a_usage_error(args, problem, capsys):
+    assert cli.main(["status", *args]) == 2
+    assert problem in capsys.readouterr().err
+
+
+def _serve_json(routes: dict):
+    import http.server
+    import json
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = json.dumps(routes.get(self.path, {"error": "Malformed request"})).encode()
+            self.send_response(200 if self.path in routes else 404)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def test_metadata_and_a_failed_load_over_rest(capsys):
+    """REST's metadata had been refused ('available over gRPC'); TF Serving serves it at /metadata."""
+    server = _serve_json({
+        "/v1/models/bloodcell/metadata": {"model_spec": {"name": "bloodcell", "version": "3"}, "metadata": {
+            "signature_def": {"signature_def": {"serving_default": {
+                "inputs": {"images": {"dtype": "DT_STRING", "name": "serving_default_images:0"}},
+                "outputs": {"probabilities": {"dtype": "DT_FLOAT", "name": "x:0"}}}}}}},
+        "/v1/models/bloodcell": {"model_version_status": [
+            {"version": "3", "state": "END", "status": {"error_code": "UNKNOWN", "error_message": "Failed to load"}}]},
+    })
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        assert cli.main(["metadata", "--rest", url]) == 0
+        assert '"images": "DT_STRING"' in capsys.readouterr().out
+        assert cli.main(["status", "--rest", url]) == 1
+        assert capsys.readouterr().out == "bloodcell\tversion 3\tEND\tFailed to load\n"
+    finally:
+        server.shutdown()
