@@ -47,3 +47,13 @@ def test_a_second_verdict_on_a_cell_replaces_the_first():
                                               labels: (await store.allReviews()).map((c) => c.label)}}));
     """)
     assert result == {"count": 1, "labels": ["MONOCYTE"]}
+
+
+def test_a_cell_already_reviewed_is_found_by_its_hash():
+    """Added again after a reload or a crash, an image had shown no sign of the verdict kept for it."""
+    result = run_store(f"""
+        await store.saveReview({{...{CELL}, label: 'MONOCYTE'}});
+        process.stdout.write(JSON.stringify({{kept: (await store.getReview('a'.repeat(64)))?.label ?? null,
+                                              other: (await store.getReview('b'.repeat(64))) ?? null}}));
+    """)
+    assert result == {"kept": "MONOCYTE", "other": None}

@@ -6,7 +6,7 @@ import { readConfig } from './config';
 import { decodeImage, ImageError } from './images';
 import { answerRecord, interpret, predict, predictProbabilities } from './inference.js';
 import { loadModel, type LoadedModel } from './modelSource';
-import { allReviews, buildExport, clearReviews, countReviews, exportFileName, NOT_TRAINED, saveReview, sha256Hex,
+import { allReviews, buildExport, clearReviews, countReviews, exportFileName, getReview, NOT_TRAINED, saveReview, sha256Hex,
   type ReviewedCell } from './review';
 import { keyAction, labNameProblem, labTally, verdictAction } from './reviewRules.js';
 
@@ -213,6 +213,22 @@ async function addReviewControls(item: HTMLLIElement, entry: Classified) {
   verdict.setAttribute('aria-live', 'polite');
   item.append(group, verdict);
   classified.set(item, entry);  // reviewable only now that its verdict line exists
+  // A cell already in the store (a batch added again after a reload or a crash) says so; a verdict
+  // given meanwhile wins. data-reviewed is only ever this page's own verdict.
+  const earlier = await getReview(entry.sha256).catch(() => undefined);
+  if (earlier && !item.dataset.reviewed) {
+    pressed(item, earlier.label);
+    item.dataset.reviewedEarlier = earlier.label;
+    const lab = labInput.value.trim();
+    verdict.textContent = `Reviewed earlier${earlier.lab && earlier.lab !== lab ? ` under lab ${earlier.lab}` : ''}: `
+      + `${earlier.label}; a new verdict replaces it.`;
+  }
+}
+
+function pressed(item: HTMLLIElement, label: string) {
+  for (const b of item.querySelectorAll<HTMLButtonElement>('.review-buttons button')) {
+    b.setAttribute('aria-pressed', String(b.dataset.label === label));
+  }
 }
 
 /** Why a verdict cannot be taken now (one line), or null. */
@@ -248,13 +264,17 @@ async function review(item: HTMLLIElement, label: string): Promise<boolean> {
     await showReviewCount();
     return false;
   }
-  unsaved.delete(item);
-  delete verdict.dataset.saved;
-  item.dataset.reviewed = label;
-  for (const b of item.querySelectorAll<HTMLButtonElement>('.review-buttons button')) {
-    b.setAttribute('aria-pressed', String(b.dataset.label === label));
+  // The same image shown twice (added twice) is one record: every row of it shows the verdict kept.
+  const text = label === r.className ? `Confirmed: ${label}` : `Reviewed: ${label} (the model said ${r.className ?? 'no answer'})`;
+  for (const row of results.querySelectorAll<HTMLLIElement>(':scope > li')) {
+    if (classified.get(row)?.sha256 !== entry.sha256) continue;
+    const line = row.querySelector<HTMLParagraphElement>('.verdict')!;
+    unsaved.delete(row);
+    delete line.dataset.saved;
+    row.dataset.reviewed = label;
+    pressed(row, label);
+    line.textContent = text;
   }
-  verdict.textContent = label === r.className ? `Confirmed: ${label}` : `Reviewed: ${label} (the model said ${r.className ?? 'no answer'})`;
   await showReviewCount();
   return true;
 }

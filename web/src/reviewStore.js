@@ -42,6 +42,11 @@ export function saveReview(cell) {
   return inStore('readwrite', (store) => store.put(cell));
 }
 
+/** The verdict kept for one image, or undefined. @param {string} sha256 */
+export function getReview(sha256) {
+  return inStore('readonly', (store) => store.get(sha256));
+}
+
 export function allReviews() {
   return inStore('readonly', (store) => store.getAll());
 }
