@@ -25,6 +25,8 @@ from models.features import BASE_SOURCE, LAB_NAME_PATTERN
 REPORT_FILE = "ingest_report.json"
 LAB_NAME = re.compile(LAB_NAME_PATTERN)
 _REJECTS_DIR = ".decode_rejects"
+BASE_COPY = ("the same image as the base dataset's {}: a base image is not a lab's cell (it would be trained "
+             "on and scored as both)")
 
 
 def ingest_params(exec_properties: dict[str, Any]) -> dict[str, Any]:
@@ -144,9 +146,15 @@ class Executor(BaseExampleGenExecutor):
         labs = self._list_labs(list(self._params["class_names"]))
         base_listing_rejects = list(listing_rejects)
         listing_rejects += self._stray_rejects
+        lab_cells: dict[str, list[str]] = {}
+        for listing in self._lab_listings.values():
+            for cell in listing.cells:
+                lab_cells.setdefault(cell.sha256, []).append(cell.rel_path)
+        copies = image_reader.base_copies(self._candidates, lab_cells)
         for candidates, refused in labs.values():
-            self._candidates += candidates
-            listing_rejects += refused
+            self._candidates += [c for c in candidates if c.rel_path not in copies]
+            listing_rejects += refused + [image_reader.Rejected(c.rel_path, None, BASE_COPY.format(copies[c.rel_path]))
+                                          for c in candidates if c.rel_path in copies]
         rejects_dir = os.path.join(examples.uri, _REJECTS_DIR)
         self._rejects_prefix = os.path.join(rejects_dir, "rejects")
 
@@ -180,7 +188,7 @@ class Executor(BaseExampleGenExecutor):
             # A class never trained on: its output would never be learnt, and the review score would
             # have no centre for it.
             problem = f"no training images of {', '.join(missing)} (every class needs some)"
-        bad_paths = {r.rel_path for r in decode_rejects}
+        bad_paths = {r.rel_path for r in decode_rejects} | set(copies)
         report["labs"] = {name: image_reader.lab_summary(self._lab_listings[name], candidates, bad_paths)
                           for name, (candidates, _) in labs.items()}
         report["val_split"] = self._params["val_split"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import hashlib
 import io
 import os
 from typing import Iterable
@@ -243,6 +244,23 @@ def summarize(candidates: Iterable[Candidate], rejected: list[Rejected], max_bad
         "rejected_by_reason": reasons,
         "rejected_inputs": [dataclasses.asdict(r) for r in sorted(rejected, key=lambda r: r.rel_path)],
     }
+
+
+def base_copies(base: list[Candidate], lab_cells: dict[str, list[str]]) -> dict[str, str]:
+    """{a lab cell's rel_path: the base image whose bytes it repeats}; lab_cells: sha256 -> the lab cells'
+    rel_paths. A copy would let a base TEST image train, or a base training image score a lab; the base
+    images are read for it only when a lab has cells."""
+    found: dict[str, str] = {}
+    if not lab_cells:
+        return found
+    for candidate in base:
+        try:
+            digest = hashlib.sha256(read_bytes(candidate.path)).hexdigest()
+        except tf.errors.OpError:  # unreadable: the decode step reports it
+            continue
+        for rel_path in lab_cells.get(digest, []):
+            found[rel_path] = candidate.rel_path
+    return found
 
 
 def lab_candidates(name: str, listing: lab_sources.LabListing, class_names: list[str],

@@ -1,6 +1,7 @@
 """The ExampleGen executor in Beam: examples per split, the ingest report, and the bad-share stop."""
 from __future__ import annotations
 
+import io
 import json
 import os
 
@@ -112,10 +113,30 @@ def test_a_labs_refused_files_are_listed_and_never_stop_the_run(tmp_path, real_j
     lab = tmp_path / "labs" / "mylab"
     for cls in ("MONOCYTE", "NEUTROPHIL"):
         (lab / cls).mkdir(parents=True)
-        (lab / cls / "good.jpeg").write_bytes(real_jpeg if cls == "MONOCYTE" else encoded(Image.new("RGB", (40, 30)), "JPEG"))
+        # A real cell, but not the base's own bytes (a base image is refused as a lab cell).
+        own = encoded(Image.open(io.BytesIO(real_jpeg)), "JPEG", quality=80)
+        (lab / cls / "good.jpeg").write_bytes(own if cls == "MONOCYTE" else encoded(Image.new("RGB", (40, 30)), "JPEG"))
         for i in range(3):
             (lab / cls / f"phone{i}.heic").write_bytes(b"\0\0\0\x18ftypheic")
     run_executor(root, tmp_path / "gen" / "examples" / "7", max_bad_fraction=0.05, labs_root=tmp_path / "labs")
     report = json.loads((tmp_path / "gen" / "examples" / "7" / executor_lib.REPORT_FILE).read_text())
     assert report["status"] == "ok" and report["rejected"] == 6 and report["rejected_fraction"] > 0.05
     assert report["labs"]["mylab"]["cells"] == 2 and report["labs"]["mylab"]["refused"] == 6
+
+
+def test_a_lab_cell_that_is_a_base_image_is_refused(tmp_path):
+    """A new user tries the review page on the bundled sample and drops the export into labs/: a base
+    TEST image then trained as a lab cell (and scored the base gate), or a base training image scored
+    the lab's."""
+    root = make_dataset(tmp_path / "data", {"TRAIN": 6, "TEST": 2})
+    test_image = sorted((root / "TEST" / "MONOCYTE").iterdir())[0]
+    lab = tmp_path / "labs" / "mylab"
+    (lab / "MONOCYTE").mkdir(parents=True)
+    (lab / "MONOCYTE" / "copy.jpeg").write_bytes(test_image.read_bytes())
+    (lab / "MONOCYTE" / "own.jpeg").write_bytes(encoded(Image.new("RGB", (40, 30), (90, 20, 140)), "JPEG"))
+    run_executor(root, tmp_path / "gen" / "examples" / "8", max_bad_fraction=0.05, labs_root=tmp_path / "labs")
+    report = json.loads((tmp_path / "gen" / "examples" / "8" / executor_lib.REPORT_FILE).read_text())
+    refused = {r["rel_path"]: r["reason"] for r in report["rejected_inputs"]}
+    assert refused["labs/mylab/MONOCYTE/copy.jpeg"] == executor_lib.BASE_COPY.format(
+        os.path.relpath(test_image, root).replace(os.sep, "/"))
+    assert report["labs"]["mylab"]["cells"] == 1 and report["labs"]["mylab"]["refused"] == 1
