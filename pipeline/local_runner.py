@@ -183,11 +183,13 @@ def main(argv=None) -> int:
               f"aside to start afresh (no step cached, no blessed model to compare with)", file=sys.stderr)
         return 2
     missing = run_inputs.missing_labs(
-        blessed_labs, run_inputs.labs_with_cells(labs, blessed_labs, list(config.class_names), config.ingest.max_pixels),
+        blessed_labs, run_inputs.labs_with_cells(labs, blessed_labs, list(config.class_names), config.ingest.max_pixels,
+                                                 config.labs.eval_fraction),
         config.labs.retired)
     if missing:
         print(f"error: the last blessed model was adapted to lab(s) {', '.join(missing)}, which this run does "
-              f"not find (folder gone, renamed or empty, a share not mounted, or no cell in it the ingest takes?): "
+              f"not find (folder gone, renamed or empty, a share not mounted, or no training cell in it the ingest "
+              f"takes?): "
               f"restore them, or drop them on "
               f"purpose with --set 'labs.retired=[{','.join(missing)}]'", file=sys.stderr)
         return 2

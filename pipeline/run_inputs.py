@@ -54,13 +54,17 @@ def _decodes(cell: lab_sources.Review, max_pixels: int) -> bool:
         return False
 
 
-def labs_with_cells(labs: dict[str, str], wanted: list[str], class_names: list[str], max_pixels: int) -> list[str]:
-    """Of the `wanted` labs, those whose folder holds a cell the ingest would take (one image that
-    decodes is enough): an unmounted share leaves an empty mount point, and a folder may hold only
-    files the ingest refuses."""
-    return [name for name in wanted if name in labs
-            and any(files for _, _, files in tf.io.gfile.walk(labs[name]))
-            and any(_decodes(cell, max_pixels) for cell in lab_sources.list_lab(name, labs[name], class_names).cells)]
+def labs_with_cells(labs: dict[str, str], wanted: list[str], class_names: list[str], max_pixels: int,
+                    eval_fraction: float) -> list[str]:
+    """Of the `wanted` labs, those whose folder holds a training cell the ingest would take (one image
+    that decodes is enough; held-out cells never train): an unmounted share leaves an empty mount
+    point, and a folder may hold only files the ingest refuses. The Trainer counts labs the same way."""
+    def trains(name: str) -> bool:
+        listing = lab_sources.list_lab(name, labs[name], class_names)
+        return any(_decodes(cell, max_pixels) for cell in listing.cells if listing.side(cell, eval_fraction) == "train")
+
+    return [name for name in wanted if name in labs and any(files for _, _, files in tf.io.gfile.walk(labs[name]))
+            and trains(name)]
 
 
 def missing_labs(blessed_labs: list[str], labs: list[str], retired: list[str]) -> list[str]:

@@ -128,8 +128,9 @@ def collect(metadata_path: str, since_epoch_s: float, class_names: list[str] = (
 
 
 def last_blessed_labs(metadata_path: str) -> list[str]:
-    """The labs with cells in the data of the last model the Evaluator blessed (the one the next run's
-    Evaluator compares with), from the metadata store: a run killed after its Evaluator still counts."""
+    """The labs with training cells in the data of the last model the Evaluator blessed (the one the next
+    run's Evaluator compares with, and its Trainer adapts), from the metadata store: a run killed after
+    its Evaluator still counts. Training cells, as the Trainer's own check counts them."""
     if not os.path.exists(metadata_path) or not os.path.getsize(metadata_path):  # empty: a first run cut short
         return []
     store = _read_only(metadata_path)
@@ -143,7 +144,7 @@ def last_blessed_labs(metadata_path: str) -> list[str]:
     examples = [e.artifact_id for e in store.get_events_by_execution_ids(evaluations)
                 if e.type == metadata_store_pb2.Event.INPUT and e.path.steps and e.path.steps[0].key == "examples"]
     reports = {_custom(a, "ingest_report") for a in store.get_artifacts_by_id(examples)} - {None}
-    return sorted({name for report in reports for name, lab in lab_ingest(report).items() if lab.get("cells")})
+    return sorted({name for report in reports for name, lab in lab_ingest(report).items() if lab.get("train")})
 
 
 def training_record(model_uri: str) -> dict | None:

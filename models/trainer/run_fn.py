@@ -150,8 +150,9 @@ def refuse_labs_left_behind(base_model: str, present: set[str], retired: tuple[s
     missing = sorted(learned - set(present) - set(retired))
     if missing:
         raise LabsLeftBehind(
-            f"the last blessed model learned from lab(s) {', '.join(missing)}, which this run's data does not "
-            f"hold (an export folder or prefix gone, renamed or empty?): restore them, or drop them on purpose "
+            f"the last blessed model learned from lab(s) {', '.join(missing)}, of which this run's data holds no "
+            f"training cell (an export folder or prefix gone, renamed or empty, or its cells all held out, "
+            f"refused or relabelled as not trained?): restore them, or drop them on purpose "
             f"with labs.retired: [{', '.join(missing)}] in the configuration")
 
 

@@ -2,6 +2,7 @@
 scheduled run."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shlex
@@ -9,6 +10,7 @@ import shlex
 import pytest
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
+from PIL import Image
 
 from models import features
 from pipeline import local_runner, run_inputs
@@ -153,7 +155,7 @@ def bless(metadata_path: str, labs: list[str], report_dir, model_id: int | None 
     (blessed=1, current_model_id: the model's artifact id) whose execution read the ingest's Examples,
     whose report names the labs with cells."""
     report = report_dir / f"ingest_report_{len(list(report_dir.glob('ingest_report_*')))}.json"
-    report.write_text(json.dumps({"labs": {name: {"cells": 3} for name in labs}}))
+    report.write_text(json.dumps({"labs": {name: {"cells": 3, "train": 2} for name in labs}}))
     config = metadata_store_pb2.ConnectionConfig()
     config.sqlite.filename_uri = metadata_path
     config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE_OPENCREATE
@@ -244,6 +246,15 @@ def test_a_lab_the_last_blessed_model_was_adapted_to_must_be_found_or_retired(tm
     (tmp_path / "labs" / "mylab" / "notanexport.zip").write_bytes(b"not a zip")
     (tmp_path / "labs" / "mylab" / "NEUTROPHIL").mkdir()
     (tmp_path / "labs" / "mylab" / "NEUTROPHIL" / "cut.jpeg").write_bytes(b"\xff\xd8\xff\xe0 cut short")
+    assert local_runner.main([*args, "--set", "labs.retired=[other]"]) == 2
+    assert "adapted to lab(s) mylab, which this run does not find" in capsys.readouterr().err
+    # Nor is one whose cells are all held out: they never train, and the Trainer counts training cells.
+    from components.image_example_gen.stable_hash import hash_fraction
+    from testkit.images import encoded
+
+    held_out = next(data for data in (encoded(Image.new("RGB", (40, 30), (i, 60, 120)), "JPEG") for i in range(256))
+                    if hash_fraction(hashlib.sha256(data).hexdigest()) < 0.3)
+    (tmp_path / "labs" / "mylab" / "NEUTROPHIL" / "held_out.jpeg").write_bytes(held_out)
     assert local_runner.main([*args, "--set", "labs.retired=[other]"]) == 2
     assert "adapted to lab(s) mylab, which this run does not find" in capsys.readouterr().err
     # A damaged record of the last run changes nothing: the store says which labs.
