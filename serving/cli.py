@@ -89,9 +89,15 @@ def _number(x: float) -> float | None:
     return x if math.isfinite(x) else None  # JSON has no NaN: a consumer's parser would fail on it
 
 
+def answered(probabilities: list[float]) -> bool:
+    """Whether the probabilities name a class: all numbers (an atypicality that is not one flags the
+    answer but leaves its class, as in the web client)."""
+    return all(math.isfinite(p) for p in probabilities)
+
+
 def json_row(path: str, r, reasons: list[str]) -> dict:
-    """An answer as JSON: no class, and null for every number that is not one, when there is no valid answer."""
-    valid = reasons != ["NO VALID ANSWER"]
+    """An answer as JSON: null for every number that is not one, and no class unless the probabilities are numbers."""
+    valid = answered(r.probabilities)
     return {"image": path, "class_name": r.class_name if valid else None, "class_id": r.class_id if valid else None,
             "probabilities": [_number(p) for p in r.probabilities], "atypicality": _number(r.atypicality),
             "review": reasons}
@@ -123,7 +129,24 @@ def predict_lines(client, args) -> int:
     (--json: one array at the end), so a run stopped half-way has printed what it received."""
     if not args.images:
         raise UsageError("predict needs at least one image file")
-    rows, failed, not_answered, cause = [], 0, 0, None
+    rows: list[dict] = []
+    try:
+        failed, not_answered, cause = _predict_chunks(client, args, rows)
+    except KeyboardInterrupt:
+        if args.json:  # the answers received so far, as the text mode has printed them
+            print(json.dumps(rows, allow_nan=False))
+        raise
+    if args.json:
+        print(json.dumps(rows, allow_nan=False))
+    if cause is not None:  # the server's failure, once: the answers above stand
+        print(f"error: {cause} ({not_answered} of {len(args.images)} images not answered)", file=sys.stderr)
+    return 1 if failed or not_answered else 0
+
+
+def _predict_chunks(client, args, rows: list) -> tuple[int, int, ServingError | None]:
+    """predict_lines' work, a request's worth of images at a time; JSON rows go into `rows`. Returns
+    (images failed, images not answered, the server's failure or None)."""
+    failed, not_answered, cause = 0, 0, None
     for start in range(0, len(args.images), client.batch_size):
         chunk = args.images[start:start + client.batch_size]
         if cause is not None:  # the server failed: nothing more is read or sent
@@ -145,13 +168,9 @@ def predict_lines(client, args) -> int:
                 continue
             probs = " ".join(f"{p:.3f}" for p in r.probabilities)
             review = f"\t{', '.join(reasons)}: review" if reasons else ""
-            print(f"{path}\t{r.class_name}\t{r.confidence:.3f}\t[{probs}]\tatypicality {r.atypicality:.2f}{review}",
-                  flush=True)
-    if args.json:
-        print(json.dumps(rows, allow_nan=False))
-    if cause is not None:  # the server's failure, once: the answers above stand
-        print(f"error: {cause} ({not_answered} of {len(args.images)} images not answered)", file=sys.stderr)
-    return 1 if failed or not_answered else 0
+            name = r.class_name if answered(r.probabilities) else "-"
+            print(f"{path}\t{name}\t{r.confidence:.3f}\t[{probs}]\tatypicality {r.atypicality:.2f}{review}", flush=True)
+    return failed, not_answered, cause
 
 
 def run(args) -> int:

@@ -194,8 +194,8 @@ class _BatchingClient:
             try:
                 signatures = self.metadata(version)
             except (ServingError, NotImplementedError):
-                signatures = None  # the refusal stands as the image's
-            checked[version] = None if signatures is None else signature_problem(signatures, self.model_name)
+                return None  # the refusal stands as the image's; asked again at the next one
+            checked[version] = signature_problem(signatures, self.model_name)
         return checked[version]
 
 

@@ -238,6 +238,20 @@ def test_a_model_without_the_image_signature_is_one_error_not_one_per_image(tmp_
     assert len(client.sent) == 1
 
 
+def test_a_metadata_request_that_failed_is_asked_again_at_the_next_refusal():
+    client = _Refusing(signatures={"serving_default": {"inputs": {"x": "DT_FLOAT"}, "outputs": {}}})
+    answers = iter([ServingError("model server unavailable", "UNAVAILABLE")])
+
+    def metadata(version=None):
+        for failure in answers:
+            raise failure
+        return client.signatures
+
+    client.metadata = metadata
+    assert client._signature_problem(None) is None
+    assert "is it the bloodcell model?" in client._signature_problem(None)
+
+
 def test_json_has_null_where_the_answer_is_not_a_number(tmp_path, capsys, monkeypatch):
     """--json had written NaN (not JSON: a consumer's parser fails) and the class as if answered."""
     import json
@@ -251,6 +265,14 @@ def test_json_has_null_where_the_answer_is_not_a_number(tmp_path, capsys, monkey
     (row,) = json.loads(capsys.readouterr().out)
     assert row == {"image": str(image), "class_name": None, "class_id": None, "probabilities": [None] * 4,
                    "atypicality": None, "review": ["NO VALID ANSWER"]}
+    # In text, no class either; an atypicality that is not a number flags the answer but keeps its class.
+    assert cli.predict_lines(client, cli.parse_args(["predict", "--server", "x:1", str(image)])) == 0
+    assert capsys.readouterr().out.split("\t")[1] == "-"
+    monkeypatch.setattr(client, "_predict_batch",
+                        lambda batch, version: [Prediction("EOSINOPHIL", 0, [0.9, 0.1, 0, 0], math.nan)])
+    assert cli.predict_lines(client, cli.parse_args(["predict", "--server", "x:1", "--json", str(image)])) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["class_name"] == "EOSINOPHIL" and row["atypicality"] is None and row["review"] == ["NO VALID ANSWER"]
 
 
 def test_ctrl_c_keeps_the_answers_printed_so_far_and_is_one_line(tmp_path, capsys, monkeypatch):
@@ -267,6 +289,12 @@ def test_ctrl_c_keeps_the_answers_printed_so_far_and_is_one_line(tmp_path, capsy
     out, err = capsys.readouterr()
     assert [line.split("\t")[0] for line in out.splitlines()] == [str(paths[0]), str(paths[1])]
     assert err.strip() == "error: interrupted: the answers above are the ones received"
+    # --json: the array of the answers received.
+    import json
+
+    client.sent, client.interrupt_at = [], 2
+    assert cli.main(["predict", "--server", "x:1", "--json", *map(str, paths)]) == 130
+    assert [row["image"] for row in json.loads(capsys.readouterr().out)] == [str(paths[0]), str(paths[1])]
 
 
 class _Status:
