@@ -124,6 +124,14 @@ def captured(log_path: str | None, enabled: bool = True):
         ended_by = traceback.format_exc()  # printed, it would reach the terminal only: the console is back
         raise
     finally:
+        if ended_by and log_path:
+            # First, in one append: a second Ctrl-C while the filter drains below must not lose it.
+            with contextlib.suppress(OSError):
+                fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+                try:
+                    os.write(fd, ended_by.encode("utf-8", "replace"))
+                finally:
+                    os.close(fd)
         for stream in (sys.stdout, sys.stderr):
             if stream is not None:
                 with contextlib.suppress(OSError, ValueError):
@@ -136,9 +144,6 @@ def captured(log_path: str | None, enabled: bool = True):
             # A worker still alive holds a write end: the filter drains it on after this.
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=WAIT_S)
-        if ended_by and log_path:
-            with contextlib.suppress(OSError), open(log_path, "a") as log:
-                log.write(ended_by)
 
 
 def main(argv: list[str]) -> int:

@@ -57,3 +57,15 @@ def test_a_cell_already_reviewed_is_found_by_its_hash():
                                               other: (await store.getReview('b'.repeat(64))) ?? null}}));
     """)
     assert result == {"kept": "MONOCYTE", "other": None}
+
+
+def test_the_lab_names_are_read_one_cell_at_a_time():
+    """"Delete reviews" read every image's bytes at once to count lab names (getAll), and on a large
+    store that failed: the page then asked to delete "all 0 reviewed cells"."""
+    result = run_store(f"""
+        await store.saveReview({CELL});
+        await store.saveReview({{...{CELL}, sha256: 'b'.repeat(64), lab: 'mylba'}});
+        FakeStore.prototype.getAll = function () {{ throw new Error('out of memory'); }};
+        process.stdout.write(JSON.stringify((await store.reviewLabs()).sort()));
+    """)
+    assert result == ["mylab", "mylba"]

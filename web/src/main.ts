@@ -6,8 +6,8 @@ import { readConfig } from './config';
 import { decodeImage, ImageError } from './images';
 import { answerRecord, interpret, predict, predictProbabilities } from './inference.js';
 import { loadModel, type LoadedModel } from './modelSource';
-import { allReviews, buildExport, clearReviews, countReviews, exportFileName, getReview, NOT_TRAINED, saveReview, sha256Hex,
-  type ReviewedCell } from './review';
+import { allReviews, buildExport, clearReviews, countReviews, exportFileName, getReview, NOT_TRAINED, reviewLabs, saveReview,
+  sha256Hex, type ReviewedCell } from './review';
 import { keyAction, labNameProblem, labTally, verdictAction } from './reviewRules.js';
 
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
@@ -393,9 +393,10 @@ exportButton.addEventListener('click', async () => {
 });
 
 clearButton.addEventListener('click', async () => {
-  const labs = (await allReviews().catch(() => [])).map((c) => c.lab);
-  if (!window.confirm(`Delete all ${labs.length} reviewed cells from this browser, of every lab name `
-    + `(${labTally(labs)})? Export each lab's first if they are needed.`)) return;
+  const labs = await reviewLabs().catch(() => null);
+  const which = labs ? `all ${labs.length} reviewed cells from this browser, of every lab name (${labTally(labs)})`
+    : 'every reviewed cell from this browser, of every lab name';
+  if (!window.confirm(`Delete ${which}? Export each lab's first if they are needed.`)) return;
   try {
     await clearReviews();
   } catch (err) {

@@ -5,3 +5,4 @@ export function getReview(sha256: string): Promise<ReviewedCell | undefined>;
 export function allReviews(): Promise<ReviewedCell[]>;
 export function countReviews(): Promise<number>;
 export function clearReviews(): Promise<undefined>;
+export function reviewLabs(): Promise<string[]>;
