@@ -14,7 +14,7 @@ import argparse
 import os
 import sys
 
-from pipeline.config import Config
+from pipeline.config import Config, kfp_cron_problem
 from pipeline.kubeflow_runner import compile_pipeline, compiled_line, curated_schema_folder, parse_with_config
 
 
@@ -38,20 +38,24 @@ def submit(client, config: Config, package: str, run_name: str | None = None, ca
     labs on every run)."""
     return client.create_run_from_pipeline_package(
         package, arguments={}, run_name=run_name or f"{config.pipeline_name}-manual",
-        experiment_name=config.kubeflow.experiment, enable_caching=None if cache else False)
+        experiment_name=config.kubeflow.experiment, enable_caching=None if cache else False,
+        pipeline_root=config.kubeflow.pipeline_root)  # TFX's spec file does not carry it
 
 
 def schedule(client, config: Config, package: str, cron: str | None = None):
-    """Creates the recurring run, replacing an existing one of the same name (KFP cannot edit one)."""
+    """Creates the recurring run, then deletes the older ones of the same name (KFP cannot edit one): a
+    create that fails leaves the schedule in place."""
     exp = experiment_id(client, config.kubeflow.experiment)
     job_name = f"{config.pipeline_name}-scheduled"
     existing = client.list_recurring_runs(experiment_id=exp, page_size=100).recurring_runs or []
-    for run in existing:
-        if run.display_name == job_name:
-            client.delete_recurring_run(run.recurring_run_id)
-    return client.create_recurring_run(
+    job = client.create_recurring_run(
         experiment_id=exp, job_name=job_name, cron_expression=cron or config.kubeflow.schedule_cron,
-        pipeline_package_path=package, max_concurrency=1, no_catchup=True)
+        pipeline_package_path=package, max_concurrency=1, no_catchup=True,
+        pipeline_root=config.kubeflow.pipeline_root)
+    for run in existing:
+        if run.display_name == job_name and run.recurring_run_id != job.recurring_run_id:
+            client.delete_recurring_run(run.recurring_run_id)
+    return job
 
 
 def list_runs(client, config: Config, limit: int) -> list[str]:
@@ -74,8 +78,12 @@ def main(argv=None) -> int:
     args, config = parse_with_config(parser, argv)
     if config is None:
         return 2
+    problem = kfp_cron_problem(args.cron) if args.cron else None
+    if problem:
+        print(f"error: --cron {problem}", file=sys.stderr)
+        return 2
 
-    package = compile_pipeline(config)
+    package = compile_pipeline(config) if args.command != "list" else None
     if args.command == "compile":
         print(compiled_line(package, config))
         return 0

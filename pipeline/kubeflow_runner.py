@@ -34,7 +34,7 @@ def build_pipeline(config: Config):
     from pipeline.pipeline import create_pipeline, schema_path
 
     kf = config.kubeflow
-    # A remote folder cannot be probed at compile time: the Kaggle TRAIN/TEST layout is assumed there.
+    # Remote (check_for_kubeflow): not probed from here; the Kaggle TRAIN/TEST layout is assumed there.
     data_root = kf.data_dir if "://" in kf.data_dir else image_reader.resolve_data_root(kf.data_dir)
     pipeline = create_pipeline(config, data_root=data_root, pipeline_root=kf.pipeline_root,
                                serving_base=kf.serving_base, cdn_base=kf.cdn_base,
@@ -104,6 +104,12 @@ def check_for_kubeflow(config: Config) -> None:
         # The Trainer runs in the cluster's image: a path on the compiling machine means nothing there.
         raise ConfigError(f"serving.warmup_images must be remote (gs://...) on Kubeflow, or empty for the "
                           f"packaged images; got {local[0]}")
+    kf = config.kubeflow
+    for key, value in (("pipeline_root", kf.pipeline_root), ("data_dir", kf.data_dir),
+                       ("serving_base", kf.serving_base), ("cdn_base", kf.cdn_base), ("labs_dir", kf.labs_dir)):
+        if value and "://" not in value:  # labs_dir may be empty: no labs
+            raise ConfigError(f"kubeflow.{key} must be remote (gs://...): the pipeline's pods have no folder "
+                              f"of this machine; got {value}")
     local = {name: folder for name, folder in config.labs.sources.items() if "://" not in folder}
     if local:
         name = sorted(local)[0]

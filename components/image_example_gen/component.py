@@ -38,7 +38,9 @@ def image_example_gen(data_root: str, *, class_names: list[str], val_fraction: f
     })
     packed = any_pb2.Any()
     packed.Pack(params)
-    if image_reader.has_split_folders(data_root):
+    # A bucket is not probed from the compiling machine (it may not be able to read it): the Kaggle
+    # TRAIN/TEST layout is assumed there, and the executor finds the real layout at run time.
+    if "://" in data_root or image_reader.has_split_folders(data_root):
         # The patterns let the driver fingerprint the inputs (caching); the executor does the splitting.
         input_config = tfx.proto.Input(splits=[
             tfx.proto.Input.Split(name="train", pattern="TRAIN/*/*"),

@@ -19,7 +19,7 @@ export TF_USE_LEGACY_KERAS=1 TF_CPP_MIN_LOG_LEVEL=${TF_CPP_MIN_LOG_LEVEL:-2} PYT
 # what Python, TF, pytest, the locale and a terminal need. Kaggle credentials only as variables.
 # Besides the locale and the GPU: what the product reads (tests/unit/test_infra.py checks the list).
 ALLOWED_ENV=(BLOODCELL_* TF_* PYTHON* PYTEST_* LANG LC_* TERM TZ NO_COLOR COLUMNS CUDA_VISIBLE_DEVICES
-             NVIDIA_* KAGGLE_USERNAME KAGGLE_KEY KFP_TOKEN VITE_*)
+             NVIDIA_* KAGGLE_USERNAME KAGGLE_KEY KFP_TOKEN GOOGLE_APPLICATION_CREDENTIALS VITE_*)
 
 # The web client's npm packages (web/package-lock.json) live in the checkout: installed on first use
 # and again whenever the lock is newer than the install. npm's cache under $HOME keeps it quick.

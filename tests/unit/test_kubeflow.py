@@ -89,8 +89,9 @@ class FakeKfpClient:
     def create_experiment(self, name):
         raise AssertionError("experiment exists")
 
-    def create_run_from_pipeline_package(self, package, arguments, run_name, experiment_name, enable_caching):
-        self.calls.append(("run", package, run_name, experiment_name, enable_caching))
+    def create_run_from_pipeline_package(self, package, arguments, run_name, experiment_name, enable_caching,
+                                         pipeline_root=None):
+        self.calls.append(("run", package, run_name, experiment_name, enable_caching, pipeline_root))
         return types.SimpleNamespace(run_id="run-1")
 
     def list_recurring_runs(self, experiment_id, page_size):
@@ -115,9 +116,10 @@ def test_submit(compiled):
     client = FakeKfpClient()
     assert kubeflow_cli.submit(client, config, path, "nightly").run_id == "run-1"
     # None: each task caches as the spec says (the ingest, with labs, never); True would override it.
-    assert client.calls == [("run", path, "nightly", "bloodcell", None)]
+    # The pipeline root: TFX's spec file does not carry it, and KFP's default is its own object store.
+    assert client.calls == [("run", path, "nightly", "bloodcell", None, config.kubeflow.pipeline_root)]
     kubeflow_cli.submit(client, config, path, "after-relabel", cache=False)
-    assert client.calls[-1] == ("run", path, "after-relabel", "bloodcell", False)
+    assert client.calls[-1] == ("run", path, "after-relabel", "bloodcell", False, config.kubeflow.pipeline_root)
 
 
 def test_schedule_replaces_the_recurring_run_of_the_same_name(compiled):
@@ -127,9 +129,13 @@ def test_schedule_replaces_the_recurring_run_of_the_same_name(compiled):
     client = FakeKfpClient([old, other])
     kubeflow_cli.schedule(client, config, path)
     assert ("delete_recurring", "rr-1") in client.calls and ("delete_recurring", "rr-9") not in client.calls
-    create = dict(client.calls[-1][1])
+    # The new one first: a create that fails leaves the old schedule in place, not none.
+    creates = [i for i, c in enumerate(client.calls) if c[0] == "create_recurring"]
+    assert creates and creates[0] < client.calls.index(("delete_recurring", "rr-1"))
+    create = dict(client.calls[creates[0]][1])
     assert create == {"experiment_id": "exp-1", "job_name": "bloodcell-scheduled", "cron_expression": "0 0 3 * * 1",
-                      "pipeline_package_path": path, "max_concurrency": 1, "no_catchup": True}
+                      "pipeline_package_path": path, "max_concurrency": 1, "no_catchup": True,
+                      "pipeline_root": config.kubeflow.pipeline_root}
 
 
 def test_list_runs(compiled):
@@ -191,20 +197,21 @@ def test_the_spec_reads_the_curated_schema_from_the_pipeline_root_by_its_content
     assert schema_file == pipeline_lib.schema_path(f"{config.kubeflow.pipeline_root}/curated_schema")
     assert schema_file.startswith("gs://YOUR-BUCKET/bloodcell/pipeline_root/curated_schema/")
 
-    # submit puts it there before the run starts.
-    root = tmp_path / "root"
+    # submit puts it there before the run starts (TensorFlow's in-memory file system stands in for the bucket).
+    import tensorflow as tf
+
+    root = f"ram://{tmp_path.name}/root"
     monkeypatch.setattr(kubeflow_cli, "make_client", lambda config: FakeKfpClient())
     assert kubeflow_cli.main(["submit", "--set", f"kubeflow.pipeline_root={root}",
                               "--set", f"kubeflow.output_file={tmp_path / 's.yaml'}"]) == 0
     with open(tmp_path / "s.yaml") as f:
         named = yaml.safe_load(f)["root"]["dag"]["tasks"]["ImportSchemaGen"]["inputs"]["parameters"]
-    with open(named["schema_file"]["runtimeValue"]["constantValue"]["stringValue"], "rb") as f:
+    with tf.io.gfile.GFile(named["schema_file"]["runtimeValue"]["constantValue"]["stringValue"], "rb") as f:
         assert f.read() == pipeline_lib.SCHEMA_FILE.read_bytes()
 
 
 def test_a_schema_that_cannot_be_put_in_place_is_one_line(tmp_path, capsys, monkeypatch):
-    blocked = tmp_path / "file"
-    blocked.write_text("not a folder")
+    blocked = "nosuch://bucket/root"  # a file system this machine cannot write, as a bucket without credentials
     monkeypatch.setattr(kubeflow_cli, "make_client", lambda config: FakeKfpClient())
     assert kubeflow_cli.main(["submit", "--set", f"kubeflow.pipeline_root={blocked}",
                               "--set", f"kubeflow.output_file={tmp_path / 's.yaml'}"]) == 1
@@ -230,3 +237,39 @@ def test_compiling_alone_names_where_the_runs_read_the_curated_schema(tmp_path, 
         assert main(["--set", f"kubeflow.output_file={tmp_path / 's.yaml'}"]) == 0
         expected = pipeline_lib.schema_path("gs://YOUR-BUCKET/bloodcell/pipeline_root/curated_schema")
         assert f"its runs read the curated schema at {expected};" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("key, value", [("kubeflow.data_dir", "data/sample"), ("kubeflow.serving_base", "runs/serving"),
+                                        ("kubeflow.cdn_base", "/srv/cdn"), ("kubeflow.pipeline_root", "runs/root"),
+                                        ("kubeflow.labs_dir", "labs")])
+def test_a_location_of_the_compiling_machine_is_refused_in_one_line(tmp_path, capsys, key, value):
+    """It was baked into the spec (or, for a data folder missing here, a traceback): a pod has none."""
+    code = kubeflow_runner.main(["--set", f"{key}={value}", "--set", f"kubeflow.output_file={tmp_path / 's.yaml'}"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith(f"error: {key} must be remote") and "\n" not in err, err
+    assert not (tmp_path / "s.yaml").exists()
+
+
+@pytest.mark.parametrize("cron", ["0 3 * * 1", "0 0 3 * * 1 2026", "x"])
+def test_a_cron_expression_without_its_seconds_field_is_refused(tmp_path, capsys, cron):
+    """KFP reads six fields, seconds first: a usual five-field "0 3 * * 1" ran at minute 3 of every hour
+    of every day in January."""
+    assert kubeflow_runner.main(["--set", f"kubeflow.schedule_cron={cron}",
+                                 "--set", f"kubeflow.output_file={tmp_path / 's.yaml'}"]) == 2
+    assert "six fields" in capsys.readouterr().err
+    assert kubeflow_cli.main(["schedule", "--cron", cron, "--set", f"kubeflow.output_file={tmp_path / 's.yaml'}"]) == 2
+    assert "six fields" in capsys.readouterr().err
+
+
+def test_a_remote_dataset_is_fingerprinted_as_the_kaggle_layout(compiled):
+    """Probed from the compiling machine, a bucket it cannot read looked flat: the driver then
+    fingerprinted class folders, not images."""
+    _, _, doc = compiled
+    input_config = json.dumps(doc["root"]["dag"]["tasks"]["FileBasedExampleGen"]["inputs"]["parameters"]["input_config"])
+    assert "TRAIN/*/*" in input_config and "TEST/*/*" in input_config
+
+
+def test_list_does_not_compile(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(kubeflow_cli, "make_client", lambda config: FakeKfpClient())
+    assert kubeflow_cli.main(["list", "--set", f"kubeflow.output_file={tmp_path / 's.yaml'}"]) == 0
+    assert not (tmp_path / "s.yaml").exists()
