@@ -118,6 +118,8 @@ def kfp_cron_problem(cron: str) -> str | None:
     """Why KFP would not run `cron` as meant, or None. KFP reads six fields, seconds first: a usual
     five-field line is taken, and means something else ("0 3 * * 1": minute 3 of every hour, in January)."""
     fields = cron.split()
+    if cron.strip().startswith("@"):  # @weekly, @every 168h: robfig/cron's descriptors, which KFP takes
+        return None
     if len(fields) != 6:
         return (f"'{cron}' has {len(fields)} field(s); KFP's cron has six fields, seconds first "
                 f"(03:00 every Monday: '0 0 3 * * 1')")
@@ -141,14 +143,6 @@ class KubeflowConfig(_Section):
     # DirectRunner processes per pod: a pod's CPU count is its node's (Beam's 0 would start one per core
     # of a large node, each with its own TensorFlow, and run out of memory).
     beam_workers: int = Field(4, ge=1)
-
-    @field_validator("schedule_cron")
-    @classmethod
-    def _six_field_cron(cls, cron: str) -> str:
-        problem = kfp_cron_problem(cron)
-        if problem:
-            raise ValueError(problem)
-        return cron
 
 
 class Config(_Section):

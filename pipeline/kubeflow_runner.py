@@ -11,7 +11,7 @@ import argparse
 import os
 import sys
 
-from pipeline.config import DEFAULT_CONFIG, REPO_ROOT, Config, ConfigError, load_config
+from pipeline.config import DEFAULT_CONFIG, REPO_ROOT, Config, ConfigError, kfp_cron_problem, load_config
 
 TRAINER_ID = "Trainer"
 EXAMPLE_GEN_TASK = "FileBasedExampleGen"
@@ -107,9 +107,13 @@ def check_for_kubeflow(config: Config) -> None:
     kf = config.kubeflow
     for key, value in (("pipeline_root", kf.pipeline_root), ("data_dir", kf.data_dir),
                        ("serving_base", kf.serving_base), ("cdn_base", kf.cdn_base), ("labs_dir", kf.labs_dir)):
-        if value and "://" not in value:  # labs_dir may be empty: no labs
+        # Empty: the local run's folder would be taken. Only labs_dir may be empty (no labs).
+        if (value or key != "labs_dir") and "://" not in value:
             raise ConfigError(f"kubeflow.{key} must be remote (gs://...): the pipeline's pods have no folder "
-                              f"of this machine; got {value}")
+                              f"of this machine; got '{value}'")
+    problem = kfp_cron_problem(kf.schedule_cron)
+    if problem:
+        raise ConfigError(f"kubeflow.schedule_cron {problem}")
     local = {name: folder for name, folder in config.labs.sources.items() if "://" not in folder}
     if local:
         name = sorted(local)[0]

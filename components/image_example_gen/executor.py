@@ -140,6 +140,13 @@ class Executor(BaseExampleGenExecutor):
         self._params = ingest_params(exec_properties)
         examples = artifact_utils.get_single_instance(output_dict[standard_component_specs.EXAMPLES_KEY])
         root = exec_properties[standard_component_specs.INPUT_BASE_KEY]
+        if f"{image_reader.TRAIN_DIR}/" in str(exec_properties.get(standard_component_specs.INPUT_CONFIG_KEY, "")) \
+                and not image_reader.has_split_folders(root):
+            # The layout assumed when the spec was compiled (a bucket is not probed): its patterns would
+            # match nothing, and the driver's fingerprint would never change as images do.
+            raise image_reader.IngestError(
+                f"{root} has no {image_reader.TRAIN_DIR}/ folder: a remote dataset needs the Kaggle layout "
+                f"({image_reader.TRAIN_DIR}/<CLASS>/*, {image_reader.TEST_DIR}/<CLASS>/*)")
         self._candidates, listing_rejects = image_reader.list_source(
             root, list(self._params["class_names"]), self._params["val_fraction"],
             self._params["hash_split_eval_fraction"], self._params["val_split"], int(self._params["max_pixels"]))

@@ -94,7 +94,8 @@ source "$repo/infra/env/hidden_paths.sh"
 while IFS= read -r p; do
   echo "run.sh: $p is not visible in the sandbox (it shows the checkout, its parent folder and the folders in" \
        "BLOODCELL_BIND and BLOODCELL_BIND_RW): run with BLOODCELL_BIND=$p" >&2
-done < <(hidden_paths "$env_dir/rootfs" "$repo:$parent:${common:-}:${BLOODCELL_BIND:-}:${BLOODCELL_BIND_RW:-}" "$@")
+done < <(hidden_paths "$env_dir/rootfs" "$repo:$parent:${common:-}:${BLOODCELL_BIND:-}:${BLOODCELL_BIND_RW:-}" "$@" \
+           ${GOOGLE_APPLICATION_CREDENTIALS:+"$GOOGLE_APPLICATION_CREDENTIALS"})  # a key file is a path too
 bw=(env -i "${envs[@]}" bwrap "${args[@]}")
 if web_deps_stale; then "${bw[@]}" --chdir "$repo/web" npm ci --no-audit --no-fund >&2; fi
 exec "${bw[@]}" --chdir "$PWD" bash -c 'mkdir -p "$HOME" && exec "$@"' bash "$@"

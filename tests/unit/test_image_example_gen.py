@@ -140,3 +140,23 @@ def test_a_lab_cell_that_is_a_base_image_is_refused(tmp_path):
     assert refused["labs/mylab/MONOCYTE/copy.jpeg"] == executor_lib.BASE_COPY.format(
         os.path.relpath(test_image, root).replace(os.sep, "/"))
     assert report["labs"]["mylab"]["cells"] == 1 and report["labs"]["mylab"]["refused"] == 1
+
+
+def test_a_dataset_without_the_layout_its_spec_assumed_stops_in_one_line(tmp_path):
+    """A Kubeflow spec assumes the Kaggle TRAIN/TEST layout for a bucket (it is not probed when compiling).
+    A flat bucket had been ingested, but the driver's patterns matched nothing: its fingerprint never
+    changed, and a cached ingest never saw new images."""
+    flat = tmp_path / "flat"
+    for cls in ("EOSINOPHIL", "LYMPHOCYTE", "MONOCYTE", "NEUTROPHIL"):
+        (flat / cls).mkdir(parents=True)
+        (flat / cls / "a.jpeg").write_bytes(encoded(Image.new("RGB", (40, 30)), "JPEG"))
+    config = load_config(overrides=["ingest.max_pixels=500000"])
+    component = example_gen_component(config, "gs://bucket/blood-cells", "")
+    props = {k: proto_utils.proto_to_json(v) if hasattr(v, "DESCRIPTOR") else v
+             for k, v in component.exec_properties.items()}
+    props["input_base"] = str(flat)
+    examples = standard_artifacts.Examples()
+    examples.uri = str(tmp_path / "out")
+    context = BaseBeamExecutor.Context(beam_pipeline_args=["--runner=DirectRunner"], tmp_dir=str(tmp_path / "tmp"))
+    with pytest.raises(image_reader.IngestError, match=f"{flat} has no TRAIN/ folder"):
+        executor_lib.Executor(context).Do({}, {"examples": [examples]}, props)

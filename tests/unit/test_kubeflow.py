@@ -102,6 +102,11 @@ class FakeKfpClient:
         self.calls.append(("delete_recurring", recurring_run_id))
 
     def create_recurring_run(self, **kwargs):
+        import inspect
+
+        import kfp
+
+        inspect.signature(kfp.Client.create_recurring_run).bind(self, **kwargs)  # kfp's own keywords only
         self.calls.append(("create_recurring", kwargs))
         return types.SimpleNamespace(display_name=kwargs["job_name"], recurring_run_id="rr-2")
 
@@ -241,7 +246,8 @@ def test_compiling_alone_names_where_the_runs_read_the_curated_schema(tmp_path, 
 
 @pytest.mark.parametrize("key, value", [("kubeflow.data_dir", "data/sample"), ("kubeflow.serving_base", "runs/serving"),
                                         ("kubeflow.cdn_base", "/srv/cdn"), ("kubeflow.pipeline_root", "runs/root"),
-                                        ("kubeflow.labs_dir", "labs")])
+                                        ("kubeflow.labs_dir", "labs"), ("kubeflow.cdn_base", "''"),
+                                        ("kubeflow.pipeline_root", "''")])
 def test_a_location_of_the_compiling_machine_is_refused_in_one_line(tmp_path, capsys, key, value):
     """It was baked into the spec (or, for a data folder missing here, a traceback): a pod has none."""
     code = kubeflow_runner.main(["--set", f"{key}={value}", "--set", f"kubeflow.output_file={tmp_path / 's.yaml'}"])
@@ -259,6 +265,13 @@ def test_a_cron_expression_without_its_seconds_field_is_refused(tmp_path, capsys
     assert "six fields" in capsys.readouterr().err
     assert kubeflow_cli.main(["schedule", "--cron", cron, "--set", f"kubeflow.output_file={tmp_path / 's.yaml'}"]) == 2
     assert "six fields" in capsys.readouterr().err
+
+
+def test_cron_descriptors_pass_and_a_local_run_ignores_the_schedule():
+    from pipeline.config import kfp_cron_problem
+
+    assert kfp_cron_problem("@weekly") is None and kfp_cron_problem("@every 168h") is None
+    assert load_config(overrides=["kubeflow.schedule_cron=0 3 * * 1"]).kubeflow.schedule_cron == "0 3 * * 1"
 
 
 def test_a_remote_dataset_is_fingerprinted_as_the_kaggle_layout(compiled):
