@@ -216,7 +216,7 @@ async function addReviewControls(item: HTMLLIElement, entry: Classified) {
   // A cell already in the store (a batch added again after a reload or a crash) says so; a verdict
   // given meanwhile wins. data-reviewed is only ever this page's own verdict.
   const earlier = await getReview(entry.sha256).catch(() => undefined);
-  if (earlier && !item.dataset.reviewed) {
+  if (earlier && !item.dataset.reviewed && verdict.dataset.saved !== 'false') {
     pressed(item, earlier.label);
     item.dataset.reviewedEarlier = earlier.label;
     const lab = labInput.value.trim();
@@ -362,7 +362,13 @@ exportButton.addEventListener('click', async () => {
   }
   // One lab per export: the pipeline files an export under the lab folder it is put in. Cells reviewed
   // before a lab name the pipeline takes was given go with the lab named at their first export, and stay.
-  const everything = await allReviews();
+  let everything: ReviewedCell[];
+  try {
+    everything = await allReviews();
+  } catch (err) {
+    reviewCount.textContent = `Not exported: the reviews could not be read (${errorText(err)}); they stay here.`;
+    return;
+  }
   const unnamed = everything.filter((c) => labNameProblem(c.lab) !== null).map((c) => ({ ...c, lab }));
   try {
     await Promise.all(unnamed.map(saveReview));
