@@ -34,7 +34,8 @@ import numpy as np
 from benchmarks import model_quality
 from benchmarks.quality import derived, metrics, other_labs
 from components.image_example_gen import image_reader
-from models.features import BASE_SOURCE, LAB_NAME_PATTERN, TRAINING_RECORD_FILE
+from models.features import BASE_SOURCE, LAB_NAME_PATTERN
+from models.trainer.record import read_training_record
 from pipeline import local_runner
 from pipeline.config import load_config
 
@@ -144,14 +145,6 @@ def remeasure(report: dict, data_dir: str) -> None:
         print(f"base {row['base']}, {row['reviewed']} cells: {report['lab']} {row['lab']['accuracy']:.4f} "
               "(measured again)", file=sys.stderr)
     report["lab_cells"] = len(cells.files)
-
-
-def training_record(pushed: str) -> dict | None:
-    """The pushed model's own training record (models/features.py TRAINING_RECORD_FILE), None without one."""
-    try:
-        return json.loads((Path(pushed) / TRAINING_RECORD_FILE).read_text())
-    except (OSError, ValueError):
-        return None
 
 
 def bases_text(report: dict) -> list[str]:
@@ -325,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
         order = orders[seed]
         held_out = held_out_cells(cells, order)
         # Which model the base is: its SEED is only the draw's and the adaptation's.
-        provenance = {"base_model": base_model, "base_training": training_record(base_model)}
+        provenance = {"base_model": base_model, "base_training": read_training_record(base_model)}
         rows.append({"base": seed, "reviewed": 0, "pushed": base_model, "held_out_cells": len(held_out.files),
                      **provenance, **measure(base_model, held_out, images, names, threshold)})
         print(f"base {seed}, 0 cells: {lab} {rows[-1]['lab']['accuracy']:.4f}", file=sys.stderr)

@@ -114,18 +114,6 @@ class TrainerResources(_Section):
     gpu_count: int = Field(1, ge=0)
 
 
-def kfp_cron_problem(cron: str) -> str | None:
-    """Why KFP would not run `cron` as meant, or None. KFP reads six fields, seconds first: a usual
-    five-field line is taken, and means something else ("0 3 * * 1": minute 3 of every hour, in January)."""
-    fields = cron.split()
-    if cron.strip().startswith("@"):  # @weekly, @every 168h: robfig/cron's descriptors, which KFP takes
-        return None
-    if len(fields) != 6:
-        return (f"'{cron}' has {len(fields)} field(s); KFP's cron has six fields, seconds first "
-                f"(03:00 every Monday: '0 0 3 * * 1')")
-    return None
-
-
 class KubeflowConfig(_Section):
     """Where the pipeline runs on a cluster; the local runner ignores this section."""
     pipeline_root: str = "gs://YOUR-BUCKET/bloodcell/pipeline_root"

@@ -14,8 +14,9 @@ import argparse
 import os
 import sys
 
-from pipeline.config import Config, kfp_cron_problem
-from pipeline.kubeflow_runner import compile_pipeline, compiled_line, curated_schema_folder, parse_with_config
+from pipeline.config import Config
+from pipeline.kubeflow_runner import (compile_pipeline, compiled_line, curated_schema_folder, kfp_cron_problem,
+                                      parse_with_config)
 
 
 def make_client(config: Config):

@@ -11,7 +11,7 @@ import argparse
 import os
 import sys
 
-from pipeline.config import DEFAULT_CONFIG, REPO_ROOT, Config, ConfigError, kfp_cron_problem, load_config
+from pipeline.config import DEFAULT_CONFIG, REPO_ROOT, Config, ConfigError, load_config
 
 TRAINER_ID = "Trainer"
 EXAMPLE_GEN_TASK = "FileBasedExampleGen"
@@ -90,6 +90,18 @@ def uncache_ingest(path: str) -> None:
     spec["root"]["dag"]["tasks"][EXAMPLE_GEN_TASK]["cachingOptions"] = {"enableCache": False}
     with open(path, "w") as f:
         f.write(header + yaml.safe_dump(spec, sort_keys=False))
+
+
+def kfp_cron_problem(cron: str) -> str | None:
+    """Why KFP would not run `cron` as meant, or None. KFP reads six fields, seconds first: a usual
+    five-field line is taken, and means something else ("0 3 * * 1": minute 3 of every hour, in January)."""
+    if cron.strip().startswith("@"):  # @weekly, @every 168h: robfig/cron's descriptors, which KFP takes
+        return None
+    fields = cron.split()
+    if len(fields) != 6:
+        return (f"'{cron}' has {len(fields)} field(s); KFP's cron has six fields, seconds first "
+                f"(03:00 every Monday: '0 0 3 * * 1')")
+    return None
 
 
 def check_for_kubeflow(config: Config) -> None:

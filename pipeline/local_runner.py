@@ -189,9 +189,7 @@ def main(argv=None) -> int:
     if missing:
         print(f"error: the last blessed model was adapted to lab(s) {', '.join(missing)}, which this run does "
               f"not find (folder gone, renamed or empty, a share not mounted, or no training cell in it the ingest "
-              f"takes?): "
-              f"restore them, or drop them on "
-              f"purpose with --set 'labs.retired=[{','.join(missing)}]'", file=sys.stderr)
+              f"takes?): restore them, or drop them on purpose with --set 'labs.retired=[{','.join(missing)}]'", file=sys.stderr)
         return 2
     last = run_inputs.last_finished(config.run_dir)
     if args.if_changed and last and last.get("inputs_key") == key:

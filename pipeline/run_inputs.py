@@ -63,8 +63,7 @@ def labs_with_cells(labs: dict[str, str], wanted: list[str], class_names: list[s
         listing = lab_sources.list_lab(name, labs[name], class_names)
         return any(_decodes(cell, max_pixels) for cell in listing.cells if listing.side(cell, eval_fraction) == "train")
 
-    return [name for name in wanted if name in labs and any(files for _, _, files in tf.io.gfile.walk(labs[name]))
-            and trains(name)]
+    return [name for name in wanted if name in labs and trains(name)]
 
 
 def missing_labs(blessed_labs: list[str], labs: list[str], retired: list[str]) -> list[str]:

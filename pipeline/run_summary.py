@@ -14,7 +14,6 @@ from components.pusher.executor import ALREADY_SERVED
 from components.tfjs_publisher.executor import QUANTIZATION_NOTE
 from components.tfjs_publisher.evaluation import (load_confusion_matrix, load_metrics, load_source_metrics,
                                                   per_class_metrics, readable_metrics)
-from models.features import TRAINING_RECORD_FILE
 
 _STATE = metadata_store_pb2.Execution.State
 
@@ -148,14 +147,10 @@ def last_blessed_labs(metadata_path: str) -> list[str]:
 
 
 def training_record(model_uri: str) -> dict | None:
-    import tensorflow as tf
+    """The training record of a Trainer's Model artifact (its SavedModel is under Format-Serving)."""
+    from models.trainer.record import read_training_record
 
-    path = os.path.join(model_uri, "Format-Serving", TRAINING_RECORD_FILE)
-    try:
-        with tf.io.gfile.GFile(path) as f:
-            return json.load(f)
-    except (OSError, ValueError, tf.errors.OpError):
-        return None
+    return read_training_record(os.path.join(model_uri, "Format-Serving"))
 
 
 def _ingest_report(report_path: str | None) -> dict:

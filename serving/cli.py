@@ -132,12 +132,9 @@ def predict_lines(client, args) -> int:
     rows: list[dict] = []
     try:
         failed, not_answered, cause = _predict_chunks(client, args, rows)
-    except KeyboardInterrupt:
-        if args.json:  # the answers received so far, as the text mode has printed them
+    finally:
+        if args.json:  # interrupted too: the answers received so far, as the text mode has printed them
             print(json.dumps(rows, allow_nan=False))
-        raise
-    if args.json:
-        print(json.dumps(rows, allow_nan=False))
     if cause is not None:  # the server's failure, once: the answers above stand
         print(f"error: {cause} ({not_answered} of {len(args.images)} images not answered)", file=sys.stderr)
     return 1 if failed or not_answered else 0

@@ -231,16 +231,11 @@ def rolled_back(version: str, pointer: dict | None) -> bool:
     return floor.isdigit() and str(version).isdigit() and int(version) <= int(floor)
 
 
-def advance_latest(base: str, model_name: str, version: str) -> dict:
-    """A publish's move of the channel: not while a rollback pins it, never to a version a rollback
-    rolled back from, and never back to an older version than the one in place (two publishes that
-    cross end on the newer). Returns the pointer in place afterwards: its version differs from
-    `version` when the channel stayed."""
-    with channel_lock(base, model_name):
-        return _advance_locked(base, model_name, version)
-
-
 def _advance_locked(base: str, model_name: str, version: str) -> dict:
+    """A publish's move of the channel, under its lock: not while a rollback pins it, never to a version
+    a rollback rolled back from, and never back to an older version than the one in place (two
+    publishes that cross end on the newer). Returns the pointer in place afterwards: its version
+    differs from `version` when the channel stayed."""
     check_version(base, model_name, version)
     current = read_pointer(base, model_name)
     if current and (current.get("pinned") or _is_older(str(version), current["version"])
@@ -297,12 +292,13 @@ def publish(tfjs_dir: str, base: str, model_name: str, version: str, metadata: d
     # zombie attempt, a hand-run CLI) must not rewrite a version once it is complete.
     with channel_lock(base, model_name):
         existing = _published_model(folder)
-        if existing is not None and not resume and existing == model:
-            _check_same_metadata(folder, version, metadata)
-        if existing is not None and (resume or existing == model):
-            return _advance_locked(base, model_name, version)
         if existing is not None:
-            raise PublishError(f"version {version} of {model_name} already exists under {base}; versions are immutable")
+            if not resume:
+                if existing != model:
+                    raise PublishError(f"version {version} of {model_name} already exists under {base}; "
+                                       f"versions are immutable")
+                _check_same_metadata(folder, version, metadata)
+            return _advance_locked(base, model_name, version)
         _write_whole(os.path.join(folder, METADATA), json.dumps(metadata, indent=2, allow_nan=False).encode())
         # model.json last among the version's files, and whole: it is what marks the version complete.
         _write_whole(os.path.join(folder, MODEL_JSON), json.dumps(model).encode())

@@ -16,6 +16,7 @@ from tfx import v1 as tfx
 from models.trainer import architectures, data, export, review_score
 from models.features import TRAINING_RECORD_FILE
 from models.trainer.params import TrainerParams
+from models.trainer.record import read_training_record
 
 
 def distribution_strategy() -> tf.distribute.Strategy:
@@ -115,20 +116,10 @@ def model_identity(params: TrainerParams) -> dict:
             "class_names": list(params.class_names)}
 
 
-def training_record(base_model: str) -> dict | None:
-    """The blessed model's training record; None for a model made before versions kept one."""
-    try:
-        with tf.io.gfile.GFile(os.path.join(base_model, TRAINING_RECORD_FILE)) as f:
-            record = json.load(f)
-    except (OSError, ValueError, tf.errors.OpError):
-        return None
-    return record if isinstance(record, dict) else None
-
-
 def same_model(base_model: str, params: TrainerParams) -> bool:
     """Whether the blessed model was built as this run would build it (its training record says). A
     changed architecture, input size or class list trains from the start instead of failing to load."""
-    record = training_record(base_model)
+    record = read_training_record(base_model)
     if record is None:
         return True  # adapt() falls back if its weights do not fit
     same = all(record.get(k) == v for k, v in model_identity(params).items())
@@ -144,7 +135,7 @@ class LabsLeftBehind(ValueError):
 def refuse_labs_left_behind(base_model: str, present: set[str], retired: tuple[str, ...]) -> None:
     """The orchestrator-independent form of the local runner's labs check (Kubeflow has no other): without
     the lab, the model would be trained from the start and gated on the base alone."""
-    record = training_record(base_model) or {}
+    record = read_training_record(base_model) or {}
     learned = (set(record.get("labs", [])) | set(record.get("lab_train_cells_per_lab", {}))
                | set(record.get("labs_not_trained_on", {})))
     missing = sorted(learned - set(present) - set(retired))

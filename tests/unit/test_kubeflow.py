@@ -268,9 +268,7 @@ def test_a_cron_expression_without_its_seconds_field_is_refused(tmp_path, capsys
 
 
 def test_cron_descriptors_pass_and_a_local_run_ignores_the_schedule():
-    from pipeline.config import kfp_cron_problem
-
-    assert kfp_cron_problem("@weekly") is None and kfp_cron_problem("@every 168h") is None
+    assert kubeflow_runner.kfp_cron_problem("@weekly") is None and kubeflow_runner.kfp_cron_problem("@every 168h") is None
     assert load_config(overrides=["kubeflow.schedule_cron=0 3 * * 1"]).kubeflow.schedule_cron == "0 3 * * 1"
 
 
