@@ -284,10 +284,11 @@ def publish(tfjs_dir: str, base: str, model_name: str, version: str, metadata: d
         group["paths"] = renamed
     if _published_model(folder) is None:
         # Shards are named by their content, so they are written before the lock: a rollback waits on
-        # the lock no longer than a publish takes to write two small files.
+        # the lock no longer than a publish takes to write two small files. Each is renamed into place
+        # whole: a late second publisher may be rewriting a version that went live meanwhile.
         gfile.makedirs(folder)
         for name, data in shards.items():
-            _write(os.path.join(folder, name), data)
+            _write_whole(os.path.join(folder, name), data)
     # Under the channel's lock from the check to the pointer: a second publisher of this version (a
     # zombie attempt, a hand-run CLI) must not rewrite a version once it is complete.
     with channel_lock(base, model_name):

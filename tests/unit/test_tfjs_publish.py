@@ -408,7 +408,7 @@ def test_a_second_publisher_of_a_version_cannot_rewrite_it(tmp_path, monkeypatch
     real_write, started = pub._write_whole, []
 
     def write(path, data):  # the second publisher starts while the first writes its metadata.json
-        if not started:
+        if not started and path.endswith("metadata.json"):
             started.append(threading.Thread(target=run_second))
             started[0].start()
             started[0].join(timeout=1.0)
@@ -432,7 +432,7 @@ def test_a_publish_holds_the_channel_lock_only_for_its_small_files(tmp_path, mon
     real_write = pub._write
 
     def write(path, data):
-        if path.endswith(".bin"):
+        if ".bin" in path:
             with pub.channel_lock(str(base), "bloodcell", wait_s=0.0):
                 free_during_shards.append(path)
         real_write(path, data)
@@ -440,3 +440,30 @@ def test_a_publish_holds_the_channel_lock_only_for_its_small_files(tmp_path, mon
     monkeypatch.setattr(pub, "_write", write)
     pub.publish(fake_tfjs_model(tmp_path / "v2", 2), str(base), "bloodcell", "2", META)
     assert len(free_during_shards) == 2 and latest(base) == "2"
+
+
+def test_a_late_second_publisher_never_writes_over_a_live_shard(tmp_path, monkeypatch):
+    """A second publisher of a version (a zombie attempt) that found it incomplete before the first
+    finished rewrote its shards in place after the pointer had moved: browsers could read a half-written
+    shard, and nginx keeps a version's files for a year."""
+    base = tmp_path / "origin"
+    src = fake_tfjs_model(tmp_path / "v2", 2)
+    pub.publish(src, str(base), "bloodcell", "2", META)
+    real_published, real_write, over_live = pub._published_model, pub._write, []
+    checks = []
+
+    def published_model(folder):  # the late publisher's first look came before the first finished
+        checks.append(folder)
+        return None if len(checks) == 1 else real_published(folder)
+
+    def write(path, data):
+        if os.path.exists(path):
+            over_live.append(os.path.basename(path))
+        real_write(path, data)
+
+    monkeypatch.setattr(pub, "_published_model", published_model)
+    monkeypatch.setattr(pub, "_write", write)
+    assert pub.publish(src, str(base), "bloodcell", "2", META, resume=True)["version"] == "2"
+    assert over_live == []
+    pub.check_version(str(base), "bloodcell", "2")
+    assert not list((base / "bloodcell" / "2").glob("*.tmp-*"))
