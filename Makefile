@@ -1,6 +1,7 @@
 # Every target runs inside the project environment (infra/env/run.sh builds it on first use).
 ENV := infra/env/run.sh
 ARGS ?=
+DATA ?= ../shared/data/blood-cells
 
 .PHONY: run test test-research setup full lock clean-env prove-debian13
 run:    ## set up if needed, then run the pipeline on the bundled sample (ARGS="--epochs 5" etc.)
@@ -15,8 +16,8 @@ test-research: ## the research code's own tests (research/tests), not part of `m
 setup:  ## only build (or find) the environment
 	infra/env/setup.sh
 
-full:   ## the pipeline on the full dataset beside the repo (../shared/data/blood-cells)
-	$(ENV) python -m pipeline.local_runner --data-dir ../shared/data/blood-cells --output-dir runs/full \
+full:   ## the pipeline on the full dataset (DATA=..., default ../shared/data/blood-cells), into runs/full
+	$(ENV) python -m pipeline.local_runner --data-dir "$(DATA)" --output-dir runs/full \
 	  --set evaluation.min_accuracy=0.8 $(ARGS)
 
 lock:   ## re-resolve locks/pipeline.lock after editing requirements/pipeline.in

@@ -131,6 +131,9 @@ class KubeflowConfig(_Section):
     # DirectRunner processes per pod: a pod's CPU count is its node's (Beam's 0 would start one per core
     # of a large node, each with its own TensorFlow, and run out of memory).
     beam_workers: int = Field(4, ge=1)
+    # The gate's bar for the cluster's runs, which read a real dataset: evaluation.min_accuracy is the
+    # bundled sample's (0), and a first model with no blessed one before it is blessed at any accuracy.
+    min_accuracy: float = Field(0.8, ge=0, le=1)
 
 
 class Config(_Section):

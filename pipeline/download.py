@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import stat
 import sys
 
@@ -40,8 +41,7 @@ def check_credentials() -> str | None:
 
 def done_line(dest: str) -> str:
     """The full dataset's run, as the README gives it (its own output folder, a real blessing bar)."""
-    return (f'done: run `make run ARGS="--data-dir {dest} --output-dir runs/full '
-            f'--set evaluation.min_accuracy=0.8"`')
+    return f"done: run `make full DATA={shlex.quote(dest)}`"
 
 
 def _scrub(text: str) -> str:

@@ -34,6 +34,7 @@ def build_pipeline(config: Config):
     from pipeline.pipeline import create_pipeline, schema_path
 
     kf = config.kubeflow
+    config = config.model_copy(update={"evaluation": config.evaluation.model_copy(update={"min_accuracy": kf.min_accuracy})})
     # Remote (check_for_kubeflow): not probed from here; the Kaggle TRAIN/TEST layout is assumed there.
     data_root = kf.data_dir if "://" in kf.data_dir else image_reader.resolve_data_root(kf.data_dir)
     pipeline = create_pipeline(config, data_root=data_root, pipeline_root=kf.pipeline_root,

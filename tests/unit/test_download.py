@@ -37,8 +37,8 @@ def test_no_credentials_in_the_sandbox_names_what_reaches_it(tmp_path):
 def test_done_names_the_full_runs_command(tmp_path):
     from pipeline import download
 
-    assert download.done_line("data/kaggle") == ('done: run `make run ARGS="--data-dir data/kaggle --output-dir '
-                                                 'runs/full --set evaluation.min_accuracy=0.8"`')
+    assert download.done_line("data/kaggle") == "done: run `make full DATA=data/kaggle`"
+    assert download.done_line("/srv/my cells") == "done: run `make full DATA='/srv/my cells'`"
 
 
 @pytest.mark.timeout(150)

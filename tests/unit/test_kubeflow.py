@@ -284,3 +284,32 @@ def test_list_does_not_compile(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(kubeflow_cli, "make_client", lambda config: FakeKfpClient())
     assert kubeflow_cli.main(["list", "--set", f"kubeflow.output_file={tmp_path / 's.yaml'}"]) == 0
     assert not (tmp_path / "s.yaml").exists()
+
+
+def test_the_clusters_gate_has_a_bar_of_its_own(compiled, tmp_path):
+    """evaluation.min_accuracy is the bundled sample's bar (0): a cluster run reads a real dataset, and
+    its first model, with no blessed model to be compared with, was blessed at any accuracy."""
+    config, _, spec = compiled
+
+    def bars(spec):
+        params = spec["root"]["dag"]["tasks"]["Evaluator"]["inputs"]["parameters"]
+        found = set()
+
+        def walk(node):
+            if isinstance(node, dict):
+                if "lower_bound" in node:
+                    bound = node["lower_bound"]  # a DoubleValue: a number in JSON
+                    found.add(bound["value"] if isinstance(bound, dict) else bound)
+                for value in node.values():
+                    walk(value)
+            elif isinstance(node, list):
+                for value in node:
+                    walk(value)
+
+        walk(json.loads(params["eval_config"]["runtimeValue"]["constantValue"]["stringValue"]))
+        return found
+
+    assert config.evaluation.min_accuracy == 0 and bars(spec) == {0.8}
+    other = load_config(overrides=[f"kubeflow.output_file={tmp_path / 'spec.yaml'}", "kubeflow.min_accuracy=0.85"])
+    with open(kubeflow_runner.compile_pipeline(other)) as f:
+        assert bars(yaml.safe_load(f)) == {0.85}
