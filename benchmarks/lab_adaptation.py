@@ -83,7 +83,8 @@ def adapt_run(base_dir: Path, work: Path, lab: str, lab_dir: Path, data_dir: str
     (work / config.pipeline_name).mkdir(exist_ok=True)
     shutil.copy(base_dir / config.pipeline_name / "metadata.sqlite", work / config.pipeline_name / "metadata.sqlite")
     args = ["--data-dir", data_dir, "--output-dir", str(work), "--lab-source", f"{lab}={lab_dir}",
-            "--set", f"labs.dir={work / 'no-labs-dir'}", "--set", f"training.seed={seed}",
+            # The drawn cells are the only lab: none from labs.dir or labs.sources of the configuration.
+            "--set", f"labs.dir={work / 'no-labs-dir'}", "--set", "labs.sources={}", "--set", f"training.seed={seed}",
             "--set", "evaluation.min_accuracy=0", "--set", "evaluation.max_accuracy_drop=1"]
     out = io.StringIO()
     started = time.perf_counter()
@@ -192,8 +193,9 @@ def markdown(report: dict) -> str:
     base_test = {row["base"]: row["test"]["accuracy"] for row in report["rows"] if row["reviewed"] == 0}
     for row in report["rows"]:
         lab, test = row["lab"], row["test"]
-        drop = base_test.get(row["base"], test["accuracy"]) - test["accuracy"]
-        gate = "-" if row["reviewed"] == 0 else (
+        before = base_test.get(row["base"])  # none: this base's own row is missing, nothing to compare with
+        drop = None if before is None else before - test["accuracy"]
+        gate = "-" if row["reviewed"] == 0 or drop is None else (
             "passes" if drop <= report["max_accuracy_drop"] else f"refused ({-drop:+.4f})")
         recalls = " | ".join(other_labs.share(lab["per_class"][n]["recall"]) for n in names)  # None: no cell
         errors = "-" if lab["errors_flagged"] is None else f"{lab['errors_flagged']:.3f}"

@@ -376,7 +376,7 @@ def markdown(report: dict) -> str:
         served = f"{r['val']['accuracy']:.4f}" if r.get("val") else "-"
         cells = f"{r['val']['by_cell']['cells_right']}/{r['val']['by_cell']['cells']}" if r.get("val") else "-"
         lines.append(f"| {name} | {r.get('seed', '-')} | {t['accuracy']:.4f} | {r['test_simple']['correct']}/"
-                     f"{r['test_simple']['n']} | {t['ece']:.3f} | {recalls} | "
+                     f"{r['test_simple']['n']} | {other_labs.share(t['ece'])} | {recalls} | "
                      f"{f'{val[-1]:.4f}' if val else '-'} | {served} | {cells} | {r['params']} | "
                      f"{r['saved_model_bytes'] / 1e6:.2f} | {(r['tfjs_bytes'] or 0) / 1e6:.2f} | "
                      f"{train_s} | {r['train_images_per_s'] or 0:.0f} |")
@@ -406,7 +406,7 @@ def markdown(report: dict) -> str:
                            *([("val", served)] if served else []),
                            *((f"val {v}", d) for v, d in served.get("derived", {}).items())]:
             lines.append(f"| {name} | {r.get('seed', '-')} | {variant} | {d['accuracy']:.4f} | "
-                         f"{d['mean_confidence']:.3f} | {d['low_confidence_rate']:.3f} | "
+                         f"{other_labs.share(d['mean_confidence'])} | {d['low_confidence_rate']:.3f} | "
                          f"{d['unlike_training_rate']:.3f} | {d['review_flag_rate']:.3f} |")
     lines += other_labs_section(report)
     tp = report.get("input_pipeline")

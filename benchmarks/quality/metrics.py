@@ -11,10 +11,12 @@ def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, num_classes: int
     return matrix
 
 
-def per_class(matrix: np.ndarray, class_names: list[str]) -> dict:
+def per_class(matrix: np.ndarray, class_names: list[str], actual_counts: np.ndarray | None = None) -> dict:
+    """Recall over actual_counts (every image of the class, answered or not; default: the matrix's rows)."""
     out = {}
     for i, name in enumerate(class_names):
-        actual, predicted = matrix[i].sum(), matrix[:, i].sum()
+        actual = matrix[i].sum() if actual_counts is None else actual_counts[i]
+        predicted = matrix[:, i].sum()
         out[name] = {"recall": float(matrix[i, i] / actual) if actual else None,
                      "precision": float(matrix[i, i] / predicted) if predicted else None}
     return out
@@ -45,21 +47,26 @@ def review_flags(probabilities: np.ndarray, review_threshold: float,
 def summarize(probabilities: np.ndarray, labels: np.ndarray, class_names: list[str],
               review_threshold: float, atypicality: np.ndarray | None = None) -> dict:
     """Accuracy, per-class figures, calibration, and the review flag: top probability under the
-    threshold, or atypicality over 1 (unlike the training images)."""
-    predicted = probabilities.argmax(axis=1)
-    matrix = confusion_matrix(labels, predicted, len(class_names))
-    low_confidence = probabilities.max(axis=1) < review_threshold
+    threshold, or atypicality over 1 (unlike the training images). An image without finite
+    probabilities has no answer: wrong, flagged, outside the confusion matrix and the calibration."""
+    answered = np.isfinite(probabilities).all(axis=1)
+    predicted = np.where(answered, np.nan_to_num(probabilities, nan=-1.0, posinf=-1.0, neginf=-1.0).argmax(axis=1), -1)
+    matrix = confusion_matrix(labels[answered], predicted[answered], len(class_names))
+    confidence = probabilities[answered].max(axis=1)
+    low_confidence = ~answered
+    low_confidence[answered] = confidence < review_threshold
     unlike = atypicality > 1 if atypicality is not None else np.zeros(len(labels), bool)
     flagged = review_flags(probabilities, review_threshold, atypicality)
     right = predicted == labels
     return {
         "n": int(len(labels)),
-        "accuracy": float((predicted == labels).mean()),
-        "correct": int((predicted == labels).sum()),
-        "per_class": per_class(matrix, class_names),
+        "accuracy": float(right.mean()),
+        "correct": int(right.sum()),
+        "no_answer": int((~answered).sum()),
+        "per_class": per_class(matrix, class_names, np.bincount(labels, minlength=len(class_names))),
         "confusion_matrix": matrix.tolist(),
-        "ece": expected_calibration_error(probabilities, labels),
-        "mean_confidence": float(probabilities.max(axis=1).mean()),
+        "ece": expected_calibration_error(probabilities[answered], labels[answered]) if answered.any() else None,
+        "mean_confidence": float(confidence.mean()) if answered.any() else None,
         "low_confidence_rate": float(low_confidence.mean()),
         "unlike_training_rate": float(unlike.mean()),
         "review_flag_rate": float(flagged.mean()),
@@ -67,7 +74,7 @@ def summarize(probabilities: np.ndarray, labels: np.ndarray, class_names: list[s
         "errors_flagged": float(flagged[~right].mean()) if (~right).any() else None,
         "right_flagged": float(flagged[right].mean()) if right.any() else None,
         # Accuracy on what the flag lets through: what an unreviewed answer is worth.
-        "accuracy_unflagged": float((predicted == labels)[~flagged].mean()) if (~flagged).any() else None,
+        "accuracy_unflagged": float(right[~flagged].mean()) if (~flagged).any() else None,
     }
 
 

@@ -7,12 +7,14 @@ since a cell the model was never taught should be flagged, not confidently named
 from __future__ import annotations
 
 import argparse
+import difflib
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
+from PIL import Image
 
 from benchmarks.quality import metrics
 
@@ -21,6 +23,9 @@ from benchmarks.quality import metrics
 IMAGE_SUFFIXES = {".bmp", ".jpg", ".jpeg", ".png", ".gif", ".webp", ".tif", ".tiff"}
 # Under this many cells of a class, its recall is printed but means little.
 FEW_CELLS = 10
+# A folder name this close to a class's (difflib's ratio) is that class misspelt or in the plural, not
+# another cell type: NEUTROPHLI, Eosinofil, MONOCYTES are 0.84-0.95; BASOPHIL, MYELOCYTE, MONOBLAST 0.59-0.71.
+MISSPELT = 0.8
 
 Predict = Callable[[list[Path]], "tuple[np.ndarray, np.ndarray]"]  # files -> (probabilities, atypicality)
 
@@ -86,6 +91,15 @@ def load_error(err: Exception, found_under: Path | None) -> str:
     return f"{err} (a source found under --other-labs-root {found_under})"
 
 
+def _check_decodes(name: str, image: Path, folder: Path) -> None:
+    """Decoded now, not after hours of training, where the harness meets it."""
+    try:
+        with Image.open(image) as opened:
+            opened.convert("RGB")
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+        raise ValueError(f"{name}: {image.relative_to(folder)} is not a readable image ({err})") from None
+
+
 def load(name: str, folder: Path, class_names: list[str], keep_copies: bool = False) -> LabCells:
     """The images under folder/<CLASS>/ (class folder names compared case-insensitively). An image whose
     bytes equal an earlier one's (in file order) is the same cell: left out and listed in `copies`, or
@@ -96,12 +110,16 @@ def load(name: str, folder: Path, class_names: list[str], keep_copies: bool = Fa
     first: dict[str, tuple[Path, str]] = {}  # sha256 -> the first file with it, and its class folder
     for class_dir in sorted(d for d in folder.iterdir() if d.is_dir()):
         label = upper.index(class_dir.name.upper()) if class_dir.name.upper() in upper else None
-        # A plural of a class would otherwise be read as a class the model does not know (as BASOPHIL is).
-        if label is None and class_dir.name.upper()[:-1] in upper and class_dir.name.upper().endswith("S"):
+        # A misspelt class would otherwise be read as a class the model does not know (as BASOPHIL is),
+        # and its cells would leave accuracy and recall unnoticed.
+        meant = difflib.get_close_matches(class_dir.name.upper(), upper, n=1, cutoff=MISSPELT)
+        if label is None and meant:
             raise ValueError(f"{name}: class folder {class_dir.name} is not a class: rename it "
-                             f"{class_names[upper.index(class_dir.name.upper()[:-1])]}")
+                             f"{class_names[upper.index(meant[0])]}")
         for image in _images(class_dir):
             digest = sha256_of(image)
+            if digest not in first:
+                _check_decodes(name, image, folder)
             kept, kept_class = first.setdefault(digest, (image, class_dir.name.upper()))
             if kept != image:
                 if kept_class != class_dir.name.upper():
@@ -162,7 +180,7 @@ def table(rows: list[tuple[str, str, str, dict]], class_names: list[str]) -> lis
             return share(value) + (f" ({over} of {r['of']})" if over else "")
 
         recalls = " | ".join(shown(f"recall {n}", r["per_class"][n]["recall"]) for n in class_names)
-        lines.append(f"| {source} | {model} | {seed} | {r['n']} | {r['accuracy']:.4f} | {recalls} | {r['ece']:.3f} | "
+        lines.append(f"| {source} | {model} | {seed} | {r['n']} | {r['accuracy']:.4f} | {recalls} | {share(r['ece'])} | "
                      f"{r['review_flag_rate']:.3f} | {shown('errors_flagged', r.get('errors_flagged'))} | "
                      f"{shown('right_flagged', r.get('right_flagged'))} | "
                      f"{shown('accuracy_unflagged', r.get('accuracy_unflagged'))} |")

@@ -514,3 +514,58 @@ def test_a_mean_over_fewer_seeds_than_all_says_how_many():
     assert mean["errors_flagged"] == 0.0 and mean["over"] == {"errors_flagged": 2} and mean["of"] == 3
     text = "\n".join(other_labs.table([("lab", "default", "mean", mean)], NAMES))
     assert "| 0.000 (2 of 3) | 0.000 | 0.750 |" in text
+
+
+def test_an_image_that_does_not_decode_is_one_error_before_any_training(tmp_path):
+    """Only listed and hashed up front, it reached PIL after the first seed had trained: a traceback."""
+    lab = _lab(tmp_path / "lab", {"EOSINOPHIL": 1, "NEUTROPHIL": 1})
+    (lab / "NEUTROPHIL" / "broken.jpg").write_bytes(b"not an image")
+    with pytest.raises(ValueError, match=r"^lab: NEUTROPHIL/broken.jpg is not a readable image"):
+        other_labs.load("lab", lab, NAMES)
+
+
+@pytest.mark.parametrize("folder, meant", [("NEUTROPHLI", "NEUTROPHIL"), ("Eosinofil", "EOSINOPHIL"),
+                                           ("lymphocite", "LYMPHOCYTE")])
+def test_a_misspelt_class_folder_is_one_error_not_a_class_the_model_does_not_know(tmp_path, folder, meant):
+    """Read as an unknown class (as BASOPHIL is), its cells left accuracy and recall without a word."""
+    lab = _lab(tmp_path / "lab", {"EOSINOPHIL": 1, folder: 1})
+    with pytest.raises(ValueError, match=f"class folder {folder} is not a class: rename it {meant}"):
+        other_labs.load("lab", lab, NAMES)
+
+
+def test_other_blood_cells_stay_classes_the_model_does_not_know(tmp_path):
+    lab = _lab(tmp_path / "lab", {"EOSINOPHIL": 1, "BASOPHIL": 1, "MONOBLAST": 1, "LYMPHOBLAST": 1, "MYELOCYTE": 1})
+    assert len(other_labs.load("lab", lab, NAMES).outside) == 4
+
+
+def test_an_adaptation_run_trains_on_the_drawn_cells_of_its_lab_only(tmp_path, monkeypatch):
+    """Only labs.dir was emptied: a lab the configuration names (the measured lab's whole folder under
+    another name, say) trained too, and the held-out cells leaked into training."""
+    from benchmarks import lab_adaptation
+    from pipeline import local_runner
+    from pipeline.config import load_config
+
+    base = _base(tmp_path)
+    (base / "bloodcell" / "metadata.sqlite").write_bytes(b"")
+    given = []
+    monkeypatch.setattr(local_runner, "main", lambda argv: given.append(argv) or 1)
+    with pytest.raises(SystemExit):
+        lab_adaptation.adapt_run(base, tmp_path / "work", "tecom", tmp_path / "drawn", str(tmp_path), 1)
+    args = local_runner.parse_args(given[0])
+    config = load_config(overrides=[f"labs.sources={{mylab: {tmp_path / 'all-of-tecom'}}}",
+                                    *local_runner.overrides_from(args)])
+    assert config.lab_sources() == {"tecom": str(tmp_path / "drawn")}
+
+
+def test_adaptation_gate_column_needs_the_bases_own_row():
+    """Without the base's 0-cell row the drop was taken as 0: a row at TEST 0.10 read 'passes'."""
+    from benchmarks import lab_adaptation
+
+    per_class = {n: {"recall": 0.5} for n in NAMES}
+    row = {"base": 1, "reviewed": 25, "lab": {"accuracy": 0.5, "per_class": per_class, "review_flag_rate": 0.5,
+                                               "errors_flagged": None}, "test": {"accuracy": 0.10, "review_flag_rate": 0.9}}
+    report = {"date": "d", "commit": "c" * 10, "lab": "lab", "lab_dir": "x", "held_out_cells": 9, "class_names": NAMES,
+              "review_threshold": 0.8, "eval_fraction": 0.3, "adapt_steps": 300, "max_accuracy_drop": 0.01,
+              "rows": [row]}
+    line = next(l for l in lab_adaptation.markdown(report).splitlines() if l.startswith("| 1 | 25 |"))
+    assert "passes" not in line and "| 0.1000 | 0.900 | - |" in line, line

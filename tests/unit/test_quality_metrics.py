@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from benchmarks.quality import derived, metrics
@@ -86,3 +87,16 @@ def test_a_cell_is_right_by_its_most_common_answer_and_a_tie_goes_to_the_first_c
     assert a["share_right"] == 0.4 and a["majority"] == "C"       # right with 2 of 5 images
     assert b["share_right"] == 0.5 and b["majority"] == "A"       # a tie: the first class wins
     assert out["cells_right"] == 1 and [c["cell"] for c in out["wrong"]] == ["b"]
+
+
+def test_an_image_without_finite_probabilities_is_no_answer_not_the_first_class():
+    """argmax of a NaN row is 0: such an image counted as a right EOSINOPHIL answer, and ECE and the
+    mean confidence came out NaN."""
+    names = ["EOSINOPHIL", "LYMPHOCYTE", "MONOCYTE", "NEUTROPHIL"]
+    probs = np.array([[np.nan] * 4, [0.9, 0.1, 0, 0], [0.9, 0.1, 0, 0]], np.float32)
+    summary = metrics.summarize(probs, np.array([0, 0, 1]), names, 0.8)
+    assert summary["accuracy"] == pytest.approx(1 / 3) and summary["correct"] == 1
+    assert summary["no_answer"] == 1
+    assert summary["per_class"]["EOSINOPHIL"]["recall"] == 0.5
+    assert np.isfinite(summary["ece"]) and summary["mean_confidence"] == pytest.approx(0.9)
+    assert summary["errors_flagged"] == 0.5  # the image without an answer; not the confident wrong one
