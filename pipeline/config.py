@@ -232,9 +232,7 @@ def _set_dotted(data: dict, dotted: str) -> None:
         raise ConfigError(f"--set {key}: '{raw}' is not a YAML value: {str(err).splitlines()[0]}") from None
 
 
-def load_config(path: str | os.PathLike | None = None, overrides: list[str] | None = None) -> Config:
-    """Reads and validates a configuration; raises ConfigError with a one-line reason."""
-    path = Path(path or DEFAULT_CONFIG)
+def _read_yaml(path: Path) -> dict:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except FileNotFoundError:
@@ -249,6 +247,24 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] | No
         raise ConfigError(f"config file {path} is not valid YAML: {str(err).splitlines()[0]}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a mapping at the top level")
+    return data
+
+
+def _merged(base: dict, over: dict) -> dict:
+    """base with over's keys in place, section by section."""
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = _merged(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
+    return out
+
+
+def load_config(path: str | os.PathLike | None = None, overrides: list[str] | None = None) -> Config:
+    """Reads and validates a configuration; raises ConfigError with a one-line reason. Another file than
+    config.yaml is read over it: the keys it leaves out keep config.yaml's values, not the code's."""
+    path = Path(path or DEFAULT_CONFIG)
+    data = _read_yaml(path)
+    if path.resolve() != Path(DEFAULT_CONFIG).resolve():
+        data = _merged(_read_yaml(Path(DEFAULT_CONFIG)), data)
     for item in overrides or []:
         _set_dotted(data, item)
     try:

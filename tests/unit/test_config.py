@@ -130,3 +130,17 @@ def test_more_warm_up_requests_than_tf_serving_loads_are_one_line_before_the_run
                                  "--set", f"kubeflow.output_file={tmp_path / 's.yaml'}"]) == 2
     lines = [line for line in capsys.readouterr().err.splitlines() if line]
     assert lines[0] == expected and lines[1].endswith(expected.split(": ", 1)[1])
+
+
+def test_a_config_file_of_a_few_keys_keeps_the_rest_of_config_yaml(tmp_path):
+    """Keys a --config file left out took the code's defaults (3 epochs, val held out, no data folder),
+    not config.yaml's: a file of two keys trained another model without a word."""
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("training:\n  epochs: 5\nevaluation:\n  min_accuracy: 0.8\n")
+    config, default = load_config(mine), load_config()
+    assert (config.training.epochs, config.evaluation.min_accuracy) == (5, 0.8)
+    assert config.training.model_dump(exclude={"epochs"}) == default.training.model_dump(exclude={"epochs"})
+    assert config.data_dir == default.data_dir and config.labs == default.labs
+    mine.write_text("training:\n  epoch: 5\n")
+    with pytest.raises(ConfigError, match="training.epoch"):
+        load_config(mine)
