@@ -202,6 +202,9 @@ def test_browser_classifies_through_the_cdn_then_offline(published, pipeline_run
     assert "error" not in report, json.dumps(report, indent=1)
     assert report["first"]["state"] == "ready" and report["first"]["source"] == "network", report["first"]
     assert report["first"]["version"] == published["version"]
+    # Asked to keep its storage once the model is kept (a browser short of disk may delete the offline
+    # copy); the note to export reviews often waits for reviews.
+    assert report["storageAfterLoad"]["persisted"] in ("true", "false") and not report["storageAfterLoad"]["shown"]
     assert report["labels"]["fileInput"] and report["labels"]["dropZone"]
     assert report["keyboardReachedDropZone"]
     assert report["good"]["state"] == "done" and report["good"]["className"] == expected, report["good"]
@@ -239,6 +242,19 @@ def test_browser_classifies_through_the_cdn_then_offline(published, pipeline_run
     assert html["state"] == "ready" and html["source"] == "cache-fallback", html
     assert "latest.json is not valid JSON (it came as text/html)" in html["note"] and "Offline" not in html["note"]
     assert html["version"] == published["version"]
+    # A tab left open reads the channel again when it comes back into view: a newer version is
+    # announced (the loaded one still answers); a rollback that withdrew the loaded version stops it.
+    assert report["reopened"]["state"] == "ready" and report["reopened"]["version"] == published["version"]
+    newer = report["newerWhileOpen"]
+    assert newer["state"] == "ready" and not newer["fileInputDisabled"], newer
+    assert "Version 9999999997 is published: reload the page to use it." in newer["text"], newer
+    gone = report["withdrawnWhileOpen"]
+    assert gone["state"] == "error" and gone["fileInputDisabled"], gone
+    assert f"Version {published['version']} was withdrawn" in gone["text"], gone
+    # Reloaded, the channel's version cannot be loaded, and the cached copy is the withdrawn one: it
+    # had answered as a fallback.
+    cache = report["withdrawnCache"]
+    assert cache["state"] == "error" and "withdrawn" in cache["text"] and "version 1 could not be loaded" in cache["text"], cache
     # One visit, then no network at all: the page comes from the service worker, the model from IndexedDB.
     assert report["firstVisit"]["state"] == "ready", report["firstVisit"]
     offline_first = report["firstVisitOffline"]

@@ -81,6 +81,9 @@ try {
   await page.goto(url);
   report.first = await modelState(page);
   if (report.first.state !== 'ready') throw new Error(`model not ready: ${report.first.text}`);
+  // The offline copy of the model is only as safe as the page's storage: kept, reviews or not.
+  await page.waitForSelector('#storage-note[data-persisted]', { state: 'attached', timeout: TIMEOUT });
+  report.storageAfterLoad = await page.$eval('#storage-note', (el) => ({ persisted: el.dataset.persisted, shown: !el.hidden }));
   report.labels = await page.evaluate(() => ({
     fileInput: document.querySelector('label[for="file-input"]')?.textContent ?? null,
     dropZone: document.getElementById('drop-zone')?.getAttribute('aria-label') ?? null,
@@ -153,6 +156,34 @@ try {
   report.htmlChannel = await modelState(page);
   await page.unroute('**/latest.json');
 
+  // A tab left open: the channel is read again when the page comes back into view. A newer version is
+  // announced; a rollback that withdrew the loaded version stops it answering.
+  const pointTo = (pointer, seconds) => {
+    writeFileSync(join(channel, 'latest.json'), JSON.stringify(pointer));
+    const at = new Date(Date.now() + seconds * 1000);
+    utimesSync(join(channel, 'latest.json'), at, at);
+  };
+  pointTo({ version: good, model_url: `${good}/model.json`, metadata_url: `${good}/metadata.json` }, 12);
+  await page.reload();
+  report.reopened = await modelState(page);
+  const seen = () => page.evaluate(() => document.dispatchEvent(new Event('visibilitychange')));
+  const channelSays = async (kind) => {
+    await page.waitForSelector(`#model-status[data-channel="${kind}"]`, { timeout: TIMEOUT });
+    return { ...await modelState(page), fileInputDisabled: await page.$eval('#file-input', (el) => el.disabled) };
+  };
+  const newer = '9999999997';
+  pointTo({ version: newer, model_url: `${newer}/model.json`, metadata_url: `${newer}/metadata.json` }, 14);
+  await seen();
+  report.newerWhileOpen = await channelSays('newer');
+  // Rolled back from the loaded version to one this browser cannot load (version 1 is not there).
+  pointTo({ version: '1', model_url: '1/model.json', metadata_url: '1/metadata.json', pinned: true,
+    rolled_back_from: good }, 16);
+  await seen();
+  report.withdrawnWhileOpen = await channelSays('withdrawn');
+  // Reloaded: the cached copy is the withdrawn version, so it must not answer in place of version 1.
+  await page.reload();
+  report.withdrawnCache = await modelState(page);
+
   // A model URL of another origin (a link someone sent): refused, whatever it serves.
   const foreign = await (await browser.newContext()).newPage();
   await foreign.goto(`${opt.app}/?model=${encodeURIComponent('https://models.example.invalid/bloodcell/')}`);
@@ -163,7 +194,7 @@ try {
   // page must come from this browser's service worker, and the model from IndexedDB.
   writeFileSync(join(channel, 'latest.json'), JSON.stringify(
     { version: good, model_url: `${good}/model.json`, metadata_url: `${good}/metadata.json` }));
-  const evenLater = new Date(Date.now() + 20_000);
+  const evenLater = new Date(Date.now() + 20_000);  // after every pointTo above
   utimesSync(join(channel, 'latest.json'), evenLater, evenLater);
   const fresh = await browser.newContext();
   const visitor = await fresh.newPage();

@@ -5,7 +5,8 @@ import { chooseBackend } from './backend';
 import { readConfig } from './config';
 import { decodeImage, ImageError } from './images';
 import { answerRecord, interpret, predict, predictProbabilities } from './inference.js';
-import { loadModel, type LoadedModel } from './modelSource';
+import { channelNews } from './channel.js';
+import { loadModel, readPointer, type LoadedModel } from './modelSource';
 import { allReviews, buildExport, clearReviews, countReviews, exportFileName, getReview, NOT_TRAINED, reviewLabs, saveReview,
   sha256Hex, type ReviewedCell } from './review';
 import { keyAction, labNameProblem, labTally, verdictAction } from './reviewRules.js';
@@ -336,18 +337,26 @@ async function showReviewCount() {
   reviewCount.dataset.unsaved = String(unsaved.size);
   reviewCount.dataset.count = String(count);
   exportButton.disabled = clearButton.disabled = !count;
+  showStorageNote();
   if (count) void keepStorage();
 }
 
 let storageAsked: Promise<void> | null = null;
+let storageKept: boolean | null = null;  // null: not asked yet
 
-/** Asks the browser, once, to keep this page's storage when space runs short (it holds reviews not yet
- * exported; by default a browser may delete them); where it will not, the page says so. */
+/** The note to export often, while there are reviews and the browser has not agreed to keep them. */
+function showStorageNote() {
+  storageNote.hidden = storageKept !== false || !Number(reviewCount.dataset.count);
+}
+
+/** Asks the browser, once, to keep this page's storage when space runs short: it holds the offline
+ * copy of the model and reviews not yet exported, which a browser may otherwise delete. Where it will
+ * not, the page says so while there are reviews. */
 function keepStorage(): Promise<void> {
   storageAsked ??= (async () => {
-    const kept = await (navigator.storage?.persist?.() ?? Promise.resolve(false)).catch(() => false);
-    storageNote.dataset.persisted = String(kept);
-    storageNote.hidden = kept;
+    storageKept = await (navigator.storage?.persist?.() ?? Promise.resolve(false)).catch(() => false);
+    storageNote.dataset.persisted = String(storageKept);
+    showStorageNote();
   })();
   return storageAsked;
 }
@@ -477,6 +486,37 @@ function exposeDiagnostics(model: LoadedModel, backend: string) {
   };
 }
 
+// A page left open for days (a lab's workstation) reads the channel again: when it comes back into view,
+// when the network returns, and every half hour.
+const CHANNEL_RECHECK_MS = 30 * 60_000;
+
+async function recheckChannel(modelUrl: string) {
+  if (!loaded || status.dataset.channel === 'withdrawn') return;
+  let pointer;
+  try {
+    pointer = await readPointer(modelUrl);
+  } catch {
+    return;  // offline, or not a pointer: nothing new to tell
+  }
+  const news = channelNews(loaded.metadata.version, pointer);
+  status.dataset.channel = !news ? 'current' : news.withdrawn ? 'withdrawn' : 'newer';
+  if (news?.withdrawn) {
+    fileInput.disabled = true;
+    dropZone.setAttribute('aria-disabled', 'true');
+    setStatus(news.text, 'error');
+  } else {
+    setStatus(`Ready. ${loaded.note}${news ? ` ${news.text}` : ''}`, loaded.source === 'offline-cache' ? 'offline' : 'ready');
+  }
+}
+
+function watchChannel(modelUrl: string) {
+  document.addEventListener('visibilitychange', () => {
+    if (document.visibilityState === 'visible') void recheckChannel(modelUrl);
+  });
+  window.addEventListener('online', () => void recheckChannel(modelUrl));
+  setInterval(() => void recheckChannel(modelUrl), CHANNEL_RECHECK_MS);
+}
+
 async function start() {
   try {
     const config = readConfig();
@@ -485,6 +525,8 @@ async function start() {
     loaded = model;
     showModel(model, backend);
     exposeDiagnostics(model, backend);
+    watchChannel(config.modelUrl);
+    void keepStorage();  // the offline copy of the model is only as safe as this page's storage
   } catch (err) {
     setStatus(`The model could not be loaded: ${(err as Error).message}`, 'error');
   }

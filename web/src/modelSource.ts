@@ -1,12 +1,14 @@
 // Where the model comes from: the CDN's channel pointer (latest.json) and versioned files, with a copy
 // in IndexedDB so that the client keeps working with no network once a model was loaded.
 import * as tf from '@tensorflow/tfjs';
+import { withdrawn } from './channel.js';
 import { warmUp } from './inference.js';
 
 export interface Pointer {
   version: string;
   model_url: string;
   metadata_url: string;
+  rolled_back_from?: string | null;  // a rollback's: versions newer than `version`, up to this one, are withdrawn
 }
 
 export interface ModelMetadata {
@@ -164,10 +166,29 @@ function reason(err: unknown): string {
   return String((err as Error)?.message ?? err).split('\n')[0];
 }
 
+function baseOf(baseUrl: string): string {
+  return new URL(baseUrl.endsWith('/') ? baseUrl : `${baseUrl}/`, location.href).href;
+}
+
+/** The channel pointer (latest.json) now. Throws WrongAnswer when the server answers something else. */
+async function fetchPointer(base: string): Promise<Pointer> {
+  return checkPointer(await fetchJson<Pointer>(new URL('latest.json', base).href, { cache: 'no-cache' }, POINTER_TIMEOUT_MS));
+}
+
+/** The channel pointer, read again by a page that has been open a while. */
+export function readPointer(baseUrl: string): Promise<Pointer> {
+  return fetchPointer(baseOf(baseUrl));
+}
+
+/** " (published 2026-12-07)", from the metadata, for notes about an older copy. */
+function publishedOn(metadata: ModelMetadata): string {
+  return metadata.published_at ? ` (published ${metadata.published_at.slice(0, 10)})` : '';
+}
+
 /** The newest published model, warmed up; the cached copy when it is current, when the CDN is
  * unreachable, or when the version the channel names cannot be loaded. */
 export async function loadModel(baseUrl: string): Promise<LoadedModel> {
-  const base = new URL(baseUrl.endsWith('/') ? baseUrl : `${baseUrl}/`, location.href).href;
+  const base = baseOf(baseUrl);
   const cached = await readRecord(base);
   const fromCache = async (source: Source, note: string): Promise<LoadedModel> => {
     const model = await tf.loadGraphModel(tf.io.fromMemory(cached!.artifacts));
@@ -176,16 +197,16 @@ export async function loadModel(baseUrl: string): Promise<LoadedModel> {
   };
   let pointer: Pointer;
   try {
-    pointer = checkPointer(
-      await fetchJson<Pointer>(new URL('latest.json', base).href, { cache: 'no-cache' }, POINTER_TIMEOUT_MS));
+    pointer = await fetchPointer(base);
   } catch (err) {
     if (err instanceof WrongAnswer) {
       if (!cached) throw new Error(`the model server was reached, but ${reason(err)}; no model is cached yet`);
-      return fromCache('cache-fallback',
-        `The model server was reached, but ${reason(err)}; using the cached version ${cached.version}.`);
+      return fromCache('cache-fallback', `The model server was reached, but ${reason(err)}; using the cached `
+        + `version ${cached.version}${publishedOn(cached.metadata)}.`);
     }
     if (!cached) throw new Error(`cannot reach the model server (${reason(err)}) and no model is cached yet`);
-    return fromCache('offline-cache', `Offline: the model server cannot be reached; using the cached version ${cached.version}.`);
+    return fromCache('offline-cache', `Offline: the model server cannot be reached; using the cached version `
+      + `${cached.version}${publishedOn(cached.metadata)}.`);
   }
   if (cached && cached.version === pointer.version) {
     try {
@@ -204,6 +225,11 @@ export async function loadModel(baseUrl: string): Promise<LoadedModel> {
   } catch (err) {
     model?.dispose();
     if (!cached) throw new Error(`version ${pointer.version} could not be loaded: ${reason(err)}`);
+    // A rollback withdrew the copy this browser holds: it must not answer in the channel's place.
+    if (withdrawn(cached.version, pointer)) {
+      throw new Error(`version ${pointer.version} could not be loaded (${reason(err)}), and this browser's copy, `
+        + `version ${cached.version}, was withdrawn by a rollback: it does not answer`);
+    }
     return fromCache('cache-fallback',
       `Version ${pointer.version} could not be loaded (${reason(err)}); using the cached version ${cached.version}.`);
   }
