@@ -17,15 +17,18 @@ import vm from 'node:vm';
 const listeners = {};
 const self = { location: { origin: %(app)s, href: %(app)s + '/sw.js' }, addEventListener: (type, f) => { listeners[type] = f; },
   skipWaiting: () => undefined, clients: { claim: () => Promise.resolve() } };
-const context = vm.createContext({ self, fetch: () => new Promise(() => {}), caches: {}, Response, URL });
+const nothing = { match: async () => undefined, put: async () => undefined };
+const context = vm.createContext({ self, fetch: () => new Promise(() => {}), Response, URL, setTimeout, clearTimeout,
+  caches: { ...nothing, open: async () => nothing } });
 vm.runInContext(readFileSync('public/sw.js', 'utf8'), context);
 const answered = {};
 for (const url of %(urls)s) {
   let taken = false;
-  listeners.fetch({ request: { method: 'GET', url }, respondWith: () => { taken = true; } });
+  listeners.fetch({ request: { method: 'GET', url }, respondWith: () => { taken = true; }, waitUntil: () => undefined });
   answered[url] = taken;
 }
 process.stdout.write(JSON.stringify(answered));
+process.exit(0);  // the worker's wait for a stalled network would keep Node up
 """
 
 
@@ -86,3 +89,106 @@ def test_model_files_an_earlier_worker_cached_are_dropped_when_it_activates():
                           cwd=bh.WEB, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert json.loads(done.stdout) == page
+
+
+WORKER = """
+import { readFileSync } from 'node:fs';
+import vm from 'node:vm';
+const APP = %(app)s;
+const network = %(network)s;   // url -> 'hang' | 'fail' | [status, body]; '*' for the rest
+const store = new Map(Object.entries(%(cached)s));
+const key = (r) => String(r?.url ?? r);
+const cache = {
+  match: async (r) => (store.has(key(r)) ? new Response(store.get(key(r))) : undefined),
+  put: async (r, response) => { store.set(key(r), await response.text()); },
+  keys: async () => [...store.keys()].map((url) => ({ url })),
+  delete: async (r) => store.delete(key(r)),
+  // All or nothing, as the browser's: one failed download keeps none.
+  addAll: async (urls) => {
+    const answers = await Promise.all(urls.map((u) => fetch(u)));
+    if (answers.some((a) => !a.ok)) throw new TypeError('Request failed');
+    for (const [i, a] of answers.entries()) store.set(key(urls[i]), await a.text());
+  },
+};
+function fetch(input) {
+  const how = network[key(input)] ?? network['*'];
+  if (how === 'hang') return new Promise(() => {});
+  if (how === 'fail') return Promise.reject(new TypeError('Failed to fetch'));
+  return Promise.resolve(new Response(how[1], { status: how[0] }));
+}
+const listeners = {};
+const self = { location: { origin: APP, href: APP + '/sw.js' }, addEventListener: (type, f) => { listeners[type] = f; },
+  skipWaiting: () => undefined, clients: { claim: () => Promise.resolve() } };
+vm.runInContext(readFileSync('public/sw.js', 'utf8'), vm.createContext({ self, fetch, Response, URL, Promise,
+  setTimeout, clearTimeout, caches: { open: async () => cache, match: (r, o) => cache.match(r, o) } }));
+const report = { answers: [] };
+for (const step of %(steps)s) {
+  const pending = [];
+  const event = { waitUntil: (p) => pending.push(p) };
+  if (step.install) {
+    listeners.install(event);
+  } else {
+    const started = Date.now();
+    let answer = null;
+    listeners.fetch({ ...event, request: { method: 'GET', url: step.url, mode: step.mode ?? 'no-cors' },
+      respondWith: (p) => { answer = p; } });
+    const text = await Promise.race([answer.then((r) => (r.type === 'error' ? 'error' : r.text())),
+      new Promise((r) => setTimeout(() => r('no answer'), step.wait_ms))]);
+    report.answers.push({ text, ms: Date.now() - started });
+  }
+  // What the worker keeps doing after answering (waitUntil), unless the network stalls it for good.
+  await Promise.race([Promise.allSettled(pending), new Promise((r) => setTimeout(r, 2000))]);
+}
+report.kept = [...store.keys()].sort();
+process.stdout.write(JSON.stringify(report));
+process.exit(0);
+"""
+
+MANIFEST = {"index.html": {"file": "assets/index-abc.js", "css": ["assets/index-def.css"],
+                           "assets": ["assets/tfjs-backend-wasm-123.wasm"]}}
+SHELL_FILES = [f"{APP}/", f"{APP}/assets/index-abc.js", f"{APP}/assets/index-def.css",
+               f"{APP}/assets/tfjs-backend-wasm-123.wasm"]
+
+
+def run_worker(steps, network, cached=None) -> dict:
+    done = subprocess.run(["node", "--input-type=module", "-e", WORKER % {
+        "app": json.dumps(APP), "network": json.dumps(network), "cached": json.dumps(cached or {}),
+        "steps": json.dumps(steps)}], cwd=bh.WEB, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout)
+
+
+def test_one_file_that_fails_at_install_leaves_the_others_kept_and_the_next_visit_fetches_it():
+    """The browser's addAll keeps nothing when one download fails, and the failure was swallowed: one
+    flaky first visit left no offline page, and the same worker never installed again."""
+    wasm = f"{APP}/assets/tfjs-backend-wasm-123.wasm"
+    network = {f"{APP}/asset-manifest.json": [200, json.dumps(MANIFEST)], wasm: "fail", "*": [200, "fresh"]}
+    first = run_worker([{"install": True}], network)
+    assert first["kept"] == sorted(set(SHELL_FILES) - {wasm})
+    network[wasm] = [200, "wasm"]
+    later = run_worker([{"url": f"{APP}/", "mode": "navigate", "wait_ms": 2000}], network,
+                       cached={url: "old" for url in first["kept"]})
+    assert later["answers"][0]["text"] == "fresh" and later["kept"] == sorted(SHELL_FILES)
+
+
+def test_a_built_file_comes_from_the_cache_without_waiting_for_a_stalled_link():
+    """Built files are named by their content: network first, a connected but dead link held the page
+    for as long as the browser waits, though every file was cached."""
+    url = f"{APP}/assets/index-abc.js"
+    seen = run_worker([{"url": url, "wait_ms": 1000}], {"*": "hang"}, cached={url: "kept"})
+    assert seen["answers"][0]["text"] == "kept"
+
+
+def test_the_page_comes_from_the_cache_when_the_link_stalls():
+    seen = run_worker([{"url": f"{APP}/?model=x", "mode": "navigate", "wait_ms": 8000}], {"*": "hang"},
+                      cached={f"{APP}/": "kept page"})
+    assert seen["answers"][0]["text"] == "kept page" and 2500 <= seen["answers"][0]["ms"] < 6000, seen
+
+
+def test_the_page_from_the_network_when_it_answers_and_the_cache_offline():
+    answered = run_worker([{"url": f"{APP}/", "mode": "navigate", "wait_ms": 2000}], {"*": [200, "new page"]},
+                          cached={f"{APP}/": "kept page"})
+    assert answered["answers"][0]["text"] == "new page"
+    offline = run_worker([{"url": f"{APP}/", "mode": "navigate", "wait_ms": 2000}], {"*": "fail"},
+                         cached={f"{APP}/": "kept page"})
+    assert offline["answers"][0]["text"] == "kept page"
