@@ -19,7 +19,7 @@ TRANSFORMED_IMAGE_KEY = "image_xf"
 
 # TF Serving's signature: encoded image bytes in.
 SERVING_SIGNATURE = "serving_default"
-SERVING_INPUT = "images"           # tf.string [batch]: encoded JPEG/PNG/BMP bytes
+SERVING_INPUT = "images"           # tf.string [batch]: encoded JPEG/PNG/BMP/GIF/WebP bytes
 SERVING_INPUT_DTYPE = "DT_STRING"
 
 # The Evaluator's signature: serialized tf.Examples in (TFMA's ModelSpec names it).
