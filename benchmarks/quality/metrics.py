@@ -48,7 +48,9 @@ def summarize(probabilities: np.ndarray, labels: np.ndarray, class_names: list[s
               review_threshold: float, atypicality: np.ndarray | None = None) -> dict:
     """Accuracy, per-class figures, calibration, and the review flag: top probability under the
     threshold, or atypicality over 1 (unlike the training images). An image without finite
-    probabilities has no answer: wrong, flagged, outside the confusion matrix and the calibration."""
+    probabilities has no answer: wrong, flagged, outside the confusion matrix and the calibration. A
+    share of nothing is None."""
+    labels = np.asarray(labels).astype(np.int64)
     answered = np.isfinite(probabilities).all(axis=1)
     predicted = np.where(answered, np.nan_to_num(probabilities, nan=-1.0, posinf=-1.0, neginf=-1.0).argmax(axis=1), -1)
     matrix = confusion_matrix(labels[answered], predicted[answered], len(class_names))
@@ -58,18 +60,22 @@ def summarize(probabilities: np.ndarray, labels: np.ndarray, class_names: list[s
     unlike = atypicality > 1 if atypicality is not None else np.zeros(len(labels), bool)
     flagged = review_flags(probabilities, review_threshold, atypicality)
     right = predicted == labels
+
+    def share(of: np.ndarray) -> float | None:
+        return float(of.mean()) if of.size else None
+
     return {
         "n": int(len(labels)),
-        "accuracy": float(right.mean()),
+        "accuracy": share(right),
         "correct": int(right.sum()),
         "no_answer": int((~answered).sum()),
         "per_class": per_class(matrix, class_names, np.bincount(labels, minlength=len(class_names))),
         "confusion_matrix": matrix.tolist(),
         "ece": expected_calibration_error(probabilities[answered], labels[answered]) if answered.any() else None,
         "mean_confidence": float(confidence.mean()) if answered.any() else None,
-        "low_confidence_rate": float(low_confidence.mean()),
-        "unlike_training_rate": float(unlike.mean()),
-        "review_flag_rate": float(flagged.mean()),
+        "low_confidence_rate": share(low_confidence),
+        "unlike_training_rate": share(unlike),
+        "review_flag_rate": share(flagged),
         # What the flag catches and what it costs a reviewer.
         "errors_flagged": float(flagged[~right].mean()) if (~right).any() else None,
         "right_flagged": float(flagged[right].mean()) if right.any() else None,

@@ -23,9 +23,11 @@ from benchmarks.quality import metrics
 IMAGE_SUFFIXES = {".bmp", ".jpg", ".jpeg", ".png", ".gif", ".webp", ".tif", ".tiff"}
 # Under this many cells of a class, its recall is printed but means little.
 FEW_CELLS = 10
-# A folder name this close to a class's (difflib's ratio) is that class misspelt or in the plural, not
-# another cell type: NEUTROPHLI, Eosinofil, MONOCYTES are 0.84-0.95; BASOPHIL, MYELOCYTE, MONOBLAST 0.59-0.71.
+# A folder name this close to a class's (difflib's ratio) and of nearly its length is that class
+# misspelt or in the plural, not another cell type: NEUTROPHLI, Eosinofil, MONOCYTES are 0.84-0.95;
+# BASOPHIL, MYELOCYTE, MONOBLAST 0.59-0.71; PROMONOCYTE, SEG_NEUTROPHIL are close but 3-4 letters longer.
 MISSPELT = 0.8
+MISSPELT_LENGTH = 2
 
 Predict = Callable[[list[Path]], "tuple[np.ndarray, np.ndarray]"]  # files -> (probabilities, atypicality)
 
@@ -112,7 +114,8 @@ def load(name: str, folder: Path, class_names: list[str], keep_copies: bool = Fa
         label = upper.index(class_dir.name.upper()) if class_dir.name.upper() in upper else None
         # A misspelt class would otherwise be read as a class the model does not know (as BASOPHIL is),
         # and its cells would leave accuracy and recall unnoticed.
-        meant = difflib.get_close_matches(class_dir.name.upper(), upper, n=1, cutoff=MISSPELT)
+        meant = [c for c in difflib.get_close_matches(class_dir.name.upper(), upper, n=1, cutoff=MISSPELT)
+                 if abs(len(c) - len(class_dir.name)) <= MISSPELT_LENGTH]
         if label is None and meant:
             raise ValueError(f"{name}: class folder {class_dir.name} is not a class: rename it "
                              f"{class_names[upper.index(meant[0])]}")

@@ -534,8 +534,10 @@ def test_a_misspelt_class_folder_is_one_error_not_a_class_the_model_does_not_kno
 
 
 def test_other_blood_cells_stay_classes_the_model_does_not_know(tmp_path):
-    lab = _lab(tmp_path / "lab", {"EOSINOPHIL": 1, "BASOPHIL": 1, "MONOBLAST": 1, "LYMPHOBLAST": 1, "MYELOCYTE": 1})
-    assert len(other_labs.load("lab", lab, NAMES).outside) == 4
+    others = ["BASOPHIL", "MONOBLAST", "LYMPHOBLAST", "MYELOCYTE", "PROMONOCYTE", "PROLYMPHOCYTE",
+              "SEG_NEUTROPHIL", "BAND_NEUTROPHIL", "BANDNEUTROPHIL"]
+    lab = _lab(tmp_path / "lab", {"EOSINOPHIL": 1, **{name: 1 for name in others}})
+    assert len(other_labs.load("lab", lab, NAMES).outside) == len(others)
 
 
 def test_an_adaptation_run_trains_on_the_drawn_cells_of_its_lab_only(tmp_path, monkeypatch):

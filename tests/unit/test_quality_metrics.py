@@ -100,3 +100,9 @@ def test_an_image_without_finite_probabilities_is_no_answer_not_the_first_class(
     assert summary["per_class"]["EOSINOPHIL"]["recall"] == 0.5
     assert np.isfinite(summary["ece"]) and summary["mean_confidence"] == pytest.approx(0.9)
     assert summary["errors_flagged"] == 0.5  # the image without an answer; not the confident wrong one
+
+
+def test_no_images_give_no_figures_not_an_error():
+    names = ["EOSINOPHIL", "LYMPHOCYTE", "MONOCYTE", "NEUTROPHIL"]
+    summary = metrics.summarize(np.zeros((0, 4), np.float32), np.array([]), names, 0.8)
+    assert summary["n"] == 0 and summary["ece"] is None and summary["per_class"]["EOSINOPHIL"]["recall"] is None
