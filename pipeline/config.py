@@ -131,8 +131,9 @@ class KubeflowConfig(_Section):
     # DirectRunner processes per pod: a pod's CPU count is its node's (Beam's 0 would start one per core
     # of a large node, each with its own TensorFlow, and run out of memory).
     beam_workers: int = Field(4, ge=1)
-    # The gate's bar for the cluster's runs, which read a real dataset: evaluation.min_accuracy is the
-    # bundled sample's (0), and a first model with no blessed one before it is blessed at any accuracy.
+    # The gate's least bar for the cluster's runs, which read a real dataset: evaluation.min_accuracy is
+    # the bundled sample's (0), and a first model with no blessed one before it is blessed at any
+    # accuracy. The higher of the two applies.
     min_accuracy: float = Field(0.8, ge=0, le=1)
 
 
@@ -250,11 +251,15 @@ def _read_yaml(path: Path) -> dict:
     return data
 
 
-def _merged(base: dict, over: dict) -> dict:
-    """base with over's keys in place, section by section."""
+def _merged(base: dict, over: dict, model: type[BaseModel]) -> dict:
+    """base with over's keys in place, section by section; any other value (a list, a map such as
+    labs.sources) is taken whole from over."""
     out = dict(base)
     for key, value in over.items():
-        out[key] = _merged(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
+        field = model.model_fields.get(key)
+        section = field.annotation if field and isinstance(field.annotation, type) and issubclass(field.annotation, _Section) else None
+        both = isinstance(value, dict) and isinstance(base.get(key), dict)
+        out[key] = _merged(base[key], value, section) if section and both else value
     return out
 
 
@@ -264,7 +269,7 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] | No
     path = Path(path or DEFAULT_CONFIG)
     data = _read_yaml(path)
     if path.resolve() != Path(DEFAULT_CONFIG).resolve():
-        data = _merged(_read_yaml(Path(DEFAULT_CONFIG)), data)
+        data = _merged(_read_yaml(Path(DEFAULT_CONFIG)), data, Config)
     for item in overrides or []:
         _set_dotted(data, item)
     try:

@@ -34,7 +34,9 @@ def build_pipeline(config: Config):
     from pipeline.pipeline import create_pipeline, schema_path
 
     kf = config.kubeflow
-    config = config.model_copy(update={"evaluation": config.evaluation.model_copy(update={"min_accuracy": kf.min_accuracy})})
+    # The higher bar: kubeflow.min_accuracy (the sample's 0 is no bar for a cluster) or one set for this run.
+    bar = max(kf.min_accuracy, config.evaluation.min_accuracy)
+    config = config.model_copy(update={"evaluation": config.evaluation.model_copy(update={"min_accuracy": bar})})
     # Remote (check_for_kubeflow): not probed from here; the Kaggle TRAIN/TEST layout is assumed there.
     data_root = kf.data_dir if "://" in kf.data_dir else image_reader.resolve_data_root(kf.data_dir)
     pipeline = create_pipeline(config, data_root=data_root, pipeline_root=kf.pipeline_root,

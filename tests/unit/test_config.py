@@ -144,3 +144,17 @@ def test_a_config_file_of_a_few_keys_keeps_the_rest_of_config_yaml(tmp_path):
     mine.write_text("training:\n  epoch: 5\n")
     with pytest.raises(ConfigError, match="training.epoch"):
         load_config(mine)
+
+
+def test_a_map_in_a_config_file_replaces_config_yamls_whole(tmp_path, monkeypatch):
+    """labs.sources is a map, not a section: merged key by key, a file could add labs but never drop one."""
+    from pipeline import config as config_module
+
+    base = tmp_path / "config.yaml"
+    base.write_text(DEFAULT_CONFIG.read_text().replace("  sources: {}", "  sources: {old: /srv/old}"))
+    monkeypatch.setattr(config_module, "DEFAULT_CONFIG", base)
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("labs:\n  sources: {}\nkubeflow:\n  trainer: {gpu_count: 0}\n")
+    config = load_config(mine)
+    assert config.labs.sources == {} and config.labs.dir == "labs"
+    assert config.kubeflow.trainer.gpu_count == 0 and config.kubeflow.trainer.cpu_limit == 8

@@ -310,6 +310,7 @@ def test_the_clusters_gate_has_a_bar_of_its_own(compiled, tmp_path):
         return found
 
     assert config.evaluation.min_accuracy == 0 and bars(spec) == {0.8}
-    other = load_config(overrides=[f"kubeflow.output_file={tmp_path / 'spec.yaml'}", "kubeflow.min_accuracy=0.85"])
-    with open(kubeflow_runner.compile_pipeline(other)) as f:
-        assert bars(yaml.safe_load(f)) == {0.85}
+    for overrides, bar in ((["kubeflow.min_accuracy=0.85"], 0.85), (["evaluation.min_accuracy=0.9"], 0.9)):
+        other = load_config(overrides=[f"kubeflow.output_file={tmp_path / 'spec.yaml'}", *overrides])
+        with open(kubeflow_runner.compile_pipeline(other)) as f:
+            assert bars(yaml.safe_load(f)) == {bar}, overrides
