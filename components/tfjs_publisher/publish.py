@@ -187,11 +187,14 @@ def channel_lock(base: str, model_name: str, wait_s: float = LOCK_WAIT_S):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _write_pointer(base: str, model_name: str, version: str, pinned: bool, rolled_back_from: str | None) -> dict:
+def _write_pointer(base: str, model_name: str, version: str, pinned: bool, rolled_back_from: str | None,
+                   withdrawn: list[str] | None = None) -> dict:
     pointer = {"version": str(version), "model_url": f"{version}/{MODEL_JSON}",
                "metadata_url": f"{version}/{METADATA}", "pinned": pinned}
     if rolled_back_from:
         pointer["rolled_back_from"] = rolled_back_from
+    if withdrawn:
+        pointer["withdrawn"] = withdrawn
     _write_whole(os.path.join(base, _segment("model name", model_name), POINTER), json.dumps(pointer, indent=2).encode())
     return pointer
 
@@ -200,14 +203,20 @@ def point_latest(base: str, model_name: str, version: str, pinned: bool = False)
     """Atomically repoints <base>/<model_name>/latest.json at a checked version, whatever is there. A
     rollback (pinned, so later publishes leave it) also records the version it rolled back from: a
     publish never moves the channel to that one or an older one, even after `unpin` (a retried
-    publish of the bad version would have)."""
+    publish of the bad version would have). It lists the versions it stepped back over in `withdrawn`,
+    kept by every later move: a browser holding one stops using it (web/src/channel.js)."""
     check_version(base, model_name, version)
     with channel_lock(base, model_name):
         current = read_pointer(base, model_name) or {}
         floor = current.get("rolled_back_from")
-        if pinned and _is_older(str(version), str(current.get("version"))) and not rolled_back(current["version"], current):
-            floor = current["version"]
-        return _write_pointer(base, model_name, version, pinned, floor)
+        withdrawn = [v for v in current.get("withdrawn", []) if v != str(version)]
+        if pinned and _is_older(str(version), str(current.get("version"))):
+            if not rolled_back(current["version"], current):
+                floor = current["version"]
+            versions, _ = list_versions(base, model_name)
+            withdrawn += [v for v in versions if v.isdigit() and int(version) < int(v) <= int(current["version"])
+                          and v not in withdrawn]
+        return _write_pointer(base, model_name, version, pinned, floor, withdrawn)
 
 
 def unpin(base: str, model_name: str) -> dict:
@@ -218,7 +227,8 @@ def unpin(base: str, model_name: str) -> dict:
         if not current:
             raise PublishError(f"{model_name} has no channel under {base}")
         check_version(base, model_name, current["version"])
-        return _write_pointer(base, model_name, current["version"], False, current.get("rolled_back_from"))
+        return _write_pointer(base, model_name, current["version"], False, current.get("rolled_back_from"),
+                              current.get("withdrawn"))
 
 
 def _is_older(version: str, than: str) -> bool:
@@ -241,7 +251,8 @@ def _advance_locked(base: str, model_name: str, version: str) -> dict:
     if current and (current.get("pinned") or _is_older(str(version), current["version"])
                     or rolled_back(version, current)):
         return current
-    return _write_pointer(base, model_name, version, False, (current or {}).get("rolled_back_from"))
+    return _write_pointer(base, model_name, version, False, (current or {}).get("rolled_back_from"),
+                          (current or {}).get("withdrawn"))
 
 
 def _check_same_metadata(folder: str, version: str, metadata: dict) -> None:

@@ -250,6 +250,7 @@ def test_browser_classifies_through_the_cdn_then_offline(published, pipeline_run
     assert "Version 9999999997 is published: reload the page to use it." in newer["text"], newer
     gone = report["withdrawnWhileOpen"]
     assert gone["state"] == "error" and gone["fileInputDisabled"], gone
+    assert report["droppedWhileWithdrawn"] == 0
     assert f"Version {published['version']} was withdrawn" in gone["text"], gone
     # Reloaded, the channel's version cannot be loaded, and the cached copy is the withdrawn one: it
     # had answered as a fallback.

@@ -8,22 +8,9 @@ import os
 import pytest
 
 from components.tfjs_publisher import publish as pub
-from testkit.published import client_metadata
+from testkit.published import client_metadata, fake_tfjs_model
 
 META = client_metadata()
-
-
-def fake_tfjs_model(folder, seed: int):
-    """A converter-shaped output: model.json naming two groups of shards."""
-    folder.mkdir(parents=True)
-    manifest = []
-    for g in range(2):
-        name = f"group{g + 1}-shard1of1.bin"
-        (folder / name).write_bytes(bytes([seed, g]) * 500)
-        manifest.append({"paths": [name], "weights": [{"name": f"w{g}", "shape": [1000], "dtype": "uint8"}]})
-    (folder / "model.json").write_text(json.dumps({"format": "graph-model", "modelTopology": {},
-                                                   "weightsManifest": manifest}))
-    return str(folder)
 
 
 def latest(base):

@@ -180,6 +180,16 @@ try {
     rolled_back_from: good }, 16);
   await seen();
   report.withdrawnWhileOpen = await channelSays('withdrawn');
+  // Dropped onto the page (the file input is off, the drop zone is not): not classified either.
+  const rows = () => page.$$eval('#results li', (items) => items.length);
+  const before = await rows();
+  await page.evaluate(() => {
+    const dropped = new DataTransfer();
+    dropped.items.add(new File([new Uint8Array(64)], 'dropped.png', { type: 'image/png' }));
+    document.getElementById('drop-zone').dispatchEvent(new DragEvent('drop', { dataTransfer: dropped, bubbles: true, cancelable: true }));
+  });
+  await page.waitForTimeout(1000);
+  report.droppedWhileWithdrawn = (await rows()) - before;
   // Reloaded: the cached copy is the withdrawn version, so it must not answer in place of version 1.
   await page.reload();
   report.withdrawnCache = await modelState(page);

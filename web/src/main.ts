@@ -29,6 +29,7 @@ interface Classified { file: File; bytes: ArrayBuffer; sha256: string; answer: R
 const classified = new WeakMap<HTMLLIElement, Classified>();
 
 let loaded: LoadedModel | null = null;
+let withdrawnText: string | null = null;  // a rollback withdrew the loaded version: it answers no more
 let queue: Promise<void> = Promise.resolve();
 
 function setStatus(text: string, state: string) {
@@ -134,6 +135,10 @@ function showError(item: HTMLLIElement, fileName: string, message: string) {
 }
 
 async function classify(file: File, item: HTMLLIElement) {
+  if (withdrawnText) {  // queued before the rollback was seen
+    showError(item, file.name, `not classified: ${withdrawnText}`);
+    return;
+  }
   let pixels: tf.Tensor4D | null = null;
   try {
     pixels = await decodeImage(file);
@@ -159,7 +164,7 @@ async function classify(file: File, item: HTMLLIElement) {
 }
 
 function classifyAll(files: FileList | File[]) {
-  if (!loaded) return;
+  if (!loaded || withdrawnText) return;
   for (const file of Array.from(files)) {
     const item = addResult(file);
     // One at a time: keeps memory flat with many large files.
@@ -490,22 +495,30 @@ function exposeDiagnostics(model: LoadedModel, backend: string) {
 // when the network returns, and every half hour.
 const CHANNEL_RECHECK_MS = 30 * 60_000;
 
+let channelChecks = 0;
+
 async function recheckChannel(modelUrl: string) {
-  if (!loaded || status.dataset.channel === 'withdrawn') return;
+  if (!loaded || withdrawnText) return;
+  const check = ++channelChecks;
   let pointer;
   try {
     pointer = await readPointer(modelUrl);
   } catch {
     return;  // offline, or not a pointer: nothing new to tell
   }
-  const news = channelNews(loaded.metadata.version, pointer);
+  if (check !== channelChecks || withdrawnText) return;  // a later check answers
+  const version = loaded.metadata.version;
+  const news = channelNews(version, pointer);
   status.dataset.channel = !news ? 'current' : news.withdrawn ? 'withdrawn' : 'newer';
   if (news?.withdrawn) {
+    withdrawnText = news.text;
     fileInput.disabled = true;
     dropZone.setAttribute('aria-disabled', 'true');
     setStatus(news.text, 'error');
   } else {
-    setStatus(`Ready. ${loaded.note}${news ? ` ${news.text}` : ''}`, loaded.source === 'offline-cache' ? 'offline' : 'ready');
+    // Read just now: an "Offline" note from the page's start is no longer true.
+    const at = new Date().toLocaleTimeString();
+    setStatus(`Ready. Version ${version}${news ? ` answers; ${news.text}` : ` is current (checked ${at}).`}`, 'ready');
   }
 }
 

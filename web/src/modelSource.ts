@@ -8,7 +8,8 @@ export interface Pointer {
   version: string;
   model_url: string;
   metadata_url: string;
-  rolled_back_from?: string | null;  // a rollback's: versions newer than `version`, up to this one, are withdrawn
+  rolled_back_from?: string | null;  // the publisher's record of rollbacks (web/src/channel.js reads them)
+  withdrawn?: string[];
 }
 
 export interface ModelMetadata {
