@@ -110,11 +110,14 @@ const cache = {
     for (const [i, a] of answers.entries()) store.set(key(urls[i]), await a.text());
   },
 };
+const fetches = {};
 function fetch(input) {
+  fetches[key(input)] = (fetches[key(input)] ?? 0) + 1;
   const how = network[key(input)] ?? network['*'];
   if (how === 'hang') return new Promise(() => {});
   if (how === 'fail') return Promise.reject(new TypeError('Failed to fetch'));
-  return Promise.resolve(new Response(how[1], { status: how[0] }));
+  // [status, body, delay ms]: a slow link
+  return new Promise((r) => setTimeout(() => r(new Response(how[1], { status: how[0] })), how[2] ?? 0));
 }
 const listeners = {};
 const self = { location: { origin: APP, href: APP + '/sw.js' }, addEventListener: (type, f) => { listeners[type] = f; },
@@ -128,18 +131,22 @@ for (const step of %(steps)s) {
   if (step.install) {
     listeners.install(event);
   } else {
+    // Requests of one step are made together, as a page makes them.
     const started = Date.now();
-    let answer = null;
-    listeners.fetch({ ...event, request: { method: 'GET', url: step.url, mode: step.mode ?? 'no-cors' },
-      respondWith: (p) => { answer = p; } });
-    const text = await Promise.race([answer.then((r) => (r.type === 'error' ? 'error' : r.text())),
-      new Promise((r) => setTimeout(() => r('no answer'), step.wait_ms))]);
-    report.answers.push({ text, ms: Date.now() - started });
+    const answers = (step.together ?? [step]).map((one) => {
+      let answer = null;
+      listeners.fetch({ ...event, request: { method: 'GET', url: one.url, mode: one.mode ?? 'no-cors' },
+        respondWith: (p) => { answer = p; } });
+      return Promise.race([answer.then((r) => (r.type === 'error' ? 'error' : r.text())),
+        new Promise((r) => setTimeout(() => r('no answer'), step.wait_ms))]);
+    });
+    for (const text of await Promise.all(answers)) report.answers.push({ text, ms: Date.now() - started });
   }
   // What the worker keeps doing after answering (waitUntil), unless the network stalls it for good.
   await Promise.race([Promise.allSettled(pending), new Promise((r) => setTimeout(r, 2000))]);
 }
 report.kept = [...store.keys()].sort();
+report.fetches = fetches;
 process.stdout.write(JSON.stringify(report));
 process.exit(0);
 """
@@ -192,3 +199,33 @@ def test_the_page_from_the_network_when_it_answers_and_the_cache_offline():
     offline = run_worker([{"url": f"{APP}/", "mode": "navigate", "wait_ms": 2000}], {"*": "fail"},
                          cached={f"{APP}/": "kept page"})
     assert offline["answers"][0]["text"] == "kept page"
+
+
+def test_a_deployment_replaces_the_built_files_it_no_longer_lists():
+    old = f"{APP}/assets/index-old.js"
+    network = {f"{APP}/asset-manifest.json": [200, json.dumps(MANIFEST)], "*": [200, "new"]}
+    seen = run_worker([{"url": f"{APP}/", "mode": "navigate", "wait_ms": 2000}], network,
+                      cached={**{url: "kept" for url in SHELL_FILES}, old: "old bundle"})
+    assert seen["kept"] == sorted(SHELL_FILES)
+
+
+def test_the_page_under_any_query_is_one_cached_copy_the_latest():
+    """Each ?model=... was kept apart, and offline the first match (maybe the oldest) answered."""
+    network = {f"{APP}/asset-manifest.json": "fail", "*": [200, "page of today"]}
+    seen = run_worker([{"url": f"{APP}/?model=a", "mode": "navigate", "wait_ms": 2000}], network,
+                      cached={f"{APP}/": "page of last month"})
+    assert seen["kept"] == [f"{APP}/"]
+    offline = run_worker([{"url": f"{APP}/?backend=webgl", "mode": "navigate", "wait_ms": 2000}], {"*": "fail"},
+                         cached={f"{APP}/": "page of today"})
+    assert offline["answers"][0]["text"] == "page of today"
+
+
+def test_a_file_the_page_and_the_fill_in_both_want_is_downloaded_once():
+    """On a slow link the page's requests and the fill-in after a new deployment each fetched the bundle."""
+    bundle = f"{APP}/assets/index-abc.js"
+    network = {f"{APP}/asset-manifest.json": [200, json.dumps(MANIFEST)], bundle: [200, "bundle", 400],
+               "*": [200, "x"]}
+    seen = run_worker([{"together": [{"url": f"{APP}/", "mode": "navigate"}, {"url": bundle}], "wait_ms": 3000}],
+                      network, cached={f"{APP}/": "page"})
+    assert [a["text"] for a in seen["answers"]] == ["x", "bundle"]
+    assert seen["fetches"][bundle] == 1 and bundle in seen["kept"]
