@@ -23,6 +23,14 @@ REPO = Path(__file__).resolve().parent.parent
 WEB = REPO / "web"
 
 
+def node_json(script: str):
+    """An ES module `script` run by Node in web/ (so its imports are the page's); the JSON it printed."""
+    done = subprocess.run(["node", "--input-type=module", "-e", script], cwd=WEB,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

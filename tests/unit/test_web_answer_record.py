@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 
 import pytest
 
@@ -21,10 +20,7 @@ def call_inference(function: str, arguments: str):
     no NaN); its JSON result."""
     script = (f"import {{ {function} }} from './src/inference.js';"
               f"process.stdout.write(JSON.stringify({function}({arguments})));")
-    done = subprocess.run(["node", "--input-type=module", "-e", script], cwd=bh.WEB,
-                          capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr[-2000:]
-    return json.loads(done.stdout)
+    return bh.node_json(script)
 
 
 def answer_record(matrix, class_id: int):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import json
 import re
-import subprocess
 
 import pytest
 
@@ -22,10 +21,7 @@ def call_rules(expression: str):
     script = ("import * as rules from './src/reviewRules.js';"
               f"const result = (({{ labNameProblem, memberName, verdictForKey, keyAction, verdictAction, labTally }}) => ({expression}))(rules);"
               "process.stdout.write(JSON.stringify(result));")
-    done = subprocess.run(["node", "--input-type=module", "-e", script], cwd=bh.WEB,
-                          capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr[-2000:]
-    return json.loads(done.stdout)
+    return bh.node_json(script)
 
 
 NAMES = ["mylab", "Lab-2.b_x", "a" * 64, "a" * 65, "My Lab", "", "base", "-lab", ".lab", "lab/x", "Zürich",

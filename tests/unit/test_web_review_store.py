@@ -1,9 +1,6 @@
 """The web client's review store (web/src/reviewStore.js) in Node, on fake-indexeddb's IndexedDB."""
 from __future__ import annotations
 
-import json
-import subprocess
-
 from testkit import browser as bh
 
 CELL = ("{sha256: 'a'.repeat(64), originalName: 'x.jpg', mime: 'image/jpeg', bytes: new ArrayBuffer(4), "
@@ -17,10 +14,7 @@ def run_store(body: str):
     script = ("import 'fake-indexeddb/auto';\n"
               "import { IDBObjectStore as FakeStore } from 'fake-indexeddb';\n"
               "const store = await import('./src/reviewStore.js');\n" + body)
-    done = subprocess.run(["node", "--input-type=module", "-e", script], cwd=bh.WEB,
-                          capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr[-2000:]
-    return json.loads(done.stdout)
+    return bh.node_json(script)
 
 
 def test_a_write_whose_request_fails_rejects_with_an_error_that_says_why():
