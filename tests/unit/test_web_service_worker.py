@@ -98,8 +98,12 @@ const APP = %(app)s;
 const network = %(network)s;   // url -> 'hang' | 'fail' | [status, body]; '*' for the rest
 const store = new Map(Object.entries(%(cached)s));
 const key = (r) => String(r?.url ?? r);
+const blocked = %(blocked)s;  // storage the browser refuses: every cache call throws
 const cache = {
-  match: async (r) => (store.has(key(r)) ? new Response(store.get(key(r))) : undefined),
+  match: async (r) => {
+    if (blocked) throw new DOMException('The operation is insecure.', 'SecurityError');
+    return store.has(key(r)) ? new Response(store.get(key(r))) : undefined;
+  },
   put: async (r, response) => { store.set(key(r), await response.text()); },
   keys: async () => [...store.keys()].map((url) => ({ url })),
   delete: async (r) => store.delete(key(r)),
@@ -157,12 +161,9 @@ SHELL_FILES = [f"{APP}/", f"{APP}/assets/index-abc.js", f"{APP}/assets/index-def
                f"{APP}/assets/tfjs-backend-wasm-123.wasm"]
 
 
-def run_worker(steps, network, cached=None) -> dict:
-    done = subprocess.run(["node", "--input-type=module", "-e", WORKER % {
-        "app": json.dumps(APP), "network": json.dumps(network), "cached": json.dumps(cached or {}),
-        "steps": json.dumps(steps)}], cwd=bh.WEB, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr[-2000:]
-    return json.loads(done.stdout)
+def run_worker(steps, network, cached=None, blocked=False) -> dict:
+    return bh.node_json(WORKER % {"app": json.dumps(APP), "network": json.dumps(network), "cached": json.dumps(cached or {}),
+                                  "steps": json.dumps(steps), "blocked": json.dumps(blocked)})
 
 
 def test_one_file_that_fails_at_install_leaves_the_others_kept_and_the_next_visit_fetches_it():
@@ -229,3 +230,9 @@ def test_a_file_the_page_and_the_fill_in_both_want_is_downloaded_once():
                       network, cached={f"{APP}/": "page"})
     assert [a["text"] for a in seen["answers"]] == ["x", "bundle"]
     assert seen["fetches"][bundle] == 1 and bundle in seen["kept"]
+
+
+def test_storage_that_throws_leaves_no_request_unanswered():
+    seen = run_worker([{"url": f"{APP}/", "mode": "navigate", "wait_ms": 6000},
+                       {"url": f"{APP}/assets/index-abc.js", "wait_ms": 2000}], {"*": "fail"}, blocked=True)
+    assert [a["text"] for a in seen["answers"]] == ["error", "error"]
