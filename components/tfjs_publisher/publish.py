@@ -193,25 +193,36 @@ def _write_pointer(base: str, model_name: str, version: str, pinned: bool, rolle
                "metadata_url": f"{version}/{METADATA}", "pinned": pinned}
     if rolled_back_from:
         pointer["rolled_back_from"] = rolled_back_from
-    if withdrawn:
-        pointer["withdrawn"] = withdrawn
+    pointer["withdrawn"] = list(withdrawn or [])  # always: without it the page reads the older rule
     _write_whole(os.path.join(base, _segment("model name", model_name), POINTER), json.dumps(pointer, indent=2).encode())
     return pointer
+
+
+def _withdrawn_versions(base: str, model_name: str, current: dict) -> list[str]:
+    """The pointer's withdrawn list; for a pointer an older publisher wrote (no list), the versions its
+    rolled_back_from covered above the channel's version, as the page read them then."""
+    if "withdrawn" in current:
+        return [str(v) for v in current["withdrawn"]]
+    floor, version = str(current.get("rolled_back_from") or ""), str(current.get("version") or "")
+    if not (floor.isdigit() and version.isdigit()):
+        return []
+    versions, _ = list_versions(base, model_name)
+    return [v for v in versions if v.isdigit() and int(version) < int(v) <= int(floor)]
 
 
 def point_latest(base: str, model_name: str, version: str, pinned: bool = False) -> dict:
     """Atomically repoints <base>/<model_name>/latest.json at a checked version, whatever is there. A
     rollback (pinned, so later publishes leave it) also records the version it rolled back from: a
     publish never moves the channel to that one or an older one, even after `unpin` (a retried
-    publish of the bad version would have). It lists the versions it stepped back over in `withdrawn`,
-    kept by every later move: a browser holding one stops using it (web/src/channel.js)."""
+    publish of the bad version would have). Any move back lists the versions it stepped back over in
+    `withdrawn`, kept by every later move: a browser holding one stops using it (web/src/channel.js)."""
     check_version(base, model_name, version)
     with channel_lock(base, model_name):
         current = read_pointer(base, model_name) or {}
         floor = current.get("rolled_back_from")
-        withdrawn = [v for v in current.get("withdrawn", []) if v != str(version)]
-        if pinned and _is_older(str(version), str(current.get("version"))):
-            if not rolled_back(current["version"], current):
+        withdrawn = [v for v in _withdrawn_versions(base, model_name, current) if v != str(version)]
+        if _is_older(str(version), str(current.get("version"))):
+            if pinned and not rolled_back(current["version"], current):
                 floor = current["version"]
             versions, _ = list_versions(base, model_name)
             withdrawn += [v for v in versions if v.isdigit() and int(version) < int(v) <= int(current["version"])
@@ -228,7 +239,7 @@ def unpin(base: str, model_name: str) -> dict:
             raise PublishError(f"{model_name} has no channel under {base}")
         check_version(base, model_name, current["version"])
         return _write_pointer(base, model_name, current["version"], False, current.get("rolled_back_from"),
-                              current.get("withdrawn"))
+                              _withdrawn_versions(base, model_name, current))
 
 
 def _is_older(version: str, than: str) -> bool:
@@ -252,7 +263,7 @@ def _advance_locked(base: str, model_name: str, version: str) -> dict:
                     or rolled_back(version, current)):
         return current
     return _write_pointer(base, model_name, version, False, (current or {}).get("rolled_back_from"),
-                          (current or {}).get("withdrawn"))
+                          _withdrawn_versions(base, model_name, current or {}))
 
 
 def _check_same_metadata(folder: str, version: str, metadata: dict) -> None:

@@ -256,6 +256,8 @@ def test_browser_classifies_through_the_cdn_then_offline(published, pipeline_run
     # had answered as a fallback.
     cache = report["withdrawnCache"]
     assert cache["state"] == "error" and "withdrawn" in cache["text"] and "version 1 could not be loaded" in cache["text"], cache
+    after = report["afterWithdrawal"]
+    assert after["state"] == "ready" and after["source"] == "network" and after["version"] == published["version"], after
     # One visit, then no network at all: the page comes from the service worker, the model from IndexedDB.
     assert report["firstVisit"]["state"] == "ready", report["firstVisit"]
     offline_first = report["firstVisitOffline"]

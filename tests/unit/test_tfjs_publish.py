@@ -20,7 +20,8 @@ def latest(base):
 def test_publish_writes_hashed_immutable_version_and_points_latest(tmp_path):
     base = tmp_path / "origin"
     pointer = pub.publish(fake_tfjs_model(tmp_path / "v1", 1), str(base), "bloodcell", "1", META)
-    assert pointer == {"version": "1", "model_url": "1/model.json", "metadata_url": "1/metadata.json", "pinned": False}
+    assert pointer == {"version": "1", "model_url": "1/model.json", "metadata_url": "1/metadata.json", "pinned": False,
+                       "withdrawn": []}
     model = json.loads((base / "bloodcell" / "1" / "model.json").read_text())
     shards = [p for g in model["weightsManifest"] for p in g["paths"]]
     assert all(len(s.split(".")[-2]) == 16 for s in shards) and len(set(shards)) == 2

@@ -47,3 +47,26 @@ def test_an_open_page_is_told_of_a_rollback_and_of_a_newer_version():
     assert news[0]["withdrawn"] and "Version 8 was withdrawn" in news[0]["text"] and "version 7" in news[0]["text"]
     assert news[1] == {"withdrawn": False, "text": "Version 9 is published: reload the page to use it."}
     assert news[2] is None
+
+
+def test_a_rollback_an_older_publisher_recorded_is_kept_when_the_channel_moves_on(tmp_path):
+    """A pointer without the list (rolled_back_from only) lost its rollback at the next publish: the
+    page's older rule (newer than the channel's) then matched nothing."""
+    base, versions = str(tmp_path / "origin"), ["1", "2", "3", "4", "5", "6"]
+    for v in versions[:5]:
+        pub.publish(fake_tfjs_model(tmp_path / f"src{v}", int(v)), base, "bloodcell", v, client_metadata())
+    (tmp_path / "origin" / "bloodcell" / "latest.json").write_text(json.dumps(
+        {"version": "3", "model_url": "3/model.json", "metadata_url": "3/metadata.json", "pinned": True,
+         "rolled_back_from": "5"}))
+    assert withdrawn_of(versions, pub.read_pointer(base, "bloodcell")) == ["4", "5"]
+    pub.unpin(base, "bloodcell")
+    pub.publish(fake_tfjs_model(tmp_path / "src6", 6), base, "bloodcell", "6", client_metadata())
+    assert withdrawn_of(versions, pub.read_pointer(base, "bloodcell")) == ["4", "5"]
+
+
+def test_any_move_back_withdraws_what_it_stepped_over(tmp_path):
+    base, versions = str(tmp_path / "origin"), ["1", "2", "3"]
+    for v in versions:
+        pub.publish(fake_tfjs_model(tmp_path / f"src{v}", int(v)), base, "bloodcell", v, client_metadata())
+    pub.point_latest(base, "bloodcell", "1")
+    assert withdrawn_of(versions, pub.read_pointer(base, "bloodcell")) == ["2", "3"]

@@ -193,6 +193,11 @@ try {
   // Reloaded: the cached copy is the withdrawn version, so it must not answer in place of version 1.
   await page.reload();
   report.withdrawnCache = await modelState(page);
+  // The withdrawn copy was dropped (offline, a reload would have used it again): with the channel back
+  // on that version, it comes from the network.
+  pointTo({ version: good, model_url: `${good}/model.json`, metadata_url: `${good}/metadata.json` }, 18);
+  await page.reload();
+  report.afterWithdrawal = await modelState(page);
 
   // A model URL of another origin (a link someone sent): refused, whatever it serves.
   const foreign = await (await browser.newContext()).newPage();

@@ -6,7 +6,7 @@ import { readConfig } from './config';
 import { decodeImage, ImageError } from './images';
 import { answerRecord, interpret, predict, predictProbabilities } from './inference.js';
 import { channelNews } from './channel.js';
-import { loadModel, readPointer, type LoadedModel } from './modelSource';
+import { forgetCachedModel, loadModel, readPointer, type LoadedModel } from './modelSource';
 import { allReviews, buildExport, clearReviews, countReviews, exportFileName, getReview, NOT_TRAINED, reviewLabs, saveReview,
   sha256Hex, type ReviewedCell } from './review';
 import { keyAction, labNameProblem, labTally, verdictAction } from './reviewRules.js';
@@ -496,6 +496,7 @@ function exposeDiagnostics(model: LoadedModel, backend: string) {
 const CHANNEL_RECHECK_MS = 30 * 60_000;
 
 let channelChecks = 0;
+let appliedCheck = 0;  // the latest check whose answer was shown: an older one's answer is older news
 
 async function recheckChannel(modelUrl: string) {
   if (!loaded || withdrawnText) return;
@@ -506,12 +507,14 @@ async function recheckChannel(modelUrl: string) {
   } catch {
     return;  // offline, or not a pointer: nothing new to tell
   }
-  if (check !== channelChecks || withdrawnText) return;  // a later check answers
+  if (check < appliedCheck || withdrawnText) return;
+  appliedCheck = check;
   const version = loaded.metadata.version;
   const news = channelNews(version, pointer);
   status.dataset.channel = !news ? 'current' : news.withdrawn ? 'withdrawn' : 'newer';
   if (news?.withdrawn) {
     withdrawnText = news.text;
+    void forgetCachedModel(modelUrl).catch(() => undefined);  // offline, a reload must not bring it back
     fileInput.disabled = true;
     dropZone.setAttribute('aria-disabled', 'true');
     setStatus(news.text, 'error');

@@ -91,6 +91,28 @@ async function writeRecord(record: CacheRecord): Promise<void> {
   }
 }
 
+/** Drops this browser's copy of the model from `base` (a rollback withdrew it): offline, a reload must
+ * not bring it back. */
+async function forget(base: string): Promise<void> {
+  if (!(await readRecord(base))) return;
+  const db = await openDb();
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const tx = db.transaction(STORE, 'readwrite');
+      tx.objectStore(STORE).delete(KEY);
+      tx.oncomplete = () => resolve();
+      tx.onerror = () => reject(tx.error);
+      tx.onabort = () => reject(tx.error);
+    });
+  } finally {
+    db.close();
+  }
+}
+
+export function forgetCachedModel(baseUrl: string): Promise<void> {
+  return forget(baseOf(baseUrl));
+}
+
 async function keep(model: tf.GraphModel, base: string, version: string, metadata: ModelMetadata): Promise<void> {
   let artifacts: tf.io.ModelArtifacts | null = null;
   await model.save(tf.io.withSaveHandler(async (a) => {
@@ -228,6 +250,7 @@ export async function loadModel(baseUrl: string): Promise<LoadedModel> {
     if (!cached) throw new Error(`version ${pointer.version} could not be loaded: ${reason(err)}`);
     // A rollback withdrew the copy this browser holds: it must not answer in the channel's place.
     if (withdrawn(cached.version, pointer)) {
+      await forget(base).catch(() => undefined);
       throw new Error(`version ${pointer.version} could not be loaded (${reason(err)}), and this browser's copy, `
         + `version ${cached.version}, was withdrawn by a rollback: it does not answer`);
     }
