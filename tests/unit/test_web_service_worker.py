@@ -99,12 +99,16 @@ const network = %(network)s;   // url -> 'hang' | 'fail' | [status, body]; '*' f
 const store = new Map(Object.entries(%(cached)s));
 const key = (r) => String(r?.url ?? r);
 const blocked = %(blocked)s;  // storage the browser refuses: every cache call throws
+const full = %(full)s;        // storage full: writes throw
 const cache = {
   match: async (r) => {
     if (blocked) throw new DOMException('The operation is insecure.', 'SecurityError');
     return store.has(key(r)) ? new Response(store.get(key(r))) : undefined;
   },
-  put: async (r, response) => { store.set(key(r), await response.text()); },
+  put: async (r, response) => {
+    if (blocked || full) throw new DOMException('Quota exceeded.', 'QuotaExceededError');
+    store.set(key(r), await response.text());
+  },
   keys: async () => [...store.keys()].map((url) => ({ url })),
   delete: async (r) => store.delete(key(r)),
   // All or nothing, as the browser's: one failed download keeps none.
@@ -120,8 +124,9 @@ function fetch(input) {
   const how = network[key(input)] ?? network['*'];
   if (how === 'hang') return new Promise(() => {});
   if (how === 'fail') return Promise.reject(new TypeError('Failed to fetch'));
-  // [status, body, delay ms]: a slow link
-  return new Promise((r) => setTimeout(() => r(new Response(how[1], { status: how[0] })), how[2] ?? 0));
+  // [status, body, delay ms, content type (default: a page)]: a slow link
+  const headers = { 'content-type': how[3] ?? 'text/html' };
+  return new Promise((r) => setTimeout(() => r(new Response(how[1], { status: how[0], headers })), how[2] ?? 0));
 }
 const listeners = {};
 const self = { location: { origin: APP, href: APP + '/sw.js' }, addEventListener: (type, f) => { listeners[type] = f; },
@@ -150,6 +155,7 @@ for (const step of %(steps)s) {
   await Promise.race([Promise.allSettled(pending), new Promise((r) => setTimeout(r, 2000))]);
 }
 report.kept = [...store.keys()].sort();
+report.bodies = Object.fromEntries(store);
 report.fetches = fetches;
 process.stdout.write(JSON.stringify(report));
 process.exit(0);
@@ -161,9 +167,9 @@ SHELL_FILES = [f"{APP}/", f"{APP}/assets/index-abc.js", f"{APP}/assets/index-def
                f"{APP}/assets/tfjs-backend-wasm-123.wasm"]
 
 
-def run_worker(steps, network, cached=None, blocked=False) -> dict:
+def run_worker(steps, network, cached=None, blocked=False, full=False) -> dict:
     return bh.node_json(WORKER % {"app": json.dumps(APP), "network": json.dumps(network), "cached": json.dumps(cached or {}),
-                                  "steps": json.dumps(steps), "blocked": json.dumps(blocked)})
+                                  "steps": json.dumps(steps), "blocked": json.dumps(blocked), "full": json.dumps(full)})
 
 
 def test_one_file_that_fails_at_install_leaves_the_others_kept_and_the_next_visit_fetches_it():
@@ -236,3 +242,27 @@ def test_storage_that_throws_leaves_no_request_unanswered():
     seen = run_worker([{"url": f"{APP}/", "mode": "navigate", "wait_ms": 6000},
                        {"url": f"{APP}/assets/index-abc.js", "wait_ms": 2000}], {"*": "fail"}, blocked=True)
     assert [a["text"] for a in seen["answers"]] == ["error", "error"]
+
+
+def test_a_full_cache_costs_the_offline_copy_not_the_answer():
+    """The answer waited for its copy to be kept: a write that failed turned a good download into an error."""
+    seen = run_worker([{"url": f"{APP}/", "mode": "navigate", "wait_ms": 2000},
+                       {"url": f"{APP}/assets/index-abc.js", "wait_ms": 2000}],
+                      {f"{APP}/asset-manifest.json": [200, json.dumps(MANIFEST)], "*": [200, "fine"]}, full=True)
+    assert [a["text"] for a in seen["answers"]] == ["fine", "fine"]
+
+
+def test_a_file_opened_in_a_tab_is_not_kept_as_the_page():
+    seen = run_worker([{"url": f"{APP}/asset-manifest.json", "mode": "navigate", "wait_ms": 2000}],
+                      {"*": [200, "{}", 0, "application/json"]}, cached={f"{APP}/": "the page"})
+    assert seen["bodies"] == {f"{APP}/": "the page"}
+
+
+def test_old_built_files_stay_while_the_cached_page_is_the_old_one():
+    """Pruned as soon as the new manifest arrived, they left the old cached page without its bundle when
+    the new page itself failed to download."""
+    old = f"{APP}/assets/index-old.js"
+    network = {f"{APP}/asset-manifest.json": [200, json.dumps(MANIFEST)], f"{APP}/": "fail", "*": [200, "new"]}
+    seen = run_worker([{"url": f"{APP}/", "mode": "navigate", "wait_ms": 2000}], network,
+                      cached={f"{APP}/": "old page", old: "old bundle"})
+    assert old in seen["kept"] and seen["answers"][0]["text"] == "old page"

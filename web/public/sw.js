@@ -16,6 +16,17 @@ const NETWORK_WAIT_MS = 3000;
 
 const SHELL = new URL('./', self.location.href).href;
 
+/** Keeps `copy` (a clone, taken before the page reads the answer); a cache that cannot (storage full)
+ * costs the offline copy, never the answer. */
+async function keep(url, copy) {
+  try {
+    await (await caches.open(CACHE)).put(url, copy);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 // One download per file at a time: the page's own requests and the fill-in share it (a slow link must
 // not carry the bundle twice). The response kept in the cache is a copy; each caller gets its own.
 const downloads = new Map();
@@ -23,7 +34,7 @@ const downloads = new Map();
 function download(url) {
   if (!downloads.has(url)) {
     const fetched = fetch(url).then(async (response) => {
-      if (response.ok) await (await caches.open(CACHE)).put(url, response.clone());
+      if (response.ok) await keep(url, response.clone());
       return response;
     }).finally(() => downloads.delete(url));
     downloads.set(url, fetched);
@@ -44,14 +55,18 @@ async function shellFiles() {
   return [...files];
 }
 
-/** Keeps every file of the build the cache lacks, each on its own, and drops built files it no longer lists. */
-async function keepShell() {
+/** Keeps every file of the build the cache lacks, each on its own. With `pageKept` (a promise: the page
+ * of this deployment is in the cache), once every listed file is kept too, drops built files the build
+ * no longer lists: until then an older cached page may still need them. */
+async function keepShell(pageKept = Promise.resolve(false)) {
   const files = await shellFiles();
   if (!files) return;
   const cache = await caches.open(CACHE);
   const missing = [];
   for (const url of files) if (!(await cache.match(url))) missing.push(url);
   await Promise.allSettled(missing.map(download));
+  if (!(await pageKept)) return;
+  for (const url of files) if (!(await cache.match(url))) return;
   const listed = new Set(files);
   for (const request of await cache.keys()) {
     if (BUILT_FILE.test(new URL(request.url).pathname) && !listed.has(request.url)) await cache.delete(request);
@@ -68,22 +83,25 @@ const dropModelFiles = () => caches.open(CACHE).then((cache) => cache.keys().the
 self.addEventListener('activate', (event) => event.waitUntil(
   Promise.all([self.clients.claim(), dropModelFiles().catch(() => undefined)])));
 
-/** The page, whatever its query (?model=..., ?backend=...): one copy, the latest the network gave. */
+const isPage = (response) => response.ok && (response.headers.get('content-type') ?? '').includes('text/html');
+
+/** The page, whatever its query (?model=..., ?backend=...): one copy, the latest the network gave (an
+ * HTML page: a JSON or script file opened in a tab is not the page). Resolves to [answer, kept], kept a
+ * promise of whether this deployment's page is now in the cache. */
 function page(request) {
-  const network = fetch(request).then(async (response) => {
-    if (response.ok) await (await caches.open(CACHE)).put(SHELL, response.clone());
-    return response;
-  });
+  const network = fetch(request);
+  const kept = network.then((response) => (isPage(response) ? keep(SHELL, response.clone()) : false), () => false);
   const cached = () => caches.match(SHELL).catch(() => undefined);
-  return new Promise((resolve) => {
+  const answer = new Promise((resolve) => {
     let answered = false;
-    const answer = (response) => { if (!answered) { answered = true; resolve(response); } };
+    const settle = (response) => { if (!answered) { answered = true; resolve(response); } };
     // A stalled link: past the wait the cached page answers, if there is one (the network's answer still
     // refreshes the cache).
-    const timer = setTimeout(() => cached().then((hit) => { if (hit) answer(hit); }), NETWORK_WAIT_MS);
-    network.then((response) => { clearTimeout(timer); answer(response); })
-      .catch(() => { clearTimeout(timer); cached().then((hit) => answer(hit || Response.error())); });
+    const timer = setTimeout(() => cached().then((hit) => { if (hit) settle(hit); }), NETWORK_WAIT_MS);
+    network.then((response) => { clearTimeout(timer); settle(response); })
+      .catch(() => { clearTimeout(timer); cached().then((hit) => settle(hit || Response.error())); });
   });
+  return [answer, kept];
 }
 
 self.addEventListener('fetch', (event) => {
@@ -91,9 +109,10 @@ self.addEventListener('fetch', (event) => {
   const url = new URL(request.url);
   if (request.method !== 'GET' || url.origin !== self.location.origin || MODEL_FILE.test(url.pathname)) return;
   if (request.mode === 'navigate') {
-    event.respondWith(page(request));
+    const [answer, kept] = page(request);
+    event.respondWith(answer);
     // A visit that reaches the server fills in what an earlier try could not keep.
-    event.waitUntil?.(keepShell().catch(() => undefined));
+    event.waitUntil?.(keepShell(kept).catch(() => undefined));
     return;
   }
   const cachedFirst = BUILT_FILE.test(url.pathname);
