@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -257,7 +257,10 @@ def _merged(base: dict, over: dict, model: type[BaseModel]) -> dict:
     out = dict(base)
     for key, value in over.items():
         field = model.model_fields.get(key)
-        section = field.annotation if field and isinstance(field.annotation, type) and issubclass(field.annotation, _Section) else None
+        kind = field.annotation if field else None
+        section = kind if get_origin(kind) is None and isinstance(kind, type) and issubclass(kind, _Section) else None
+        if section and value is None:  # a section header whose keys are all commented out
+            value = {}
         both = isinstance(value, dict) and isinstance(base.get(key), dict)
         out[key] = _merged(base[key], value, section) if section and both else value
     return out

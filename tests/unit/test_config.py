@@ -158,3 +158,9 @@ def test_a_map_in_a_config_file_replaces_config_yamls_whole(tmp_path, monkeypatc
     config = load_config(mine)
     assert config.labs.sources == {} and config.labs.dir == "labs"
     assert config.kubeflow.trainer.gpu_count == 0 and config.kubeflow.trainer.cpu_limit == 8
+
+
+def test_a_section_whose_keys_are_all_commented_out_keeps_config_yamls(tmp_path):
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("training:\n  # epochs: 5\n")
+    assert load_config(mine).training == load_config().training
