@@ -175,9 +175,21 @@ try {
   pointTo({ version: newer, model_url: `${newer}/model.json`, metadata_url: `${newer}/metadata.json` }, 14);
   await seen();
   report.newerWhileOpen = await channelSays('newer');
-  // Rolled back from the loaded version to one this browser cannot load (version 1 is not there).
-  pointTo({ version: '1', model_url: '1/model.json', metadata_url: '1/metadata.json', pinned: true,
-    rolled_back_from: good }, 16);
+  // A rollback from the cached version to one this browser cannot load (version 1 is not there).
+  const rolledBack = { version: '1', model_url: '1/model.json', metadata_url: '1/metadata.json', pinned: true,
+    rolled_back_from: good, withdrawn: [good] };
+  const back = { version: good, model_url: `${good}/model.json`, metadata_url: `${good}/metadata.json` };
+  // Reloaded: the cached copy is the withdrawn version, so it must not answer in place of version 1.
+  pointTo(rolledBack, 16);
+  await page.reload();
+  report.withdrawnCache = await modelState(page);
+  // That copy was dropped (offline, a reload would have used it again): with the channel back on that
+  // version, it comes from the network.
+  pointTo(back, 18);
+  await page.reload();
+  report.afterWithdrawal = await modelState(page);
+  // Open, the page reads the rollback on coming into view: it stops answering.
+  pointTo(rolledBack, 20);
   await seen();
   report.withdrawnWhileOpen = await channelSays('withdrawn');
   // Dropped onto the page (the file input is off, the drop zone is not): not classified either.
@@ -190,14 +202,10 @@ try {
   });
   await page.waitForTimeout(1000);
   report.droppedWhileWithdrawn = (await rows()) - before;
-  // Reloaded: the cached copy is the withdrawn version, so it must not answer in place of version 1.
+  // Dropped there too: back on that version, it comes from the network again.
+  pointTo(back, 22);
   await page.reload();
-  report.withdrawnCache = await modelState(page);
-  // The withdrawn copy was dropped (offline, a reload would have used it again): with the channel back
-  // on that version, it comes from the network.
-  pointTo({ version: good, model_url: `${good}/model.json`, metadata_url: `${good}/metadata.json` }, 18);
-  await page.reload();
-  report.afterWithdrawal = await modelState(page);
+  report.afterWithdrawalWhileOpen = await modelState(page);
 
   // A model URL of another origin (a link someone sent): refused, whatever it serves.
   const foreign = await (await browser.newContext()).newPage();
@@ -209,7 +217,7 @@ try {
   // page must come from this browser's service worker, and the model from IndexedDB.
   writeFileSync(join(channel, 'latest.json'), JSON.stringify(
     { version: good, model_url: `${good}/model.json`, metadata_url: `${good}/metadata.json` }));
-  const evenLater = new Date(Date.now() + 20_000);  // after every pointTo above
+  const evenLater = new Date(Date.now() + 30_000);  // after every pointTo above
   utimesSync(join(channel, 'latest.json'), evenLater, evenLater);
   const fresh = await browser.newContext();
   const visitor = await fresh.newPage();
