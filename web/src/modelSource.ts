@@ -76,12 +76,13 @@ async function readRecord(base: string): Promise<CacheRecord | null> {
   }
 }
 
-async function writeRecord(record: CacheRecord): Promise<void> {
+/** One read-write transaction on the store, settled once it commits. */
+async function change(edit: (store: IDBObjectStore) => void): Promise<void> {
   const db = await openDb();
   try {
     await new Promise<void>((resolve, reject) => {
       const tx = db.transaction(STORE, 'readwrite');
-      tx.objectStore(STORE).put(record, KEY);
+      edit(tx.objectStore(STORE));
       tx.oncomplete = () => resolve();
       tx.onerror = () => reject(tx.error);
       tx.onabort = () => reject(tx.error);
@@ -91,22 +92,14 @@ async function writeRecord(record: CacheRecord): Promise<void> {
   }
 }
 
+function writeRecord(record: CacheRecord): Promise<void> {
+  return change((store) => store.put(record, KEY));
+}
+
 /** Drops this browser's copy of the model from `base` (a rollback withdrew it): offline, a reload must
  * not bring it back. */
 async function forget(base: string): Promise<void> {
-  if (!(await readRecord(base))) return;
-  const db = await openDb();
-  try {
-    await new Promise<void>((resolve, reject) => {
-      const tx = db.transaction(STORE, 'readwrite');
-      tx.objectStore(STORE).delete(KEY);
-      tx.oncomplete = () => resolve();
-      tx.onerror = () => reject(tx.error);
-      tx.onabort = () => reject(tx.error);
-    });
-  } finally {
-    db.close();
-  }
+  if (await readRecord(base)) await change((store) => store.delete(KEY));
 }
 
 export function forgetCachedModel(baseUrl: string): Promise<void> {
