@@ -262,8 +262,8 @@ def _advance_locked(base: str, model_name: str, version: str) -> dict:
     if current and (current.get("pinned") or _is_older(str(version), current["version"])
                     or rolled_back(version, current)):
         return current
-    return _write_pointer(base, model_name, version, False, (current or {}).get("rolled_back_from"),
-                          _withdrawn_versions(base, model_name, current or {}))
+    withdrawn = [v for v in _withdrawn_versions(base, model_name, current or {}) if v != str(version)]
+    return _write_pointer(base, model_name, version, False, (current or {}).get("rolled_back_from"), withdrawn)
 
 
 def _check_same_metadata(folder: str, version: str, metadata: dict) -> None:

@@ -70,3 +70,16 @@ def test_any_move_back_withdraws_what_it_stepped_over(tmp_path):
         pub.publish(fake_tfjs_model(tmp_path / f"src{v}", int(v)), base, "bloodcell", v, client_metadata())
     pub.point_latest(base, "bloodcell", "1")
     assert withdrawn_of(versions, pub.read_pointer(base, "bloodcell")) == ["2", "3"]
+
+
+def test_a_version_published_again_onto_the_channel_is_no_longer_withdrawn(tmp_path):
+    """An unpinned move back sets no floor: publishing that version again moved the channel onto it with
+    it still listed, and once a newer one came, browsers holding it were refused."""
+    base, versions = str(tmp_path / "origin"), ["1", "2", "3", "4"]
+    for v in versions[:2]:
+        pub.publish(fake_tfjs_model(tmp_path / f"src{v}", int(v)), base, "bloodcell", v, client_metadata())
+    pub.point_latest(base, "bloodcell", "1")
+    pub.publish_or_resume(str(tmp_path / "src2"), base, "bloodcell", "2", client_metadata())
+    pub.publish(fake_tfjs_model(tmp_path / "src3", 3), base, "bloodcell", "3", client_metadata())
+    assert pub.read_pointer(base, "bloodcell")["version"] == "3"
+    assert withdrawn_of(versions, pub.read_pointer(base, "bloodcell")) == []
