@@ -119,8 +119,10 @@ const cache = {
   },
 };
 const fetches = {};
-function fetch(input) {
+const cacheModes = {};
+function fetch(input, init) {
   fetches[key(input)] = (fetches[key(input)] ?? 0) + 1;
+  cacheModes[key(input)] = init?.cache ?? input?.cache ?? 'default';
   const how = network[key(input)] ?? network['*'];
   if (how === 'hang') return new Promise(() => {});
   if (how === 'fail') return Promise.reject(new TypeError('Failed to fetch'));
@@ -157,6 +159,7 @@ for (const step of %(steps)s) {
 report.kept = [...store.keys()].sort();
 report.bodies = Object.fromEntries(store);
 report.fetches = fetches;
+report.cacheModes = cacheModes;
 process.stdout.write(JSON.stringify(report));
 process.exit(0);
 """
@@ -266,3 +269,11 @@ def test_old_built_files_stay_while_the_cached_page_is_the_old_one():
     seen = run_worker([{"url": f"{APP}/", "mode": "navigate", "wait_ms": 2000}], network,
                       cached={f"{APP}/": "old page", old: "old bundle"})
     assert old in seen["kept"] and seen["answers"][0]["text"] == "old page"
+
+
+def test_the_page_is_fetched_past_the_http_cache():
+    """An older deployment's page from the HTTP cache was stored as this one's: with all of this
+    deployment's files kept, the older files were pruned, and the stored page lost its bundle."""
+    seen = run_worker([{"url": f"{APP}/?model=a", "mode": "navigate", "wait_ms": 2000}],
+                      {f"{APP}/asset-manifest.json": [200, json.dumps(MANIFEST)], "*": [200, "page"]})
+    assert seen["cacheModes"][f"{APP}/?model=a"] == "no-cache"

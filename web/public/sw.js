@@ -89,7 +89,9 @@ const isPage = (response) => response.ok && (response.headers.get('content-type'
  * HTML page: a JSON or script file opened in a tab is not the page). Resolves to [answer, kept], kept a
  * promise of whether this deployment's page is now in the cache. */
 function page(request) {
-  const network = fetch(request);
+  // Past the HTTP cache: an older deployment's page kept there would be stored as this deployment's,
+  // and the pruning below would leave it without its files.
+  const network = fetch(request, { cache: 'no-cache' });
   const kept = network.then((response) => (isPage(response) ? keep(SHELL, response.clone()) : false), () => false);
   const cached = () => caches.match(SHELL).catch(() => undefined);
   const answer = new Promise((resolve) => {
