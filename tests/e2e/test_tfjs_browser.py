@@ -257,8 +257,13 @@ def test_browser_classifies_through_the_cdn_then_offline(published, pipeline_run
     # downloads it again.
     cache = report["withdrawnCache"]
     assert cache["state"] == "error" and "withdrawn" in cache["text"] and "version 1 could not be loaded" in cache["text"], cache
-    for after in (report["afterWithdrawal"], report["afterWithdrawalWhileOpen"]):
+    for after in (report["afterWithdrawal"], report["afterWithdrawalWhileOpen"], report["afterOtherTab"]):
         assert after["state"] == "ready" and after["source"] == "network" and after["version"] == published["version"], after
+    # Another tab had stored the rollback's version: this tab, seeing its own withdrawn, left that copy.
+    assert (report["otherTab"]["source"], report["otherTab"]["version"]) == ("network", "2"), report["otherTab"]
+    assert report["withdrawnBesideOther"]["state"] == "error"
+    assert (report["otherTabReloaded"]["source"], report["otherTabReloaded"]["version"]) == ("cache", "2"), \
+        report["otherTabReloaded"]
     # One visit, then no network at all: the page comes from the service worker, the model from IndexedDB.
     assert report["firstVisit"]["state"] == "ready", report["firstVisit"]
     offline_first = report["firstVisitOffline"]

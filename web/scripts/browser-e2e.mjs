@@ -206,6 +206,24 @@ try {
   pointTo(back, 22);
   await page.reload();
   report.afterWithdrawalWhileOpen = await modelState(page);
+  // Two tabs: the other one loads the rollback's version and keeps it; this one then sees its own
+  // version withdrawn, and must drop only that version's copy, not the other tab's.
+  const second = '2';
+  cpSync(join(channel, good), join(channel, second), { recursive: true });
+  writeFileSync(join(channel, second, 'metadata.json'), JSON.stringify({ ...metadata, version: second }));
+  pointTo({ version: second, model_url: `${second}/model.json`, metadata_url: `${second}/metadata.json`, pinned: true,
+    rolled_back_from: good, withdrawn: [good] }, 24);
+  const other = await page.context().newPage();
+  await other.goto(url);
+  report.otherTab = await modelState(other);
+  await seen();
+  report.withdrawnBesideOther = await channelSays('withdrawn');
+  await other.reload();
+  report.otherTabReloaded = await modelState(other);
+  await other.close();
+  pointTo(back, 26);
+  await page.reload();
+  report.afterOtherTab = await modelState(page);
 
   // A model URL of another origin (a link someone sent): refused, whatever it serves.
   const foreign = await (await browser.newContext()).newPage();
@@ -217,7 +235,7 @@ try {
   // page must come from this browser's service worker, and the model from IndexedDB.
   writeFileSync(join(channel, 'latest.json'), JSON.stringify(
     { version: good, model_url: `${good}/model.json`, metadata_url: `${good}/metadata.json` }));
-  const evenLater = new Date(Date.now() + 30_000);  // after every pointTo above
+  const evenLater = new Date(Date.now() + 40_000);  // after every pointTo above
   utimesSync(join(channel, 'latest.json'), evenLater, evenLater);
   const fresh = await browser.newContext();
   const visitor = await fresh.newPage();

@@ -514,7 +514,7 @@ async function recheckChannel(modelUrl: string) {
   status.dataset.channel = !news ? 'current' : news.withdrawn ? 'withdrawn' : 'newer';
   if (news?.withdrawn) {
     withdrawnText = news.text;
-    void forgetCachedModel(modelUrl).catch(() => undefined);  // offline, a reload must not bring it back
+    void forgetCachedModel(modelUrl, version).catch(() => undefined);  // offline, a reload must not bring it back
     fileInput.disabled = true;
     dropZone.setAttribute('aria-disabled', 'true');
     setStatus(news.text, 'error');

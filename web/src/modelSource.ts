@@ -96,14 +96,20 @@ function writeRecord(record: CacheRecord): Promise<void> {
   return change((store) => store.put(record, KEY));
 }
 
-/** Drops this browser's copy of the model from `base` (a rollback withdrew it): offline, a reload must
- * not bring it back. */
-async function forget(base: string): Promise<void> {
-  if (await readRecord(base)) await change((store) => store.delete(KEY));
+/** Drops this browser's copy of `version` from `base` (a rollback withdrew it): offline, a reload must
+ * not bring it back. Only that copy: another tab may have stored the channel's version meanwhile. */
+function forget(base: string, version: string): Promise<void> {
+  return change((store) => {
+    const request = store.get(KEY);
+    request.onsuccess = () => {
+      const record = request.result as CacheRecord | undefined;
+      if (record && record.base === base && record.version === version) store.delete(KEY);
+    };
+  });
 }
 
-export function forgetCachedModel(baseUrl: string): Promise<void> {
-  return forget(baseOf(baseUrl));
+export function forgetCachedModel(baseUrl: string, version: string): Promise<void> {
+  return forget(baseOf(baseUrl), version);
 }
 
 async function keep(model: tf.GraphModel, base: string, version: string, metadata: ModelMetadata): Promise<void> {
@@ -243,7 +249,7 @@ export async function loadModel(baseUrl: string): Promise<LoadedModel> {
     if (!cached) throw new Error(`version ${pointer.version} could not be loaded: ${reason(err)}`);
     // A rollback withdrew the copy this browser holds: it must not answer in the channel's place.
     if (withdrawn(cached.version, pointer)) {
-      await forget(base).catch(() => undefined);
+      await forget(base, cached.version).catch(() => undefined);
       throw new Error(`version ${pointer.version} could not be loaded (${reason(err)}), and this browser's copy, `
         + `version ${cached.version}, was withdrawn by a rollback: it does not answer`);
     }
