@@ -72,15 +72,15 @@ def summarize(probabilities: np.ndarray, labels: np.ndarray, class_names: list[s
         "per_class": per_class(matrix, class_names, np.bincount(labels, minlength=len(class_names))),
         "confusion_matrix": matrix.tolist(),
         "ece": expected_calibration_error(probabilities[answered], labels[answered]) if answered.any() else None,
-        "mean_confidence": float(confidence.mean()) if answered.any() else None,
+        "mean_confidence": share(confidence),
         "low_confidence_rate": share(low_confidence),
         "unlike_training_rate": share(unlike),
         "review_flag_rate": share(flagged),
         # What the flag catches and what it costs a reviewer.
-        "errors_flagged": float(flagged[~right].mean()) if (~right).any() else None,
-        "right_flagged": float(flagged[right].mean()) if right.any() else None,
+        "errors_flagged": share(flagged[~right]),
+        "right_flagged": share(flagged[right]),
         # Accuracy on what the flag lets through: what an unreviewed answer is worth.
-        "accuracy_unflagged": float(right[~flagged].mean()) if (~flagged).any() else None,
+        "accuracy_unflagged": share(right[~flagged]),
     }
 
 

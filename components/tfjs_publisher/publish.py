@@ -198,6 +198,12 @@ def _write_pointer(base: str, model_name: str, version: str, pinned: bool, rolle
     return pointer
 
 
+def _versions_between(base: str, model_name: str, low: str, high: str) -> list[str]:
+    """The published versions above `low`, up to `high`."""
+    versions, _ = list_versions(base, model_name)
+    return [v for v in versions if v.isdigit() and int(low) < int(v) <= int(high)]
+
+
 def _withdrawn_versions(base: str, model_name: str, current: dict) -> list[str]:
     """The pointer's withdrawn list; for a pointer an older publisher wrote (no list), the versions its
     rolled_back_from covered above the channel's version, as the page read them then."""
@@ -206,8 +212,7 @@ def _withdrawn_versions(base: str, model_name: str, current: dict) -> list[str]:
     floor, version = str(current.get("rolled_back_from") or ""), str(current.get("version") or "")
     if not (floor.isdigit() and version.isdigit()):
         return []
-    versions, _ = list_versions(base, model_name)
-    return [v for v in versions if v.isdigit() and int(version) < int(v) <= int(floor)]
+    return _versions_between(base, model_name, version, floor)
 
 
 def point_latest(base: str, model_name: str, version: str, pinned: bool = False) -> dict:
@@ -224,9 +229,8 @@ def point_latest(base: str, model_name: str, version: str, pinned: bool = False)
         if _is_older(str(version), str(current.get("version"))):
             if pinned and not rolled_back(current["version"], current):
                 floor = current["version"]
-            versions, _ = list_versions(base, model_name)
-            withdrawn += [v for v in versions if v.isdigit() and int(version) < int(v) <= int(current["version"])
-                          and v not in withdrawn]
+            withdrawn += [v for v in _versions_between(base, model_name, version, current["version"])
+                          if v not in withdrawn]
         return _write_pointer(base, model_name, version, pinned, floor, withdrawn)
 
 
