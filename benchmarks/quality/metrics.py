@@ -51,8 +51,8 @@ def summarize(probabilities: np.ndarray, labels: np.ndarray, class_names: list[s
     probabilities has no answer: wrong, flagged, outside the confusion matrix and the calibration. A
     share of nothing is None."""
     labels = np.asarray(labels).astype(np.int64)
-    answered = np.isfinite(probabilities).all(axis=1)
-    predicted = np.where(answered, np.nan_to_num(probabilities, nan=-1.0, posinf=-1.0, neginf=-1.0).argmax(axis=1), -1)
+    predicted = answers(probabilities)
+    answered = predicted >= 0
     matrix = confusion_matrix(labels[answered], predicted[answered], len(class_names))
     confidence = probabilities[answered].max(axis=1)
     low_confidence = ~answered
@@ -84,17 +84,27 @@ def summarize(probabilities: np.ndarray, labels: np.ndarray, class_names: list[s
     }
 
 
+def answers(probabilities: np.ndarray) -> np.ndarray:
+    """Each image's answer (its top class), or -1 for an image without finite probabilities."""
+    answered = np.isfinite(probabilities).all(axis=1)
+    return np.where(answered, np.nan_to_num(probabilities, nan=-1.0, posinf=-1.0, neginf=-1.0).argmax(axis=1), -1)
+
+
 def by_cell(labels: np.ndarray, predicted: np.ndarray, cells: list[str], class_names: list[str]) -> dict:
     """Outcome per cell (a group of augmented copies of one original): a cell counts as right when its
     most common answer (`majority`, a plurality: a tie goes to the class listed first) is its class, even
-    under half of its images. `val` holds few cells, so this says which cells the errors come from."""
+    under half of its images. `val` holds few cells, so this says which cells the errors come from.
+    `mean_share_right` weighs every cell alike, however many copies it has. A predicted -1 is no answer:
+    wrong, and no vote."""
     out = []
     for cell in sorted(set(cells)):
         members = np.array([c == cell for c in cells])
-        votes = np.bincount(predicted[members], minlength=len(class_names))
+        answered = predicted[members][predicted[members] >= 0]
+        votes = np.bincount(answered, minlength=len(class_names))
         truth = int(labels[members][0])
         out.append({"cell": cell, "class": class_names[truth], "images": int(members.sum()),
                     "share_right": float((predicted[members] == truth).mean()),
-                    "majority": class_names[int(votes.argmax())]})
+                    "majority": class_names[int(votes.argmax())] if answered.size else None})
     wrong = [c for c in out if c["majority"] != c["class"]]
-    return {"cells": len(out), "cells_right": len(out) - len(wrong), "wrong": wrong, "per_cell": out}
+    return {"cells": len(out), "cells_right": len(out) - len(wrong), "wrong": wrong, "per_cell": out,
+            "mean_share_right": float(np.mean([c["share_right"] for c in out])) if out else None}

@@ -65,6 +65,7 @@ def test_a_model_trained_on_val_gets_no_val_figures(monkeypatch):
     monkeypatch.setattr(mq, "dir_bytes", lambda path: 1)
     val_measured = []
     monkeypatch.setattr(mq, "measure_val", lambda *a: val_measured.append(a) or {"val": {}})
+    monkeypatch.setattr(mq.heldout_cells, "assign", lambda copies, *a: [f"cell{i % 2}" for i in range(len(copies))])
     run = {"pushed": "m", "pipeline_root": "r", "trainer_s": 1.0, "epochs_run": 1, "train_examples": 8,
            "val_accuracy_by_epoch": [0.99], "tfjs_bytes": 1}
     for train_on_val, val_measures_so_far in ((False, 1), (True, 1)):
@@ -182,3 +183,36 @@ def test_report_header_says_what_the_flagged_figures_count():
               "review_threshold": 0.8, "val_in_training": True, "seeds_runs": [run],
               "default_test_accuracy": mq.spread([1.0])}
     assert "top probability < 0.8, or atypicality over 1" in mq.markdown(report)
+
+
+def test_test_is_also_reported_per_cell_each_cell_weighing_alike(monkeypatch, tmp_path):
+    """Decision (a) of the cross-lab issue: beside TEST's image accuracy, its accuracy averaged over cells."""
+    files = [tmp_path / f"{i}.jpeg" for i in range(8)]
+    monkeypatch.setattr(mq, "files_and_labels", lambda folder, names: (files, np.arange(8) % 4))
+
+    def predict(saved_model, files, transform=None):  # every LYMPHOCYTE copy wrong, the rest right
+        labels = np.arange(len(files)) % 4
+        return np.eye(4, dtype=np.float32)[np.where(labels == 1, 0, labels)], np.zeros(len(files), np.float32)
+    monkeypatch.setattr(mq, "predict", predict)
+    monkeypatch.setattr(mq, "param_count", lambda *a: 1)
+    monkeypatch.setattr(mq, "dir_bytes", lambda path: 1)
+    # Cells: all 6 images of classes 0, 2, 3 are one cell each ... and the two lymphocytes a cell each.
+    monkeypatch.setattr(mq.heldout_cells, "assign",
+                        lambda copies, labels, *a: [f"c{y}" if y != 1 else f"lym{i}" for i, y in enumerate(labels)])
+    run = {"pushed": "m", "pipeline_root": "r", "trainer_s": 1.0, "epochs_run": 1, "train_examples": 8,
+           "val_accuracy_by_epoch": [], "tfjs_bytes": 1}
+    config = SimpleNamespace(**vars(CONFIG), image_size=80, training=SimpleNamespace(train_on_val=True))
+    result = mq.measure(run, "default", tmp_path, config)
+    assert result["test"]["accuracy"] == 0.75
+    assert result["test_by_cell"]["cells"] == 5 and result["test_by_cell"]["mean_share_right"] == 0.6
+
+    older = {k: v for k, v in result.items() if k != "test_by_cell"}  # a seed result from before the column
+    report = {"date": "d", "commit": "c" * 40, "data_dir": "x", "seeds": [1, 2], "class_names": NAMES,
+              "review_threshold": 0.8, "val_in_training": True,
+              "seeds_runs": [{"seed": 1, **result}, {"seed": 2, **older}],
+              "default_test_accuracy": mq.spread([0.75, 0.75])}
+    text = mq.markdown(report)
+    assert "| default | 1 | 0.7500 | 0.6000 | 6/8 |" in text
+    assert "| default | 2 | 0.7500 | - | 6/8 |" in text
+    assert "averaged over TEST's 5 cells" in text and "1-2 copies per cell" in text
+    assert "Over seeds: mean 0.6000" in text

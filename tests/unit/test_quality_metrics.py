@@ -106,3 +106,16 @@ def test_no_images_give_no_figures_not_an_error():
     names = ["EOSINOPHIL", "LYMPHOCYTE", "MONOCYTE", "NEUTROPHIL"]
     summary = metrics.summarize(np.zeros((0, 4), np.float32), np.array([]), names, 0.8)
     assert summary["n"] == 0 and summary["ece"] is None and summary["per_class"]["EOSINOPHIL"]["recall"] is None
+
+
+def test_every_cell_weighs_alike_in_the_mean_share_right_and_no_answer_is_wrong_without_a_vote():
+    # Cell a: 1 of 4 right; cell b: 1 of 1; cell c: no answer at all. Per image that is 2/6 right.
+    labels = np.array([0, 0, 0, 0, 1, 1])
+    predicted = np.array([0, 1, 1, -1, 1, -1])
+    out = metrics.by_cell(labels, predicted, ["a", "a", "a", "a", "b", "c"], ["A", "B"])
+    assert out["mean_share_right"] == pytest.approx((1 / 4 + 1 + 0) / 3)
+    a, b, c = out["per_cell"]
+    assert a["majority"] == "B" and b["majority"] == "B" and c["majority"] is None
+    assert out["cells_right"] == 1
+    probs = np.array([[0.2, 0.8], [np.nan, np.nan]])
+    assert metrics.answers(probs).tolist() == [1, -1]
