@@ -125,6 +125,28 @@ def held_out_cells(cells: other_labs.LabCells, drawn: list[int]) -> other_labs.L
     return other_labs.LabCells(cells.name, cells.folder, [cells.files[i] for i in rest], cells.labels[rest], [])
 
 
+def distinct_cells(cells: other_labs.LabCells, indices: list[int]) -> int:
+    """How many cells these drawn files are: files with the same bytes are one reviewed cell."""
+    return len({other_labs.sha256_of(cells.files[i]) for i in indices})
+
+
+def count_distinct_reviewed(report: dict) -> bool:
+    """reviewed_distinct of the rows that lack it (reports from before it was recorded), from the draws
+    again: a draw depends only on the lab's files, the seed and the size. Left out (False) when the lab's
+    folder is not here or no longer holds the files the report drew from."""
+    missing = [row for row in report["rows"] if "reviewed_distinct" not in row and row["reviewed"]]
+    if not missing or not Path(report["lab_dir"]).is_dir() or "lab_cells" not in report:
+        return False
+    cells = other_labs.load(report["lab"], Path(report["lab_dir"]), report["class_names"], keep_copies=True)
+    if len(cells.files) != report["lab_cells"]:
+        return False
+    drawn = max(row["reviewed"] for row in report["rows"])
+    for row in missing:
+        row["reviewed_distinct"] = distinct_cells(cells, draw(cells, drawn, row["base"], report["class_names"])
+                                                  [:row["reviewed"]])
+    return True
+
+
 def remeasure(report: dict, data_dir: str) -> None:
     """Each row's stored pushed model measured again (after a change to what is measured), on the cells
     its base's largest draw left, as when it was first measured."""
@@ -141,8 +163,10 @@ def remeasure(report: dict, data_dir: str) -> None:
     if gone:  # before any row is measured again
         raise ValueError(f"it needs the stored pushed models; missing: {', '.join(gone)}")
     for row in report["rows"]:
-        held_out = held_out_cells(cells, draw(cells, drawn, row["base"], names))
-        row.update(measure(row["pushed"], held_out, images, names, threshold), held_out_cells=len(held_out.files))
+        order = draw(cells, drawn, row["base"], names)
+        held_out = held_out_cells(cells, order)
+        row.update(measure(row["pushed"], held_out, images, names, threshold), held_out_cells=len(held_out.files),
+                   reviewed_distinct=distinct_cells(cells, order[:row["reviewed"]]))
         print(f"base {row['base']}, {row['reviewed']} cells: {report['lab']} {row['lab']['accuracy']:.4f} "
               "(measured again)", file=sys.stderr)
     report["lab_cells"] = len(cells.files)
@@ -223,6 +247,11 @@ def markdown(report: dict) -> str:
                          + f" | {other_labs.share(min(known) if known else None)} | "
                          f"{np.mean([r['lab']['review_flag_rate'] for r in rows]):.3f} | "
                          f"{np.mean([r['test']['accuracy'] for r in rows]):.4f} |")
+    fewer = [row for row in report["rows"] if row.get("reviewed_distinct", row["reviewed"]) < row["reviewed"]]
+    if fewer:
+        lines += ["", "Reviewed cells counts the files drawn; files with the same bytes are one cell, so "
+                  + ", ".join(f"base {row['base']}'s {row['reviewed']} are {row['reviewed_distinct']} cells"
+                              for row in fewer) + "."]
     if bases_text(report):
         lines += ["", *bases_text(report)]
     lines += ["", "Recall \"-\": no held-out cell of that class; a mean over fewer bases than the row's says "
@@ -277,6 +306,11 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         report = json.loads(stored.read_text())
         report.setdefault("max_accuracy_drop", load_config().evaluation.max_accuracy_drop)
+        try:
+            counted = count_distinct_reviewed(report)
+        except (OSError, ValueError) as err:
+            print(f"error: --report-only: {err}", file=sys.stderr)
+            return 2
         if args.remeasure:
             try:
                 remeasure(report, args.data_dir)
@@ -285,6 +319,7 @@ def main(argv: list[str] | None = None) -> int:
                 return 2
             report["remeasured"] = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                                     "commit": model_quality.current_commit()}
+        if counted or args.remeasure:
             (args.out / "lab_adaptation.json").write_text(json.dumps(report, indent=1))
         (args.out / "lab_adaptation.md").write_text(markdown(report))
         print(markdown(report))
@@ -329,7 +364,8 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(work, ignore_errors=True)
             write_lab(cells, order[:n], work / "lab" / lab, names)
             run = adapt_run(base_dir, work / "out", lab, work / "lab" / lab, args.data_dir, seed)
-            rows.append({"base": seed, "reviewed": n, **run, "held_out_cells": len(held_out.files), **provenance,
+            rows.append({"base": seed, "reviewed": n, "reviewed_distinct": distinct_cells(cells, order[:n]), **run,
+                         "held_out_cells": len(held_out.files), **provenance,
                          **measure(run["pushed"], held_out, images, names, threshold)})
             print(f"base {seed}, {n} cells: {lab} {rows[-1]['lab']['accuracy']:.4f}, "
                   f"TEST {rows[-1]['test']['accuracy']:.4f}, run {run['run_s']:.0f} s", file=sys.stderr)

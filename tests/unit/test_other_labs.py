@@ -337,6 +337,11 @@ def test_the_stored_adaptation_reports_draws_are_what_they_were():
         held_out[seed] = len(lab_adaptation.held_out_cells(cells, order).files)
     # LYMPHOCYTE/tecom_112.bmp and tecom_139.bmp are one image: one of them drawn for bases 1 and 2.
     assert held_out == {1: 198, 2: 198, 3: 199}
+    # ... and both of them for base 3, from its 50th cell on.
+    distinct = {(seed, n): lab_adaptation.distinct_cells(cells, lab_adaptation.draw(cells, 100, seed, NAMES)[:n])
+                for seed in golden for n in (25, 50, 100)}
+    assert [n for (seed, size), n in sorted(distinct.items()) if n != size] == [49, 99]
+    assert distinct[3, 50] == 49 and distinct[3, 100] == 99
 
 
 def test_adaptation_remeasure_of_an_older_report_checks_its_file_count_and_records_the_cells(tmp_path, monkeypatch):
@@ -571,3 +576,28 @@ def test_adaptation_gate_column_needs_the_bases_own_row():
               "rows": [row]}
     line = next(l for l in lab_adaptation.markdown(report).splitlines() if l.startswith("| 1 | 25 |"))
     assert "passes" not in line and "| 0.1000 | 0.900 | - |" in line, line
+
+
+def test_adaptation_report_says_when_drawn_files_are_fewer_cells(tmp_path):
+    """Two drawn files with the same bytes are one reviewed cell: the row's count of files overstated the
+    cells reviewed, and the stored report said so nowhere."""
+    from benchmarks import lab_adaptation
+
+    lab = _lab(tmp_path / "lab", {"EOSINOPHIL": 4, "LYMPHOCYTE": 10, "MONOCYTE": 10, "NEUTROPHIL": 30})
+    cells = other_labs.load("lab", lab, NAMES, keep_copies=True)
+    order = lab_adaptation.draw(cells, 20, seed=1, class_names=NAMES)
+    first, other = cells.files[order[1]], cells.files[order[5]]  # the draw goes round the classes
+    assert first.parent == other.parent
+    other.write_bytes(first.read_bytes())  # the 2nd and the 6th file drawn are one cell
+    lab_row = {"accuracy": 0.5, "per_class": {n: {"recall": 0.5} for n in NAMES}, "review_flag_rate": 0.5,
+               "errors_flagged": None}
+    report = {"date": "d", "commit": "c" * 10, "lab": "lab", "lab_dir": str(lab), "lab_cells": len(cells.files),
+              "class_names": NAMES, "review_threshold": 0.8, "eval_fraction": 0.3, "adapt_steps": 300,
+              "max_accuracy_drop": 0.01,
+              "rows": [{"base": 1, "reviewed": n, "held_out_cells": 33, "lab": lab_row,
+                        "test": {"accuracy": 0.9, "review_flag_rate": 0.1}} for n in (0, 5, 10, 20)]}
+    lab_adaptation.count_distinct_reviewed(report)  # an older report: counted again from the draws
+    assert [row.get("reviewed_distinct") for row in report["rows"]] == [None, 5, 9, 19]
+    text = lab_adaptation.markdown(report)
+    assert "files with the same bytes are one cell, so base 1's 10 are 9 cells, base 1's 20 are 19 cells" in text
+    assert "| 1 | 20 | 0.5000 |" in text
