@@ -418,7 +418,7 @@ def markdown(report: dict) -> str:
     lines += ["", f"Default model TEST accuracy over seeds: mean {acc['mean']:.4f}, min {acc['min']:.4f}, "
               f"max {acc['max']:.4f}, stdev {acc['stdev']:.4f}.", *test_per_cell_lines(report["seeds_runs"]), "",
               "## Derived images (every few TEST and val images, transformed)", "",
-              "| model | seed | images | accuracy | mean confidence | low confidence | unlike training | flagged for review |",
+              "| model | seed | image set | accuracy | mean confidence | low confidence | unlike training | flagged for review |",
               "|---|---|---|---|---|---|---|---|"]
     for name, r in rows:
         served = r.get("val") or {}
@@ -520,6 +520,13 @@ def main() -> int:
     if not (images / "TEST_SIMPLE").is_dir():
         print(f"error: no TEST_SIMPLE folder beside TEST under {images}", file=sys.stderr)
         return 2
+    if not args.report_only or args.remeasure:  # before hours of training, not after
+        empty = [f"{split}/{c}" for split in ("TEST", "TEST_SIMPLE") for c in config.class_names
+                 if not (images / split / c).is_dir() or not any(p.is_file() for p in (images / split / c).iterdir())]
+        if empty:
+            print(f"error: no images in {', '.join(empty)} under {images}: every class needs TEST images and "
+                  "their TEST_SIMPLE originals", file=sys.stderr)
+            return 2
     try:
         sources, origin = other_labs.sources(args.other_lab, args.other_labs_root)
     except ValueError as err:

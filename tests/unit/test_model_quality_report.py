@@ -90,7 +90,9 @@ def test_trained_examples_count_val_when_the_run_trains_on_it():
 def test_remeasure_measures_the_stored_models_again_without_training(monkeypatch, tmp_path):
     data, out = tmp_path / "data", tmp_path / "out"
     for split in ("TRAIN", "TEST", "TEST_SIMPLE"):
-        (data / split).mkdir(parents=True)
+        for name in NAMES:
+            (data / split / name).mkdir(parents=True)
+            (data / split / name / "a.jpeg").write_bytes(b"x")
     out.mkdir()
     labels = np.array([0, 1, 2, 3])
     old = metrics.summarize(np.eye(4, dtype=np.float32)[[0, 0, 0, 0]], labels, NAMES, 0.8, np.zeros(4, np.float32))
@@ -216,3 +218,19 @@ def test_test_is_also_reported_per_cell_each_cell_weighing_alike(monkeypatch, tm
     assert "| default | 2 | 0.7500 | - | 6/8 |" in text
     assert "averaged over TEST's 5 cells" in text and "1-2 copies per cell" in text
     assert "Over seeds: mean 0.6000" in text
+
+
+def test_a_class_without_test_images_stops_the_harness_before_training_in_one_line(monkeypatch, tmp_path, capsys):
+    data = tmp_path / "data"
+    for split in ("TRAIN", "TEST", "TEST_SIMPLE"):
+        for name in NAMES:
+            if (split, name) not in (("TEST", "MONOCYTE"), ("TEST_SIMPLE", "NEUTROPHIL")):
+                (data / split / name).mkdir(parents=True)
+                (data / split / name / "a.jpeg").write_bytes(b"x")
+    (data / "TEST_SIMPLE" / "NEUTROPHIL").mkdir()  # there, but empty
+    monkeypatch.setattr(mq, "run_pipeline", lambda *a: (_ for _ in ()).throw(AssertionError("trained")))
+    monkeypatch.setattr(mq.sys, "argv", ["model_quality.py", "--data-dir", str(data), "--out", str(tmp_path / "out"),
+                                         "--other-labs-root", str(tmp_path / "no-labs"), "--tutorial", "skip"])
+    assert mq.main() == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: no images in TEST/MONOCYTE, TEST_SIMPLE/NEUTROPHIL under "), err
