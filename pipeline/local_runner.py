@@ -39,10 +39,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def _folder(path: str) -> str:
+    """A local folder made absolute; a bucket prefix (gs://...) as given."""
+    return path if "://" in path else os.path.abspath(path)
+
+
 def overrides_from(args: argparse.Namespace) -> list[str]:
     out = list(args.set)
     if args.data_dir:
-        out.append(f"data_dir={os.path.abspath(args.data_dir)}")
+        out.append(f"data_dir={_folder(args.data_dir)}")
     if args.output_dir:
         out.append(f"output_dir={os.path.abspath(args.output_dir)}")
     if args.epochs is not None:
@@ -56,10 +61,10 @@ def overrides_from(args: argparse.Namespace) -> list[str]:
         if not (sep and folder):  # reaches the config's own check as an empty folder, after the good ones
             malformed.append(f"labs.sources.{name or '?'}=")
             continue
-        if name in named and os.path.abspath(folder) != named[name]:
-            raise ConfigError(f"--lab-source {name} is given two folders ({named[name]}, {os.path.abspath(folder)}): "
+        if name in named and _folder(folder) != named[name]:
+            raise ConfigError(f"--lab-source {name} is given two folders ({named[name]}, {_folder(folder)}): "
                               f"name each lab once")
-        named[name] = os.path.abspath(folder)
+        named[name] = _folder(folder)
     return out + [f"labs.sources.{name}={folder}" for name, folder in named.items()] + malformed
 
 

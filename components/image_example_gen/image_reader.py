@@ -153,7 +153,13 @@ def read_image(path: str, max_pixels: int, member: str | None = None) -> tuple[b
     RGB JPEGs keep their original bytes; grayscale, RGBA, palette, PNG, BMP, GIF (its first frame) and
     WebP inputs are converted to RGB and stored as PNG (lossless). Raises BadImage with the reason otherwise.
     """
-    data = lab_sources.read_member(path, member) if member else read_bytes(path)
+    if member:
+        try:
+            data = lab_sources.read_member(path, member)
+        except (KeyError, *lab_sources.DAMAGED_ZIP) as err:  # the export was replaced after it was listed
+            raise BadImage(f"the export changed during the run ({lab_sources.first_line(err)}); run again") from None
+    else:
+        data = read_bytes(path)
     if not data:
         raise BadImage("empty file (0 bytes)")
     try:

@@ -31,6 +31,9 @@ gfile = tf.io.gfile
 IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png", ".bmp", ".gif", ".webp")
 MAX_MEMBER_BYTES = 50 * 2**20  # one reviewed image; a larger member is refused before it is inflated
 MAX_MANIFEST_BYTES = 20 * 2**20
+# Folders a file system or a NAS share makes in every folder it serves: never a lab, never a class.
+SYSTEM_FOLDERS = frozenset({"lost+found", "@eaDir", "#recycle", "#snapshot", "$RECYCLE.BIN", "System Volume Information",
+                            "__MACOSX"})
 
 # The export as a whole; each entry of `cells` is checked on its own (CELL_SCHEMA), so one bad entry is
 # one refused line and the rest of the export is kept.
@@ -108,7 +111,7 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _first_line(err: BaseException) -> str:
+def first_line(err: BaseException) -> str:
     return (str(err).splitlines() or [type(err).__name__])[0]
 
 
@@ -147,9 +150,9 @@ def read_export(path: str, rel: str, class_names: list[str], order: int
     except zipfile.BadZipFile:
         return [], [Refused(rel, "not a review export (not a zip file)")], None
     except tf.errors.OpError as err:
-        return [], [Refused(rel, f"unreadable file ({_first_line(err)})")], None
+        return [], [Refused(rel, f"unreadable file ({first_line(err)})")], None
     except DAMAGED_ZIP as err:
-        return [], [Refused(rel, f"not a review export (a damaged zip: {_first_line(err)})")], None
+        return [], [Refused(rel, f"not a review export (a damaged zip: {first_line(err)})")], None
     with archive:
         members = {i.filename: i for i in archive.infolist() if not i.is_dir()}
         if REVIEW_MANIFEST not in members:
@@ -160,7 +163,7 @@ def read_export(path: str, rel: str, class_names: list[str], order: int
             manifest = json.loads(archive.read(REVIEW_MANIFEST))
             jsonschema.validate(manifest, MANIFEST_SCHEMA)
         except (jsonschema.ValidationError, RecursionError, *DAMAGED_ZIP) as err:
-            detail = err.message.splitlines()[0] if isinstance(err, jsonschema.ValidationError) else _first_line(err)
+            detail = err.message.splitlines()[0] if isinstance(err, jsonschema.ValidationError) else first_line(err)
             return [], [Refused(rel, f"not a review export (manifest: {detail})")], None
         reviews, refused, listed = [], [], set()
         for number, cell in enumerate(manifest["cells"], 1):
@@ -187,10 +190,10 @@ def read_export(path: str, rel: str, class_names: list[str], order: int
                 try:
                     data = archive.read(member)
                 except (RuntimeError, NotImplementedError) as err:  # encrypted, or an unknown compression
-                    refused.append(Refused(where, f"cannot read it in the zip ({_first_line(err)})"))
+                    refused.append(Refused(where, f"cannot read it in the zip ({first_line(err)})"))
                     continue
                 except DAMAGED_ZIP as err:  # a bad CRC, a broken deflate stream
-                    refused.append(Refused(where, f"corrupt data in the zip ({_first_line(err)})"))
+                    refused.append(Refused(where, f"corrupt data in the zip ({first_line(err)})"))
                     continue
                 if _sha256(data) != cell["sha256"]:
                     refused.append(Refused(where, "sha256 does not match the manifest"))
@@ -203,6 +206,8 @@ def read_export(path: str, rel: str, class_names: list[str], order: int
 
 def _walk_files(root: str):
     for dirpath, _, files in gfile.walk(root):
+        if any(_ignored(part) for part in os.path.relpath(dirpath, root).split(os.sep) if part != "."):
+            continue
         for name in sorted(files):
             if not name.startswith("."):
                 yield os.path.join(dirpath, name)
@@ -212,15 +217,41 @@ UNZIPPED_EXPORT = ("an unzipped review export (a browser such as Safari unzips d
                    "export's .zip file itself in the lab's folder")
 
 
+def _spilled_export(root: str) -> set[str]:
+    """The files (relative to root, with '/') of an unzipped export whose contents were copied straight
+    into root: its manifest and the files it lists. Empty when root holds no export manifest."""
+    path = posixpath.join(root, REVIEW_MANIFEST) if "://" in root else os.path.join(root, REVIEW_MANIFEST)
+    try:
+        if not gfile.exists(path) or gfile.stat(path).length > MAX_MANIFEST_BYTES:
+            return set()
+        with gfile.GFile(path, "rb") as f:
+            manifest = json.loads(f.read())
+    except (tf.errors.OpError, ValueError, RecursionError):  # not readable or not JSON: not an export
+        return set()
+    if not isinstance(manifest, dict) or manifest.get("format") != REVIEW_EXPORT_FORMAT:
+        return set()
+    cells = manifest.get("cells") if isinstance(manifest.get("cells"), list) else []
+    return {REVIEW_MANIFEST} | {c["file"] for c in cells if isinstance(c, dict) and isinstance(c.get("file"), str)}
+
+
 def list_lab(name: str, root: str, class_names: list[str]) -> LabListing:
     """Every review under a lab's folder, collapsed to the latest review of each cell."""
     reviews: list[Review] = []
     refused: list[Refused] = []
     other_labs: list[dict] = []
     paths = sorted(_walk_files(root))
+    # Folder names as a reviewer may type them (neutrophil, Unsure) are the labels they name.
+    labels = {label.upper(): label for label in (*class_names, *NOT_TRAINED_LABELS)}
+    # Read as plain class folders, an unzipped export's images would count as reviewed before every
+    # export, so an older zip's label would beat this export's newer one.
+    spilled = _spilled_export(root)
+    spilled_paths = [p for p in paths if os.path.relpath(p, root).replace(os.sep, "/") in spilled]
+    if spilled_paths:
+        refused.append(Refused(posixpath.join("labs", name, REVIEW_MANIFEST),
+                               f"{UNZIPPED_EXPORT} ({len(spilled_paths)} files of it are not read)"))
+        paths = [p for p in paths if p not in set(spilled_paths)]
     unzipped = {parts[0] for parts in (os.path.relpath(p, root).split(os.sep) for p in paths)
-                if len(parts) == 2 and parts[1] == REVIEW_MANIFEST
-                and parts[0] not in class_names and parts[0] not in NOT_TRAINED_LABELS}
+                if len(parts) == 2 and parts[1] == REVIEW_MANIFEST and parts[0].upper() not in labels}
     refused += [Refused(posixpath.join("labs", name, folder), UNZIPPED_EXPORT) for folder in sorted(unzipped)]
     for order, path in enumerate(paths):
         rel = posixpath.join("labs", name, os.path.relpath(path, root).replace(os.sep, "/"))
@@ -235,7 +266,7 @@ def list_lab(name: str, root: str, class_names: list[str]) -> LabListing:
                 other_labs.append({"file": rel, "lab": lab})
         elif len(parts) < 2:
             refused.append(Refused(rel, "not in a class folder or a review export"))
-        elif parts[0] not in class_names and parts[0] not in NOT_TRAINED_LABELS:
+        elif parts[0].upper() not in labels:
             refused.append(Refused(rel, f"unknown class folder '{parts[0]}'"))
         elif not path.lower().endswith(IMAGE_EXTENSIONS):
             refused.append(Refused(rel, "not an image file extension"))
@@ -244,9 +275,9 @@ def list_lab(name: str, root: str, class_names: list[str]) -> LabListing:
                 with gfile.GFile(path, "rb") as f:
                     data = f.read()
             except tf.errors.OpError as err:
-                refused.append(Refused(rel, f"unreadable file ({_first_line(err)})"))
+                refused.append(Refused(rel, f"unreadable file ({first_line(err)})"))
                 continue
-            reviews.append(Review(_sha256(data), parts[0], "", order, path, None, rel))
+            reviews.append(Review(_sha256(data), labels[parts[0].upper()], "", order, path, None, rel))
     listing = LabListing(cells=[], refused=refused, other_lab_exports=other_labs)
     by_cell: dict[str, list[Review]] = {}
     for review in reviews:
@@ -266,12 +297,17 @@ def list_lab(name: str, root: str, class_names: list[str]) -> LabListing:
     return listing
 
 
+def _ignored(name: str) -> bool:
+    return name.startswith(".") or name in SYSTEM_FOLDERS
+
+
 def _top_entries(labs_root: str) -> list[tuple[str, str, bool]]:
-    """(name, path, is a folder) of each entry directly in labs_root but hidden ones; none for a missing root."""
+    """(name, path, is a folder) of each entry directly in labs_root but hidden and system ones; none for
+    a missing root."""
     if not labs_root or not gfile.isdir(labs_root):
         return []
     paths = [(e.rstrip("/"), os.path.join(labs_root, e.rstrip("/"))) for e in sorted(gfile.listdir(labs_root))
-             if not e.startswith(".")]
+             if not _ignored(e.rstrip("/"))]
     return [(name, path, gfile.isdir(path)) for name, path in paths]
 
 

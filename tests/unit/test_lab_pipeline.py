@@ -266,3 +266,12 @@ def test_a_lab_the_last_blessed_model_was_adapted_to_must_be_found_or_retired(tm
     run_inputs.record_finished(str(run_dir), key(args), "2026-12-07T00:00:00Z", True)
     assert local_runner.main(args) == 0
     assert "skipped" in capsys.readouterr().out
+
+
+def test_a_bucket_prefix_given_on_the_command_line_stays_a_bucket_prefix():
+    """--lab-source mylab=gs://... had become <cwd>/gs:/...: 'folder not found'; config.yaml's kept it."""
+    args = local_runner.parse_args(["--lab-source", "mylab=gs://bucket/labs/mylab", "--data-dir", "gs://bucket/data",
+                                    "--lab-source", "near=labs/near"])
+    overrides = local_runner.overrides_from(args)
+    assert "labs.sources.mylab=gs://bucket/labs/mylab" in overrides and "data_dir=gs://bucket/data" in overrides
+    assert f"labs.sources.near={os.path.abspath('labs/near')}" in overrides

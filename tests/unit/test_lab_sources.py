@@ -330,3 +330,60 @@ def test_an_unzipped_export_is_one_line_that_says_to_put_the_zip_there(tmp_path,
     assert [(r.rel_path, r.reason) for r in listing.refused] == [
         ("labs/lab/bloodcell-review-lab-2026", lab_sources.UNZIPPED_EXPORT)]
     assert "zip" in lab_sources.UNZIPPED_EXPORT
+
+
+def test_an_export_unzipped_into_the_lab_folder_itself_is_refused_and_the_zips_label_stands(tmp_path, images):
+    """Its class folders were read as plain ones, which count as reviewed before any export: the older
+    zip's NEUTROPHIL beat this export's newer MONOCYTE, and nothing said so."""
+    import zipfile
+
+    lab = tmp_path / "mylab"
+    review_export.write_export(lab / "old.zip", [review_export.cell(images[0], "NEUTROPHIL", "2026-12-01T10:00:00Z")])
+    newer = review_export.write_export(tmp_path / "new.zip", [
+        review_export.cell(images[0], "MONOCYTE", "2026-12-05T10:00:00Z"),
+        review_export.cell(images[1], "LYMPHOCYTE", "2026-12-05T10:00:00Z")])
+    with zipfile.ZipFile(newer) as archive:
+        archive.extractall(lab)
+    (lab / "EOSINOPHIL").mkdir()
+    shutil.copy(images[2], lab / "EOSINOPHIL" / "mine.jpeg")  # the lab's own plain folder: still read
+    listing = lab_sources.list_lab("mylab", str(lab), CLASSES)
+    assert sorted(c.label for c in listing.cells) == ["EOSINOPHIL", "NEUTROPHIL"]
+    assert [(r.rel_path, r.reason) for r in listing.refused] == [
+        ("labs/mylab/manifest.json", f"{lab_sources.UNZIPPED_EXPORT} (3 files of it are not read)")]
+
+
+@pytest.mark.parametrize("name", ["lost+found", "@eaDir", "#recycle", "$RECYCLE.BIN"])
+def test_a_share_or_file_systems_own_folder_is_no_lab_and_no_class(tmp_path, images, name):
+    """lost+found or a NAS's @eaDir in the labs folder had stopped every scheduled run (not a lab name),
+    and inside a lab folder each file in it was a refused line."""
+    from components.image_example_gen.executor import Executor
+
+    labs = tmp_path / "labs"
+    review_export.write_export(labs / "mylab" / "1.zip", [review_export.cell(images[0], "NEUTROPHIL")])
+    (labs / name).mkdir()
+    (labs / "mylab" / name / "1.zip@SynoEAStream").mkdir(parents=True)
+    (labs / "mylab" / name / "1.zip@SynoEAStream" / "x").write_bytes(b"x")
+    executor = Executor()
+    executor._params = {"labs_root": str(labs), "lab_sources": {}}
+    assert set(executor._list_labs(CLASSES)) == {"mylab"} and not executor._stray_rejects
+    listing = lab_sources.list_lab("mylab", str(labs / "mylab"), CLASSES)
+    assert len(listing.cells) == 1 and not listing.refused
+
+
+def test_class_folders_are_read_whatever_their_case(tmp_path, images):
+    lab = tmp_path / "lab"
+    for folder, image in (("neutrophil", images[0]), ("Monocyte", images[1]), ("unsure", images[2])):
+        (lab / folder).mkdir(parents=True)
+        shutil.copy(image, lab / folder / "x.jpeg")
+    listing = lab_sources.list_lab("lab", str(lab), CLASSES)
+    assert sorted(c.label for c in listing.cells) == ["MONOCYTE", "NEUTROPHIL"]
+    assert listing.not_trained == 1 and not listing.refused
+
+
+def test_an_export_replaced_after_it_was_listed_is_one_bad_image_not_a_failed_run(tmp_path, images):
+    lab = tmp_path / "lab"
+    export = review_export.write_export(lab / "1.zip", [review_export.cell(images[0], "NEUTROPHIL")])
+    listing = lab_sources.list_lab("lab", str(lab), CLASSES)
+    export.write_bytes(b"not a zip any more")
+    with pytest.raises(image_reader.BadImage, match="the export changed during the run"):
+        image_reader.read_image(listing.cells[0].path, 10**7, listing.cells[0].member)
