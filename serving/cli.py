@@ -21,6 +21,7 @@ import sys
 from models.features import DEFAULT_REVIEW_THRESHOLD
 from serving.client import (DEFAULT_MAX_IMAGE_BYTES, MAX_GRPC_REQUEST_BYTES, MAX_REST_REQUEST_BYTES, GrpcClient,
                             NotAnswered, RestClient, ServingError, size_problem)
+from serving.warmup import MAX_BATCH_SIZE
 
 
 def positive(kind):
@@ -35,6 +36,15 @@ def positive(kind):
     return parse
 
 
+def batch_size(text: str) -> int:
+    """A batch the model server takes: over its max_batch_size it refuses the whole request."""
+    value = positive(int)(text)
+    if value > MAX_BATCH_SIZE:
+        raise argparse.ArgumentTypeError(f"at most {MAX_BATCH_SIZE}, the model server's max_batch_size "
+                                         f"(serving/config/batching.config), not {text}")
+    return value
+
+
 def parse_args(argv):
     parser = argparse.ArgumentParser(prog="python -m serving.cli", description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=["predict", "status", "metadata"])
@@ -46,7 +56,8 @@ def parse_args(argv):
     parser.add_argument("--version", type=int, help="a specific model version (default: the latest)")
     parser.add_argument("--timeout", type=positive(float), default=10.0,
                         help="deadline per request, retries included, seconds")
-    parser.add_argument("--batch-size", type=positive(int), default=32, help="images per request")
+    parser.add_argument("--batch-size", type=batch_size, default=MAX_BATCH_SIZE,
+                        help=f"images per request, at most {MAX_BATCH_SIZE}")
     parser.add_argument("--max-image-mb", type=positive(float), default=DEFAULT_MAX_IMAGE_BYTES / 2**20)
     parser.add_argument("--tls", action="store_true", help="gRPC over TLS")
     parser.add_argument("--ca-cert", help="PEM file of the CA that signed the server's certificate")

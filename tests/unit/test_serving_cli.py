@@ -18,6 +18,8 @@ JPEG = str(sample_jpegs("TEST", "LYMPHOCYTE")[0])
 
 
 @pytest.mark.parametrize("flag, value", [("--batch-size", "-1"), ("--batch-size", "0"), ("--batch-size", "x"),
+                                         # Over the server's max_batch_size: every request refused, then halved.
+                                         ("--batch-size", "33"),
                                          ("--timeout", "0"), ("--max-image-mb", "-2")])
 def test_invalid_sizes_are_usage_errors(flag, value, capsys):
     with pytest.raises(SystemExit) as exit_:
@@ -93,6 +95,16 @@ def test_retries_are_throttled_against_an_overloaded_server(overloaded):
         with pytest.raises(ServingError, match="HTTP 503"):
             rest.predict([image])
     assert overloaded.rest.calls <= 1.1 * requests
+
+
+@pytest.mark.parametrize("kib", [8, 300, 2048])
+def test_a_large_request_is_retried_too(overloaded, kib):
+    """gRPC retries only what it buffered, 256 KiB per call by default: a full batch of images or one
+    microscope frame was sent once, whatever max_attempts said."""
+    with GrpcClient(f"127.0.0.1:{overloaded.grpc_port}", "bloodcell", timeout_s=10, max_attempts=4) as client:
+        with pytest.raises(ServingError, match="unavailable"):
+            client.predict([b"\xff" * (kib * 1024)])
+    assert overloaded.prediction.calls == 4
 
 
 def test_an_answer_that_is_not_a_number_is_flagged_for_review():
