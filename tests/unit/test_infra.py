@@ -256,6 +256,24 @@ def test_the_autoscaler_alone_sets_the_replica_count_and_a_slow_first_load_is_no
     assert startup["tcpSocket"]["port"] == "grpc" and startup["periodSeconds"] * startup["failureThreshold"] >= 600
 
 
+def test_serving_pods_leave_and_take_a_new_config_without_dropping_requests():
+    docs = {d["kind"]: d for d in yaml.safe_load_all((REPO / "infra" / "k8s" / "serving.yaml").read_text())}
+    pod = docs["Deployment"]["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    # A config polled by every pod reached them all at once, past the rolling update.
+    assert not any(a.startswith("--model_config_file_poll_wait_seconds") for a in container["args"])
+    # Leaving: answering on while the Service stops sending, within the grace period.
+    wait = int(container["lifecycle"]["preStop"]["exec"]["command"][-1])
+    assert 5 <= wait and pod["terminationGracePeriodSeconds"] >= wait + 10
+    budget = docs["PodDisruptionBudget"]["spec"]
+    assert budget["selector"]["matchLabels"] == docs["Deployment"]["spec"]["selector"]["matchLabels"]
+    assert budget["maxUnavailable"] == 1
+    assert pod["topologySpreadConstraints"][0]["topologyKey"] == "kubernetes.io/hostname"
+    # A busy pod is not unready at the first slow answer; a hung server is not alive.
+    assert container["readinessProbe"]["timeoutSeconds"] >= 3
+    assert "httpGet" in container["livenessProbe"]
+
+
 def test_the_scheduled_run_waits_for_the_network_and_its_data_folder():
     # Persistent=true fires a missed run at boot: the environment's first build needs the network, and a
     # data folder on a share must be mounted before the run reads it.
@@ -287,3 +305,14 @@ def test_a_path_the_sandbox_will_not_show_is_named_before_the_command_runs(tmp_p
     assert out.stdout.splitlines() == sorted([str(hidden), str(other)]), out
     run_sh = (REPO / "infra" / "env" / "run.sh").read_text()
     assert 'hidden_paths "$env_dir/rootfs"' in run_sh and "BLOODCELL_BIND=" in run_sh
+
+
+def test_the_cdn_edge_holds_more_than_a_few_hundred_visitors(tmp_path):
+    """One worker of 256 connections, idle ones kept 75 s: a few hundred browsers filled it, and nginx
+    dropped connections."""
+    from infra.nginx.render import render
+
+    text = render(str(tmp_path / "origin"), "127.0.0.1:8080", "http://127.0.0.1:5173", str(tmp_path / "run"))
+    assert re.search(r"^worker_processes auto;", text, re.M)
+    assert int(re.search(r"worker_connections (\d+);", text).group(1)) >= 1024
+    assert int(re.search(r"keepalive_timeout (\d+)s;", text).group(1)) <= 20
