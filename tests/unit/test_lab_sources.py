@@ -387,3 +387,18 @@ def test_an_export_replaced_after_it_was_listed_is_one_bad_image_not_a_failed_ru
     export.write_bytes(b"not a zip any more")
     with pytest.raises(image_reader.BadImage, match="the export changed during the run"):
         image_reader.read_image(listing.cells[0].path, 10**7, listing.cells[0].member)
+
+
+def test_a_dangling_link_in_a_lab_folder_is_one_refused_line_not_a_stopped_run(tmp_path, images):
+    """The labs' fingerprint stat'ed every file and raised on a link to nothing: the run stopped
+    ("cannot read the run's inputs") for one shortcut in a shared folder."""
+    labs = tmp_path / "labs"
+    review_export.write_export(labs / "mylab" / "1.zip", [review_export.cell(images[0], "NEUTROPHIL")])
+    before = labs_fingerprint({"labs_root": str(labs)})
+    (labs / "mylab" / "NEUTROPHIL").mkdir()
+    (labs / "mylab" / "NEUTROPHIL" / "shortcut.jpeg").symlink_to(tmp_path / "nowhere.jpeg")
+    assert labs_fingerprint({"labs_root": str(labs)}) != before
+    listing = lab_sources.list_lab("mylab", str(labs / "mylab"), CLASSES)
+    assert len(listing.cells) == 1
+    assert [r.rel_path for r in listing.refused] == ["labs/mylab/NEUTROPHIL/shortcut.jpeg"]
+    assert listing.refused[0].reason.startswith("unreadable file")
