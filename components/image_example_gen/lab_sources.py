@@ -8,11 +8,10 @@ lab's eval cells never train. Files are read through tf.io.gfile (a lab folder m
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
-import functools
 import hashlib
-import io
 import json
 import os
 import posixpath
@@ -94,16 +93,21 @@ class LabListing:
         return "eval" if hash_fraction(review.sha256) < eval_fraction else "train"
 
 
-@functools.lru_cache(maxsize=2)
-def _zip_bytes(path: str, length: int, mtime_nsec: int) -> bytes:
-    """One export read once per worker, not once per cell (keyed by size and time: a replaced file is read again)."""
-    with gfile.GFile(path, "rb") as f:
-        return f.read()
+_END_OF_ZIP_BYTES = 22  # the smallest zip: its end-of-directory record alone
+
+
+def _open_zip(path: str, f) -> zipfile.ZipFile:
+    """The zip in f, read where it lies: its directory, then only the members asked for. A file too short
+    to be a zip is told apart first: zipfile seeks before its start, and a GFile answers that with its
+    own error, not the OSError zipfile expects."""
+    if gfile.stat(path).length < _END_OF_ZIP_BYTES:
+        raise zipfile.BadZipFile("File is not a zip file")
+    return zipfile.ZipFile(f)
 
 
 def read_member(path: str, member: str) -> bytes:
-    stat = gfile.stat(path)
-    with zipfile.ZipFile(io.BytesIO(_zip_bytes(path, stat.length, stat.mtime_nsec))) as archive:
+    """One file of an export (which may be large, and in a bucket)."""
+    with gfile.GFile(path, "rb") as f, _open_zip(path, f) as archive:
         return archive.read(member)
 
 
@@ -144,63 +148,69 @@ def read_export(path: str, rel: str, class_names: list[str], order: int
                 ) -> tuple[list[Review], list[Refused], str | None]:
     """The reviews of one export zip, what in it cannot be used (each with a reason), and the lab its
     manifest names (None when it is not an export)."""
-    try:
-        with gfile.GFile(path, "rb") as f:
-            archive = zipfile.ZipFile(io.BytesIO(f.read()))
-    except zipfile.BadZipFile:
-        return [], [Refused(rel, "not a review export (not a zip file)")], None
-    except tf.errors.OpError as err:
-        return [], [Refused(rel, f"unreadable file ({first_line(err)})")], None
-    except DAMAGED_ZIP as err:
-        return [], [Refused(rel, f"not a review export (a damaged zip: {first_line(err)})")], None
-    with archive:
-        members = {i.filename: i for i in archive.infolist() if not i.is_dir()}
-        if REVIEW_MANIFEST not in members:
-            return [], [Refused(rel, f"not a review export (no {REVIEW_MANIFEST})")], None
-        if members[REVIEW_MANIFEST].file_size > MAX_MANIFEST_BYTES:
-            return [], [Refused(rel, f"not a review export ({REVIEW_MANIFEST} of {members[REVIEW_MANIFEST].file_size} bytes)")], None
+    with contextlib.ExitStack() as opened:  # not read into memory whole: a large zip may be no export at all
         try:
-            manifest = json.loads(archive.read(REVIEW_MANIFEST))
-            jsonschema.validate(manifest, MANIFEST_SCHEMA)
-        except (jsonschema.ValidationError, RecursionError, *DAMAGED_ZIP) as err:
-            detail = err.message.splitlines()[0] if isinstance(err, jsonschema.ValidationError) else first_line(err)
-            return [], [Refused(rel, f"not a review export (manifest: {detail})")], None
-        reviews, refused, listed = [], [], set()
-        for number, cell in enumerate(manifest["cells"], 1):
-            when, problem = _entry_time(cell)
-            if problem:
-                named = cell.get("file") if isinstance(cell, dict) and isinstance(cell.get("file"), str) else None
-                if named:
-                    listed.add(named)
-                refused.append(Refused(f"{rel}!{named or f'cell {number}'}", problem))
+            archive = opened.enter_context(_open_zip(path, opened.enter_context(gfile.GFile(path, "rb"))))
+        except zipfile.BadZipFile:
+            return [], [Refused(rel, "not a review export (not a zip file)")], None
+        except tf.errors.OpError as err:
+            return [], [Refused(rel, f"unreadable file ({first_line(err)})")], None
+        except DAMAGED_ZIP as err:
+            return [], [Refused(rel, f"not a review export (a damaged zip: {first_line(err)})")], None
+        return _read_archive(archive, path, rel, class_names, order)
+
+
+def _read_archive(archive: zipfile.ZipFile, path: str, rel: str, class_names: list[str], order: int
+                  ) -> tuple[list[Review], list[Refused], str | None]:
+    # A read may fail in the file itself (a bucket's, a share's) as well as in the zip.
+    damaged = (*DAMAGED_ZIP, tf.errors.OpError)
+    members = {i.filename: i for i in archive.infolist() if not i.is_dir()}
+    if REVIEW_MANIFEST not in members:
+        return [], [Refused(rel, f"not a review export (no {REVIEW_MANIFEST})")], None
+    if members[REVIEW_MANIFEST].file_size > MAX_MANIFEST_BYTES:
+        return [], [Refused(rel, f"not a review export ({REVIEW_MANIFEST} of {members[REVIEW_MANIFEST].file_size} bytes)")], None
+    try:
+        manifest = json.loads(archive.read(REVIEW_MANIFEST))
+        jsonschema.validate(manifest, MANIFEST_SCHEMA)
+    except (jsonschema.ValidationError, RecursionError, *damaged) as err:
+        detail = err.message.splitlines()[0] if isinstance(err, jsonschema.ValidationError) else first_line(err)
+        return [], [Refused(rel, f"not a review export (manifest: {detail})")], None
+    reviews, refused, listed = [], [], set()
+    for number, cell in enumerate(manifest["cells"], 1):
+        when, problem = _entry_time(cell)
+        if problem:
+            named = cell.get("file") if isinstance(cell, dict) and isinstance(cell.get("file"), str) else None
+            if named:
+                listed.add(named)
+            refused.append(Refused(f"{rel}!{named or f'cell {number}'}", problem))
+            continue
+        member, where = cell["file"], f"{rel}!{cell['file']}"
+        listed.add(member)
+        label = cell["label"]
+        info = members.get(member)
+        if info is None:
+            refused.append(Refused(where, "the manifest names a file the zip does not hold"))
+        elif label not in class_names and label not in NOT_TRAINED_LABELS:
+            refused.append(Refused(where, f"label '{label}' is not one of the classes"))
+        elif not member.lower().endswith(IMAGE_EXTENSIONS):
+            refused.append(Refused(where, "not an image file extension"))
+        elif info.file_size > MAX_MEMBER_BYTES:
+            refused.append(Refused(where, f"image too large: {info.file_size} bytes in the zip"))
+        else:
+            try:
+                data = archive.read(member)
+            except (RuntimeError, NotImplementedError) as err:  # encrypted, or an unknown compression
+                refused.append(Refused(where, f"cannot read it in the zip ({first_line(err)})"))
                 continue
-            member, where = cell["file"], f"{rel}!{cell['file']}"
-            listed.add(member)
-            label = cell["label"]
-            info = members.get(member)
-            if info is None:
-                refused.append(Refused(where, "the manifest names a file the zip does not hold"))
-            elif label not in class_names and label not in NOT_TRAINED_LABELS:
-                refused.append(Refused(where, f"label '{label}' is not one of the classes"))
-            elif not member.lower().endswith(IMAGE_EXTENSIONS):
-                refused.append(Refused(where, "not an image file extension"))
-            elif info.file_size > MAX_MEMBER_BYTES:
-                refused.append(Refused(where, f"image too large: {info.file_size} bytes in the zip"))
+            except damaged as err:  # a bad CRC, a broken deflate stream
+                refused.append(Refused(where, f"corrupt data in the zip ({first_line(err)})"))
+                continue
+            if _sha256(data) != cell["sha256"]:
+                refused.append(Refused(where, "sha256 does not match the manifest"))
             else:
-                try:
-                    data = archive.read(member)
-                except (RuntimeError, NotImplementedError) as err:  # encrypted, or an unknown compression
-                    refused.append(Refused(where, f"cannot read it in the zip ({first_line(err)})"))
-                    continue
-                except DAMAGED_ZIP as err:  # a bad CRC, a broken deflate stream
-                    refused.append(Refused(where, f"corrupt data in the zip ({first_line(err)})"))
-                    continue
-                if _sha256(data) != cell["sha256"]:
-                    refused.append(Refused(where, "sha256 does not match the manifest"))
-                else:
-                    reviews.append(Review(cell["sha256"], label, when, order, path, member, where))
-        refused += [Refused(f"{rel}!{m}", "file not listed in the manifest")
-                    for m in sorted(set(members) - listed - {REVIEW_MANIFEST})]
+                reviews.append(Review(cell["sha256"], label, when, order, path, member, where))
+    refused += [Refused(f"{rel}!{m}", "file not listed in the manifest")
+                for m in sorted(set(members) - listed - {REVIEW_MANIFEST})]
     return reviews, refused, manifest["lab"]
 
 

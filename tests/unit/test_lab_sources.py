@@ -402,3 +402,25 @@ def test_a_dangling_link_in_a_lab_folder_is_one_refused_line_not_a_stopped_run(t
     assert len(listing.cells) == 1
     assert [r.rel_path for r in listing.refused] == ["labs/mylab/NEUTROPHIL/shortcut.jpeg"]
     assert listing.refused[0].reason.startswith("unreadable file")
+
+
+def test_a_large_zip_in_a_lab_folder_is_not_read_into_memory(tmp_path, images):
+    """Every zip was read whole before its manifest was looked for: a backup of gigabytes dropped in a
+    lab's folder by mistake could take the run's memory. And each cell read its export whole again."""
+    import tracemalloc
+    import zipfile
+
+    lab = tmp_path / "lab"
+    lab.mkdir()
+    with zipfile.ZipFile(lab / "backup.zip", "w") as archive:  # stored, not compressed: 40 MB on disk
+        archive.writestr("disk.img", b"\0" * (40 * 2**20))
+    review_export.write_export(lab / "1.zip", [review_export.cell(images[0], "NEUTROPHIL")])
+    tracemalloc.start()
+    try:
+        listing = lab_sources.list_lab("lab", str(lab), CLASSES)
+        image_reader.read_image(listing.cells[0].path, 10**7, listing.cells[0].member)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert _reasons(listing)["labs/lab/backup.zip"] == "not a review export (no manifest.json)"
+    assert peak < 10 * 2**20, peak
