@@ -2,9 +2,9 @@
 images in folders named by the reviewer's label, plus a manifest) and plain class folders, in any mix.
 
 One cell is one sha256: duplicates across exports collapse, the latest review wins, and a label that
-changed between reviews is reported. Plain class folders count as reviewed before any export. Each cell
-lands on the train or the eval side by a hash of its sha256, so it stays on its side in every run, and a
-lab's eval cells never train. Files are read through tf.io.gfile (a lab folder may be a bucket prefix).
+changed between reviews is reported. Plain class folders count as reviewed before any export (one image
+in two of them is refused: which is later cannot be told). Each cell lands on the train or the eval
+side by a hash of its sha256, so it stays on its side in every run, and a lab's eval cells never train. Files are read through tf.io.gfile (a lab folder may be a bucket prefix).
 """
 from __future__ import annotations
 
@@ -295,6 +295,12 @@ def list_lab(name: str, root: str, class_names: list[str]) -> LabListing:
     for sha, history in sorted(by_cell.items()):
         history.sort(key=lambda r: (r.reviewed_at, r.order))
         latest = history[-1]
+        if not latest.reviewed_at and len({r.label for r in history}) > 1:
+            # Plain folders say nothing of when: which label is the later one cannot be told.
+            folders = ", ".join(sorted({r.label for r in history}))
+            listing.refused += [Refused(r.rel_path, f"the same image is in class folders {folders}: keep it in one")
+                                for r in history]
+            continue
         listing.duplicates += len(history) - 1
         labels = [r.label for r in history]
         if len(set(labels)) > 1:

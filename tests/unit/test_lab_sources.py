@@ -424,3 +424,23 @@ def test_a_large_zip_in_a_lab_folder_is_not_read_into_memory(tmp_path, images):
         tracemalloc.stop()
     assert _reasons(listing)["labs/lab/backup.zip"] == "not a review export (no manifest.json)"
     assert peak < 10 * 2**20, peak
+
+
+def test_one_image_in_two_plain_class_folders_is_refused_not_decided_by_name(tmp_path, images):
+    """With no review time, the folder later in the alphabet won (NEUTROPHIL over EOSINOPHIL), whichever
+    the technologist put there last. An export's time still beats a plain folder."""
+    lab = tmp_path / "lab"
+    for folder, name in (("EOSINOPHIL", "a.jpeg"), ("NEUTROPHIL", "z.jpeg")):
+        (lab / folder).mkdir(parents=True)
+        shutil.copy(images[0], lab / folder / name)
+    (lab / "MONOCYTE").mkdir()
+    shutil.copy(images[1], lab / "MONOCYTE" / "m.jpeg")
+    shutil.copy(images[1], lab / "MONOCYTE" / "m2.jpeg")  # the same image twice in one folder: one cell
+    listing = lab_sources.list_lab("lab", str(lab), CLASSES)
+    assert [c.label for c in listing.cells] == ["MONOCYTE"]
+    assert sorted(_reasons(listing).items()) == [
+        ("labs/lab/EOSINOPHIL/a.jpeg", "the same image is in class folders EOSINOPHIL, NEUTROPHIL: keep it in one"),
+        ("labs/lab/NEUTROPHIL/z.jpeg", "the same image is in class folders EOSINOPHIL, NEUTROPHIL: keep it in one")]
+    review_export.write_export(lab / "1.zip", [review_export.cell(images[0], "LYMPHOCYTE")])
+    listing = lab_sources.list_lab("lab", str(lab), CLASSES)
+    assert sorted(c.label for c in listing.cells) == ["LYMPHOCYTE", "MONOCYTE"] and not listing.refused
