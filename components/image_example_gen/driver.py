@@ -15,26 +15,28 @@ import tensorflow as tf
 # tfx.v1 exposes no driver classes; the file-based ExampleGens use these.
 from tfx.components.example_gen import driver, input_processor, utils
 
-from components.image_example_gen import executor
+from components.image_example_gen import executor, lab_sources
 
 
-def folder_fingerprint(root: str, unreadable_ok: bool = False) -> str:
+def folder_fingerprint(root: str, lab: bool = False) -> str:
     """sha256 over (relative path, size, modification time) of every file under root, in sorted order.
     TensorFlow gives the time in whole seconds (in a nanosecond field): a same-size rewrite within the
-    second is not seen. With unreadable_ok a file that cannot be read (a dangling link) is in it by its
-    name alone, for the ingest to report; else it raises tf.errors.OpError."""
+    second is not seen. A lab's folder is a share its people write to, read as the ingest reads it:
+    without hidden files and system folders (lab_sources.walk_files), and a file that cannot be read (a
+    dangling link) is in it by its name alone, for the ingest to report; elsewhere that raises
+    tf.errors.OpError."""
     entries = []
-    for dirpath, _, files in tf.io.gfile.walk(root):
-        for name in files:
-            path = os.path.join(dirpath, name)
-            try:
-                stat = tf.io.gfile.stat(path)
-            except tf.errors.OpError:
-                if not unreadable_ok:
-                    raise
-                entries.append(f"{os.path.relpath(path, root)}\0unreadable")
-                continue
-            entries.append(f"{os.path.relpath(path, root)}\0{stat.length}\0{stat.mtime_nsec}")
+    files = lab_sources.walk_files(root) if lab else (
+        os.path.join(dirpath, name) for dirpath, _, names in tf.io.gfile.walk(root) for name in names)
+    for path in files:
+        try:
+            stat = tf.io.gfile.stat(path)
+        except tf.errors.OpError:
+            if not lab:
+                raise
+            entries.append(f"{os.path.relpath(path, root)}\0unreadable")
+            continue
+        entries.append(f"{os.path.relpath(path, root)}\0{stat.length}\0{stat.mtime_nsec}")
     digest = hashlib.sha256("\n".join(sorted(entries)).encode("utf-8", "surrogateescape"))
     return f"files:{len(entries)},tree:{digest.hexdigest()}"
 
@@ -52,8 +54,7 @@ def labs_fingerprint(params: dict) -> str:
     """The fingerprints of the lab folders the executor will read (labs_root and each named source)."""
     folders = ([params["labs_root"]] if params.get("labs_root") else []) + sorted(
         (params.get("lab_sources") or {}).values())
-    # A lab's folder is a share its people write to: one bad entry is one line of the ingest report.
-    return "\n".join(f"lab {folder}: {folder_fingerprint(folder, unreadable_ok=True) if tf.io.gfile.isdir(folder) else 'missing'}"
+    return "\n".join(f"lab {folder}: {folder_fingerprint(folder, lab=True) if tf.io.gfile.isdir(folder) else 'missing'}"
                      for folder in folders)
 
 

@@ -43,6 +43,7 @@ class Candidate:
     label: int
     source: str = BASE_SOURCE  # or a lab's name
     member: str | None = None  # the file inside a review export zip (path is the zip)
+    sha256: str | None = None  # a lab cell's image as listed: bytes read later must still be these
 
 
 @dataclasses.dataclass(frozen=True)
@@ -147,7 +148,8 @@ class BadImage(ValueError):
     """An input that cannot become an example; str() is the reason for the report."""
 
 
-def read_image(path: str, max_pixels: int, member: str | None = None) -> tuple[bytes, int, int]:
+def read_image(path: str, max_pixels: int, member: str | None = None,
+               sha256: str | None = None) -> tuple[bytes, int, int]:
     """Returns (encoded bytes, height, width) of an RGB image ready for tf.io.decode_image.
 
     RGB JPEGs keep their original bytes; grayscale, RGBA, palette, PNG, BMP, GIF (its first frame) and
@@ -160,6 +162,8 @@ def read_image(path: str, max_pixels: int, member: str | None = None) -> tuple[b
             raise BadImage(f"the export changed during the run ({lab_sources.first_line(err)}); run again") from None
     else:
         data = read_bytes(path)
+    if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:  # rewritten in place meanwhile
+        raise BadImage("the file changed during the run (not the image that was reviewed); run again")
     if not data:
         raise BadImage("empty file (0 bytes)")
     try:
@@ -204,7 +208,7 @@ def sixteen_bit_to_8(img: Image.Image) -> Image.Image:
 
 def to_example(candidate: Candidate, max_pixels: int) -> bytes:
     """Serialized tf.Example for one image file; raises BadImage."""
-    data, height, width = read_image(candidate.path, max_pixels, candidate.member)
+    data, height, width = read_image(candidate.path, max_pixels, candidate.member, candidate.sha256)
 
     def b(v: bytes):
         return tf.train.Feature(bytes_list=tf.train.BytesList(value=[v]))
@@ -273,7 +277,7 @@ def lab_candidates(name: str, listing: lab_sources.LabListing, class_names: list
                    eval_fraction: float) -> tuple[list[Candidate], list[Rejected]]:
     """A lab's latest reviews as candidates (train or eval by cell), and its refused files."""
     candidates = [Candidate(r.path, r.rel_path, listing.side(r, eval_fraction), r.label,
-                            class_names.index(r.label), name, r.member) for r in listing.cells]
+                            class_names.index(r.label), name, r.member, r.sha256) for r in listing.cells]
     return candidates, [Rejected(r.rel_path, None, r.reason) for r in listing.refused]
 
 

@@ -11,7 +11,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
+import functools
 import hashlib
+import io
 import json
 import os
 import posixpath
@@ -30,6 +32,7 @@ gfile = tf.io.gfile
 IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png", ".bmp", ".gif", ".webp")
 MAX_MEMBER_BYTES = 50 * 2**20  # one reviewed image; a larger member is refused before it is inflated
 MAX_MANIFEST_BYTES = 20 * 2**20
+CACHED_ZIP_BYTES = 64 * 2**20  # an export this small is kept in memory while its cells are read (two per worker)
 # Folders a file system or a NAS share makes in every folder it serves: never a lab, never a class.
 SYSTEM_FOLDERS = frozenset({"lost+found", "@eaDir", "#recycle", "#snapshot", "$RECYCLE.BIN", "System Volume Information",
                             "__MACOSX"})
@@ -105,8 +108,20 @@ def _open_zip(path: str, f) -> zipfile.ZipFile:
     return zipfile.ZipFile(f)
 
 
+@functools.lru_cache(maxsize=2)
+def _zip_bytes(path: str, length: int, mtime_nsec: int) -> bytes:
+    """A small export read once per worker, not once per cell (keyed by size and time: a replaced file is read again)."""
+    with gfile.GFile(path, "rb") as f:
+        return f.read()
+
+
 def read_member(path: str, member: str) -> bytes:
-    """One file of an export (which may be large, and in a bucket)."""
+    """One file of an export. An export up to CACHED_ZIP_BYTES is read whole once (a bucket's file in one
+    request); a larger one where it lies, its directory and that file only."""
+    stat = gfile.stat(path)
+    if stat.length <= CACHED_ZIP_BYTES:
+        with zipfile.ZipFile(io.BytesIO(_zip_bytes(path, stat.length, stat.mtime_nsec))) as archive:
+            return archive.read(member)
     with gfile.GFile(path, "rb") as f, _open_zip(path, f) as archive:
         return archive.read(member)
 
@@ -214,10 +229,11 @@ def _read_archive(archive: zipfile.ZipFile, path: str, rel: str, class_names: li
     return reviews, refused, manifest["lab"]
 
 
-def _walk_files(root: str):
-    for dirpath, _, files in gfile.walk(root):
-        if any(_ignored(part) for part in os.path.relpath(dirpath, root).split(os.sep) if part != "."):
-            continue
+def walk_files(root: str):
+    """Every file under root but hidden ones and those in system folders, which are never entered (a
+    share's lost+found may not even be listable)."""
+    for dirpath, subdirs, files in gfile.walk(root):
+        subdirs[:] = [d for d in subdirs if not _ignored(d.rstrip("/"))]  # gfile.walk descends into this list
         for name in sorted(files):
             if not name.startswith("."):
                 yield os.path.join(dirpath, name)
@@ -249,7 +265,7 @@ def list_lab(name: str, root: str, class_names: list[str]) -> LabListing:
     reviews: list[Review] = []
     refused: list[Refused] = []
     other_labs: list[dict] = []
-    paths = sorted(_walk_files(root))
+    paths = sorted(walk_files(root))
     # Folder names as a reviewer may type them (neutrophil, Unsure) are the labels they name.
     labels = {label.upper(): label for label in (*class_names, *NOT_TRAINED_LABELS)}
     # Read as plain class folders, an unzipped export's images would count as reviewed before every

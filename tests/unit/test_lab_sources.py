@@ -368,6 +368,27 @@ def test_a_share_or_file_systems_own_folder_is_no_lab_and_no_class(tmp_path, ima
     assert set(executor._list_labs(CLASSES)) == {"mylab"} and not executor._stray_rejects
     listing = lab_sources.list_lab("mylab", str(labs / "mylab"), CLASSES)
     assert len(listing.cells) == 1 and not listing.refused
+    # Not entered at all: what a NAS's indexer writes there does not change what the run reads.
+    before = labs_fingerprint({"labs_root": str(labs)})
+    (labs / "mylab" / name / "1.zip@SynoEAStream" / "x").write_bytes(b"xy")
+    assert labs_fingerprint({"labs_root": str(labs)}) == before
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root lists any folder")
+def test_a_system_folder_that_cannot_be_listed_stops_nothing(tmp_path, images):
+    """A share's lost+found is root's, mode 0700: walking into it raised PermissionDenied, and the
+    scheduled run (not root) stopped before the ingest every week."""
+    labs = tmp_path / "labs"
+    review_export.write_export(labs / "mylab" / "1.zip", [review_export.cell(images[0], "NEUTROPHIL")])
+    for locked in (labs / "lost+found", labs / "mylab" / "lost+found"):
+        locked.mkdir()
+        locked.chmod(0)
+    try:
+        assert labs_fingerprint({"labs_root": str(labs)})
+        assert len(lab_sources.list_lab("mylab", str(labs / "mylab"), CLASSES).cells) == 1
+    finally:
+        for locked in (labs / "lost+found", labs / "mylab" / "lost+found"):
+            locked.chmod(0o700)
 
 
 def test_class_folders_are_read_whatever_their_case(tmp_path, images):
@@ -380,13 +401,22 @@ def test_class_folders_are_read_whatever_their_case(tmp_path, images):
     assert listing.not_trained == 1 and not listing.refused
 
 
-def test_an_export_replaced_after_it_was_listed_is_one_bad_image_not_a_failed_run(tmp_path, images):
+@pytest.mark.parametrize("kept_in_memory", [True, False])
+@pytest.mark.parametrize("replaced_by", ["junk", "another image under the same name"])
+def test_an_export_replaced_after_it_was_listed_is_one_bad_image_not_a_failed_run(tmp_path, images, monkeypatch,
+                                                                                  kept_in_memory, replaced_by):
     lab = tmp_path / "lab"
-    export = review_export.write_export(lab / "1.zip", [review_export.cell(images[0], "NEUTROPHIL")])
+    export = review_export.write_export(lab / "1.zip", [first := review_export.cell(images[0], "NEUTROPHIL")])
     listing = lab_sources.list_lab("lab", str(lab), CLASSES)
-    export.write_bytes(b"not a zip any more")
-    with pytest.raises(image_reader.BadImage, match="the export changed during the run"):
-        image_reader.read_image(listing.cells[0].path, 10**7, listing.cells[0].member)
+    candidates, _ = image_reader.lab_candidates("lab", listing, CLASSES, 0.3)
+    if replaced_by == "junk":
+        export.write_bytes(b"not a zip any more")
+    else:  # a sync tool rewriting the file: a good zip, the same member name, other bytes
+        review_export.write_export(lab / "1.zip", [{**review_export.cell(images[1], "NEUTROPHIL"),
+                                                     "file": first["file"]}])
+    monkeypatch.setattr(lab_sources, "CACHED_ZIP_BYTES", 2**30 if kept_in_memory else 0)
+    with pytest.raises(image_reader.BadImage, match="changed during the run"):
+        image_reader.to_example(candidates[0], 10**7)
 
 
 def test_a_dangling_link_in_a_lab_folder_is_one_refused_line_not_a_stopped_run(tmp_path, images):
