@@ -349,19 +349,27 @@ def spread(values: list[float]) -> dict:
             "stdev": statistics.stdev(values) if len(values) > 1 else 0.0}
 
 
-def test_per_cell_lines(seeds_runs: list[dict]) -> list[str]:
-    """What the TEST per cell column means, with its mean over the seeds that have it."""
+def test_per_cell_lines(seeds_runs: list[dict], class_names: list[str]) -> list[str]:
+    """What the TEST per cell column means, with its mean over the seeds that have it, per class too."""
     measured = [r["test_by_cell"] for r in seeds_runs if r.get("test_by_cell")]
     if not measured:
         return []
-    images = [c["images"] for c in measured[0]["per_cell"]]
     per_cell = spread([m["mean_share_right"] for m in measured])
+    cells = {n: [c for c in measured[0]["per_cell"] if c["class"] == n] for n in class_names}
+    by_class = {n: statistics.mean(statistics.mean(c["share_right"] for c in m["per_cell"] if c["class"] == n)
+                                   for m in measured) for n in class_names if cells[n]}
     return ["", f"TEST per cell: the share of a cell's TEST copies answered right, averaged over TEST's "
-            f"{measured[0]['cells']} cells (TEST_SIMPLE's originals; files with the same bytes are one cell), so "
-            f"that every cell weighs alike. Which original a copy comes from is not recorded: each goes to the "
-            f"original of its class nearest in colour (quality/heldout_cells.py), {min(images)}-{max(images)} "
-            f"copies per cell. Over seeds: mean {per_cell['mean']:.4f}, min {per_cell['min']:.4f}, "
-            f"max {per_cell['max']:.4f}."]
+            f"{measured[0]['cells']} cells (TEST_SIMPLE's originals; files with the same bytes are one cell). "
+            "Within a class the dataset made about as many copies of each original, so this weighs each class "
+            "by its cells (" + ", ".join(f"{n[:3]} {len(cells[n])}" for n in class_names) + "), as TEST_SIMPLE "
+            "does, where TEST's image accuracy weighs the classes alike. Over seeds: mean "
+            f"{per_cell['mean']:.4f}, min {per_cell['min']:.4f}, max {per_cell['max']:.4f}; per class (mean over "
+            "seeds of the class's cells): " + ", ".join(f"{n[:3]} {v:.3f}" for n, v in by_class.items()) + ".",
+            "", "Which original a copy comes from is not recorded: each goes to the original of its class nearest "
+            "in colour (quality/heldout_cells.py). Copies per cell (" + ", ".join(
+                f"{n[:3]} {min(c['images'] for c in cells[n])}-{max(c['images'] for c in cells[n])}"
+                for n in class_names if cells[n]) + ") should be about even within a class: where they are not, "
+            "copies went to a look-alike cell of the same class."]
 
 
 def markdown(report: dict) -> str:
@@ -413,10 +421,10 @@ def markdown(report: dict) -> str:
         wrong = (r.get("val") or {}).get("by_cell", {}).get("wrong")
         if wrong:
             lines.append(f"- {name} seed {r.get('seed', '-')}, val cells wrong: " + "; ".join(
-                f"{c['cell']} ({c['images']} images, {c['share_right']:.0%} right, mostly {c['majority']})"
+                f"{c['cell']} ({c['images']} images, {c['share_right']:.0%} right, mostly {c['majority'] or 'no answer'})"
                 for c in wrong))
     lines += ["", f"Default model TEST accuracy over seeds: mean {acc['mean']:.4f}, min {acc['min']:.4f}, "
-              f"max {acc['max']:.4f}, stdev {acc['stdev']:.4f}.", *test_per_cell_lines(report["seeds_runs"]), "",
+              f"max {acc['max']:.4f}, stdev {acc['stdev']:.4f}.", *test_per_cell_lines(report["seeds_runs"], names), "",
               "## Derived images (every few TEST and val images, transformed)", "",
               "| model | seed | image set | accuracy | mean confidence | low confidence | unlike training | flagged for review |",
               "|---|---|---|---|---|---|---|---|"]

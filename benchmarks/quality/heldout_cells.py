@@ -4,8 +4,10 @@ TEST holds augmented copies (rotated <= 20 degrees, shifted, flipped, sheared) o
 originals, and no file name says which. A copy keeps the colour make-up of its original's centre (its
 edges are filled in by the augmentation), so each TEST image goes to the original of its class whose
 centre is nearest in colour (components/image_example_gen/cell_groups.py's signature). That is
-approximate where two originals of a class look alike: the report's images-per-cell counts show where.
-Originals with the same bytes are one cell (the dataset's TEST_SIMPLE/EOSINOPHIL holds two such pairs).
+approximate where two originals of a class look alike: the dataset made about as many copies of each
+original of a class, so uneven copies per cell within a class (the report lists them per class) show
+where. Originals with the same bytes are one cell (the dataset's TEST_SIMPLE/EOSINOPHIL holds two such
+pairs).
 """
 from __future__ import annotations
 

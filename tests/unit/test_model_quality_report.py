@@ -216,8 +216,9 @@ def test_test_is_also_reported_per_cell_each_cell_weighing_alike(monkeypatch, tm
     text = mq.markdown(report)
     assert "| default | 1 | 0.7500 | 0.6000 | 6/8 |" in text
     assert "| default | 2 | 0.7500 | - | 6/8 |" in text
-    assert "averaged over TEST's 5 cells" in text and "1-2 copies per cell" in text
-    assert "Over seeds: mean 0.6000" in text
+    assert "averaged over TEST's 5 cells" in text and "(EOS 1, LYM 2, MON 1, NEU 1)" in text
+    assert "Over seeds: mean 0.6000" in text and "EOS 1.000, LYM 0.000, MON 1.000, NEU 1.000" in text
+    assert "Copies per cell (EOS 2-2, LYM 1-1, MON 2-2, NEU 2-2)" in text
 
 
 def test_a_class_without_test_images_stops_the_harness_before_training_in_one_line(monkeypatch, tmp_path, capsys):
