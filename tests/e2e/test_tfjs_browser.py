@@ -264,6 +264,14 @@ def test_browser_classifies_through_the_cdn_then_offline(published, pipeline_run
     assert report["withdrawnBesideOther"]["state"] == "error"
     assert (report["otherTabReloaded"]["source"], report["otherTabReloaded"]["version"]) == ("cache", "2"), \
         report["otherTabReloaded"]
+    # Storage full: the rollback's version answers but cannot be kept; the withdrawn copy it replaced
+    # is dropped all the same, so offline nothing answers (it had: the withdrawn version, as "Offline").
+    assert (report["beforeFull"]["source"], report["beforeFull"]["version"]) == ("network", published["version"])
+    full = report["fullRollback"]
+    assert (full["state"], full["source"], full["version"]) == ("ready", "network", "2"), full
+    assert "could not be kept for offline use" in full["note"], full
+    assert report["fullOffline"].get("state") == "error", report["fullOffline"]
+    assert "no model is cached yet" in report["fullOffline"]["text"], report["fullOffline"]
     # One visit, then no network at all: the page comes from the service worker, the model from IndexedDB.
     assert report["firstVisit"]["state"] == "ready", report["firstVisit"]
     offline_first = report["firstVisitOffline"]

@@ -225,6 +225,25 @@ try {
   await page.reload();
   report.afterOtherTab = await modelState(page);
 
+  // Storage full: a browser holding a version that a rollback withdrew downloads the rollback's version
+  // but cannot keep it. The withdrawn copy must not stay behind to answer offline.
+  const full = await browser.newContext();
+  const tab = await full.newPage();
+  await tab.goto(url);
+  report.beforeFull = await modelState(tab);
+  await tab.evaluate(() => navigator.serviceWorker.ready.then(() => true));
+  await full.addInitScript(() => {
+    IDBObjectStore.prototype.put = () => { throw new DOMException('the disk is full', 'QuotaExceededError'); };
+  });
+  pointTo({ version: second, model_url: `${second}/model.json`, metadata_url: `${second}/metadata.json`, pinned: true,
+    rolled_back_from: good, withdrawn: [good] }, 28);
+  await tab.reload();
+  report.fullRollback = await modelState(tab);
+  await full.setOffline(true);
+  await tab.reload().catch(() => undefined);
+  report.fullOffline = await modelState(tab).catch((e) => ({ error: String(e?.message ?? e).split('\n')[0] }));
+  await full.close();
+
   // A model URL of another origin (a link someone sent): refused, whatever it serves.
   const foreign = await (await browser.newContext()).newPage();
   await foreign.goto(`${opt.app}/?model=${encodeURIComponent('https://models.example.invalid/bloodcell/')}`);

@@ -257,6 +257,9 @@ export async function loadModel(baseUrl: string): Promise<LoadedModel> {
       `Version ${pointer.version} could not be loaded (${reason(err)}); using the cached version ${cached.version}.`);
   }
   let note = `Downloaded version ${pointer.version}; kept in this browser for offline use.`;
+  // Dropped before the new copy is written: when that cannot be kept (storage full), a copy a rollback
+  // withdrew must not stay behind to answer offline.
+  if (cached && withdrawn(cached.version, pointer)) await forget(base, cached.version).catch(() => undefined);
   try {
     await keep(model!, base, pointer.version, metadata);
   } catch (err) {
