@@ -199,6 +199,8 @@ class Executor(BaseExampleGenExecutor):
         report["labs"] = {name: image_reader.lab_summary(self._lab_listings[name], candidates, bad_paths)
                           for name, (candidates, _) in labs.items()}
         report["val_split"] = self._params["val_split"]
+        # Which side a lab's cell is on depends on it: the next run must split the same way (local_runner).
+        report["lab_eval_fraction"] = float(self._params.get("lab_eval_fraction", 0.3))
         report["status"] = "failed" if problem else "ok"
         if problem:
             # Leave no examples that could pass for a finished ingest (TFX also removes the outputs

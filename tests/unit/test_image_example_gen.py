@@ -122,6 +122,7 @@ def test_a_labs_refused_files_are_listed_and_never_stop_the_run(tmp_path, real_j
     report = json.loads((tmp_path / "gen" / "examples" / "7" / executor_lib.REPORT_FILE).read_text())
     assert report["status"] == "ok" and report["rejected"] == 6 and report["rejected_fraction"] > 0.05
     assert report["labs"]["mylab"]["cells"] == 2 and report["labs"]["mylab"]["refused"] == 6
+    assert report["lab_eval_fraction"] == 0.3  # what the next run's split is checked against
 
 
 def test_a_lab_cell_that_is_a_base_image_is_refused(tmp_path):

@@ -150,12 +150,14 @@ def test_an_edited_data_file_of_the_code_changes_what_a_scheduled_run_reads(tmp_
     assert run_inputs.inputs_key(config, str(data)) != before
 
 
-def bless(metadata_path: str, labs: list[str], report_dir, model_id: int | None = None) -> None:
+def bless(metadata_path: str, labs: list[str], report_dir, model_id: int | None = None,
+          eval_fraction: float | None = None) -> None:
     """What a run's Evaluator leaves in the metadata store when it blesses a model: a ModelBlessing
     (blessed=1, current_model_id: the model's artifact id) whose execution read the ingest's Examples,
-    whose report names the labs with cells."""
+    whose report names the labs with cells (and the split of their cells, as newer ingests record it)."""
     report = report_dir / f"ingest_report_{len(list(report_dir.glob('ingest_report_*')))}.json"
-    report.write_text(json.dumps({"labs": {name: {"cells": 3, "train": 2} for name in labs}}))
+    report.write_text(json.dumps({"labs": {name: {"cells": 3, "train": 2} for name in labs},
+                                  **({"lab_eval_fraction": eval_fraction} if eval_fraction is not None else {})}))
     config = metadata_store_pb2.ConnectionConfig()
     config.sqlite.filename_uri = metadata_path
     config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE_OPENCREATE
@@ -275,3 +277,33 @@ def test_a_bucket_prefix_given_on_the_command_line_stays_a_bucket_prefix():
     overrides = local_runner.overrides_from(args)
     assert "labs.sources.mylab=gs://bucket/labs/mylab" in overrides and "data_dir=gs://bucket/data" in overrides
     assert f"labs.sources.near={os.path.abspath('labs/near')}" in overrides
+
+
+def test_a_lab_split_other_than_the_last_blessed_models_is_refused(tmp_path, capsys):
+    """labs.eval_fraction decides which side of the split a lab's cell is on: changed between runs, cells
+    the warm-started models had trained on became held-out cells, and the lab's gate scored them."""
+    from components.image_example_gen.stable_hash import hash_fraction
+    from testkit.images import encoded
+
+    data = make_dataset(tmp_path / "data", {"TRAIN": 2, "TEST": 1})
+    args = ["--data-dir", str(data), "--output-dir", str(tmp_path / "runs"), "--if-changed",
+            "--set", f"labs.dir={tmp_path / 'labs'}"]
+    trained = next(d for d in (encoded(Image.new("RGB", (40, 30), (i, 90, 30)), "JPEG") for i in range(256))
+                   if hash_fraction(hashlib.sha256(d).hexdigest()) >= 0.5)
+    (tmp_path / "labs" / "mylab" / "NEUTROPHIL").mkdir(parents=True)
+    (tmp_path / "labs" / "mylab" / "NEUTROPHIL" / "a.jpeg").write_bytes(trained)
+    run_dir = tmp_path / "runs" / "bloodcell"
+    run_dir.mkdir(parents=True)
+    config = load_config(overrides=local_runner.overrides_from(local_runner.parse_args(args)))
+    run_inputs.record_finished(str(run_dir), run_inputs.inputs_key(config, str(data)), "2026-12-06T00:00:00Z", True)
+    bless(str(run_dir / "metadata.sqlite"), ["mylab"], tmp_path, eval_fraction=0.3)
+    assert local_runner.main([*args, "--set", "labs.eval_fraction=0.2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: labs.eval_fraction is 0.2, but the last blessed model's lab cells were split "
+                          "with 0.3") and "\n" not in err
+    assert local_runner.main(args) == 0 and "skipped" in capsys.readouterr().out  # the same split: no objection
+    # A lab retired on purpose no longer binds the split.
+    retired = [*args, "--set", "labs.eval_fraction=0.2", "--set", "labs.retired=[mylab]"]
+    config = load_config(overrides=local_runner.overrides_from(local_runner.parse_args(retired)))
+    run_inputs.record_finished(str(run_dir), run_inputs.inputs_key(config, str(data)), "2026-12-06T01:00:00Z", True)
+    assert local_runner.main(retired) == 0 and "skipped" in capsys.readouterr().out
