@@ -224,6 +224,20 @@ def _retry_service_config(max_attempts: int) -> str:
     })
 
 
+def _read_by(response, deadline: float) -> bytes:
+    """The whole body by the deadline. requests' timeout is per socket read, so an answer that trickles
+    in a byte at a time would never trip it; this checks the clock between reads."""
+    chunks = []
+    try:
+        while chunk := response.raw.read1(64 * 1024, decode_content=True):
+            chunks.append(chunk)
+            if time.monotonic() > deadline:
+                raise TimeoutError
+    finally:
+        response.close()
+    return b"".join(chunks)
+
+
 class RetryThrottle:
     """gRPC's retry throttling, for the REST client: shared by every call of one client."""
 
@@ -376,6 +390,7 @@ class RestClient(_BatchingClient):
     def _request(self, method: str, url: str, **kwargs):
         """One call: retried on 503 with backoff and throttling, all within timeout_s."""
         import requests
+        import urllib3
 
         deadline = time.monotonic() + self.timeout_s
         backoff = 0.2
@@ -384,10 +399,12 @@ class RestClient(_BatchingClient):
             if left <= 0:
                 raise ServingError(f"no answer from {self.base_url} within {self.timeout_s:g} s")
             try:
-                response = self._session.request(method, url, timeout=left, **kwargs)
-            except requests.Timeout:
+                response = self._session.request(method, url, timeout=left, stream=True, **kwargs)
+                content = _read_by(response, deadline)
+            except (requests.Timeout, TimeoutError, urllib3.exceptions.ReadTimeoutError):
                 raise ServingError(f"no answer from {self.base_url} within {self.timeout_s:g} s") from None
-            except requests.RequestException as err:
+            # The body is read from urllib3 itself (_read_by): a connection lost mid-answer is its error.
+            except (requests.RequestException, urllib3.exceptions.HTTPError) as err:
                 raise ServingError(f"model server unreachable at {self.base_url}: {_innermost(err)}") from None
             if response.status_code != 503:
                 self._throttle.succeeded()
@@ -397,12 +414,12 @@ class RestClient(_BatchingClient):
             time.sleep(min(backoff, max(0.0, deadline - time.monotonic())))
             backoff = min(backoff * 2, 5.0)
         try:
-            body = response.json()
+            body = json.loads(content)
         except ValueError:
             body = None
         if response.status_code != 200:
             message = body.get("error") if isinstance(body, dict) else None
-            message = str(message or response.text)
+            message = str(message or content.decode("utf-8", "replace"))
             raise ServingError(f"HTTP {response.status_code} from {url}: {message.strip().splitlines()[0] if message.strip() else ''}",
                                _GRPC_CODE_OF_HTTP.get(response.status_code))
         if not isinstance(body, dict):

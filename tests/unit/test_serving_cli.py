@@ -75,6 +75,69 @@ def test_rest_timeout_is_one_deadline_for_the_whole_call():
         listener.close()
 
 
+def test_rest_timeout_holds_against_an_answer_that_trickles_in():
+    """The remaining time was passed to requests as a socket timeout, which starts again with every
+    byte: a server sending its answer a byte every half second held a 1 s call for 15 s."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)
+    stop = threading.Event()
+
+    def serve():
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn = listener.accept()[0]
+            except OSError:
+                continue
+            try:
+                conn.recv(65536)
+                body = b'{"model_version_status": []}'
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+                             + str(len(body)).encode() + b"\r\n\r\n")
+                for byte in body:
+                    if stop.wait(0.5):
+                        break
+                    conn.sendall(bytes([byte]))
+            except OSError:
+                pass
+            finally:
+                conn.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        client = RestClient(f"http://127.0.0.1:{listener.getsockname()[1]}", "bloodcell", timeout_s=1.0)
+        started = time.monotonic()
+        with pytest.raises(ServingError, match="no answer .* within 1 s"):
+            client.status()
+        assert time.monotonic() - started < 2.0
+    finally:
+        stop.set()
+        listener.close()
+
+
+def test_a_rest_answer_cut_short_is_one_serving_error():
+    """The body is read from urllib3 directly: its own error for a connection lost mid-answer must
+    become the client's one-line error, as requests' would."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)
+
+    def serve():
+        conn = listener.accept()[0]
+        conn.recv(65536)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"mod")
+        conn.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        client = RestClient(f"http://127.0.0.1:{listener.getsockname()[1]}", "bloodcell", timeout_s=5.0)
+        with pytest.raises(ServingError, match="model server unreachable at .*: "):
+            client.status()
+    finally:
+        listener.close()
+
+
 @pytest.fixture
 def overloaded(tmp_path):
     """A model server that answers every Predict with UNAVAILABLE (gRPC) or 503 (REST)."""
