@@ -136,9 +136,12 @@ def preprocessing_fn(inputs: dict, custom_config: dict) -> dict:
     stain_normalisation = bool(custom_config.get("stain_normalisation", False))
     max_pixels = custom_config.get("max_pixels")
     encoded = tf.reshape(inputs[IMAGE_KEY], [-1])
+    # One image decoded at a time: a served batch of camera-sized frames, each decoded at full size in
+    # float32, would otherwise hold several at once and exceed a serving pod's memory
+    # (benchmarks/serving_memory.py). It costs no measurable time on training-sized images.
     images = tf.map_fn(
         lambda b: decode_and_resize(b, image_size, stain_normalisation, max_pixels), encoded,
-        fn_output_signature=tf.TensorSpec([image_size, image_size, 3], tf.float32))
+        fn_output_signature=tf.TensorSpec([image_size, image_size, 3], tf.float32), parallel_iterations=1)
     outputs = {TRANSFORMED_IMAGE_KEY: images}
     if LABEL_KEY in inputs:  # absent when serving
         outputs[LABEL_KEY] = inputs[LABEL_KEY]

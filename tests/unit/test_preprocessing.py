@@ -109,3 +109,13 @@ def test_a_header_over_the_pixel_limit_fails_before_decoding():
     assert decode_and_resize(tf.constant(small), 80, max_pixels=320 * 240).shape == (80, 80, 3)
     with pytest.raises(tf.errors.InvalidArgumentError, match="image too large"):
         decode_and_resize(tf.constant(small), 80, max_pixels=320 * 240 - 1)
+
+
+def test_a_batch_is_decoded_one_image_at_a_time():
+    """TF Serving runs this on a batch of up to 32 encoded images, each decoded at full size in float32:
+    decoded side by side (map_fn's default, 10 at once), a few camera-sized frames exceeded a serving
+    pod's memory (benchmarks/serving_memory.py)."""
+    graph = tf.function(lambda images: preprocessing_fn({"image": images}, {"image_size": 32})["image_xf"]) \
+        .get_concrete_function(tf.TensorSpec([None, 1], tf.string)).graph
+    loops = [op for op in graph.get_operations() if op.type in ("While", "StatelessWhile")]
+    assert loops and all(op.get_attr("parallel_iterations") == 1 for op in loops)
