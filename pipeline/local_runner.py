@@ -188,6 +188,15 @@ def main(argv=None) -> int:
         print(f"error: cannot read the metadata store {config.metadata_path}: {detail}; restore it, or move it "
               f"aside to start afresh (no step cached, no blessed model to compare with)", file=sys.stderr)
         return 2
+    # Before the missing-labs check, which counts training cells with this run's split. A retired lab
+    # still in its folder is still read, and still binds the split.
+    if blessed_split is not None and set(blessed_labs) & set(labs) \
+            and abs(blessed_split - config.labs.eval_fraction) > 1e-9:
+        print(f"error: labs.eval_fraction is {config.labs.eval_fraction:g}, but the last blessed model's lab cells "
+              f"were split with {blessed_split:g}: a change moves cells between training and the held-out side, so "
+              f"the lab's gate would score cells its models trained on; keep --set labs.eval_fraction={blessed_split:g}, "
+              f"or start afresh in a new --output-dir", file=sys.stderr)
+        return 2
     missing = run_inputs.missing_labs(
         blessed_labs, run_inputs.labs_with_cells(labs, blessed_labs, list(config.class_names), config.ingest.max_pixels,
                                                  config.labs.eval_fraction),
@@ -196,13 +205,6 @@ def main(argv=None) -> int:
         print(f"error: the last blessed model was adapted to lab(s) {', '.join(missing)}, which this run does "
               f"not find (folder gone, renamed or empty, a share not mounted, or no training cell in it the ingest "
               f"takes?): restore them, or drop them on purpose with --set 'labs.retired=[{','.join(missing)}]'", file=sys.stderr)
-        return 2
-    if blessed_split is not None and set(blessed_labs) - set(config.labs.retired) \
-            and abs(blessed_split - config.labs.eval_fraction) > 1e-9:
-        print(f"error: labs.eval_fraction is {config.labs.eval_fraction:g}, but the last blessed model's lab cells "
-              f"were split with {blessed_split:g}: a change moves cells between training and the held-out side, so "
-              f"the lab's gate would score cells its models trained on; keep --set labs.eval_fraction={blessed_split:g}, "
-              f"or start afresh in a new --output-dir", file=sys.stderr)
         return 2
     last = run_inputs.last_finished(config.run_dir)
     if args.if_changed and last and last.get("inputs_key") == key:

@@ -138,7 +138,7 @@ def preprocessing_fn(inputs: dict, custom_config: dict) -> dict:
     encoded = tf.reshape(inputs[IMAGE_KEY], [-1])
     # One image decoded at a time: a served batch of camera-sized frames, each decoded at full size in
     # float32, would otherwise hold several at once and exceed a serving pod's memory
-    # (benchmarks/serving_memory.py). It costs no measurable time on training-sized images.
+    # (benchmarks/serving_memory.py). Batches of small images decode a little slower this way.
     images = tf.map_fn(
         lambda b: decode_and_resize(b, image_size, stain_normalisation, max_pixels), encoded,
         fn_output_signature=tf.TensorSpec([image_size, image_size, 3], tf.float32), parallel_iterations=1)

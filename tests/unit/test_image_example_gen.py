@@ -22,9 +22,9 @@ from testkit.bad_images import png_declaring
 from testkit.images import encoded, make_dataset
 
 
-def run_executor(data_root, out_dir, max_bad_fraction, labs_root=""):
+def run_executor(data_root, out_dir, max_bad_fraction, labs_root="", lab_eval_fraction=0.3):
     config = load_config(overrides=[f"ingest.max_bad_fraction={max_bad_fraction}", "ingest.val_fraction=0.25",
-                                    "ingest.max_pixels=500000"])
+                                    "ingest.max_pixels=500000", f"labs.eval_fraction={lab_eval_fraction}"])
     component = example_gen_component(config, str(data_root), str(labs_root))
     props = {}
     for key, value in component.exec_properties.items():
@@ -118,11 +118,12 @@ def test_a_labs_refused_files_are_listed_and_never_stop_the_run(tmp_path, real_j
         (lab / cls / "good.jpeg").write_bytes(own if cls == "MONOCYTE" else encoded(Image.new("RGB", (40, 30)), "JPEG"))
         for i in range(3):
             (lab / cls / f"phone{i}.heic").write_bytes(b"\0\0\0\x18ftypheic")
-    run_executor(root, tmp_path / "gen" / "examples" / "7", max_bad_fraction=0.05, labs_root=tmp_path / "labs")
+    run_executor(root, tmp_path / "gen" / "examples" / "7", max_bad_fraction=0.05, labs_root=tmp_path / "labs",
+                 lab_eval_fraction=0.2)
     report = json.loads((tmp_path / "gen" / "examples" / "7" / executor_lib.REPORT_FILE).read_text())
     assert report["status"] == "ok" and report["rejected"] == 6 and report["rejected_fraction"] > 0.05
     assert report["labs"]["mylab"]["cells"] == 2 and report["labs"]["mylab"]["refused"] == 6
-    assert report["lab_eval_fraction"] == 0.3  # what the next run's split is checked against
+    assert report["lab_eval_fraction"] == 0.2  # what the next run's split is checked against
 
 
 def test_a_lab_cell_that_is_a_base_image_is_refused(tmp_path):

@@ -302,8 +302,13 @@ def test_a_lab_split_other_than_the_last_blessed_models_is_refused(tmp_path, cap
     assert err.startswith("error: labs.eval_fraction is 0.2, but the last blessed model's lab cells were split "
                           "with 0.3") and "\n" not in err
     assert local_runner.main(args) == 0 and "skipped" in capsys.readouterr().out  # the same split: no objection
-    # A lab retired on purpose no longer binds the split.
+    # Retired but still in its folder, the lab is still read: still refused.
     retired = [*args, "--set", "labs.eval_fraction=0.2", "--set", "labs.retired=[mylab]"]
+    assert local_runner.main(retired) == 2 and "labs.eval_fraction is 0.2" in capsys.readouterr().err
+    # Retired and gone, it binds nothing.
+    (tmp_path / "labs" / "mylab" / "NEUTROPHIL" / "a.jpeg").unlink()
+    (tmp_path / "labs" / "mylab" / "NEUTROPHIL").rmdir()
+    (tmp_path / "labs" / "mylab").rmdir()
     config = load_config(overrides=local_runner.overrides_from(local_runner.parse_args(retired)))
     run_inputs.record_finished(str(run_dir), run_inputs.inputs_key(config, str(data)), "2026-12-06T01:00:00Z", True)
     assert local_runner.main(retired) == 0 and "skipped" in capsys.readouterr().out
