@@ -4,7 +4,8 @@ images in folders named by the reviewer's label, plus a manifest) and plain clas
 One cell is one sha256: duplicates across exports collapse, the latest review wins, and a label that
 changed between reviews is reported. Plain class folders count as reviewed before any export (one image
 in two of them is refused: which is later cannot be told). Each cell lands on the train or the eval
-side by a hash of its sha256, so it stays on its side in every run, and a lab's eval cells never train. Files are read through tf.io.gfile (a lab folder may be a bucket prefix).
+side by a hash of its sha256, so it stays on its side in every run, and a lab's eval cells never train.
+Files are read through tf.io.gfile (a lab folder may be a bucket prefix).
 """
 from __future__ import annotations
 
@@ -271,11 +272,11 @@ def list_lab(name: str, root: str, class_names: list[str]) -> LabListing:
     # Read as plain class folders, an unzipped export's images would count as reviewed before every
     # export, so an older zip's label would beat this export's newer one.
     spilled = _spilled_export(root)
-    spilled_paths = [p for p in paths if os.path.relpath(p, root).replace(os.sep, "/") in spilled]
+    spilled_paths = {p for p in paths if os.path.relpath(p, root).replace(os.sep, "/") in spilled}
     if spilled_paths:
         refused.append(Refused(posixpath.join("labs", name, REVIEW_MANIFEST),
                                f"{UNZIPPED_EXPORT} ({len(spilled_paths)} files of it are not read)"))
-        paths = [p for p in paths if p not in set(spilled_paths)]
+        paths = [p for p in paths if p not in spilled_paths]
     unzipped = {parts[0] for parts in (os.path.relpath(p, root).split(os.sep) for p in paths)
                 if len(parts) == 2 and parts[1] == REVIEW_MANIFEST and parts[0].upper() not in labels}
     refused += [Refused(posixpath.join("labs", name, folder), UNZIPPED_EXPORT) for folder in sorted(unzipped)]
