@@ -45,6 +45,7 @@ def trainer_params(config: Config) -> TrainerParams:
         seed=t.seed, serving_model_name=config.serving.model_name,
         adapt_steps=config.labs.adapt_steps, adapt_learning_rate=config.labs.adapt_learning_rate,
         lab_share=config.labs.lab_share, retired_labs=tuple(config.labs.retired),
+        lab_eval_fraction=config.labs.eval_fraction,
         warmup_images=tuple(config.resolve(p) for p in config.serving.warmup_images))
 
 

@@ -26,6 +26,7 @@ class TrainerParams:
     adapt_learning_rate: float = 3e-4
     lab_share: float = 0.5           # of each fine-tuning batch drawn from lab cells
     retired_labs: tuple[str, ...] = ()  # labs a blessed model learned from that a run may do without
+    lab_eval_fraction: float = 0.3   # the share of each lab's cells the ingest held out (by a hash of each cell)
 
     def __post_init__(self):
         # JSON gives lists back; the object stays hashable and frozen all the way down.

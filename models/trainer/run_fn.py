@@ -147,6 +147,22 @@ def refuse_labs_left_behind(base_model: str, present: set[str], retired: tuple[s
             f"with labs.retired: [{', '.join(missing)}] in the configuration")
 
 
+class LabSplitChanged(ValueError):
+    """This run's lab cells were split with another labs.eval_fraction than the blessed model's."""
+
+
+def refuse_other_split(base_model: str, present: set[str], eval_fraction: float) -> None:
+    """The orchestrator-independent form of the local runner's split check: a lab's cell keeps its side
+    only while the split does, and the lab's gate must not score cells the models trained on."""
+    record = read_training_record(base_model) or {}
+    before = record.get("lab_eval_fraction")
+    if before is not None and set(record.get("labs", [])) & present and abs(before - eval_fraction) > 1e-9:
+        raise LabSplitChanged(
+            f"labs.eval_fraction is {eval_fraction:g}, but the last blessed model's lab cells were split with "
+            f"{before:g}: a change moves cells between training and the held-out side; keep {before:g}, or "
+            f"start afresh without the blessed model")
+
+
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
     params = TrainerParams.from_custom_config(fn_args.custom_config)
     keras.utils.set_random_seed(params.seed)
@@ -160,6 +176,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     present = set(lab_cells) | set(left_out)
     if fn_args.base_model:
         refuse_labs_left_behind(fn_args.base_model, present, params.retired_labs)
+        refuse_other_split(fn_args.base_model, present, params.lab_eval_fraction)
 
     def dataset(files, training):
         return data.make_dataset(files, tf_transform_output, params.batch_size, training, params.seed,
@@ -193,6 +210,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     if left_out:
         record["labs_not_trained_on"] = left_out
     record["labs"] = sorted(present)  # whether adapted or trained from the start with them
+    record["lab_eval_fraction"] = params.lab_eval_fraction
     record.update(model_identity(params))
     with tf.io.gfile.GFile(os.path.join(fn_args.serving_model_dir, TRAINING_RECORD_FILE), "w") as f:
         f.write(json.dumps(record))

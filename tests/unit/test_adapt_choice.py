@@ -87,8 +87,23 @@ def test_a_lab_the_blessed_model_learned_from_must_be_in_the_data_unless_retired
     run_fn.refuse_labs_left_behind(str(tmp_path / "no record"), set(), ())
 
 
+def test_a_lab_split_other_than_the_blessed_models_is_refused_by_the_trainer(tmp_path):
+    """On Kubeflow nothing checked it: a changed labs.eval_fraction moved cells the blessed model's lineage
+    had trained on to the held-out side, where the lab's gate scored them."""
+    import pytest
+
+    blessed = _blessed(tmp_path / "new", mode="adapted", labs=["tecom"], lab_eval_fraction=0.3)
+    with pytest.raises(run_fn.LabSplitChanged, match="labs.eval_fraction is 0.2, .* split with 0.3") as refused:
+        run_fn.refuse_other_split(blessed, {"tecom"}, 0.2)
+    assert "\n" not in str(refused.value)
+    run_fn.refuse_other_split(blessed, {"tecom"}, 0.3)
+    run_fn.refuse_other_split(blessed, {"other"}, 0.2)  # its labs are not in this run: nothing to keep apart
+    run_fn.refuse_other_split(_blessed(tmp_path / "old", mode="adapted", labs=["tecom"]), {"tecom"}, 0.2)  # not recorded
+
+
 def test_the_trainer_is_told_the_retired_labs():
     from pipeline.config import load_config
     from pipeline.pipeline import trainer_params
 
     assert trainer_params(load_config(overrides=["labs.retired=[tecom]"])).retired_labs == ("tecom",)
+    assert trainer_params(load_config(overrides=["labs.eval_fraction=0.2"])).lab_eval_fraction == 0.2
