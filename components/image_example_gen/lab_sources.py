@@ -33,6 +33,7 @@ gfile = tf.io.gfile
 IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png", ".bmp", ".gif", ".webp")
 MAX_MEMBER_BYTES = 50 * 2**20  # one reviewed image; a larger member is refused before it is inflated
 MAX_MANIFEST_BYTES = 20 * 2**20
+FUTURE_SLACK = datetime.timedelta(days=1)  # a review time further ahead than this is a clock set wrong
 CACHED_ZIP_BYTES = 64 * 2**20  # an export this small is kept in memory while its cells are read (two per worker)
 # Folders a file system or a NAS share makes in every folder it serves: never a lab, never a class.
 SYSTEM_FOLDERS = frozenset({"lost+found", "@eaDir", "#recycle", "#snapshot", "$RECYCLE.BIN", "System Volume Information",
@@ -157,6 +158,12 @@ def _entry_time(cell) -> tuple[str | None, str | None]:
     when = review_time(cell["reviewed_at"])
     if when is None:
         return None, f"manifest entry: reviewed_at '{cell['reviewed_at'][:40]}' is not an ISO 8601 time with a zone"
+    # The latest review wins: one from a computer whose clock runs far ahead would beat every later
+    # correction. A day's slack covers time zones set wrong by an hour or so.
+    latest_possible = datetime.datetime.now(datetime.timezone.utc) + FUTURE_SLACK
+    if when > latest_possible.isoformat(timespec="microseconds"):
+        return None, (f"manifest entry: reviewed_at {cell['reviewed_at'][:40]} is in the future: the reviewing "
+                      "computer's clock is wrong; set it right and export again")
     return when, None
 
 

@@ -474,3 +474,20 @@ def test_one_image_in_two_plain_class_folders_is_refused_not_decided_by_name(tmp
     review_export.write_export(lab / "1.zip", [review_export.cell(images[0], "LYMPHOCYTE")])
     listing = lab_sources.list_lab("lab", str(lab), CLASSES)
     assert sorted(c.label for c in listing.cells) == ["LYMPHOCYTE", "MONOCYTE"] and not listing.refused
+
+
+def test_a_review_from_a_clock_far_ahead_is_refused_not_the_latest_for_ever(tmp_path, images):
+    """A workstation whose clock read next year: its verdicts were "latest" and beat every later
+    correction from a computer with the right time, with no word of it."""
+    import datetime
+
+    lab = tmp_path / "lab"
+    ahead = (datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=300)).isoformat()
+    soon = (datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=2)).isoformat()
+    review_export.write_export(lab / "wrong-clock.zip", [wrong := review_export.cell(images[0], "EOSINOPHIL", ahead)])
+    review_export.write_export(lab / "right-clock.zip", [review_export.cell(images[0], "NEUTROPHIL"),
+                                                         review_export.cell(images[1], "MONOCYTE", soon)])
+    listing = lab_sources.list_lab("lab", str(lab), CLASSES)
+    assert sorted(c.label for c in listing.cells) == ["MONOCYTE", "NEUTROPHIL"]  # a zone set wrong is slack
+    assert _reasons(listing)[wrong["file"]].endswith("is in the future: the reviewing computer's clock is wrong; "
+                                                     "set it right and export again")
