@@ -266,7 +266,9 @@ class GrpcClient(_BatchingClient):
         options = [("grpc.enable_retries", 1), ("grpc.service_config", _retry_service_config(max_attempts)),
                    ("grpc.max_send_message_length", 64 * 2**20), ("grpc.max_receive_message_length", 64 * 2**20),
                    # gRPC retries only a call it holds whole: 256 KiB by default, less than a batch of images.
-                   ("grpc.per_rpc_retry_buffer_size", 64 * 2**20), ("grpc.retry_buffer_size", 256 * 2**20)]
+                   ("grpc.per_rpc_retry_buffer_size", 64 * 2**20), ("grpc.retry_buffer_size", 256 * 2**20),
+                   # Calls spread over every address the name resolves to (the cluster's headless Service).
+                   ("grpc.lb_policy_name", "round_robin")]
         if tls:
             creds = grpc.ssl_channel_credentials(root_certificates=root_certificates)
             self._channel = grpc.secure_channel(target, creds, options=options)

@@ -44,7 +44,9 @@ def test_serving_deployment_probes_ports_and_model_volume():
     # Metadata is served only from a loaded version; the status page answers 200 while one is LOADING.
     assert container["readinessProbe"]["httpGet"]["path"] == "/v1/models/bloodcell/metadata"
     assert "livenessProbe" in container
-    assert {p["port"] for p in docs["Service"]["spec"]["ports"]} == {8500, 8501}
+    service = next(d for d in yaml.safe_load_all((REPO / "infra" / "k8s" / "serving.yaml").read_text())
+                   if d["kind"] == "Service" and d["metadata"]["name"] == "bloodcell-serving")
+    assert {p["port"] for p in service["spec"]["ports"]} == {8500, 8501}
     assert docs["HorizontalPodAutoscaler"]["spec"]["scaleTargetRef"]["name"] == "bloodcell-serving"
     # The models come from the Pusher's bucket (models.config), read as the Deployment's service account.
     assert docs["Deployment"]["spec"]["template"]["spec"]["serviceAccountName"] == docs["ServiceAccount"]["metadata"]["name"]
@@ -319,3 +321,16 @@ def test_the_cdn_edge_holds_more_than_a_few_hundred_visitors(tmp_path):
     # Each connection holds its socket and the file it sends: the default 1024 files would run out first.
     assert int(re.search(r"worker_rlimit_nofile (\d+);", text).group(1)) > 2 * connections
     assert int(re.search(r"keepalive_timeout (\d+)s;", text).group(1)) <= 20
+
+
+def test_grpc_calls_spread_over_the_pods_the_autoscaler_adds():
+    """One gRPC connection per client through a ClusterIP Service put all its calls on one pod."""
+    docs = list(yaml.safe_load_all((REPO / "infra" / "k8s" / "serving.yaml").read_text()))
+    deployment = next(d for d in docs if d["kind"] == "Deployment")
+    headless = [d for d in docs if d["kind"] == "Service" and d["spec"].get("clusterIP") == "None"]
+    assert len(headless) == 1
+    assert headless[0]["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+    assert [p["port"] for p in headless[0]["spec"]["ports"]] == [8500]
+    # Connections are renewed, so a client resolves the pods again and finds new ones.
+    args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert any(a.startswith("--grpc_channel_arguments=") and "grpc.max_connection_age_ms=" in a for a in args)

@@ -12,6 +12,7 @@ import pytest
 from serving import cli
 from serving.client import GrpcClient, Prediction, RestClient, ServingError, _BatchingClient, batches
 from testkit.fake_model_server import FakeModelServer
+from serving import client as cli_client
 from testkit.images import sample_jpegs
 
 JPEG = str(sample_jpegs("TEST", "LYMPHOCYTE")[0])
@@ -443,3 +444,12 @@ def test_metadata_and_a_failed_load_over_rest(capsys):
         assert capsys.readouterr().out == "bloodcell\tversion 3\tEND\tFailed to load\n"
     finally:
         server.shutdown()
+
+
+def test_the_grpc_client_balances_calls_over_every_address(monkeypatch):
+    seen = {}
+    real = cli_client.grpc.insecure_channel
+    monkeypatch.setattr(cli_client.grpc, "insecure_channel",
+                        lambda target, options=None: seen.update(options or []) or real(target, options=options))
+    GrpcClient("dns:///bloodcell-serving-grpc:8500", "bloodcell").close()
+    assert seen["grpc.lb_policy_name"] == "round_robin"
