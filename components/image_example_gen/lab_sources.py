@@ -163,7 +163,7 @@ def _entry_time(cell) -> tuple[str | None, str | None]:
     latest_possible = datetime.datetime.now(datetime.timezone.utc) + FUTURE_SLACK
     if when > latest_possible.isoformat(timespec="microseconds"):
         return None, (f"manifest entry: reviewed_at {cell['reviewed_at'][:40]} is in the future: the reviewing "
-                      "computer's clock is wrong; set it right and export again")
+                      "computer's clock is wrong; set it right, review the cell again, and remove this export")
     return when, None
 
 

@@ -151,12 +151,15 @@ class LabSplitChanged(ValueError):
     """This run's lab cells were split with another labs.eval_fraction than the blessed model's."""
 
 
-def refuse_other_split(base_model: str, present: set[str], eval_fraction: float) -> None:
+def refuse_other_split(base_model: str, present: set[str], eval_fraction: float, retired: tuple[str, ...]) -> None:
     """The orchestrator-independent form of the local runner's split check: a lab's cell keeps its side
-    only while the split does, and the lab's gate must not score cells the models trained on."""
+    only while the split does, and the lab's gate must not score cells the models trained on. A lab the
+    blessed model learned from binds the split unless it is retired and gone: a new split may leave it
+    no training cell in this run, and retiring it then must not let the split through."""
     record = read_training_record(base_model) or {}
     before = record.get("lab_eval_fraction")
-    if before is not None and set(record.get("labs", [])) & present and abs(before - eval_fraction) > 1e-9:
+    bound = {lab for lab in record.get("labs", []) if lab in present or lab not in retired}
+    if before is not None and bound and abs(before - eval_fraction) > 1e-9:
         raise LabSplitChanged(
             f"labs.eval_fraction is {eval_fraction:g}, but the last blessed model's lab cells were split with "
             f"{before:g}: a change moves cells between training and the held-out side; keep {before:g}, or "
@@ -175,8 +178,10 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         logging.warning("lab %s not trained on: %s", name, why)
     present = set(lab_cells) | set(left_out)
     if fn_args.base_model:
+        # The split first: a new split may leave a lab no training cell, and the labs check would then
+        # suggest retiring it.
+        refuse_other_split(fn_args.base_model, present, params.lab_eval_fraction, params.retired_labs)
         refuse_labs_left_behind(fn_args.base_model, present, params.retired_labs)
-        refuse_other_split(fn_args.base_model, present, params.lab_eval_fraction)
 
     def dataset(files, training):
         return data.make_dataset(files, tf_transform_output, params.batch_size, training, params.seed,

@@ -94,11 +94,16 @@ def test_a_lab_split_other_than_the_blessed_models_is_refused_by_the_trainer(tmp
 
     blessed = _blessed(tmp_path / "new", mode="adapted", labs=["tecom"], lab_eval_fraction=0.3)
     with pytest.raises(run_fn.LabSplitChanged, match="labs.eval_fraction is 0.2, .* split with 0.3") as refused:
-        run_fn.refuse_other_split(blessed, {"tecom"}, 0.2)
+        run_fn.refuse_other_split(blessed, {"tecom"}, 0.2, ())
     assert "\n" not in str(refused.value)
-    run_fn.refuse_other_split(blessed, {"tecom"}, 0.3)
-    run_fn.refuse_other_split(blessed, {"other"}, 0.2)  # its labs are not in this run: nothing to keep apart
-    run_fn.refuse_other_split(_blessed(tmp_path / "old", mode="adapted", labs=["tecom"]), {"tecom"}, 0.2)  # not recorded
+    run_fn.refuse_other_split(blessed, {"tecom"}, 0.3, ())
+    # The new split left the lab no training cell: retiring it must not let the split through ...
+    with pytest.raises(run_fn.LabSplitChanged):
+        run_fn.refuse_other_split(blessed, set(), 0.2, ())
+    with pytest.raises(run_fn.LabSplitChanged):
+        run_fn.refuse_other_split(blessed, {"tecom"}, 0.2, ("tecom",))  # retired but still read
+    run_fn.refuse_other_split(blessed, {"other"}, 0.2, ("tecom",))  # ... retired and gone: nothing to keep apart
+    run_fn.refuse_other_split(_blessed(tmp_path / "old", mode="adapted", labs=["tecom"]), {"tecom"}, 0.2, ())  # not recorded
 
 
 def test_the_trainer_is_told_the_retired_labs():

@@ -332,5 +332,10 @@ def test_grpc_calls_spread_over_the_pods_the_autoscaler_adds():
     assert headless[0]["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
     assert [p["port"] for p in headless[0]["spec"]["ports"]] == [8500]
     # Connections are renewed, so a client resolves the pods again and finds new ones.
-    args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
-    assert any(a.startswith("--grpc_channel_arguments=") and "grpc.max_connection_age_ms=" in a for a in args)
+    pod = deployment["spec"]["template"]["spec"]
+    (arguments,) = [a.split("=", 1)[1] for a in pod["containers"][0]["args"] if a.startswith("--grpc_channel_arguments=")]
+    grpc_args = dict(item.split("=") for item in arguments.split(","))
+    # ... and a leaving pod has sent its clients away before it stops, their calls finished in its grace.
+    age, grace = int(grpc_args["grpc.max_connection_age_ms"]), int(grpc_args["grpc.max_connection_age_grace_ms"])
+    wait = int(pod["containers"][0]["lifecycle"]["preStop"]["exec"]["command"][-1])
+    assert age < wait * 1000 and age + grace <= pod["terminationGracePeriodSeconds"] * 1000

@@ -490,4 +490,4 @@ def test_a_review_from_a_clock_far_ahead_is_refused_not_the_latest_for_ever(tmp_
     listing = lab_sources.list_lab("lab", str(lab), CLASSES)
     assert sorted(c.label for c in listing.cells) == ["MONOCYTE", "NEUTROPHIL"]  # a zone set wrong is slack
     assert _reasons(listing)[wrong["file"]].endswith("is in the future: the reviewing computer's clock is wrong; "
-                                                     "set it right and export again")
+                                                     "set it right, review the cell again, and remove this export")
