@@ -157,6 +157,7 @@ def main(argv=None) -> int:
         print(f"error: {problem}", file=sys.stderr)
         return 2
 
+    from models.trainer.record import split_change
     from pipeline import run_inputs
 
     try:
@@ -181,8 +182,8 @@ def main(argv=None) -> int:
               "rename it", file=sys.stderr)
         return 2
     try:
-        blessed_labs = run_summary.last_blessed_labs(config.metadata_path)
-        blessed_split = run_summary.last_blessed_eval_fraction(config.metadata_path)
+        blessed = run_summary.last_blessed_reports(config.metadata_path)  # read once for both checks
+        blessed_labs, blessed_split = run_summary.labs_of(blessed), run_summary.eval_fraction_of(blessed)
     except Exception as err:  # ml_metadata raises RuntimeError and its own errors alike
         detail = one_line(err).split(" query:")[0]  # not the SQL it was running
         print(f"error: cannot read the metadata store {config.metadata_path}: {detail}; restore it, or move it "
@@ -190,12 +191,10 @@ def main(argv=None) -> int:
         return 2
     # Before the missing-labs check, which counts training cells with this run's split. A retired lab
     # still in its folder is still read, and still binds the split.
-    if blessed_split is not None and set(blessed_labs) & set(labs) \
-            and abs(blessed_split - config.labs.eval_fraction) > 1e-9:
-        print(f"error: labs.eval_fraction is {config.labs.eval_fraction:g}, but the last blessed model's lab cells "
-              f"were split with {blessed_split:g}: a change moves cells between training and the held-out side, so "
-              f"the lab's gate would score cells its models trained on; keep --set labs.eval_fraction={blessed_split:g}, "
-              f"or start afresh in a new --output-dir", file=sys.stderr)
+    problem = split_change(blessed_split, config.labs.eval_fraction) if set(blessed_labs) & set(labs) else None
+    if problem:
+        print(f"error: {problem}; keep --set labs.eval_fraction={blessed_split:g}, or start afresh in a new "
+              "--output-dir", file=sys.stderr)
         return 2
     missing = run_inputs.missing_labs(
         blessed_labs, run_inputs.labs_with_cells(labs, blessed_labs, list(config.class_names), config.ingest.max_pixels,

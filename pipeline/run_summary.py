@@ -126,38 +126,43 @@ def collect(metadata_path: str, since_epoch_s: float, class_names: list[str] = (
     return summary
 
 
-def _last_blessed_reports(metadata_path: str) -> set[str]:
-    """The ingest reports of the data the last blessed model was evaluated on (the model the next run's
-    Evaluator compares with, and its Trainer adapts), from the metadata store: a run killed after its
-    Evaluator still counts."""
+def last_blessed_reports(metadata_path: str) -> list[dict]:
+    """The ingest reports (read) of the data the last blessed model was evaluated on (the model the next
+    run's Evaluator compares with, and its Trainer adapts), from the metadata store: a run killed after
+    its Evaluator still counts."""
     if not os.path.exists(metadata_path) or not os.path.getsize(metadata_path):  # empty: a first run cut short
-        return set()
+        return []
     store = _read_only(metadata_path)
     blessings = [a for a in store.get_artifacts_by_type("ModelBlessing") if _custom(a, "blessed")]
     if not blessings:
-        return set()
+        return []
     # As TFX's LatestBlessedModelStrategy: the blessed model with the highest id, not the latest blessing.
     latest = max(blessings, key=lambda a: (_custom(a, "current_model_id") or 0, a.id))
     evaluations = [e.execution_id for e in store.get_events_by_artifact_ids([latest.id])
                    if e.type == metadata_store_pb2.Event.OUTPUT]
     examples = [e.artifact_id for e in store.get_events_by_execution_ids(evaluations)
                 if e.type == metadata_store_pb2.Event.INPUT and e.path.steps and e.path.steps[0].key == "examples"]
-    return {_custom(a, "ingest_report") for a in store.get_artifacts_by_id(examples)} - {None}
+    paths = {_custom(a, "ingest_report") for a in store.get_artifacts_by_id(examples)} - {None}
+    return [_ingest_report(path) for path in sorted(paths)]
+
+
+def labs_of(reports: list[dict]) -> list[str]:
+    """The labs with training cells in these ingest reports. Training cells, as the Trainer's own check
+    counts them."""
+    return sorted({name for report in reports for name, lab in (report.get("labs") or {}).items() if lab.get("train")})
+
+
+def eval_fraction_of(reports: list[dict]) -> float | None:
+    """labs.eval_fraction the lab cells of these ingest reports were split with; None when they hold no
+    lab training cell or do not record it."""
+    fractions = {report.get("lab_eval_fraction") for report in reports
+                 if any(lab.get("train") for lab in (report.get("labs") or {}).values())} - {None}
+    return max(fractions) if fractions else None
 
 
 def last_blessed_labs(metadata_path: str) -> list[str]:
-    """The labs with training cells in the data of the last blessed model. Training cells, as the
-    Trainer's own check counts them."""
-    return sorted({name for report in _last_blessed_reports(metadata_path)
-                   for name, lab in lab_ingest(report).items() if lab.get("train")})
-
-
-def last_blessed_eval_fraction(metadata_path: str) -> float | None:
-    """labs.eval_fraction the last blessed model's lab cells were split with; None when it had no lab
-    cells or its ingest did not record it."""
-    fractions = {_ingest_report(report).get("lab_eval_fraction") for report in _last_blessed_reports(metadata_path)
-                 if any(lab.get("train") for lab in lab_ingest(report).values())} - {None}
-    return max(fractions) if fractions else None
+    """The labs with training cells in the data of the last blessed model."""
+    return labs_of(last_blessed_reports(metadata_path))
 
 
 def training_record(model_uri: str) -> dict | None:

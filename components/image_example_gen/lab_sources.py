@@ -101,11 +101,11 @@ class LabListing:
 _END_OF_ZIP_BYTES = 22  # the smallest zip: its end-of-directory record alone
 
 
-def _open_zip(path: str, f) -> zipfile.ZipFile:
-    """The zip in f, read where it lies: its directory, then only the members asked for. A file too short
-    to be a zip is told apart first: zipfile seeks before its start, and a GFile answers that with its
-    own error, not the OSError zipfile expects."""
-    if gfile.stat(path).length < _END_OF_ZIP_BYTES:
+def _open_zip(f, length: int) -> zipfile.ZipFile:
+    """The zip in f (`length` bytes), read where it lies: its directory, then only the members asked for.
+    A file too short to be a zip is told apart first: zipfile seeks before its start, and a GFile answers
+    that with its own error, not the OSError zipfile expects."""
+    if length < _END_OF_ZIP_BYTES:
         raise zipfile.BadZipFile("File is not a zip file")
     return zipfile.ZipFile(f)
 
@@ -124,7 +124,7 @@ def read_member(path: str, member: str) -> bytes:
     if stat.length <= CACHED_ZIP_BYTES:
         with zipfile.ZipFile(io.BytesIO(_zip_bytes(path, stat.length, stat.mtime_nsec))) as archive:
             return archive.read(member)
-    with gfile.GFile(path, "rb") as f, _open_zip(path, f) as archive:
+    with gfile.GFile(path, "rb") as f, _open_zip(f, stat.length) as archive:
         return archive.read(member)
 
 
@@ -173,7 +173,8 @@ def read_export(path: str, rel: str, class_names: list[str], order: int
     manifest names (None when it is not an export)."""
     with contextlib.ExitStack() as opened:  # not read into memory whole: a large zip may be no export at all
         try:
-            archive = opened.enter_context(_open_zip(path, opened.enter_context(gfile.GFile(path, "rb"))))
+            length = gfile.stat(path).length
+            archive = opened.enter_context(_open_zip(opened.enter_context(gfile.GFile(path, "rb")), length))
         except zipfile.BadZipFile:
             return [], [Refused(rel, "not a review export (not a zip file)")], None
         except tf.errors.OpError as err:

@@ -18,3 +18,13 @@ def read_training_record(model_dir: str) -> dict | None:
     except (OSError, ValueError, tf.errors.OpError):
         return None
     return record if isinstance(record, dict) else None
+
+
+def split_change(before: float | None, now: float) -> str | None:
+    """Why a run whose labs.eval_fraction is `now` must not adapt a model whose lab cells were split with
+    `before` (the local runner and the Trainer both refuse it); None when nothing binds or nothing changed."""
+    if before is None or abs(before - now) <= 1e-9:
+        return None
+    return (f"labs.eval_fraction is {now:g}, but the last blessed model's lab cells were split with {before:g}: "
+            "a change moves cells between training and the held-out side, so the lab's gate would score cells "
+            "its models trained on")

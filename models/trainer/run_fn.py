@@ -16,7 +16,7 @@ from tfx import v1 as tfx
 from models.trainer import architectures, data, export, review_score
 from models.features import TRAINING_RECORD_FILE
 from models.trainer.params import TrainerParams
-from models.trainer.record import read_training_record
+from models.trainer.record import read_training_record, split_change
 
 
 def distribution_strategy() -> tf.distribute.Strategy:
@@ -157,13 +157,11 @@ def refuse_other_split(base_model: str, present: set[str], eval_fraction: float,
     blessed model learned from binds the split unless it is retired and gone: a new split may leave it
     no training cell in this run, and retiring it then must not let the split through."""
     record = read_training_record(base_model) or {}
-    before = record.get("lab_eval_fraction")
     bound = {lab for lab in record.get("labs", []) if lab in present or lab not in retired}
-    if before is not None and bound and abs(before - eval_fraction) > 1e-9:
-        raise LabSplitChanged(
-            f"labs.eval_fraction is {eval_fraction:g}, but the last blessed model's lab cells were split with "
-            f"{before:g}: a change moves cells between training and the held-out side; keep {before:g}, or "
-            f"start afresh without the blessed model")
+    problem = split_change(record.get("lab_eval_fraction"), eval_fraction) if bound else None
+    if problem:
+        raise LabSplitChanged(f"{problem}; keep {record['lab_eval_fraction']:g}, or start afresh without the "
+                              "blessed model")
 
 
 def run_fn(fn_args: tfx.components.FnArgs) -> None:

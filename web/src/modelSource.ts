@@ -237,6 +237,10 @@ export async function loadModel(baseUrl: string): Promise<LoadedModel> {
       // The cached copy is unreadable (storage cleared mid-way): download it again below.
     }
   }
+  // A copy a rollback withdrew is dropped as soon as the channel says so: it must not answer offline
+  // later, whether the channel's version then loads, fails, or cannot be kept (storage full).
+  const cachedWithdrawn = cached !== null && withdrawn(cached.version, pointer);
+  if (cachedWithdrawn) await forget(base, cached!.version).catch(() => undefined);
   let metadata: ModelMetadata;
   let model: tf.GraphModel | undefined;
   try {
@@ -248,8 +252,7 @@ export async function loadModel(baseUrl: string): Promise<LoadedModel> {
     model?.dispose();
     if (!cached) throw new Error(`version ${pointer.version} could not be loaded: ${reason(err)}`);
     // A rollback withdrew the copy this browser holds: it must not answer in the channel's place.
-    if (withdrawn(cached.version, pointer)) {
-      await forget(base, cached.version).catch(() => undefined);
+    if (cachedWithdrawn) {
       throw new Error(`version ${pointer.version} could not be loaded (${reason(err)}), and this browser's copy, `
         + `version ${cached.version}, was withdrawn by a rollback: it does not answer`);
     }
@@ -257,9 +260,6 @@ export async function loadModel(baseUrl: string): Promise<LoadedModel> {
       `Version ${pointer.version} could not be loaded (${reason(err)}); using the cached version ${cached.version}.`);
   }
   let note = `Downloaded version ${pointer.version}; kept in this browser for offline use.`;
-  // Dropped before the new copy is written: when that cannot be kept (storage full), a copy a rollback
-  // withdrew must not stay behind to answer offline.
-  if (cached && withdrawn(cached.version, pointer)) await forget(base, cached.version).catch(() => undefined);
   try {
     await keep(model!, base, pointer.version, metadata);
   } catch (err) {
