@@ -112,3 +112,38 @@ def test_the_trainer_is_told_the_retired_labs():
 
     assert trainer_params(load_config(overrides=["labs.retired=[tecom]"])).retired_labs == ("tecom",)
     assert trainer_params(load_config(overrides=["labs.eval_fraction=0.2"])).lab_eval_fraction == 0.2
+
+
+def _run_fn_without_training(tmp_path, monkeypatch, base_model, params=PARAMS, lab_cells=None):
+    """run_fn itself, with the transform output, training, review score and export replaced: what is left
+    is its checks of the blessed model and the training record it writes."""
+    from types import SimpleNamespace
+
+    monkeypatch.setattr(run_fn.tft, "TFTransformOutput", lambda path: None)
+    monkeypatch.setattr(run_fn.data, "lab_records", lambda *a: None)
+    monkeypatch.setattr(run_fn.data, "adaptable_labs", lambda *a: (lab_cells or {}, {}))
+    monkeypatch.setattr(run_fn.data, "make_dataset", lambda *a: None)
+    monkeypatch.setattr(run_fn, "train", lambda *a: "model")
+    monkeypatch.setattr(run_fn.review_score, "fit_review_score", lambda *a: None)
+    monkeypatch.setattr(run_fn.export, "save_model", lambda model, out, *a: (tmp_path / "out" / "assets.extra").mkdir(parents=True))
+    fn_args = SimpleNamespace(custom_config=params.to_custom_config(), transform_output="", train_files=[],
+                              eval_files=[], base_model=base_model, model_run_dir=str(tmp_path / "logs"),
+                              serving_model_dir=str(tmp_path / "out"))
+    run_fn.run_fn(fn_args)
+    return json.loads((tmp_path / "out" / TRAINING_RECORD_FILE).read_text())
+
+
+def test_run_fn_refuses_another_split_and_records_its_own(tmp_path, monkeypatch):
+    """The split check and the record field it reads were each tested alone; this is their use in run_fn."""
+    import dataclasses
+
+    import pytest
+
+    tecom = {"tecom": [[b"a"], [b"b"]]}
+    blessed = _blessed(tmp_path / "blessed", mode="adapted", labs=["tecom"], lab_eval_fraction=0.3)
+    # Both checks would refuse (the lab has no cell in this run, and the split changed): the split's reason is given.
+    with pytest.raises(run_fn.LabSplitChanged):
+        _run_fn_without_training(tmp_path, monkeypatch, blessed, dataclasses.replace(PARAMS, lab_eval_fraction=0.2))
+    record = _run_fn_without_training(tmp_path, monkeypatch, None, dataclasses.replace(PARAMS, lab_eval_fraction=0.2),
+                                      lab_cells=tecom)
+    assert record["lab_eval_fraction"] == 0.2 and record["labs"] == ["tecom"] and record["mode"] == "trained"
