@@ -46,6 +46,8 @@ def test_pointer_is_short_lived_and_versions_are_immutable(cdn):
     assert pointer.status_code == 200 and pointer.json()["version"] == "1"
     assert pointer.headers["Cache-Control"] == "public, max-age=60, must-revalidate"
     assert pointer.headers["Access-Control-Allow-Origin"] == CLIENT
+    # The page on another origin reads the server's clock from the pointer (web/src/clock.js).
+    assert pointer.headers["Access-Control-Expose-Headers"] == "Date, Age" and pointer.headers["Date"]
 
     model = requests.get(f"{url}/bloodcell/1/model.json", headers=headers, timeout=5)
     assert model.headers["Cache-Control"] == "public, max-age=31536000, immutable"

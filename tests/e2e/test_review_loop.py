@@ -11,6 +11,7 @@ import re
 import shutil
 import subprocess
 import zipfile
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
@@ -55,14 +56,16 @@ def other_lab_cells(folder: Path) -> list[Path]:
 
 
 def review(app: str, cdn: str, images: list[Path], keys: list[str], export: Path, profile: Path,
-           fast: bool = False, early: bool = False) -> dict:
+           fast: bool = False, early: bool = False, clock_ahead_hours: int = 0) -> dict:
     """fast: the keys come one after another without waiting for each verdict to be saved (a verdict must
     still land on the image it was typed for); early: the keys start as soon as the first image can be
-    reviewed, while the others are still being classified."""
+    reviewed, while the others are still being classified; clock_ahead_hours: the browser's clock runs
+    that far ahead of the machine's (and the CDN's)."""
     done = subprocess.run(
         ["node", "scripts/browser-review.mjs", "--app", app, "--model", f"{cdn}/bloodcell/", "--lab", LAB,
          "--images", ",".join(map(str, images)), "--keys", ",".join(keys), "--export", str(export),
-         "--profile", str(profile), *(["--fast"] if fast else []), *(["--early"] if early else [])],
+         "--profile", str(profile), *(["--fast"] if fast else []), *(["--early"] if early else []),
+         "--clock-ahead-hours", str(clock_ahead_hours)],
         cwd=bh.WEB, capture_output=True, text=True, timeout=420)
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(done.stdout)
@@ -112,7 +115,9 @@ def test_a_labs_reviews_adapt_the_model_and_a_relabel_reaches_the_data(pipeline_
             "--set", "evaluation.max_accuracy_drop=1"]
 
     with bh.static_server(str(built_client)) as app, bh.nginx_cdn(origin, app, bh.CDN_PORT) as (cdn, _):
-        first = review(app, cdn, images, KEYS, tmp_path / "export1.zip", profile, fast=True)
+        # The workstation's clock runs 6 h ahead: its stamps would beat any correction made in those hours.
+        first = review(app, cdn, images, KEYS, tmp_path / "export1.zip", profile, fast=True, clock_ahead_hours=6)
+        assert first["clockNote"].startswith("This computer's clock is 6 h 0 min ahead of the model server's"), first
         assert first["version"] == first_version
         expected = expected_verdicts(KEYS, [r["answer"] for r in first["results"]])
         assert [r["reviewed"] for r in first["results"]] == expected
@@ -127,6 +132,11 @@ def test_a_labs_reviews_adapt_the_model_and_a_relabel_reaches_the_data(pipeline_
             assert sorted(c["label"] for c in manifest["cells"]) == sorted(expected)
             assert all(c["file"] in archive.namelist() and c["model_version"] == first_version
                        for c in manifest["cells"])
+            # Stamped by the CDN's clock, not the workstation's.
+            stamps = [datetime.fromisoformat(t) for t in [*(c["reviewed_at"] for c in manifest["cells"]),
+                                                           manifest["exported_at"]]]
+            assert all(abs(datetime.now(timezone.utc) - t) < timedelta(minutes=30) for t in stamps), stamps
+            first_stamps = {c["sha256"]: c["reviewed_at"] for c in manifest["cells"]}
 
         # The pipeline takes the export as the lab's source and adapts the blessed model to it.
         shutil.copy(tmp_path / "export1.zip", labs / LAB / "export1.zip")
@@ -153,11 +163,17 @@ def test_a_labs_reviews_adapt_the_model_and_a_relabel_reaches_the_data(pipeline_
         assert sum(map(sum, metadata["eval"]["confusion_matrix"])) == 48
         assert re.search(r"^eval metrics \(split 'eval', base dataset\): .*\"example_count\": 48\.0", output, re.M)
 
-        # The reviewer comes back: the page shows the lab's figure; one cell gets another label.
-        relabelled = images[0]
+        # The reviewer comes back: the page shows the lab's figure; one cell gets another label, and Enter on
+        # a cell corrected before (to "2") keeps that correction.
+        relabelled, kept = images[0], images[1]
         new_label = CLASSES[(CLASSES.index(expected[0]) + 1) % 4]
-        second = review(app, cdn, [relabelled], [str(CLASSES.index(new_label) + 1)], tmp_path / "export2.zip", profile)
-        assert second["version"] == second_version
+        second = review(app, cdn, [relabelled, kept], [str(CLASSES.index(new_label) + 1), "Enter"],
+                        tmp_path / "export2.zip", profile)
+        assert second["version"] == second_version and second["clockNote"] is None
+        assert [r["reviewed"] for r in second["results"]] == [new_label, expected[1]], second["results"]
+        with zipfile.ZipFile(tmp_path / "export2.zip") as archive:
+            stamps = {c["sha256"]: c["reviewed_at"] for c in json.loads(archive.read(REVIEW_MANIFEST))["cells"]}
+        assert sum(stamps[sha] != first_stamps[sha] for sha in stamps) == 1, (stamps, first_stamps)
         assert second["labFigure"] == f"{100 * figure['accuracy']:.1f} % of {held_out} cells (too few to mean much: under 20)"
         assert second["countBefore"] == second["countAfterReload"] == len(images)
 

@@ -162,6 +162,28 @@ def test_the_built_page_allows_connections_to_the_cdn_only(built_client):
     assert directives["default-src"] == "'self'" and "'unsafe-eval'" not in directives["script-src"]
 
 
+def test_a_page_served_over_plain_http_says_it_needs_https(built_client):
+    """On a lab's intranet over http://, the page failed at its first hash with "Cannot read properties of
+    undefined (reading 'digest')": the browser gives crypto.subtle, service workers and storage
+    persistence to secure pages only. A name mapped to loopback is not a secure origin, as a LAN host is not."""
+    with bh.static_server(str(built_client)) as app:
+        port = app.rsplit(":", 1)[1]
+        script = f"""
+            import {{ chromium }} from 'playwright-core';
+            const browser = await chromium.launch({{ executablePath: process.env.BLOODCELL_CHROMIUM || '/usr/bin/chromium', headless: true,
+              args: ['--no-sandbox', '--disable-gpu', '--host-resolver-rules=MAP bloodcell.test 127.0.0.1'] }});
+            try {{
+              const page = await browser.newPage();
+              await page.goto('http://bloodcell.test:{port}/');
+              await page.waitForSelector('#model-status[data-state="error"]', {{ timeout: 60000 }});
+              process.stdout.write(JSON.stringify(await page.$eval('#model-status', (el) => el.textContent)));
+            }} finally {{
+              await browser.close();
+            }}"""
+        text = bh.node_json(script)
+    assert text.startswith("This page needs HTTPS (or localhost)") and "\n" not in text, text
+
+
 def test_web_client_typechecks():
     done = subprocess.run(["npm", "run", "typecheck"], cwd=bh.WEB, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:]

@@ -19,7 +19,7 @@ NOT_TRAINED = ["OTHER", "NOT_A_WHITE_CELL", "UNSURE"]
 def call_rules(expression: str):
     """`expression` (JavaScript, with the module's exports in scope) evaluated in Node; its JSON value."""
     script = ("import * as rules from './src/reviewRules.js';"
-              f"const result = (({{ labNameProblem, memberName, verdictForKey, keyAction, verdictAction, labTally }}) => ({expression}))(rules);"
+              f"const result = (({{ labNameProblem, memberName, verdictForKey, keyAction, verdictAction, labTally, reviewTime }}) => ({expression}))(rules);"
               "process.stdout.write(JSON.stringify(result));")
     return bh.node_json(script)
 
@@ -97,10 +97,11 @@ def test_an_answer_flagged_only_for_its_atypicality_score_can_be_confirmed():
     assert verdict("Enter") == {"label": "MONOCYTE"}
 
 
-def key_action(key: str, probabilities: str = "[0.1, 0.1, 0.7, 0.1]", lab_problem: str | None = None):
+def key_action(key: str, probabilities: str = "[0.1, 0.1, 0.7, 0.1]", lab_problem: str | None = None,
+               kept: str | None = None):
     answer = f"{{className: 'MONOCYTE', probabilities: {probabilities}.map((p) => ({{probability: p}}))}}"
     return call_rules(f"keyAction({json.dumps(key)}, {answer}, {json.dumps(CLASSES)}, {json.dumps(NOT_TRAINED)}, "
-                      f"{json.dumps(lab_problem)})")
+                      f"{json.dumps(lab_problem)}, {json.dumps(kept)})")
 
 
 def test_a_refused_enter_still_moves_on_so_the_next_key_is_for_the_next_image():
@@ -127,3 +128,25 @@ def test_the_lab_names_reviews_are_under_are_counted_so_a_mistyped_one_shows():
     """"Delete reviews" deleted every lab's reviews, and the export said only that N cells "under another
     lab name" stayed: a verdict saved under a mistyped name was easy to delete and hard to find."""
     assert call_rules("labTally(['mylab', 'mylba', 'mylab', '', 'mylab'])") == "mylab 3, (no lab name) 1, mylba 1"
+
+
+def test_enter_on_a_cell_that_has_a_verdict_keeps_it():
+    """A batch added again after a reload shows the earlier verdict (a correction, say LYMPHOCYTE); Enter,
+    meant to move on, confirmed the model's MONOCYTE with a new stamp, which then won in the pipeline.
+    A second Enter on the last image (the focus stays there) did the same to a verdict just given."""
+    assert key_action("Enter", kept="LYMPHOCYTE") == {"keep": "LYMPHOCYTE", "moveOn": True}
+    assert key_action("Enter", "[NaN, NaN, NaN, NaN]", kept="LYMPHOCYTE") == {"keep": "LYMPHOCYTE", "moveOn": True}
+    # Keeping saves nothing, so it needs no lab name; a new verdict still replaces the kept one.
+    assert key_action("Enter", lab_problem="Name your lab first.", kept="LYMPHOCYTE")["keep"] == "LYMPHOCYTE"
+    assert key_action("3", kept="LYMPHOCYTE") == {"label": "MONOCYTE", "moveOn": True}
+    assert key_action("Enter") == {"label": "MONOCYTE", "moveOn": True}
+
+
+def test_a_new_verdict_is_stamped_after_the_one_it_replaces():
+    """The pipeline keeps a cell's latest stamp: a verdict stamped by a clock that ran 6 h ahead, since set
+    right, beat the correction given after it."""
+    now = "Date.parse('2026-12-07T12:00:00Z')"
+    assert call_rules(f"reviewTime({now}, undefined)") == "2026-12-07T12:00:00.000Z"
+    assert call_rules(f"reviewTime({now}, '2026-12-07T11:00:00.000Z')") == "2026-12-07T12:00:00.000Z"
+    assert call_rules(f"reviewTime({now}, '2026-12-07T18:00:00.000Z')") == "2026-12-07T18:00:00.001Z"
+    assert call_rules(f"reviewTime({now}, 'not a time')") == "2026-12-07T12:00:00.000Z"

@@ -59,7 +59,46 @@ def test_the_lab_names_are_read_one_cell_at_a_time():
     result = run_store(f"""
         await store.saveReview({CELL});
         await store.saveReview({{...{CELL}, sha256: 'b'.repeat(64), lab: 'mylba'}});
-        FakeStore.prototype.getAll = function () {{ throw new Error('out of memory'); }};
-        process.stdout.write(JSON.stringify((await store.reviewLabs()).sort()));
+        const getAll = FakeStore.prototype.getAll;
+        FakeStore.prototype.getAll = function (...args) {{
+          if (this.name === 'cells') throw new Error('out of memory');
+          return getAll.apply(this, args);
+        }};
+        process.stdout.write(JSON.stringify((await store.reviewSummary()).labs.sort()));
     """)
     assert result == ["mylab", "mylba"]
+
+
+def test_delete_knows_which_verdicts_were_never_exported_as_they_stand():
+    """"Delete reviews" asked the same question whether or not the cells had been exported: cells
+    reviewed after the last export were deleted with the rest, without a word."""
+    result = run_store(f"""
+        const a = {CELL}, b = {{...{CELL}, sha256: 'b'.repeat(64)}}, c = {{...{CELL}, sha256: 'c'.repeat(64)}};
+        for (const cell of [a, b, c]) await store.saveReview(cell);
+        const before = (await store.reviewSummary()).unexported;
+        await store.markExported([a, b]);
+        const exported = (await store.reviewSummary()).unexported;
+        await store.saveReview({{...b, label: 'MONOCYTE', reviewedAt: '2026-12-08T00:00:00.000Z'}});
+        const changed = (await store.reviewSummary()).unexported;
+        await store.clearReviews();
+        await store.saveReview(a);
+        process.stdout.write(JSON.stringify({{before, exported, changed, afterClear: (await store.reviewSummary()).unexported}}));
+    """)
+    assert result == {"before": 3, "exported": 1, "changed": 2, "afterClear": 1}
+
+
+def test_a_store_from_before_the_export_marks_keeps_its_cells():
+    """The store's first version had only the cells: opening it again adds the export marks and loses
+    nothing, and its cells count as never exported."""
+    result = run_store(f"""
+        await new Promise((resolve, reject) => {{
+          const open = indexedDB.open('bloodcell-reviews', 1);
+          open.onupgradeneeded = () => open.result.createObjectStore('cells', {{ keyPath: 'sha256' }})
+            .put({CELL});
+          open.onsuccess = () => {{ open.result.close(); resolve(); }};
+          open.onerror = () => reject(open.error);
+        }});
+        process.stdout.write(JSON.stringify({{count: await store.countReviews(),
+                                              unexported: (await store.reviewSummary()).unexported}}));
+    """)
+    assert result == {"count": 1, "unexported": 1}

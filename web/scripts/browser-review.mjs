@@ -6,7 +6,8 @@
 // verdict button instead of a key, `hold:K` holds key K down so that it repeats; each verdict moves to
 // the next image; with --fast the verdicts come one after another without waiting for them to be saved,
 // as a quick reviewer works; with --early each verdict comes as soon as its image can be reviewed, from
-// the first one on, while the next ones are still being classified), reloads the page (the reviews must still be there) and exports them. Prints
+// the first one on, while the next ones are still being classified; --clock-ahead-hours H sets the
+// browser's clock H hours ahead of the machine's), reloads the page (the reviews must still be there) and exports them. Prints
 // what it saw as JSON (answers, verdicts, crop boxes, the count before and after the reload, the lab's
 // figure, whether the browser keeps the reviews' storage); the Python test decides pass or fail.
 import { parseArgs } from 'node:util';
@@ -16,7 +17,7 @@ const { values: opt } = parseArgs({
   options: {
     app: { type: 'string' }, model: { type: 'string' }, lab: { type: 'string' }, images: { type: 'string' },
     keys: { type: 'string' }, export: { type: 'string' }, profile: { type: 'string' }, fast: { type: 'boolean' },
-    early: { type: 'boolean' },
+    early: { type: 'boolean' }, 'clock-ahead-hours': { type: 'string', default: '0' },
     chromium: { type: 'string', default: process.env.BLOODCELL_CHROMIUM || '/usr/bin/chromium' },
   },
 });
@@ -33,6 +34,8 @@ const report = { console: [] };
 try {
   const page = context.pages()[0] ?? await context.newPage();
   page.on('console', (m) => { if (m.type() === 'error') report.console.push(m.text()); });
+  const ahead = Number(opt['clock-ahead-hours']) * 3600_000;
+  if (ahead) await page.clock.install({ time: Date.now() + ahead });  // and it runs on from there
   await page.goto(`${opt.app}/?model=${encodeURIComponent(opt.model)}`);
   await page.waitForSelector('#model-status:is([data-state="ready"], [data-state="error"])', { timeout: TIMEOUT });
   report.version = await page.$eval('#model-status', (el) => el.dataset.version ?? el.textContent);
@@ -71,6 +74,8 @@ try {
     cropBox: li.querySelector('canvas')?.dataset.cropBox ?? null,
     focused: document.activeElement === li,
   })));
+  const clock = await page.$eval('#clock-note', (el) => (el.hidden ? null : el.textContent));
+  report.clockNote = clock;
   report.countAfterReview = Number(await page.$eval('#review-count', (el) => el.dataset.count ?? '0'));
   await page.waitForSelector('#storage-note[data-persisted]', { state: 'attached', timeout: TIMEOUT });
   report.storage = await page.$eval('#storage-note', (el) => ({ persisted: el.dataset.persisted,

@@ -6,10 +6,11 @@ import { readConfig } from './config';
 import { decodeImage, ImageError } from './images';
 import { answerRecord, interpret, predict, predictProbabilities } from './inference.js';
 import { channelNews } from './channel.js';
-import { forgetCachedModel, loadModel, readPointer, type LoadedModel } from './modelSource';
-import { allReviews, buildExport, clearReviews, countReviews, exportFileName, getReview, NOT_TRAINED, reviewLabs, saveReview,
+import { forgetCachedModel, loadModel, readPointer, serverClockOffsetMs, type LoadedModel } from './modelSource';
+import { clockNote, stampCorrectionMs } from './clock.js';
+import { allReviews, buildExport, clearReviews, countReviews, exportFileName, getReview, markExported, NOT_TRAINED, reviewSummary, saveReview,
   sha256Hex, type ReviewedCell } from './review';
-import { keyAction, labNameProblem, labTally, verdictAction } from './reviewRules.js';
+import { keyAction, labNameProblem, labTally, reviewTime, verdictAction } from './reviewRules.js';
 
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
 const status = $<HTMLParagraphElement>('model-status');
@@ -21,6 +22,7 @@ const reviewCount = $<HTMLParagraphElement>('review-count');
 const exportButton = $<HTMLButtonElement>('export-reviews');
 const clearButton = $<HTMLButtonElement>('clear-reviews');
 const storageNote = $<HTMLParagraphElement>('storage-note');
+const clockLine = $<HTMLParagraphElement>('clock-note');
 const LAB_KEY = 'bloodcell.lab';
 
 /** What the reviewer needs of each classified image: its bytes and the model's answer. */
@@ -208,6 +210,7 @@ async function addReviewControls(item: HTMLLIElement, entry: Classified) {
   for (const choice of choices) {
     const button = document.createElement('button');
     button.type = 'button';
+    button.dataset.text = choice.text;
     button.textContent = choice.text + (choice.label === entry.answer.className ? ' (Enter: confirm)' : '');
     button.dataset.label = choice.label;
     button.setAttribute('aria-pressed', 'false');
@@ -227,14 +230,32 @@ async function addReviewControls(item: HTMLLIElement, entry: Classified) {
     item.dataset.reviewedEarlier = earlier.label;
     const lab = labInput.value.trim();
     verdict.textContent = `Reviewed earlier${earlier.lab && earlier.lab !== lab ? ` under lab ${earlier.lab}` : ''}: `
-      + `${earlier.label}; a new verdict replaces it.`;
+      + `${earlier.label}; Enter keeps it, a new verdict replaces it.`;
   }
 }
 
+/** Shows `label` as the cell's verdict; Enter now keeps it (reviewRules.verdictForKey). */
 function pressed(item: HTMLLIElement, label: string) {
   for (const b of item.querySelectorAll<HTMLButtonElement>('.review-buttons button')) {
     b.setAttribute('aria-pressed', String(b.dataset.label === label));
+    b.textContent = b.dataset.text + (b.dataset.label === label ? ' (Enter: keep)' : '');
   }
+}
+
+/** The verdict Enter keeps on this item: the one given here, else the one kept from before; null if none. */
+function keptVerdict(item: HTMLLIElement): string | null {
+  return item.dataset.reviewed ?? item.dataset.reviewedEarlier ?? null;
+}
+
+/** This machine's clock, set to the model server's when the two differ by more than a little (clock.js). */
+function stampNow(): number {
+  return Date.now() + stampCorrectionMs(serverClockOffsetMs());
+}
+
+function showClockNote() {
+  const note = clockNote(stampCorrectionMs(serverClockOffsetMs()));
+  clockLine.hidden = note === null;
+  clockLine.textContent = note ?? '';
 }
 
 /** Why a verdict cannot be taken now (one line), or null. */
@@ -253,13 +274,15 @@ async function review(item: HTMLLIElement, label: string): Promise<boolean> {
     verdict.textContent = problem;
     return false;
   }
+  writing += 1;  // from here: the stamp reads the store before the write
   const r = entry.answer;
   const cell: ReviewedCell = {
     sha256: entry.sha256, originalName: entry.file.name, mime: entry.file.type, bytes: entry.bytes,
     lab: labInput.value.trim(), modelVersion: loaded.metadata.version, answer: r.className,
     probabilities: r.probabilities.map((p) => p.probability),
     flags: { lowConfidence: r.lowConfidence, unlikeTraining: r.unlikeTraining, invalid: r.invalid },
-    cropBox: entry.cropBox, label, reviewedAt: new Date().toISOString(),
+    cropBox: entry.cropBox, label,
+    reviewedAt: reviewTime(stampNow(), (await getReview(entry.sha256).catch(() => undefined))?.reviewedAt),
   };
   try {
     await saveReview(cell);
@@ -269,6 +292,8 @@ async function review(item: HTMLLIElement, label: string): Promise<boolean> {
     unsaved.add(item);
     await showReviewCount();
     return false;
+  } finally {
+    writing -= 1;
   }
   // The same image shown twice (added twice) is one record: every row of it shows the verdict kept.
   const text = label === r.className ? `Confirmed: ${label}` : `Reviewed: ${label} (the model said ${r.className ?? 'no answer'})`;
@@ -297,7 +322,12 @@ function moveFocus(item: HTMLLIElement, by: number) {
  * keys go on working after a click; it moves on at once, not when the write ends: a verdict given
  * meanwhile is for the next image. */
 function applyVerdict(item: HTMLLIElement, action: ReturnType<typeof verdictAction>) {
-  if (action.problem) item.querySelector<HTMLParagraphElement>('.verdict')!.textContent = action.problem;
+  const line = item.querySelector<HTMLParagraphElement>('.verdict')!;
+  if (action.problem) line.textContent = action.problem;
+  if (action.keep && !item.dataset.reviewed) {
+    line.textContent = `Kept: ${action.keep} (reviewed earlier).`;
+    item.dataset.reviewed = action.keep;  // given on this page now: a late answer of the store must not undo it
+  }
   moveFocus(item, action.moveOn ? 1 : 0);
   if (action.label) void review(item, action.label);
 }
@@ -311,7 +341,7 @@ results.addEventListener('keydown', (event) => {
   else if (!classified.has(item)) return;
   else {
     const action = keyAction(event.key, classified.get(item)!.answer, loaded!.metadata.class_names,
-      NOT_TRAINED.map((o) => o.label), verdictProblem());
+      NOT_TRAINED.map((o) => o.label), verdictProblem(), keptVerdict(item));
     if (!action) return;
     event.preventDefault();
     if (event.repeat) return;  // a held key gives one verdict, not one per image
@@ -324,6 +354,12 @@ results.addEventListener('keydown', (event) => {
 let countAsked = 0;
 /** Images whose last verdict could not be saved: named under the count until given again and saved. */
 const unsaved = new Set<HTMLLIElement>();
+
+let writing = 0;  // verdicts being saved
+// Closing or reloading the tab loses a verdict not saved yet, or one the store refused: ask first.
+window.addEventListener('beforeunload', (event) => {
+  if (writing || unsaved.size) event.preventDefault();
+});
 
 function errorText(err: unknown): string {
   return err instanceof Error ? err.message || err.name : String(err);
@@ -399,7 +435,7 @@ exportButton.addEventListener('click', async () => {
   }
   let blob: Blob;
   try {
-    blob = new Blob([buildExport(cells, lab) as Uint8Array<ArrayBuffer>], { type: 'application/zip' });
+    blob = new Blob([buildExport(cells, lab, new Date(stampNow())) as Uint8Array<ArrayBuffer>], { type: 'application/zip' });
   } catch (err) {  // the zip is built in memory: a very large set of reviews can exceed what the tab may hold
     reviewCount.textContent = `Not exported: the zip could not be built (${errorText(err)}); the reviews stay here.`;
     return;
@@ -407,16 +443,21 @@ exportButton.addEventListener('click', async () => {
   if (stay) reviewCount.textContent = `Exported the ${cells.length} cells of ${lab}.${stay}`;
   const link = document.createElement('a');
   link.href = URL.createObjectURL(blob);
-  link.download = exportFileName(lab);
+  link.download = exportFileName(lab, new Date(stampNow()));
   link.click();
   setTimeout(() => URL.revokeObjectURL(link.href), 60_000);
+  // Only for the count "Delete" shows: the page cannot know that the download landed.
+  await markExported(cells).catch(() => undefined);
 });
 
 clearButton.addEventListener('click', async () => {
-  const labs = await reviewLabs().catch(() => null);
-  const which = labs ? `all ${labs.length} reviewed cells from this browser, of every lab name (${labTally(labs)})`
+  const summary = await reviewSummary().catch(() => null);
+  const which = summary ? `all ${summary.labs.length} reviewed cells from this browser, of every lab name (${labTally(summary.labs)})`
     : 'every reviewed cell from this browser, of every lab name';
-  if (!window.confirm(`Delete ${which}? Export each lab's first if they are needed.`)) return;
+  const never = !summary ? 'Export each lab\'s first if they are needed.'
+    : summary.unexported ? `${summary.unexported} of them ${summary.unexported === 1 ? 'was' : 'were'} never exported as they stand: export first if they are needed.`
+      : 'Each was exported as it stands.';
+  if (!window.confirm(`Delete ${which}? ${never}`)) return;
   try {
     await clearReviews();
   } catch (err) {
@@ -520,6 +561,7 @@ async function recheckChannel(modelUrl: string) {
     setStatus(news.text, 'error');
   } else {
     // Read just now: an "Offline" note from the page's start is no longer true.
+    showClockNote();
     const at = new Date().toLocaleTimeString();
     setStatus(`Ready. Version ${version}${news ? ` answers; ${news.text}` : ` is current (checked ${at}).`}`, 'ready');
   }
@@ -534,12 +576,18 @@ function watchChannel(modelUrl: string) {
 }
 
 async function start() {
+  if (!window.isSecureContext) {  // no crypto.subtle (the model's hashes, the reviews'), no offline copy
+    setStatus('This page needs HTTPS (or localhost): the browser checks the model\'s files and keeps reviews '
+      + 'only on a secure page. Ask for the page to be served over HTTPS.', 'error');
+    return;
+  }
   try {
     const config = readConfig();
     const backend = await chooseBackend(config.backends);
     const model = await loadModel(config.modelUrl);  // warmed up, and checked to answer per class
     loaded = model;
     showModel(model, backend);
+    showClockNote();
     exposeDiagnostics(model, backend);
     watchChannel(config.modelUrl);
     void keepStorage();  // the offline copy of the model is only as safe as this page's storage

@@ -2,6 +2,7 @@
 // in IndexedDB so that the client keeps working with no network once a model was loaded.
 import * as tf from '@tensorflow/tfjs';
 import { withdrawn } from './channel.js';
+import { serverOffsetMs } from './clock.js';
 import { warmUp } from './inference.js';
 
 export interface Pointer {
@@ -156,8 +157,19 @@ export async function verifiedFetch(input: RequestInfo | URL, init?: RequestInit
 // the network, a file of another kind): not the same as being offline, and said differently.
 class WrongAnswer extends Error {}
 
-async function fetchJson<T>(url: string, init?: RequestInit, ms = FILE_TIMEOUT_MS): Promise<T> {
+let serverOffset: number | null = null;
+
+/** The model server's clock minus this machine's, in ms, from its last channel answer; null before one
+ * (offline). */
+export function serverClockOffsetMs(): number | null {
+  return serverOffset;
+}
+
+async function fetchJson<T>(url: string, init?: RequestInit, ms = FILE_TIMEOUT_MS,
+  onAnswer?: (response: Response, sentMs: number, receivedMs: number) => void): Promise<T> {
+  const sent = Date.now();
   const response = await fetchWithin(url, init, ms);
+  onAnswer?.(response, sent, Date.now());
   if (!response.ok) throw new WrongAnswer(`${url} answered HTTP ${response.status}`);
   try {
     return (await response.json()) as T;
@@ -194,7 +206,12 @@ function baseOf(baseUrl: string): string {
 
 /** The channel pointer (latest.json) now. Throws WrongAnswer when the server answers something else. */
 async function fetchPointer(base: string): Promise<Pointer> {
-  return checkPointer(await fetchJson<Pointer>(new URL('latest.json', base).href, { cache: 'no-cache' }, POINTER_TIMEOUT_MS));
+  return checkPointer(await fetchJson<Pointer>(new URL('latest.json', base).href, { cache: 'no-cache' }, POINTER_TIMEOUT_MS,
+    (response, sent, received) => {
+      // The CDN exposes Date and Age to another origin (infra/nginx); unreadable, they leave the offset as it was.
+      const offset = response.ok ? serverOffsetMs(response.headers.get('date'), response.headers.get('age'), sent, received) : null;
+      if (offset !== null) serverOffset = offset;
+    }));
 }
 
 /** The channel pointer, read again by a page that has been open a while. */

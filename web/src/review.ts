@@ -5,7 +5,7 @@
 import { zipSync, strToU8 } from 'fflate';
 import { memberName, safeName } from './reviewRules.js';
 
-export { allReviews, clearReviews, countReviews, getReview, reviewLabs, saveReview } from './reviewStore.js';
+export { allReviews, clearReviews, countReviews, getReview, markExported, reviewSummary, saveReview } from './reviewStore.js';
 
 export const EXPORT_FORMAT = 'bloodcell-review-export'; // models/features.py REVIEW_EXPORT_FORMAT
 export const EXPORT_VERSION = 1;

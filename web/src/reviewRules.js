@@ -50,9 +50,12 @@ export function memberName(label, sha256, originalName, bytes) {
 
 /** The verdict a key gives on an answer: { label } or { problem } (one line), or null for another key.
  * Enter confirms the model's class only when its probabilities are numbers (an atypicality score that is
- * not a number flags the answer, but its class still stands). */
-export function verdictForKey(key, answer, classNames, notTrainedLabels) {
+ * not a number flags the answer, but its class still stands). On a cell that already has a verdict (given
+ * here, or kept from before), Enter keeps it ({ keep }): moving on must not replace a correction with the
+ * model's answer. */
+export function verdictForKey(key, answer, classNames, notTrainedLabels, kept = null) {
   if (key === 'Enter') {
+    if (kept) return { keep: kept };
     return answer.className !== null && answer.probabilities.every((p) => Number.isFinite(p.probability))
       ? { label: answer.className }
       : { problem: 'The model gave no answer to confirm: pick the class (1-4).' };
@@ -62,19 +65,28 @@ export function verdictForKey(key, answer, classNames, notTrainedLabels) {
   return { label: n <= classNames.length ? classNames[n - 1] : notTrainedLabels[n - classNames.length - 1] };
 }
 
-/** What a verdict does to its image, however it was given (key or pointer): { label } saves it, { problem }
- * shows one line and saves nothing; `moveOn` says whether the focus goes to the next image at once (so
- * that verdicts given quickly each land on their own image, and keys work after a click). Only a lab name
- * the pipeline would refuse holds the focus: then no verdict can be saved. */
+/** What a verdict does to its image, however it was given (key or pointer): { label } saves it, { keep }
+ * saves nothing, { problem } shows one line and saves nothing; `moveOn` says whether the focus goes to the
+ * next image at once (so that verdicts given quickly each land on their own image, and keys work after a
+ * click). Only a lab name the pipeline would refuse holds the focus: then no verdict can be saved. */
 export function verdictAction(verdict, labProblem) {
-  if (labProblem) return { problem: labProblem, moveOn: false };
+  if (labProblem && !verdict.keep) return { problem: labProblem, moveOn: false };
   return { ...verdict, moveOn: true };
 }
 
 /** What a key does to the focused image: verdictAction of its verdict, or null for a key that is not one. */
-export function keyAction(key, answer, classNames, notTrainedLabels, labProblem) {
-  const verdict = verdictForKey(key, answer, classNames, notTrainedLabels);
+export function keyAction(key, answer, classNames, notTrainedLabels, labProblem, kept = null) {
+  const verdict = verdictForKey(key, answer, classNames, notTrainedLabels, kept);
   return verdict && verdictAction(verdict, labProblem);
+}
+
+/** The time a new verdict is stamped with: now, or just after the verdict it replaces when that one is
+ * stamped later (a clock that ran ahead, since set right). The pipeline keeps the latest stamp of a
+ * cell: a correction stamped before the verdict it corrects would lose to it. ISO 8601, UTC.
+ * @param {number} nowMs @param {string | undefined} earlier ISO 8601 */
+export function reviewTime(nowMs, earlier) {
+  const before = earlier ? Date.parse(earlier) : NaN;
+  return new Date(Number.isFinite(before) && before >= nowMs ? before + 1 : nowMs).toISOString();
 }
 
 /** How many reviewed cells each lab name holds, commonest first ("mylab 50, mylba 7"): a reviewer sees

@@ -5,4 +5,5 @@ export function getReview(sha256: string): Promise<ReviewedCell | undefined>;
 export function allReviews(): Promise<ReviewedCell[]>;
 export function countReviews(): Promise<number>;
 export function clearReviews(): Promise<undefined>;
-export function reviewLabs(): Promise<string[]>;
+export function reviewSummary(): Promise<{ labs: string[]; unexported: number }>;
+export function markExported(cells: { sha256: string; reviewedAt: string }[]): Promise<undefined>;
