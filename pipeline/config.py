@@ -223,6 +223,8 @@ def _set_dotted(data: dict, dotted: str) -> None:
     key, raw = dotted.split("=", 1)
     node = data
     parts = key.strip().split(".")
+    if parts[:2] == ["labs", "sources"] and len(parts) > 3:  # a lab's name may hold dots (LAB_NAME_PATTERN)
+        parts = [*parts[:2], ".".join(parts[2:])]
     for part in parts[:-1]:
         node = node.setdefault(part, {})
         if not isinstance(node, dict):

@@ -15,8 +15,8 @@ import os
 import sys
 
 from pipeline.config import Config
-from pipeline.kubeflow_runner import (compile_pipeline, compiled_line, curated_schema_folder, kfp_cron_problem,
-                                      parse_with_config)
+from pipeline.kubeflow_runner import (cluster_problem, compile_pipeline, compiled_line, curated_schema_folder,
+                                      kfp_cron_problem, parse_with_config)
 
 
 def make_client(config: Config):
@@ -82,6 +82,10 @@ def main(argv=None) -> int:
     problem = kfp_cron_problem(args.cron) if args.cron else None
     if problem:
         print(f"error: --cron {problem}", file=sys.stderr)
+        return 2
+    problem = cluster_problem(config) if args.command in ("submit", "schedule") else None
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
         return 2
 
     package = compile_pipeline(config) if args.command != "list" else None

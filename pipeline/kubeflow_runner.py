@@ -136,6 +136,25 @@ def check_for_kubeflow(config: Config) -> None:
                           f"kubeflow.labs_dir; got {name}: {local[name]}")
 
 
+PLACEHOLDERS = ("YOUR-BUCKET", "REGISTRY/")  # config.yaml's, to be replaced before a cluster runs it
+
+
+def cluster_problem(config: Config) -> str | None:
+    """Why a compiled spec must not go to a cluster yet, in one line, or None: config.yaml's placeholders
+    (an image no registry holds, a bucket no one owns), or an image tag that can move, under which a
+    rebuilt image would run new code behind old cache keys."""
+    kf = config.kubeflow
+    for key, value in (("image", kf.image), ("pipeline_root", kf.pipeline_root), ("data_dir", kf.data_dir),
+                       ("serving_base", kf.serving_base), ("cdn_base", kf.cdn_base), ("labs_dir", kf.labs_dir)):
+        if any(p in value for p in PLACEHOLDERS):
+            return f"kubeflow.{key} still holds config.yaml's placeholder: {value}"
+    name = kf.image.rsplit("/", 1)[-1]
+    if "@sha256:" not in kf.image and (":" not in name or name.endswith(":latest")):
+        return (f"kubeflow.image {kf.image}: name a fixed tag or digest (a build's own tag, or @sha256:...), "
+                "not one that moves")
+    return None
+
+
 def parse_with_config(parser: argparse.ArgumentParser, argv) -> tuple[argparse.Namespace, Config | None]:
     """The parsed arguments and the configuration they name; None (after one `error:` line) for a bad one."""
     parser.add_argument("--config", default=str(DEFAULT_CONFIG))

@@ -49,7 +49,7 @@ def overrides_from(args: argparse.Namespace) -> list[str]:
     if args.data_dir:
         out.append(f"data_dir={_folder(args.data_dir)}")
     if args.output_dir:
-        out.append(f"output_dir={os.path.abspath(args.output_dir)}")
+        out.append(f"output_dir={_folder(args.output_dir)}")
     if args.epochs is not None:
         out.append(f"training.epochs={args.epochs}")
     if args.model:
@@ -121,6 +121,10 @@ def main(argv=None) -> int:
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    if "://" in config.output_dir:
+        print(f"error: output_dir {config.output_dir}: a local run keeps its metadata store and run lock in a local "
+              "folder (a bucket is for Kubeflow's kubeflow.pipeline_root)", file=sys.stderr)
+        return 2
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(message)s")
     if not args.verbose:
@@ -129,14 +133,9 @@ def main(argv=None) -> int:
 
     from pipeline import run_log
 
-    with run_log.captured(None, enabled=not args.verbose):  # TensorFlow's start-up lines
-        import tensorflow as tf
-        from tfx import v1 as tfx
-
-        from components.image_example_gen import executor as example_gen_executor
+    with run_log.captured(None, enabled=not args.verbose):  # TensorFlow's and TFX's start-up lines
         from components.image_example_gen import image_reader
-        from pipeline import run_summary
-        from pipeline.pipeline import create_pipeline, schema_copy
+        from pipeline.pipeline import create_pipeline  # noqa: F401  (imports TFX)
 
     try:
         data_root = image_reader.resolve_data_root(config.data_path)
@@ -157,9 +156,6 @@ def main(argv=None) -> int:
         print(f"error: {problem}", file=sys.stderr)
         return 2
 
-    from models.trainer.record import split_change
-    from pipeline import run_inputs
-
     try:
         os.makedirs(config.run_dir, exist_ok=True)
         if not os.access(config.run_dir, os.W_OK | os.X_OK):
@@ -167,6 +163,28 @@ def main(argv=None) -> int:
     except OSError as err:
         print(f"error: cannot create the output folder {config.run_dir}: {err.strerror}", file=sys.stderr)
         return 2
+    with open(os.path.join(config.run_dir, RUN_LOCK), "a") as lock:
+        try:
+            # Two runs on one folder would share its metadata store: each summary could report the
+            # other's blessing. Taken before the store is read; it goes with the process, however it ends.
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"error: run in progress: another run holds {lock.name}; wait for it to end", file=sys.stderr)
+            return 2
+        return _run_locked(args, config, data_root)
+
+
+def _run_locked(args: argparse.Namespace, config, data_root: str) -> int:
+    """The rest of main, while this process holds the output folder's run lock."""
+    import tensorflow as tf
+    from tfx import v1 as tfx
+
+    from components.image_example_gen import executor as example_gen_executor
+    from components.image_example_gen import image_reader
+    from models.trainer.record import split_change
+    from pipeline import run_inputs, run_log, run_summary
+    from pipeline.pipeline import create_pipeline, schema_copy
+
     try:
         labs = example_gen_executor.lab_folders(config.labs_path, config.lab_sources())  # as the ingest will
         key = run_inputs.inputs_key(config, data_root)  # lists the labs' folders too
@@ -207,42 +225,37 @@ def main(argv=None) -> int:
         return 2
     last = run_inputs.last_finished(config.run_dir)
     if args.if_changed and last and last.get("inputs_key") == key:
-        unblessed = (", whose model was not blessed (the last blessed model stays in service; it would not be "
-                     "blessed again)") if last.get("blessed") is False else ""
-        print(f"nothing changed since the run that finished {last.get('finished_at')}{unblessed}: skipped")
+        if last.get("blessed") is False:  # a failure until the inputs change: a skip must not read as all well
+            print(f"error: nothing changed since the run that finished {last.get('finished_at')}, whose model was not "
+                  "blessed (the last blessed model stays in service; it would not be blessed again): skipped",
+                  file=sys.stderr)
+            return 1
+        print(f"nothing changed since the run that finished {last.get('finished_at')}: skipped")
         return 0
     metadata = tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path)
     pipeline = create_pipeline(config, metadata, data_root,
                                schema_file=schema_copy(os.path.join(config.run_dir, "curated_schema")))
-    with open(os.path.join(config.run_dir, RUN_LOCK), "a") as lock:
-        try:
-            # Two runs on one folder would share its metadata store: each summary could report the
-            # other's blessing. The lock goes with the process, however it ends.
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            print(f"error: run in progress: another run holds {lock.name}; wait for it to end", file=sys.stderr)
-            return 2
-        print(f"running pipeline '{config.pipeline_name}' on {data_root} (model {config.training.model}, "
-              f"{config.training.epochs} epochs); outputs under {config.run_dir}", flush=True)
-        started = time.time()
-        failure = None
-        log_path = os.path.join(config.run_dir, "logs", time.strftime("run-%Y%m%dT%H%M%SZ.log", time.gmtime(started)))
-        try:
-            with run_log.captured(log_path, enabled=not args.verbose):
-                tfx.orchestration.LocalDagRunner().run(pipeline)
-        except Exception as err:  # a component failed: report it in one line below
-            failure = err
-        except KeyboardInterrupt:
-            if args.verbose:
-                traceback.print_exc()
-            print(f"error: interrupted; the steps that finished are reused by the next run"
-                  f"{'' if args.verbose else f' (full log of the run: {log_path})'}", file=sys.stderr)
-            return 130
-        with run_log.captured(log_path, enabled=not args.verbose):  # TFMA's notices while it reads the results
-            summary = run_summary.collect(config.metadata_path, started, config.class_names)
-        if failure is None:
-            run_inputs.record_finished(config.run_dir, key, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                                       summary.blessed)
+    print(f"running pipeline '{config.pipeline_name}' on {data_root} (model {config.training.model}, "
+          f"{config.training.epochs} epochs); outputs under {config.run_dir}", flush=True)
+    started = time.time()
+    failure = None
+    log_path = os.path.join(config.run_dir, "logs", time.strftime("run-%Y%m%dT%H%M%SZ.log", time.gmtime(started)))
+    try:
+        with run_log.captured(log_path, enabled=not args.verbose):
+            tfx.orchestration.LocalDagRunner().run(pipeline)
+    except Exception as err:  # a component failed: report it in one line below
+        failure = err
+    except KeyboardInterrupt:
+        if args.verbose:
+            traceback.print_exc()
+        print(f"error: interrupted; the steps that finished are reused by the next run"
+              f"{'' if args.verbose else f' (full log of the run: {log_path})'}", file=sys.stderr)
+        return 130
+    with run_log.captured(log_path, enabled=not args.verbose):  # TFMA's notices while it reads the results
+        summary = run_summary.collect(config.metadata_path, started, config.class_names)
+    if failure is None:
+        run_inputs.record_finished(config.run_dir, key, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                                   summary.blessed)
     print(run_summary.format_summary(summary, time.time() - started, config.class_names))
     if not args.verbose:
         print(f"full log of the run: {log_path}")

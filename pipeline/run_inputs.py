@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from pathlib import Path
 
 import tensorflow as tf
 
@@ -18,10 +19,13 @@ from pipeline.code_version import code_fingerprint
 from pipeline.config import Config
 
 LAST_RUN_FILE = "last_finished_run.json"
+# The exact packages the run uses (the pipeline's and the tfjs converter's): a pull that only bumps one
+# rebuilds the environment, and the run must not be skipped as unchanged.
+LOCKS = Path(pipeline.__file__).resolve().parent.parent / "locks"
 
 
 def inputs_key(config: Config, data_root: str) -> str:
-    parts = [config.model_dump_json(), code_fingerprint(components, models, pipeline, serving, data_files=True),
+    parts = [config.model_dump_json(), code_fingerprint(components, models, pipeline, serving, LOCKS, data_files=True),
              folder_fingerprint(data_root),
              labs_fingerprint({"labs_root": config.labs_path, "lab_sources": config.lab_sources()})]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()

@@ -21,19 +21,14 @@ export TF_USE_LEGACY_KERAS=1 TF_CPP_MIN_LOG_LEVEL=${TF_CPP_MIN_LOG_LEVEL:-2} PYT
 ALLOWED_ENV=(BLOODCELL_* TF_* PYTHON* PYTEST_* LANG LC_* TERM TZ NO_COLOR COLUMNS CUDA_VISIBLE_DEVICES
              NVIDIA_* KAGGLE_USERNAME KAGGLE_KEY KFP_TOKEN GOOGLE_APPLICATION_CREDENTIALS VITE_*)
 
-# The web client's npm packages (web/package-lock.json) live in the checkout: installed on first use
-# and again whenever the lock is newer than the install. npm's cache under $HOME keeps it quick.
-web_deps_stale() {
-  [ -f "$repo/web/package-lock.json" ] || return 1
-  [ ! -f "$repo/web/node_modules/.package-lock.json" ] || \
-    [ "$repo/web/package-lock.json" -nt "$repo/web/node_modules/.package-lock.json" ]
-}
+# shellcheck source=infra/env/web_deps.sh
+source "$repo/infra/env/web_deps.sh"
 
 if [ -d "$env_dir/venv" ]; then
   export PATH="$env_dir/venv/bin:$PATH:/usr/sbin"  # nginx lives in /usr/sbin
   export BLOODCELL_TFJS_CONVERTER=${BLOODCELL_TFJS_CONVERTER:-$env_dir/converter-venv/bin/tensorflowjs_converter}
   export BLOODCELL_CHROMIUM=${BLOODCELL_CHROMIUM:-$(command -v chromium || command -v chromium-browser || true)}
-  if web_deps_stale; then (cd "$repo/web" && npm ci --no-audit --no-fund >&2); fi
+  install_web_deps env -C "$repo/web" npm ci --no-audit --no-fund
   exec "$@"
 fi
 export BLOODCELL_TFJS_CONVERTER=${BLOODCELL_TFJS_CONVERTER:-/opt/converter-venv/bin/tensorflowjs_converter}
@@ -97,5 +92,5 @@ while IFS= read -r p; do
 done < <(hidden_paths "$env_dir/rootfs" "$repo:$parent:${common:-}:${BLOODCELL_BIND:-}:${BLOODCELL_BIND_RW:-}" "$@" \
            ${GOOGLE_APPLICATION_CREDENTIALS:+"$GOOGLE_APPLICATION_CREDENTIALS"})  # a key file is a path too
 bw=(env -i "${envs[@]}" bwrap "${args[@]}")
-if web_deps_stale; then "${bw[@]}" --chdir "$repo/web" npm ci --no-audit --no-fund >&2; fi
+install_web_deps "${bw[@]}" --chdir "$repo/web" npm ci --no-audit --no-fund
 exec "${bw[@]}" --chdir "$PWD" bash -c 'mkdir -p "$HOME" && exec "$@"' bash "$@"

@@ -339,3 +339,31 @@ def test_grpc_calls_spread_over_the_pods_the_autoscaler_adds():
     age, grace = int(grpc_args["grpc.max_connection_age_ms"]), int(grpc_args["grpc.max_connection_age_grace_ms"])
     wait = int(pod["containers"][0]["lifecycle"]["preStop"]["exec"]["command"][-1])
     assert age < wait * 1000 and age + grace <= pod["terminationGracePeriodSeconds"] * 1000
+
+
+def test_a_failed_web_install_does_not_stop_the_command(tmp_path):
+    """run.sh ran `npm ci` under `set -e` whenever web/package-lock.json was newer than the install: a
+    pull that touched it, on a lab host without the npm registry, failed every scheduled pipeline run
+    (which uses no node) before Python started."""
+    import os
+    import subprocess
+
+    (tmp_path / "web" / "node_modules").mkdir(parents=True)
+    (tmp_path / "web" / "node_modules" / ".package-lock.json").write_text("{}")
+    (tmp_path / "web" / "package-lock.json").write_text("{}")
+    os.utime(tmp_path / "web" / "node_modules" / ".package-lock.json", (0, 0))  # older than the lock
+    script = REPO / "infra" / "env" / "web_deps.sh"
+
+    def install(command: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["bash", "-c", f'set -euo pipefail; repo="$1"; source "{script}"; '
+                               f'install_web_deps {command}; echo went-on', "bash", str(tmp_path)],
+                              capture_output=True, text=True)
+
+    failed = install("false")
+    assert failed.returncode == 0 and failed.stdout.strip() == "went-on", failed
+    assert failed.stderr.startswith("run.sh: the web client's packages") and failed.stderr.count("\n") == 1
+    ran = install("echo installing")  # npm's output goes to stderr, the command's stdout stays its own
+    assert ran.stdout.strip() == "went-on" and "installing" in ran.stderr
+    os.utime(tmp_path / "web" / "node_modules" / ".package-lock.json")  # now newer: nothing to install
+    assert install("false").stderr == ""
+    assert "install_web_deps" in (REPO / "infra" / "env" / "run.sh").read_text()

@@ -189,6 +189,32 @@ def test_a_local_lab_source_is_refused_in_one_line(tmp_path, capsys):
     assert not (tmp_path / "s.yaml").exists()
 
 
+# What an operator fills in before submitting: config.yaml's placeholders would be refused.
+READY = ["--set", "kubeflow.data_dir=gs://lab-bucket/data", "--set", "kubeflow.serving_base=gs://lab-bucket/serving",
+         "--set", "kubeflow.cdn_base=gs://lab-bucket/cdn",
+         "--set", "kubeflow.image=registry.example/bloodcell-pipeline:2026.12.07"]
+
+
+def test_submit_and_schedule_refuse_placeholders_and_a_moving_image_tag(tmp_path, capsys, monkeypatch):
+    """config.yaml's REGISTRY/...:latest and gs://YOUR-BUCKET went into a spec that was submitted: pods
+    that could not pull their image, or, with :latest, new code run behind old cache keys."""
+    monkeypatch.setattr(kubeflow_cli, "make_client", lambda config: FakeKfpClient())
+    out = ["--set", f"kubeflow.output_file={tmp_path / 's.yaml'}", "--set", f"kubeflow.pipeline_root=ram://{tmp_path.name}/r"]
+    for command in ("submit", "schedule"):
+        assert kubeflow_cli.main([command, *out]) == 2
+        assert capsys.readouterr().err.strip() == ("error: kubeflow.image still holds config.yaml's placeholder: "
+                                                   "REGISTRY/bloodcell-pipeline:latest")
+    for image in ("registry.example/bloodcell-pipeline:latest", "registry.example:5000/bloodcell-pipeline"):
+        assert kubeflow_cli.main(["submit", *out, *READY, "--set", f"kubeflow.image={image}"]) == 2
+        assert "name a fixed tag or digest" in capsys.readouterr().err
+    assert kubeflow_cli.main(["submit", *out, *READY[:-2]]) == 2 and "REGISTRY/" in capsys.readouterr().err
+    assert kubeflow_cli.main(["submit", *out, *READY[2:]]) == 2 and "kubeflow.data_dir" in capsys.readouterr().err
+    assert kubeflow_cli.main(["submit", *out, *READY]) == 0
+    digest = "registry.example/bloodcell-pipeline@sha256:" + "a" * 64
+    assert kubeflow_cli.main(["submit", *out, *READY, "--set", f"kubeflow.image={digest}"]) == 0
+    assert kubeflow_cli.main(["compile", "--set", f"kubeflow.output_file={tmp_path / 'c.yaml'}"]) == 0  # to look at
+
+
 def test_the_spec_reads_the_curated_schema_from_the_pipeline_root_by_its_content(compiled, tmp_path, monkeypatch):
     # A path of the compiling machine means nothing in the cluster's container; and KFP's cache key
     # holds the path, so an edited schema must come under a new one.
@@ -208,7 +234,7 @@ def test_the_spec_reads_the_curated_schema_from_the_pipeline_root_by_its_content
     root = f"ram://{tmp_path.name}/root"
     monkeypatch.setattr(kubeflow_cli, "make_client", lambda config: FakeKfpClient())
     assert kubeflow_cli.main(["submit", "--set", f"kubeflow.pipeline_root={root}",
-                              "--set", f"kubeflow.output_file={tmp_path / 's.yaml'}"]) == 0
+                              "--set", f"kubeflow.output_file={tmp_path / 's.yaml'}", *READY]) == 0
     with open(tmp_path / "s.yaml") as f:
         named = yaml.safe_load(f)["root"]["dag"]["tasks"]["ImportSchemaGen"]["inputs"]["parameters"]
     with tf.io.gfile.GFile(named["schema_file"]["runtimeValue"]["constantValue"]["stringValue"], "rb") as f:
@@ -219,7 +245,7 @@ def test_a_schema_that_cannot_be_put_in_place_is_one_line(tmp_path, capsys, monk
     blocked = "nosuch://bucket/root"  # a file system this machine cannot write, as a bucket without credentials
     monkeypatch.setattr(kubeflow_cli, "make_client", lambda config: FakeKfpClient())
     assert kubeflow_cli.main(["submit", "--set", f"kubeflow.pipeline_root={blocked}",
-                              "--set", f"kubeflow.output_file={tmp_path / 's.yaml'}"]) == 1
+                              "--set", f"kubeflow.output_file={tmp_path / 's.yaml'}", *READY]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"error: the curated schema could not be put at {blocked}/curated_schema/") and "\n" not in err
 

@@ -62,6 +62,20 @@ def test_a_new_export_changes_what_a_scheduled_run_reads(tmp_path):
     assert run_inputs.inputs_key(config, str(data)) != before
 
 
+def test_a_new_package_lock_changes_what_a_scheduled_run_reads(tmp_path, monkeypatch):
+    """A pull that bumped only a lock (a converter fix, say) rebuilt the environment, and the run was
+    skipped as "nothing changed"."""
+    assert sorted(p.name for p in run_inputs.LOCKS.glob("*.lock")) == ["converter.lock", "pipeline.lock"]
+    data = make_dataset(tmp_path / "data", {"TRAIN": 2, "TEST": 1})
+    (tmp_path / "locks").mkdir()
+    (tmp_path / "locks" / "converter.lock").write_text("tensorflowjs==4.22.0\n")
+    monkeypatch.setattr(run_inputs, "LOCKS", tmp_path / "locks")
+    config = load_config()
+    before = run_inputs.inputs_key(config, str(data))
+    (tmp_path / "locks" / "converter.lock").write_text("tensorflowjs==4.22.1\n")
+    assert run_inputs.inputs_key(config, str(data)) != before
+
+
 def test_if_changed_skips_a_run_whose_inputs_the_last_finished_run_read(tmp_path, capsys):
     data = make_dataset(tmp_path / "data", {"TRAIN": 2, "TEST": 1})
     args = ["--data-dir", str(data), "--output-dir", str(tmp_path / "runs"), "--if-changed",
@@ -72,11 +86,12 @@ def test_if_changed_skips_a_run_whose_inputs_the_last_finished_run_read(tmp_path
     run_inputs.record_finished(str(run_dir), run_inputs.inputs_key(config, str(data)), "2026-12-06T00:00:00Z", True)
     assert local_runner.main(args) == 0
     assert "nothing changed since the run that finished 2026-12-06T00:00:00Z: skipped" in capsys.readouterr().out
-    # After a run whose model was not blessed, a skip says so: "skipped" alone read as all well.
+    # After a run whose model was not blessed, a skip is a failure too (exit 1), until the inputs change:
+    # exit 0 had shown a timer's unit green every week after one failed run.
     run_inputs.record_finished(str(run_dir), run_inputs.inputs_key(config, str(data)), "2026-12-07T00:00:00Z", False)
-    assert local_runner.main(args) == 0
-    assert capsys.readouterr().out.strip().splitlines()[-1] == (
-        "nothing changed since the run that finished 2026-12-07T00:00:00Z, whose model was not blessed "
+    assert local_runner.main(args) == 1
+    assert capsys.readouterr().err.strip() == (
+        "error: nothing changed since the run that finished 2026-12-07T00:00:00Z, whose model was not blessed "
         "(the last blessed model stays in service; it would not be blessed again): skipped")
 
 

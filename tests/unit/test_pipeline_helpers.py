@@ -1,9 +1,11 @@
 import json
+import os
 import types
 
 import pytest
 
 from pipeline import code_version
+from pipeline.config import load_config
 
 
 def module_at(path) -> types.ModuleType:
@@ -166,6 +168,42 @@ def test_a_second_run_on_a_folder_in_use_exits_2(tmp_path, capsys):
     assert code == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: run in progress: another run holds") and "\n" not in err
+
+
+def test_a_run_in_progress_is_found_before_the_metadata_store_is_read(tmp_path, capsys):
+    """The lock came after the metadata store and every lab image had been read: a second run read the
+    first one's store mid-write, and could tell the operator to move it aside."""
+    import fcntl
+
+    from pipeline import local_runner
+    from testkit.images import make_dataset
+
+    data = make_dataset(tmp_path / "data", {"TRAIN": 2, "TEST": 1})
+    run_dir = tmp_path / "out" / "bloodcell"
+    run_dir.mkdir(parents=True)
+    (run_dir / "metadata.sqlite").write_bytes(b"being written")
+    with open(run_dir / local_runner.RUN_LOCK, "a") as first_run:
+        fcntl.flock(first_run, fcntl.LOCK_EX)
+        assert local_runner.main(["--data-dir", str(data), "--output-dir", str(tmp_path / "out")]) == 2
+    assert capsys.readouterr().err.startswith("error: run in progress")
+
+
+def test_a_bucket_as_the_output_folder_is_refused_in_one_line(tmp_path, capsys):
+    """--output-dir gs://... became a local folder named gs: under the working folder."""
+    from pipeline import local_runner
+
+    assert local_runner.main(["--output-dir", "gs://bucket/runs"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: output_dir gs://bucket/runs: a local run keeps") and "\n" not in err
+    assert not os.path.exists("gs:")
+
+
+def test_a_lab_name_with_a_dot_can_be_given_on_the_command_line(tmp_path):
+    from pipeline import local_runner
+
+    args = local_runner.parse_args(["--lab-source", f"st.marys={tmp_path}", "--set", f"labs.sources.lab.2={tmp_path}"])
+    config = load_config(overrides=local_runner.overrides_from(args))
+    assert config.lab_sources() == {"st.marys": str(tmp_path), "lab.2": str(tmp_path)}
 
 
 def test_an_edited_curated_schema_reaches_the_run_at_a_path_named_by_its_content(tmp_path, monkeypatch):
