@@ -141,6 +141,7 @@ class Config(_Section):
     pipeline_name: str = Field("bloodcell", pattern=r"^[A-Za-z0-9_-]+$")
     data_dir: str
     output_dir: str = "runs"
+    keep_examples: int = Field(2, ge=0)  # local runs: the newest ingested/transformed image copies kept (0: all)
     class_names: list[str] = ["EOSINOPHIL", "LYMPHOCYTE", "MONOCYTE", "NEUTROPHIL"]
     image_size: int = Field(80, ge=16, le=1024)
     stain_normalisation: bool = False

@@ -174,6 +174,21 @@ def main(argv=None) -> int:
         return _run_locked(args, config, data_root)
 
 
+def _prune_line(config) -> str | None:
+    """Older runs' image copies deleted (pipeline/retention.py), in one line, or None when none was; a
+    failure to delete them is said, never the run's failure: the model is delivered by then."""
+    from pipeline import retention
+
+    try:
+        pruned = retention.prune_examples(config.metadata_path, config.keep_examples)
+    except Exception as err:  # a file held open, a store mid-repair: the next run tries again
+        return f"warning: older runs' image copies were not deleted: {one_line(err)}"
+    if not pruned.artifacts:
+        return None
+    return (f"disk: {pruned.artifacts} older copies of the images deleted, {pruned.bytes_freed / 2**20:.0f} MiB "
+            f"freed (the newest {config.keep_examples} of each kept: keep_examples)")
+
+
 def _run_locked(args: argparse.Namespace, config, data_root: str) -> int:
     """The rest of main, while this process holds the output folder's run lock."""
     import tensorflow as tf
@@ -257,6 +272,9 @@ def _run_locked(args: argparse.Namespace, config, data_root: str) -> int:
         run_inputs.record_finished(config.run_dir, key, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                                    summary.blessed)
     print(run_summary.format_summary(summary, time.time() - started, config.class_names))
+    line = _prune_line(config) if failure is None else None
+    if line:
+        print(line)
     if not args.verbose:
         print(f"full log of the run: {log_path}")
     if failure is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from pathlib import Path
 
 import pytest
 import tensorflow as tf
@@ -147,6 +148,18 @@ def test_a_relabelled_file_reaches_the_examples_on_the_next_run(tmp_path):
     assert second != first, "the ExampleGen was cached: the relabel did not reach the examples"
     assert labels(second)[f"TRAIN/NEUTROPHIL/{src.name}"] == "NEUTROPHIL"
     assert f"TRAIN/MONOCYTE/{src.name}" not in labels(second)
+
+    # The first copy is pruned (pipeline/retention.py); the file goes back: the step runs again, not
+    # taken from the cache with its images gone (the folder and its ingest report stay).
+    from pipeline import retention
+
+    assert retention.prune_examples(config.metadata_path, keep=1).artifacts == 1
+    assert not list(Path(first).glob("Split-*")) and Path(first, "ingest_report.json").is_file()
+    os.rename(dest, src)
+    os.utime(src, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    third = run_example_gen()
+    assert third not in (first, second)
+    assert labels(third)[f"TRAIN/MONOCYTE/{src.name}"] == "MONOCYTE"
 
 
 def test_served_model_refuses_a_huge_header_without_decoding_it(pipeline_run, tmp_path):

@@ -180,6 +180,8 @@ def test_a_labs_reviews_adapt_the_model_and_a_relabel_reaches_the_data(pipeline_
     shutil.copy(tmp_path / "export2.zip", labs / LAB / "export2.zip")
     output = run_pipeline(args)
     assert re.search(rf"^lab {LAB}: {trained} cells .* 1 relabelled", output, re.M), output[-3000:]
+    # The third run on this folder to read the data again: the oldest copies of the images are deleted.
+    assert re.search(r"^disk: \d+ older copies of the images deleted, \d+ MiB freed", output, re.M), output[-3000:]
     report = re.search(r"^ingest report: (\S+)$", output, re.M).group(1)
     labels = {path: label for path, label in example_labels(report).items() if path.startswith(f"labs/{LAB}/")}
     sha = json.loads(Path(report).read_text())["labs"][LAB]["relabelled"][0]["sha256"]

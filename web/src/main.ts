@@ -25,8 +25,9 @@ const storageNote = $<HTMLParagraphElement>('storage-note');
 const clockLine = $<HTMLParagraphElement>('clock-note');
 const LAB_KEY = 'bloodcell.lab';
 
-/** What the reviewer needs of each classified image: its bytes and the model's answer. */
-interface Classified { file: File; bytes: ArrayBuffer; sha256: string; answer: ReturnType<typeof interpret>;
+/** What the reviewer needs of each classified image: its file and hash, and the model's answer. The bytes
+ * are read again when a verdict is saved: a page open all day must not hold every image it was given. */
+interface Classified { file: File; sha256: string; answer: ReturnType<typeof interpret>;
   cropBox: number[] | null }
 const classified = new WeakMap<HTMLLIElement, Classified>();
 
@@ -149,7 +150,7 @@ async function classify(file: File, item: HTMLLIElement) {
     // The answer stands whatever happens next: review needs hashing (crypto.subtle: HTTPS or localhost only).
     const cropBox = out.cropBox ? out.cropBox[0] : null;
     file.arrayBuffer()
-      .then(async (bytes) => ({ file, bytes, sha256: await sha256Hex(bytes), answer, cropBox }))
+      .then(async (bytes) => ({ file, sha256: await sha256Hex(bytes), answer, cropBox }))
       .then((entry) => addReviewControls(item, entry))
       .catch((err) => {
         const note = document.createElement('p');
@@ -263,6 +264,12 @@ function verdictProblem(): string | null {
   return labNameProblem(labInput.value.trim());
 }
 
+class FileChanged extends Error {
+  constructor() {
+    super('the file changed or went since it was classified: add it again');
+  }
+}
+
 /** Saves the verdict on this item, whichever item has the focus by the time the write ends; false when
  * it could not be kept (the item says why and shows no verdict). */
 async function review(item: HTMLLIElement, label: string): Promise<boolean> {
@@ -276,18 +283,26 @@ async function review(item: HTMLLIElement, label: string): Promise<boolean> {
   }
   writing += 1;  // from here: the stamp reads the store before the write
   const r = entry.answer;
-  const cell: ReviewedCell = {
-    sha256: entry.sha256, originalName: entry.file.name, mime: entry.file.type, bytes: entry.bytes,
-    lab: labInput.value.trim(), modelVersion: loaded.metadata.version, answer: r.className,
-    probabilities: r.probabilities.map((p) => p.probability),
-    flags: { lowConfidence: r.lowConfidence, unlikeTraining: r.unlikeTraining, invalid: r.invalid },
-    cropBox: entry.cropBox, label,
-    reviewedAt: reviewTime(stampNow(), (await getReview(entry.sha256).catch(() => undefined))?.reviewedAt),
-  };
+  const lab = labInput.value.trim();
+  const reviewedAt = reviewTime(stampNow(), (await getReview(entry.sha256).catch(() => undefined))?.reviewedAt);
   try {
+    let bytes: ArrayBuffer;
+    try {
+      bytes = await entry.file.arrayBuffer();
+    } catch {
+      throw new FileChanged();
+    }
+    if (await sha256Hex(bytes) !== entry.sha256) throw new FileChanged();  // the verdict is on what was shown
+    const cell: ReviewedCell = {
+      sha256: entry.sha256, originalName: entry.file.name, mime: entry.file.type, bytes, lab,
+      modelVersion: loaded.metadata.version, answer: r.className, probabilities: r.probabilities.map((p) => p.probability),
+      flags: { lowConfidence: r.lowConfidence, unlikeTraining: r.unlikeTraining, invalid: r.invalid },
+      cropBox: entry.cropBox, label, reviewedAt,
+    };
     await saveReview(cell);
   } catch (err) {
-    verdict.textContent = `Not saved (${errorText(err)}): give the verdict again.`;
+    verdict.textContent = err instanceof FileChanged
+      ? `Not saved: ${err.message}.` : `Not saved (${errorText(err)}): give the verdict again.`;
     verdict.dataset.saved = 'false';
     unsaved.add(item);
     await showReviewCount();

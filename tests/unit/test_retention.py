@@ -1,0 +1,74 @@
+"""Older runs' copies of the images are deleted after a run (pipeline/retention.py)."""
+from __future__ import annotations
+
+from ml_metadata.metadata_store import metadata_store
+from ml_metadata.proto import metadata_store_pb2
+
+from pipeline import retention
+
+
+def _store(path):
+    config = metadata_store_pb2.ConnectionConfig()
+    config.sqlite.filename_uri = str(path)
+    return metadata_store.MetadataStore(config)
+
+
+def _examples(store, root, component: str, count: int) -> list[int]:
+    """`count` Examples artifacts of one output, oldest first, each with two splits and an ingest report."""
+    type_id = store.put_artifact_type(metadata_store_pb2.ArtifactType(name="Examples"))
+    ids = []
+    for n in range(count):
+        uri = root / component / "examples" / str(10 + n)
+        for split in ("Split-train", "Split-eval"):
+            (uri / split).mkdir(parents=True)
+            (uri / split / "data.gz").write_bytes(b"x" * 1000)
+        (uri / "ingest_report.json").write_text("{}")
+        ids += store.put_artifacts([metadata_store_pb2.Artifact(type_id=type_id, uri=str(uri),
+                                                                state=metadata_store_pb2.Artifact.LIVE)])
+    return ids
+
+
+def test_older_copies_lose_their_splits_and_are_marked_deleted(tmp_path):
+    store = _store(tmp_path / "metadata.sqlite")
+    gen = _examples(store, tmp_path, "FileBasedExampleGen", 3)
+    transform = _examples(store, tmp_path, "Transform", 2)
+    pruned = retention.prune_examples(str(tmp_path / "metadata.sqlite"), keep=2)
+    assert (pruned.artifacts, pruned.bytes_freed) == (1, 2000)  # ExampleGen's oldest only
+    states = {a.id: a.state for a in _store(tmp_path / "metadata.sqlite").get_artifacts_by_type("Examples")}
+    assert states[gen[0]] == metadata_store_pb2.Artifact.DELETED
+    assert all(states[i] == metadata_store_pb2.Artifact.LIVE for i in gen[1:] + transform)
+    oldest = tmp_path / "FileBasedExampleGen" / "examples" / "10"
+    assert not list(oldest.glob("Split-*")) and (oldest / "ingest_report.json").is_file()  # the gate's checks read it
+    assert retention.prune_examples(str(tmp_path / "metadata.sqlite"), keep=2).artifacts == 0  # nothing left to do
+
+
+def test_keep_0_keeps_everything_and_a_first_run_has_nothing_to_prune(tmp_path):
+    store = _store(tmp_path / "metadata.sqlite")
+    _examples(store, tmp_path, "FileBasedExampleGen", 3)
+    assert retention.prune_examples(str(tmp_path / "metadata.sqlite"), keep=0).artifacts == 0
+    assert len(list(tmp_path.glob("FileBasedExampleGen/examples/*/Split-*"))) == 6
+    assert retention.prune_examples(str(tmp_path / "nothing.sqlite"), keep=2).artifacts == 0
+    assert not (tmp_path / "nothing.sqlite").exists()
+
+
+def test_a_copy_a_failed_run_left_is_pruned_too(tmp_path):
+    """A run stopped mid-write leaves an artifact that is not LIVE, with files: never used, never kept."""
+    store = _store(tmp_path / "metadata.sqlite")
+    ids = _examples(store, tmp_path, "FileBasedExampleGen", 2)
+    [left] = store.get_artifacts_by_id([ids[1]])
+    left.state = metadata_store_pb2.Artifact.ABANDONED
+    store.put_artifacts([left])
+    assert retention.prune_examples(str(tmp_path / "metadata.sqlite"), keep=1).artifacts == 1
+    assert list(tmp_path.glob("FileBasedExampleGen/examples/10/Split-*"))  # the one LIVE copy stays
+
+
+def test_a_failure_to_prune_is_one_warning_line_not_the_runs_failure(monkeypatch):
+    from pipeline import local_runner
+    from pipeline.config import load_config
+
+    def held(*args):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(retention, "prune_examples", held)
+    line = local_runner._prune_line(load_config())
+    assert line == "warning: older runs' image copies were not deleted: PermissionError: [Errno 13] Permission denied"
