@@ -33,8 +33,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--lab-source", action="append", default=[], metavar="NAME=DIR",
                         help="a lab's reviewed cells (review exports and/or class folders); repeatable")
     parser.add_argument("--if-changed", action="store_true",
-                        help="do nothing when the configuration, code, data and lab folders are what the last "
-                             "finished run read (for scheduled runs)")
+                        help="run no step when the configuration, code, package locks, data and lab folders are "
+                             "what the last finished run read: exit 0, or 1 when its model was not blessed "
+                             "(for scheduled runs)")
     parser.add_argument("--verbose", action="store_true", help="show TFX and Beam logs")
     return parser.parse_args(argv)
 
@@ -174,13 +175,13 @@ def main(argv=None) -> int:
         return _run_locked(args, config, data_root)
 
 
-def _prune_line(config) -> str | None:
+def _prune_line(config, started: float) -> str | None:
     """Older runs' image copies deleted (pipeline/retention.py), in one line, or None when none was; a
     failure to delete them is said, never the run's failure: the model is delivered by then."""
     from pipeline import retention
 
     try:
-        pruned = retention.prune_examples(config.metadata_path, config.keep_examples)
+        pruned = retention.prune_examples(config.metadata_path, config.keep_examples, started)
     except Exception as err:  # a file held open, a store mid-repair: the next run tries again
         return f"warning: older runs' image copies were not deleted: {one_line(err)}"
     if not pruned.artifacts:
@@ -272,7 +273,7 @@ def _run_locked(args: argparse.Namespace, config, data_root: str) -> int:
         run_inputs.record_finished(config.run_dir, key, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                                    summary.blessed)
     print(run_summary.format_summary(summary, time.time() - started, config.class_names))
-    line = _prune_line(config) if failure is None else None
+    line = _prune_line(config, started) if failure is None else None
     if line:
         print(line)
     if not args.verbose:

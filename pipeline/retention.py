@@ -36,9 +36,18 @@ def _splits(uri: str) -> list[str]:
         return []
 
 
-def prune_examples(metadata_path: str, keep: int) -> Pruned:
+def _used_since(store, since_epoch_s: float) -> set[int]:
+    """The artifacts that executions recorded since then read or wrote (a step taken from the cache is
+    recorded too, with the outputs it reused)."""
+    since_ms = since_epoch_s * 1000
+    executions = [e.id for e in store.get_executions() if e.create_time_since_epoch >= since_ms]
+    return {event.artifact_id for event in store.get_events_by_execution_ids(executions)} if executions else set()
+
+
+def prune_examples(metadata_path: str, keep: int, since_epoch_s: float | None = None) -> Pruned:
     """Keeps the `keep` newest Examples of each output (ExampleGen's, Transform's: one folder of the
-    pipeline root each); prunes the others. keep=0 keeps all."""
+    pipeline root each), and any that the run started at `since_epoch_s` read or wrote (a run taken
+    from the cache uses older copies: the served model's); prunes the others. keep=0 keeps all."""
     pruned = Pruned()
     if keep <= 0 or not os.path.exists(metadata_path):
         return pruned
@@ -46,13 +55,14 @@ def prune_examples(metadata_path: str, keep: int) -> Pruned:
     config.sqlite.filename_uri = metadata_path
     config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE
     store = metadata_store.MetadataStore(config)
+    used = _used_since(store, since_epoch_s) if since_epoch_s is not None else set()
     by_output = defaultdict(list)
     for artifact in store.get_artifacts_by_type("Examples"):
         if artifact.uri and "://" not in artifact.uri:
             by_output[os.path.dirname(os.path.normpath(artifact.uri))].append(artifact)
     for artifacts in by_output.values():
         live = sorted((a for a in artifacts if a.state == metadata_store_pb2.Artifact.LIVE), key=lambda a: a.id)
-        kept = {a.id for a in live[-keep:]}
+        kept = {a.id for a in live[-keep:]} | used
         for artifact in artifacts:
             splits = _splits(artifact.uri)
             if artifact.id in kept or (not splits and artifact.state == metadata_store_pb2.Artifact.DELETED):

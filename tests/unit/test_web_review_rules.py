@@ -150,3 +150,6 @@ def test_a_new_verdict_is_stamped_after_the_one_it_replaces():
     assert call_rules(f"reviewTime({now}, '2026-12-07T11:00:00.000Z')") == "2026-12-07T12:00:00.000Z"
     assert call_rules(f"reviewTime({now}, '2026-12-07T18:00:00.000Z')") == "2026-12-07T18:00:00.001Z"
     assert call_rules(f"reviewTime({now}, 'not a time')") == "2026-12-07T12:00:00.000Z"
+    # An earlier stamp more than a day ahead is refused by the pipeline: stamped after it, the correction
+    # would be refused too.
+    assert call_rules(f"reviewTime({now}, '2026-12-09T12:00:00.000Z')") == "2026-12-07T12:00:00.000Z"

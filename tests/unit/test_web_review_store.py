@@ -87,18 +87,22 @@ def test_delete_knows_which_verdicts_were_never_exported_as_they_stand():
     assert result == {"before": 3, "exported": 1, "changed": 2, "afterClear": 1}
 
 
-def test_a_store_from_before_the_export_marks_keeps_its_cells():
-    """The store's first version had only the cells: opening it again adds the export marks and loses
-    nothing, and its cells count as never exported."""
+def test_a_store_from_before_the_export_marks_keeps_its_cells_and_its_version():
+    """The export marks came in a second version of the reviews' database: every tab still on the older
+    page then failed to open it (VersionError) and could save no verdict. They have a database of their
+    own; the reviews' stays at version 1, and its cells count as never exported."""
     result = run_store(f"""
-        await new Promise((resolve, reject) => {{
+        const openV1 = () => new Promise((resolve, reject) => {{
           const open = indexedDB.open('bloodcell-reviews', 1);
           open.onupgradeneeded = () => open.result.createObjectStore('cells', {{ keyPath: 'sha256' }})
             .put({CELL});
-          open.onsuccess = () => {{ open.result.close(); resolve(); }};
+          open.onsuccess = () => {{ open.result.close(); resolve('opened'); }};
           open.onerror = () => reject(open.error);
         }});
-        process.stdout.write(JSON.stringify({{count: await store.countReviews(),
-                                              unexported: (await store.reviewSummary()).unexported}}));
+        await openV1();
+        const summary = await store.reviewSummary();
+        await store.markExported([{CELL}]);
+        process.stdout.write(JSON.stringify({{count: await store.countReviews(), unexported: summary.unexported,
+                                              olderPage: await openV1().catch((e) => e.name)}}));
     """)
-    assert result == {"count": 1, "unexported": 1}
+    assert result == {"count": 1, "unexported": 1, "olderPage": "opened"}

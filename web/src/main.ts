@@ -25,9 +25,10 @@ const storageNote = $<HTMLParagraphElement>('storage-note');
 const clockLine = $<HTMLParagraphElement>('clock-note');
 const LAB_KEY = 'bloodcell.lab';
 
-/** What the reviewer needs of each classified image: its file and hash, and the model's answer. The bytes
- * are read again when a verdict is saved: a page open all day must not hold every image it was given. */
-interface Classified { file: File; sha256: string; answer: ReturnType<typeof interpret>;
+/** What the reviewer needs of each classified image: its file, hash and the model's answer, and its bytes
+ * until a verdict on it is saved (then the store holds them): a page open all day must not hold every
+ * image it was given, and a file that went (a mail attachment's temporary copy) must not cost its verdict. */
+interface Classified { file: File; bytes: ArrayBuffer | null; sha256: string; answer: ReturnType<typeof interpret>;
   cropBox: number[] | null }
 const classified = new WeakMap<HTMLLIElement, Classified>();
 
@@ -150,7 +151,7 @@ async function classify(file: File, item: HTMLLIElement) {
     // The answer stands whatever happens next: review needs hashing (crypto.subtle: HTTPS or localhost only).
     const cropBox = out.cropBox ? out.cropBox[0] : null;
     file.arrayBuffer()
-      .then(async (bytes) => ({ file, sha256: await sha256Hex(bytes), answer, cropBox }))
+      .then(async (bytes) => ({ file, bytes, sha256: await sha256Hex(bytes), answer, cropBox }))
       .then((entry) => addReviewControls(item, entry))
       .catch((err) => {
         const note = document.createElement('p');
@@ -200,6 +201,9 @@ async function drawCell(item: HTMLLIElement, entry: Classified) {
 
 async function addReviewControls(item: HTMLLIElement, entry: Classified) {
   await drawCell(item, entry).catch(() => undefined);  // a view the browser cannot draw loses no review
+  // A cell already in the store (a batch added again after a reload or a crash) says so, from the moment
+  // it can be reviewed: Enter keeps that verdict.
+  const earlier = await getReview(entry.sha256).catch(() => undefined);
   item.tabIndex = 0;
   const names = loaded!.metadata.class_names;
   const group = document.createElement('div');
@@ -223,10 +227,7 @@ async function addReviewControls(item: HTMLLIElement, entry: Classified) {
   verdict.setAttribute('aria-live', 'polite');
   item.append(group, verdict);
   classified.set(item, entry);  // reviewable only now that its verdict line exists
-  // A cell already in the store (a batch added again after a reload or a crash) says so; a verdict
-  // given meanwhile wins. data-reviewed is only ever this page's own verdict.
-  const earlier = await getReview(entry.sha256).catch(() => undefined);
-  if (earlier && !item.dataset.reviewed && verdict.dataset.saved !== 'false') {
+  if (earlier) {
     pressed(item, earlier.label);
     item.dataset.reviewedEarlier = earlier.label;
     const lab = labInput.value.trim();
@@ -243,9 +244,10 @@ function pressed(item: HTMLLIElement, label: string) {
   }
 }
 
-/** The verdict Enter keeps on this item: the one given here, else the one kept from before; null if none. */
+/** The verdict Enter keeps on this item: the one given here (saved or being saved), else the one kept
+ * from before; null if none. */
 function keptVerdict(item: HTMLLIElement): string | null {
-  return item.dataset.reviewed ?? item.dataset.reviewedEarlier ?? null;
+  return item.dataset.pending ?? item.dataset.reviewed ?? item.dataset.reviewedEarlier ?? null;
 }
 
 /** This machine's clock, set to the model server's when the two differ by more than a little (clock.js). */
@@ -270,6 +272,18 @@ class FileChanged extends Error {
   }
 }
 
+/** The file's bytes read again, if they are still the ones classified (the verdict is on what was shown). */
+async function fileBytes(entry: Classified): Promise<ArrayBuffer> {
+  let bytes: ArrayBuffer;
+  try {
+    bytes = await entry.file.arrayBuffer();
+  } catch {
+    throw new FileChanged();
+  }
+  if (await sha256Hex(bytes) !== entry.sha256) throw new FileChanged();
+  return bytes;
+}
+
 /** Saves the verdict on this item, whichever item has the focus by the time the write ends; false when
  * it could not be kept (the item says why and shows no verdict). */
 async function review(item: HTMLLIElement, label: string): Promise<boolean> {
@@ -284,15 +298,10 @@ async function review(item: HTMLLIElement, label: string): Promise<boolean> {
   writing += 1;  // from here: the stamp reads the store before the write
   const r = entry.answer;
   const lab = labInput.value.trim();
-  const reviewedAt = reviewTime(stampNow(), (await getReview(entry.sha256).catch(() => undefined))?.reviewedAt);
+  const earlier = await getReview(entry.sha256).catch(() => undefined);
+  const reviewedAt = reviewTime(stampNow(), earlier?.reviewedAt);
   try {
-    let bytes: ArrayBuffer;
-    try {
-      bytes = await entry.file.arrayBuffer();
-    } catch {
-      throw new FileChanged();
-    }
-    if (await sha256Hex(bytes) !== entry.sha256) throw new FileChanged();  // the verdict is on what was shown
+    const bytes = entry.bytes ?? earlier?.bytes ?? await fileBytes(entry);
     const cell: ReviewedCell = {
       sha256: entry.sha256, originalName: entry.file.name, mime: entry.file.type, bytes, lab,
       modelVersion: loaded.metadata.version, answer: r.className, probabilities: r.probabilities.map((p) => p.probability),
@@ -300,6 +309,7 @@ async function review(item: HTMLLIElement, label: string): Promise<boolean> {
       cropBox: entry.cropBox, label, reviewedAt,
     };
     await saveReview(cell);
+    entry.bytes = null;  // the store holds them now
   } catch (err) {
     verdict.textContent = err instanceof FileChanged
       ? `Not saved: ${err.message}.` : `Not saved (${errorText(err)}): give the verdict again.`;
@@ -339,12 +349,21 @@ function moveFocus(item: HTMLLIElement, by: number) {
 function applyVerdict(item: HTMLLIElement, action: ReturnType<typeof verdictAction>) {
   const line = item.querySelector<HTMLParagraphElement>('.verdict')!;
   if (action.problem) line.textContent = action.problem;
-  if (action.keep && !item.dataset.reviewed) {
-    line.textContent = `Kept: ${action.keep} (reviewed earlier).`;
-    item.dataset.reviewed = action.keep;  // given on this page now: a late answer of the store must not undo it
+  if (action.keep && action.keep !== item.dataset.pending) {  // a verdict being saved reports itself
+    line.textContent = `Kept: ${action.keep}.`;
+    item.dataset.reviewed ??= action.keep;
+    if (unsaved.delete(item)) {  // the verdict that could not be saved is given up for the one kept
+      delete line.dataset.saved;
+      void showReviewCount();
+    }
   }
   moveFocus(item, action.moveOn ? 1 : 0);
-  if (action.label) void review(item, action.label);
+  if (action.label) {
+    item.dataset.pending = action.label;  // Enter, pressed before the write ends, keeps this one
+    void review(item, action.label).finally(() => {
+      if (item.dataset.pending === action.label) delete item.dataset.pending;
+    });
+  }
 }
 
 results.addEventListener('keydown', (event) => {
@@ -470,14 +489,29 @@ clearButton.addEventListener('click', async () => {
   const which = summary ? `all ${summary.labs.length} reviewed cells from this browser, of every lab name (${labTally(summary.labs)})`
     : 'every reviewed cell from this browser, of every lab name';
   const never = !summary ? 'Export each lab\'s first if they are needed.'
-    : summary.unexported ? `${summary.unexported} of them ${summary.unexported === 1 ? 'was' : 'were'} never exported as they stand: export first if they are needed.`
-      : 'Each was exported as it stands.';
+    : summary.unexported ? `${summary.unexported} of them ${summary.unexported === 1 ? 'is' : 'are'} in no export offered for download: export first if they are needed.`
+      : 'Each is in an export offered for download: check that the file was saved.';
   if (!window.confirm(`Delete ${which}? ${never}`)) return;
   try {
     await clearReviews();
   } catch (err) {
     reviewCount.textContent = `Not deleted (${errorText(err)}).`;
     return;
+  }
+  // The rows on screen no longer have a verdict: Enter must confirm again, not keep a deleted one.
+  unsaved.clear();
+  for (const row of results.querySelectorAll<HTMLLIElement>(':scope > li')) {
+    const entry = classified.get(row);
+    if (!entry) continue;
+    delete row.dataset.reviewed;
+    delete row.dataset.reviewedEarlier;
+    for (const b of row.querySelectorAll<HTMLButtonElement>('.review-buttons button')) {
+      b.setAttribute('aria-pressed', 'false');
+      b.textContent = b.dataset.text + (b.dataset.label === entry.answer.className ? ' (Enter: confirm)' : '');
+    }
+    const line = row.querySelector<HTMLParagraphElement>('.verdict')!;
+    delete line.dataset.saved;
+    line.textContent = '';
   }
   await showReviewCount();
 });

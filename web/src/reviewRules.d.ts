@@ -11,5 +11,6 @@ export function verdictForKey(key: string, answer: Answer, classNames: string[],
 export function verdictAction(verdict: Verdict, labProblem: string | null): Verdict & { moveOn: boolean };
 export function keyAction(key: string, answer: Answer, classNames: string[], notTrainedLabels: readonly string[],
   labProblem: string | null, kept?: string | null): (Verdict & { moveOn: boolean }) | null;
+export const FUTURE_SLACK_MS: number;
 export function reviewTime(nowMs: number, earlier: string | undefined): string;
 export function labTally(labs: string[]): string;

@@ -80,13 +80,18 @@ export function keyAction(key, answer, classNames, notTrainedLabels, labProblem,
   return verdict && verdictAction(verdict, labProblem);
 }
 
+/** How far ahead of its own clock the pipeline takes a review time (lab_sources.FUTURE_SLACK). */
+export const FUTURE_SLACK_MS = 24 * 3600_000;
+
 /** The time a new verdict is stamped with: now, or just after the verdict it replaces when that one is
- * stamped later (a clock that ran ahead, since set right). The pipeline keeps the latest stamp of a
- * cell: a correction stamped before the verdict it corrects would lose to it. ISO 8601, UTC.
- * @param {number} nowMs @param {string | undefined} earlier ISO 8601 */
+ * stamped later (a clock that ran ahead, since set right): the pipeline keeps a cell's latest stamp, and
+ * a correction stamped before the verdict it corrects would lose to it. Not when the earlier stamp is
+ * more than the pipeline's slack ahead: the pipeline refuses that one, and would refuse its successor.
+ * ISO 8601, UTC. @param {number} nowMs @param {string | undefined} earlier ISO 8601 */
 export function reviewTime(nowMs, earlier) {
   const before = earlier ? Date.parse(earlier) : NaN;
-  return new Date(Number.isFinite(before) && before >= nowMs ? before + 1 : nowMs).toISOString();
+  const after = Number.isFinite(before) && before >= nowMs && before < nowMs + FUTURE_SLACK_MS;
+  return new Date(after ? before + 1 : nowMs).toISOString();
 }
 
 /** How many reviewed cells each lab name holds, commonest first ("mylab 50, mylba 7"): a reviewer sees

@@ -2,20 +2,18 @@
 // them were exported as they stand. Plain JavaScript with JSDoc types so that Node runs it as is (tests,
 // with fake-indexeddb) and Vite bundles it.
 
-const DB_NAME = 'bloodcell-reviews';
+// Each store in a database of its own, at version 1: a new version of a database would make every tab
+// still on the older page fail to open it (VersionError) until reloaded.
 const STORE = 'cells';
 // sha256 -> the reviewedAt of the verdict last exported: a verdict changed since is not exported.
 const EXPORTED = 'exported';
+const DATABASES = { [STORE]: 'bloodcell-reviews', [EXPORTED]: 'bloodcell-review-exports' };
 
-/** @returns {Promise<IDBDatabase>} */
-function openDb() {
+/** @param {string} store @returns {Promise<IDBDatabase>} */
+function openDb(store) {
   return new Promise((resolve, reject) => {
-    const request = indexedDB.open(DB_NAME, 2);
-    request.onupgradeneeded = () => {
-      const db = request.result;
-      if (!db.objectStoreNames.contains(STORE)) db.createObjectStore(STORE, { keyPath: 'sha256' });
-      if (!db.objectStoreNames.contains(EXPORTED)) db.createObjectStore(EXPORTED, { keyPath: 'sha256' });
-    };
+    const request = indexedDB.open(DATABASES[store], 1);
+    request.onupgradeneeded = () => request.result.createObjectStore(store, { keyPath: 'sha256' });
     request.onsuccess = () => resolve(request.result);
     request.onerror = () => reject(request.error);
   });
@@ -25,16 +23,16 @@ function openDb() {
  * What `work` gives once its transaction has committed.
  * @template T
  * @param {IDBTransactionMode} mode
- * @param {(...stores: IDBObjectStore[]) => () => T} work starts the requests; returns how to read the result
- * @param {string[]} names the stores `work` gets, in order
+ * @param {(store: IDBObjectStore) => () => T} work starts the requests; returns how to read the result
+ * @param {string} name the store `work` gets
  * @returns {Promise<T>}
  */
-async function inStore(mode, work, names = [STORE]) {
-  const db = await openDb();
+async function inStore(mode, work, name = STORE) {
+  const db = await openDb(name);
   try {
     return await new Promise((resolve, reject) => {
-      const tx = db.transaction(names, mode);
-      const result = work(...names.map((name) => tx.objectStore(name)));
+      const tx = db.transaction(name, mode);
+      const result = work(tx.objectStore(name));
       tx.oncomplete = () => resolve(result());
       // A failed request reaches the transaction before it aborts, while tx.error is still null.
       tx.onerror = (event) => reject(/** @type {IDBRequest} */ (event.target)?.error ?? tx.error
@@ -54,27 +52,24 @@ function requestResult(request) {
 /** The lab name of every reviewed cell, and how many cells were never exported as they stand, one cell
  * at a time through a cursor: getAll would hold every image's bytes at once, and fail on a large store.
  * @returns {Promise<{labs: string[], unexported: number}>} */
-export function reviewSummary() {
-  return inStore('readonly', (cells, exported) => {
+export async function reviewSummary() {
+  /** @type {{sha256: string, reviewedAt: string}[]} */
+  const marks = await inStore('readonly', (exported) => requestResult(exported.getAll()), EXPORTED);
+  const exportedAt = new Map(marks.map((m) => [m.sha256, m.reviewedAt]));
+  return inStore('readonly', (cells) => {
     /** @type {string[]} */
     const labs = [];
     let unexported = 0;
-    /** @type {Map<string, string>} */
-    const exportedAt = new Map();
-    const marks = exported.getAll();
-    marks.onsuccess = () => {
-      for (const mark of marks.result) exportedAt.set(mark.sha256, mark.reviewedAt);
-      const cursor = cells.openCursor();
-      cursor.onsuccess = () => {
-        if (!cursor.result) return;
-        const cell = cursor.result.value;
-        labs.push(cell.lab);
-        if (exportedAt.get(cell.sha256) !== cell.reviewedAt) unexported += 1;
-        cursor.result.continue();
-      };
+    const cursor = cells.openCursor();
+    cursor.onsuccess = () => {
+      if (!cursor.result) return;
+      const cell = cursor.result.value;
+      labs.push(cell.lab);
+      if (exportedAt.get(cell.sha256) !== cell.reviewedAt) unexported += 1;
+      cursor.result.continue();
     };
     return () => ({ labs, unexported });
-  }, [STORE, EXPORTED]);
+  });
 }
 
 /** A second verdict on the same cell replaces the first. @param {object} cell */
@@ -88,7 +83,7 @@ export function markExported(cells) {
   return inStore('readwrite', (exported) => {
     for (const { sha256, reviewedAt } of cells) exported.put({ sha256, reviewedAt });
     return () => undefined;
-  }, [EXPORTED]);
+  }, EXPORTED);
 }
 
 /** The verdict kept for one image, or undefined. @param {string} sha256 */
@@ -104,10 +99,7 @@ export function countReviews() {
   return inStore('readonly', (store) => requestResult(store.count()));
 }
 
-export function clearReviews() {
-  return inStore('readwrite', (cells, exported) => {
-    cells.clear();
-    exported.clear();
-    return () => undefined;
-  }, [STORE, EXPORTED]);
+export async function clearReviews() {
+  await inStore('readwrite', (cells) => requestResult(cells.clear()));
+  await inStore('readwrite', (exported) => requestResult(exported.clear()), EXPORTED);
 }
