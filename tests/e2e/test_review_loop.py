@@ -29,8 +29,9 @@ pytestmark = pytest.mark.timeout(1500)
 LAB = "e2elab"
 # One verdict per image, in order: Enter confirms the model's answer, 1-4 name a class, 7 is "unsure";
 # click:N clicks the N-th verdict button (the keys must go on working after it), hold:K holds a key
-# down (its repeats must not give the next images verdicts).
-KEYS = ["Enter", "2", "click:3", "Enter", "hold:7", "1", "Enter", "4"]
+# down (its repeats must not give the next images verdicts). The last Enter comes after the last image's
+# "4", before that verdict is saved: it must keep the 4, not confirm the model's answer over it.
+KEYS = ["Enter", "2", "click:3", "Enter", "hold:7", "1", "Enter", "4", "Enter"]
 
 
 def expected_verdicts(keys: list[str], answers: list[str]) -> list[str]:

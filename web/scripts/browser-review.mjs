@@ -67,8 +67,10 @@ try {
       && (n === last || document.activeElement === document.querySelector(`#results li:nth-child(${n + 1})`)),
     [i + 1, keys.length], { timeout: TIMEOUT });
   }
+  // Keys past the last image land on it (the focus stays there).
   await page.waitForFunction((n) => document.querySelectorAll('#results li[data-reviewed]').length >= n
-    && Number(document.getElementById('review-count')?.dataset.count) >= n, keys.length, { timeout: TIMEOUT });
+    && Number(document.getElementById('review-count')?.dataset.count) >= n, Math.min(keys.length, images.length),
+  { timeout: TIMEOUT });
   report.results = await page.$$eval('#results li', (items) => items.map((li) => ({
     file: li.dataset.file, answer: li.dataset.class ?? null, reviewed: li.dataset.reviewed ?? null,
     cropBox: li.querySelector('canvas')?.dataset.cropBox ?? null,
