@@ -128,6 +128,8 @@ def test_a_labs_reviews_adapt_the_model_and_a_relabel_reaches_the_data(pipeline_
         assert all(r["cropBox"] for r in first["results"]), first["results"]
         assert first["countAfterReview"] == first["countAfterReload"] == len(images)
         assert first["labAfterReload"] == LAB and first["labFigure"].startswith("none yet")
+        # The page names the file it offered (it said nothing when no other lab's cells stayed behind).
+        assert first["exportText"].startswith(f"Exported the {len(images)} cells of {LAB} as {first['exportName']}")
         with zipfile.ZipFile(tmp_path / "export1.zip") as archive:
             manifest = json.loads(archive.read(REVIEW_MANIFEST))
             assert sorted(c["label"] for c in manifest["cells"]) == sorted(expected)

@@ -38,9 +38,11 @@ async function modelState(page) {
 }
 
 async function lastResult(page, count) {
+  // Complete: an error, or an answer with its review controls (or the line saying it cannot be reviewed).
   await page.waitForFunction((n) => {
-    const items = document.querySelectorAll('#results li');
-    return items.length >= n && items[n - 1].dataset.state !== 'pending';
+    const item = document.querySelectorAll('#results li')[n - 1];
+    return item && (item.dataset.state === 'error' || (item.dataset.state === 'done'
+      && item.querySelector('.review-buttons, p.hint:not(.answer-record)') !== null));
   }, count, { timeout: TIMEOUT });
   return page.$eval(`#results li:nth-child(${count})`, (el) => ({
     state: el.dataset.state, className: el.dataset.class ?? null, review: el.dataset.review ?? null,

@@ -94,6 +94,7 @@ try {
     page.keyboard.press('Enter')]);
   await download.saveAs(opt.export);
   report.exportName = download.suggestedFilename();
+  report.exportText = await page.$eval('#review-count', (el) => el.textContent);
 } catch (err) {
   report.error = String(err && err.stack || err);
   // What the page showed when it failed: each image's verdict and the count.

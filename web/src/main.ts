@@ -205,6 +205,8 @@ async function addReviewControls(item: HTMLLIElement, entry: Classified) {
   // it can be reviewed: Enter keeps that verdict.
   const earlier = await getReview(entry.sha256).catch(() => undefined);
   item.tabIndex = 0;
+  item.setAttribute('aria-describedby', 'review-help');  // the keys, read out with the focused image
+  item.setAttribute('aria-keyshortcuts', 'Enter 1 2 3 4 5 6 7 ArrowUp ArrowDown');
   const names = loaded!.metadata.class_names;
   const group = document.createElement('div');
   group.className = 'review-buttons';
@@ -474,10 +476,12 @@ exportButton.addEventListener('click', async () => {
     reviewCount.textContent = `Not exported: the zip could not be built (${errorText(err)}); the reviews stay here.`;
     return;
   }
-  if (stay) reviewCount.textContent = `Exported the ${cells.length} cells of ${lab}.${stay}`;
+  const fileName = exportFileName(lab, new Date(stampNow()));
+  reviewCount.textContent = `Exported the ${cells.length} cells of ${lab} as ${fileName}: give that file to the `
+    + `pipeline.${stay}`;
   const link = document.createElement('a');
   link.href = URL.createObjectURL(blob);
-  link.download = exportFileName(lab, new Date(stampNow()));
+  link.download = fileName;
   link.click();
   setTimeout(() => URL.revokeObjectURL(link.href), 60_000);
   // Only for the count "Delete" shows: the page cannot know that the download landed.
