@@ -120,8 +120,7 @@ def check_for_kubeflow(config: Config) -> None:
         raise ConfigError(f"serving.warmup_images must be remote (gs://...) on Kubeflow, or empty for the "
                           f"packaged images; got {local[0]}")
     kf = config.kubeflow
-    for key, value in (("pipeline_root", kf.pipeline_root), ("data_dir", kf.data_dir),
-                       ("serving_base", kf.serving_base), ("cdn_base", kf.cdn_base), ("labs_dir", kf.labs_dir)):
+    for key, value in _locations(kf):
         # Empty: the local run's folder would be taken. Only labs_dir may be empty (no labs).
         if (value or key != "labs_dir") and "://" not in value:
             raise ConfigError(f"kubeflow.{key} must be remote (gs://...): the pipeline's pods have no folder "
@@ -136,6 +135,11 @@ def check_for_kubeflow(config: Config) -> None:
                           f"kubeflow.labs_dir; got {name}: {local[name]}")
 
 
+def _locations(kf) -> list[tuple[str, str]]:
+    """(key, value) of each kubeflow.* location the pipeline's pods read or write."""
+    return [(key, getattr(kf, key)) for key in ("pipeline_root", "data_dir", "serving_base", "cdn_base", "labs_dir")]
+
+
 PLACEHOLDERS = ("YOUR-BUCKET", "REGISTRY/")  # config.yaml's, to be replaced before a cluster runs it
 
 
@@ -144,8 +148,7 @@ def cluster_problem(config: Config) -> str | None:
     (an image no registry holds, a bucket no one owns), or an image tag that can move, under which a
     rebuilt image would run new code behind old cache keys."""
     kf = config.kubeflow
-    for key, value in (("image", kf.image), ("pipeline_root", kf.pipeline_root), ("data_dir", kf.data_dir),
-                       ("serving_base", kf.serving_base), ("cdn_base", kf.cdn_base), ("labs_dir", kf.labs_dir)):
+    for key, value in [("image", kf.image), *_locations(kf)]:
         if any(p in value for p in PLACEHOLDERS):
             return f"kubeflow.{key} still holds config.yaml's placeholder: {value}"
     name = kf.image.rsplit("/", 1)[-1]

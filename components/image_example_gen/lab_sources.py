@@ -255,7 +255,7 @@ UNZIPPED_EXPORT = ("an unzipped review export (a browser such as Safari unzips d
 def _spilled_export(root: str) -> set[str]:
     """The files (relative to root, with '/') of an unzipped export whose contents were copied straight
     into root: its manifest and the files it lists. Empty when root holds no export manifest."""
-    path = posixpath.join(root, REVIEW_MANIFEST) if "://" in root else os.path.join(root, REVIEW_MANIFEST)
+    path = os.path.join(root, REVIEW_MANIFEST)
     try:
         if not gfile.exists(path) or gfile.stat(path).length > MAX_MANIFEST_BYTES:
             return set()

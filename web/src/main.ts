@@ -218,9 +218,7 @@ async function addReviewControls(item: HTMLLIElement, entry: Classified) {
     const button = document.createElement('button');
     button.type = 'button';
     button.dataset.text = choice.text;
-    button.textContent = choice.text + (choice.label === entry.answer.className ? ' (Enter: confirm)' : '');
     button.dataset.label = choice.label;
-    button.setAttribute('aria-pressed', 'false');
     button.addEventListener('click', () => applyVerdict(item, verdictAction({ label: choice.label }, verdictProblem())));
     group.append(button);
   }
@@ -229,8 +227,8 @@ async function addReviewControls(item: HTMLLIElement, entry: Classified) {
   verdict.setAttribute('aria-live', 'polite');
   item.append(group, verdict);
   classified.set(item, entry);  // reviewable only now that its verdict line exists
+  pressed(item, earlier?.label ?? null);
   if (earlier) {
-    pressed(item, earlier.label);
     item.dataset.reviewedEarlier = earlier.label;
     const lab = labInput.value.trim();
     verdict.textContent = `Reviewed earlier${earlier.lab && earlier.lab !== lab ? ` under lab ${earlier.lab}` : ''}: `
@@ -238,11 +236,15 @@ async function addReviewControls(item: HTMLLIElement, entry: Classified) {
   }
 }
 
-/** Shows `label` as the cell's verdict; Enter now keeps it (reviewRules.verdictForKey). */
-function pressed(item: HTMLLIElement, label: string) {
+/** Shows `label` as the cell's verdict, which Enter keeps (reviewRules.verdictForKey); with none, Enter
+ * confirms the model's answer. */
+function pressed(item: HTMLLIElement, label: string | null) {
+  const answer = classified.get(item)?.answer.className;
   for (const b of item.querySelectorAll<HTMLButtonElement>('.review-buttons button')) {
-    b.setAttribute('aria-pressed', String(b.dataset.label === label));
-    b.textContent = b.dataset.text + (b.dataset.label === label ? ' (Enter: keep)' : '');
+    b.setAttribute('aria-pressed', String(label !== null && b.dataset.label === label));
+    const hint = label !== null ? (b.dataset.label === label ? ' (Enter: keep)' : '')
+      : (b.dataset.label === answer ? ' (Enter: confirm)' : '');
+    b.textContent = b.dataset.text + hint;
   }
 }
 
@@ -505,14 +507,10 @@ clearButton.addEventListener('click', async () => {
   // The rows on screen no longer have a verdict: Enter must confirm again, not keep a deleted one.
   unsaved.clear();
   for (const row of results.querySelectorAll<HTMLLIElement>(':scope > li')) {
-    const entry = classified.get(row);
-    if (!entry) continue;
+    if (!classified.has(row)) continue;
     delete row.dataset.reviewed;
     delete row.dataset.reviewedEarlier;
-    for (const b of row.querySelectorAll<HTMLButtonElement>('.review-buttons button')) {
-      b.setAttribute('aria-pressed', 'false');
-      b.textContent = b.dataset.text + (b.dataset.label === entry.answer.className ? ' (Enter: confirm)' : '');
-    }
+    pressed(row, null);
     const line = row.querySelector<HTMLParagraphElement>('.verdict')!;
     delete line.dataset.saved;
     line.textContent = '';
