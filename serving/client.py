@@ -224,20 +224,6 @@ def _retry_service_config(max_attempts: int) -> str:
     })
 
 
-def _read_by(response, deadline: float) -> bytes:
-    """The whole body by the deadline. requests' timeout is per socket read, so an answer that trickles
-    in a byte at a time would never trip it; this checks the clock between reads."""
-    chunks = []
-    try:
-        while chunk := response.raw.read1(64 * 1024, decode_content=True):
-            chunks.append(chunk)
-            if time.monotonic() > deadline:
-                raise TimeoutError
-    finally:
-        response.close()
-    return b"".join(chunks)
-
-
 class RetryThrottle:
     """gRPC's retry throttling, for the REST client: shared by every call of one client."""
 
@@ -375,12 +361,12 @@ class RestClient(_BatchingClient):
     def __init__(self, base_url: str, model_name: str, *, timeout_s: float = 10.0, max_attempts: int = 4,
                  max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES, batch_size: int = 32, ca_cert: str | None = None):
         """ca_cert: a PEM file of the CA that signed an https server's certificate (default: the system's)."""
-        import requests
+        from serving import http_deadline
 
         self.base_url, self.model_name, self.timeout_s = base_url.rstrip("/"), model_name, timeout_s
         self.max_image_bytes, self.batch_size, self.max_attempts = max_image_bytes, batch_size, max_attempts
         self.max_request_bytes = MAX_REST_REQUEST_BYTES
-        self._session = requests.Session()
+        self._session = http_deadline.session()
         if ca_cert:
             self._session.verify = ca_cert
         self._throttle = RetryThrottle()
@@ -394,18 +380,16 @@ class RestClient(_BatchingClient):
         import requests
         import urllib3
 
+        from serving import http_deadline
+
         deadline = time.monotonic() + self.timeout_s
         backoff = 0.2
         for attempt in range(1, self.max_attempts + 1):
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise ServingError(f"no answer from {self.base_url} within {self.timeout_s:g} s")
             try:
-                response = self._session.request(method, url, timeout=left, stream=True, **kwargs)
-                content = _read_by(response, deadline)
+                response, content = http_deadline.fetch(self._session, method, url, deadline, **kwargs)
             except (requests.Timeout, TimeoutError, urllib3.exceptions.ReadTimeoutError):
                 raise ServingError(f"no answer from {self.base_url} within {self.timeout_s:g} s") from None
-            # The body is read from urllib3 itself (_read_by): a connection lost mid-answer is its error.
+            # The body is read from urllib3 itself (http_deadline): a connection lost mid-answer is its error.
             except (requests.RequestException, urllib3.exceptions.HTTPError) as err:
                 raise ServingError(f"model server unreachable at {self.base_url}: {_innermost(err)}") from None
             if response.status_code != 503:

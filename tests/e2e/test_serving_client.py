@@ -20,6 +20,7 @@ from serving import cli
 from serving.client import GrpcClient, RestClient, ServingError
 from testkit.images import sample_jpegs
 from testkit.fake_model_server import FakeModelServer
+from testkit.tls import self_signed_pair
 
 
 # The thread and batching settings of infra/k8s/serving.yaml, for a server started on this machine.
@@ -207,31 +208,6 @@ def test_real_tensorflow_model_server(pipeline_run, jpegs):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
-
-
-def self_signed_pair():
-    """A throwaway certificate for 127.0.0.1/localhost and its key, PEM-encoded."""
-    import datetime
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-    import ipaddress
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=1))
-            .not_valid_after(now + datetime.timedelta(hours=1))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"),
-                                                        x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                           critical=False)
-            .sign(key, hashes.SHA256()))
-    return (cert.public_bytes(serialization.Encoding.PEM),
-            key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                              serialization.NoEncryption()))
 
 
 def test_tls(pipeline_run, jpegs):

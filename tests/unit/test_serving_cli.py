@@ -14,6 +14,7 @@ from serving.client import GrpcClient, Prediction, RestClient, ServingError, _Ba
 from testkit.fake_model_server import FakeModelServer
 from serving import client as cli_client
 from testkit.images import sample_jpegs
+from testkit.tls import self_signed_pair
 
 JPEG = str(sample_jpegs("TEST", "LYMPHOCYTE")[0])
 
@@ -76,28 +77,55 @@ def test_rest_timeout_is_one_deadline_for_the_whole_call():
         listener.close()
 
 
-def test_rest_timeout_holds_against_an_answer_that_trickles_in():
-    """The remaining time was passed to requests as a socket timeout, which starts again with every
-    byte: a server sending its answer a byte every half second held a 1 s call for 15 s."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(4)
-    stop = threading.Event()
+class SlowServer:
+    """An HTTP(S) server answering TF Serving's status call, sending all after the first `fast` bytes of
+    its answer one byte every `gap_s`."""
 
-    def serve():
-        listener.settimeout(0.2)
-        while not stop.is_set():
+    BODY = b'{"model_version_status": [{"version": "7", "state": "AVAILABLE"}]}'
+
+    def __init__(self, fast: int | str, gap_s: float = 0.5, tls: tuple[bytes, bytes] | None = None):
+        head = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+                + str(len(self.BODY)).encode() + b"\r\nX-Padding: " + b"x" * 60 + b"\r\n\r\n")
+        self.answer = head + self.BODY
+        self.fast = {"body": len(head), "headers": len(b"HTTP/1.1 200 OK\r\n"), "all": len(self.answer)}[fast]
+        self.gap_s, self.stop = gap_s, threading.Event()
+        self.context = None
+        if tls:
+            import ssl
+            import tempfile
+
+            self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            with tempfile.NamedTemporaryFile() as cert, tempfile.NamedTemporaryFile() as key:
+                cert.write(tls[0]), key.write(tls[1]), cert.flush(), key.flush()
+                self.context.load_cert_chain(cert.name, key.name)
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(4)
+        self.listener.settimeout(0.2)
+        self.port = self.listener.getsockname()[1]
+
+    def __enter__(self):
+        threading.Thread(target=self._serve, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.listener.close()
+
+    def _serve(self):
+        while not self.stop.is_set():
             try:
-                conn = listener.accept()[0]
+                conn = self.listener.accept()[0]
             except OSError:
                 continue
             try:
+                conn.settimeout(5)
+                if self.context:
+                    conn = self.context.wrap_socket(conn, server_side=True)
                 conn.recv(65536)
-                body = b'{"model_version_status": []}'
-                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
-                             + str(len(body)).encode() + b"\r\n\r\n")
-                for byte in body:
-                    if stop.wait(0.5):
+                conn.sendall(self.answer[:self.fast])
+                for byte in self.answer[self.fast:]:
+                    if self.stop.wait(self.gap_s):
                         break
                     conn.sendall(bytes([byte]))
             except OSError:
@@ -105,16 +133,32 @@ def test_rest_timeout_holds_against_an_answer_that_trickles_in():
             finally:
                 conn.close()
 
-    threading.Thread(target=serve, daemon=True).start()
-    try:
-        client = RestClient(f"http://127.0.0.1:{listener.getsockname()[1]}", "bloodcell", timeout_s=1.0)
+
+@pytest.mark.parametrize("trickled, tls", [("body", False), ("headers", False), ("headers", True)])
+def test_rest_timeout_holds_against_an_answer_that_trickles_in(trickled, tls, tmp_path):
+    """The remaining time was passed to requests as a socket timeout, which starts again with every
+    byte: a server sending its answer a byte every half second held a 1 s call for 15 s (the body)
+    or for as long as it kept sending (the headers)."""
+    cert, key = self_signed_pair()
+    (tmp_path / "ca.pem").write_bytes(cert)
+    scheme = "https" if tls else "http"
+    with SlowServer(trickled, tls=(cert, key) if tls else None) as server:
+        client = RestClient(f"{scheme}://localhost:{server.port}", "bloodcell", timeout_s=1.0,
+                            ca_cert=str(tmp_path / "ca.pem"))
         started = time.monotonic()
         with pytest.raises(ServingError, match="no answer .* within 1 s"):
             client.status()
-        assert time.monotonic() - started < 2.0
-    finally:
-        stop.set()
-        listener.close()
+        assert time.monotonic() - started < 1.5
+
+
+def test_rest_over_https_with_a_ca_certificate(tmp_path):
+    cert, key = self_signed_pair()
+    (tmp_path / "ca.pem").write_bytes(cert)
+    with SlowServer("all", tls=(cert, key)) as server:
+        url = f"https://localhost:{server.port}"
+        assert RestClient(url, "bloodcell", ca_cert=str(tmp_path / "ca.pem")).status() == [(7, "AVAILABLE", "")]
+        with pytest.raises(ServingError, match="model server unreachable at .*certificate verify failed"):
+            RestClient(url, "bloodcell").status()
 
 
 def test_a_rest_answer_cut_short_is_one_serving_error():
