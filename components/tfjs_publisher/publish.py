@@ -229,8 +229,9 @@ def point_latest(base: str, model_name: str, version: str, pinned: bool = False)
         if _is_older(str(version), str(current.get("version"))):
             if pinned and not rolled_back(current["version"], current):
                 floor = current["version"]
-            withdrawn += [v for v in _versions_between(base, model_name, version, current["version"])
-                          if v not in withdrawn]
+            # The version stepped back from counts even when its folder was deleted first.
+            stepped_over = {*_versions_between(base, model_name, version, current["version"]), current["version"]}
+            withdrawn += sorted((v for v in stepped_over if v not in withdrawn), key=int)
         return _write_pointer(base, model_name, version, pinned, floor, withdrawn)
 
 
@@ -284,6 +285,15 @@ def _check_same_metadata(folder: str, version: str, metadata: dict) -> None:
                            f"has, or as a new version")
 
 
+def _repair_shards(folder: str, shards: dict[str, bytes]) -> None:
+    """Writes again each shard of a complete version that was lost or damaged. A shard's name is its
+    content's hash, so this cannot change what the version holds."""
+    for name, data in shards.items():
+        path = os.path.join(folder, name)
+        if not gfile.exists(path) or _sha256(_read(path)) != _sha256(data):
+            _write_whole(path, data)
+
+
 def publish(tfjs_dir: str, base: str, model_name: str, version: str, metadata: dict, resume: bool = False) -> dict:
     """Copies a converted tfjs graph model into the origin under content-hashed shard names, then
     moves the channel pointer. An existing complete version is never overwritten: when it holds this
@@ -325,6 +335,8 @@ def publish(tfjs_dir: str, base: str, model_name: str, version: str, metadata: d
                     raise PublishError(f"version {version} of {model_name} already exists under {base}; "
                                        f"versions are immutable")
                 _check_same_metadata(folder, version, metadata)
+            if existing == model:
+                _repair_shards(folder, shards)
             return _advance_locked(base, model_name, version)
         _write_whole(os.path.join(folder, METADATA), json.dumps(metadata, indent=2, allow_nan=False).encode())
         # model.json last among the version's files, and whole: it is what marks the version complete.

@@ -455,3 +455,32 @@ def test_a_late_second_publisher_never_writes_over_a_live_shard(tmp_path, monkey
     assert over_live == []
     pub.check_version(str(base), "bloodcell", "2")
     assert not list((base / "bloodcell" / "2").glob("*.tmp-*"))
+
+
+def test_a_rollback_from_a_deleted_version_withdraws_it(tmp_path):
+    """The withdrawn list was built from the version folders on disk: an operator who deleted the bad
+    version before rolling back left it off, and browsers holding it kept using it."""
+    import shutil
+
+    base = tmp_path / "origin"
+    for v in ("3", "4", "5"):
+        pub.publish(fake_tfjs_model(tmp_path / f"src{v}", int(v)), str(base), "bloodcell", v, META)
+    shutil.rmtree(base / "bloodcell" / "5")
+    pointer = pub.point_latest(str(base), "bloodcell", "3", pinned=True)
+    assert pointer["rolled_back_from"] == "5"
+    assert sorted(pointer["withdrawn"]) == ["4", "5"]
+
+
+@pytest.mark.parametrize("damage", ["missing", "corrupt"])
+def test_publishing_a_version_again_repairs_a_lost_or_damaged_shard(tmp_path, damage):
+    """Shards were written only while model.json was absent: a version that lost one failed every later
+    run that handed over the same model, with no way to mend it but by hand."""
+    base = tmp_path / "origin"
+    source = fake_tfjs_model(tmp_path / "src1", 1)
+    pub.publish(source, str(base), "bloodcell", "1", META)
+    shard = next((base / "bloodcell" / "1").glob("group1-*.bin"))
+    shard.unlink() if damage == "missing" else shard.write_bytes(b"tampered")
+    with pytest.raises(pub.PublishError, match="incomplete|corrupt"):
+        pub.check_version(str(base), "bloodcell", "1")
+    assert pub.publish_or_resume(source, str(base), "bloodcell", "1", META)["version"] == "1"
+    pub.check_version(str(base), "bloodcell", "1")
