@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 
 from absl import logging
 from tfx.components.pusher import executor as tfx_pusher
@@ -37,13 +38,41 @@ def tree_digests(root: str) -> dict[str, str]:
     return digests
 
 
-def newest_version(base: str) -> str | None:
-    """The highest numeric version folder under a TF Serving model base, or None."""
+# TFX's Pusher copies saved_model.pb last: a version folder without it is a push still going or cut short.
+SAVED_MODEL = "saved_model.pb"
+# A push takes seconds; a folder without saved_model.pb and untouched this long was cut short.
+INTERRUPTED_AFTER_S = 3600
+
+
+def _version_folders(base: str) -> list[str]:
     if not fileio.isdir(base):
-        return None
+        return []
     versions = [entry.rstrip("/") for entry in fileio.listdir(base)]
-    numeric = [v for v in versions if v.isdigit() and fileio.isdir(os.path.join(base, v))]
-    return max(numeric, key=int) if numeric else None
+    return [v for v in versions if v.isdigit() and fileio.isdir(os.path.join(base, v))]
+
+
+def newest_version(base: str) -> str | None:
+    """The highest numeric version folder under a TF Serving model base that holds a whole push, or None."""
+    whole = [v for v in _version_folders(base) if fileio.exists(os.path.join(base, v, SAVED_MODEL))]
+    return max(whole, key=int) if whole else None
+
+
+def remove_interrupted_pushes(base: str, now: float | None = None) -> list[str]:
+    """Deletes the version folders of pushes cut short (no saved_model.pb, nothing written for an hour)
+    and returns their versions. TF Serving counts such a folder among its newest versions and fails to
+    load it, so the next push would leave one good version served, not two."""
+    now = time.time() if now is None else now
+    removed = []
+    for version in _version_folders(base):
+        folder = os.path.join(base, version)
+        if fileio.exists(os.path.join(folder, SAVED_MODEL)):
+            continue
+        changed = [fileio.stat(os.path.join(d, name)).mtime_nsec / 1e9
+                   for d, subdirs, files in fileio.walk(folder) for name in [*files, *subdirs]]
+        if max(changed, default=fileio.stat(folder).mtime_nsec / 1e9) < now - INTERRUPTED_AFTER_S:
+            fileio.rmtree(folder)
+            removed.append(version)
+    return removed
 
 
 class Executor(tfx_pusher.Executor):
@@ -52,6 +81,8 @@ class Executor(tfx_pusher.Executor):
         proto_utils.json_to_proto(exec_properties[standard_component_specs.PUSH_DESTINATION_KEY], destination)
         if destination.WhichOneof("destination") == "filesystem" and self.CheckBlessing(input_dict):
             base = destination.filesystem.base_directory
+            for cut_short in remove_interrupted_pushes(base):
+                logging.warning("Pusher: deleted %s under %s, a push cut short (no %s)", cut_short, base, SAVED_MODEL)
             version = newest_version(base)
             model_path = self.GetModelPath(input_dict)
             if version and tree_digests(os.path.join(base, version)) == tree_digests(model_path):
