@@ -8,16 +8,22 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import string
 from pathlib import Path
 
 TEMPLATE = Path(__file__).resolve().parent / "cdn.conf.template"
+# Browsers compare Access-Control-Allow-Origin with their Origin header exactly.
+ORIGIN = re.compile(r"https?://([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?")
 
 
 def render(origin_root: str, listen: str, allowed_origin: str, runtime_dir: str) -> str:
     if "://" in origin_root:
         raise ValueError(f"--origin-root must be a local folder (nginx serves files); got {origin_root}: "
                          f"mount the bucket (e.g. gcsfuse) and pass the mount point")
+    if allowed_origin != "*" and not ORIGIN.fullmatch(allowed_origin):
+        raise ValueError(f"--allowed-origin must be the page's origin as browsers send it, scheme://host[:port] "
+                         f"with no path or trailing slash (or *); got {allowed_origin!r}")
     for sub in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
         os.makedirs(os.path.join(runtime_dir, sub), exist_ok=True)
     return string.Template(TEMPLATE.read_text()).substitute(

@@ -367,3 +367,15 @@ def test_a_failed_web_install_does_not_stop_the_command(tmp_path):
     os.utime(tmp_path / "web" / "node_modules" / ".package-lock.json")  # now newer: nothing to install
     assert install("false").stderr == ""
     assert "install_web_deps" in (REPO / "infra" / "env" / "run.sh").read_text()
+
+
+@pytest.mark.parametrize("origin", ["http://localhost:5173/", "localhost:5173", "http://a.org/page", "http://a.org, http://b.org"])
+def test_an_allowed_origin_browsers_never_send_is_refused(tmp_path, origin):
+    """Browsers compare Access-Control-Allow-Origin exactly with their Origin (scheme://host[:port]): a
+    trailing slash pasted from the address bar rendered, and every page then read 'Offline'."""
+    from infra.nginx.render import render
+
+    with pytest.raises(ValueError, match="--allowed-origin"):
+        render(str(tmp_path / "origin"), "127.0.0.1:8080", origin, str(tmp_path / "run"))
+    for good in ("https://lab.example.org", "http://127.0.0.1:5173", "http://[::1]:8080", "*"):
+        render(str(tmp_path / "origin"), "127.0.0.1:8080", good, str(tmp_path / "run"))
