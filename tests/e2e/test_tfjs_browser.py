@@ -248,6 +248,9 @@ def test_browser_classifies_through_the_cdn_then_offline(published, pipeline_run
     assert broken["version"] == published["version"]
     assert "does not match its hash" in broken["note"] and "9999999999" in broken["note"]
     assert report["brokenChannelGood"]["className"] == expected
+    # Read again while the channel still names it, the page had said "Version 9999999999 is published:
+    # reload the page to use it", the version that had just failed, and dropped the reason.
+    assert report["brokenChannelRechecked"]["text"] == "Ready. " + broken["note"], report["brokenChannelRechecked"]
     # A version that loads but answers 4 probabilities for the 5 classes its metadata names: tried before
     # it is kept, so the cached version answers (and stays cached for the offline reload below).
     mismatched = report["mismatchedChannel"]
@@ -294,6 +297,9 @@ def test_browser_classifies_through_the_cdn_then_offline(published, pipeline_run
     assert "could not be kept for offline use" in full["note"], full
     assert report["fullOffline"].get("state") == "error", report["fullOffline"]
     assert "no model is cached yet" in report["fullOffline"]["text"], report["fullOffline"]
+    # Opened while the CDN was down, the page had kept its error until reloaded by hand.
+    down = report["firstVisitCdnDown"]
+    assert down["state"] == "error" and "tries again when the network returns" in down["text"], down
     # One visit, then no network at all: the page comes from the service worker, the model from IndexedDB.
     assert report["firstVisit"]["state"] == "ready", report["firstVisit"]
     offline_first = report["firstVisitOffline"]

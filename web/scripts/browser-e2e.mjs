@@ -130,6 +130,10 @@ try {
   report.brokenChannel = await modelState(page);
   await page.setInputFiles('#file-input', opt.image);
   report.brokenChannelGood = await lastResult(page, 1);
+  // Read again with the channel unchanged, that version's failure is still what the page says.
+  await page.evaluate(() => document.dispatchEvent(new Event('visibilitychange')));
+  await page.waitForSelector('#model-status[data-channel="unloadable"]', { timeout: TIMEOUT });
+  report.brokenChannelRechecked = await modelState(page);
 
   // A channel pointing at a version that loads but cannot answer as its metadata says: a fifth class.
   const mismatched = '9999999998';
@@ -260,7 +264,13 @@ try {
   utimesSync(join(channel, 'latest.json'), evenLater, evenLater);
   const fresh = await browser.newContext();
   const visitor = await fresh.newPage();
+  // Opened while the CDN is down, nothing cached: the page loads the model once the network returns.
+  await fresh.route('**/latest.json', (route) => route.abort('connectionrefused'));
   await visitor.goto(url);
+  report.firstVisitCdnDown = await modelState(visitor);
+  await fresh.unroute('**/latest.json');
+  await visitor.evaluate(() => window.dispatchEvent(new Event('online')));
+  await visitor.waitForSelector('#model-status[data-state="ready"]', { timeout: TIMEOUT });
   report.firstVisit = await modelState(visitor);
   await visitor.evaluate(() => navigator.serviceWorker.ready.then(() => true));
   await fresh.setOffline(true);

@@ -2,7 +2,7 @@
 // the user picks or drops, one result per file. A bad file gives a message and never stops the others.
 import * as tf from '@tensorflow/tfjs';
 import { chooseBackend } from './backend';
-import { readConfig } from './config';
+import { type ClientConfig, readConfig } from './config';
 import { decodeImage, ImageError } from './images';
 import { answerRecord, interpret, predict, predictProbabilities } from './inference.js';
 import { channelNews } from './channel.js';
@@ -603,7 +603,9 @@ async function recheckChannel(modelUrl: string) {
   appliedCheck = check;
   const version = loaded.metadata.version;
   const news = channelNews(version, pointer);
-  status.dataset.channel = !news ? 'current' : news.withdrawn ? 'withdrawn' : 'newer';
+  // The channel still names the version this page could not load: that failure is still the news.
+  const stillUnloadable = news !== null && !news.withdrawn && loaded.unloadable === String(pointer.version);
+  status.dataset.channel = !news ? 'current' : news.withdrawn ? 'withdrawn' : stillUnloadable ? 'unloadable' : 'newer';
   if (news?.withdrawn) {
     withdrawnText = news.text;
     void forgetCachedModel(modelUrl, version).catch(() => undefined);  // offline, a reload must not bring it back
@@ -614,7 +616,8 @@ async function recheckChannel(modelUrl: string) {
     // Read just now: an "Offline" note from the page's start is no longer true.
     showClockNote();
     const at = new Date().toLocaleTimeString();
-    setStatus(`Ready. Version ${version}${news ? ` answers; ${news.text}` : ` is current (checked ${at}).`}`, 'ready');
+    setStatus(stillUnloadable ? `Ready. ${loaded.note}`
+      : `Ready. Version ${version}${news ? ` answers; ${news.text}` : ` is current (checked ${at}).`}`, 'ready');
   }
 }
 
@@ -632,19 +635,59 @@ async function start() {
       + 'only on a secure page. Ask for the page to be served over HTTPS.', 'error');
     return;
   }
+  let config: ClientConfig;
+  let backend: string;
   try {
-    const config = readConfig();
-    const backend = await chooseBackend(config.backends);
-    const model = await loadModel(config.modelUrl);  // warmed up, and checked to answer per class
-    loaded = model;
-    showModel(model, backend);
-    showClockNote();
-    exposeDiagnostics(model, backend);
-    watchChannel(config.modelUrl);
-    void keepStorage();  // the offline copy of the model is only as safe as this page's storage
+    config = readConfig();
+    backend = await chooseBackend(config.backends);
   } catch (err) {
     setStatus(`The model could not be loaded: ${(err as Error).message}`, 'error');
+    return;
   }
+  const load = async (): Promise<boolean> => {
+    try {
+      const model = await loadModel(config.modelUrl);  // warmed up, and checked to answer per class
+      loaded = model;
+      showModel(model, backend);
+      showClockNote();
+      exposeDiagnostics(model, backend);
+      watchChannel(config.modelUrl);
+      void keepStorage();  // the offline copy of the model is only as safe as this page's storage
+      return true;
+    } catch (err) {
+      setStatus(`The model could not be loaded: ${(err as Error).message}. The page tries again when the `
+        + 'network returns, when it is shown again, and every few minutes.', 'error');
+      return false;
+    }
+  };
+  if (!await load()) retryLoad(load);
+}
+
+// A page opened while the CDN was down (a lab's workstation after a power cut) must not wait for a reload.
+const LOAD_RETRY_MS = 5 * 60_000;
+
+function retryLoad(load: () => Promise<boolean>) {
+  let busy = false;
+  const retry = async () => {
+    if (busy || loaded) return;
+    busy = true;
+    try {
+      if (await load()) stop();
+    } finally {
+      busy = false;
+    }
+  };
+  const whenShown = () => {
+    if (document.visibilityState === 'visible') void retry();
+  };
+  const timer = setInterval(() => void retry(), LOAD_RETRY_MS);
+  const stop = () => {
+    clearInterval(timer);
+    window.removeEventListener('online', retry);
+    document.removeEventListener('visibilitychange', whenShown);
+  };
+  window.addEventListener('online', retry);
+  document.addEventListener('visibilitychange', whenShown);
 }
 
 if ('serviceWorker' in navigator && import.meta.env.PROD) {

@@ -38,6 +38,7 @@ export interface LoadedModel {
   metadata: ModelMetadata;
   source: Source;
   note: string;
+  unloadable?: string;  // cache-fallback: the channel's version that could not be loaded
 }
 
 // Model and metadata are kept as one IndexedDB record, written in one transaction: a tab closed in
@@ -229,10 +230,10 @@ function publishedOn(metadata: ModelMetadata): string {
 export async function loadModel(baseUrl: string): Promise<LoadedModel> {
   const base = baseOf(baseUrl);
   const cached = await readRecord(base);
-  const fromCache = async (source: Source, note: string): Promise<LoadedModel> => {
+  const fromCache = async (source: Source, note: string, unloadable?: string): Promise<LoadedModel> => {
     const model = await tf.loadGraphModel(tf.io.fromMemory(cached!.artifacts));
     await warmUp(model, cached!.metadata.image_size, cached!.metadata.class_names);
-    return { model, metadata: cached!.metadata, source, note };
+    return { model, metadata: cached!.metadata, source, note, unloadable };
   };
   let pointer: Pointer;
   try {
@@ -274,7 +275,8 @@ export async function loadModel(baseUrl: string): Promise<LoadedModel> {
         + `version ${cached.version}, was withdrawn by a rollback: it does not answer`);
     }
     return fromCache('cache-fallback',
-      `Version ${pointer.version} could not be loaded (${reason(err)}); using the cached version ${cached.version}.`);
+      `Version ${pointer.version} could not be loaded (${reason(err)}); using the cached version ${cached.version}.`,
+      String(pointer.version));
   }
   let note = `Downloaded version ${pointer.version}; kept in this browser for offline use.`;
   try {
