@@ -8,7 +8,7 @@ import { answerRecord, interpret, predict, predictProbabilities } from './infere
 import { channelNews } from './channel.js';
 import { forgetCachedModel, loadModel, readPointer, serverClockOffsetMs, type LoadedModel } from './modelSource';
 import { clockNote, stampCorrectionMs } from './clock.js';
-import { allReviews, buildExport, clearReviews, countReviews, exportFileName, getReview, markExported, NOT_TRAINED, reviewSummary, saveReview,
+import { clearReviews, countReviews, exportFileName, exportLab, getReview, markExported, NOT_TRAINED, reviewSummary, saveReview,
   sha256Hex, type ReviewedCell } from './review';
 import { keyAction, labNameProblem, labTally, reviewTime, verdictAction } from './reviewRules.js';
 
@@ -450,35 +450,21 @@ exportButton.addEventListener('click', async () => {
   }
   // One lab per export: the pipeline files an export under the lab folder it is put in. Cells reviewed
   // before a lab name the pipeline takes was given go with the lab named at their first export, and stay.
-  let everything: ReviewedCell[];
+  const now = new Date(stampNow());
+  let exported: Awaited<ReturnType<typeof exportLab>>;
   try {
-    everything = await allReviews();
+    exported = await exportLab(lab, now);
   } catch (err) {
-    reviewCount.textContent = `Not exported: the reviews could not be read (${errorText(err)}); they stay here.`;
-    return;
-  }
-  const unnamed = everything.filter((c) => labNameProblem(c.lab) !== null).map((c) => ({ ...c, lab }));
-  try {
-    await Promise.all(unnamed.map(saveReview));
-  } catch (err) {
-    reviewCount.textContent = `Not exported: the reviews could not be updated (${errorText(err)}).`;
-    return;
-  }
-  const cells = [...everything.filter((c) => c.lab === lab), ...unnamed];
-  const others = everything.filter((c) => c.lab !== lab && labNameProblem(c.lab) === null);
-  const stay = others.length ? ` ${others.length} reviewed under other lab names stay here (${labTally(others.map((c) => c.lab))}).` : '';
-  if (!cells.length) {
-    reviewCount.textContent = `No reviewed cells of ${lab} to export.${stay}`;
-    return;
-  }
-  let blob: Blob;
-  try {
-    blob = new Blob([buildExport(cells, lab, new Date(stampNow())) as Uint8Array<ArrayBuffer>], { type: 'application/zip' });
-  } catch (err) {  // the zip is built in memory: a very large set of reviews can exceed what the tab may hold
     reviewCount.textContent = `Not exported: the zip could not be built (${errorText(err)}); the reviews stay here.`;
     return;
   }
-  const fileName = exportFileName(lab, new Date(stampNow()));
+  const { blob, cells, others } = exported;
+  const stay = others.length ? ` ${others.length} reviewed under other lab names stay here (${labTally(others)}).` : '';
+  if (!blob) {
+    reviewCount.textContent = `No reviewed cells of ${lab} to export.${stay}`;
+    return;
+  }
+  const fileName = exportFileName(lab, now);
   reviewCount.textContent = `Exported the ${cells.length} cells of ${lab} as ${fileName}: give that file to the `
     + `pipeline.${stay}`;
   const link = document.createElement('a');

@@ -7,3 +7,4 @@ export function countReviews(): Promise<number>;
 export function clearReviews(): Promise<undefined>;
 export function reviewSummary(): Promise<{ labs: string[]; unexported: number }>;
 export function markExported(cells: { sha256: string; reviewedAt: string }[]): Promise<undefined>;
+export function eachReview(visit: (cell: ReviewedCell) => ReviewedCell | undefined): Promise<void>;

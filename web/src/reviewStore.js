@@ -72,6 +72,35 @@ export async function reviewSummary() {
   });
 }
 
+/** Calls `visit` on every reviewed cell in one read-write pass, one cell at a time through a cursor
+ * (getAll would hold every image's bytes at once). `visit` runs synchronously and returns the record to
+ * put in the cell's place, or undefined. A throw from `visit` undoes the pass's changes and is rethrown.
+ * @param {(cell: any) => object | undefined} visit */
+export async function eachReview(visit) {
+  /** @type {unknown} */
+  let failure = null;
+  try {
+    await inStore('readwrite', (cells) => {
+      const cursor = cells.openCursor();
+      cursor.onsuccess = () => {
+        const at = cursor.result;
+        if (!at) return;
+        try {
+          const replacement = visit(at.value);
+          if (replacement) at.update(replacement);
+          at.continue();
+        } catch (err) {
+          failure = err;
+          cursor.transaction.abort();
+        }
+      };
+      return () => undefined;
+    });
+  } catch (err) {
+    throw failure ?? err;
+  }
+}
+
 /** A second verdict on the same cell replaces the first. @param {object} cell */
 export function saveReview(cell) {
   return inStore('readwrite', (store) => requestResult(store.put(cell)));

@@ -1,0 +1,71 @@
+"""The web client's review export (web/src/reviewExport.js) in Node, on fake-indexeddb's IndexedDB, read
+back by the pipeline's own reader of exports."""
+from __future__ import annotations
+
+import base64
+import hashlib
+
+from components.image_example_gen.lab_sources import read_export
+from testkit import browser as bh
+from testkit.images import sample_jpegs
+
+CLASSES = ["EOSINOPHIL", "LYMPHOCYTE", "MONOCYTE", "NEUTROPHIL"]
+JPEGS = [p.read_bytes() for p in sample_jpegs("TEST", "LYMPHOCYTE")[:3]]
+
+
+def cell(data: bytes, lab: str, label: str) -> str:
+    sha = hashlib.sha256(data).hexdigest()
+    return (f"{{sha256: '{sha}', originalName: 'cell {sha[:4]}.jpg', mime: 'image/jpeg', "
+            f"bytes: Uint8Array.from(atob('{base64.b64encode(data).decode()}'), (c) => c.charCodeAt(0)).buffer, "
+            f"lab: '{lab}', modelVersion: '5', answer: 'NEUTROPHIL', probabilities: [0, 0, 0, 1], "
+            "flags: {lowConfidence: false, unlikeTraining: false, invalid: false}, cropBox: null, "
+            f"label: '{label}', reviewedAt: '2026-12-07T00:00:00.000Z'}}")
+
+
+def run_export(body: str):
+    script = ("import 'fake-indexeddb/auto';\n"
+              "import { IDBObjectStore as FakeStore } from 'fake-indexeddb';\n"
+              "const store = await import('./src/reviewStore.js');\n"
+              "const { exportLab } = await import('./src/reviewExport.js');\n"
+              # getAll would hold every image's bytes at once: the export must not need it.
+              "const getAll = FakeStore.prototype.getAll;\n"
+              "FakeStore.prototype.getAll = function (...args) {\n"
+              "  if (this.name === 'cells') throw new Error('out of memory');\n"
+              "  return getAll.apply(this, args);\n"
+              "};\n" + body)
+    return bh.node_json(script)
+
+
+def test_an_export_is_built_one_cell_at_a_time_and_the_pipeline_takes_it(tmp_path):
+    """The export read every image of the store at once (getAll), then built the zip in memory, then
+    copied it into a Blob: a lab's store of full-field images could not be exported at all."""
+    result = run_export(f"""
+        await store.saveReview({cell(JPEGS[0], 'mylab', 'LYMPHOCYTE')});
+        await store.saveReview({cell(JPEGS[1], '', 'MONOCYTE')});  // reviewed before the lab was named
+        await store.saveReview({cell(JPEGS[2], 'otherlab', 'UNSURE')});
+        const out = await exportLab('mylab', new Date('2026-12-07T10:00:00Z'), 64);  // many small parts
+        const zip = Buffer.from(await out.blob.arrayBuffer()).toString('base64');
+        const renamed = (await store.getReview('{hashlib.sha256(JPEGS[1]).hexdigest()}')).lab;
+        process.stdout.write(JSON.stringify({{zip, cells: out.cells.length, others: out.others, renamed}}));
+    """)
+    assert result["cells"] == 2 and result["others"] == ["otherlab"] and result["renamed"] == "mylab", result
+    path = tmp_path / "export.zip"
+    path.write_bytes(base64.b64decode(result["zip"]))
+    reviews, refused, lab = read_export(str(path), "export.zip", CLASSES, 0)
+    assert lab == "mylab" and refused == []
+    assert sorted((r.sha256, r.label) for r in reviews) == sorted(
+        [(hashlib.sha256(JPEGS[0]).hexdigest(), "LYMPHOCYTE"), (hashlib.sha256(JPEGS[1]).hexdigest(), "MONOCYTE")])
+
+
+def test_an_export_that_fails_leaves_the_store_as_it_was():
+    # The cursor goes by sha256: the unnamed cell comes first, and is renamed before the failure.
+    first, second = sorted(JPEGS[:2], key=lambda data: hashlib.sha256(data).hexdigest())
+    result = run_export(f"""
+        await store.saveReview({cell(first, '', 'LYMPHOCYTE')});
+        await store.saveReview({{...{cell(second, 'mylab', 'MONOCYTE')}, bytes: null}});  // unreadable
+        let failure = null;
+        try {{ await exportLab('mylab'); }} catch (err) {{ failure = err instanceof Error ? err.name : String(err); }}
+        const unnamed = (await store.getReview('{hashlib.sha256(first).hexdigest()}')).lab;
+        process.stdout.write(JSON.stringify({{failure, unnamed}}));
+    """)
+    assert result == {"failure": "TypeError", "unnamed": ""}
