@@ -331,12 +331,20 @@ def parse_outputs(outputs: dict) -> list[Prediction]:
     if missing:
         raise ServingError(f"the answer lacks the output(s) {', '.join(missing)}: is the model named "
                            "the bloodcell model, with its serving signature?")
-    probabilities = np.asarray(outputs["probabilities"], dtype=np.float32)
-    names = [n.decode() if isinstance(n, bytes) else str(n) for n in np.asarray(outputs["class_name"]).tolist()]
-    ids = np.asarray(outputs["class_id"]).tolist()
-    atypical = np.asarray(outputs.get("atypicality", np.zeros(len(ids))), dtype=np.float32).tolist()
-    return [Prediction(n, int(i), [float(p) for p in row], float(a))
-            for n, i, row, a in zip(names, ids, probabilities, atypical)]
+    try:
+        probabilities = np.asarray(outputs["probabilities"], dtype=np.float32)
+        names = [n.decode() if isinstance(n, bytes) else str(n) for n in np.asarray(outputs["class_name"]).tolist()]
+        ids = np.asarray(outputs["class_id"]).tolist()
+        atypical = np.asarray(outputs.get("atypicality", np.zeros(len(ids))), dtype=np.float32).tolist()
+        if probabilities.size == len(names) == 0:
+            return []  # the caller counts the answers
+        if probabilities.ndim != 2 or not len(probabilities) == len(names) == len(ids) == len(atypical):
+            raise ValueError(f"probabilities of shape {probabilities.shape} for {len(names)} class names")
+        return [Prediction(n, int(i), [float(p) for p in row], float(a))
+                for n, i, row, a in zip(names, ids, probabilities, atypical)]
+    except (TypeError, ValueError, UnicodeDecodeError) as err:
+        raise ServingError(f"the model server answered outputs that are not the bloodcell model's "
+                           f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})") from None
 
 
 def _innermost(err: BaseException) -> str:

@@ -278,6 +278,13 @@ def test_an_image_over_the_limit_is_refused_before_it_is_read(tmp_path, capsys):
     (b"[1, 2]", "application/json", "without a JSON object: is it TF Serving's REST port?"),
     (b'{"predictions": [{"x": 1}]}', "application/json", "the answer lacks the output(s)"),
     (b'{"predictions": []}', "application/json", "answered 0 predictions for 1 images"),
+    # Outputs of the right names holding the wrong things had ended the CLI in a traceback.
+    (b'{"predictions": [{"probabilities": [0.5, 0.5, 0, 0], "class_name": "EOSINOPHIL", "class_id": null}]}',
+     "application/json", "answered outputs that are not the bloodcell model's"),
+    (b'{"predictions": [{"probabilities": [0.5, "x", 0, 0], "class_name": "EOSINOPHIL", "class_id": 0}]}',
+     "application/json", "answered outputs that are not the bloodcell model's"),
+    (b'{"predictions": [{"probabilities": 0.5, "class_name": "EOSINOPHIL", "class_id": 0}]}',
+     "application/json", "answered outputs that are not the bloodcell model's"),
 ])
 def test_a_rest_endpoint_that_is_not_tf_serving_is_one_line(body, content_type, problem, capsys):
     import http.server
