@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, PngImagePlugin
 
 from components.image_example_gen import image_reader
 from testkit import browser as bh
@@ -207,6 +207,14 @@ def test_browser_classifies_through_the_cdn_then_offline(published, pipeline_run
     clear, flat = tmp_path / "clear.png", tmp_path / "flat.png"
     with_clear_parts(image).save(clear)
     flat.write_bytes(image_reader.read_image(str(clear), 10**8)[0])
+    # The same pixels, the second with a gamma chunk (gAMA 1.0) that TF and the ingest do not apply.
+    plain, gamma, tiny = tmp_path / "plain.png", tmp_path / "gamma.png", tmp_path / "tiny.png"
+    cell = Image.open(image).convert("RGB")
+    cell.save(plain)
+    chunk = PngImagePlugin.PngInfo()
+    chunk.add(b"gAMA", (100_000).to_bytes(4, "big"))
+    cell.save(gamma, pnginfo=chunk)
+    Image.new("RGB", (3, 3), (120, 60, 160)).save(tiny)
 
     origin = str(tmp_path / "origin")
     shutil.copytree(published["cdn_base"], origin)
@@ -217,7 +225,8 @@ def test_browser_classifies_through_the_cdn_then_offline(published, pipeline_run
         done = subprocess.run(
             ["node", "scripts/browser-e2e.mjs", "--app", app, "--model", f"{cdn}/bloodcell/",
              "--image", str(image), "--corrupt", str(corrupt), "--huge", str(huge),
-             "--clear", str(clear), "--flat", str(flat), "--cdn-pid", str(nginx.pid), "--origin", origin],
+             "--clear", str(clear), "--flat", str(flat), "--plain", str(plain), "--gamma", str(gamma),
+             "--tiny", str(tiny), "--cdn-pid", str(nginx.pid), "--origin", origin],
             cwd=bh.WEB, capture_output=True, text=True, timeout=420)
         assert done.returncode == 0, done.stderr[-3000:]
         report = json.loads(done.stdout)
@@ -241,6 +250,13 @@ def test_browser_classifies_through_the_cdn_then_offline(published, pipeline_run
     assert clear_seen["cropBox"] and clear_seen["cropBox"] == flat_seen["cropBox"], (clear_seen, flat_seen)
     np.testing.assert_allclose(clear_seen["probabilities"], flat_seen["probabilities"], atol=1e-4)
     assert clear_seen["text"].replace("clear.png", "") == flat_seen["text"].replace("flat.png", "")
+    # The browser had applied the gamma chunk (a pixel (128, 64, 200) read as (188, 137, 229)), which
+    # TF Serving and the ingest ignore: the page answered the same file otherwise.
+    assert report["plain"]["state"] == report["gamma"]["state"] == "done", (report["plain"], report["gamma"])
+    assert report["plain"]["cropBox"] == report["gamma"]["cropBox"], (report["plain"], report["gamma"])
+    np.testing.assert_allclose(report["plain"]["probabilities"], report["gamma"]["probabilities"], atol=1e-4)
+    # Under 4 px a side the wasm backend failed, or never answered again.
+    assert report["tiny"]["state"] == "error" and "too small to show a cell" in report["tiny"]["text"], report["tiny"]
     # A channel pointing at a version with an altered shard: refused, the cached version answers and
     # says so; the broken version is not cached (the offline reload below still gets the good one).
     broken = report["brokenChannel"]

@@ -1,9 +1,11 @@
 // Drives the built web client in headless chromium (playwright-core, no bundled browser):
 //   node scripts/browser-e2e.mjs --app URL --model CDN_MODEL_URL --image GOOD.jpeg --corrupt BAD.jpeg \
-//        --huge HUGE.png --clear CLEAR.png --flat FLAT.png --cdn-pid PID --origin DIR [--chromium ...]
+//        --huge HUGE.png --clear CLEAR.png --flat FLAT.png --plain PLAIN.png --gamma GAMMA.png --tiny TINY.png \
+//        --cdn-pid PID --origin DIR [--chromium ...]
 // 1. loads the page, which fetches the model through the CDN; 2. classifies GOOD, chosen through the
 // keyboard (Tab to the drop zone, Enter, file chooser); 3. gives it BAD, then HUGE (a small file of too
-// many pixels), then CLEAR (transparent parts) and FLAT (CLEAR as the pipeline ingests it); 4. on the
+// many pixels), then CLEAR (transparent parts) and FLAT (CLEAR as the pipeline ingests it), PLAIN and
+// GAMMA (the same pixels, with a gamma chunk), TINY (3 x 3 pixels); 4. on the
 // CDN's origin DIR,
 // points latest.json at a copy of the version with one shard altered (same length) and reloads: the
 // shard must be refused and the cached version must answer, saying so; then at a copy whose metadata
@@ -21,7 +23,8 @@ const { values: opt } = parseArgs({
   options: {
     app: { type: 'string' }, model: { type: 'string' }, image: { type: 'string' },
     corrupt: { type: 'string' }, huge: { type: 'string' },
-    clear: { type: 'string' }, flat: { type: 'string' }, 'cdn-pid': { type: 'string' }, origin: { type: 'string' },
+    clear: { type: 'string' }, flat: { type: 'string' }, plain: { type: 'string' }, gamma: { type: 'string' },
+    tiny: { type: 'string' }, 'cdn-pid': { type: 'string' }, origin: { type: 'string' },
     chromium: { type: 'string', default: process.env.BLOODCELL_CHROMIUM || '/usr/bin/chromium' },
   },
 });
@@ -112,6 +115,14 @@ try {
   report.clear = { ...await lastResult(page, 4), cropBox: await cropBox(page, 4) };
   await page.setInputFiles('#file-input', opt.flat);
   report.flat = { ...await lastResult(page, 5), cropBox: await cropBox(page, 5) };
+  // PLAIN and GAMMA hold the same pixels, GAMMA with a PNG gamma chunk that TF does not apply.
+  await page.setInputFiles('#file-input', opt.plain);
+  report.plain = { ...await lastResult(page, 6), cropBox: await cropBox(page, 6) };
+  await page.setInputFiles('#file-input', opt.gamma);
+  report.gamma = { ...await lastResult(page, 7), cropBox: await cropBox(page, 7) };
+  // TINY: 3 x 3 pixels.
+  await page.setInputFiles('#file-input', opt.tiny);
+  report.tiny = await lastResult(page, 8);
 
   // A channel pointing at a broken version: a shard altered on the CDN, same length, original name.
   const channel = join(opt.origin, 'bloodcell');

@@ -4,14 +4,24 @@ import { imageSize } from 'image-size';
 
 export const MAX_FILE_BYTES = 50 * 1024 * 1024;
 export const MAX_PIXELS = 25_000_000; // the same limit as the pipeline's ingest
+// Far below any cell image. Under 4 px a side the nucleus search has nothing to pool, and tfjs's wasm
+// backend then fails or never returns.
+export const MIN_SIDE = 16;
 // Where the width and height are read from; past it (a JPEG with very large metadata) the decoded
 // size is checked instead.
 const HEADER_BYTES = 1024 * 1024;
 
 export class ImageError extends Error {}
 
-function tooManyPixels(width: number, height: number): ImageError {
-  return new ImageError(`the image is ${width} x ${height} pixels, more than ${MAX_PIXELS / 1e6} million`);
+/** Why an image of this size is not classified, or null. */
+function sizeProblem(width: number, height: number): ImageError | null {
+  if (width * height > MAX_PIXELS) {
+    return new ImageError(`the image is ${width} x ${height} pixels, more than ${MAX_PIXELS / 1e6} million`);
+  }
+  if (Math.min(width, height) < MIN_SIDE) {
+    return new ImageError(`the image is ${width} x ${height} pixels: too small to show a cell (at least ${MIN_SIDE} a side)`);
+  }
+  return null;
 }
 
 interface Header { width: number; height: number; type?: string }
@@ -47,15 +57,18 @@ export async function decodeImage(file: File): Promise<tf.Tensor4D> {
   // Checked before decoding: a small file can hold a huge image (a PNG of one colour compresses about
   // 1000:1), which the browser would decode into gigabytes, or refuse as if it were no image at all.
   const stated = await readHeader(file);
-  if (stated && stated.width * stated.height > MAX_PIXELS) throw tooManyPixels(stated.width, stated.height);
+  const statedProblem = stated && sizeProblem(stated.width, stated.height);
+  if (statedProblem) throw statedProblem;
   let bitmap: ImageBitmap;
   try {
-    bitmap = await createImageBitmap(file);
+    // The stored values, as TF and the ingest decode them: no colour profile or gamma applied.
+    bitmap = await createImageBitmap(file, { colorSpaceConversion: 'none' });
   } catch {
     throw new ImageError('not a readable image (use JPEG, PNG, BMP, GIF or WebP)');
   }
   try {
-    if (bitmap.width * bitmap.height > MAX_PIXELS) throw tooManyPixels(bitmap.width, bitmap.height);
+    const problem = sizeProblem(bitmap.width, bitmap.height);
+    if (problem) throw problem;
     const pixels = overWhite(bitmap, stated?.type);
     return tf.tidy(() => tf.browser.fromPixels(pixels, 3).toFloat().expandDims(0) as tf.Tensor4D);
   } finally {
