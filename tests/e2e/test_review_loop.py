@@ -57,16 +57,17 @@ def other_lab_cells(folder: Path) -> list[Path]:
 
 
 def review(app: str, cdn: str, images: list[Path], keys: list[str], export: Path, profile: Path,
-           fast: bool = False, early: bool = False, clock_ahead_hours: int = 0) -> dict:
+           fast: bool = False, early: bool = False, clock_ahead_hours: int = 0, close_unsaved: bool = False) -> dict:
     """fast: the keys come one after another without waiting for each verdict to be saved (a verdict must
     still land on the image it was typed for); early: the keys start as soon as the first image can be
     reviewed, while the others are still being classified; clock_ahead_hours: the browser's clock runs
-    that far ahead of the machine's (and the CDN's)."""
+    that far ahead of the machine's (and the CDN's); close_unsaved: after the export, a verdict the store
+    refuses, then the tab closed."""
     done = subprocess.run(
         ["node", "scripts/browser-review.mjs", "--app", app, "--model", f"{cdn}/bloodcell/", "--lab", LAB,
          "--images", ",".join(map(str, images)), "--keys", ",".join(keys), "--export", str(export),
          "--profile", str(profile), *(["--fast"] if fast else []), *(["--early"] if early else []),
-         "--clock-ahead-hours", str(clock_ahead_hours)],
+         "--clock-ahead-hours", str(clock_ahead_hours), *(["--close-unsaved"] if close_unsaved else [])],
         cwd=bh.WEB, capture_output=True, text=True, timeout=420)
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(done.stdout)
@@ -205,5 +206,8 @@ def test_a_verdict_given_while_the_next_image_is_classified_moves_on_to_it(pipel
     origin = str(tmp_path / "origin")
     refresh_origin(str(pipeline_run.out / "bloodcell" / "cdn"), origin)
     with bh.static_server(str(built_client)) as app, bh.nginx_cdn(origin, app, bh.CDN_PORT) as (cdn, _):
-        report = review(app, cdn, images, keys, tmp_path / "export.zip", tmp_path / "profile", early=True)
+        report = review(app, cdn, images, keys, tmp_path / "export.zip", tmp_path / "profile", early=True,
+                        close_unsaved=True)
     assert [r["reviewed"] for r in report["results"]] == [CLASSES[int(k) - 1] for k in keys], report["results"]
+    # A verdict the store refused: closing the tab asks first.
+    assert report["closeUnsaved"] == "beforeunload", report

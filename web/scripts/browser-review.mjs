@@ -7,7 +7,8 @@
 // the next image; with --fast the verdicts come one after another without waiting for them to be saved,
 // as a quick reviewer works; with --early each verdict comes as soon as its image can be reviewed, from
 // the first one on, while the next ones are still being classified; --clock-ahead-hours H sets the
-// browser's clock H hours ahead of the machine's), reloads the page (the reviews must still be there) and exports them. Prints
+// browser's clock H hours ahead of the machine's), reloads the page (the reviews must still be there) and exports them
+// (with --close-unsaved, then gives a verdict the store refuses and closes the tab). Prints
 // what it saw as JSON (answers, verdicts, crop boxes, the count before and after the reload, the lab's
 // figure, whether the browser keeps the reviews' storage); the Python test decides pass or fail.
 import { parseArgs } from 'node:util';
@@ -18,6 +19,7 @@ const { values: opt } = parseArgs({
     app: { type: 'string' }, model: { type: 'string' }, lab: { type: 'string' }, images: { type: 'string' },
     keys: { type: 'string' }, export: { type: 'string' }, profile: { type: 'string' }, fast: { type: 'boolean' },
     early: { type: 'boolean' }, 'clock-ahead-hours': { type: 'string', default: '0' },
+    'close-unsaved': { type: 'boolean' },
     chromium: { type: 'string', default: process.env.BLOODCELL_CHROMIUM || '/usr/bin/chromium' },
   },
 });
@@ -95,6 +97,23 @@ try {
   await download.saveAs(opt.export);
   report.exportName = download.suggestedFilename();
   report.exportText = await page.$eval('#review-count', (el) => el.textContent);
+
+  if (opt['close-unsaved']) {
+    // The store refuses a verdict (a full disk): closing the tab must ask first, not lose it silently.
+    await page.setInputFiles('#file-input', images[0]);
+    await page.waitForSelector('#results li:nth-child(1) .review-buttons', { timeout: TIMEOUT });
+    await page.evaluate(() => {
+      IDBObjectStore.prototype.put = () => { throw new DOMException('the disk is full', 'QuotaExceededError'); };
+    });
+    await page.focus('#results li:nth-child(1)');
+    await page.keyboard.press('7');
+    await page.waitForSelector('#review-count[data-unsaved="1"]', { timeout: TIMEOUT });
+    const asked = page.waitForEvent('dialog', { timeout: 10_000 })
+      .then(async (dialog) => { const type = dialog.type(); await dialog.dismiss(); return type; })
+      .catch(() => null);
+    await page.close({ runBeforeUnload: true });
+    report.closeUnsaved = await asked;
+  }
 } catch (err) {
   report.error = String(err && err.stack || err);
   // What the page showed when it failed: each image's verdict and the count.
