@@ -25,7 +25,7 @@ from pipeline.config import load_config
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", action="append", required=True, metavar="NAME=DIR")
     parser.add_argument("--quantization", default="float16", choices=convert.QUANTIZATIONS)
     parser.add_argument("--backend", action="append", help="default: wasm and webgl")

@@ -2,7 +2,7 @@
 and confusion per class, calibration, and what the review flag catches. No training.
 
     infra/env/run.sh python -m benchmarks.cross_lab --model runs/bloodcell/serving/bloodcell/VERSION \
-        --other-lab mylab=/path/to/cells [--other-lab ...] [--review-threshold 0.8] [--out report.json]
+        --other-lab mylab=/path/to/cells [--other-lab ...] [--review-threshold T] [--out report.json]
 
 The cells are a class-folder tree, `<DIR>/<CLASS>/<image>`; a folder of a class the model does not know
 is reported cell by cell (its answer and whether it was flagged). Without --other-lab, every source under
@@ -17,7 +17,6 @@ import sys
 from pathlib import Path
 
 from benchmarks.quality import other_labs
-from models.features import DEFAULT_REVIEW_THRESHOLD
 from pipeline.config import load_config
 
 REPO = Path(__file__).resolve().parent.parent
@@ -33,13 +32,15 @@ def parse_model(text: str) -> tuple[str, Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=parse_model, action="append", required=True, metavar="[NAME=]DIR",
                         help="a pushed model version folder; repeatable")
     parser.add_argument("--other-lab", type=other_labs.parse_other_lab, action="append", default=[],
                         metavar="NAME=DIR", help="a lab's class-folder tree; repeatable")
     parser.add_argument("--other-labs-root", type=Path, default=REPO.parent / "shared" / "data" / "other-labs")
-    parser.add_argument("--review-threshold", type=float, default=DEFAULT_REVIEW_THRESHOLD)
+    parser.add_argument("--review-threshold", type=float,
+                        help="flag answers whose top probability is under this (default: browser.review_threshold "
+                             "of pipeline/config.yaml, as the harness)")
     parser.add_argument("--class-names", nargs="+", help="the model's classes in output order "
                         "(default: class_names of pipeline/config.yaml)")
     parser.add_argument("--out", type=Path, help="write the figures as JSON here")
@@ -52,7 +53,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if not sources:
         parser.error(f"no --other-lab given and no source under {args.other_labs_root}")
-    names = args.class_names or list(load_config().class_names)
+    config = load_config()
+    names = args.class_names or list(config.class_names)
+    if args.review_threshold is None:
+        args.review_threshold = config.browser.review_threshold
     cells = {}
     for name, folder in sources.items():
         try:

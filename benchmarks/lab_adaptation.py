@@ -285,7 +285,7 @@ def parse_bases(given: list[tuple[str, Path]], config) -> list[tuple[int, Path, 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--base", type=other_labs.parse_other_lab, action="append", default=[], metavar="SEED=OUTPUT_DIR",
                         help="a pipeline output folder whose latest blessed model is the base; SEED is an integer")
     parser.add_argument("--lab", type=other_labs.parse_other_lab, metavar="NAME=DIR")

@@ -24,6 +24,7 @@ import io
 import json
 import os
 import re
+import shlex
 import statistics
 import sys
 from pathlib import Path
@@ -386,6 +387,7 @@ def markdown(report: dict) -> str:
                     + ([] if report.get("val_in_training") else ["the `val served` figures of models still on disk"])
                     + (["the speeds"] if rebuilt.get("speeds_remeasured") else [])) + ".", ""]
                if rebuilt else []),
+             *([f"Made by `{report['command']}` on {report['machine']}.", ""] if report.get("command") else []),
              f"Data: {report['data_dir']}. Seeds: {report['seeds']}. TEST {report['seeds_runs'][0]['test']['n']} images, "
              f"TEST_SIMPLE {report['seeds_runs'][0]['test_simple']['n']}. Review flag (every flagged figure; "
              f"metrics.review_flags): top probability < {report['review_threshold']}, or atypicality over 1 "
@@ -462,6 +464,9 @@ def report_frame(seeds_runs: list[dict], data_dir: str, config, now: str, commit
     """What a report says around its seed results: when, from which code and data, with which settings."""
     return {
         "date": now, "commit": commit,
+        # What made the report and where: a rebuild's command, not the seed runs' (each seed file has its own).
+        "command": " ".join(["python -m benchmarks.model_quality", *map(shlex.quote, sys.argv[1:])]),
+        "machine": tutorial_recipe.machine(),
         "data_dir": data_dir, "seeds": [r["seed"] for r in seeds_runs], "class_names": list(config.class_names),
         "review_threshold": config.browser.review_threshold,
         "val_in_training": config.training.train_on_val,
@@ -487,7 +492,7 @@ def write_seed_result(out: str, result: dict) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", default=str(REPO.parent / "shared" / "data" / "blood-cells"))
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--epochs", type=int, help="default: training.epochs of the configuration")

@@ -33,7 +33,7 @@ def median_ms(fn, batch, repeats: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", action="append", required=True, metavar="NAME=DIR")
     parser.add_argument("--images", default=str(Path(__file__).resolve().parent.parent / "data" / "sample" / "TEST"))
     parser.add_argument("--repeats", type=int, default=50)

@@ -58,7 +58,7 @@ def run_cell(base: str, overloaded: bool, concurrency: int, requests: int, time_
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model-base", required=True, help="TF Serving's base path (numbered versions inside)")
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16, 32])

@@ -42,7 +42,7 @@ def measure_one(model: str, side: int, batch: int, threads: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="a pushed version folder (saved_model.pb inside)")
     parser.add_argument("--sides", type=int, nargs="+", default=[2000, 4000, 5000], help="image width in pixels")
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 8])

@@ -5,7 +5,7 @@ SavedModel's own `serving_pixels` on the same decoded pixels.
     infra/env/run.sh python -m benchmarks.tfjs_quantization --model runs/full/bloodcell/serving/bloodcell/VERSION \
         --images ../shared/data/blood-cells/images/TEST [--backend wasm]
 
-Prints a Markdown table: bytes over the wire, accuracy, accuracy change against the SavedModel,
+Prints a Markdown table: bytes of model.json and its shards (before the CDN gzips the JSON), accuracy, accuracy change against the SavedModel,
 predictions that changed class, and the largest probability difference.
 """
 from __future__ import annotations
@@ -25,7 +25,7 @@ CHUNK = 256  # images per Node call: 256 x 240 x 320 x 3 float32 is ~236 MB
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="a pushed SavedModel version folder")
     parser.add_argument("--images", required=True, help="<dir>/<CLASS>/* labelled images (e.g. TEST)")
     parser.add_argument("--classes", default="EOSINOPHIL,LYMPHOCYTE,MONOCYTE,NEUTROPHIL")

@@ -45,7 +45,7 @@ def group_nucleus_widths(groups: Sequence[GroupedFiles], read_bytes: Callable[[s
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--train", required=True, help="the TRAIN folder: <CLASS>/<image>")
     parser.add_argument("--cut", type=float, default=CUT)
     parser.add_argument("--nucleus-width", action="store_true",

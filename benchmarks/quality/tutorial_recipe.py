@@ -231,7 +231,7 @@ def evaluate(model, images_root: Path, trained: dict, threshold: float) -> dict:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     t = commands.add_parser("train", help="train with the published recipe (any Keras 3 backend)")
     t.add_argument("--train-dir", required=True, help="the dataset's TRAIN folder (<CLASS>/<image>)")

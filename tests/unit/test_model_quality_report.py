@@ -151,6 +151,10 @@ def test_seed_results_from_separate_runs_join_into_one_report(monkeypatch, tmp_p
     assert report["seeds"] == [1, 2] and report["commit"] == "a" * 40
     assert report["default_test_accuracy"]["mean"] == 0.875
     assert "Seeds: [1, 2]" in (out / "model_quality.md").read_text()
+    # The report says what made it and where (its figures had no command or machine to check them by).
+    assert report["command"].startswith("python -m benchmarks.model_quality --data-dir ")
+    assert f"Made by `{report['command']}` on " in (out / "model_quality.md").read_text()
+    assert "CPUs" in report["machine"]
 
     monkeypatch.setattr(mq.sys, "argv", argv + [str(files[0]), str(tmp_path / "missing.json")])
     assert mq.main() == 2   # one line, and the report already there stays as it was
