@@ -338,7 +338,8 @@ def parse_outputs(outputs: dict) -> list[Prediction]:
         atypical = np.asarray(outputs.get("atypicality", np.zeros(len(ids))), dtype=np.float32).tolist()
         if probabilities.size == len(names) == 0:
             return []  # the caller counts the answers
-        if probabilities.ndim != 2 or not len(probabilities) == len(names) == len(ids) == len(atypical):
+        if (probabilities.ndim != 2 or probabilities.shape[1] == 0
+                or not len(probabilities) == len(names) == len(ids) == len(atypical)):
             raise ValueError(f"probabilities of shape {probabilities.shape} for {len(names)} class names")
         return [Prediction(n, int(i), [float(p) for p in row], float(a))
                 for n, i, row, a in zip(names, ids, probabilities, atypical)]

@@ -1,6 +1,7 @@
 """HTTP calls that end by one deadline. requests' timeout bounds each socket read, not the call: a
 server sending its headers or body a byte at a time never trips it. Here a timer shuts down the
-sockets a call is using once its deadline passes, which ends any read blocked on them."""
+sockets a call is using once its deadline passes, which ends any read blocked on them, and a call
+the timer cut is a timeout however its answer ended."""
 from __future__ import annotations
 
 import socket
@@ -12,16 +13,54 @@ import urllib3
 from requests.adapters import HTTPAdapter
 from urllib3 import connection, connectionpool
 
-# The connections the calling thread's current call has sent a request on.
+# The calling thread's call in progress.
 _current = threading.local()
+
+
+class _Call:
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._connections: list = []
+        self._sockets: list = []
+        self._done = False
+        self.cut = False
+
+    def sending(self, conn) -> None:
+        with self._lock:
+            self._connections.append(conn)
+
+    def sent(self, conn) -> None:
+        # http.client lets go of the socket of a `Connection: close` answer once its headers are read.
+        with self._lock:
+            if conn.sock is not None:
+                self._sockets.append(conn.sock)
+
+    def cut_off(self) -> None:
+        """The timer's: under the lock, so never after finish() (the connection may serve another call)."""
+        with self._lock:
+            if self._done:
+                return
+            self.cut = True
+            for sock in {*self._sockets, *(c.sock for c in self._connections if c.sock is not None)}:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def finish(self) -> None:
+        with self._lock:
+            self._done = True
 
 
 class _Noted:
     def request(self, *args, **kwargs):
-        noted = getattr(_current, "connections", None)
-        if noted is not None:
-            noted.append(self)
-        return super().request(*args, **kwargs)
+        call = getattr(_current, "call", None)
+        if call is not None:
+            call.sending(self)
+        result = super().request(*args, **kwargs)
+        if call is not None:
+            call.sent(self)
+        return result
 
 
 class _HTTPConnection(_Noted, connection.HTTPConnection):
@@ -40,10 +79,20 @@ class _HTTPSPool(connectionpool.HTTPSConnectionPool):
     ConnectionCls = _HTTPSConnection
 
 
+POOLS = {"http": _HTTPPool, "https": _HTTPSPool}
+
+
 class _DeadlineAdapter(HTTPAdapter):
     def init_poolmanager(self, *args, **kwargs):
         super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
+        self.poolmanager.pool_classes_by_scheme = POOLS
+
+    def proxy_manager_for(self, proxy, **proxy_kwargs):
+        # Through an HTTP(S) proxy from the environment too (a SOCKS proxy keeps its own connections).
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        if not proxy.lower().startswith("socks"):
+            manager.pool_classes_by_scheme = POOLS
+        return manager
 
 
 def session() -> requests.Session:
@@ -54,37 +103,31 @@ def session() -> requests.Session:
     return made
 
 
-def _cut(connections: list) -> None:
-    for conn in list(connections):
-        sock = getattr(conn, "sock", None)
-        if sock is not None:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-
 def fetch(http: requests.Session, method: str, url: str, deadline: float, **kwargs):
     """The response and its whole body by `deadline` (time.monotonic()); TimeoutError after it.
     `http` comes from session(); other failures are requests' or urllib3's own errors."""
     left = deadline - time.monotonic()
     if left <= 0:
         raise TimeoutError
-    noted: list = []
-    _current.connections = noted
-    timer = threading.Timer(left, _cut, [noted])
+    call = _Call()
+    _current.call = call
+    timer = threading.Timer(left, call.cut_off)
     timer.daemon = True
     timer.start()
     try:
         response = http.request(method, url, timeout=left, stream=True, **kwargs)
-        return response, _read_by(response, deadline)
+        content = _read_by(response, deadline)
     except (requests.RequestException, urllib3.exceptions.HTTPError, OSError):
-        if time.monotonic() >= deadline:
+        if call.cut or time.monotonic() >= deadline:
             raise TimeoutError from None
         raise
     finally:
+        call.finish()
         timer.cancel()
-        _current.connections = None
+        _current.call = None
+    if call.cut:  # a socket shut down reads as the answer's end: what came may be cut short
+        raise TimeoutError
+    return response, content
 
 
 def _read_by(response, deadline: float) -> bytes:

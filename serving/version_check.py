@@ -64,7 +64,34 @@ def check_version(version_dir: str, numbered: bool = True, answer_warmup: bool =
             return problems + ["a warm-up request does not match the serving signature"]
     if answer_warmup:
         problems += warmup_answer_problems(loaded, logs)
+        if not problems:
+            problems += browser_parity_problems(
+                loaded, tf.make_ndarray(logs[0].predict_log.request.inputs[features.SERVING_INPUT]))
     return problems
+
+
+# float32 ops in another order: the two signatures agree to about 1e-6.
+BROWSER_TOLERANCE = 1e-4
+
+
+def browser_parity_problems(loaded, images) -> list[str]:
+    """The browser signature, given the warm-up images decoded as the served one decodes them, must
+    answer as the served one does. It rebuilds Transform's resize from ops TensorFlow.js has: a change
+    to one side alone would give the browser other answers than TF Serving."""
+    from models.transform.preprocessing import decode_rgb
+
+    if features.BROWSER_SIGNATURE not in loaded.signatures:
+        return [f"no '{features.BROWSER_SIGNATURE}' signature: the browser model is converted from it"]
+    served = loaded.signatures[features.SERVING_SIGNATURE](**{features.SERVING_INPUT: tf.constant(images)})
+    browser = loaded.signatures[features.BROWSER_SIGNATURE]
+    for n, encoded in enumerate(images, 1):
+        pixels = tf.cast(decode_rgb(tf.constant(encoded)), tf.float32)[tf.newaxis]
+        answer = browser(**{features.BROWSER_INPUT: pixels})[features.PROBABILITIES][0]
+        gap = float(tf.reduce_max(tf.abs(answer - served[features.PROBABILITIES][n - 1])))
+        if not gap <= BROWSER_TOLERANCE:
+            return [f"the browser signature answers warm-up image {n} otherwise than '{features.SERVING_SIGNATURE}' "
+                    f"(probabilities {gap:.2g} apart): the browser and TF Serving would disagree"]
+    return []
 
 
 def warmup_answer_problems(loaded, logs) -> list[str]:
