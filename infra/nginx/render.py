@@ -13,17 +13,34 @@ import string
 from pathlib import Path
 
 TEMPLATE = Path(__file__).resolve().parent / "cdn.conf.template"
-# Browsers compare Access-Control-Allow-Origin with their Origin header exactly.
-ORIGIN = re.compile(r"https?://([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?")
+# Browsers compare Access-Control-Allow-Origin with their Origin header exactly, and send the host in
+# lower case, without a trailing dot, and without the scheme's default port.
+ORIGIN = re.compile(r"(?P<scheme>https?)://(?P<host>[a-z0-9-]+(\.[a-z0-9-]+)*|\[[0-9a-f:.]+\])(:(?P<port>[0-9]{1,5}))?")
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def origin_problem(origin: str) -> str | None:
+    if origin == "*":
+        return None
+    match = ORIGIN.fullmatch(origin)
+    if not match:
+        return "scheme://host[:port] in lower case, with no path or trailing slash"
+    port = match["port"]
+    if port is not None and not 0 < int(port) < 65536:
+        return f"port {port} is not one"
+    if port is not None and int(port) == DEFAULT_PORTS[match["scheme"]]:
+        return f"browsers leave out {match['scheme']}'s default port {port}"
+    return None
 
 
 def render(origin_root: str, listen: str, allowed_origin: str, runtime_dir: str) -> str:
     if "://" in origin_root:
         raise ValueError(f"--origin-root must be a local folder (nginx serves files); got {origin_root}: "
                          f"mount the bucket (e.g. gcsfuse) and pass the mount point")
-    if allowed_origin != "*" and not ORIGIN.fullmatch(allowed_origin):
-        raise ValueError(f"--allowed-origin must be the page's origin as browsers send it, scheme://host[:port] "
-                         f"with no path or trailing slash (or *); got {allowed_origin!r}")
+    problem = origin_problem(allowed_origin)
+    if problem:
+        raise ValueError(f"--allowed-origin must be the page's origin as browsers send it (or *): {problem}; "
+                         f"got {allowed_origin!r}")
     for sub in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
         os.makedirs(os.path.join(runtime_dir, sub), exist_ok=True)
     return string.Template(TEMPLATE.read_text()).substitute(
