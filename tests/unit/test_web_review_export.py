@@ -69,3 +69,23 @@ def test_an_export_that_fails_leaves_the_store_as_it_was():
         process.stdout.write(JSON.stringify({{failure, unnamed}}));
     """)
     assert result == {"failure": "TypeError", "unnamed": ""}
+
+
+def test_an_export_one_zip_cannot_hold_fails_and_says_so():
+    """fflate writes no ZIP64: past 4 GiB or 65,535 files the zip came out corrupt, and the page said
+    "Exported"."""
+    first, second = sorted(JPEGS[:2], key=lambda data: hashlib.sha256(data).hexdigest())
+    result = run_export(f"""
+        await store.saveReview({cell(first, '', 'LYMPHOCYTE')});
+        await store.saveReview({cell(second, 'mylab', 'MONOCYTE')});
+        const outcome = async (limits) => exportLab('mylab', new Date(), 64, limits)
+          .then((out) => out.cells.length, (err) => err.message);
+        const tooMany = await outcome({{bytes: 1e9, files: 1}});
+        const tooLarge = await outcome({{bytes: {len(first) + len(second) - 1}, files: 10}});
+        const unnamed = (await store.getReview('{hashlib.sha256(first).hexdigest()}')).lab;
+        const fits = await outcome({{bytes: {len(first) + len(second)}, files: 2}});
+        process.stdout.write(JSON.stringify({{tooMany, tooLarge, unnamed, fits}}));
+    """)
+    for over in ("tooMany", "tooLarge"):
+        assert result[over].startswith("the reviews of mylab are more than one zip can hold"), result
+    assert result["unnamed"] == "" and result["fits"] == 2, result

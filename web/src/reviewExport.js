@@ -12,6 +12,9 @@ export const EXPORT_FORMAT = 'bloodcell-review-export'; // models/features.py RE
 export const EXPORT_VERSION = 1;
 export const MANIFEST = 'manifest.json';
 const PART_BYTES = 16 * 2 ** 20;
+// fflate writes no ZIP64: past these a zip's offsets and counts wrap, and the file is corrupt. The byte
+// limit leaves room for the manifest and the headers.
+export const ZIP_LIMITS = { bytes: 2 ** 32 - 2 ** 26, files: 65_534 };
 
 /**
  * The export of `lab`'s reviewed cells. Cells reviewed before a lab name the pipeline takes was given
@@ -19,10 +22,11 @@ const PART_BYTES = 16 * 2 ** 20;
  * @param {string} lab a name labNameProblem accepts
  * @param {Date} now the export's time
  * @param {number} partBytes how much of the zip is gathered before it goes into a Blob
+ * @param {{bytes: number, files: number}} limits what one zip may hold: past them the export fails
  * @returns {Promise<{blob: Blob | null, cells: {sha256: string, reviewedAt: string}[], others: string[]}>}
  *   the zip (null when `lab` has no cells), the verdicts in it, and the lab names of the cells left out
  */
-export async function exportLab(lab, now = new Date(), partBytes = PART_BYTES) {
+export async function exportLab(lab, now = new Date(), partBytes = PART_BYTES, limits = ZIP_LIMITS) {
   /** @type {Blob[]} */
   const parts = [];
   /** @type {Uint8Array[]} */
@@ -56,11 +60,17 @@ export async function exportLab(lab, now = new Date(), partBytes = PART_BYTES) {
   const cells = [];
   /** @type {string[]} */
   const others = [];
+  let imageBytes = 0;
   await eachReview((stored) => {
     const cell = labNameProblem(stored.lab) === null ? stored : { ...stored, lab };
     if (cell.lab !== lab) {
       others.push(cell.lab);
       return undefined;
+    }
+    imageBytes += cell.bytes.byteLength;
+    if (imageBytes > limits.bytes || cells.length + 1 > limits.files) {
+      throw new Error(`the reviews of ${lab} are more than one zip can hold (${limits.files} images, `
+        + `${(limits.bytes / 2 ** 30).toFixed(1)} GiB)`);
     }
     const file = memberName(cell.label, cell.sha256, cell.originalName, cell.bytes);
     addFile(file, new Uint8Array(cell.bytes));

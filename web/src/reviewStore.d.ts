@@ -2,7 +2,6 @@ import type { ReviewedCell } from './review';
 
 export function saveReview(cell: ReviewedCell): Promise<IDBValidKey>;
 export function getReview(sha256: string): Promise<ReviewedCell | undefined>;
-export function allReviews(): Promise<ReviewedCell[]>;
 export function countReviews(): Promise<number>;
 export function clearReviews(): Promise<undefined>;
 export function reviewSummary(): Promise<{ labs: string[]; unexported: number }>;

@@ -120,10 +120,6 @@ export function getReview(sha256) {
   return inStore('readonly', (store) => requestResult(store.get(sha256)));
 }
 
-export function allReviews() {
-  return inStore('readonly', (store) => requestResult(store.getAll()));
-}
-
 export function countReviews() {
   return inStore('readonly', (store) => requestResult(store.count()));
 }
