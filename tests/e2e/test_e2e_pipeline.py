@@ -229,3 +229,34 @@ def test_a_model_whose_warmup_request_fails_does_not_pass(pipeline_run, tmp_path
     write_warmup_requests(str(model_dir), [str(bomb)], "bloodcell")  # parses, but the model refuses it
     with pytest.raises(ServingCheckError, match="warm-up request 1 not answered"):
         check_serving(str(model_dir))
+
+
+def test_a_model_whose_browser_signature_answers_otherwise_does_not_pass(pipeline_run, tmp_path):
+    """The browser signature rebuilds Transform's resize from ops TensorFlow.js has: nothing had checked,
+    before a model was pushed and published, that it still answers as the served signature."""
+    import shutil
+
+    from components.serving_check.component import ServingCheckError, check_serving
+    from models import features
+
+    loaded = tf.saved_model.load(pipeline_run.pushed)
+    served, browser = loaded.signatures[features.SERVING_SIGNATURE], loaded.signatures[features.BROWSER_SIGNATURE]
+    module = tf.Module()
+    module.loaded = loaded
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+    def images(images):
+        return served(images=images)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
+    def pixels(pixels):  # drifted from the served signature (the sample's model answers nearly alike
+        answer = dict(browser(pixels=pixels))  # for any input, so a changed resize would not show)
+        answer[features.PROBABILITIES] = tf.nn.softmax(tf.math.log(answer[features.PROBABILITIES]) * 1.5)
+        return answer
+
+    model_dir = tmp_path / "Format-Serving"
+    tf.saved_model.save(module, str(model_dir), signatures={features.SERVING_SIGNATURE: images,
+                                                            features.BROWSER_SIGNATURE: pixels})
+    shutil.copytree(Path(pipeline_run.pushed) / "assets.extra", model_dir / "assets.extra")
+    with pytest.raises(ServingCheckError, match="the browser signature answers warm-up image 1 otherwise"):
+        check_serving(str(model_dir))
