@@ -8,6 +8,25 @@ import pytest
 from testkit.images import SAMPLE, sample_jpegs
 
 
+@pytest.fixture(scope="session", autouse=True)
+def no_lab_of_this_checkout(tmp_path_factory):
+    """A lab's exports in this checkout's labs/ (patient images, on the lab's own machine) must not reach
+    the tests' pipeline runs: every run in the test process reads config.yaml with labs.dir an empty
+    folder. A test that wants labs sets labs.dir itself."""
+    from pipeline import config
+
+    folder = tmp_path_factory.mktemp("config")
+    text = config.DEFAULT_CONFIG.read_text()
+    line = "\n  dir: labs "
+    assert text.count(line) == 1, "config.yaml's labs.dir line moved: update this fixture"
+    copy = folder / "config.yaml"
+    copy.write_text(text.replace(line, f"\n  dir: {folder / 'labs'} "))
+    patch = pytest.MonkeyPatch()
+    patch.setattr(config, "DEFAULT_CONFIG", copy)
+    yield
+    patch.undo()
+
+
 @pytest.fixture
 def real_jpeg() -> bytes:
     return sample_jpegs()[0].read_bytes()

@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import shlex
+from pathlib import Path
 
 import pytest
 from ml_metadata import metadata_store
@@ -327,3 +328,11 @@ def test_a_lab_split_other_than_the_last_blessed_models_is_refused(tmp_path, cap
     config = load_config(overrides=local_runner.overrides_from(local_runner.parse_args(retired)))
     run_inputs.record_finished(str(run_dir), run_inputs.inputs_key(config, str(data)), "2026-12-06T01:00:00Z", True)
     assert local_runner.main(retired) == 0 and "skipped" in capsys.readouterr().out
+
+
+def test_the_tests_read_no_lab_of_this_checkout():
+    """`make test` on a lab's machine had run the pipeline over the lab's exports in labs/ (patient
+    images): the sample's model was adapted to them, and a later `make run` without them refused."""
+    from pipeline.config import REPO_ROOT, load_config
+
+    assert not Path(load_config().labs_path).is_relative_to(REPO_ROOT)
