@@ -237,7 +237,8 @@ def _run_locked(args: argparse.Namespace, config, data_root: str) -> int:
     if missing:
         print(f"error: the last blessed model was adapted to lab(s) {', '.join(missing)}, which this run does "
               f"not find (folder gone, renamed or empty, a share not mounted, or no training cell in it the ingest "
-              f"takes?): restore them, or drop them on purpose with --set 'labs.retired=[{','.join(missing)}]'", file=sys.stderr)
+              f"takes?): restore them, or drop them on purpose with --set 'labs.retired=[{','.join(missing)}]' "
+              f"(in the config or the timer's line, not once: docs/labs.md)", file=sys.stderr)
         return 2
     last = run_inputs.last_finished(config.run_dir)
     if args.if_changed and last and last.get("inputs_key") == key:

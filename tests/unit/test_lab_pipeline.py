@@ -251,7 +251,7 @@ def test_a_lab_the_last_blessed_model_was_adapted_to_must_be_found_or_retired(tm
     assert err.startswith("error: the last blessed model was adapted to lab(s) mylab, other, which this run "
                           "does not find") and "\n" not in err
     # The command it suggests works as pasted into a shell.
-    suggested = shlex.split(err.split("with ", 1)[1])
+    suggested = shlex.split(err.split("with ", 1)[1].split(" (in the config")[0])
     assert suggested == ["--set", "labs.retired=[mylab,other]"]
     assert local_runner.main([*args, *suggested]) == 0
     assert "skipped" in capsys.readouterr().out
