@@ -51,7 +51,7 @@ def main() -> None:
         reference = np.concatenate(reference)
         base_acc = float((reference.argmax(1) == labels).mean())
         print(f"{len(files)} images from {args.images}; tfjs {args.backend} backend in Node; "
-              f"SavedModel accuracy {base_acc:.4f}")
+              f"SavedModel accuracy {base_acc:.4f}\n")
         print("| weights | bytes (model.json + shards) | accuracy | change vs SavedModel | class changed | max prob diff |")
         print("|---|---|---|---|---|---|")
         for q, parts in got.items():
