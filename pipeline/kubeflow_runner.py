@@ -160,7 +160,7 @@ def cluster_problem(config: Config) -> str | None:
 
 def parse_with_config(parser: argparse.ArgumentParser, argv) -> tuple[argparse.Namespace, Config | None]:
     """The parsed arguments and the configuration they name; None (after one `error:` line) for a bad one."""
-    parser.add_argument("--config", default=str(DEFAULT_CONFIG))
+    parser.add_argument("--config", help=f"configuration YAML, read over {DEFAULT_CONFIG.name} (default: that alone)")
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
     args = parser.parse_args(argv)
     try:

@@ -23,7 +23,7 @@ RUN_LOCK = ".run.lock"
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m pipeline.local_runner", description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default=str(DEFAULT_CONFIG), help="configuration YAML (default: %(default)s)")
+    parser.add_argument("--config", help=f"configuration YAML, read over {DEFAULT_CONFIG.name} (default: that alone)")
     parser.add_argument("--data-dir", help="image folders in the Kaggle layout (overrides data_dir)")
     parser.add_argument("--output-dir", help="where runs, metadata and pushed models go (overrides output_dir)")
     parser.add_argument("--epochs", type=int, help="training epochs (overrides training.epochs)")

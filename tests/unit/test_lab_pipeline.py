@@ -336,3 +336,6 @@ def test_the_tests_read_no_lab_of_this_checkout():
     from pipeline.config import REPO_ROOT, load_config
 
     assert not Path(load_config().labs_path).is_relative_to(REPO_ROOT)
+    # As the runners read it: a --config default bound when they were imported had read the real file.
+    args = local_runner.parse_args(["--data-dir", "x"])
+    assert not Path(load_config(args.config, local_runner.overrides_from(args)).labs_path).is_relative_to(REPO_ROOT)
