@@ -343,7 +343,7 @@ def parse_outputs(outputs: dict) -> list[Prediction]:
             raise ValueError(f"probabilities of shape {probabilities.shape} for {len(names)} class names")
         return [Prediction(n, int(i), [float(p) for p in row], float(a))
                 for n, i, row, a in zip(names, ids, probabilities, atypical)]
-    except (TypeError, ValueError, UnicodeDecodeError) as err:
+    except (TypeError, ValueError, OverflowError, UnicodeDecodeError) as err:
         raise ServingError(f"the model server answered outputs that are not the bloodcell model's "
                            f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})") from None
 

@@ -34,6 +34,8 @@ class _Call:
         with self._lock:
             if conn.sock is not None:
                 self._sockets.append(conn.sock)
+                if self.cut:  # the deadline passed while the name was looked up or the connection made
+                    _shut(conn.sock)
 
     def cut_off(self) -> None:
         """The timer's: under the lock, so never after finish() (the connection may serve another call)."""
@@ -42,14 +44,20 @@ class _Call:
                 return
             self.cut = True
             for sock in {*self._sockets, *(c.sock for c in self._connections if c.sock is not None)}:
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
+                _shut(sock)
 
     def finish(self) -> None:
         with self._lock:
             self._done = True
+
+
+def _shut(sock) -> None:
+    # Through an HTTPS proxy to an https:// server the connection holds urllib3's TLS-in-TLS wrapper,
+    # which has no shutdown(): the socket under it is shut.
+    try:
+        getattr(sock, "socket", sock).shutdown(socket.SHUT_RDWR)
+    except (OSError, AttributeError):
+        pass
 
 
 class _Noted:

@@ -136,27 +136,39 @@ class SlowServer:
 
 
 @pytest.mark.parametrize("trickled, way", [("body", "http"), ("headers", "http"), ("headers", "https"),
-                                           ("body", "close"), ("headers", "proxy")])
+                                           ("body", "close"), ("headers", "proxy"), ("headers", "slow-connect")])
 def test_rest_timeout_holds_against_an_answer_that_trickles_in(trickled, way, tmp_path, monkeypatch):
     """The remaining time was passed to requests as a socket timeout, which starts again with every
     byte: a server sending its answer a byte every half second held a 1 s call for 15 s (the body)
     or for as long as it kept sending (the headers). The same through a proxy, and with an answer
-    that closes its connection (http.client then lets go of the socket)."""
+    that closes its connection (http.client then lets go of the socket), and after a connection that
+    took longer than the deadline to make (a slow name lookup: the timer had found no socket to cut)."""
     cert, key = self_signed_pair()
     (tmp_path / "ca.pem").write_bytes(cert)
     with SlowServer(trickled, tls=(cert, key) if way == "https" else None, close=way == "close") as server:
         url = f"{'https' if way == 'https' else 'http'}://localhost:{server.port}"
         if way == "proxy":  # the slow server answers as the proxy for a model server out of reach
             monkeypatch.setenv("HTTP_PROXY", url)
+            monkeypatch.delenv("http_proxy", raising=False)  # read before HTTP_PROXY
             monkeypatch.delenv("NO_PROXY", raising=False)
             monkeypatch.delenv("no_proxy", raising=False)
             url = "http://model-server.invalid:8501"
+        if way == "slow-connect":
+            import urllib3.util.connection
+
+            connect = urllib3.util.connection.create_connection
+
+            def slow_connect(*args, **kwargs):
+                time.sleep(1.1)
+                return connect(*args, **kwargs)
+
+            monkeypatch.setattr(urllib3.util.connection, "create_connection", slow_connect)
         client = RestClient(url, "bloodcell", timeout_s=1.0, ca_cert=str(tmp_path / "ca.pem"))
         for _ in range(3):  # a cut mid-header had once read as a short answer (HTTP 200, no body)
             started = time.monotonic()
             with pytest.raises(ServingError, match="no answer .* within 1 s"):
                 client.status()
-            assert time.monotonic() - started < 1.5
+            assert time.monotonic() - started < (1.6 if way == "slow-connect" else 1.5)
 
 
 def test_rest_over_https_with_a_ca_certificate(tmp_path):
@@ -294,6 +306,8 @@ def test_an_image_over_the_limit_is_refused_before_it_is_read(tmp_path, capsys):
     (b'{"predictions": [{"probabilities": 0.5, "class_name": "EOSINOPHIL", "class_id": 0}]}',
      "application/json", "answered outputs that are not the bloodcell model's"),
     (b'{"predictions": [{"probabilities": [], "class_name": "EOSINOPHIL", "class_id": 0}]}',
+     "application/json", "answered outputs that are not the bloodcell model's"),
+    (b'{"predictions": [{"probabilities": [1, 0, 0, 0], "class_name": "EOSINOPHIL", "class_id": 1e999}]}',
      "application/json", "answered outputs that are not the bloodcell model's"),
 ])
 def test_a_rest_endpoint_that_is_not_tf_serving_is_one_line(body, content_type, problem, capsys):
