@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 import re
 import string
@@ -15,7 +16,7 @@ from pathlib import Path
 TEMPLATE = Path(__file__).resolve().parent / "cdn.conf.template"
 # Browsers compare Access-Control-Allow-Origin with their Origin header exactly, and send the host in
 # lower case, without a trailing dot, and without the scheme's default port.
-ORIGIN = re.compile(r"(?P<scheme>https?)://(?P<host>[a-z0-9-]+(\.[a-z0-9-]+)*|\[[0-9a-f:.]+\])(:(?P<port>[0-9]{1,5}))?")
+ORIGIN = re.compile(r"(?P<scheme>https?)://(?P<host>[a-z0-9-]+(\.[a-z0-9-]+)*|\[(?P<ip6>[0-9a-f:.]+)\])(:(?P<port>[1-9][0-9]{0,4}))?")
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
@@ -25,8 +26,14 @@ def origin_problem(origin: str) -> str | None:
     match = ORIGIN.fullmatch(origin)
     if not match:
         return "scheme://host[:port] in lower case, with no path or trailing slash"
+    if match["ip6"] is not None:
+        try:
+            if str(ipaddress.IPv6Address(match["ip6"])) != match["ip6"]:
+                return f"browsers write that address [{ipaddress.IPv6Address(match['ip6'])}]"
+        except ValueError:
+            return f"[{match['ip6']}] is not an IPv6 address"
     port = match["port"]
-    if port is not None and not 0 < int(port) < 65536:
+    if port is not None and not int(port) < 65536:
         return f"port {port} is not one"
     if port is not None and int(port) == DEFAULT_PORTS[match["scheme"]]:
         return f"browsers leave out {match['scheme']}'s default port {port}"

@@ -371,7 +371,8 @@ def test_a_failed_web_install_does_not_stop_the_command(tmp_path):
 
 @pytest.mark.parametrize("origin", ["http://localhost:5173/", "localhost:5173", "http://a.org/page", "http://a.org, http://b.org",
                                     "https://Lab.Example.org", "https://lab.example.org:443", "http://lab:80",
-                                    "http://lab:99999", "http://lab.example.org."])
+                                    "http://lab:99999", "http://lab.example.org.", "http://lab:08080",
+                                    "http://[0:0::1]:8080"])
 def test_an_allowed_origin_browsers_never_send_is_refused(tmp_path, origin):
     """Browsers compare Access-Control-Allow-Origin exactly with their Origin (scheme://host[:port]): a
     trailing slash pasted from the address bar rendered, and every page then read 'Offline'."""
