@@ -67,9 +67,9 @@ def remove_interrupted_pushes(base: str, now: float | None = None) -> list[str]:
         folder = os.path.join(base, version)
         if fileio.exists(os.path.join(folder, SAVED_MODEL)):
             continue
-        changed = [fileio.stat(os.path.join(d, name)).mtime_nsec / 1e9
-                   for d, subdirs, files in fileio.walk(folder) for name in [*files, *subdirs]]
-        if max(changed, default=fileio.stat(folder).mtime_nsec / 1e9) < now - INTERRUPTED_AFTER_S:
+        paths = [folder, *(os.path.join(d, name) for d, subdirs, files in fileio.walk(folder) for name in [*files, *subdirs])]
+        last_write = max(fileio.stat(path).mtime_nsec for path in paths) / 1e9
+        if last_write < now - INTERRUPTED_AFTER_S:
             fileio.rmtree(folder)
             removed.append(version)
     return removed

@@ -607,12 +607,24 @@ async function recheckChannel(modelUrl: string) {
   }
 }
 
+/** Calls `act` when the page comes back into view, when the network returns, and every `everyMs`;
+ * returns what stops it. */
+function onWake(act: () => void, everyMs: number): () => void {
+  const whenShown = () => {
+    if (document.visibilityState === 'visible') act();
+  };
+  const timer = setInterval(act, everyMs);
+  document.addEventListener('visibilitychange', whenShown);
+  window.addEventListener('online', act);
+  return () => {
+    clearInterval(timer);
+    document.removeEventListener('visibilitychange', whenShown);
+    window.removeEventListener('online', act);
+  };
+}
+
 function watchChannel(modelUrl: string) {
-  document.addEventListener('visibilitychange', () => {
-    if (document.visibilityState === 'visible') void recheckChannel(modelUrl);
-  });
-  window.addEventListener('online', () => void recheckChannel(modelUrl));
-  setInterval(() => void recheckChannel(modelUrl), CHANNEL_RECHECK_MS);
+  onWake(() => void recheckChannel(modelUrl), CHANNEL_RECHECK_MS);
 }
 
 async function start() {
@@ -654,7 +666,7 @@ const LOAD_RETRY_MS = 5 * 60_000;
 
 function retryLoad(load: () => Promise<boolean>) {
   let busy = false;
-  const retry = async () => {
+  const stop = onWake(async () => {
     if (busy || loaded) return;
     busy = true;
     try {
@@ -662,18 +674,7 @@ function retryLoad(load: () => Promise<boolean>) {
     } finally {
       busy = false;
     }
-  };
-  const whenShown = () => {
-    if (document.visibilityState === 'visible') void retry();
-  };
-  const timer = setInterval(() => void retry(), LOAD_RETRY_MS);
-  const stop = () => {
-    clearInterval(timer);
-    window.removeEventListener('online', retry);
-    document.removeEventListener('visibilitychange', whenShown);
-  };
-  window.addEventListener('online', retry);
-  document.addEventListener('visibilitychange', whenShown);
+  }, LOAD_RETRY_MS);
 }
 
 if ('serviceWorker' in navigator && import.meta.env.PROD) {

@@ -6,4 +6,5 @@ export function countReviews(): Promise<number>;
 export function clearReviews(): Promise<undefined>;
 export function reviewSummary(): Promise<{ labs: string[]; unexported: number }>;
 export function markExported(cells: { sha256: string; reviewedAt: string }[]): Promise<undefined>;
-export function eachReview(visit: (cell: ReviewedCell) => ReviewedCell | undefined): Promise<void>;
+export function eachReview(visit: (cell: ReviewedCell) => ReviewedCell | undefined,
+  mode?: IDBTransactionMode): Promise<void>;

@@ -56,31 +56,28 @@ export async function reviewSummary() {
   /** @type {{sha256: string, reviewedAt: string}[]} */
   const marks = await inStore('readonly', (exported) => requestResult(exported.getAll()), EXPORTED);
   const exportedAt = new Map(marks.map((m) => [m.sha256, m.reviewedAt]));
-  return inStore('readonly', (cells) => {
-    /** @type {string[]} */
-    const labs = [];
-    let unexported = 0;
-    const cursor = cells.openCursor();
-    cursor.onsuccess = () => {
-      if (!cursor.result) return;
-      const cell = cursor.result.value;
-      labs.push(cell.lab);
-      if (exportedAt.get(cell.sha256) !== cell.reviewedAt) unexported += 1;
-      cursor.result.continue();
-    };
-    return () => ({ labs, unexported });
-  });
+  /** @type {string[]} */
+  const labs = [];
+  let unexported = 0;
+  await eachReview((cell) => {
+    labs.push(cell.lab);
+    if (exportedAt.get(cell.sha256) !== cell.reviewedAt) unexported += 1;
+    return undefined;
+  }, 'readonly');
+  return { labs, unexported };
 }
 
-/** Calls `visit` on every reviewed cell in one read-write pass, one cell at a time through a cursor
- * (getAll would hold every image's bytes at once). `visit` runs synchronously and returns the record to
- * put in the cell's place, or undefined. A throw from `visit` undoes the pass's changes and is rethrown.
- * @param {(cell: any) => object | undefined} visit */
-export async function eachReview(visit) {
+/** Calls `visit` on every reviewed cell in one pass, one cell at a time through a cursor (getAll would
+ * hold every image's bytes at once). `visit` runs synchronously and returns the record to put in the
+ * cell's place (a read-write pass only), or undefined. A throw from `visit` undoes the pass's changes
+ * and is rethrown.
+ * @param {(cell: any) => object | undefined} visit
+ * @param {IDBTransactionMode} mode */
+export async function eachReview(visit, mode = 'readwrite') {
   /** @type {unknown} */
   let failure = null;
   try {
-    await inStore('readwrite', (cells) => {
+    await inStore(mode, (cells) => {
       const cursor = cells.openCursor();
       cursor.onsuccess = () => {
         const at = cursor.result;
