@@ -173,6 +173,10 @@ def read_image(path: str, max_pixels: int, member: str | None = None,
     except Image.DecompressionBombError:
         # Pillow refuses, from the header alone, what is far over its own limit (twice 89 M pixels).
         raise BadImage(f"image too large: its header declares over {2 * Image.MAX_IMAGE_PIXELS} pixels") from None
+    except MemoryError:
+        raise
+    except Exception as err:  # noqa: BLE001 - a damaged header raises whatever its plugin raises
+        raise BadImage(f"truncated or corrupt image data ({_reason(err)})") from None
     width, height = img.size
     if width * height > max_pixels:
         raise BadImage(f"image too large: {width}x{height} pixels exceeds the limit of {max_pixels}")
@@ -180,10 +184,21 @@ def read_image(path: str, max_pixels: int, member: str | None = None,
         raise BadImage(f"unsupported image format {img.format}")
     try:
         img.load()
-    except (OSError, SyntaxError, ValueError) as err:
-        raise BadImage(f"truncated or corrupt image data ({err})") from None
-    if img.format == "JPEG" and img.mode == "RGB":
-        return data, height, width
+        if img.format == "JPEG" and img.mode == "RGB":
+            return data, height, width
+        return _as_rgb_png(img), height, width
+    except MemoryError:
+        raise
+    except Exception as err:  # noqa: BLE001 - as above: ValueError, struct.error, IndexError, ...
+        raise BadImage(f"truncated or corrupt image data ({_reason(err)})") from None
+
+
+def _reason(err: Exception) -> str:
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0]}" if text else type(err).__name__
+
+
+def _as_rgb_png(img: Image.Image) -> bytes:
     if img.mode.startswith("I"):
         img = sixteen_bit_to_8(img)
     # A BMP's fourth channel is not read as transparency: TF Serving's decoder does not read it either.
@@ -195,7 +210,7 @@ def read_image(path: str, max_pixels: int, member: str | None = None,
         rgb = img.convert("RGB")
     out = io.BytesIO()
     rgb.save(out, format="PNG")
-    return out.getvalue(), height, width
+    return out.getvalue()
 
 
 def sixteen_bit_to_8(img: Image.Image) -> Image.Image:

@@ -79,6 +79,35 @@ def test_unreadable_files(tmp_path, content, reason):
         reader.read_image(str(path), 10**8)
 
 
+def _png_with_a_damaged_header_length() -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (4, 4)).save(out, format="PNG")
+    good = out.getvalue()
+    return good[:8] + (5).to_bytes(4, "big") + good[12:]  # IHDR's length field: 5 instead of 13
+
+
+def _dds_header_pillow_cannot_read() -> bytes:
+    header = bytearray(124)
+    header[0:4] = (124).to_bytes(4, "little")
+    header[8:12] = (4).to_bytes(4, "little")   # height
+    header[12:16] = (4).to_bytes(4, "little")  # width
+    header[72:76] = (32).to_bytes(4, "little")   # pixel format size
+    header[76:80] = (0x4).to_bytes(4, "little")  # DDPF_FOURCC
+    header[80:84] = b"ZZZZ"                      # a compression Pillow does not know
+    return b"DDS " + bytes(header) + bytes(64)
+
+
+@pytest.mark.parametrize("content", [_png_with_a_damaged_header_length(), _dds_header_pillow_cannot_read()],
+                         ids=["png-ihdr-length", "dds-unknown-fourcc"])
+def test_a_header_pillow_raises_an_unexpected_error_on_is_one_reason(tmp_path, content):
+    # Pillow raises ValueError / NotImplementedError for these, which had escaped the ingest and stopped
+    # the whole run with no file named.
+    path = tmp_path / "damaged.png"
+    path.write_bytes(content)
+    with pytest.raises(reader.BadImage, match=r"^(not an image|truncated or corrupt image data) \("):
+        reader.read_image(str(path), 10**8)
+
+
 def test_truncated_jpeg(tmp_path, real_jpeg):
     path = tmp_path / "truncated.jpeg"
     path.write_bytes(real_jpeg[: len(real_jpeg) // 2])
