@@ -167,9 +167,12 @@ def last_blessed_labs(metadata_path: str) -> list[str]:
 
 def training_record(model_uri: str) -> dict | None:
     """The training record of a Trainer's Model artifact (its SavedModel is under Format-Serving)."""
-    from models.trainer.record import read_training_record
+    from models.trainer.record import UnreadableRecord, read_training_record
 
-    return read_training_record(os.path.join(model_uri, "Format-Serving"))
+    try:
+        return read_training_record(os.path.join(model_uri, "Format-Serving"))
+    except UnreadableRecord:  # the summary only shows it; the next run's Trainer refuses it
+        return None
 
 
 def _ingest_report(report_path: str | None) -> dict:

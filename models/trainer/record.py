@@ -10,14 +10,26 @@ import tensorflow as tf
 from models.features import TRAINING_RECORD_FILE
 
 
+class UnreadableRecord(ValueError):
+    """A model's training record exists but cannot be read: the checks that depend on it cannot run."""
+
+
 def read_training_record(model_dir: str) -> dict | None:
-    """The record of the SavedModel in `model_dir`; None for a model made before versions kept one."""
+    """The record of the SavedModel in `model_dir`; None for a model made before versions kept one.
+    Raises UnreadableRecord for one that is there but unreadable or damaged: read as "no record", it
+    would let a run drop the model's labs or change their split unchecked."""
+    path = os.path.join(model_dir, TRAINING_RECORD_FILE)
     try:
-        with tf.io.gfile.GFile(os.path.join(model_dir, TRAINING_RECORD_FILE)) as f:
+        with tf.io.gfile.GFile(path) as f:
             record = json.load(f)
-    except (OSError, ValueError, tf.errors.OpError):
+    except tf.errors.NotFoundError:
         return None
-    return record if isinstance(record, dict) else None
+    except (OSError, ValueError, tf.errors.OpError) as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UnreadableRecord(f"the training record {path} cannot be read ({reason})") from None
+    if not isinstance(record, dict):
+        raise UnreadableRecord(f"the training record {path} is not a JSON object")
+    return record
 
 
 def split_change(before: float | None, now: float) -> str | None:

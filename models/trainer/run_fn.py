@@ -84,7 +84,7 @@ def load_base_weights(model: keras.Model, base_model: str) -> None:
     # The pushed SavedModel holds the Keras model's variables (plus the transform's, unused here).
     try:
         model.load_weights(os.path.join(base_model, "variables", "variables")).assert_existing_objects_matched()
-    except (AssertionError, ValueError, tf.errors.OpError) as err:
+    except (AssertionError, ValueError) as err:  # what a model of other shapes gives; I/O errors fail the run
         raise BaseModelMismatch(str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__) from err
 
 

@@ -3,9 +3,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from models.features import TRAINING_RECORD_FILE
 from models.trainer import run_fn
 from models.trainer.params import TrainerParams
+from models.trainer.record import UnreadableRecord
 
 PARAMS = TrainerParams(class_names=("A", "B"), image_size=80, stain_normalisation=False, model="default", epochs=1,
                        batch_size=8, learning_rate=1e-3, early_stopping_patience=0, average_symmetries=True, seed=1,
@@ -30,6 +33,34 @@ def test_another_architecture_or_input_size_trains_from_the_start(tmp_path):
 
 def test_a_model_from_before_the_record_is_tried(tmp_path):
     assert run_fn.same_model(str(tmp_path), PARAMS)
+
+
+@pytest.mark.parametrize("damaged", ['{"mode": "adapted", "labs": ["tecom"], "lab_eval_fraction": 0.3', '["tecom"]'])
+def test_a_record_that_is_there_but_unreadable_fails_the_checks_instead_of_passing_them(tmp_path, damaged):
+    # Read as "a model from before records", a damaged record had let a run drop the model's lab and
+    # change its split, and had adapted a model of other classes.
+    (tmp_path / "assets.extra").mkdir()
+    (tmp_path / TRAINING_RECORD_FILE).write_text(damaged)
+    checks = [lambda: run_fn.same_model(str(tmp_path), PARAMS),
+              lambda: run_fn.refuse_labs_left_behind(str(tmp_path), set(), ()),
+              lambda: run_fn.refuse_other_split(str(tmp_path), set(), 0.2, ())]
+    for check in checks:
+        with pytest.raises(UnreadableRecord, match=r"^the training record .*training\.json (cannot be read|is not)"):
+            check()
+
+
+def test_a_base_model_whose_weights_cannot_be_read_fails_the_run_instead_of_training_from_the_start(tmp_path):
+    import tensorflow as tf
+
+    from models.trainer import architectures
+
+    model = architectures.build_model("default", PARAMS.image_size, PARAMS.num_classes)
+    with pytest.raises(tf.errors.NotFoundError):  # a missing or unreachable variables file is not a mismatch
+        run_fn.load_base_weights(model, str(tmp_path / "gone"))
+    blessed = _weights(tmp_path / "damaged", "default")
+    (tmp_path / "damaged" / "variables" / "variables.index").write_bytes(b"not a checkpoint index")
+    with pytest.raises(tf.errors.OpError):
+        run_fn.load_base_weights(model, blessed)
 
 
 def _weights(tmp_path, model_name):
