@@ -69,6 +69,13 @@ class ServingConfig(_Section):
         return name
 
 
+def _folder_or_gcs(location: str) -> str:
+    # What tf.io.gfile writes here: a plain folder or Cloud Storage (no s3:// or http:// plugin installed).
+    if "://" in location and not location.startswith("gs://"):
+        raise ValueError(f"'{location}': a folder or gs://BUCKET/PREFIX (the publisher writes no other scheme)")
+    return location
+
+
 class BrowserConfig(_Section):
     """The tfjs model published for the web client (components/tfjs_publisher)."""
     cdn_base: str = ""                   # CDN origin (folder or gs://); empty: <run_dir>/cdn
@@ -76,10 +83,12 @@ class BrowserConfig(_Section):
     review_threshold: float = Field(DEFAULT_REVIEW_THRESHOLD, ge=0, le=1)   # top probability under this: flag for review
     converter: str = ""                  # empty: $BLOODCELL_TFJS_CONVERTER, else tensorflowjs_converter
 
+    _cdn_base = field_validator("cdn_base")(_folder_or_gcs)
+
 
 class LabsConfig(_Section):
     """Labs' own reviewed cells (docs/labs.md): each lab is a source the model is adapted to."""
-    dir: str = "labs"                    # every sub-folder is one lab: review exports (*.zip) and/or class folders
+    dir: str = "labs"                    # every sub-folder is one lab: review exports (*.zip) and/or class folders; empty: none
     sources: dict[str, str] = {}         # more labs, name -> folder (make run ARGS="--lab-source NAME=DIR")
     eval_fraction: float = Field(0.3, gt=0, lt=1)   # of each lab's cells, by sha256: gate and figures, never trained
     adapt_steps: int = Field(600, ge=1)  # fine-tuning batches when the last blessed model is warm-started
@@ -93,6 +102,8 @@ class LabsConfig(_Section):
     @field_validator("sources", mode="before")
     @classmethod
     def _named_folders(cls, sources):
+        if sources is not None and not isinstance(sources, dict):
+            raise ValueError("must map lab names to folders (NAME: DIR)")
         for name, folder in (sources or {}).items():
             if not re.match(LAB_NAME_PATTERN, str(name)) or name == BASE_SOURCE:
                 raise ValueError(f"lab name '{name}' must be 1-64 letters, digits, '.', '_' or '-', "
@@ -122,6 +133,8 @@ class KubeflowConfig(_Section):
     image: str = "REGISTRY/bloodcell-pipeline:latest"
     cdn_base: str = "gs://YOUR-BUCKET/bloodcell/cdn"               # the CDN's origin bucket
     labs_dir: str = ""                   # e.g. gs://BUCKET/bloodcell/labs: one sub-prefix per lab; empty: no labs
+
+    _cdn_base = field_validator("cdn_base")(_folder_or_gcs)
     endpoint: str = "http://localhost:8080"
     experiment: str = "bloodcell"
     schedule_cron: str = "0 0 3 * * 1"   # KFP cron has a seconds field: 03:00 every Monday
@@ -192,7 +205,8 @@ class Config(_Section):
 
     @property
     def labs_path(self) -> str:
-        return self.resolve(self.labs.dir)
+        """The labs folder; "" for none (resolved, "" would be the checkout itself)."""
+        return self.resolve(self.labs.dir) if self.labs.dir else ""
 
     def lab_sources(self) -> dict[str, str]:
         return {name: self.resolve(folder) for name, folder in self.labs.sources.items()}

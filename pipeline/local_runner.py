@@ -135,6 +135,8 @@ def main(argv=None) -> int:
     from pipeline import run_log
 
     with run_log.captured(None, enabled=not args.verbose):  # TensorFlow's and TFX's start-up lines
+        import tensorflow as tf
+
         from components.image_example_gen import image_reader
         from pipeline.pipeline import create_pipeline  # noqa: F401  (imports TFX)
 
@@ -151,6 +153,9 @@ def main(argv=None) -> int:
         print(f"error: a file name under {config.data_path} is not UTF-8 ({_bad_name_bytes(err)}): rename it",
               file=sys.stderr)
         return 2
+    except (tf.errors.OpError, OSError) as err:  # e.g. a sub-folder this user may not list
+        print(f"error: cannot read the data folder {config.data_path}: {one_line(err)}", file=sys.stderr)
+        return 2
 
     problem = _delivery_problem(config)
     if problem:  # found now, not after the Trainer's minutes (warm-up) or the Pusher (converter)
@@ -164,7 +169,13 @@ def main(argv=None) -> int:
     except OSError as err:
         print(f"error: cannot create the output folder {config.run_dir}: {err.strerror}", file=sys.stderr)
         return 2
-    with open(os.path.join(config.run_dir, RUN_LOCK), "a") as lock:
+    try:
+        lock = open(os.path.join(config.run_dir, RUN_LOCK), "a")
+    except OSError as err:  # e.g. left by a run as another user
+        print(f"error: cannot open the run lock {os.path.join(config.run_dir, RUN_LOCK)}: {err.strerror}",
+              file=sys.stderr)
+        return 2
+    with lock:
         try:
             # Two runs on one folder would share its metadata store: each summary could report the
             # other's blessing. Taken before the store is read; it goes with the process, however it ends.
@@ -242,7 +253,7 @@ def _run_locked(args: argparse.Namespace, config, data_root: str) -> int:
         return 2
     last = run_inputs.last_finished(config.run_dir)
     if args.if_changed and last and last.get("inputs_key") == key:
-        if last.get("blessed") is False:  # a failure until the inputs change: a skip must not read as all well
+        if last.get("blessed") is not True:  # a failure until the inputs change: a skip must not read as all well
             print(f"error: nothing changed since the run that finished {last.get('finished_at')}, whose model was not "
                   "blessed (the last blessed model stays in service; it would not be blessed again): skipped",
                   file=sys.stderr)

@@ -34,6 +34,12 @@ def test_overrides_apply_with_yaml_types():
     # Checked here, not after the ingest and Transform have run (Keras refuses it in the Trainer).
     ("training.seed=-1", "training.seed: Input should be greater than or equal to 0"),
     (f"training.seed={2**32}", "training.seed: Input should be less than or equal to 4294967295"),
+    # A wrong type had raised AttributeError past the one-line errors.
+    ("labs.sources=foo", "labs.sources: Value error, must map lab names to folders"),
+    ("labs.sources=[a]", "labs.sources: Value error, must map lab names to folders"),
+    # Accepted before, the run then failed in its last step, after pushing to TF Serving.
+    ("browser.cdn_base=s3://bucket/cdn", "browser.cdn_base: Value error, 's3://bucket/cdn': a folder or gs://"),
+    ("kubeflow.cdn_base=https://cdn.example/x", "kubeflow.cdn_base: Value error, 'https://cdn.example/x': a folder or gs://"),
 ])
 def test_invalid_values_give_one_line_errors(override, message):
     with pytest.raises(ConfigError) as err:
@@ -164,3 +170,12 @@ def test_a_section_whose_keys_are_all_commented_out_keeps_config_yamls(tmp_path)
     mine = tmp_path / "mine.yaml"
     mine.write_text("training:\n  # epochs: 5\n")
     assert load_config(mine).training == load_config().training
+
+
+def test_an_empty_labs_dir_means_no_labs_folder_not_the_checkout(tmp_path):
+    # "" had resolved to the repository root, and every top-level folder of the checkout became a lab.
+    from components.image_example_gen import lab_sources
+
+    config = load_config(overrides=['labs.dir=""'])
+    assert config.labs_path == ""
+    assert lab_sources.discover(config.labs_path) == {}

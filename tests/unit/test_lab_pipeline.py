@@ -94,6 +94,10 @@ def test_if_changed_skips_a_run_whose_inputs_the_last_finished_run_read(tmp_path
     assert capsys.readouterr().err.strip() == (
         "error: nothing changed since the run that finished 2026-12-07T00:00:00Z, whose model was not blessed "
         "(the last blessed model stays in service; it would not be blessed again): skipped")
+    # A run whose blessing the summary did not find (it exited 1) is no blessed run either.
+    run_inputs.record_finished(str(run_dir), run_inputs.inputs_key(config, str(data)), "2026-12-08T00:00:00Z", None)
+    assert local_runner.main(args) == 1
+    assert "whose model was not blessed" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("where", ["data", "labs"])
@@ -111,8 +115,9 @@ def test_a_file_name_that_is_not_utf8_is_one_line_and_exit_2(capsys, tmp_path, w
     assert err.startswith("error: a file name under ") and "is not UTF-8" in err
 
 
-@pytest.mark.parametrize("case", ["bad name", "two folders", "output not writable", "output under a file"])
-def test_a_bad_lab_folder_or_output_folder_is_one_line_and_exit_2_before_the_run(capsys, tmp_path, case):
+@pytest.mark.parametrize("case", ["bad name", "two folders", "output not writable", "output under a file",
+                                  "data folder unreadable", "run lock unopenable"])
+def test_a_bad_lab_folder_or_output_folder_is_one_line_and_exit_2_before_the_run(capsys, tmp_path, case, monkeypatch):
     # Found before the pipeline starts, as a bad data folder is: not a failed ExampleGen with exit 1.
     data = make_dataset(tmp_path / "data", {"TRAIN": 2, "TEST": 1})
     labs, out = tmp_path / "labs", tmp_path / "out"
@@ -128,6 +133,17 @@ def test_a_bad_lab_folder_or_output_folder_is_one_line_and_exit_2_before_the_run
             pytest.skip("root writes to any folder")
         out.mkdir()
         out.chmod(0o500)
+    elif case == "data folder unreadable":  # a sub-folder the run's user may not list: had been a traceback
+        import tensorflow as tf
+
+        from components.image_example_gen import image_reader
+
+        def denied(*_args, **_kwargs):
+            raise tf.errors.PermissionDeniedError(None, None, f"{data}/TRAIN/private; Permission denied")
+
+        monkeypatch.setattr(image_reader, "list_source", denied)
+    elif case == "run lock unopenable":  # e.g. left by a run as another user: had been a traceback
+        (out / "bloodcell" / ".run.lock").mkdir(parents=True)
     else:
         (tmp_path / "file").write_text("x")
         out = tmp_path / "file" / "out"
@@ -135,7 +151,8 @@ def test_a_bad_lab_folder_or_output_folder_is_one_line_and_exit_2_before_the_run
     err = capsys.readouterr().err.strip()
     assert code == 2 and "\n" not in err and err.startswith("error: "), err
     expected = {"bad name": "lab source name 'my lab' must be", "two folders": "lab 'mylab' is both a folder",
-                "output not writable": "cannot create the output folder", "output under a file": "cannot create"}[case]
+                "output not writable": "cannot create the output folder", "output under a file": "cannot create",
+                "data folder unreadable": "cannot read the data folder", "run lock unopenable": "cannot open the run lock"}[case]
     assert expected in err, err
 
 
