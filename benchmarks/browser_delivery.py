@@ -48,9 +48,10 @@ def main() -> None:
             names.append(name)
         bh.world_readable(origin)
         dist = os.path.join(tmp, "dist")
+        # The page loads models only from origins its build allows: the CDN's port is fixed before it.
         subprocess.run(["npm", "run", "build", "--", "--outDir", dist], cwd=bh.WEB, check=True,
-                       capture_output=True)
-        with bh.static_server(dist) as app, bh.nginx_cdn(origin, app) as (cdn, _):
+                       capture_output=True, env={**os.environ, "VITE_ALLOWED_MODEL_ORIGINS": bh.CDN_ORIGIN})
+        with bh.static_server(dist) as app, bh.nginx_cdn(origin, app, bh.CDN_PORT) as (cdn, _):
             cmd = ["node", "scripts/browser-bench.mjs", "--app", app, "--loads", str(args.loads),
                    "--repeats", str(args.repeats)]
             for name in names:
@@ -61,6 +62,10 @@ def main() -> None:
             if done.returncode != 0:
                 sys.exit(f"error: browser benchmark failed: {done.stderr.strip().splitlines()[-1:]}")
             rows = json.loads(done.stdout)
+    print(json.dumps(rows), file=sys.stderr)
+    failed = [r for r in rows if not r["ran_on"] or not r.get("inference_ms")]
+    if failed:  # a page that did not load its model measured nothing: no row of figures for it
+        sys.exit("error: " + "; ".join(f"{r['model']} on {r['backend']}: {r['status']}" for r in failed))
 
     print(f"headless chromium, {args.quantization} weights, {args.loads} cold loads per cell (median), "
           f"{args.repeats} timed predictions on a 240x320 image; ratios against {names[0]}")
@@ -76,7 +81,6 @@ def main() -> None:
         inf_txt = f"{inf:.2f} | {inf / b['inference_ms']:.2f}" if inf and b.get("inference_ms") else "n/a | n/a"
         print(f"| {r['model']} | {r['backend']} ({ran}) | {size:.0f} | {size / statistics.median(b['bytes']):.2f} | "
               f"{r['cold_load_median_ms']:.0f} | {r['cold_load_median_ms'] / b['cold_load_median_ms']:.2f} | {inf_txt} |")
-    print(json.dumps(rows), file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -27,8 +27,9 @@ def make_dataset(file_pattern: list[str], tf_transform_output: tft.TFTransformOu
     of `left_out_sources` (labs not trained on: adaptable_labs)."""
     feature_spec = tf_transform_output.transformed_feature_spec()
     files = tf.data.Dataset.list_files(file_pattern, shuffle=training, seed=seed)
+    # In a fixed order even when training: the seeded shuffle and augmentation must get the same input.
     ds = files.interleave(lambda f: tf.data.TFRecordDataset(f, compression_type="GZIP"),
-                          cycle_length=4, num_parallel_calls=tf.data.AUTOTUNE, deterministic=not training)
+                          cycle_length=4, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if left_out_sources:
         source, left_out = _feature_of(feature_spec, SOURCE_KEY), tf.constant(list(left_out_sources))
         ds = ds.filter(lambda r: tf.logical_not(tf.reduce_any(tf.equal(source(r), left_out))))

@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -332,3 +333,15 @@ def test_browser_classifies_through_the_cdn_then_offline(published, pipeline_run
         assert result["record"].startswith(f"On the {sum(map(sum, matrix))} evaluation images: "), result
         assert f"{expected} was the answer for {100 * own[CLASSES.index(expected)] / sum(own):.1f} %" \
             in result["record"], result
+
+
+def test_the_browser_delivery_benchmark_measures_a_model(pipeline_run):
+    # Its page had refused the benchmark's CDN origin (built without it), and the script then divided by
+    # the zero bytes of a load that never happened.
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.browser_delivery",
+         "--model", f"sample={pipeline_run.pushed}", "--loads", "1", "--repeats", "2", "--backend", "wasm"],
+        cwd=bh.REPO, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    row = next(line for line in done.stdout.splitlines() if line.startswith("| sample |"))
+    assert "| wasm (wasm) |" in row and "n/a" not in row, row

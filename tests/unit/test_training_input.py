@@ -45,3 +45,12 @@ def test_training_batches_draw_from_the_whole_split_from_the_first_batch(tmp_pat
 
 def test_count_records():
     assert data.count_records(tf.data.Dataset.range(37)) == 37
+
+
+def test_the_same_seed_gives_the_same_training_order_from_several_files(tmp_path):
+    # Transform writes a split as several files (train and val with train_on_val): read in whatever
+    # order the parallel reads finished, the seeded shuffle and augmentation got other inputs each run.
+    files = [_class_ordered_records(tmp_path / f"part{i}.gz", per_class=[15, 75][i % 2]) for i in range(4)]
+    orders = {np.concatenate([y.numpy() for _, y in data.make_dataset(files, _TransformOutput(), 32, True, 7)]).tobytes()
+              for _ in range(5)}
+    assert len(orders) == 1
