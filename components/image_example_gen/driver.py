@@ -21,14 +21,13 @@ from components.image_example_gen import executor, lab_sources
 def folder_fingerprint(root: str, lab: bool = False) -> str:
     """sha256 over (relative path, size, modification time) of every file under root, in sorted order.
     TensorFlow gives the time in whole seconds (in a nanosecond field): a same-size rewrite within the
-    second is not seen. A lab's folder is a share its people write to, read as the ingest reads it:
-    without hidden files and system folders (lab_sources.walk_files), and a file that cannot be read (a
-    dangling link) is in it by its name alone, for the ingest to report; elsewhere that raises
-    tf.errors.OpError."""
+    second is not seen. Read as the ingest reads a folder: without hidden files and hidden or system
+    folders (lab_sources.walk_files). A lab's folder is a share its people write to: a file or folder that
+    cannot be read (a dangling link, a folder of another user) is in it by its name alone, for the ingest
+    to report; elsewhere that raises tf.errors.OpError."""
     entries = []
-    files = lab_sources.walk_files(root) if lab else (
-        os.path.join(dirpath, name) for dirpath, _, names in tf.io.gfile.walk(root) for name in names)
-    for path in files:
+    unreadable: list[tuple[str, str]] | None = [] if lab else None
+    for path in lab_sources.walk_files(root, unreadable):
         try:
             stat = tf.io.gfile.stat(path)
         except tf.errors.OpError:
@@ -37,6 +36,7 @@ def folder_fingerprint(root: str, lab: bool = False) -> str:
             entries.append(f"{os.path.relpath(path, root)}\0unreadable")
             continue
         entries.append(f"{os.path.relpath(path, root)}\0{stat.length}\0{stat.mtime_nsec}")
+    entries += [f"{os.path.relpath(folder, root)}\0unreadable folder" for folder, _ in unreadable or []]
     digest = hashlib.sha256("\n".join(sorted(entries)).encode("utf-8", "surrogateescape"))
     return f"files:{len(entries)},tree:{digest.hexdigest()}"
 

@@ -76,24 +76,21 @@ def _list_class_folders(folder: str, split_of, class_names: list[str], root: str
                         candidates: list, rejected: list) -> None:
     for entry in sorted(e.rstrip("/") for e in gfile.listdir(folder)):
         class_dir = os.path.join(folder, entry)
+        if lab_sources.ignored_name(entry):
+            continue  # .DS_Store, a share's @eaDir thumbnails, a notebook's checkpoints: not inputs
         if not gfile.isdir(class_dir):
-            if not entry.startswith("."):
-                rel = class_dir[len(root):].lstrip("/")
-                rejected.append(Rejected(rel, split_of(rel), "not in a class folder"))
+            rel = class_dir[len(root):].lstrip("/")
+            rejected.append(Rejected(rel, split_of(rel), "not in a class folder"))
             continue
-        for dirpath, _, files in gfile.walk(class_dir):
-            for name in sorted(files):
-                if name.startswith("."):
-                    continue  # .DS_Store and friends are not inputs
-                path = os.path.join(dirpath, name)
-                rel = path[len(root):].lstrip("/")
-                split = split_of(rel)
-                if entry not in class_names:
-                    rejected.append(Rejected(rel, split, f"unknown class folder '{entry}'"))
-                elif not name.lower().endswith(IMAGE_EXTENSIONS):
-                    rejected.append(Rejected(rel, split, "not an image file extension"))
-                else:
-                    candidates.append(Candidate(path, rel, split, entry, class_names.index(entry)))
+        for path in sorted(lab_sources.walk_files(class_dir)):
+            rel = path[len(root):].lstrip("/")
+            split = split_of(rel)
+            if entry not in class_names:
+                rejected.append(Rejected(rel, split, f"unknown class folder '{entry}'"))
+            elif not path.lower().endswith(IMAGE_EXTENSIONS):
+                rejected.append(Rejected(rel, split, "not an image file extension"))
+            else:
+                candidates.append(Candidate(path, rel, split, entry, class_names.index(entry)))
 
 
 def read_bytes(path: str) -> bytes:

@@ -167,6 +167,19 @@ def _entry_time(cell) -> tuple[str | None, str | None]:
     return when, None
 
 
+# Its reviews are lost to this run, and an older review of the same cell would stand unseen.
+CUT_SHORT_ZIP = ("a zip cut short or damaged (no directory at its end; an interrupted copy?): copy the export "
+                 "again; until then none of its reviews is read, and older reviews of its cells stand")
+
+
+def _starts_as_zip(path: str) -> bool:
+    try:
+        with gfile.GFile(path, "rb") as f:
+            return f.read(4) == b"PK\x03\x04"
+    except tf.errors.OpError:
+        return False
+
+
 def read_export(path: str, rel: str, class_names: list[str], order: int
                 ) -> tuple[list[Review], list[Refused], str | None]:
     """The reviews of one export zip, what in it cannot be used (each with a reason), and the lab its
@@ -176,7 +189,7 @@ def read_export(path: str, rel: str, class_names: list[str], order: int
             length = gfile.stat(path).length
             archive = opened.enter_context(_open_zip(opened.enter_context(gfile.GFile(path, "rb")), length))
         except zipfile.BadZipFile:
-            return [], [Refused(rel, "not a review export (not a zip file)")], None
+            return [], [Refused(rel, CUT_SHORT_ZIP if _starts_as_zip(path) else "not a review export (not a zip file)")], None
         except tf.errors.OpError as err:
             return [], [Refused(rel, f"unreadable file ({first_line(err)})")], None
         except DAMAGED_ZIP as err:
@@ -238,14 +251,27 @@ def _read_archive(archive: zipfile.ZipFile, path: str, rel: str, class_names: li
     return reviews, refused, manifest["lab"]
 
 
-def walk_files(root: str):
-    """Every file under root but hidden ones and those in system folders, which are never entered (a
-    share's lost+found may not even be listable)."""
-    for dirpath, subdirs, files in gfile.walk(root):
-        subdirs[:] = [d for d in subdirs if not _ignored(d.rstrip("/"))]  # gfile.walk descends into this list
-        for name in sorted(files):
-            if not name.startswith("."):
-                yield os.path.join(dirpath, name)
+def walk_files(root: str, unreadable: list[tuple[str, str]] | None = None):
+    """Every file under root but hidden ones and those in hidden or system folders, which are never
+    entered (a share's lost+found may not even be listable). A folder that cannot be listed goes into
+    `unreadable` as (path, reason) when it is given; otherwise its tf.errors.OpError is raised."""
+    try:
+        entries = sorted(e.rstrip("/") for e in gfile.listdir(root))
+    except tf.errors.OpError as err:
+        if unreadable is None:
+            raise
+        unreadable.append((root, first_line(err)))
+        return
+    folders = []
+    for name in entries:
+        path = os.path.join(root, name)
+        if gfile.isdir(path):
+            if not ignored_name(name):
+                folders.append(path)
+        elif not name.startswith("."):
+            yield path
+    for folder in folders:
+        yield from walk_files(folder, unreadable)
 
 
 UNZIPPED_EXPORT = ("an unzipped review export (a browser such as Safari unzips downloads): put the "
@@ -274,7 +300,10 @@ def list_lab(name: str, root: str, class_names: list[str]) -> LabListing:
     reviews: list[Review] = []
     refused: list[Refused] = []
     other_labs: list[dict] = []
-    paths = sorted(walk_files(root))
+    unreadable: list[tuple[str, str]] = []
+    paths = sorted(walk_files(root, unreadable))
+    refused += [Refused(posixpath.normpath(posixpath.join("labs", name, os.path.relpath(folder, root).replace(os.sep, "/"))),
+                        f"a folder that cannot be read ({reason})") for folder, reason in unreadable]
     # Folder names as a reviewer may type them (neutrophil, Unsure) are the labels they name.
     labels = {label.upper(): label for label in (*class_names, *NOT_TRAINED_LABELS)}
     # Read as plain class folders, an unzipped export's images would count as reviewed before every
@@ -338,7 +367,8 @@ def list_lab(name: str, root: str, class_names: list[str]) -> LabListing:
     return listing
 
 
-def _ignored(name: str) -> bool:
+def ignored_name(name: str) -> bool:
+    """A hidden or system file or folder: never an input."""
     return name.startswith(".") or name in SYSTEM_FOLDERS
 
 
@@ -348,7 +378,7 @@ def _top_entries(labs_root: str) -> list[tuple[str, str, bool]]:
     if not labs_root or not gfile.isdir(labs_root):
         return []
     paths = [(e.rstrip("/"), os.path.join(labs_root, e.rstrip("/"))) for e in sorted(gfile.listdir(labs_root))
-             if not _ignored(e.rstrip("/"))]
+             if not ignored_name(e.rstrip("/"))]
     return [(name, path, gfile.isdir(path)) for name, path in paths]
 
 

@@ -229,3 +229,16 @@ def test_a_file_directly_inside_a_split_folder_is_reported(tmp_path, real_jpeg):
     _, rejected = listing(tmp_path)
     assert {r.rel_path: r.reason for r in rejected} == {"TRAIN/cell.jpeg": "not in a class folder",
                                                        "TEST/notes.txt": "not in a class folder"}
+
+
+def test_hidden_and_share_system_folders_inside_a_class_folder_are_not_inputs(tmp_path, real_jpeg):
+    # A Synology share keeps a thumbnail of every image under @eaDir; Jupyter keeps checkpoint copies:
+    # both had become examples, each cell again in train, val and eval.
+    make_dataset(tmp_path)
+    for extra in ("TRAIN/NEUTROPHIL/@eaDir/0.jpeg/SYNOPHOTO_THUMB_M.jpg",
+                  "TEST/NEUTROPHIL/.ipynb_checkpoints/1-checkpoint.jpeg", "TRAIN/@eaDir/x.jpeg", "TEST/.cache/y.jpeg"):
+        (tmp_path / extra).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / extra).write_bytes(real_jpeg)
+    candidates, rejected = listing(tmp_path)
+    assert rejected == []
+    assert not [c.rel_path for c in candidates if "@eaDir" in c.rel_path or "/." in c.rel_path]

@@ -491,3 +491,38 @@ def test_a_review_from_a_clock_far_ahead_is_refused_not_the_latest_for_ever(tmp_
     assert sorted(c.label for c in listing.cells) == ["MONOCYTE", "NEUTROPHIL"]  # a zone set wrong is slack
     assert _reasons(listing)[wrong["file"]].endswith("is in the future: the reviewing computer's clock is wrong; "
                                                      "set it right, review the cell again, and remove this export")
+
+
+def test_a_lab_sub_folder_that_cannot_be_listed_is_one_refused_line_and_the_rest_is_read(tmp_path, images):
+    # It had raised PermissionDenied out of the listing and the fingerprint: no lab and not the base ran.
+    lab = tmp_path / "labs" / "mylab"
+    review_export.write_export(lab / "1.zip", [review_export.cell(images[0], "NEUTROPHIL")])
+    locked = lab / "NEUTROPHIL" / "private"
+    locked.mkdir(parents=True)
+    shutil.copy(images[1], lab / "NEUTROPHIL" / "x.jpeg")
+    locked.chmod(0)
+    try:
+        listing = lab_sources.list_lab("mylab", str(lab), CLASSES)
+        assert len(listing.cells) == 2
+        assert [(r.rel_path, r.reason.split(" (")[0]) for r in listing.refused] == [
+            ("labs/mylab/NEUTROPHIL/private", "a folder that cannot be read")]
+        before = labs_fingerprint({"labs_root": str(tmp_path / "labs")})
+        locked.chmod(0o700)
+        assert labs_fingerprint({"labs_root": str(tmp_path / "labs")}) != before  # readable again: read again
+    finally:
+        locked.chmod(0o700)
+
+
+def test_an_export_cut_short_says_so_and_that_older_reviews_stand(tmp_path, images):
+    # A newer export cut short by an interrupted copy had read "not a zip file", and the older label of
+    # its cells was trained on with nothing saying why.
+    lab = tmp_path / "lab"
+    review_export.write_export(lab / "1.zip", [review_export.cell(images[0], "NEUTROPHIL", "2026-12-01T10:00:00Z")])
+    newer = review_export.write_export(lab / "2.zip", [review_export.cell(images[0], "LYMPHOCYTE",
+                                                                          "2026-12-02T10:00:00Z")])
+    newer.write_bytes(newer.read_bytes()[:len(newer.read_bytes()) // 2])
+    (lab / "3.zip").write_bytes(b"<html>a login page saved as a zip</html>")
+    listing = lab_sources.list_lab("lab", str(lab), CLASSES)
+    assert [c.label for c in listing.cells] == ["NEUTROPHIL"]
+    reasons = {os.path.basename(r.rel_path): r.reason for r in listing.refused}
+    assert reasons == {"2.zip": lab_sources.CUT_SHORT_ZIP, "3.zip": "not a review export (not a zip file)"}
