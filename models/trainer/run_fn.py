@@ -8,6 +8,7 @@ import logging
 import math
 import os
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 import tf_keras as keras
@@ -69,11 +70,25 @@ def train(params: TrainerParams, train_ds: tf.data.Dataset, val_ds: tf.data.Data
         early_stopping = keras.callbacks.EarlyStopping(monitor="val_loss", patience=params.early_stopping_patience,
                                                        restore_best_weights=True)
         callbacks.append(early_stopping)
+    callbacks.append(keras.callbacks.TerminateOnNaN())
     model.fit(train_ds, validation_data=val_ds, epochs=params.epochs, callbacks=callbacks, verbose=2)
+    refuse_non_finite(model, "training.learning_rate")
     if early_stopping and early_stopping.best_weights is not None:
         # tf_keras restores them at the end of training whether or not it stopped early.
         logging.info("kept the weights of the epoch with the best val_loss (%.4f)", early_stopping.best)
     return in_float32(model, params)
+
+
+class TrainingDiverged(ValueError):
+    """The loss became NaN or infinite: the weights are no model."""
+
+
+def refuse_non_finite(model: keras.Model, rate_setting: str) -> None:
+    # A NaN model would otherwise be exported, its probabilities NaN, and could be blessed where nothing
+    # was blessed before it.
+    if not all(np.isfinite(w).all() for w in model.get_weights()):
+        raise TrainingDiverged(f"training diverged (the loss became NaN or infinite; the weights are not finite): "
+                               f"lower {rate_setting}")
 
 
 class BaseModelMismatch(Exception):
@@ -106,7 +121,9 @@ def adapt(params: TrainerParams, base_model: str, train_ds: tf.data.Dataset, val
                       loss="sparse_categorical_crossentropy", metrics=["sparse_categorical_accuracy"])
     logging.info("adapting the blessed model %s for %d batches", base_model, params.adapt_steps)
     model.fit(train_ds, validation_data=val_ds, steps_per_epoch=params.adapt_steps, epochs=1, verbose=2,
-              callbacks=[keras.callbacks.TensorBoard(log_dir=log_dir, update_freq="epoch")])
+              callbacks=[keras.callbacks.TensorBoard(log_dir=log_dir, update_freq="epoch"),
+                         keras.callbacks.TerminateOnNaN()])
+    refuse_non_finite(model, "labs.adapt_learning_rate")
     return in_float32(model, params)
 
 

@@ -178,3 +178,19 @@ def test_run_fn_refuses_another_split_and_records_its_own(tmp_path, monkeypatch)
     record = _run_fn_without_training(tmp_path, monkeypatch, None, dataclasses.replace(PARAMS, lab_eval_fraction=0.2),
                                       lab_cells=tecom)
     assert record["lab_eval_fraction"] == 0.2 and record["labs"] == ["tecom"] and record["mode"] == "trained"
+
+
+def test_a_training_or_fine_tune_whose_loss_becomes_nan_fails_in_one_line(tmp_path):
+    # It had exported a model of NaN weights (NaN probabilities; the tutorial CNN, with no review score to
+    # trip over, could be blessed where no model was blessed before).
+    import numpy as np
+    import tensorflow as tf
+
+    images = np.full((8, 80, 80, 3), np.nan, np.float32)
+    nan_batches = tf.data.Dataset.from_tensor_slices((images, np.arange(8) % 2)).batch(4)
+    params = TrainerParams(**{**PARAMS.__dict__, "adapt_steps": 1})
+    with pytest.raises(run_fn.TrainingDiverged, match=r"^training diverged .*lower training\.learning_rate$"):
+        run_fn.train(params, nan_batches, nan_batches, str(tmp_path / "t"))
+    with pytest.raises(run_fn.TrainingDiverged, match=r"lower labs\.adapt_learning_rate$"):
+        run_fn.adapt(params, _weights(tmp_path / "same", "default"), nan_batches.repeat(), nan_batches,
+                     str(tmp_path / "a"))
