@@ -121,7 +121,9 @@ class BeamConfig(_Section):
 class TrainerResources(_Section):
     cpu_limit: float = Field(8, gt=0)
     memory_limit_gib: float = Field(32, gt=0)
-    gpu_type: str = "nvidia.com/gpu"
+    # Vertex AI's accelerator names (NVIDIA_L4, NVIDIA_TESLA_T4, ...): Vertex AI runs this spec; an
+    # open-source KFP backend would take nvidia.com/gpu.
+    gpu_type: str = "NVIDIA_TESLA_T4"
     gpu_count: int = Field(1, ge=0)
 
 

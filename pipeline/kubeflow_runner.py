@@ -23,7 +23,7 @@ def trainer_resources(config: Config):
 
     spec = pipeline_spec_pb2.PipelineDeploymentConfig.PipelineContainerSpec.ResourceSpec
     t = config.kubeflow.trainer
-    resources = spec(cpu_limit=t.cpu_limit, memory_limit=t.memory_limit_gib)
+    resources = spec(cpu_limit=t.cpu_limit, memory_limit=t.memory_limit_gib * 2**30 / 1e9)  # the spec counts GB
     if t.gpu_count:
         resources.accelerator.CopyFrom(spec.AcceleratorConfig(type=t.gpu_type, count=t.gpu_count))
     return resources

@@ -69,8 +69,10 @@ def test_only_the_trainer_asks_for_a_gpu(compiled):
                 if ex.get("container", {}).get("resources", {}).get("accelerator")}
     assert with_gpu == {"Trainer_executor"}
     trainer = executors["Trainer_executor"]["container"]
-    assert trainer["resources"]["accelerator"] == {"count": "1", "type": "nvidia.com/gpu"}
-    assert (trainer["resources"]["cpuLimit"], trainer["resources"]["memoryLimit"]) == (8.0, 32.0)
+    assert trainer["resources"]["accelerator"] == {"count": "1", "type": "NVIDIA_TESLA_T4"}
+    # The spec's memory limit is in GB (KFP reads "32Gi" as 34.36): 32 GiB asked for, 32 GiB given.
+    assert trainer["resources"]["cpuLimit"] == 8.0
+    assert trainer["resources"]["memoryLimit"] == pytest.approx(32 * 2**30 / 1e9)
     images = {ex["container"]["image"] for ex in executors.values() if "container" in ex}
     assert images == {"registry.example/bc:1"}
 
