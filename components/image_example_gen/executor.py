@@ -58,6 +58,24 @@ def _write_json(path: str, data: dict) -> None:
         json.dump(data, f, indent=2)
 
 
+EXPORT_UNIT_CELLS = 256  # cells of one export decoded in a row: the export is read once for them
+FILE_UNIT_CELLS = 32
+
+
+def work_units(candidates: list[image_reader.Candidate]) -> list[list[image_reader.Candidate]]:
+    """The candidates in groups that one worker decodes one after another. An export's cells stay
+    together: spread one by one, a worker switched exports at every cell and read a whole export
+    again each time (it keeps two in memory)."""
+    by_export: dict[str | None, list[image_reader.Candidate]] = {}
+    for candidate in candidates:
+        by_export.setdefault(candidate.path if candidate.member else None, []).append(candidate)
+    units = []
+    for export, group in by_export.items():
+        size = FILE_UNIT_CELLS if export is None else EXPORT_UNIT_CELLS
+        units += [group[i:i + size] for i in range(0, len(group), size)]
+    return units
+
+
 class _DecodeImage(beam.DoFn):
     """Candidate -> (split, serialized tf.Example); bad inputs go to the `rejected` output."""
 
@@ -110,8 +128,9 @@ class Executor(BaseExampleGenExecutor):
     def GenerateExamplesByBeam(self, pipeline: beam.Pipeline, exec_properties: dict[str, Any]):
         decoded = (
             pipeline
-            | "ListedImages" >> beam.Create(self._candidates)
+            | "ListedImages" >> beam.Create(work_units(self._candidates))
             | "Distribute" >> beam.Reshuffle()
+            | "Cells" >> beam.FlatMap(lambda unit: unit)
             | "DecodeImages" >> beam.ParDo(_DecodeImage(int(self._params["max_pixels"]))).with_outputs(
                 "rejected", main="examples"))
         _ = decoded.rejected | "WriteRejects" >> beam.io.WriteToText(

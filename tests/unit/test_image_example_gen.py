@@ -162,3 +162,32 @@ def test_a_dataset_without_the_layout_its_spec_assumed_stops_in_one_line(tmp_pat
     context = BaseBeamExecutor.Context(beam_pipeline_args=["--runner=DirectRunner"], tmp_dir=str(tmp_path / "tmp"))
     with pytest.raises(image_reader.IngestError, match=f"{flat} has no TRAIN/ folder"):
         executor_lib.Executor(context).Do({}, {"examples": [examples]}, props)
+
+
+def test_each_export_is_read_once_not_once_per_cell(tmp_path, monkeypatch):
+    # The cells were spread one by one: a worker keeping two exports in memory read a whole export
+    # again at nearly every cell of a lab with three (10 exports of 500 cells: about 4,000 reads).
+    import functools
+
+    from components.image_example_gen import lab_sources
+    from testkit import review_export
+    from testkit.images import CLASSES, sample_jpegs
+
+    reads = []
+    original = lab_sources._zip_bytes.__wrapped__
+
+    @functools.lru_cache(maxsize=2)
+    def counted(path, length, mtime_nsec):
+        reads.append(path)
+        return original(path, length, mtime_nsec)
+
+    monkeypatch.setattr(lab_sources, "_zip_bytes", counted)
+    root = make_dataset(tmp_path / "data", {"TRAIN": 6, "TEST": 2})
+    jpegs = [p for cls in CLASSES for p in sample_jpegs("TRAIN", cls)[6:15]]  # not the base's own images
+    for i in range(3):
+        review_export.write_export(tmp_path / "labs" / "mylab" / f"{i}.zip",
+                                   [review_export.cell(p, CLASSES[j % 4]) for j, p in enumerate(jpegs[i::3])])
+    run_executor(root, tmp_path / "gen" / "examples" / "1", max_bad_fraction=0.05, labs_root=tmp_path / "labs")
+    report = json.loads((tmp_path / "gen" / "examples" / "1" / executor_lib.REPORT_FILE).read_text())
+    assert report["labs"]["mylab"]["cells"] == 36, (report["labs"], report["rejected_inputs"])
+    assert sorted(os.path.basename(p) for p in reads) == ["0.zip", "1.zip", "2.zip"]
