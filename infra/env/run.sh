@@ -93,4 +93,8 @@ done < <(hidden_paths "$env_dir/rootfs" "$repo:$parent:${common:-}:${BLOODCELL_B
            ${GOOGLE_APPLICATION_CREDENTIALS:+"$GOOGLE_APPLICATION_CREDENTIALS"})  # a key file is a path too
 bw=(env -i "${envs[@]}" bwrap "${args[@]}")
 install_web_deps "${bw[@]}" --chdir "$repo/web" npm ci --no-audit --no-fund
-exec "${bw[@]}" --chdir "$PWD" bash -c 'mkdir -p "$HOME" && exec "$@"' bash "$@"
+# Ctrl-C signals the whole foreground group: bwrap, dying of it, would take the command down with it
+# (--die-with-parent) before the command's own interrupt handling ends. bwrap ignores it; the command
+# gets the default back (a process started with SIGINT ignored keeps it ignored: Python too).
+trap '' INT
+exec "${bw[@]}" --chdir "$PWD" bash -c 'mkdir -p "$HOME" && exec env --default-signal=INT "$@"' bash "$@"

@@ -49,3 +49,18 @@ def test_only_allowlisted_variables_pass():
         names = {entry.split(b"=", 1)[0].decode() for entry in block.split(b"\0") if b"=" in entry}
         leaked |= {n for n in names if n not in SET_BY_RUN_SH and not any(fnmatch.fnmatchcase(n, p) for p in allowed)}
     assert leaked == set()
+
+
+def test_ctrl_c_reaches_the_command_and_not_the_sandbox():
+    # The terminal sends SIGINT to the whole foreground group: bwrap died of it at once, and
+    # --die-with-parent then killed the command before its own interrupt handling (the runner's
+    # "error: interrupted" line and log) could finish. bwrap ignores it; the command gets it as usual.
+    import signal
+
+    def ignores_sigint(pid: str) -> bool:
+        mask = int(re.search(r"^SigIgn:\s+([0-9a-f]+)$", Path(f"/proc/{pid}/status").read_text(), re.M).group(1), 16)
+        return bool(mask & (1 << (signal.SIGINT - 1)))
+
+    assert ignores_sigint("1")
+    assert not ignores_sigint("self")
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
