@@ -176,7 +176,8 @@ class Executor(BaseExampleGenExecutor):
         for listing in self._lab_listings.values():
             for cell in listing.cells:
                 lab_cells.setdefault(cell.sha256, []).append(cell.rel_path)
-        copies = image_reader.base_copies(self._candidates, lab_cells)
+        copies = image_reader.base_copies(self._candidates, lab_cells,
+                                          image_reader.max_file_bytes(int(self._params["max_pixels"])))
         for candidates, refused in labs.values():
             self._candidates += [c for c in candidates if c.rel_path not in copies]
             listing_rejects += refused + [image_reader.Rejected(c.rel_path, None, BASE_COPY.format(copies[c.rel_path]))

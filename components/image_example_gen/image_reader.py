@@ -93,7 +93,18 @@ def _list_class_folders(folder: str, split_of, class_names: list[str], root: str
                 candidates.append(Candidate(path, rel, split, entry, class_names.index(entry)))
 
 
-def read_bytes(path: str) -> bytes:
+def max_file_bytes(max_pixels: int) -> int:
+    """The largest file an image within max_pixels can be: 8 bytes a pixel (16-bit RGBA, stored), plus
+    headers. A larger file is refused before it is read into memory."""
+    return 8 * max_pixels + 2**20
+
+
+def read_bytes(path: str, max_bytes: int | None = None) -> bytes:
+    if max_bytes is not None:
+        size = gfile.stat(path).length
+        if size > max_bytes:
+            raise BadImage(f"file too large: {size} bytes, over the {max_bytes} an image within ingest.max_pixels "
+                           "can take")
     with gfile.GFile(path, "rb") as f:
         return f.read()
 
@@ -127,8 +138,8 @@ def list_source(data_root: str, class_names: list[str], val_fraction: float,
     if val_split == "cell_groups":
         try:
             candidates = cell_groups.split_by_cell_groups(
-                candidates, val_fraction, None if has_split_folders(data_root) else eval_fraction, read_bytes,
-                max_pixels)
+                candidates, val_fraction, None if has_split_folders(data_root) else eval_fraction,
+                lambda path: read_bytes(path, max_file_bytes(max_pixels) if max_pixels else None), max_pixels)
         except cell_groups.TooManyImages as err:
             raise IngestError(str(err)) from None
     elif val_split != "hash":
@@ -158,7 +169,7 @@ def read_image(path: str, max_pixels: int, member: str | None = None,
         except (KeyError, *lab_sources.DAMAGED_ZIP) as err:  # the export was replaced after it was listed
             raise BadImage(f"the export changed during the run ({lab_sources.first_line(err)}); run again") from None
     else:
-        data = read_bytes(path)
+        data = read_bytes(path, max_file_bytes(max_pixels))
     if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:  # rewritten in place meanwhile
         raise BadImage("the file changed during the run (not the image that was reviewed); run again")
     if not data:
@@ -268,7 +279,7 @@ def summarize(candidates: Iterable[Candidate], rejected: list[Rejected], max_bad
     }
 
 
-def base_copies(base: list[Candidate], lab_cells: dict[str, list[str]]) -> dict[str, str]:
+def base_copies(base: list[Candidate], lab_cells: dict[str, list[str]], max_bytes: int) -> dict[str, str]:
     """{a lab cell's rel_path: the base image whose bytes it repeats}; lab_cells: sha256 -> the lab cells'
     rel_paths. A copy would let a base TEST image train, or a base training image score a lab; the base
     images are read for it only when a lab has cells."""
@@ -277,8 +288,8 @@ def base_copies(base: list[Candidate], lab_cells: dict[str, list[str]]) -> dict[
         return found
     for candidate in base:
         try:
-            digest = hashlib.sha256(read_bytes(candidate.path)).hexdigest()
-        except tf.errors.OpError:  # unreadable: the decode step reports it
+            digest = hashlib.sha256(read_bytes(candidate.path, max_bytes)).hexdigest()
+        except (tf.errors.OpError, BadImage):  # unreadable or too large: the decode step reports it
             continue
         for rel_path in lab_cells.get(digest, []):
             found[rel_path] = candidate.rel_path

@@ -336,6 +336,10 @@ def list_lab(name: str, root: str, class_names: list[str]) -> LabListing:
             refused.append(Refused(rel, "not an image file extension"))
         else:
             try:
+                size = gfile.stat(path).length
+                if size > MAX_MEMBER_BYTES:  # as in an export: not read into memory
+                    refused.append(Refused(rel, f"image too large: {size} bytes"))
+                    continue
                 with gfile.GFile(path, "rb") as f:
                     data = f.read()
             except tf.errors.OpError as err:

@@ -242,3 +242,18 @@ def test_hidden_and_share_system_folders_inside_a_class_folder_are_not_inputs(tm
     candidates, rejected = listing(tmp_path)
     assert rejected == []
     assert not [c.rel_path for c in candidates if "@eaDir" in c.rel_path or "/." in c.rel_path]
+
+
+def test_a_file_larger_than_any_image_within_the_pixel_limit_is_refused_unread(tmp_path, real_jpeg, monkeypatch):
+    # A multi-gigabyte file named .png had been read whole (several times: hashing, grouping, decoding).
+    path = tmp_path / "huge.png"
+    with open(path, "wb") as f:
+        f.write(real_jpeg)
+        f.truncate(reader.max_file_bytes(10**6) + 1)  # sparse: no disk used
+    opened = []
+    monkeypatch.setattr(reader.gfile, "GFile", lambda *a, **k: opened.append(a) or open(*a, **k))
+    with pytest.raises(reader.BadImage, match=r"^file too large: \d+ bytes"):
+        reader.read_image(str(path), 10**6)
+    assert reader.base_copies([reader.Candidate(str(path), "TRAIN/X/huge.png", "train", "X", 0)], {"x": ["l"]},
+                              reader.max_file_bytes(10**6)) == {}
+    assert opened == []

@@ -526,3 +526,14 @@ def test_an_export_cut_short_says_so_and_that_older_reviews_stand(tmp_path, imag
     assert [c.label for c in listing.cells] == ["NEUTROPHIL"]
     reasons = {os.path.basename(r.rel_path): r.reason for r in listing.refused}
     assert reasons == {"2.zip": lab_sources.CUT_SHORT_ZIP, "3.zip": "not a review export (not a zip file)"}
+
+
+def test_a_huge_file_in_a_lab_class_folder_is_refused_unread(tmp_path, images):
+    lab = tmp_path / "lab"
+    (lab / "NEUTROPHIL").mkdir(parents=True)
+    shutil.copy(images[0], lab / "NEUTROPHIL" / "ok.jpeg")
+    with open(lab / "NEUTROPHIL" / "huge.png", "wb") as f:
+        f.truncate(lab_sources.MAX_MEMBER_BYTES + 1)  # sparse
+    listing = lab_sources.list_lab("lab", str(lab), CLASSES)
+    assert len(listing.cells) == 1
+    assert _reasons(listing) == {"labs/lab/NEUTROPHIL/huge.png": f"image too large: {lab_sources.MAX_MEMBER_BYTES + 1} bytes"}
