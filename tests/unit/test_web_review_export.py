@@ -44,11 +44,13 @@ def test_an_export_is_built_one_cell_at_a_time_and_the_pipeline_takes_it(tmp_pat
         await store.saveReview({cell(JPEGS[1], '', 'MONOCYTE')});  // reviewed before the lab was named
         await store.saveReview({cell(JPEGS[2], 'otherlab', 'UNSURE')});
         const out = await exportLab('mylab', new Date('2026-12-07T10:00:00Z'), 64);  // many small parts
-        const zip = Buffer.from(await out.blob.arrayBuffer()).toString('base64');
+        const zip = Buffer.from(await out.blobs[0].arrayBuffer()).toString('base64');
         const renamed = (await store.getReview('{hashlib.sha256(JPEGS[1]).hexdigest()}')).lab;
-        process.stdout.write(JSON.stringify({{zip, cells: out.cells.length, others: out.others, renamed}}));
+        process.stdout.write(JSON.stringify({{zip, zips: out.blobs.length, cells: out.cells.length, others: out.others,
+                                              renamed}}));
     """)
-    assert result["cells"] == 2 and result["others"] == ["otherlab"] and result["renamed"] == "mylab", result
+    assert result["zips"] == 1 and result["cells"] == 2 and result["others"] == ["otherlab"], result
+    assert result["renamed"] == "mylab", result
     path = tmp_path / "export.zip"
     path.write_bytes(base64.b64decode(result["zip"]))
     reviews, refused, lab = read_export(str(path), "export.zip", CLASSES, 0)
@@ -71,21 +73,43 @@ def test_an_export_that_fails_leaves_the_store_as_it_was():
     assert result == {"failure": "TypeError", "unnamed": ""}
 
 
-def test_an_export_one_zip_cannot_hold_fails_and_says_so():
-    """fflate writes no ZIP64: past 4 GiB or 65,535 files the zip came out corrupt, and the page said
-    "Exported"."""
-    first, second = sorted(JPEGS[:2], key=lambda data: hashlib.sha256(data).hexdigest())
+def test_reviews_one_zip_cannot_hold_go_out_as_several_whole_exports(tmp_path):
+    """fflate writes no ZIP64: past 4 GiB or 65,535 files a zip came out corrupt. Then the export failed,
+    and a lab with that many reviews could not export at all without deleting some."""
+    data = sorted(JPEGS, key=lambda d: hashlib.sha256(d).hexdigest())
     result = run_export(f"""
-        await store.saveReview({cell(first, '', 'LYMPHOCYTE')});
-        await store.saveReview({cell(second, 'mylab', 'MONOCYTE')});
-        const outcome = async (limits) => exportLab('mylab', new Date(), 64, limits)
-          .then((out) => out.cells.length, (err) => err.message);
-        const tooMany = await outcome({{bytes: 1e9, files: 1}});
-        const tooLarge = await outcome({{bytes: {len(first) + len(second) - 1}, files: 10}});
-        const unnamed = (await store.getReview('{hashlib.sha256(first).hexdigest()}')).lab;
-        const fits = await outcome({{bytes: {len(first) + len(second)}, files: 2}});
-        process.stdout.write(JSON.stringify({{tooMany, tooLarge, unnamed, fits}}));
+        await store.saveReview({cell(data[0], '', 'LYMPHOCYTE')});
+        await store.saveReview({cell(data[1], 'mylab', 'MONOCYTE')});
+        await store.saveReview({cell(data[2], 'mylab', 'EOSINOPHIL')});
+        const {{ exportFileName }} = await import('./src/reviewExport.js');
+        const zips = async (limits) => {{
+          const out = await exportLab('mylab', new Date('2026-12-07T10:00:00Z'), 64, limits);
+          return Promise.all(out.blobs.map(async (b) => Buffer.from(await b.arrayBuffer()).toString('base64')));
+        }};
+        const byCount = await zips({{bytes: 1e9, files: 2}});
+        const byBytes = await zips({{bytes: {len(data[0]) + len(data[1])}, files: 10}});
+        const whole = await zips({{bytes: 1e9, files: 3}});
+        const tooLarge = await exportLab('mylab', new Date(), 64, {{bytes: {max(map(len, data)) - 1}, files: 10}})
+          .then(() => 'exported', (err) => err.message);
+        const names = [exportFileName('mylab', new Date('2026-12-07T10:00:00Z'), 2, 3),
+                       exportFileName('mylab', new Date('2026-12-07T10:00:00Z'))];
+        process.stdout.write(JSON.stringify({{byCount, byBytes, whole, tooLarge, names}}));
     """)
-    for over in ("tooMany", "tooLarge"):
-        assert result[over].startswith("the reviews of mylab are more than one zip can hold"), result
-    assert result["unnamed"] == "" and result["fits"] == 2, result
+
+    def read(zips):
+        out = []
+        for i, zipped in enumerate(zips):
+            path = tmp_path / f"{len(zips)}-{i}.zip"
+            path.write_bytes(base64.b64decode(zipped))
+            reviews, refused, lab = read_export(str(path), path.name, CLASSES, i)
+            assert refused == [] and lab == "mylab"
+            out.append(sorted(r.sha256 for r in reviews))
+        return out
+
+    shas = [hashlib.sha256(d).hexdigest() for d in data]
+    assert read(result["byCount"]) == [shas[:2], shas[2:]]
+    assert read(result["byBytes"]) == [shas[:2], shas[2:]]
+    assert read(result["whole"]) == [shas]
+    assert result["tooLarge"].startswith("an image of mylab (cell ") and "larger than a zip can hold" in result["tooLarge"]
+    assert result["names"] == ["bloodcell-review-mylab-2026-12-07T10-00-00-000Z-part2-of-3.zip",
+                               "bloodcell-review-mylab-2026-12-07T10-00-00-000Z.zip"]

@@ -458,20 +458,25 @@ exportButton.addEventListener('click', async () => {
     reviewCount.textContent = `Not exported: the zip could not be built (${errorText(err)}); the reviews stay here.`;
     return;
   }
-  const { blob, cells, others } = exported;
+  const { blobs, cells, others } = exported;
   const stay = others.length ? ` ${others.length} reviewed under other lab names stay here (${labTally(others)}).` : '';
-  if (!blob) {
+  if (!blobs.length) {
     reviewCount.textContent = `No reviewed cells of ${lab} to export.${stay}`;
     return;
   }
-  const fileName = exportFileName(lab, now);
-  reviewCount.textContent = `Exported the ${cells.length} cells of ${lab} as ${fileName}: give that file to the `
-    + `pipeline.${stay}`;
-  const link = document.createElement('a');
-  link.href = URL.createObjectURL(blob);
-  link.download = fileName;
-  link.click();
-  setTimeout(() => URL.revokeObjectURL(link.href), 60_000);
+  const names = blobs.map((_, i) => exportFileName(lab, now, i + 1, blobs.length));
+  reviewCount.textContent = blobs.length === 1
+    ? `Exported the ${cells.length} cells of ${lab} as ${names[0]}: give that file to the pipeline.${stay}`
+    : `Exported the ${cells.length} cells of ${lab} as ${blobs.length} files (more than one zip holds), `
+      + `${names[0]} to ${names[names.length - 1]}: give all of them to the pipeline (if the browser asks, allow `
+      + `this page to download several files).${stay}`;
+  blobs.forEach((blob, i) => {
+    const link = document.createElement('a');
+    link.href = URL.createObjectURL(blob);
+    link.download = names[i];
+    link.click();
+    setTimeout(() => URL.revokeObjectURL(link.href), 60_000);
+  });
   // Only for the count "Delete" shows: the page cannot know that the download landed.
   await markExported(cells).catch(() => undefined);
 });

@@ -13,68 +13,97 @@ export const EXPORT_VERSION = 1;
 export const MANIFEST = 'manifest.json';
 const PART_BYTES = 16 * 2 ** 20;
 // fflate writes no ZIP64: past these a zip's offsets and counts wrap, and the file is corrupt. The byte
-// limit leaves room for the manifest and the headers.
+// limit leaves room for the manifest and the headers. A lab with more goes out as several zips.
 export const ZIP_LIMITS = { bytes: 2 ** 32 - 2 ** 26, files: 65_534 };
 
+/** One zip being written: its finished bytes go into Blobs of about partBytes as they come. */
+class ExportZip {
+  /** @param {number} partBytes */
+  constructor(partBytes) {
+    /** @type {Blob[]} */
+    this.parts = [];
+    /** @type {Uint8Array[]} */
+    this.pending = [];
+    this.pendingBytes = 0;
+    /** @type {Error | null} */
+    this.failure = null;
+    this.imageBytes = 0;
+    /** @type {object[]} */
+    this.cells = [];
+    this.zip = new Zip((err, chunk, final) => {
+      if (err) {
+        this.failure = err;
+        return;
+      }
+      this.pending.push(chunk);
+      this.pendingBytes += chunk.length;
+      if (this.pendingBytes >= partBytes || final) {
+        this.parts.push(new Blob(this.pending));
+        this.pending = [];
+        this.pendingBytes = 0;
+      }
+    });
+  }
+
+  /** @param {string} name @param {Uint8Array} bytes */
+  add(name, bytes) {
+    const file = new ZipPassThrough(name);  // images are already compressed: stored, not deflated again
+    this.zip.add(file);
+    file.push(bytes, true);
+    if (this.failure) throw this.failure;
+  }
+
+  /** @param {object} manifest everything but its cells @returns {Blob} */
+  finish(manifest) {
+    this.add(MANIFEST, strToU8(JSON.stringify({ ...manifest, cells: this.cells }, null, 1)));
+    this.zip.end();
+    if (this.failure) throw this.failure;
+    return new Blob(this.parts, { type: 'application/zip' });
+  }
+}
+
 /**
- * The export of `lab`'s reviewed cells. Cells reviewed before a lab name the pipeline takes was given
- * are filed under `lab` and exported with it, in the same pass: if the export fails, they stay unnamed.
+ * The export of `lab`'s reviewed cells: one zip, or several when one cannot hold them all (each a whole
+ * export with its own manifest; the pipeline reads any number). Cells reviewed before a lab name the
+ * pipeline takes was given are filed under `lab` and exported with it, in the same pass: if the export
+ * fails, they stay unnamed.
  * @param {string} lab a name labNameProblem accepts
  * @param {Date} now the export's time
- * @param {number} partBytes how much of the zip is gathered before it goes into a Blob
- * @param {{bytes: number, files: number}} limits what one zip may hold: past them the export fails
- * @returns {Promise<{blob: Blob | null, cells: {sha256: string, reviewedAt: string}[], others: string[]}>}
- *   the zip (null when `lab` has no cells), the verdicts in it, and the lab names of the cells left out
+ * @param {number} partBytes how much of a zip is gathered before it goes into a Blob
+ * @param {{bytes: number, files: number}} limits what one zip may hold
+ * @returns {Promise<{blobs: Blob[], cells: {sha256: string, reviewedAt: string}[], others: string[]}>}
+ *   the zips (none when `lab` has no cells), the verdicts in them, and the lab names of the cells left out
  */
 export async function exportLab(lab, now = new Date(), partBytes = PART_BYTES, limits = ZIP_LIMITS) {
+  const manifest = { format: EXPORT_FORMAT, version: EXPORT_VERSION, lab, exported_at: now.toISOString() };
   /** @type {Blob[]} */
-  const parts = [];
-  /** @type {Uint8Array[]} */
-  let pending = [];
-  let pendingBytes = 0;
-  /** @type {Error | null} */
-  let failure = null;
-  const flush = () => {
-    parts.push(new Blob(pending));
-    pending = [];
-    pendingBytes = 0;
-  };
-  const zip = new Zip((err, chunk, final) => {
-    if (err) {
-      failure = err;
-      return;
-    }
-    pending.push(chunk);
-    pendingBytes += chunk.length;
-    if (pendingBytes >= partBytes || final) flush();
-  });
-  /** @type {(name: string, bytes: Uint8Array) => void} */
-  const addFile = (name, bytes) => {
-    const file = new ZipPassThrough(name);  // images are already compressed: stored, not deflated again
-    zip.add(file);
-    file.push(bytes, true);
-    if (failure) throw failure;
-  };
-  const manifestCells = [];
+  const blobs = [];
+  /** @type {ExportZip | null} */
+  let current = null;
   /** @type {{sha256: string, reviewedAt: string}[]} */
   const cells = [];
   /** @type {string[]} */
   const others = [];
-  let imageBytes = 0;
   await eachReview((stored) => {
     const cell = labNameProblem(stored.lab) === null ? stored : { ...stored, lab };
     if (cell.lab !== lab) {
       others.push(cell.lab);
       return undefined;
     }
-    imageBytes += cell.bytes.byteLength;
-    if (imageBytes > limits.bytes || cells.length + 1 > limits.files) {
-      throw new Error(`the reviews of ${lab} are more than one zip can hold (${limits.files} images, `
-        + `${(limits.bytes / 2 ** 30).toFixed(1)} GiB)`);
+    const size = cell.bytes.byteLength;
+    if (size > limits.bytes) {
+      throw new Error(`an image of ${lab} (${cell.originalName || cell.sha256}) is larger than a zip can hold `
+        + `(${(limits.bytes / 2 ** 30).toFixed(1)} GiB)`);
     }
+    if (current && (current.imageBytes + size > limits.bytes || current.cells.length + 1 > limits.files)) {
+      blobs.push(current.finish(manifest));
+      current = null;
+    }
+    current ??= new ExportZip(partBytes);
     const file = memberName(cell.label, cell.sha256, cell.originalName, cell.bytes);
-    addFile(file, new Uint8Array(cell.bytes));
-    manifestCells.push({
+    current.add(file, new Uint8Array(cell.bytes));
+    current.imageBytes += size;
+    current.cells.push({
       file, sha256: cell.sha256, original_name: cell.originalName, lab: cell.lab, model_version: cell.modelVersion,
       answer: cell.answer, probabilities: cell.probabilities, flags: cell.flags, crop_box: cell.cropBox,
       label: cell.label, reviewed_at: cell.reviewedAt,
@@ -82,17 +111,13 @@ export async function exportLab(lab, now = new Date(), partBytes = PART_BYTES, l
     cells.push({ sha256: cell.sha256, reviewedAt: cell.reviewedAt });
     return cell === stored ? undefined : cell;
   });
-  if (!cells.length) return { blob: null, cells, others };
-  const manifest = {
-    format: EXPORT_FORMAT, version: EXPORT_VERSION, lab, exported_at: now.toISOString(), cells: manifestCells,
-  };
-  addFile(MANIFEST, strToU8(JSON.stringify(manifest, null, 1)));
-  zip.end();
-  if (failure) throw failure;
-  return { blob: new Blob(parts, { type: 'application/zip' }), cells, others };
+  if (current) blobs.push(current.finish(manifest));
+  return { blobs, cells, others };
 }
 
-/** @param {string} lab @param {Date} now */
-export function exportFileName(lab, now = new Date()) {
-  return `bloodcell-review-${safeName(lab)}-${now.toISOString().replace(/[:.]/g, '-')}.zip`;
+/** The file name of part `part` (1-based) of `parts`: no part number for a lone zip.
+ * @param {string} lab @param {Date} now @param {number} part @param {number} parts */
+export function exportFileName(lab, now = new Date(), part = 1, parts = 1) {
+  const numbered = parts > 1 ? `-part${part}-of-${parts}` : '';
+  return `bloodcell-review-${safeName(lab)}-${now.toISOString().replace(/[:.]/g, '-')}${numbered}.zip`;
 }
