@@ -35,7 +35,7 @@ from benchmarks import model_quality
 from benchmarks.quality import derived, metrics, other_labs
 from components.image_example_gen import image_reader
 from models.features import BASE_SOURCE, LAB_NAME_PATTERN
-from models.trainer.record import read_training_record
+from models.trainer.record import UnreadableRecord, read_training_record
 from pipeline import local_runner
 from pipeline.config import load_config
 
@@ -355,7 +355,11 @@ def main(argv: list[str] | None = None) -> int:
         order = orders[seed]
         held_out = held_out_cells(cells, order)
         # Which model the base is: its SEED is only the draw's and the adaptation's.
-        provenance = {"base_model": base_model, "base_training": read_training_record(base_model)}
+        try:
+            base_training = read_training_record(base_model)
+        except UnreadableRecord as err:  # the rows still measure the model; say what could not be read
+            base_training = {"unreadable": str(err)}
+        provenance = {"base_model": base_model, "base_training": base_training}
         rows.append({"base": seed, "reviewed": 0, "pushed": base_model, "held_out_cells": len(held_out.files),
                      **provenance, **measure(base_model, held_out, images, names, threshold)})
         print(f"base {seed}, 0 cells: {lab} {rows[-1]['lab']['accuracy']:.4f}", file=sys.stderr)

@@ -70,9 +70,10 @@ class ServingConfig(_Section):
 
 
 def _folder_or_gcs(location: str) -> str:
-    # What tf.io.gfile writes here: a plain folder or Cloud Storage (no s3:// or http:// plugin installed).
-    if "://" in location and not location.startswith("gs://"):
-        raise ValueError(f"'{location}': a folder or gs://BUCKET/PREFIX (the publisher writes no other scheme)")
+    # What tf.io.gfile reads and writes here: a folder (file:// too) or Cloud Storage; no s3:// or
+    # http:// file system is installed, and such a location would fail only in the step that writes it.
+    if "://" in location and not location.startswith(("gs://", "file://")):
+        raise ValueError(f"'{location}': a folder or gs://BUCKET/PREFIX (no other scheme is read or written)")
     return location
 
 

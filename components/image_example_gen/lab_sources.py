@@ -257,6 +257,8 @@ def walk_files(root: str, unreadable: list[tuple[str, str]] | None = None):
     `unreadable` as (path, reason) when it is given; otherwise its tf.errors.OpError is raised."""
     try:
         entries = sorted(e.rstrip("/") for e in gfile.listdir(root))
+    except tf.errors.NotFoundError:  # gone while listed (a folder being moved): as gfile.walk does
+        return
     except tf.errors.OpError as err:
         if unreadable is None:
             raise
@@ -336,14 +338,13 @@ def list_lab(name: str, root: str, class_names: list[str]) -> LabListing:
             refused.append(Refused(rel, "not an image file extension"))
         else:
             try:
-                size = gfile.stat(path).length
-                if size > MAX_MEMBER_BYTES:  # as in an export: not read into memory
-                    refused.append(Refused(rel, f"image too large: {size} bytes"))
-                    continue
                 with gfile.GFile(path, "rb") as f:
-                    data = f.read()
+                    data = f.read(MAX_MEMBER_BYTES + 1)  # as in an export: no more is read into memory
             except tf.errors.OpError as err:
                 refused.append(Refused(rel, f"unreadable file ({first_line(err)})"))
+                continue
+            if len(data) > MAX_MEMBER_BYTES:
+                refused.append(Refused(rel, f"image too large: over {MAX_MEMBER_BYTES} bytes"))
                 continue
             reviews.append(Review(_sha256(data), labels[parts[0].upper()], "", order, path, None, rel))
     listing = LabListing(cells=[], refused=refused, other_lab_exports=other_labs)

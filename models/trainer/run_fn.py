@@ -70,9 +70,10 @@ def train(params: TrainerParams, train_ds: tf.data.Dataset, val_ds: tf.data.Data
         early_stopping = keras.callbacks.EarlyStopping(monitor="val_loss", patience=params.early_stopping_patience,
                                                        restore_best_weights=True)
         callbacks.append(early_stopping)
-    callbacks.append(keras.callbacks.TerminateOnNaN())
+    stop = StopOnNaN()
+    callbacks.append(stop)
     model.fit(train_ds, validation_data=val_ds, epochs=params.epochs, callbacks=callbacks, verbose=2)
-    refuse_non_finite(model, "training.learning_rate")
+    refuse_non_finite(model, stop, "training.learning_rate")
     if early_stopping and early_stopping.best_weights is not None:
         # tf_keras restores them at the end of training whether or not it stopped early.
         logging.info("kept the weights of the epoch with the best val_loss (%.4f)", early_stopping.best)
@@ -83,12 +84,22 @@ class TrainingDiverged(ValueError):
     """The loss became NaN or infinite: the weights are no model."""
 
 
-def refuse_non_finite(model: keras.Model, rate_setting: str) -> None:
+class StopOnNaN(keras.callbacks.TerminateOnNaN):
+    """TerminateOnNaN that remembers it stopped: the weights may stay finite (a loss-scaling optimizer
+    skips the step; early stopping restores an earlier epoch's), and the run must still fail."""
+
+    fired = False
+
+    def on_batch_end(self, batch, logs=None):
+        super().on_batch_end(batch, logs)
+        self.fired = self.fired or bool(self.model.stop_training)
+
+
+def refuse_non_finite(model: keras.Model, stop: StopOnNaN, rate_setting: str) -> None:
     # A NaN model would otherwise be exported, its probabilities NaN, and could be blessed where nothing
-    # was blessed before it.
-    if not all(np.isfinite(w).all() for w in model.get_weights()):
-        raise TrainingDiverged(f"training diverged (the loss became NaN or infinite; the weights are not finite): "
-                               f"lower {rate_setting}")
+    # was blessed before it; a stopped one would be a model of a few batches.
+    if stop.fired or not all(np.isfinite(w).all() for w in model.get_weights()):
+        raise TrainingDiverged(f"training diverged (the loss became NaN or infinite): lower {rate_setting}")
 
 
 class BaseModelMismatch(Exception):
@@ -99,7 +110,8 @@ def load_base_weights(model: keras.Model, base_model: str) -> None:
     # The pushed SavedModel holds the Keras model's variables (plus the transform's, unused here).
     try:
         model.load_weights(os.path.join(base_model, "variables", "variables")).assert_existing_objects_matched()
-    except (AssertionError, ValueError) as err:  # what a model of other shapes gives; I/O errors fail the run
+    # What a model of other shapes or types gives; I/O errors (missing, corrupt, unreachable) fail the run.
+    except (AssertionError, ValueError, tf.errors.InvalidArgumentError) as err:
         raise BaseModelMismatch(str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__) from err
 
 
@@ -120,10 +132,10 @@ def adapt(params: TrainerParams, base_model: str, train_ds: tf.data.Dataset, val
         model.compile(optimizer=keras.optimizers.Adam(learning_rate=schedule),
                       loss="sparse_categorical_crossentropy", metrics=["sparse_categorical_accuracy"])
     logging.info("adapting the blessed model %s for %d batches", base_model, params.adapt_steps)
+    stop = StopOnNaN()
     model.fit(train_ds, validation_data=val_ds, steps_per_epoch=params.adapt_steps, epochs=1, verbose=2,
-              callbacks=[keras.callbacks.TensorBoard(log_dir=log_dir, update_freq="epoch"),
-                         keras.callbacks.TerminateOnNaN()])
-    refuse_non_finite(model, "labs.adapt_learning_rate")
+              callbacks=[keras.callbacks.TensorBoard(log_dir=log_dir, update_freq="epoch"), stop])
+    refuse_non_finite(model, stop, "labs.adapt_learning_rate")
     return in_float32(model, params)
 
 

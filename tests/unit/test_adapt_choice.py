@@ -191,6 +191,17 @@ def test_a_training_or_fine_tune_whose_loss_becomes_nan_fails_in_one_line(tmp_pa
     params = TrainerParams(**{**PARAMS.__dict__, "adapt_steps": 1})
     with pytest.raises(run_fn.TrainingDiverged, match=r"^training diverged .*lower training\.learning_rate$"):
         run_fn.train(params, nan_batches, nan_batches, str(tmp_path / "t"))
+    # Stopped on a NaN loss with finite weights (early stopping restores an earlier epoch's; on a GPU a
+    # loss-scaling optimizer skips the step), the run fails all the same.
+    from models.trainer import architectures
+
+    model = architectures.build_model("default", PARAMS.image_size, PARAMS.num_classes)
+    stop = run_fn.StopOnNaN()
+    stop.set_model(model)
+    run_fn.refuse_non_finite(model, stop, "training.learning_rate")  # a finite model, not stopped: fine
+    stop.on_batch_end(0, {"loss": float("nan")})
+    with pytest.raises(run_fn.TrainingDiverged):
+        run_fn.refuse_non_finite(model, stop, "training.learning_rate")
     with pytest.raises(run_fn.TrainingDiverged, match=r"lower labs\.adapt_learning_rate$"):
         run_fn.adapt(params, _weights(tmp_path / "same", "default"), nan_batches.repeat(), nan_batches,
                      str(tmp_path / "a"))

@@ -179,3 +179,7 @@ def test_an_empty_labs_dir_means_no_labs_folder_not_the_checkout(tmp_path):
     config = load_config(overrides=['labs.dir=""'])
     assert config.labs_path == ""
     assert lab_sources.discover(config.labs_path) == {}
+
+
+def test_a_file_url_is_a_folder():
+    assert load_config(overrides=["browser.cdn_base=file:///srv/cdn"]).browser.cdn_base == "file:///srv/cdn"

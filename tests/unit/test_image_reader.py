@@ -249,11 +249,19 @@ def test_a_file_larger_than_any_image_within_the_pixel_limit_is_refused_unread(t
     path = tmp_path / "huge.png"
     with open(path, "wb") as f:
         f.write(real_jpeg)
-        f.truncate(reader.max_file_bytes(10**6) + 1)  # sparse: no disk used
-    opened = []
-    monkeypatch.setattr(reader.gfile, "GFile", lambda *a, **k: opened.append(a) or open(*a, **k))
-    with pytest.raises(reader.BadImage, match=r"^file too large: \d+ bytes"):
+        f.truncate(reader.max_file_bytes(10**6) + 10**6)  # sparse: no disk used
+    read = []
+    real_gfile = reader.gfile.GFile
+
+    class CountingFile(real_gfile):
+        def read(self, n=-1):
+            data = super().read(n)
+            read.append(len(data))
+            return data
+
+    monkeypatch.setattr(reader.gfile, "GFile", CountingFile)
+    with pytest.raises(reader.BadImage, match=r"^file too large: over \d+ bytes"):
         reader.read_image(str(path), 10**6)
     assert reader.base_copies([reader.Candidate(str(path), "TRAIN/X/huge.png", "train", "X", 0)], {"x": ["l"]},
                               reader.max_file_bytes(10**6)) == {}
-    assert opened == []
+    assert read == [reader.max_file_bytes(10**6) + 1] * 2  # never the whole file

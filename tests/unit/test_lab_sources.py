@@ -493,6 +493,7 @@ def test_a_review_from_a_clock_far_ahead_is_refused_not_the_latest_for_ever(tmp_
                                                      "set it right, review the cell again, and remove this export")
 
 
+@pytest.mark.skipif(os.geteuid() == 0, reason="root lists any folder")
 def test_a_lab_sub_folder_that_cannot_be_listed_is_one_refused_line_and_the_rest_is_read(tmp_path, images):
     # It had raised PermissionDenied out of the listing and the fingerprint: no lab and not the base ran.
     lab = tmp_path / "labs" / "mylab"
@@ -536,4 +537,4 @@ def test_a_huge_file_in_a_lab_class_folder_is_refused_unread(tmp_path, images):
         f.truncate(lab_sources.MAX_MEMBER_BYTES + 1)  # sparse
     listing = lab_sources.list_lab("lab", str(lab), CLASSES)
     assert len(listing.cells) == 1
-    assert _reasons(listing) == {"labs/lab/NEUTROPHIL/huge.png": f"image too large: {lab_sources.MAX_MEMBER_BYTES + 1} bytes"}
+    assert _reasons(listing) == {"labs/lab/NEUTROPHIL/huge.png": f"image too large: over {lab_sources.MAX_MEMBER_BYTES} bytes"}
