@@ -95,6 +95,7 @@ bw=(env -i "${envs[@]}" bwrap "${args[@]}")
 install_web_deps "${bw[@]}" --chdir "$repo/web" npm ci --no-audit --no-fund
 # Ctrl-C signals the whole foreground group: bwrap, dying of it, would take the command down with it
 # (--die-with-parent) before the command's own interrupt handling ends. bwrap ignores it; the command
-# gets the default back (a process started with SIGINT ignored keeps it ignored: Python too).
+# gets the default back (a process started with SIGINT ignored keeps it ignored: Python too). So a
+# SIGINT sent to run.sh's process alone (kill -INT) stops nothing: stop it with SIGTERM.
 trap '' INT
 exec "${bw[@]}" --chdir "$PWD" bash -c 'mkdir -p "$HOME" && exec env --default-signal=INT "$@"' bash "$@"
