@@ -205,11 +205,19 @@ def _why_not_blessed(evaluation_uri: str | None) -> str:
         import tensorflow_model_analysis as tfma
 
         validation = tfma.load_validation_result(evaluation_uri)
-        reasons = [slice_name(s.slice_key) + describe_failure(f)
-                   for s in validation.metric_validations_per_slice for f in s.failures]
-        return "; ".join(reasons) or "thresholds not met"
     except Exception as err:
         return f"thresholds not met (validation result unreadable: {err})"
+    return "; ".join(failure_reasons(validation)) or "thresholds not met"
+
+
+def failure_reasons(validation) -> list[str]:
+    """Each failed threshold of TFMA's ValidationResult, and each gated slice the eval split had no
+    examples of (a gate with nothing to measure fails too)."""
+    missing = [", ".join(f"{k}={v}" for k, v in sorted(spec.feature_values.items())) or "overall"
+               for spec in validation.missing_slices]
+    return ([slice_name(s.slice_key) + describe_failure(f) for s in validation.metric_validations_per_slice
+             for f in s.failures]
+            + [f"{name}: no examples of it in the eval split, so nothing to gate on" for name in missing])
 
 
 def slice_name(slice_key) -> str:

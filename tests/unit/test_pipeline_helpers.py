@@ -102,6 +102,20 @@ def test_blessing_failures_read_as_sentences():
     assert describe_failure(change) == "sparse_categorical_accuracy change vs last blessed model -0.6188 < -0.0100"
 
 
+def test_a_gated_slice_the_eval_split_lacks_is_named_as_the_reason():
+    # An eval split of lab cells and no base cell is not blessed; the summary had said only "thresholds
+    # not met".
+    from google.protobuf import text_format
+    from tensorflow_model_analysis.proto import validation_result_pb2
+
+    from pipeline.run_summary import failure_reasons
+
+    validation = text_format.Parse("""
+        validation_ok: false
+        missing_slices { feature_values { key: "source" value: "base" } }""", validation_result_pb2.ValidationResult())
+    assert failure_reasons(validation) == ["source=base: no examples of it in the eval split, so nothing to gate on"]
+
+
 def test_the_adapted_line_names_the_lab_cells_trained_on_per_class():
     from pipeline.run_summary import adapted_line
 
