@@ -67,7 +67,8 @@ def count_records(ds: tf.data.Dataset) -> int:
 
 def map_images(ds: tf.data.Dataset, fn, seed: int, batch_size: int) -> tf.data.Dataset:
     """(images, labels) batches with fn(image, stateless seed) applied to each image, in order. The
-    seed of an image comes from the base seed and its position, so a run is reproducible."""
+    seed of an image comes from the base seed and its position: the same image, at the same place in
+    the same order, is changed the same way in every run."""
     return ds.unbatch().enumerate().map(
         lambda i, xy: (fn(xy[0], tf.stack([tf.cast(seed, tf.int64), i])), xy[1]),
         num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size)
