@@ -241,9 +241,12 @@ def _run_locked(args: argparse.Namespace, config, data_root: str) -> int:
         print(f"error: {problem}; keep --set labs.eval_fraction={blessed_split:g}, or start afresh in a new "
               "--output-dir", file=sys.stderr)
         return 2
+    base_files = [c.path for c in image_reader.list_source(
+        data_root, list(config.class_names), config.ingest.val_fraction, config.ingest.hash_split_eval_fraction,
+        "hash")[0]] if blessed_labs else []
     missing = run_inputs.missing_labs(
         blessed_labs, run_inputs.labs_with_cells(labs, blessed_labs, list(config.class_names), config.ingest.max_pixels,
-                                                 config.labs.eval_fraction),
+                                                 config.labs.eval_fraction, base_files),
         config.labs.retired)
     if missing:
         print(f"error: the last blessed model was adapted to lab(s) {', '.join(missing)}, which this run does "

@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import shlex
+import shutil
 from pathlib import Path
 
 import pytest
@@ -290,6 +291,13 @@ def test_a_lab_the_last_blessed_model_was_adapted_to_must_be_found_or_retired(tm
     held_out = next(data for data in (encoded(Image.new("RGB", (40, 30), (i, 60, 120)), "JPEG") for i in range(256))
                     if hash_fraction(hashlib.sha256(data).hexdigest()) < 0.3)
     (tmp_path / "labs" / "mylab" / "NEUTROPHIL" / "held_out.jpeg").write_bytes(held_out)
+    assert local_runner.main([*args, "--set", "labs.retired=[other]"]) == 2
+    assert "adapted to lab(s) mylab, which this run does not find" in capsys.readouterr().err
+    # Nor is one whose training cells are all images of the base dataset (the bundled sample reviewed to
+    # try the page): the ingest refuses them, and the run had failed only in the Trainer.
+    base_image = next(p for p in sorted(data.rglob("*.jp*g"))
+                      if p.parent.parent.name == "TRAIN" and hash_fraction(hashlib.sha256(p.read_bytes()).hexdigest()) >= 0.3)
+    shutil.copy(base_image, tmp_path / "labs" / "mylab" / "NEUTROPHIL" / "sample.jpeg")
     assert local_runner.main([*args, "--set", "labs.retired=[other]"]) == 2
     assert "adapted to lab(s) mylab, which this run does not find" in capsys.readouterr().err
     # A damaged record of the last run changes nothing: the store says which labs.
