@@ -108,6 +108,8 @@ def test_a_refused_enter_still_moves_on_so_the_next_key_is_for_the_next_image():
     # Keys typed quickly: had the focus stayed, the "2" meant for the next image would label this one.
     refused = key_action("Enter", "[NaN, NaN, NaN, NaN]")
     assert refused["moveOn"] and "label" not in refused and "pick the class" in refused["problem"]
+    # The message says how to get back to it: "pick the class" alone had been typed on the next image.
+    assert "come back to this image (Up arrow)" in refused["problem"]
     assert key_action("2") == {"label": "LYMPHOCYTE", "moveOn": True}
 
 

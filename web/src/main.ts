@@ -160,7 +160,7 @@ async function classify(file: File, item: HTMLLIElement) {
         item.append(note);
       });
   } catch (err) {
-    const message = err instanceof ImageError ? err.message : `could not be classified (${(err as Error).message})`;
+    const message = err instanceof ImageError ? err.message : `could not be classified (${errorText(err)})`;
     showError(item, file.name, message);
   } finally {
     pixels?.dispose();
@@ -172,7 +172,8 @@ function classifyAll(files: FileList | File[]) {
   for (const file of Array.from(files)) {
     const item = addResult(file);
     // One at a time: keeps memory flat with many large files.
-    queue = queue.then(() => classify(file, item));
+    // An error classify() does not catch must not stop the queue: every later image would wait forever.
+    queue = queue.then(() => classify(file, item)).catch((err) => showError(item, file.name, `could not be classified (${errorText(err)})`));
   }
 }
 
@@ -396,7 +397,9 @@ const unsaved = new Set<HTMLLIElement>();
 let writing = 0;  // verdicts being saved
 // Closing or reloading the tab loses a verdict not saved yet, or one the store refused: ask first.
 window.addEventListener('beforeunload', (event) => {
-  if (writing || unsaved.size) event.preventDefault();
+  if (!writing && !unsaved.size) return;
+  event.preventDefault();
+  event.returnValue = '';  // what Chrome and Edge before 119 ask for instead
 });
 
 function errorText(err: unknown): string {

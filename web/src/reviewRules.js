@@ -58,7 +58,8 @@ export function verdictForKey(key, answer, classNames, notTrainedLabels, kept = 
     if (kept) return { keep: kept };
     return answer.className !== null && answer.probabilities.every((p) => Number.isFinite(p.probability))
       ? { label: answer.className }
-      : { problem: 'The model gave no answer to confirm: pick the class (1-4).' };
+      // The focus has moved on (keys typed quickly stay on their own images): say how to come back.
+      : { problem: 'The model gave no answer to confirm: come back to this image (Up arrow) and pick the class (1-4).' };
   }
   const n = Number(key);
   if (!/^[0-9]$/.test(key) || n < 1 || n > classNames.length + notTrainedLabels.length) return null;
