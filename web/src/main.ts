@@ -399,7 +399,7 @@ let writing = 0;  // verdicts being saved
 window.addEventListener('beforeunload', (event) => {
   if (!writing && !unsaved.size) return;
   event.preventDefault();
-  event.returnValue = '';  // what Chrome and Edge before 119 ask for instead
+  event.returnValue = 'unsaved verdicts';  // what Chrome and Edge before 119 ask for instead (any non-empty value)
 });
 
 function errorText(err: unknown): string {
