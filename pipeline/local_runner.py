@@ -144,8 +144,8 @@ def main(argv=None) -> int:
         data_root = image_reader.resolve_data_root(config.data_path)
         # A quick look before the run: "hash" checks the layout and every split without reading images;
         # the ingest itself splits by config.ingest.val_split.
-        image_reader.list_source(data_root, list(config.class_names), config.ingest.val_fraction,
-                                 config.ingest.hash_split_eval_fraction, "hash")
+        base, _ = image_reader.list_source(data_root, list(config.class_names), config.ingest.val_fraction,
+                                           config.ingest.hash_split_eval_fraction, "hash")
     except image_reader.IngestError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -183,7 +183,7 @@ def main(argv=None) -> int:
         except BlockingIOError:
             print(f"error: run in progress: another run holds {lock.name}; wait for it to end", file=sys.stderr)
             return 2
-        return _run_locked(args, config, data_root)
+        return _run_locked(args, config, data_root, [c.path for c in base])
 
 
 def _prune_line(config, started: float) -> str | None:
@@ -201,8 +201,9 @@ def _prune_line(config, started: float) -> str | None:
             f"freed (the newest {config.keep_examples} of each kept: keep_examples)")
 
 
-def _run_locked(args: argparse.Namespace, config, data_root: str) -> int:
-    """The rest of main, while this process holds the output folder's run lock."""
+def _run_locked(args: argparse.Namespace, config, data_root: str, base_files: list[str]) -> int:
+    """The rest of main, while this process holds the output folder's run lock. base_files: the base
+    dataset's images, as main listed them."""
     import tensorflow as tf
     from tfx import v1 as tfx
 
@@ -241,9 +242,6 @@ def _run_locked(args: argparse.Namespace, config, data_root: str) -> int:
         print(f"error: {problem}; keep --set labs.eval_fraction={blessed_split:g}, or start afresh in a new "
               "--output-dir", file=sys.stderr)
         return 2
-    base_files = [c.path for c in image_reader.list_source(
-        data_root, list(config.class_names), config.ingest.val_fraction, config.ingest.hash_split_eval_fraction,
-        "hash")[0]] if blessed_labs else []
     missing = run_inputs.missing_labs(
         blessed_labs, run_inputs.labs_with_cells(labs, blessed_labs, list(config.class_names), config.ingest.max_pixels,
                                                  config.labs.eval_fraction, base_files),

@@ -64,11 +64,12 @@ def labs_with_cells(labs: dict[str, str], wanted: list[str], class_names: list[s
     that decodes and is not an image of the base dataset, `base_files`, is enough; held-out cells never
     train): an unmounted share leaves an empty mount point, and a folder may hold only files the ingest
     refuses. The Trainer counts labs the same way. The base is read only when a lab has a cell."""
-    base: set[str] = set()
+    base: set[str] | None = None
 
     def in_base(sha256: str) -> bool:
-        if not base:
-            base.update(_digests(base_files, image_reader.max_file_bytes(max_pixels)))
+        nonlocal base
+        if base is None:
+            base = set(image_reader.file_digests(base_files, image_reader.max_file_bytes(max_pixels)))
         return sha256 in base
 
     def trains(name: str) -> bool:
@@ -77,16 +78,6 @@ def labs_with_cells(labs: dict[str, str], wanted: list[str], class_names: list[s
                    for cell in listing.cells if listing.side(cell, eval_fraction) == "train")
 
     return [name for name in wanted if name in labs and trains(name)]
-
-
-def _digests(paths: list[str], max_bytes: int) -> set[str]:
-    found = {""}  # never empty: read once
-    for path in paths:
-        try:
-            found.add(hashlib.sha256(image_reader.read_bytes(path, max_bytes)).hexdigest())
-        except (image_reader.BadImage, tf.errors.OpError):  # the ingest refuses it as a base image
-            continue
-    return found
 
 
 def missing_labs(blessed_labs: list[str], labs: list[str], retired: list[str]) -> list[str]:

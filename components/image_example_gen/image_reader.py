@@ -280,21 +280,27 @@ def summarize(candidates: Iterable[Candidate], rejected: list[Rejected], max_bad
     }
 
 
+def file_digests(paths: Iterable[str], max_bytes: int) -> dict[str, str]:
+    """{sha256 of a file's bytes: its path} for each file that can be read and is within max_bytes (the
+    others are the decode step's to report)."""
+    found: dict[str, str] = {}
+    for path in paths:
+        try:
+            found[hashlib.sha256(read_bytes(path, max_bytes)).hexdigest()] = path
+        except (tf.errors.OpError, BadImage):
+            continue
+    return found
+
+
 def base_copies(base: list[Candidate], lab_cells: dict[str, list[str]], max_bytes: int) -> dict[str, str]:
     """{a lab cell's rel_path: the base image whose bytes it repeats}; lab_cells: sha256 -> the lab cells'
     rel_paths. A copy would let a base TEST image train, or a base training image score a lab; the base
     images are read for it only when a lab has cells."""
-    found: dict[str, str] = {}
     if not lab_cells:
-        return found
-    for candidate in base:
-        try:
-            digest = hashlib.sha256(read_bytes(candidate.path, max_bytes)).hexdigest()
-        except (tf.errors.OpError, BadImage):  # unreadable or too large: the decode step reports it
-            continue
-        for rel_path in lab_cells.get(digest, []):
-            found[rel_path] = candidate.rel_path
-    return found
+        return {}
+    rel_of = {c.path: c.rel_path for c in base}
+    return {rel_path: rel_of[path] for digest, path in file_digests(rel_of, max_bytes).items()
+            for rel_path in lab_cells.get(digest, [])}
 
 
 def lab_candidates(name: str, listing: lab_sources.LabListing, class_names: list[str],

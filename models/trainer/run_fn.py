@@ -91,8 +91,9 @@ class StopOnNaN(keras.callbacks.TerminateOnNaN):
     fired = False
 
     def on_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        self.fired = self.fired or (loss is not None and not np.isfinite(loss))
         super().on_batch_end(batch, logs)
-        self.fired = self.fired or bool(self.model.stop_training)
 
 
 def refuse_non_finite(model: keras.Model, stop: StopOnNaN, rate_setting: str) -> None:
