@@ -277,3 +277,21 @@ def test_the_page_is_fetched_past_the_http_cache():
     seen = run_worker([{"url": f"{APP}/?model=a", "mode": "navigate", "wait_ms": 2000}],
                       {f"{APP}/asset-manifest.json": [200, json.dumps(MANIFEST)], "*": [200, "page"]})
     assert seen["cacheModes"][f"{APP}/?model=a"] == "no-cache"
+
+
+@pytest.mark.parametrize("status", [500, 502, 503, 504])
+def test_a_server_error_gives_the_cached_page_and_keeps_it(status):
+    """A proxy in front of a server that is down answers 502 at once: the reviewer had that error page,
+    not the page kept for offline use."""
+    steps = [{"url": f"{APP}/", "mode": "navigate", "wait_ms": 2000},
+             {"url": f"{APP}/assets/index-abc.js", "wait_ms": 2000}]
+    network = {"*": [status, "Bad Gateway"]}
+    seen = run_worker(steps, network, cached={f"{APP}/": "kept page"})
+    assert seen["answers"][0]["text"] == "kept page" and seen["bodies"][f"{APP}/"] == "kept page", seen
+    # A built file the cache lacks: the server's error is the only answer there is.
+    assert seen["answers"][1]["text"] == "Bad Gateway", seen
+
+
+def test_a_server_error_with_no_cached_page_is_shown():
+    seen = run_worker([{"url": f"{APP}/", "mode": "navigate", "wait_ms": 2000}], {"*": [503, "Down for upkeep"]})
+    assert seen["answers"][0]["text"] == "Down for upkeep", seen

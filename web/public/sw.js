@@ -100,8 +100,12 @@ function page(request) {
     // A stalled link: past the wait the cached page answers, if there is one (the network's answer still
     // refreshes the cache).
     const timer = setTimeout(() => cached().then((hit) => { if (hit) settle(hit); }), NETWORK_WAIT_MS);
-    network.then((response) => { clearTimeout(timer); settle(response); })
-      .catch(() => { clearTimeout(timer); cached().then((hit) => settle(hit || Response.error())); });
+    // A server error (a proxy whose server is down answers 502 at once) is no page: the cached one answers.
+    network.then((response) => {
+      clearTimeout(timer);
+      if (response.status < 500) settle(response);
+      else cached().then((hit) => settle(hit || response));
+    }).catch(() => { clearTimeout(timer); cached().then((hit) => settle(hit || Response.error())); });
   });
   return [answer, kept];
 }
