@@ -194,20 +194,88 @@ def test_a_labs_reviews_adapt_the_model_and_a_relabel_reaches_the_data(pipeline_
 
 
 def test_a_verdict_given_while_the_next_image_is_classified_moves_on_to_it(pipeline_run, built_client, tmp_path):
-    # The reviewer judges each image as soon as it shows. The next one, a 12-megapixel field, is still
-    # being classified: the focus must wait on it, not fall back on the image just judged, whose
-    # verdict the next key would then overwrite.
+    # The reviewer judges each image as soon as its answer shows. The next one, a 12-megapixel field, is
+    # still being classified: the focus must wait on it, not fall back on the image just judged, whose
+    # verdict the next key would then overwrite. A key pressed on it before its answer shows is no
+    # verdict, and says so; the key pressed once its answer shows is its verdict (hashing and drawing
+    # so large a file take a while: an answer shown before it could be reviewed had dropped that key,
+    # and each later verdict had gone to the image before its own).
     assert pipeline_run.code == 0, pipeline_run.output[-3000:]
     images = other_lab_cells(tmp_path / "cells")[:4]
     big = tmp_path / "cells" / "field-4000x3000.png"
     Image.open(images[1]).resize((4000, 3000)).save(big)
     images[1] = big
-    keys = ["1", "2", "3", "4"]
+    keys = ["1", "now:5", "2", "3", "4"]
     origin = str(tmp_path / "origin")
     refresh_origin(str(pipeline_run.out / "bloodcell" / "cdn"), origin)
     with bh.static_server(str(built_client)) as app, bh.nginx_cdn(origin, app, bh.CDN_PORT) as (cdn, _):
         report = review(app, cdn, images, keys, tmp_path / "export.zip", tmp_path / "profile", early=True,
                         close_unsaved=True)
-    assert [r["reviewed"] for r in report["results"]] == [CLASSES[int(k) - 1] for k in keys], report["results"]
+    assert [r["reviewed"] for r in report["results"]] == CLASSES, report["results"]
+    assert len(report["notYet"]) == 1 and "still being classified" in report["notYet"][0], report["notYet"]
     # A verdict the store refused: closing the tab asks first.
     assert report["closeUnsaved"] == "beforeunload", report
+
+
+TWO_TABS = """
+import { chromium } from 'playwright-core';
+const [app, model, lab, image, profile] = %(args)s;
+const context = await chromium.launchPersistentContext(profile, { executablePath: process.env.BLOODCELL_CHROMIUM
+  || '/usr/bin/chromium', headless: true, args: ['--no-sandbox', '--disable-dev-shm-usage', '--disable-gpu'] });
+const report = {};
+const count = (page) => page.$eval('#review-count', (el) => el.dataset.count ?? null);
+const row = (page) => page.$eval('#results li', (li) => ({ reviewed: li.dataset.reviewed ?? null,
+  line: li.querySelector('.verdict')?.textContent ?? null }));
+try {
+  const [a, b] = [await context.newPage(), await context.newPage()];
+  for (const page of [a, b]) {
+    await page.goto(`${app}/?model=${encodeURIComponent(model)}`);
+    await page.waitForSelector('#model-status[data-state="ready"]', { timeout: 120000 });
+    await page.fill('#lab-name', lab);
+    await page.dispatchEvent('#lab-name', 'change');
+  }
+  await b.setInputFiles('#file-input', image);
+  await b.waitForSelector('#results li .review-buttons', { timeout: 120000 });
+  await b.focus('#results li');
+  await b.keyboard.press('2');
+  await b.waitForSelector('#review-count[data-count="1"]', { timeout: 30000 });
+  // The other tab's count follows (give it a moment).
+  await a.waitForSelector('#review-count[data-count="1"]', { timeout: 5000 }).catch(() => undefined);
+  report.countInA = await count(a);
+  a.once('dialog', (dialog) => dialog.accept());
+  await a.click('#clear-reviews');
+  await a.waitForSelector('#review-count[data-count="0"]', { timeout: 30000 });
+  await b.waitForFunction(() => !document.querySelector('#results li')?.dataset.reviewed, null, { timeout: 5000 })
+    .catch(() => undefined);
+  report.rowInBAfterDelete = await row(b);
+  report.countInBAfterDelete = await count(b);
+  // Enter on it now gives a verdict, saved, as on any image without one.
+  await b.focus('#results li');
+  await b.keyboard.press('Enter');
+  await b.waitForSelector('#review-count[data-count="1"]', { timeout: 5000 }).catch(() => undefined);
+  await b.reload();
+  await b.waitForSelector('#review-count[data-count]', { timeout: 120000 });
+  report.countAfterEnter = await count(b);
+} catch (err) {
+  report.error = String(err && err.stack || err);
+} finally {
+  await context.close();
+}
+process.stdout.write(JSON.stringify(report));
+"""
+
+
+def test_a_second_tab_shows_the_verdicts_saved_and_deleted_in_the_first(pipeline_run, built_client, tmp_path):
+    # A lab's workstation with the page open twice: reviews deleted in one tab had still shown as given
+    # in the other, where Enter then "kept" a verdict that was saved nowhere.
+    assert pipeline_run.code == 0, pipeline_run.output[-3000:]
+    image = other_lab_cells(tmp_path / "cells")[0]
+    origin = str(tmp_path / "origin")
+    refresh_origin(str(pipeline_run.out / "bloodcell" / "cdn"), origin)
+    with bh.static_server(str(built_client)) as app, bh.nginx_cdn(origin, app, bh.CDN_PORT) as (cdn, _):
+        args = [app, f"{cdn}/bloodcell/", LAB, str(image), str(tmp_path / "profile")]
+        report = bh.node_json(TWO_TABS % {"args": json.dumps(args)})
+    assert "error" not in report, report
+    assert report["countInA"] == "1", report
+    assert report["rowInBAfterDelete"] == {"reviewed": None, "line": ""} and report["countInBAfterDelete"] == "0", report
+    assert report["countAfterEnter"] == "1", report

@@ -4,9 +4,10 @@
 // Names the lab, classifies the images, then reviews each in turn (focus on the first result, one verdict
 // per image: 1-4 a class, Enter confirms, 5-7 not one of the classes; `click:N` clicks the image's N-th
 // verdict button instead of a key, `hold:K` holds key K down so that it repeats; each verdict moves to
-// the next image; with --fast the verdicts come one after another without waiting for them to be saved,
-// as a quick reviewer works; with --early each verdict comes as soon as its image can be reviewed, from
-// the first one on, while the next ones are still being classified; --clock-ahead-hours H sets the
+// the next image; `now:K` presses K at once on the focused image, which may not show its answer yet, and
+// is no image's verdict; with --fast the verdicts come one after another without waiting for them to be
+// saved, as a quick reviewer works; with --early each verdict comes as soon as its image shows its answer,
+// from the first one on, while the next ones are still being classified; --clock-ahead-hours H sets the
 // browser's clock H hours ahead of the machine's), reloads the page (the reviews must still be there) and exports them
 // (with --close-unsaved, then gives a verdict the store refuses and closes the tab). Prints
 // what it saw as JSON (answers, verdicts, crop boxes, the count before and after the reload, the lab's
@@ -51,12 +52,21 @@ try {
     || document.querySelectorAll('#results li[data-state="error"]').length > 0, opt.early ? 1 : images.length,
   { timeout: TIMEOUT });
   await page.focus('#results li:nth-child(1)');
+  report.notYet = [];
+  let row = 0;  // the image the next verdict is for
   for (let i = 0; i < keys.length; i++) {
-    if (opt.early) {
-      await page.waitForSelector(`#results li:nth-child(${i + 1}) .review-buttons`, { timeout: TIMEOUT });
+    if (keys[i].startsWith('now:')) {  // at once, on an image that may not show its answer yet
+      await page.keyboard.press(keys[i].slice(4));
+      report.notYet.push(await page.evaluate(() => document.activeElement?.textContent ?? null));
+      continue;
+    }
+    row += 1;
+    if (opt.early) {  // the reviewer acts as soon as the answer shows
+      await page.waitForSelector(`#results li:nth-child(${row})[data-state="done"]`, { timeout: TIMEOUT });
     }
     if (keys[i].startsWith('click:')) {
-      await page.click(`#results li:nth-child(${i + 1}) .review-buttons button:nth-child(${keys[i].slice(6)})`);
+      await page.waitForSelector(`#results li:nth-child(${row}) .review-buttons`, { timeout: 1000 });
+      await page.click(`#results li:nth-child(${row}) .review-buttons button:nth-child(${keys[i].slice(6)})`);
     } else if (keys[i].startsWith('hold:')) {
       for (let r = 0; r < 3; r++) await page.keyboard.down(keys[i].slice(5));  // the 2nd and 3rd repeat
       await page.keyboard.up(keys[i].slice(5));
@@ -67,11 +77,11 @@ try {
     // Reviewed, and the focus has moved on (the next key is for the next image).
     await page.waitForFunction(([n, last]) => document.querySelector(`#results li:nth-child(${n})`)?.dataset.reviewed
       && (n === last || document.activeElement === document.querySelector(`#results li:nth-child(${n + 1})`)),
-    [i + 1, keys.length], { timeout: TIMEOUT });
+    [row, images.length], { timeout: TIMEOUT });
   }
   // Keys past the last image land on it (the focus stays there).
   await page.waitForFunction((n) => document.querySelectorAll('#results li[data-reviewed]').length >= n
-    && Number(document.getElementById('review-count')?.dataset.count) >= n, Math.min(keys.length, images.length),
+    && Number(document.getElementById('review-count')?.dataset.count) >= n, Math.min(row, images.length),
   { timeout: TIMEOUT });
   report.results = await page.$$eval('#results li', (items) => items.map((li) => ({
     file: li.dataset.file, answer: li.dataset.class ?? null, reviewed: li.dataset.reviewed ?? null,

@@ -28,8 +28,8 @@ const LAB_KEY = 'bloodcell.lab';
 /** What the reviewer needs of each classified image: its file, hash and the model's answer, and its bytes
  * until a verdict on it is saved (then the store holds them): a page open all day must not hold every
  * image it was given, and a file that went (a mail attachment's temporary copy) must not cost its verdict. */
-interface Classified { file: File; bytes: ArrayBuffer | null; sha256: string; answer: ReturnType<typeof interpret>;
-  cropBox: number[] | null }
+type Answer = ReturnType<typeof interpret>;
+interface Classified { file: File; bytes: ArrayBuffer | null; sha256: string; answer: Answer; cropBox: number[] | null }
 const classified = new WeakMap<HTMLLIElement, Classified>();
 
 let loaded: LoadedModel | null = null;
@@ -72,9 +72,8 @@ function addResult(file: File): HTMLLIElement {
   return item;
 }
 
-function showPrediction(item: HTMLLIElement, fileName: string, probabilities: number[], atypicality: number | null) {
+function showPrediction(item: HTMLLIElement, fileName: string, r: Answer) {
   const m = loaded!.metadata;
-  const r = interpret(probabilities, m.class_names, m.review_threshold, atypicality);
   item.dataset.state = 'done';
   if (r.className !== null) item.dataset.class = r.className;
   item.dataset.review = String(r.needsReview);
@@ -116,7 +115,6 @@ function showPrediction(item: HTMLLIElement, fileName: string, probabilities: nu
     row.insertCell().textContent = percent(p.probability);
   }
   item.append(table);
-  return r;
 }
 
 /** The answer's track record on the evaluation images, in words; null when the model shipped none. */
@@ -147,24 +145,48 @@ async function classify(file: File, item: HTMLLIElement) {
   try {
     pixels = await decodeImage(file);
     const out = await predict(loaded!.model, pixels);
-    const answer = showPrediction(item, file.name, out.probabilities[0], out.atypicality ? out.atypicality[0] : null);
-    // The answer stands whatever happens next: review needs hashing (crypto.subtle: HTTPS or localhost only).
+    const m = loaded!.metadata;
+    const answer = interpret(out.probabilities[0], m.class_names, m.review_threshold, out.atypicality ? out.atypicality[0] : null);
     const cropBox = out.cropBox ? out.cropBox[0] : null;
-    file.arrayBuffer()
-      .then(async (bytes) => ({ file, bytes, sha256: await sha256Hex(bytes), answer, cropBox }))
-      .then((entry) => addReviewControls(item, entry))
-      .catch((err) => {
-        const note = document.createElement('p');
-        note.className = 'hint';
-        note.textContent = `This answer cannot be reviewed here: ${(err as Error).message}`;
-        item.append(note);
-      });
+    // Off the queue: the next image is classified meanwhile.
+    void showReviewable(item, file, answer, cropBox);
   } catch (err) {
     const message = err instanceof ImageError ? err.message : `could not be classified (${errorText(err)})`;
     showError(item, file.name, message);
   } finally {
     pixels?.dispose();
   }
+}
+
+/** Shows the answer together with its review controls, not before: a verdict typed as soon as an answer
+ * shows must land on that image (a key on an image that cannot be reviewed yet does nothing, and the next
+ * key would have gone to it instead of to its own image). The answer stands even if it cannot be reviewed
+ * (hashing needs crypto.subtle; the file may have gone). */
+async function showReviewable(item: HTMLLIElement, file: File, answer: Answer, cropBox: number[] | null) {
+  let entry: Classified | null = null;
+  let view: HTMLCanvasElement | null = null;
+  let earlier: Awaited<ReturnType<typeof getReview>> | undefined;
+  let problem: string | null = null;
+  try {
+    const bytes = await file.arrayBuffer();
+    entry = { file, bytes, sha256: await sha256Hex(bytes), answer, cropBox };
+    view = await drawCell(entry).catch(() => null);  // a view the browser cannot draw loses no review
+    // A cell already in the store (a batch added again after a reload or a crash) says so, from the moment
+    // it can be reviewed: Enter keeps that verdict.
+    earlier = await getReview(entry.sha256).catch(() => undefined);
+  } catch (err) {
+    problem = errorText(err);
+  }
+  showPrediction(item, file.name, answer);
+  if (entry === null) {
+    const note = document.createElement('p');
+    note.className = 'hint';
+    note.textContent = `This answer cannot be reviewed here: ${problem}`;
+    item.append(note);
+    return;
+  }
+  if (view) item.querySelector('p')!.after(view);
+  addReviewControls(item, entry, earlier);
 }
 
 function classifyAll(files: FileList | File[]) {
@@ -178,7 +200,7 @@ function classifyAll(files: FileList | File[]) {
 }
 
 /** The image with the window the model classified drawn on it: a wrong crop is not a wrong class. */
-async function drawCell(item: HTMLLIElement, entry: Classified) {
+async function drawCell(entry: Classified): Promise<HTMLCanvasElement> {
   const bitmap = await createImageBitmap(entry.file);
   const scale = Math.min(1, 320 / bitmap.width);
   const canvas = document.createElement('canvas');
@@ -197,14 +219,10 @@ async function drawCell(item: HTMLLIElement, entry: Classified) {
   }
   canvas.setAttribute('role', 'img');
   canvas.setAttribute('aria-label', `${entry.file.name}, with the window the model classified outlined`);
-  item.querySelector('p')!.after(canvas);
+  return canvas;
 }
 
-async function addReviewControls(item: HTMLLIElement, entry: Classified) {
-  await drawCell(item, entry).catch(() => undefined);  // a view the browser cannot draw loses no review
-  // A cell already in the store (a batch added again after a reload or a crash) says so, from the moment
-  // it can be reviewed: Enter keeps that verdict.
-  const earlier = await getReview(entry.sha256).catch(() => undefined);
+function addReviewControls(item: HTMLLIElement, entry: Classified, earlier: Awaited<ReturnType<typeof getReview>> | undefined) {
   item.tabIndex = 0;
   item.setAttribute('aria-describedby', 'review-help');  // the keys, read out with the focused image
   item.setAttribute('aria-keyshortcuts', 'Enter 1 2 3 4 5 6 7 ArrowUp ArrowDown');
@@ -325,24 +343,54 @@ async function review(item: HTMLLIElement, label: string): Promise<boolean> {
   } finally {
     writing -= 1;
   }
-  // The same image shown twice (added twice) is one record: every row of it shows the verdict kept.
-  const text = label === r.className ? `Confirmed: ${label}` : `Reviewed: ${label} (the model said ${r.className ?? 'no answer'})`;
+  showVerdict(entry.sha256, label);
+  otherTabs?.postMessage({ saved: { sha256: entry.sha256, label } });
+  await showReviewCount();
+  return true;
+}
+
+/** The same image shown twice (added twice, or open in another tab) is one record: every row of it
+ * shows the verdict kept. */
+function showVerdict(sha256: string, label: string) {
   for (const row of results.querySelectorAll<HTMLLIElement>(':scope > li')) {
-    if (classified.get(row)?.sha256 !== entry.sha256) continue;
+    const answer = classified.get(row)?.answer.className;
+    if (answer === undefined || classified.get(row)!.sha256 !== sha256) continue;
     const line = row.querySelector<HTMLParagraphElement>('.verdict')!;
     unsaved.delete(row);
     delete line.dataset.saved;
     row.dataset.reviewed = label;
     pressed(row, label);
-    line.textContent = text;
+    line.textContent = label === answer ? `Confirmed: ${label}` : `Reviewed: ${label} (the model said ${answer ?? 'no answer'})`;
   }
-  await showReviewCount();
-  return true;
 }
+
+/** After every review was deleted: the rows on screen have no verdict, and Enter confirms again instead
+ * of keeping a deleted one. */
+function forgetVerdicts() {
+  unsaved.clear();
+  for (const row of results.querySelectorAll<HTMLLIElement>(':scope > li')) {
+    if (!classified.has(row)) continue;
+    delete row.dataset.reviewed;
+    delete row.dataset.reviewedEarlier;
+    pressed(row, null);
+    const line = row.querySelector<HTMLParagraphElement>('.verdict')!;
+    delete line.dataset.saved;
+    line.textContent = '';
+  }
+}
+
+// The page open in several tabs shares one store: each shows what another saved or deleted. A tab that
+// missed a deletion had let Enter "keep" a verdict that was saved nowhere.
+const otherTabs = typeof BroadcastChannel === 'function' ? new BroadcastChannel('bloodcell.reviews') : null;
+otherTabs?.addEventListener('message', (event: MessageEvent<{ saved?: { sha256: string; label: string }; deleted?: true }>) => {
+  if (event.data?.saved) showVerdict(event.data.saved.sha256, event.data.saved.label);
+  if (event.data?.deleted) forgetVerdicts();
+  void showReviewCount();
+});
 
 /** Focus on the image `by` places from `item` (the first or last when past either end), whether or not
  * it can be reviewed yet: a verdict given before the next image is ready must not fall back on this one
- * (keys on an image still being classified do nothing). */
+ * (a key on an image still being classified gives no verdict, and says so). */
 function moveFocus(item: HTMLLIElement, by: number) {
   const items = Array.from(results.querySelectorAll<HTMLLIElement>(':scope > li'));
   items[Math.max(0, Math.min(items.length - 1, items.indexOf(item) + by))]?.focus();
@@ -377,8 +425,13 @@ results.addEventListener('keydown', (event) => {
   if (event.ctrlKey || event.altKey || event.metaKey) return;  // the browser's own shortcuts
   if (event.key === 'ArrowDown' || event.key === 'ArrowRight') moveFocus(item, 1);
   else if (event.key === 'ArrowUp' || event.key === 'ArrowLeft') moveFocus(item, -1);
-  else if (!classified.has(item)) return;
-  else {
+  else if (!classified.has(item)) {
+    // Nothing to judge yet, so a verdict key saves nothing: say so, or the reviewer takes it as given.
+    if (item.dataset.state === 'pending' && /^(Enter|[0-9])$/.test(event.key)) {
+      item.textContent = `${item.dataset.file}: still being classified; give its verdict once its answer shows.`;
+    }
+    return;
+  } else {
     const action = keyAction(event.key, classified.get(item)!.answer, loaded!.metadata.class_names,
       NOT_TRAINED.map((o) => o.label), verdictProblem(), keptVerdict(item));
     if (!action) return;
@@ -498,17 +551,8 @@ clearButton.addEventListener('click', async () => {
     reviewCount.textContent = `Not deleted (${errorText(err)}).`;
     return;
   }
-  // The rows on screen no longer have a verdict: Enter must confirm again, not keep a deleted one.
-  unsaved.clear();
-  for (const row of results.querySelectorAll<HTMLLIElement>(':scope > li')) {
-    if (!classified.has(row)) continue;
-    delete row.dataset.reviewed;
-    delete row.dataset.reviewedEarlier;
-    pressed(row, null);
-    const line = row.querySelector<HTMLParagraphElement>('.verdict')!;
-    delete line.dataset.saved;
-    line.textContent = '';
-  }
+  forgetVerdicts();
+  otherTabs?.postMessage({ deleted: true });
   await showReviewCount();
 });
 
