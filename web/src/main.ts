@@ -10,6 +10,7 @@ import { forgetCachedModel, loadModel, readPointer, serverClockOffsetMs, type Lo
 import { clockNote, stampCorrectionMs } from './clock.js';
 import { clearReviews, countReviews, exportFileName, exportLab, getReview, markExported, NOT_TRAINED, reviewSummary, saveReview,
   sha256Hex, type ReviewedCell } from './review';
+import { HeldBytes } from './heldBytes.js';
 import { keyAction, labNameProblem, labTally, reviewTime, verdictAction } from './reviewRules.js';
 
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
@@ -26,12 +27,12 @@ const clockLine = $<HTMLParagraphElement>('clock-note');
 const LAB_KEY = 'bloodcell.lab';
 
 /** What the reviewer needs of each classified image: its file, hash and the model's answer, and its bytes
- * until a verdict on it is saved (then the store holds them): a page open all day must not hold every
- * image it was given, and a file that went (a mail attachment's temporary copy) must not cost its verdict. */
+ * until a verdict on it is saved (then the store holds them), as far as heldBytes.js allows. */
 type Answer = ReturnType<typeof interpret>;
 interface Classified { file: File; bytes: ArrayBuffer | null; sha256: string; answer: Answer; cropBox: number[] | null }
 const classified = new WeakMap<HTMLLIElement, Classified>();
 
+const heldBytes = new HeldBytes();
 let loaded: LoadedModel | null = null;
 let withdrawnText: string | null = null;  // a rollback withdrew the loaded version: it answers no more
 let queue: Promise<void> = Promise.resolve();
@@ -169,7 +170,8 @@ async function showReviewable(item: HTMLLIElement, file: File, answer: Answer, c
   let problem: string | null = null;
   try {
     const bytes = await file.arrayBuffer();
-    entry = { file, bytes, sha256: await sha256Hex(bytes), answer, cropBox };
+    entry = { file, bytes: null, sha256: await sha256Hex(bytes), answer, cropBox };
+    entry.bytes = heldBytes.take(bytes);
     view = await drawCell(entry).catch(() => null);  // a view the browser cannot draw loses no review
     // A cell already in the store (a batch added again after a reload or a crash) says so, from the moment
     // it can be reviewed: Enter keeps that verdict.
@@ -332,7 +334,8 @@ async function review(item: HTMLLIElement, label: string): Promise<boolean> {
       cropBox: entry.cropBox, label, reviewedAt,
     };
     await saveReview(cell);
-    entry.bytes = null;  // the store holds them now
+    heldBytes.release(entry.bytes);  // the store holds them now
+    entry.bytes = null;
   } catch (err) {
     verdict.textContent = err instanceof FileChanged
       ? `Not saved: ${err.message}.` : `Not saved (${errorText(err)}): give the verdict again.`;
