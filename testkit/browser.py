@@ -23,10 +23,10 @@ REPO = Path(__file__).resolve().parent.parent
 WEB = REPO / "web"
 
 
-def node_json(script: str):
+def node_json(script: str, timeout: float = 120):
     """An ES module `script` run by Node in web/ (so its imports are the page's); the JSON it printed."""
     done = subprocess.run(["node", "--input-type=module", "-e", script], cwd=WEB,
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=timeout)
     assert done.returncode == 0, done.stderr[-2000:]
     return json.loads(done.stdout)
 

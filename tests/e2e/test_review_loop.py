@@ -211,51 +211,61 @@ def test_a_verdict_given_while_the_next_image_is_classified_moves_on_to_it(pipel
     with bh.static_server(str(built_client)) as app, bh.nginx_cdn(origin, app, bh.CDN_PORT) as (cdn, _):
         report = review(app, cdn, images, keys, tmp_path / "export.zip", tmp_path / "profile", early=True,
                         close_unsaved=True)
+    # The test's premise: the key came while the field was still being classified.
+    assert [n["state"] for n in report["notYet"]] == ["pending"], report["notYet"]
+    assert "still being classified" in report["notYet"][0]["text"], report["notYet"]
     assert [r["reviewed"] for r in report["results"]] == CLASSES, report["results"]
-    assert len(report["notYet"]) == 1 and "still being classified" in report["notYet"][0], report["notYet"]
     # A verdict the store refused: closing the tab asks first.
     assert report["closeUnsaved"] == "beforeunload", report
 
 
 TWO_TABS = """
 import { chromium } from 'playwright-core';
-const [app, model, lab, image, profile] = %(args)s;
+const [app, model, lab, images, profile] = %(args)s;
 const context = await chromium.launchPersistentContext(profile, { executablePath: process.env.BLOODCELL_CHROMIUM
   || '/usr/bin/chromium', headless: true, args: ['--no-sandbox', '--disable-dev-shm-usage', '--disable-gpu'] });
 const report = {};
-const count = (page) => page.$eval('#review-count', (el) => el.dataset.count ?? null);
-const row = (page) => page.$eval('#results li', (li) => ({ reviewed: li.dataset.reviewed ?? null,
-  line: li.querySelector('.verdict')?.textContent ?? null }));
+const count = (page) => page.$eval('#review-count', (el) => [el.dataset.count ?? null, el.dataset.unsaved ?? null]);
+const rows = (page) => page.$$eval('#results li', (items) => items.map((li) => ({ reviewed: li.dataset.reviewed ?? null,
+  line: li.querySelector('.verdict')?.textContent ?? null })));
+const settle = () => new Promise((r) => setTimeout(r, 1500));  // for news from the other tab, if it comes
 try {
   const [a, b] = [await context.newPage(), await context.newPage()];
-  for (const page of [a, b]) {
+  for (const [page, files] of [[a, images.slice(0, 1)], [b, images]]) {
     await page.goto(`${app}/?model=${encodeURIComponent(model)}`);
     await page.waitForSelector('#model-status[data-state="ready"]', { timeout: 120000 });
     await page.fill('#lab-name', lab);
     await page.dispatchEvent('#lab-name', 'change');
+    await page.setInputFiles('#file-input', files);
+    await page.waitForFunction((n) => document.querySelectorAll('#results li .review-buttons').length === n,
+      files.length, { timeout: 120000 });
   }
-  await b.setInputFiles('#file-input', image);
-  await b.waitForSelector('#results li .review-buttons', { timeout: 120000 });
-  await b.focus('#results li');
+  // B: a verdict on the first image, saved; one on the second that the store refuses (a full disk).
+  await b.focus('#results li:nth-child(1)');
   await b.keyboard.press('2');
   await b.waitForSelector('#review-count[data-count="1"]', { timeout: 30000 });
-  // The other tab's count follows (give it a moment).
-  await a.waitForSelector('#review-count[data-count="1"]', { timeout: 5000 }).catch(() => undefined);
-  report.countInA = await count(a);
+  await b.evaluate(() => {
+    window.realPut = IDBObjectStore.prototype.put;
+    IDBObjectStore.prototype.put = () => { throw new DOMException('the disk is full', 'QuotaExceededError'); };
+  });
+  await b.keyboard.press('3');
+  await b.waitForSelector('#review-count[data-unsaved="1"]', { timeout: 30000 });
+  await b.evaluate(() => { IDBObjectStore.prototype.put = window.realPut; });
+  await settle();
+  report.a = { count: await count(a), rows: await rows(a) };
+  // A deletes every review.
   a.once('dialog', (dialog) => dialog.accept());
-  await a.click('#clear-reviews');
+  await a.click('#clear-reviews', { timeout: 5000 });
   await a.waitForSelector('#review-count[data-count="0"]', { timeout: 30000 });
-  await b.waitForFunction(() => !document.querySelector('#results li')?.dataset.reviewed, null, { timeout: 5000 })
-    .catch(() => undefined);
-  report.rowInBAfterDelete = await row(b);
-  report.countInBAfterDelete = await count(b);
-  // Enter on it now gives a verdict, saved, as on any image without one.
-  await b.focus('#results li');
+  await settle();
+  report.bAfterDelete = { count: await count(b), rows: await rows(b) };
+  // Enter on B's first image now gives a verdict, saved, as on any image without one.
+  await b.focus('#results li:nth-child(1)');
   await b.keyboard.press('Enter');
-  await b.waitForSelector('#review-count[data-count="1"]', { timeout: 5000 }).catch(() => undefined);
+  await settle();
   await b.reload();
   await b.waitForSelector('#review-count[data-count]', { timeout: 120000 });
-  report.countAfterEnter = await count(b);
+  report.countAfterEnter = (await count(b))[0];
 } catch (err) {
   report.error = String(err && err.stack || err);
 } finally {
@@ -267,15 +277,19 @@ process.stdout.write(JSON.stringify(report));
 
 def test_a_second_tab_shows_the_verdicts_saved_and_deleted_in_the_first(pipeline_run, built_client, tmp_path):
     # A lab's workstation with the page open twice: reviews deleted in one tab had still shown as given
-    # in the other, where Enter then "kept" a verdict that was saved nowhere.
+    # in the other, where Enter then "kept" a verdict that was saved nowhere; the other tab's count and
+    # rows did not show a verdict saved here.
     assert pipeline_run.code == 0, pipeline_run.output[-3000:]
-    image = other_lab_cells(tmp_path / "cells")[0]
+    images = [str(p) for p in other_lab_cells(tmp_path / "cells")[:2]]
     origin = str(tmp_path / "origin")
     refresh_origin(str(pipeline_run.out / "bloodcell" / "cdn"), origin)
     with bh.static_server(str(built_client)) as app, bh.nginx_cdn(origin, app, bh.CDN_PORT) as (cdn, _):
-        args = [app, f"{cdn}/bloodcell/", LAB, str(image), str(tmp_path / "profile")]
-        report = bh.node_json(TWO_TABS % {"args": json.dumps(args)})
+        args = [app, f"{cdn}/bloodcell/", LAB, images, str(tmp_path / "profile")]
+        report = bh.node_json(TWO_TABS % {"args": json.dumps(args)}, timeout=400)
     assert "error" not in report, report
-    assert report["countInA"] == "1", report
-    assert report["rowInBAfterDelete"] == {"reviewed": None, "line": ""} and report["countInBAfterDelete"] == "0", report
+    assert report["a"]["count"] == ["1", "0"] and report["a"]["rows"][0]["reviewed"] == "LYMPHOCYTE", report
+    # The first image's verdict is gone; the second's, never saved, stays marked as not saved.
+    after = report["bAfterDelete"]
+    assert after["rows"][0] == {"reviewed": None, "line": ""} and after["count"] == ["0", "1"], report
+    assert after["rows"][1]["line"].startswith("Not saved"), report
     assert report["countAfterEnter"] == "1", report

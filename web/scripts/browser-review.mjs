@@ -56,8 +56,9 @@ try {
   let row = 0;  // the image the next verdict is for
   for (let i = 0; i < keys.length; i++) {
     if (keys[i].startsWith('now:')) {  // at once, on an image that may not show its answer yet
+      const state = await page.evaluate(() => document.activeElement?.dataset?.state ?? null);
       await page.keyboard.press(keys[i].slice(4));
-      report.notYet.push(await page.evaluate(() => document.activeElement?.textContent ?? null));
+      report.notYet.push({ state, text: await page.evaluate(() => document.activeElement?.textContent ?? null) });
       continue;
     }
     row += 1;

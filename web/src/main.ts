@@ -160,35 +160,48 @@ async function classify(file: File, item: HTMLLIElement) {
 }
 
 /** Shows the answer together with its review controls, not before: a verdict typed as soon as an answer
- * shows must land on that image (a key on an image that cannot be reviewed yet does nothing, and the next
- * key would have gone to it instead of to its own image). The answer stands even if it cannot be reviewed
- * (hashing needs crypto.subtle; the file may have gone). */
+ * shows must land on that image (a key on an image that cannot be reviewed yet gives no verdict, and the
+ * next key would have gone to it instead of to its own image). The answer stands even if it cannot be
+ * reviewed (hashing needs crypto.subtle; the file may have gone). */
 async function showReviewable(item: HTMLLIElement, file: File, answer: Answer, cropBox: number[] | null) {
   let entry: Classified | null = null;
-  let view: HTMLCanvasElement | null = null;
-  let earlier: Awaited<ReturnType<typeof getReview>> | undefined;
-  let problem: string | null = null;
   try {
-    const bytes = await file.arrayBuffer();
-    entry = { file, bytes: null, sha256: await sha256Hex(bytes), answer, cropBox };
-    entry.bytes = heldBytes.take(bytes);
-    view = await drawCell(entry).catch(() => null);  // a view the browser cannot draw loses no review
-    // A cell already in the store (a batch added again after a reload or a crash) says so, from the moment
-    // it can be reviewed: Enter keeps that verdict.
-    earlier = await getReview(entry.sha256).catch(() => undefined);
-  } catch (err) {
-    problem = errorText(err);
+    let view: HTMLCanvasElement | null = null;
+    let earlier: Awaited<ReturnType<typeof getReview>> | undefined;
+    let bytes: ArrayBuffer | null = null;
+    let problem: string | null = null;
+    try {
+      bytes = await file.arrayBuffer();
+      entry = { file, bytes: null, sha256: await sha256Hex(bytes), answer, cropBox };
+      view = await drawCell(entry).catch(() => null);  // a view the browser cannot draw loses no review
+      // A cell already in the store (a batch added again after a reload or a crash) says so, from the
+      // moment it can be reviewed: Enter keeps that verdict. Read again if a verdict was saved or the
+      // reviews deleted meanwhile (here or in another tab): rows not shown yet miss that news.
+      let seen;
+      do {
+        seen = storeChanges;
+        earlier = await getReview(entry.sha256).catch(() => undefined);
+      } while (seen !== storeChanges);
+    } catch (err) {
+      entry = null;
+      problem = errorText(err);
+    }
+    showPrediction(item, file.name, answer);
+    if (entry === null) {
+      const note = document.createElement('p');
+      note.className = 'hint';
+      note.textContent = `This answer cannot be reviewed here: ${problem}`;
+      item.append(note);
+      return;
+    }
+    if (view) item.querySelector('p')!.after(view);
+    entry.bytes = heldBytes.take(bytes!);
+    addReviewControls(item, entry, earlier);
+  } catch (err) {  // off the queue: nothing else would report it, and the row would say "classifying" for good
+    heldBytes.release(entry?.bytes ?? null);
+    classified.delete(item);
+    showError(item, file.name, `could not be shown (${errorText(err)})`);
   }
-  showPrediction(item, file.name, answer);
-  if (entry === null) {
-    const note = document.createElement('p');
-    note.className = 'hint';
-    note.textContent = `This answer cannot be reviewed here: ${problem}`;
-    item.append(note);
-    return;
-  }
-  if (view) item.querySelector('p')!.after(view);
-  addReviewControls(item, entry, earlier);
 }
 
 function classifyAll(files: FileList | File[]) {
@@ -352,9 +365,12 @@ async function review(item: HTMLLIElement, label: string): Promise<boolean> {
   return true;
 }
 
+let storeChanges = 0;  // verdicts saved and deletions so far, here or in another tab
+
 /** The same image shown twice (added twice, or open in another tab) is one record: every row of it
  * shows the verdict kept. */
 function showVerdict(sha256: string, label: string) {
+  storeChanges += 1;
   for (const row of results.querySelectorAll<HTMLLIElement>(':scope > li')) {
     const answer = classified.get(row)?.answer.className;
     if (answer === undefined || classified.get(row)!.sha256 !== sha256) continue;
@@ -368,11 +384,13 @@ function showVerdict(sha256: string, label: string) {
 }
 
 /** After every review was deleted: the rows on screen have no verdict, and Enter confirms again instead
- * of keeping a deleted one. */
-function forgetVerdicts() {
-  unsaved.clear();
+ * of keeping a deleted one. A verdict that could not be saved was in no store: deleted in another tab,
+ * it stays marked (here, deleting everything gives it up too). */
+function forgetVerdicts(unsavedToo: boolean) {
+  storeChanges += 1;
+  if (unsavedToo) unsaved.clear();
   for (const row of results.querySelectorAll<HTMLLIElement>(':scope > li')) {
-    if (!classified.has(row)) continue;
+    if (!classified.has(row) || unsaved.has(row)) continue;
     delete row.dataset.reviewed;
     delete row.dataset.reviewedEarlier;
     pressed(row, null);
@@ -387,7 +405,7 @@ function forgetVerdicts() {
 const otherTabs = typeof BroadcastChannel === 'function' ? new BroadcastChannel('bloodcell.reviews') : null;
 otherTabs?.addEventListener('message', (event: MessageEvent<{ saved?: { sha256: string; label: string }; deleted?: true }>) => {
   if (event.data?.saved) showVerdict(event.data.saved.sha256, event.data.saved.label);
-  if (event.data?.deleted) forgetVerdicts();
+  if (event.data?.deleted) forgetVerdicts(false);
   void showReviewCount();
 });
 
@@ -429,9 +447,15 @@ results.addEventListener('keydown', (event) => {
   if (event.key === 'ArrowDown' || event.key === 'ArrowRight') moveFocus(item, 1);
   else if (event.key === 'ArrowUp' || event.key === 'ArrowLeft') moveFocus(item, -1);
   else if (!classified.has(item)) {
-    // Nothing to judge yet, so a verdict key saves nothing: say so, or the reviewer takes it as given.
-    if (item.dataset.state === 'pending' && /^(Enter|[0-9])$/.test(event.key)) {
+    const verdictKey = event.key === 'Enter'
+      || (/^[1-9]$/.test(event.key) && Number(event.key) <= (loaded?.metadata.class_names.length ?? 0) + NOT_TRAINED.length);
+    if (!verdictKey) return;
+    event.preventDefault();
+    // Nothing to judge yet, so the key saves nothing: say so, or the reviewer takes it as given.
+    if (item.dataset.state === 'pending') {
       item.textContent = `${item.dataset.file}: still being classified; give its verdict once its answer shows.`;
+    } else {
+      moveFocus(item, 1);  // an image that cannot be reviewed (it says why): the next key is for the next one
     }
     return;
   } else {
@@ -554,7 +578,7 @@ clearButton.addEventListener('click', async () => {
     reviewCount.textContent = `Not deleted (${errorText(err)}).`;
     return;
   }
-  forgetVerdicts();
+  forgetVerdicts(true);
   otherTabs?.postMessage({ deleted: true });
   await showReviewCount();
 });
