@@ -199,13 +199,18 @@ def test_a_verdict_given_while_the_next_image_is_classified_moves_on_to_it(pipel
     # verdict the next key would then overwrite. A key pressed on it before its answer shows is no
     # verdict, and says so; the key pressed once its answer shows is its verdict (hashing and drawing
     # so large a file take a while: an answer shown before it could be reviewed had dropped that key,
-    # and each later verdict had gone to the image before its own).
+    # and each later verdict had gone to the image before its own). A key on a file that is no image
+    # moves on (it had held the focus, and the next key was lost on it too).
     assert pipeline_run.code == 0, pipeline_run.output[-3000:]
     images = other_lab_cells(tmp_path / "cells")[:4]
     big = tmp_path / "cells" / "field-4000x3000.png"
     Image.open(images[1]).resize((4000, 3000)).save(big)
     images[1] = big
-    keys = ["1", "now:5", "2", "3", "4"]
+    # Third, a file that is no image: a key on it gives no verdict and moves on, as a verdict does.
+    broken = tmp_path / "cells" / "broken.png"
+    broken.write_bytes(b"not an image")
+    images.insert(2, broken)
+    keys = ["1", "now:5", "2", "3", "3", "4"]
     origin = str(tmp_path / "origin")
     refresh_origin(str(pipeline_run.out / "bloodcell" / "cdn"), origin)
     with bh.static_server(str(built_client)) as app, bh.nginx_cdn(origin, app, bh.CDN_PORT) as (cdn, _):
@@ -214,7 +219,7 @@ def test_a_verdict_given_while_the_next_image_is_classified_moves_on_to_it(pipel
     # The test's premise: the key came while the field was still being classified.
     assert [n["state"] for n in report["notYet"]] == ["pending"], report["notYet"]
     assert "still being classified" in report["notYet"][0]["text"], report["notYet"]
-    assert [r["reviewed"] for r in report["results"]] == CLASSES, report["results"]
+    assert [r["reviewed"] for r in report["results"]] == [*CLASSES[:2], None, *CLASSES[2:]], report["results"]
     # A verdict the store refused: closing the tab asks first.
     assert report["closeUnsaved"] == "beforeunload", report
 

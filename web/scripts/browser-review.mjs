@@ -63,7 +63,8 @@ try {
     }
     row += 1;
     if (opt.early) {  // the reviewer acts as soon as the answer shows
-      await page.waitForSelector(`#results li:nth-child(${row})[data-state="done"]`, { timeout: TIMEOUT });
+      await page.waitForSelector(`#results li:nth-child(${row}):is([data-state="done"], [data-state="error"])`,
+        { timeout: TIMEOUT });
     }
     if (keys[i].startsWith('click:')) {
       await page.waitForSelector(`#results li:nth-child(${row}) .review-buttons`, { timeout: 1000 });
@@ -80,10 +81,14 @@ try {
       && (n === last || document.activeElement === document.querySelector(`#results li:nth-child(${n + 1})`)),
     [row, images.length], { timeout: TIMEOUT });
   }
-  // Keys past the last image land on it (the focus stays there).
-  await page.waitForFunction((n) => document.querySelectorAll('#results li[data-reviewed]').length >= n
-    && Number(document.getElementById('review-count')?.dataset.count) >= n, Math.min(row, images.length),
-  { timeout: TIMEOUT });
+  // Keys past the last image land on it (the focus stays there); an image that could not be classified
+  // takes no verdict.
+  await page.waitForFunction((n) => {
+    const answered = Array.from(document.querySelectorAll('#results li')).slice(0, n)
+      .filter((li) => li.dataset.state !== 'error').length;
+    return document.querySelectorAll('#results li[data-reviewed]').length >= answered
+      && Number(document.getElementById('review-count')?.dataset.count) >= answered;
+  }, Math.min(row, images.length), { timeout: TIMEOUT });
   report.results = await page.$$eval('#results li', (items) => items.map((li) => ({
     file: li.dataset.file, answer: li.dataset.class ?? null, reviewed: li.dataset.reviewed ?? null,
     cropBox: li.querySelector('canvas')?.dataset.cropBox ?? null,
