@@ -454,7 +454,7 @@ results.addEventListener('keydown', (event) => {
     // Nothing to judge yet, so the key saves nothing: say so, or the reviewer takes it as given.
     if (item.dataset.state === 'pending') {
       item.textContent = `${item.dataset.file}: still being classified; give its verdict once its answer shows.`;
-    } else {
+    } else if (!event.repeat) {  // a held key moves on once, as it gives one verdict
       moveFocus(item, 1);  // an image that cannot be reviewed (it says why): the next key is for the next one
     }
     return;
