@@ -285,7 +285,8 @@ def _run_locked(args: argparse.Namespace, config, data_root: str, base_files: li
     if failure is None:
         run_inputs.record_finished(config.run_dir, key, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                                    summary.blessed)
-    print(run_summary.format_summary(summary, time.time() - started, config.class_names))
+    print(run_summary.format_summary(summary, time.time() - started, config.class_names,
+                                    config.labs.min_eval_cells))
     line = _prune_line(config, started) if failure is None else None
     if line:
         print(line)

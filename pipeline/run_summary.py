@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
@@ -14,6 +15,7 @@ from components.pusher.executor import ALREADY_SERVED
 from components.tfjs_publisher.executor import QUANTIZATION_NOTE
 from components.tfjs_publisher.evaluation import (load_confusion_matrix, load_metrics, load_source_metrics,
                                                   per_class_metrics, readable_metrics)
+from models.features import BASE_SOURCE
 
 _STATE = metadata_store_pb2.Execution.State
 
@@ -258,7 +260,20 @@ def adapted_line(training: dict) -> str:
             f"({training['steps']} batches{counts})")
 
 
-def format_summary(summary: RunSummary, wall_seconds: float, class_names: list[str] = ()) -> str:
+def few_cells_notes(summary: RunSummary, min_eval_cells: int) -> list[str]:
+    """Each lab whose gate failed on fewer held-out cells than min_eval_cells, with what one cell weighs:
+    on a handful of cells one cell decides the no-regression gate, and the remedy is more reviews."""
+    if summary.blessed is not False:
+        return []
+    failed = set(re.findall(r"(?:^|; )source=([^:;,]+):", summary.blessing_reason))
+    return [f"note: lab {name} was gated on {v['cells']} held-out cells (under labs.min_eval_cells, "
+            f"{min_eval_cells}): one cell moves its accuracy by {1 / v['cells']:.4f}; review more of its cells"
+            for name, v in summary.sources.items()
+            if name in failed and name != BASE_SOURCE and 0 < v.get("cells", 0) < min_eval_cells]
+
+
+def format_summary(summary: RunSummary, wall_seconds: float, class_names: list[str] = (),
+                   min_eval_cells: int = 0) -> str:
     lines = ["", "== run summary =="]
     for c in summary.components:
         lines.append(f"  {c.node:<34} {c.state:<9} {c.seconds:8.1f} s")
@@ -289,6 +304,7 @@ def format_summary(summary: RunSummary, wall_seconds: float, class_names: list[s
             f"{name} {v['accuracy']:.4f} of {v['cells']}" for name, v in summary.sources.items()
             if v.get("accuracy") is not None))
     lines.append(f"blessed: {summary.blessed} ({summary.blessing_reason})")
+    lines += few_cells_notes(summary, min_eval_cells)
     lines.append(f"pushed model: {summary.pushed_to or 'none'}")
     if summary.already_served:
         lines.append("note: TF Serving's newest version is this very model (nothing changed); not pushed again")

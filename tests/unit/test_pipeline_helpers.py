@@ -319,3 +319,21 @@ def test_an_export_made_for_another_lab_is_named_in_the_summary(tmp_path):
     text = format_summary(RunSummary(components=[], ingest_report=str(report)), 1.0)
     assert ("note: labs/onelab/theirs.zip was exported for lab 'otherlab': its cells are taken as onelab's "
             "(move it to labs/otherlab/ if they are not)") in text.splitlines()
+
+
+def test_a_lab_gated_on_few_cells_is_named_with_what_one_cell_weighs():
+    # A lab with 6 held-out cells failed the no-regression gate on one cell, and the summary said only
+    # "change vs last blessed model -0.1667 < -0.0100": the lab could not tell noise from a worse model.
+    from pipeline.run_summary import RunSummary, format_summary
+
+    summary = RunSummary(components=[], blessed=False, sources={
+        "base": {"accuracy": 0.88, "cells": 2485}, "small": {"accuracy": 0.8333, "cells": 6},
+        "large.lab": {"accuracy": 0.9, "cells": 40}, "other": {"accuracy": 0.5, "cells": 4}})
+    summary.blessing_reason = ("source=small: sparse_categorical_accuracy change vs last blessed model -0.1667 < -0.0100; "
+                               "source=large.lab: sparse_categorical_accuracy change vs last blessed model -0.0250 < -0.0100")
+    lines = format_summary(summary, 1.0, min_eval_cells=20).splitlines()
+    notes = [line for line in lines if line.startswith("note: lab")]
+    assert notes == ["note: lab small was gated on 6 held-out cells (under labs.min_eval_cells, 20): one cell moves "
+                     "its accuracy by 0.1667; review more of its cells"], lines
+    summary.blessed, summary.blessing_reason = True, "blessed"
+    assert not [line for line in format_summary(summary, 1.0, min_eval_cells=20).splitlines() if line.startswith("note: lab")]
