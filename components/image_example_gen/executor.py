@@ -65,7 +65,7 @@ FILE_UNIT_CELLS = 32
 def work_units(candidates: list[image_reader.Candidate]) -> list[list[image_reader.Candidate]]:
     """The candidates in groups that one worker decodes one after another. An export's cells stay
     together: spread one by one, a worker switched exports at every cell and read a whole export
-    again each time (it keeps two in memory)."""
+    again each time (a thread keeps one in memory)."""
     by_export: dict[str | None, list[image_reader.Candidate]] = {}
     for candidate in candidates:
         by_export.setdefault(candidate.path if candidate.member else None, []).append(candidate)

@@ -12,12 +12,12 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
-import functools
 import hashlib
 import io
 import json
 import os
 import posixpath
+import threading
 import zipfile
 import zlib
 
@@ -34,7 +34,7 @@ IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png", ".bmp", ".gif", ".webp")
 MAX_MEMBER_BYTES = 50 * 2**20  # one reviewed image; a larger member is refused before it is inflated
 MAX_MANIFEST_BYTES = 20 * 2**20
 FUTURE_SLACK = datetime.timedelta(days=1)  # a review time further ahead than this is a clock set wrong
-CACHED_ZIP_BYTES = 64 * 2**20  # an export this small is kept in memory while its cells are read (two per worker)
+CACHED_ZIP_BYTES = 64 * 2**20  # an export this small is kept in memory while its cells are read (one per thread)
 # Folders a file system or a NAS share makes in every folder it serves: never a lab, never a class.
 SYSTEM_FOLDERS = frozenset({"lost+found", "@eaDir", "#recycle", "#snapshot", "$RECYCLE.BIN", "System Volume Information",
                             "__MACOSX"})
@@ -110,11 +110,26 @@ def _open_zip(f, length: int) -> zipfile.ZipFile:
     return zipfile.ZipFile(f)
 
 
-@functools.lru_cache(maxsize=2)
-def _zip_bytes(path: str, length: int, mtime_nsec: int) -> bytes:
-    """A small export read once per worker, not once per cell (keyed by size and time: a replaced file is read again)."""
+# Per thread: Beam runs bundles side by side in threads (Dataflow: 12 a worker), each reading one
+# export's cells in a row (executor.work_units); one cache for all of them swapped exports at nearly
+# every cell, reading a whole export again each time.
+_held_export = threading.local()
+
+
+def _read_whole(path: str) -> bytes:
     with gfile.GFile(path, "rb") as f:
         return f.read()
+
+
+def _zip_bytes(path: str, length: int, mtime_nsec: int) -> bytes:
+    """A small export, read once while this thread reads its cells one after another (keyed by size and
+    time: a replaced file is read again). One at a time: the last one is let go before the next is read."""
+    key = (path, length, mtime_nsec)
+    if getattr(_held_export, "key", None) != key:
+        _held_export.key = _held_export.data = None
+        _held_export.data = _read_whole(path)
+        _held_export.key = key
+    return _held_export.data
 
 
 def read_member(path: str, member: str) -> bytes:

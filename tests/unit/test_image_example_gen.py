@@ -167,21 +167,18 @@ def test_a_dataset_without_the_layout_its_spec_assumed_stops_in_one_line(tmp_pat
 def test_each_export_is_read_once_not_once_per_cell(tmp_path, monkeypatch):
     # The cells were spread one by one: a worker keeping two exports in memory read a whole export
     # again at nearly every cell of a lab with three (10 exports of 500 cells: about 4,000 reads).
-    import functools
-
     from components.image_example_gen import lab_sources
     from testkit import review_export
     from testkit.images import CLASSES, sample_jpegs
 
     reads = []
-    original = lab_sources._zip_bytes.__wrapped__
+    original = lab_sources._read_whole
 
-    @functools.lru_cache(maxsize=2)
-    def counted(path, length, mtime_nsec):
+    def counted(path):
         reads.append(path)
-        return original(path, length, mtime_nsec)
+        return original(path)
 
-    monkeypatch.setattr(lab_sources, "_zip_bytes", counted)
+    monkeypatch.setattr(lab_sources, "_read_whole", counted)
     root = make_dataset(tmp_path / "data", {"TRAIN": 6, "TEST": 2})
     jpegs = [p for cls in CLASSES for p in sample_jpegs("TRAIN", cls)[6:15]]  # not the base's own images
     for i in range(3):

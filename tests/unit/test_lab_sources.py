@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import zipfile
 
 import pytest
 
@@ -538,3 +539,42 @@ def test_a_huge_file_in_a_lab_class_folder_is_refused_unread(tmp_path, images):
     listing = lab_sources.list_lab("lab", str(lab), CLASSES)
     assert len(listing.cells) == 1
     assert _reasons(listing) == {"labs/lab/NEUTROPHIL/huge.png": f"image too large: over {lab_sources.MAX_MEMBER_BYTES} bytes"}
+
+
+def test_threads_reading_three_exports_side_by_side_read_each_once(tmp_path, images, monkeypatch):
+    """Beam runs bundles side by side in threads (Dataflow: 12 a worker), each reading one export's cells
+    in a row. One cache of two exports for all threads swapped exports at nearly every cell, and read a
+    whole export again each time."""
+    import threading
+
+    exports = [review_export.write_export(tmp_path / f"{i}.zip", [review_export.cell(image, "NEUTROPHIL")
+                                                                  for image in images[:4]]) for i in range(3)]
+    with zipfile.ZipFile(exports[0]) as archive:
+        members = [name for name in archive.namelist() if not name.endswith(".json")]
+    assert len(members) == 4
+    opened = []
+    real_gfile = lab_sources.gfile.GFile
+
+    def counting_gfile(path, mode="r"):
+        opened.append(os.path.basename(path))
+        return real_gfile(path, mode)
+
+    monkeypatch.setattr(lab_sources.gfile, "GFile", counting_gfile)
+    turn = threading.Barrier(3)
+    errors = []
+
+    def read_cells(export):
+        try:
+            for member in members:
+                turn.wait(timeout=30)  # every thread reads its n-th cell before any reads its next
+                lab_sources.read_member(str(export), member)
+        except Exception as err:  # noqa: BLE001 - reported below
+            errors.append(err)
+
+    threads = [threading.Thread(target=read_cells, args=(export,)) for export in exports]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors
+    assert sorted(opened) == ["0.zip", "1.zip", "2.zip"], opened
