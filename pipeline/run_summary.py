@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import re
 
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
@@ -15,7 +14,7 @@ from components.pusher.executor import ALREADY_SERVED
 from components.tfjs_publisher.executor import QUANTIZATION_NOTE
 from components.tfjs_publisher.evaluation import (load_confusion_matrix, load_metrics, load_source_metrics,
                                                   per_class_metrics, readable_metrics)
-from models.features import BASE_SOURCE
+from models.features import BASE_SOURCE, SOURCE_KEY
 
 _STATE = metadata_store_pb2.Execution.State
 
@@ -32,6 +31,7 @@ class RunSummary:
     components: list[ComponentRun]
     blessed: bool | None = None
     blessing_reason: str = "the Evaluator did not run"
+    failed_sources: list[str] = dataclasses.field(default_factory=list)  # sources whose gated slice failed
     metrics: dict = dataclasses.field(default_factory=dict)
     pushed_to: str | None = None
     already_served: bool = False       # pushed_to held this very model already: not pushed again
@@ -122,7 +122,7 @@ def collect(metadata_path: str, since_epoch_s: float, class_names: list[str] = (
         except Exception as err:  # the summary must not hide the run's own outcome
             summary.metrics = {"error": f"could not read metrics: {err}"}
     if summary.blessed is False:
-        summary.blessing_reason = _why_not_blessed(summary.evaluation_uri)
+        summary.blessing_reason, summary.failed_sources = _why_not_blessed(summary.evaluation_uri)
     elif summary.blessed:
         summary.blessing_reason = "blessed"
     return summary
@@ -199,17 +199,27 @@ def stray_lab_files(report: dict) -> list[str]:
     return [r["rel_path"] for r in report.get("rejected_inputs") or [] if r.get("reason") == lab_sources.STRAY]
 
 
-def _why_not_blessed(evaluation_uri: str | None) -> str:
-    """The failed thresholds, from TFMA's validation result."""
+def _why_not_blessed(evaluation_uri: str | None) -> tuple[str, list[str]]:
+    """The failed thresholds, from TFMA's validation result, and the sources whose slice failed one."""
     if not evaluation_uri:
-        return "no evaluation"
+        return "no evaluation", []
     try:
         import tensorflow_model_analysis as tfma
 
         validation = tfma.load_validation_result(evaluation_uri)
     except Exception as err:
-        return f"thresholds not met (validation result unreadable: {err})"
-    return "; ".join(failure_reasons(validation)) or "thresholds not met"
+        return f"thresholds not met (validation result unreadable: {err})", []
+    return "; ".join(failure_reasons(validation)) or "thresholds not met", failed_sources(validation)
+
+
+def failed_sources(validation) -> list[str]:
+    """The sources whose own slice (keyed by the source alone) failed a threshold."""
+    failed = []
+    for result in validation.metric_validations_per_slice:
+        keys = result.slice_key.single_slice_keys
+        if result.failures and len(keys) == 1 and keys[0].column == SOURCE_KEY:
+            failed.append(keys[0].bytes_value.decode())
+    return failed
 
 
 def failure_reasons(validation) -> list[str]:
@@ -265,11 +275,10 @@ def few_cells_notes(summary: RunSummary, min_eval_cells: int) -> list[str]:
     on a handful of cells one cell decides the no-regression gate, and the remedy is more reviews."""
     if summary.blessed is not False:
         return []
-    failed = set(re.findall(r"(?:^|; )source=([^:;,]+):", summary.blessing_reason))
     return [f"note: lab {name} was gated on {v['cells']} held-out cells (under labs.min_eval_cells, "
             f"{min_eval_cells}): one cell moves its accuracy by {1 / v['cells']:.4f}; review more of its cells"
             for name, v in summary.sources.items()
-            if name in failed and name != BASE_SOURCE and 0 < v.get("cells", 0) < min_eval_cells]
+            if name in summary.failed_sources and name != BASE_SOURCE and 0 < v.get("cells", 0) < min_eval_cells]
 
 
 def format_summary(summary: RunSummary, wall_seconds: float, class_names: list[str] = (),

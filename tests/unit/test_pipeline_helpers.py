@@ -116,6 +116,23 @@ def test_a_gated_slice_the_eval_split_lacks_is_named_as_the_reason():
     assert failure_reasons(validation) == ["source=base: no examples of it in the eval split, so nothing to gate on"]
 
 
+def test_the_sources_whose_own_slice_failed_are_read_from_the_validation_result():
+    from google.protobuf import text_format
+    from tensorflow_model_analysis.proto import validation_result_pb2
+
+    from pipeline.run_summary import failed_sources
+
+    failure = 'failures { metric_key { name: "sparse_categorical_accuracy" } }'
+    validation = text_format.Parse(f"""
+        validation_ok: false
+        metric_validations_per_slice {{ slice_key {{ single_slice_keys {{ column: "source" bytes_value: "small" }} }} {failure} }}
+        metric_validations_per_slice {{ slice_key {{ single_slice_keys {{ column: "source" bytes_value: "x" }}
+                                                   single_slice_keys {{ column: "label_name" bytes_value: "MONOCYTE" }} }} {failure} }}
+        metric_validations_per_slice {{ slice_key {{ single_slice_keys {{ column: "source" bytes_value: "fine" }} }} }}
+        missing_slices {{ feature_values {{ key: "source" value: "gone" }} }}""", validation_result_pb2.ValidationResult())
+    assert failed_sources(validation) == ["small"]
+
+
 def test_the_adapted_line_names_the_lab_cells_trained_on_per_class():
     from pipeline.run_summary import adapted_line
 
@@ -329,11 +346,23 @@ def test_a_lab_gated_on_few_cells_is_named_with_what_one_cell_weighs():
     summary = RunSummary(components=[], blessed=False, sources={
         "base": {"accuracy": 0.88, "cells": 2485}, "small": {"accuracy": 0.8333, "cells": 6},
         "large.lab": {"accuracy": 0.9, "cells": 40}, "other": {"accuracy": 0.5, "cells": 4}})
-    summary.blessing_reason = ("source=small: sparse_categorical_accuracy change vs last blessed model -0.1667 < -0.0100; "
-                               "source=large.lab: sparse_categorical_accuracy change vs last blessed model -0.0250 < -0.0100")
+    summary.failed_sources = ["small", "large.lab"]
     lines = format_summary(summary, 1.0, min_eval_cells=20).splitlines()
     notes = [line for line in lines if line.startswith("note: lab")]
     assert notes == ["note: lab small was gated on 6 held-out cells (under labs.min_eval_cells, 20): one cell moves "
                      "its accuracy by 0.1667; review more of its cells"], lines
-    summary.blessed, summary.blessing_reason = True, "blessed"
+    summary.blessed, summary.failed_sources = True, []
     assert not [line for line in format_summary(summary, 1.0, min_eval_cells=20).splitlines() if line.startswith("note: lab")]
+
+
+def test_the_runners_lab_check_lets_the_export_it_read_go(tmp_path):
+    # Read before the run starts, it had stayed in memory (up to 64 MiB) through the whole run.
+    from components.image_example_gen import lab_sources
+    from pipeline import run_inputs
+    from testkit import review_export
+    from testkit.images import CLASSES, sample_jpegs
+
+    review_export.write_export(tmp_path / "lab" / "1.zip",
+                               [review_export.cell(sample_jpegs("TRAIN", "NEUTROPHIL")[0], "NEUTROPHIL")])
+    assert run_inputs.labs_with_cells({"lab": str(tmp_path / "lab")}, ["lab"], CLASSES, 10**7, 0.0, []) == ["lab"]
+    assert lab_sources._held_export.data is None
