@@ -77,7 +77,10 @@ def labs_with_cells(labs: dict[str, str], wanted: list[str], class_names: list[s
         return any(_decodes(cell, max_pixels) and not in_base(cell.sha256)
                    for cell in listing.cells if listing.side(cell, eval_fraction) == "train")
 
-    return [name for name in wanted if name in labs and trains(name)]
+    try:
+        return [name for name in wanted if name in labs and trains(name)]
+    finally:
+        lab_sources.release_held_export()  # not held through the run this check comes before
 
 
 def missing_labs(blessed_labs: list[str], labs: list[str], retired: list[str]) -> list[str]:

@@ -94,6 +94,9 @@ class _DecodeImage(beam.DoFn):
                 {"rel_path": candidate.rel_path, "split": candidate.split,
                  "reason": f"unreadable file ({detail})"}))
 
+    def finish_bundle(self):
+        lab_sources.release_held_export()  # finish_bundle runs on the thread that read the bundle's cells
+
 
 def _same_folder_key(folder: str) -> str:
     """A folder as compared with another: a local one with its symlinks resolved, a bucket prefix as written."""

@@ -132,6 +132,12 @@ def _zip_bytes(path: str, length: int, mtime_nsec: int) -> bytes:
     return _held_export.data
 
 
+def release_held_export() -> None:
+    """Lets this thread's export go once its cells are read: the thread may then idle for the rest of
+    the job (Beam keeps finished threads for reuse) or run the Trainer."""
+    _held_export.key = _held_export.data = None
+
+
 def read_member(path: str, member: str) -> bytes:
     """One file of an export. An export up to CACHED_ZIP_BYTES is read whole once (a bucket's file in one
     request); a larger one where it lies, its directory and that file only."""

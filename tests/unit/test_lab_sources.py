@@ -578,3 +578,19 @@ def test_threads_reading_three_exports_side_by_side_read_each_once(tmp_path, ima
         thread.join()
     assert not errors, errors
     assert sorted(opened) == ["0.zip", "1.zip", "2.zip"], opened
+
+
+def test_the_export_held_for_its_cells_is_let_go_at_the_end_of_a_bundle(tmp_path, images):
+    """Beam keeps finished threads for reuse: each went on holding its last export (up to 64 MiB) for the
+    rest of the job, and the runner's lab check held one through the whole run."""
+    from components.image_example_gen import executor
+
+    export = review_export.write_export(tmp_path / "1.zip", [review_export.cell(images[0], "NEUTROPHIL")])
+    listing = lab_sources.list_lab("lab", str(tmp_path), CLASSES)
+    candidates, _ = image_reader.lab_candidates("lab", listing, CLASSES, 0.0)
+    decode = executor._DecodeImage(10**7)
+    assert [split for split, _ in decode.process(candidates[0])] == [candidates[0].split]
+    assert lab_sources._held_export.data is not None  # held while the bundle's cells are read
+    decode.finish_bundle()
+    assert lab_sources._held_export.data is None and lab_sources._held_export.key is None
+    assert os.path.exists(export)
