@@ -453,6 +453,7 @@ results.addEventListener('keydown', (event) => {
     event.preventDefault();
     // Nothing to judge yet, so the key saves nothing: say so, or the reviewer takes it as given.
     if (item.dataset.state === 'pending') {
+      item.setAttribute('aria-live', 'polite');  // read out, and so is its answer when it comes
       item.textContent = `${item.dataset.file}: still being classified; give its verdict once its answer shows.`;
     } else if (!event.repeat) {  // a held key moves on once, as it gives one verdict
       moveFocus(item, 1);  // an image that cannot be reviewed (it says why): the next key is for the next one
