@@ -126,7 +126,7 @@ def _zip_bytes(path: str, length: int, mtime_nsec: int) -> bytes:
     time: a replaced file is read again). One at a time: the last one is let go before the next is read."""
     key = (path, length, mtime_nsec)
     if getattr(_held_export, "key", None) != key:
-        _held_export.key = _held_export.data = None
+        release_held_export()
         _held_export.data = _read_whole(path)
         _held_export.key = key
     return _held_export.data

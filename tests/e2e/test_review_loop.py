@@ -233,7 +233,8 @@ const report = {};
 const count = (page) => page.$eval('#review-count', (el) => [el.dataset.count ?? null, el.dataset.unsaved ?? null]);
 const rows = (page) => page.$$eval('#results li', (items) => items.map((li) => ({ reviewed: li.dataset.reviewed ?? null,
   line: li.querySelector('.verdict')?.textContent ?? null })));
-const settle = () => new Promise((r) => setTimeout(r, 1500));  // for news from the other tab, if it comes
+// Waits up to 10 s for what the test expects; the report then says what was there.
+const until = (page, fn, arg) => page.waitForFunction(fn, arg, { timeout: 10000 }).catch(() => undefined);
 try {
   const [a, b] = [await context.newPage(), await context.newPage()];
   for (const [page, files] of [[a, images.slice(0, 1)], [b, images]]) {
@@ -256,18 +257,19 @@ try {
   await b.keyboard.press('3');
   await b.waitForSelector('#review-count[data-unsaved="1"]', { timeout: 30000 });
   await b.evaluate(() => { IDBObjectStore.prototype.put = window.realPut; });
-  await settle();
+  await until(a, () => document.querySelector('#results li')?.dataset.reviewed
+    && document.getElementById('review-count')?.dataset.count === '1');
   report.a = { count: await count(a), rows: await rows(a) };
   // A deletes every review.
   a.once('dialog', (dialog) => dialog.accept());
   await a.click('#clear-reviews', { timeout: 5000 });
   await a.waitForSelector('#review-count[data-count="0"]', { timeout: 30000 });
-  await settle();
+  await until(b, () => document.getElementById('review-count')?.dataset.count === '0');
   report.bAfterDelete = { count: await count(b), rows: await rows(b) };
   // Enter on B's first image now gives a verdict, saved, as on any image without one.
   await b.focus('#results li:nth-child(1)');
   await b.keyboard.press('Enter');
-  await settle();
+  await until(b, () => document.getElementById('review-count')?.dataset.count === '1');
   await b.reload();
   await b.waitForSelector('#review-count[data-count]', { timeout: 120000 });
   report.countAfterEnter = (await count(b))[0];

@@ -11,7 +11,7 @@ import { clockNote, stampCorrectionMs } from './clock.js';
 import { clearReviews, countReviews, exportFileName, exportLab, getReview, markExported, NOT_TRAINED, reviewSummary, saveReview,
   sha256Hex, type ReviewedCell } from './review';
 import { HeldBytes } from './heldBytes.js';
-import { keyAction, labNameProblem, labTally, reviewTime, verdictAction } from './reviewRules.js';
+import { isVerdictKey, keyAction, labNameProblem, labTally, reviewTime, verdictAction } from './reviewRules.js';
 
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
 const status = $<HTMLParagraphElement>('model-status');
@@ -164,44 +164,43 @@ async function classify(file: File, item: HTMLLIElement) {
  * next key would have gone to it instead of to its own image). The answer stands even if it cannot be
  * reviewed (hashing needs crypto.subtle; the file may have gone). */
 async function showReviewable(item: HTMLLIElement, file: File, answer: Answer, cropBox: number[] | null) {
+  const parts = await reviewParts(file, answer, cropBox).catch((err: unknown) => errorText(err));
   let entry: Classified | null = null;
   try {
-    let view: HTMLCanvasElement | null = null;
-    let earlier: Awaited<ReturnType<typeof getReview>> | undefined;
-    let bytes: ArrayBuffer | null = null;
-    let problem: string | null = null;
-    try {
-      bytes = await file.arrayBuffer();
-      entry = { file, bytes: null, sha256: await sha256Hex(bytes), answer, cropBox };
-      view = await drawCell(entry).catch(() => null);  // a view the browser cannot draw loses no review
-      // A cell already in the store (a batch added again after a reload or a crash) says so, from the
-      // moment it can be reviewed: Enter keeps that verdict. Read again if a verdict was saved or the
-      // reviews deleted meanwhile (here or in another tab): rows not shown yet miss that news.
-      let seen;
-      do {
-        seen = storeChanges;
-        earlier = await getReview(entry.sha256).catch(() => undefined);
-      } while (seen !== storeChanges);
-    } catch (err) {
-      entry = null;
-      problem = errorText(err);
-    }
     showPrediction(item, file.name, answer);
-    if (entry === null) {
+    if (typeof parts === 'string') {
       const note = document.createElement('p');
       note.className = 'hint';
-      note.textContent = `This answer cannot be reviewed here: ${problem}`;
+      note.textContent = `This answer cannot be reviewed here: ${parts}`;
       item.append(note);
       return;
     }
-    if (view) item.querySelector('p')!.after(view);
-    entry.bytes = heldBytes.take(bytes!);
-    addReviewControls(item, entry, earlier);
+    if (parts.view) item.querySelector('p')!.after(parts.view);
+    entry = parts.entry;
+    entry.bytes = heldBytes.take(parts.bytes);
+    addReviewControls(item, entry, parts.earlier);
   } catch (err) {  // off the queue: nothing else would report it, and the row would say "classifying" for good
     heldBytes.release(entry?.bytes ?? null);
     classified.delete(item);
     showError(item, file.name, `could not be shown (${errorText(err)})`);
   }
+}
+
+/** What reviewing an image needs: its hash, its view, and the verdict the store already holds on it. */
+async function reviewParts(file: File, answer: Answer, cropBox: number[] | null) {
+  const bytes = await file.arrayBuffer();
+  const entry: Classified = { file, bytes: null, sha256: await sha256Hex(bytes), answer, cropBox };
+  const view = await drawCell(entry).catch(() => null);  // a view the browser cannot draw loses no review
+  // A cell already in the store (a batch added again after a reload or a crash) says so, from the moment
+  // it can be reviewed: Enter keeps that verdict. Read again if a verdict was saved or the reviews
+  // deleted meanwhile (here or in another tab): rows not shown yet miss that news.
+  let earlier: Awaited<ReturnType<typeof getReview>> | undefined;
+  let seen;
+  do {
+    seen = storeChanges;
+    earlier = await getReview(entry.sha256).catch(() => undefined);
+  } while (seen !== storeChanges);
+  return { entry, bytes, view, earlier };
 }
 
 function classifyAll(files: FileList | File[]) {
@@ -447,9 +446,7 @@ results.addEventListener('keydown', (event) => {
   if (event.key === 'ArrowDown' || event.key === 'ArrowRight') moveFocus(item, 1);
   else if (event.key === 'ArrowUp' || event.key === 'ArrowLeft') moveFocus(item, -1);
   else if (!classified.has(item)) {
-    const verdictKey = event.key === 'Enter'
-      || (/^[1-9]$/.test(event.key) && Number(event.key) <= (loaded?.metadata.class_names.length ?? 0) + NOT_TRAINED.length);
-    if (!verdictKey) return;
+    if (!isVerdictKey(event.key, (loaded?.metadata.class_names.length ?? 0) + NOT_TRAINED.length)) return;
     event.preventDefault();
     // Nothing to judge yet, so the key saves nothing: say so, or the reviewer takes it as given.
     if (item.dataset.state === 'pending') {

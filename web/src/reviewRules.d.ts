@@ -8,6 +8,7 @@ type Answer = { className: string | null; probabilities: { probability: number }
 type Verdict = { label?: string; keep?: string; problem?: string };
 export function verdictForKey(key: string, answer: Answer, classNames: string[], notTrainedLabels: readonly string[],
   kept?: string | null): Verdict | null;
+export function isVerdictKey(key: string, choices: number): boolean;
 export function verdictAction(verdict: Verdict, labProblem: string | null): Verdict & { moveOn: boolean };
 export function keyAction(key: string, answer: Answer, classNames: string[], notTrainedLabels: readonly string[],
   labProblem: string | null, kept?: string | null): (Verdict & { moveOn: boolean }) | null;

@@ -61,9 +61,14 @@ export function verdictForKey(key, answer, classNames, notTrainedLabels, kept = 
       // The focus has moved on (keys typed quickly stay on their own images): say how to come back.
       : { problem: 'The model gave no answer to confirm: come back to this image (Up arrow) and pick the class (1-4).' };
   }
+  if (!isVerdictKey(key, classNames.length + notTrainedLabels.length)) return null;
   const n = Number(key);
-  if (!/^[0-9]$/.test(key) || n < 1 || n > classNames.length + notTrainedLabels.length) return null;
   return { label: n <= classNames.length ? classNames[n - 1] : notTrainedLabels[n - classNames.length - 1] };
+}
+
+/** Whether `key` gives a verdict where there are `choices` verdicts: Enter, or 1 to `choices`. */
+export function isVerdictKey(key, choices) {
+  return key === 'Enter' || (/^[0-9]$/.test(key) && Number(key) >= 1 && Number(key) <= choices);
 }
 
 /** What a verdict does to its image, however it was given (key or pointer): { label } saves it, { keep }
