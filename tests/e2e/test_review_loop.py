@@ -270,6 +270,30 @@ try {
   await b.focus('#results li:nth-child(1)');
   await b.keyboard.press('Enter');
   await until(b, () => document.getElementById('review-count')?.dataset.count === '1');
+  // Both tabs give the first image a verdict at nearly the same moment: A's news reaches B only after B
+  // saved its own (held back 3 s here), so the store keeps B's. Each tab shows what the store kept.
+  await a.evaluate(() => {
+    const post = BroadcastChannel.prototype.postMessage;
+    BroadcastChannel.prototype.postMessage = function (message) {
+      setTimeout(() => { post.call(this, message); window.heldBackSent = true; }, 3000);
+    };
+  });
+  await b.evaluate(() => {
+    window.newsHere = 0;
+    new BroadcastChannel('bloodcell.reviews').onmessage = () => { window.newsHere += 1; };
+  });
+  await a.focus('#results li:nth-child(1)');
+  await a.keyboard.press('3');
+  await a.waitForSelector('#results li:nth-child(1)[data-reviewed="MONOCYTE"]', { timeout: 30000 });
+  await b.focus('#results li:nth-child(1)');
+  await b.keyboard.press('4');
+  await b.waitForFunction(() => window.newsHere >= 1, null, { timeout: 30000 });
+  await a.waitForFunction(() => window.heldBackSent, null, { timeout: 30000 });
+  await b.waitForFunction(() => window.newsHere >= 2, null, { timeout: 30000 });
+  const first = () => document.querySelector('#results li')?.dataset.reviewed === 'NEUTROPHIL';
+  await until(a, first);
+  await until(b, first);
+  report.sameMoment = { a: (await rows(a))[0], b: (await rows(b))[0] };
   await b.reload();
   await b.waitForSelector('#review-count[data-count]', { timeout: 120000 });
   report.countAfterEnter = (await count(b))[0];
@@ -300,3 +324,7 @@ def test_a_second_tab_shows_the_verdicts_saved_and_deleted_in_the_first(pipeline
     assert after["rows"][0] == {"reviewed": None, "line": ""} and after["count"] == ["0", "1"], report
     assert after["rows"][1]["line"].startswith("Not saved"), report
     assert report["countAfterEnter"] == "1", report
+    # Two tabs saving one image at nearly the same moment: each shows the verdict the store kept (the
+    # later write), not the label in the news that came last.
+    assert report["sameMoment"]["b"]["reviewed"] == "NEUTROPHIL", report
+    assert report["sameMoment"]["a"]["reviewed"] == "NEUTROPHIL", report

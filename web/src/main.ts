@@ -192,15 +192,20 @@ async function reviewParts(file: File, answer: Answer, cropBox: number[] | null)
   const entry: Classified = { file, bytes: null, sha256: await sha256Hex(bytes), answer, cropBox };
   const view = await drawCell(entry).catch(() => null);  // a view the browser cannot draw loses no review
   // A cell already in the store (a batch added again after a reload or a crash) says so, from the moment
-  // it can be reviewed: Enter keeps that verdict. Read again if a verdict was saved or the reviews
-  // deleted meanwhile (here or in another tab): rows not shown yet miss that news.
-  let earlier: Awaited<ReturnType<typeof getReview>> | undefined;
+  // it can be reviewed: Enter keeps that verdict.
+  return { entry, bytes, view, earlier: await storedReview(entry.sha256) };
+}
+
+/** The verdict the store holds on an image (undefined: none, or unreadable), read again if a verdict was
+ * saved or the reviews deleted meanwhile, here or in another tab: the caller would miss that news. */
+async function storedReview(sha256: string) {
+  let kept: Awaited<ReturnType<typeof getReview>> | undefined;
   let seen;
   do {
     seen = storeChanges;
-    earlier = await getReview(entry.sha256).catch(() => undefined);
+    kept = await getReview(sha256).catch(() => undefined);
   } while (seen !== storeChanges);
-  return { entry, bytes, view, earlier };
+  return kept;
 }
 
 function classifyAll(files: FileList | File[]) {
@@ -359,7 +364,7 @@ async function review(item: HTMLLIElement, label: string): Promise<boolean> {
     writing -= 1;
   }
   showVerdict(entry.sha256, label);
-  otherTabs?.postMessage({ saved: { sha256: entry.sha256, label } });
+  otherTabs?.postMessage({ saved: { sha256: entry.sha256 } });
   await showReviewCount();
   return true;
 }
@@ -402,11 +407,18 @@ function forgetVerdicts(unsavedToo: boolean) {
 // The page open in several tabs shares one store: each shows what another saved or deleted. A tab that
 // missed a deletion had let Enter "keep" a verdict that was saved nowhere.
 const otherTabs = typeof BroadcastChannel === 'function' ? new BroadcastChannel('bloodcell.reviews') : null;
-otherTabs?.addEventListener('message', (event: MessageEvent<{ saved?: { sha256: string; label: string }; deleted?: true }>) => {
-  if (event.data?.saved) showVerdict(event.data.saved.sha256, event.data.saved.label);
+otherTabs?.addEventListener('message', (event: MessageEvent<{ saved?: { sha256: string }; deleted?: true }>) => {
+  if (event.data?.saved) void showStoredVerdict(event.data.saved.sha256);
   if (event.data?.deleted) forgetVerdicts(false);
   void showReviewCount();
 });
+
+/** Another tab saved a verdict on this image: shows the one the store kept. Two tabs saving one image at
+ * nearly the same moment each hear of the other's save, possibly after their own later one. */
+async function showStoredVerdict(sha256: string) {
+  const kept = await storedReview(sha256);
+  if (kept) showVerdict(sha256, kept.label);
+}
 
 /** Focus on the image `by` places from `item` (the first or last when past either end), whether or not
  * it can be reviewed yet: a verdict given before the next image is ready must not fall back on this one
