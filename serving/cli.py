@@ -24,16 +24,28 @@ from serving.client import (DEFAULT_MAX_IMAGE_BYTES, MAX_GRPC_REQUEST_BYTES, MAX
 from serving.warmup import MAX_BATCH_SIZE
 
 
-def positive(kind):
+def positive(kind, at_most: float = math.inf):
     def parse(text: str):
         try:
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
-        if not value > 0:
-            raise argparse.ArgumentTypeError(f"must be above 0, not {text}")
+        if not 0 < value <= at_most or not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be above 0{f' and at most {at_most:g}' if at_most < math.inf else ''}"
+                                             f", not {text}")
         return value
     return parse
+
+
+def probability(text: str) -> float:
+    # NaN or under 0 would never flag an answer for review; over 1 (a percent) would flag every one.
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be a probability from 0 to 1, not {text}")
+    return value
 
 
 def batch_size(text: str) -> int:
@@ -54,7 +66,8 @@ def parse_args(argv):
     parser.add_argument("images", nargs="*", help="predict: image files")
     parser.add_argument("--model", default="bloodcell", help="model name (default: %(default)s)")
     parser.add_argument("--version", type=int, help="a specific model version (default: the latest)")
-    parser.add_argument("--timeout", type=positive(float), default=10.0,
+    # A day at most: past threading's longest wait the REST deadline's timer fails.
+    parser.add_argument("--timeout", type=positive(float, at_most=86400), default=10.0,
                         help="deadline per request, retries included, seconds")
     parser.add_argument("--batch-size", type=batch_size, default=MAX_BATCH_SIZE,
                         help=f"images per request, at most {MAX_BATCH_SIZE}")
@@ -62,7 +75,7 @@ def parse_args(argv):
     parser.add_argument("--tls", action="store_true", help="gRPC over TLS")
     parser.add_argument("--ca-cert", help="PEM file of the CA that signed the server's certificate")
     parser.add_argument("--json", action="store_true", help="print JSON")
-    parser.add_argument("--review-below", type=float, default=DEFAULT_REVIEW_THRESHOLD,
+    parser.add_argument("--review-below", type=probability, default=DEFAULT_REVIEW_THRESHOLD,
                         help="flag a top probability under this for review (default: %(default)s, the web "
                              "client's as the shipped configuration sets it)")
     return parser.parse_args(argv)
@@ -182,11 +195,11 @@ def _predict_chunks(client, args, rows: list) -> tuple[int, int, ServingError | 
 
 
 def run(args) -> int:
-    limit = int(args.max_image_mb * 2**20)
     carried = MAX_GRPC_REQUEST_BYTES if args.server else MAX_REST_REQUEST_BYTES
-    if limit > carried:
+    if args.max_image_mb * 2**20 > carried:
         raise UsageError(f"--max-image-mb {args.max_image_mb:g} is over what one request carries "
                          f"({carried / 2**20:g} MiB {'over gRPC' if args.server else 'over REST'})")
+    limit = int(args.max_image_mb * 2**20)
     roots = read_ca_cert(args.ca_cert)
     if args.server:
         client = GrpcClient(args.server, args.model, timeout_s=args.timeout, tls=args.tls or bool(roots),

@@ -376,9 +376,18 @@ class RestClient(_BatchingClient):
         self.max_image_bytes, self.batch_size, self.max_attempts = max_image_bytes, batch_size, max_attempts
         self.max_request_bytes = MAX_REST_REQUEST_BYTES
         self._session = http_deadline.session()
-        if ca_cert:
-            self._session.verify = ca_cert
+        # Passed with each call: requests lets REQUESTS_CA_BUNDLE win over a session's own `verify`.
+        self._verify = ca_cert or True
         self._throttle = RetryThrottle()
+
+    def close(self) -> None:
+        self._session.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
     def _url(self, version: int | None) -> str:
         url = f"{self.base_url}/v1/models/{self.model_name}"
@@ -395,7 +404,8 @@ class RestClient(_BatchingClient):
         backoff = 0.2
         for attempt in range(1, self.max_attempts + 1):
             try:
-                response, content = http_deadline.fetch(self._session, method, url, deadline, **kwargs)
+                response, content = http_deadline.fetch(self._session, method, url, deadline,
+                                                        verify=self._verify, **kwargs)
             except (requests.Timeout, TimeoutError, urllib3.exceptions.ReadTimeoutError):
                 raise ServingError(f"no answer from {self.base_url} within {self.timeout_s:g} s") from None
             # The body is read from urllib3 itself (http_deadline): a connection lost mid-answer is its error.

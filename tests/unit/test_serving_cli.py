@@ -22,12 +22,23 @@ JPEG = str(sample_jpegs("TEST", "LYMPHOCYTE")[0])
 @pytest.mark.parametrize("flag, value", [("--batch-size", "-1"), ("--batch-size", "0"), ("--batch-size", "x"),
                                          # Over the server's max_batch_size: every request refused, then halved.
                                          ("--batch-size", "33"),
-                                         ("--timeout", "0"), ("--max-image-mb", "-2")])
-def test_invalid_sizes_are_usage_errors(flag, value, capsys):
-    with pytest.raises(SystemExit) as exit_:
-        cli.main(["predict", "--server", "127.0.0.1:1", flag, value, JPEG])
-    assert exit_.value.code == 2
-    assert flag in capsys.readouterr().err
+                                         ("--timeout", "0"), ("--max-image-mb", "-2"),
+                                         # No deadline at all, or one past what a timer can wait: a traceback
+                                         # over REST, an instant "no answer within inf s" over gRPC.
+                                         ("--timeout", "inf"), ("--timeout", "nan"), ("--timeout", "1e10"),
+                                         ("--max-image-mb", "inf"), ("--max-image-mb", "1e308"),
+                                         # A probability: NaN or under 0 never flags, 80 (a percent) flags all.
+                                         ("--review-below", "nan"), ("--review-below", "-0.1"),
+                                         ("--review-below", "80")])
+@pytest.mark.parametrize("where", [["--server", "127.0.0.1:1"], ["--rest", "http://127.0.0.1:1"]])
+def test_invalid_sizes_are_usage_errors(flag, value, where, capsys):
+    try:
+        code = cli.main(["predict", *where, flag, value, JPEG])
+    except SystemExit as exit_:
+        code = exit_.code
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert flag in err.strip().splitlines()[-1] and "Traceback" not in err, err  # argparse's usage, its error
 
 
 def test_a_missing_ca_certificate_is_one_line(tmp_path, capsys):
@@ -179,6 +190,19 @@ def test_rest_over_https_with_a_ca_certificate(tmp_path):
         assert RestClient(url, "bloodcell", ca_cert=str(tmp_path / "ca.pem")).status() == [(7, "AVAILABLE", "")]
         with pytest.raises(ServingError, match="model server unreachable at .*certificate verify failed"):
             RestClient(url, "bloodcell").status()
+
+
+def test_a_ca_certificate_holds_over_the_environments_bundle(tmp_path, monkeypatch):
+    # requests lets REQUESTS_CA_BUNDLE win over a session's own CA: --ca-cert was ignored wherever a
+    # proxy or a company's setup exports it.
+    import certifi
+
+    cert, key = self_signed_pair()
+    (tmp_path / "ca.pem").write_bytes(cert)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", certifi.where())
+    with SlowServer("all", tls=(cert, key)) as server:
+        with RestClient(f"https://localhost:{server.port}", "bloodcell", ca_cert=str(tmp_path / "ca.pem")) as client:
+            assert client.status() == [(7, "AVAILABLE", "")]
 
 
 def test_a_rest_answer_cut_short_is_one_serving_error():
