@@ -3,7 +3,8 @@
     python -m serving.version_check <model_base_path>/<version> [...]
 
 It loads; its serving signature's input and output names and dtypes are what the clients send and
-read; its warm-up file parses into Predict requests for that signature.
+read; its warm-up file parses into Predict requests for that signature, as many and as large as TF
+Serving takes, and each is answered; the browser signature answers as the served one does.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from tensorflow.core.framework import types_pb2
 from tensorflow.core.protobuf import saved_model_pb2
 
 from models import features
-from serving.warmup import read_warmup_requests
+from serving.warmup import MAX_BATCH_SIZE, MAX_WARMUP_RECORDS, read_warmup_requests
 
 
 def signature_def(version_dir: str, name: str = features.SERVING_SIGNATURE):
@@ -31,7 +32,8 @@ def check_version(version_dir: str, numbered: bool = True, answer_warmup: bool =
     for a model not yet in a version folder (the Trainer's output, before the Pusher); answer_warmup
     also runs every warm-up request through the model, as TF Serving does at load time."""
     problems = []
-    if numbered and not os.path.basename(version_dir.rstrip("/")).isdigit():
+    name = os.path.basename(version_dir.rstrip("/"))
+    if numbered and not (name.isascii() and name.isdigit()):  # isdigit() alone takes other scripts' digits
         problems.append("version folder name is not a number: TF Serving ignores it")
     if not tf.io.gfile.exists(os.path.join(version_dir, "saved_model.pb")):
         return problems + ["no saved_model.pb"]
@@ -56,18 +58,32 @@ def check_version(version_dir: str, numbered: bool = True, answer_warmup: bool =
         logs = read_warmup_requests(version_dir)
     except Exception as err:
         return problems + [f"warm-up file unreadable: {str(err).splitlines()[0]}"]
-    if not logs:
-        problems.append("warm-up file holds no requests")
-    for log in logs:
-        request = log.predict_log.request
-        if request.model_spec.signature_name != features.SERVING_SIGNATURE or set(request.inputs) != {features.SERVING_INPUT}:
-            return problems + ["a warm-up request does not match the serving signature"]
+    shape = warmup_problems(logs)
+    if shape:
+        return problems + shape
     if answer_warmup:
         problems += warmup_answer_problems(loaded, logs)
         if not problems:
             problems += browser_parity_problems(
                 loaded, tf.make_ndarray(logs[0].predict_log.request.inputs[features.SERVING_INPUT]))
     return problems
+
+
+def warmup_problems(logs) -> list[str]:
+    """What in the warm-up requests' shape keeps TF Serving from loading the version."""
+    if not logs:
+        return ["warm-up file holds no requests"]
+    if len(logs) > MAX_WARMUP_RECORDS:
+        return [f"warm-up file holds {len(logs)} requests; TF Serving loads a model with at most {MAX_WARMUP_RECORDS}"]
+    for n, log in enumerate(logs, 1):
+        request = log.predict_log.request
+        if request.model_spec.signature_name != features.SERVING_SIGNATURE or set(request.inputs) != {features.SERVING_INPUT}:
+            return ["a warm-up request does not match the serving signature"]
+        dims = request.inputs[features.SERVING_INPUT].tensor_shape.dim
+        if dims and dims[0].size > MAX_BATCH_SIZE:
+            return [f"warm-up request {n} holds {dims[0].size} images; TF Serving's batching takes at most "
+                    f"{MAX_BATCH_SIZE} and fails the load"]
+    return []
 
 
 # float32 ops in another order: the two signatures agree to about 1e-6.
@@ -116,7 +132,7 @@ def main(argv=None) -> int:
         return 2
     failed = 0
     for version_dir in argv:
-        problems = check_version(version_dir)
+        problems = check_version(version_dir, answer_warmup=True)  # as TF Serving runs it at load time
         print(f"{version_dir}: {'ok' if not problems else '; '.join(problems)}")
         failed += bool(problems)
     return 1 if failed else 0

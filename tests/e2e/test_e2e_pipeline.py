@@ -215,7 +215,7 @@ def test_a_model_whose_warmup_is_corrupt_does_not_pass_the_serving_check(pipelin
         check_serving(str(model_dir))
 
 
-def test_a_model_whose_warmup_request_fails_does_not_pass(pipeline_run, tmp_path):
+def test_a_model_whose_warmup_request_fails_does_not_pass(pipeline_run, tmp_path, capsys):
     import shutil
 
     from components.serving_check.component import ServingCheckError, check_serving
@@ -229,6 +229,13 @@ def test_a_model_whose_warmup_request_fails_does_not_pass(pipeline_run, tmp_path
     write_warmup_requests(str(model_dir), [str(bomb)], "bloodcell")  # parses, but the model refuses it
     with pytest.raises(ServingCheckError, match="warm-up request 1 not answered"):
         check_serving(str(model_dir))
+    # The version check a person runs on a pushed version runs the warm-up too: it had said "ok".
+    from serving import version_check
+
+    version = tmp_path / "7"
+    model_dir.rename(version)
+    assert version_check.main([str(version)]) == 1
+    assert "warm-up request 1 not answered" in capsys.readouterr().out
 
 
 def test_a_model_whose_browser_signature_answers_otherwise_does_not_pass(pipeline_run, tmp_path):
