@@ -20,7 +20,7 @@ import sys
 
 from models.features import DEFAULT_REVIEW_THRESHOLD
 from serving.client import (DEFAULT_MAX_IMAGE_BYTES, MAX_GRPC_REQUEST_BYTES, MAX_REST_REQUEST_BYTES, GrpcClient,
-                            NotAnswered, RestClient, ServingError, size_problem)
+                            NotAnswered, RestClient, ServingError, batches, size_problem)
 from serving.warmup import MAX_BATCH_SIZE
 
 
@@ -147,6 +147,13 @@ def _read_images(paths: list[str], max_image_bytes: int) -> tuple[list[bytes], l
     return images, readable, failed
 
 
+def _file_size(path: str) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:  # said when it is read
+        return 0
+
+
 def predict_lines(client, args) -> int:
     """Prints a line per image that got an answer, an `error:` line per image that did not; 1 if any did
     not. Images are read and sent a request's worth at a time, and each answer is printed as it comes
@@ -165,11 +172,12 @@ def predict_lines(client, args) -> int:
 
 
 def _predict_chunks(client, args, rows: list) -> tuple[int, int, ServingError | None]:
-    """predict_lines' work, a request's worth of images at a time; JSON rows go into `rows`. Returns
+    """predict_lines' work, a request's worth of images at a time (by the files' sizes: each chunk is one
+    request, unless a file grew since); JSON rows go into `rows`. Returns
     (images failed, images not answered, the server's failure or None)."""
     failed, not_answered, cause = 0, 0, None
-    for start in range(0, len(args.images), client.batch_size):
-        chunk = args.images[start:start + client.batch_size]
+    for part in batches([_file_size(path) for path in args.images], client.batch_size, client.max_request_bytes):
+        chunk = [args.images[i] for i in part]
         if cause is not None:  # the server failed: nothing more is read or sent
             not_answered += len(chunk)
             continue

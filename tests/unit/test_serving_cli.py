@@ -472,6 +472,21 @@ def test_ctrl_c_keeps_the_answers_printed_so_far_and_is_one_line(tmp_path, capsy
     assert [row["image"] for row in json.loads(capsys.readouterr().out)] == [str(paths[0]), str(paths[1])]
 
 
+def test_images_are_read_and_answered_a_request_at_a_time(tmp_path, capsys, monkeypatch):
+    """Files had been read --batch-size at a time, whatever their size: 32 large images made three
+    requests whose answers were printed only after the third (Ctrl-C meanwhile lost the first two's),
+    and all 32 were held in memory."""
+    paths = []
+    for i in range(5):
+        paths.append(tmp_path / f"{i}.jpeg")
+        paths[-1].write_bytes(b"x%d" % i)
+    client = _Refusing(interrupt_at=2)
+    client.batch_size, client.max_request_bytes = 4, 3  # one 2-byte image a request
+    monkeypatch.setattr(cli, "GrpcClient", lambda *a, **k: client)
+    assert cli.main(["predict", "--server", "x:1", *map(str, paths)]) == 130
+    assert [line.split("\t")[0] for line in capsys.readouterr().out.splitlines()] == [str(paths[0])]
+
+
 class _Status:
     def __init__(self, statuses):
         self.statuses = statuses
