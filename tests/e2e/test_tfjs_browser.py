@@ -321,6 +321,13 @@ def test_browser_classifies_through_the_cdn_then_offline(published, pipeline_run
     assert report["firstVisit"]["state"] == "ready", report["firstVisit"]
     offline_first = report["firstVisitOffline"]
     assert offline_first.get("state") == "offline" and offline_first["source"] == "offline-cache", offline_first
+    # A shard damaged on the origin, then mended: the browser's HTTP cache kept the damaged copy (a year,
+    # immutable), and the version never loaded there again; the page fetches a shard that fails its hash
+    # once more, past that cache.
+    assert report["damagedShard"]["state"] == "error" and "does not match its hash" in report["damagedShard"]["text"], \
+        report["damagedShard"]
+    mended = report["mendedShard"]
+    assert (mended["state"], mended["source"], mended["version"]) == ("ready", "network", "9999999996"), mended
     # A model URL of a foreign origin is refused.
     assert report["foreign"]["state"] == "error" and "are not allowed here" in report["foreign"]["text"]
     assert report["offline"]["state"] == "offline" and report["offline"]["source"] == "offline-cache"

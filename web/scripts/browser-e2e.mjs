@@ -10,7 +10,8 @@
 // points latest.json at a copy of the version with one shard altered (same length) and reloads: the
 // shard must be refused and the cached version must answer, saying so; then at a copy whose metadata
 // names a fifth class: the model loads but cannot answer so, and the cached version must answer; 5. opens the page with a model
-// URL of a foreign origin: refused; 6. stops the CDN (SIGTERM to PID) and reloads: the model must come
+// URL of a foreign origin: refused (before it, a new profile meets a version whose shard is damaged, then
+// mended on the origin: the reload must load it); 6. stops the CDN (SIGTERM to PID) and reloads: the model must come
 // from the offline cache and classify GOOD again. Before 6, a new profile visits once, then goes
 // offline altogether and reloads: the page and the model must come from that browser alone.
 // Prints what it saw as JSON; the Python test decides pass or fail.
@@ -260,6 +261,23 @@ try {
   await tab.reload().catch(() => undefined);
   report.fullOffline = await modelState(tab).catch((e) => ({ error: String(e?.message ?? e).split('\n')[0] }));
   await full.close();
+
+  // A shard damaged on the origin, then mended there (a publish run again): a browser sent the damaged
+  // one keeps it in its HTTP cache (a year, immutable), and must not fail on that copy for good.
+  const mended = '9999999996';
+  cpSync(join(channel, good), join(channel, mended), { recursive: true });
+  writeFileSync(join(channel, mended, 'metadata.json'), JSON.stringify({ ...metadata, version: mended }));
+  const sound = readFileSync(join(channel, mended, shard));
+  writeFileSync(join(channel, mended, shard), bytes);
+  pointTo({ version: mended, model_url: `${mended}/model.json`, metadata_url: `${mended}/metadata.json` }, 30);
+  const mend = await browser.newContext();
+  const mendTab = await mend.newPage();
+  await mendTab.goto(url);
+  report.damagedShard = await modelState(mendTab);
+  writeFileSync(join(channel, mended, shard), sound);
+  await mendTab.reload();
+  report.mendedShard = await modelState(mendTab);
+  await mend.close();
 
   // A model URL of another origin (a link someone sent): refused, whatever it serves.
   const foreign = await (await browser.newContext()).newPage();

@@ -143,15 +143,25 @@ async function fetchWithin(input: RequestInfo | URL, init: RequestInit | undefin
 }
 
 export async function verifiedFetch(input: RequestInfo | URL, init?: RequestInit): Promise<Response> {
-  const response = await fetchWithin(input, init, FILE_TIMEOUT_MS);
   const url = input instanceof Request ? input.url : String(input);
   const expected = HASHED_SHARD.exec(new URL(url, location.href).pathname)?.[1];
+  const response = await fetchWithin(input, init, FILE_TIMEOUT_MS);
   if (!expected || !response.ok) return response;
-  const data = await response.arrayBuffer();
+  let data = await response.arrayBuffer();
+  if (!await hashStarts(data, expected)) {
+    // Once more past the browser's HTTP cache: a shard is cached for a year unchecked (immutable), so a
+    // copy damaged on the way, or on an origin mended since, would fail this version there for good.
+    const again = await fetchWithin(input, { ...init, cache: 'reload' }, FILE_TIMEOUT_MS);
+    data = again.ok ? await again.arrayBuffer() : new ArrayBuffer(0);
+    if (!again.ok || !await hashStarts(data, expected)) throw new Error(`${url.split('/').pop()} does not match its hash`);
+  }
+  return new Response(data, { status: response.status, statusText: response.statusText, headers: response.headers });
+}
+
+async function hashStarts(data: ArrayBuffer, expected: string): Promise<boolean> {
   const digest = Array.from(new Uint8Array(await crypto.subtle.digest('SHA-256', data)),
     (b) => b.toString(16).padStart(2, '0')).join('');
-  if (!digest.startsWith(expected)) throw new Error(`${url.split('/').pop()} does not match its hash`);
-  return new Response(data, { status: response.status, statusText: response.statusText, headers: response.headers });
+  return digest.startsWith(expected);
 }
 
 // The server was reached but its answer is not what was asked for (an HTTP error, a sign-in page of
