@@ -43,6 +43,10 @@ class MetadataError(ValueError):
 
 def check_metadata(metadata: dict) -> dict:
     """The metadata, if the web client can use it; raises MetadataError naming the first problem."""
+    odd = _not_finite(metadata)
+    if odd is not None:  # the schema's bounds let NaN through: every comparison with it is false
+        where, value = odd
+        raise MetadataError(f"metadata {where}: {value} is not a number JSON carries (the browser cannot read it)")
     errors = sorted(jsonschema.Draft202012Validator(SCHEMA).iter_errors(metadata), key=lambda e: list(e.path))
     if errors:
         where = ".".join(str(p) for p in errors[0].absolute_path) or "(top level)"
@@ -53,6 +57,18 @@ def check_metadata(metadata: dict) -> dict:
         raise MetadataError(f"metadata eval.confusion_matrix is not {classes} x {classes}, one row and column "
                             f"per class name")
     return metadata
+
+
+def _not_finite(value, where: str = "(top level)") -> tuple[str, float] | None:
+    """(path, value) of the first NaN or infinity in a JSON-like value, or None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return where, value
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        found = _not_finite(item, str(key) if where == "(top level)" else f"{where}.{key}")
+        if found:
+            return found
+    return None
 
 
 def _finite(value):

@@ -159,7 +159,19 @@ def check_version(base: str, model_name: str, version: str) -> dict:
 
 def read_pointer(base: str, model_name: str) -> dict | None:
     path = os.path.join(base, _segment("model name", model_name), POINTER)
-    return json.loads(_read(path)) if gfile.exists(path) else None
+    if not gfile.exists(path):
+        return None
+    try:
+        pointer = json.loads(_read(path))
+    except ValueError as err:
+        pointer, problem = None, f"is not JSON ({err})"
+    else:
+        problem = None if isinstance(pointer, dict) and isinstance(pointer.get("version"), str) else "names no version"
+    if problem:
+        # Only a hand edit or another tool writes one so: every move here writes the pointer whole.
+        raise PublishError(f"{path} {problem}: mend it, or delete it and roll back (the versions it withdrew "
+                           f"are then forgotten)")
+    return pointer
 
 
 @contextlib.contextmanager
@@ -411,7 +423,9 @@ def main(argv=None) -> int:
             metadata = json.loads(_read(args.metadata))
             pointer = publish(args.tfjs_dir, args.base, args.model_name, args.version, metadata)
         stayed = "" if pointer["version"] == args.version else (
-            " (pinned by a rollback)" if pointer.get("pinned") else f" (newer than {args.version})")
+            " (pinned by a rollback)" if pointer.get("pinned") else
+            f" (a rollback moved it back from version {pointer['rolled_back_from']}: only a newer version moves it)"
+            if rolled_back(args.version, pointer) else f" (newer than {args.version})")
         print(f"{args.model_name} latest -> {pointer['version']}{stayed}")
         return 0
     except (PublishError, tf.errors.OpError, OSError, ValueError) as err:

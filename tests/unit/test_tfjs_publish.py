@@ -484,3 +484,44 @@ def test_publishing_a_version_again_repairs_a_lost_or_damaged_shard(tmp_path, da
         pub.check_version(str(base), "bloodcell", "1")
     assert pub.publish_or_resume(source, str(base), "bloodcell", "1", META)["version"] == "1"
     pub.check_version(str(base), "bloodcell", "1")
+
+
+def test_the_cli_says_why_the_channel_stayed_after_a_rollback_was_unpinned(tmp_path, capsys):
+    # Channel on 1, rolled back from 3, unpinned: a publish of 2 leaves it there. The CLI had said
+    # "latest -> 1 (newer than 2)".
+    base = tmp_path / "origin"
+    meta = tmp_path / "metadata.json"
+    meta.write_text(json.dumps(META))
+    for v in ("1", "3"):
+        pub.publish(fake_tfjs_model(tmp_path / f"src{v}", int(v)), str(base), "bloodcell", v, META)
+    assert pub.main(["rollback", "--base", str(base), "--version", "1"]) == 0
+    assert pub.main(["unpin", "--base", str(base)]) == 0
+    capsys.readouterr()
+    assert pub.main(["publish", fake_tfjs_model(tmp_path / "src2", 2), "--base", str(base), "--version", "2",
+                     "--metadata", str(meta)]) == 0
+    assert capsys.readouterr().out.strip() == (
+        "bloodcell latest -> 1 (a rollback moved it back from version 3: only a newer version moves it)")
+
+
+def test_metadata_with_a_number_json_does_not_have_is_refused_before_anything_is_written(tmp_path, capsys):
+    # Python's json.dump writes NaN; the schema's bounds let it through, and the shards were written
+    # before the pointer's json.dumps failed on it with a line naming no field.
+    base = tmp_path / "origin"
+    meta = tmp_path / "metadata.json"
+    meta.write_text(json.dumps({**META, "review_threshold": float("nan")}))
+    assert pub.main(["publish", fake_tfjs_model(tmp_path / "src", 1), "--base", str(base), "--version", "1",
+                     "--metadata", str(meta)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "review_threshold" in err and "\n" not in err, err
+    assert not (base / "bloodcell" / "1").exists()
+
+
+@pytest.mark.parametrize("pointer", ['{"model_url": "1/model.json"}', "not json", "[1]"])
+def test_a_channel_pointer_edited_by_hand_is_one_line_naming_it(tmp_path, capsys, pointer):
+    base = tmp_path / "origin"
+    pub.publish(fake_tfjs_model(tmp_path / "src", 1), str(base), "bloodcell", "1", META)
+    (base / "bloodcell" / "latest.json").write_text(pointer)
+    for command in (["rollback", "--version", "1"], ["list"], ["unpin"]):
+        assert pub.main([*command, "--base", str(base)]) == 1, command
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: ") and "latest.json" in err and "\n" not in err, (command, err)
