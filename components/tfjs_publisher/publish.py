@@ -341,16 +341,21 @@ def publish(tfjs_dir: str, base: str, model_name: str, version: str, metadata: d
     # zombie attempt, a hand-run CLI) must not rewrite a version once it is complete.
     with channel_lock(base, model_name):
         existing = _published_model(folder)
+        metadata_path = os.path.join(folder, METADATA)
+        metadata_bytes = json.dumps(metadata, indent=2, allow_nan=False).encode()
         if existing is not None:
             if not resume:
                 if existing != model:
                     raise PublishError(f"version {version} of {model_name} already exists under {base}; "
                                        f"versions are immutable")
-                _check_same_metadata(folder, version, metadata)
-            if existing == model:
+                if gfile.exists(metadata_path):
+                    _check_same_metadata(folder, version, metadata)
+            if existing == model:  # a file of this very model that was lost or damaged is written again
                 _repair_shards(folder, shards)
+                if not gfile.exists(metadata_path):
+                    _write_whole(metadata_path, metadata_bytes)
             return _advance_locked(base, model_name, version)
-        _write_whole(os.path.join(folder, METADATA), json.dumps(metadata, indent=2, allow_nan=False).encode())
+        _write_whole(metadata_path, metadata_bytes)
         # model.json last among the version's files, and whole: it is what marks the version complete.
         _write_whole(os.path.join(folder, MODEL_JSON), json.dumps(model).encode())
         return _advance_locked(base, model_name, version)

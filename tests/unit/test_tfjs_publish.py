@@ -525,3 +525,18 @@ def test_a_channel_pointer_edited_by_hand_is_one_line_naming_it(tmp_path, capsys
         assert pub.main([*command, "--base", str(base)]) == 1, command
         err = capsys.readouterr().err.strip()
         assert err.startswith("error: ") and "latest.json" in err and "\n" not in err, (command, err)
+
+
+def test_a_publish_of_the_same_model_writes_a_lost_metadata_file_again(tmp_path, capsys):
+    # Lost shards were written again, a lost metadata.json not: the CLI said "already published with
+    # other metadata" and the pipeline's retry "metadata.json is missing".
+    base = tmp_path / "origin"
+    source = fake_tfjs_model(tmp_path / "src", 1)
+    pub.publish(source, str(base), "bloodcell", "1", META)
+    written = (base / "bloodcell" / "1" / "metadata.json").read_bytes()
+    for again in (lambda: pub.publish(source, str(base), "bloodcell", "1", META),
+                  lambda: pub.publish_or_resume(source, str(base), "bloodcell", "1", META)):
+        (base / "bloodcell" / "1" / "metadata.json").unlink()
+        assert again()["version"] == "1"
+        assert (base / "bloodcell" / "1" / "metadata.json").read_bytes() == written
+        pub.check_version(str(base), "bloodcell", "1")
