@@ -65,4 +65,5 @@ LAB_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"  # a lab's name: its fol
 REVIEW_MANIFEST = "manifest.json"
 REVIEW_EXPORT_FORMAT = "bloodcell-review-export"
 REVIEW_EXPORT_VERSION = 1
+REVIEW_MANIFEST_MAX_BYTES = 20 * 2**20  # a larger manifest is refused unread; the browser splits exports under it
 NOT_TRAINED_LABELS = ("OTHER", "NOT_A_WHITE_CELL", "UNSURE")

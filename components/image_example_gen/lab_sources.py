@@ -25,14 +25,14 @@ import jsonschema
 import tensorflow as tf
 
 from components.image_example_gen.stable_hash import hash_fraction
-from models.features import NOT_TRAINED_LABELS, REVIEW_EXPORT_FORMAT, REVIEW_EXPORT_VERSION, REVIEW_MANIFEST
+from models.features import (NOT_TRAINED_LABELS, REVIEW_EXPORT_FORMAT, REVIEW_EXPORT_VERSION, REVIEW_MANIFEST,
+                             REVIEW_MANIFEST_MAX_BYTES)
 
 gfile = tf.io.gfile
 
 # What the browser reads and a reviewer can export; all but RGB JPEG are stored as PNG.
 IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png", ".bmp", ".gif", ".webp")
 MAX_MEMBER_BYTES = 50 * 2**20  # one reviewed image; a larger member is refused before it is inflated
-MAX_MANIFEST_BYTES = 20 * 2**20
 FUTURE_SLACK = datetime.timedelta(days=1)  # a review time further ahead than this is a clock set wrong
 CACHED_ZIP_BYTES = 64 * 2**20  # an export this small is kept in memory while its cells are read (one per thread)
 # Folders a file system or a NAS share makes in every folder it serves: never a lab, never a class.
@@ -225,7 +225,7 @@ def _read_archive(archive: zipfile.ZipFile, path: str, rel: str, class_names: li
     members = {i.filename: i for i in archive.infolist() if not i.is_dir()}
     if REVIEW_MANIFEST not in members:
         return [], [Refused(rel, f"not a review export (no {REVIEW_MANIFEST})")], None
-    if members[REVIEW_MANIFEST].file_size > MAX_MANIFEST_BYTES:
+    if members[REVIEW_MANIFEST].file_size > REVIEW_MANIFEST_MAX_BYTES:
         return [], [Refused(rel, f"not a review export ({REVIEW_MANIFEST} of {members[REVIEW_MANIFEST].file_size} bytes)")], None
     try:
         manifest = json.loads(archive.read(REVIEW_MANIFEST))
@@ -306,7 +306,7 @@ def _spilled_export(root: str) -> set[str]:
     into root: its manifest and the files it lists. Empty when root holds no export manifest."""
     path = os.path.join(root, REVIEW_MANIFEST)
     try:
-        if not gfile.exists(path) or gfile.stat(path).length > MAX_MANIFEST_BYTES:
+        if not gfile.exists(path) or gfile.stat(path).length > REVIEW_MANIFEST_MAX_BYTES:
             return set()
         with gfile.GFile(path, "rb") as f:
             manifest = json.loads(f.read())

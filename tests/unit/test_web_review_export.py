@@ -86,9 +86,9 @@ def test_reviews_one_zip_cannot_hold_go_out_as_several_whole_exports(tmp_path):
           const out = await exportLab('mylab', new Date('2026-12-07T10:00:00Z'), 64, limits);
           return Promise.all(out.blobs.map(async (b) => Buffer.from(await b.arrayBuffer()).toString('base64')));
         }};
-        const byCount = await zips({{bytes: 1e9, files: 2}});
-        const byBytes = await zips({{bytes: {len(data[0]) + len(data[1])}, files: 10}});
-        const whole = await zips({{bytes: 1e9, files: 3}});
+        const byCount = await zips({{bytes: 1e9, files: 2, manifestBytes: 1e9}});
+        const byBytes = await zips({{bytes: {len(data[0]) + len(data[1])}, files: 10, manifestBytes: 1e9}});
+        const whole = await zips({{bytes: 1e9, files: 3, manifestBytes: 1e9}});
         const tooLarge = await exportLab('mylab', new Date(), 64, {{bytes: {max(map(len, data)) - 1}, files: 10}})
           .then(() => 'exported', (err) => err.message);
         const names = [exportFileName('mylab', new Date('2026-12-07T10:00:00Z'), 2, 3),
@@ -113,3 +113,44 @@ def test_reviews_one_zip_cannot_hold_go_out_as_several_whole_exports(tmp_path):
     assert result["tooLarge"].startswith("an image of mylab (cell ") and "larger than a zip can hold" in result["tooLarge"]
     assert result["names"] == ["bloodcell-review-mylab-2026-12-07T10-00-00-000Z-part2-of-3.zip",
                                "bloodcell-review-mylab-2026-12-07T10-00-00-000Z.zip"]
+
+
+def test_each_zip_of_a_large_lab_keeps_its_manifest_under_what_the_pipeline_reads(tmp_path):
+    """Zips were split at 65,534 images, but the pipeline refuses a manifest over
+    REVIEW_MANIFEST_MAX_BYTES, reached at about 31,000 cells: a large lab's every export was refused
+    whole ("not a review export (manifest.json of N bytes)")."""
+    import zipfile
+
+    from models.features import REVIEW_MANIFEST_MAX_BYTES
+
+    data = sorted(JPEGS, key=lambda d: hashlib.sha256(d).hexdigest())
+    saves = "\n".join(f"await store.saveReview({cell(d, 'mylab', 'LYMPHOCYTE')});" for d in data)
+
+    def export(limits: str):
+        return run_export(f"""
+            {saves}
+            const {{ ZIP_LIMITS }} = await import('./src/reviewExport.js');
+            const out = await exportLab('mylab', new Date('2026-12-07T10:00:00Z'), 64, {limits});
+            const zips = await Promise.all(out.blobs.map(async (b) => Buffer.from(await b.arrayBuffer()).toString('base64')));
+            process.stdout.write(JSON.stringify({{zips, limits: ZIP_LIMITS}}));
+        """)
+
+    def manifests(zips):
+        out = []
+        for i, zipped in enumerate(zips):
+            path = tmp_path / f"{len(zips)}-{i}.zip"
+            path.write_bytes(base64.b64decode(zipped))
+            with zipfile.ZipFile(path) as archive:
+                out.append(archive.getinfo("manifest.json").file_size)
+            reviews, refused, _ = read_export(str(path), path.name, CLASSES, i)
+            assert refused == [], refused
+            out[-1] = (out[-1], len(reviews))
+        return out
+
+    whole = export("{bytes: 1e9, files: 10, manifestBytes: 1e9}")
+    assert whole["limits"].get("manifestBytes", 1e18) <= REVIEW_MANIFEST_MAX_BYTES, whole["limits"]
+    [(size, cells)] = manifests(whole["zips"])
+    assert cells == 3
+    assert manifests(export(f"{{bytes: 1e9, files: 10, manifestBytes: {size}}}")["zips"]) == [(size, 3)]
+    split = manifests(export(f"{{bytes: 1e9, files: 10, manifestBytes: {size - 1}}}")["zips"])
+    assert [cells for _, cells in split] == [2, 1] and all(s <= size - 1 for s, _ in split), split

@@ -12,9 +12,10 @@ export const EXPORT_FORMAT = 'bloodcell-review-export'; // models/features.py RE
 export const EXPORT_VERSION = 1;
 export const MANIFEST = 'manifest.json';
 const PART_BYTES = 16 * 2 ** 20;
-// fflate writes no ZIP64: past these a zip's offsets and counts wrap, and the file is corrupt. The byte
-// limit leaves room for the manifest and the headers. A lab with more goes out as several zips.
-export const ZIP_LIMITS = { bytes: 2 ** 32 - 2 ** 26, files: 65_534 };
+export const MANIFEST_MAX_BYTES = 20 * 2 ** 20; // models/features.py REVIEW_MANIFEST_MAX_BYTES: the pipeline reads no larger
+// fflate writes no ZIP64: past `bytes` or `files` a zip's offsets and counts wrap, and the file is corrupt;
+// the byte limit leaves room for the manifest and the headers. A lab with more goes out as several zips.
+export const ZIP_LIMITS = { bytes: 2 ** 32 - 2 ** 26, files: 65_534, manifestBytes: MANIFEST_MAX_BYTES };
 
 /** One zip being written: its finished bytes go into Blobs of about partBytes as they come. */
 class ExportZip {
@@ -30,6 +31,7 @@ class ExportZip {
     this.imageBytes = 0;
     /** @type {object[]} */
     this.cells = [];
+    this.manifestBytes = 0;  // of the manifest as finish() writes it, set by the first manifestGrowth()
     this.zip = new Zip((err, chunk, final) => {
       if (err) {
         this.failure = err;
@@ -53,6 +55,16 @@ class ExportZip {
     if (this.failure) throw this.failure;
   }
 
+  /** How much the manifest grows with this cell's entry (with its header, for the first).
+   * @param {object} manifest everything but its cells @param {object} entry */
+  manifestGrowth(manifest, entry) {
+    // finish()'s layout: each entry's lines indented two deeper, entries joined by ",\n"; the first
+    // turns the header's "[]" into "[\n" ... "\n ]".
+    const text = JSON.stringify(entry, null, 1);
+    const grows = strToU8(text).length + 2 * text.split('\n').length;
+    return this.cells.length ? grows + 2 : grows + 3 + strToU8(JSON.stringify({ ...manifest, cells: [] }, null, 1)).length;
+  }
+
   /** @param {object} manifest everything but its cells @returns {Blob} */
   finish(manifest) {
     this.add(MANIFEST, strToU8(JSON.stringify({ ...manifest, cells: this.cells }, null, 1)));
@@ -70,7 +82,7 @@ class ExportZip {
  * @param {string} lab a name labNameProblem accepts
  * @param {Date} now the export's time
  * @param {number} partBytes how much of a zip is gathered before it goes into a Blob
- * @param {{bytes: number, files: number}} limits what one zip may hold
+ * @param {{bytes: number, files: number, manifestBytes: number}} limits what one zip may hold
  * @returns {Promise<{blobs: Blob[], cells: {sha256: string, reviewedAt: string}[], others: string[]}>}
  *   the zips (none when `lab` has no cells), the verdicts in them, and the lab names of the cells left out
  */
@@ -95,19 +107,22 @@ export async function exportLab(lab, now = new Date(), partBytes = PART_BYTES, l
       throw new Error(`an image of ${lab} (${cell.originalName || cell.sha256}) is larger than a zip can hold `
         + `(${(limits.bytes / 2 ** 30).toFixed(1)} GiB)`);
     }
-    if (current && (current.imageBytes + size > limits.bytes || current.cells.length + 1 > limits.files)) {
+    const file = memberName(cell.label, cell.sha256, cell.originalName, cell.bytes);
+    const entry = {
+      file, sha256: cell.sha256, original_name: cell.originalName, lab: cell.lab, model_version: cell.modelVersion,
+      answer: cell.answer, probabilities: cell.probabilities, flags: cell.flags, crop_box: cell.cropBox,
+      label: cell.label, reviewed_at: cell.reviewedAt,
+    };
+    if (current && (current.imageBytes + size > limits.bytes || current.cells.length + 1 > limits.files
+        || current.manifestBytes + current.manifestGrowth(manifest, entry) > limits.manifestBytes)) {
       blobs.push(current.finish(manifest));
       current = null;
     }
     current ??= new ExportZip(partBytes);
-    const file = memberName(cell.label, cell.sha256, cell.originalName, cell.bytes);
     current.add(file, new Uint8Array(cell.bytes));
     current.imageBytes += size;
-    current.cells.push({
-      file, sha256: cell.sha256, original_name: cell.originalName, lab: cell.lab, model_version: cell.modelVersion,
-      answer: cell.answer, probabilities: cell.probabilities, flags: cell.flags, crop_box: cell.cropBox,
-      label: cell.label, reviewed_at: cell.reviewedAt,
-    });
+    current.manifestBytes += current.manifestGrowth(manifest, entry);
+    current.cells.push(entry);
     cells.push({ sha256: cell.sha256, reviewedAt: cell.reviewedAt });
     return cell === stored ? undefined : cell;
   });
