@@ -188,7 +188,7 @@ def main(argv=None) -> int:
 
 def _prune_line(config, started: float) -> str | None:
     """Older runs' image copies deleted (pipeline/retention.py), in one line, or None when none was; a
-    failure to delete them is said, never the run's failure: the model is delivered by then."""
+    failure to delete them is said, never the run's failure (a finished run's model is delivered by then)."""
     from pipeline import retention
 
     try:
@@ -287,7 +287,8 @@ def _run_locked(args: argparse.Namespace, config, data_root: str, base_files: li
                                    summary.blessed)
     print(run_summary.format_summary(summary, time.time() - started, config.class_names,
                                     config.labs.min_eval_cells))
-    line = _prune_line(config, started) if failure is None else None
+    # After a failure too: runs that fail while new exports come would each keep their copies.
+    line = _prune_line(config, started)
     if line:
         print(line)
     if not args.verbose:

@@ -130,3 +130,24 @@ def test_ctrl_c_is_one_line_exit_130_and_its_traceback_is_in_the_log(tmp_path, c
     assert "interrupted" in err
     (log,) = (tmp_path / "runs").glob("*/logs/run-*.log")
     assert "KeyboardInterrupt" in log.read_text() and str(log) in err
+
+
+def test_a_failed_run_deletes_older_image_copies_too(tmp_path, capfd, monkeypatch):
+    """Only a finished run pruned: weeks whose Trainer failed while new exports came kept every run's
+    copies (831 MiB each on the full dataset), and a disk filled by them stayed full."""
+    from tfx import v1 as tfx
+
+    from pipeline import local_runner, retention
+
+    class Failing:
+        def run(self, pipeline):
+            raise RuntimeError("Trainer failed")
+
+    calls = []
+    monkeypatch.setattr(tfx.orchestration, "LocalDagRunner", Failing)
+    monkeypatch.setattr(retention, "prune_examples", lambda *args: calls.append(args) or retention.Pruned(1, 2**30))
+    assert local_runner.main(["--output-dir", str(tmp_path / "runs")]) == 1
+    out, err = capfd.readouterr()
+    assert len(calls) == 1, (out, err)
+    assert "disk: 1 older copies of the images deleted, 1024 MiB freed" in out
+    assert err.strip().splitlines()[-1] == "error: pipeline failed: RuntimeError: Trainer failed"
