@@ -86,6 +86,23 @@ def test_if_changed_skips_a_run_whose_inputs_the_last_finished_run_read(tmp_path
     run_dir = tmp_path / "runs" / config.pipeline_name
     run_dir.mkdir(parents=True)
     run_inputs.record_finished(str(run_dir), run_inputs.inputs_key(config, str(data)), "2026-12-06T00:00:00Z", True)
+    # The metadata store moved aside (what an unreadable one's error says to do) is a fresh start: the
+    # record of the last run had skipped it for good.
+    from tfx import v1 as tfx
+
+    ran = []
+
+    class Recording:
+        def run(self, pipeline):
+            ran.append(pipeline)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(tfx.orchestration, "LocalDagRunner", Recording)
+        local_runner.main(args)
+    assert len(ran) == 1 and "skipped" not in capsys.readouterr().out
+    (run_dir / "metadata.sqlite").unlink(missing_ok=True)
+    (run_dir / "metadata.sqlite").touch()
+    run_inputs.record_finished(str(run_dir), run_inputs.inputs_key(config, str(data)), "2026-12-06T00:00:00Z", True)
     assert local_runner.main(args) == 0
     assert "nothing changed since the run that finished 2026-12-06T00:00:00Z: skipped" in capsys.readouterr().out
     # After a run whose model was not blessed, a skip is a failure too (exit 1), until the inputs change:
