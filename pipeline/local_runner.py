@@ -10,6 +10,7 @@ import argparse
 import errno
 import fcntl
 import logging
+import json
 import os
 import re
 import sys
@@ -249,7 +250,8 @@ def _run_locked(args: argparse.Namespace, config, data_root: str, base_files: li
     if missing:
         print(f"error: the last blessed model was adapted to lab(s) {', '.join(missing)}, which this run does "
               f"not find (folder gone, renamed or empty, a share not mounted, or no training cell in it the ingest "
-              f"takes?): restore them, or drop them on purpose with --set 'labs.retired=[{','.join(missing)}]' "
+              f"takes?): restore them, or drop them on purpose with --set "
+              f"'labs.retired={json.dumps(missing, separators=(',', ':'))}' "
               f"(in the config or the timer's line, not once: docs/labs.md)", file=sys.stderr)
         return 2
     last = run_inputs.last_finished(config.run_dir)

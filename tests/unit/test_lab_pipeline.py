@@ -271,7 +271,7 @@ def test_a_lab_the_last_blessed_model_was_adapted_to_must_be_found_or_retired(tm
     data = make_dataset(tmp_path / "data", {"TRAIN": 2, "TEST": 1})
     args = ["--data-dir", str(data), "--output-dir", str(tmp_path / "runs"), "--if-changed",
             "--set", f"labs.dir={tmp_path / 'labs'}"]
-    retired = [*args, "--set", "labs.retired=[mylab,other]"]
+    retired = [*args, "--set", 'labs.retired=["2024","on"]']  # names YAML would read as a number and a boolean
 
     def key(argv):  # what --if-changed compares: the same inputs are skipped, so no pipeline runs here
         return run_inputs.inputs_key(load_config(overrides=local_runner.overrides_from(local_runner.parse_args(argv))),
@@ -280,16 +280,17 @@ def test_a_lab_the_last_blessed_model_was_adapted_to_must_be_found_or_retired(tm
     run_dir = tmp_path / "runs" / "bloodcell"
     run_dir.mkdir(parents=True)
     run_inputs.record_finished(str(run_dir), key(retired), "2026-12-06T00:00:00Z", True)  # an earlier run's
-    bless(str(run_dir / "metadata.sqlite"), ["mylab", "other"], tmp_path)  # then a run killed after blessing
+    bless(str(run_dir / "metadata.sqlite"), ["2024", "on"], tmp_path)  # then a run killed after blessing
     assert local_runner.main(args) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("error: the last blessed model was adapted to lab(s) mylab, other, which this run "
+    assert err.startswith("error: the last blessed model was adapted to lab(s) 2024, on, which this run "
                           "does not find") and "\n" not in err
-    # The command it suggests works as pasted into a shell.
+    # The command it suggests works as pasted into a shell (unquoted, YAML had read 2024 and on otherwise).
     suggested = shlex.split(err.split("with ", 1)[1].split(" (in the config")[0])
-    assert suggested == ["--set", "labs.retired=[mylab,other]"]
+    assert suggested == ["--set", 'labs.retired=["2024","on"]']
     assert local_runner.main([*args, *suggested]) == 0
     assert "skipped" in capsys.readouterr().out
+    bless(str(run_dir / "metadata.sqlite"), ["mylab", "other"], tmp_path)  # a later model, of two other labs
     # An empty lab folder is not a lab found: an unmounted share leaves its mount point behind.
     (tmp_path / "labs" / "mylab").mkdir(parents=True)
     assert local_runner.main([*args, "--set", "labs.retired=[other]"]) == 2
