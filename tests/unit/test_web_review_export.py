@@ -154,3 +154,20 @@ def test_each_zip_of_a_large_lab_keeps_its_manifest_under_what_the_pipeline_read
     assert manifests(export(f"{{bytes: 1e9, files: 10, manifestBytes: {size}}}")["zips"]) == [(size, 3)]
     split = manifests(export(f"{{bytes: 1e9, files: 10, manifestBytes: {size - 1}}}")["zips"])
     assert [cells for _, cells in split] == [2, 1] and all(s <= size - 1 for s, _ in split), split
+
+
+def test_an_export_from_a_machine_whose_clock_is_before_1980_is_written(tmp_path):
+    """A zip's entries carry DOS times (1980-2099): fflate stamped each with the machine's clock, and on a
+    machine reset to 1970 (a dead clock battery) the export failed ("date not in range 1980-2099")."""
+    result = run_export(f"""
+        await store.saveReview({cell(JPEGS[0], 'mylab', 'LYMPHOCYTE')});
+        Date.now = () => Date.parse('1975-01-01T00:00:00Z');
+        const out = await exportLab('mylab', new Date('1975-01-01T00:00:00Z'))
+          .then(async (o) => Buffer.from(await o.blobs[0].arrayBuffer()).toString('base64'), (err) => String(err));
+        process.stdout.write(JSON.stringify({{out}}));
+    """)
+    assert not result["out"].startswith("Error"), result
+    path = tmp_path / "old-clock.zip"
+    path.write_bytes(base64.b64decode(result["out"]))
+    reviews, refused, lab = read_export(str(path), path.name, CLASSES, 0)
+    assert refused == [] and len(reviews) == 1

@@ -17,10 +17,15 @@ export const MANIFEST_MAX_BYTES = 20 * 2 ** 20; // models/features.py REVIEW_MAN
 // the byte limit leaves room for the manifest and the headers. A lab with more goes out as several zips.
 export const ZIP_LIMITS = { bytes: 2 ** 32 - 2 ** 26, files: 65_534, manifestBytes: MANIFEST_MAX_BYTES };
 
+// A zip entry's time is a DOS date, 1980 to 2099: fflate refuses others (a machine whose clock battery
+// died reads 1970). The day inside the range, whatever the time zone.
+const ZIP_TIMES = [Date.parse('1980-01-02T00:00:00Z'), Date.parse('2099-12-30T00:00:00Z')];
+
 /** One zip being written: its finished bytes go into Blobs of about partBytes as they come. */
 class ExportZip {
-  /** @param {number} partBytes */
-  constructor(partBytes) {
+  /** @param {number} partBytes @param {Date} now the export's time, stamped on every entry */
+  constructor(partBytes, now) {
+    this.mtime = Math.min(Math.max(now.getTime(), ZIP_TIMES[0]), ZIP_TIMES[1]);
     /** @type {Blob[]} */
     this.parts = [];
     /** @type {Uint8Array[]} */
@@ -50,6 +55,7 @@ class ExportZip {
   /** @param {string} name @param {Uint8Array} bytes */
   add(name, bytes) {
     const file = new ZipPassThrough(name);  // images are already compressed: stored, not deflated again
+    file.mtime = this.mtime;
     this.zip.add(file);
     file.push(bytes, true);
     if (this.failure) throw this.failure;
@@ -118,7 +124,7 @@ export async function exportLab(lab, now = new Date(), partBytes = PART_BYTES, l
       blobs.push(current.finish(manifest));
       current = null;
     }
-    current ??= new ExportZip(partBytes);
+    current ??= new ExportZip(partBytes, now);
     current.add(file, new Uint8Array(cell.bytes));
     current.imageBytes += size;
     current.manifestBytes += current.manifestGrowth(manifest, entry);
