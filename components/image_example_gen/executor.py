@@ -150,13 +150,12 @@ class Executor(BaseExampleGenExecutor):
         sources = lab_folders(labs_root, self._params.get("lab_sources") or {})
         self._stray_rejects = [image_reader.Rejected(r.rel_path, None, r.reason)
                                for r in lab_sources.stray_files(labs_root)]
-        self._lab_listings, out = {}, {}
-        for name, root in sorted(sources.items()):
-            listing = lab_sources.list_lab(name, root, class_names)
-            self._lab_listings[name] = listing
-            out[name] = image_reader.lab_candidates(name, listing, class_names,
-                                                    float(self._params.get("lab_eval_fraction", 0.3)))
-        return out
+        self._lab_listings = {name: lab_sources.list_lab(name, root, class_names)
+                              for name, root in sorted(sources.items())}
+        lab_sources.drop_cross_lab_duplicates(self._lab_listings)
+        return {name: image_reader.lab_candidates(name, listing, class_names,
+                                                  float(self._params.get("lab_eval_fraction", 0.3)))
+                for name, listing in self._lab_listings.items()}
 
     def Do(self, input_dict, output_dict, exec_properties) -> None:
         self._params = ingest_params(exec_properties)

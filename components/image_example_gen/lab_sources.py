@@ -393,6 +393,30 @@ def list_lab(name: str, root: str, class_names: list[str]) -> LabListing:
     return listing
 
 
+def drop_cross_lab_duplicates(listings: dict[str, LabListing]) -> None:
+    """One image is one lab's cell: of the labs whose latest review holds it, the latest review counts
+    and the others are refused (each lab's listing says so). When no time tells which is latest (plain
+    class folders, or one time in two labs), all are refused."""
+    by_cell: dict[str, list[tuple[str, Review]]] = {}
+    for name, listing in sorted(listings.items()):
+        for review in listing.cells:
+            by_cell.setdefault(review.sha256, []).append((name, review))
+    for reviews in (r for r in by_cell.values() if len(r) > 1):
+        latest = max(review.reviewed_at for _, review in reviews)
+        at_latest = [(name, review) for name, review in reviews if review.reviewed_at == latest]
+        if latest and len(at_latest) == 1:
+            (winner_lab, winner), = at_latest
+            losers = [(name, review) for name, review in reviews if review is not winner]
+            reason = f"reviewed again later in lab {winner_lab} ({winner.label}, {latest}): that review counts"
+        else:
+            losers = reviews
+            reason = (f"the same image is reviewed in labs {' and '.join(name for name, _ in reviews)}"
+                      f"{' at the same time' if latest else ''}: keep it in one lab")
+        for name, review in losers:
+            listings[name].cells.remove(review)
+            listings[name].refused.append(Refused(review.rel_path, reason))
+
+
 def ignored_name(name: str) -> bool:
     """A hidden or system file or folder: never an input."""
     return name.startswith(".") or name in SYSTEM_FOLDERS

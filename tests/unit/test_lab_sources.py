@@ -594,3 +594,28 @@ def test_the_export_held_for_its_cells_is_let_go_at_the_end_of_a_bundle(tmp_path
     decode.finish_bundle()
     assert lab_sources._held_export.data is None and lab_sources._held_export.key is None
     assert os.path.exists(export)
+
+
+def test_a_cell_reviewed_in_two_labs_counts_once_as_the_later_review_says(tmp_path, images):
+    """Reviewed again with another label while the page named another lab, a cell was a candidate of
+    both labs, trained with both labels (the page had said the new verdict replaces the old)."""
+    from components.image_example_gen.executor import Executor
+
+    labs = tmp_path / "labs"
+    review_export.write_export(labs / "a" / "1.zip", [review_export.cell(images[0], "NEUTROPHIL", "2026-12-01T10:00:00Z"),
+                                                      review_export.cell(images[1], "MONOCYTE", "2026-12-01T10:00:00Z")],
+                               lab="a")
+    review_export.write_export(labs / "b" / "1.zip", [review_export.cell(images[0], "LYMPHOCYTE", "2026-12-02T10:00:00Z"),
+                                                      review_export.cell(images[1], "MONOCYTE", "2026-12-01T10:00:00Z")],
+                               lab="b")
+    executor = Executor()
+    executor._params = {"labs_root": str(labs), "lab_sources": {}}
+    out = executor._list_labs(CLASSES)
+    sha = [review_export.cell(image, "x")["sha256"] for image in images[:2]]
+    cells = {name: sorted((c.sha256, c.label_name) for c in candidates) for name, (candidates, _) in out.items()}
+    assert cells == {"a": [], "b": [(sha[0], "LYMPHOCYTE")]}, cells
+    reasons = {name: sorted(r.reason for r in refused) for name, (_, refused) in out.items()}
+    assert reasons["a"] == ["reviewed again later in lab b (LYMPHOCYTE, 2026-12-02T10:00:00.000000+00:00): that review counts",
+                            "the same image is reviewed in labs a and b at the same time: keep it in one lab"], reasons
+    assert reasons["b"] == ["the same image is reviewed in labs a and b at the same time: keep it in one lab"], reasons
+    assert [len(executor._lab_listings[n].refused) for n in ("a", "b")] == [2, 1]
