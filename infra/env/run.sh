@@ -11,7 +11,8 @@
 # variables (ALLOWED_ENV below).
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-env_dir=$("$repo/infra/env/setup.sh")
+# Exit 2, as the runner's failures before any step: under set -e this exited with setup's own status.
+env_dir=$("$repo/infra/env/setup.sh") || { echo "run.sh: the environment could not be built (setup's lines above)" >&2; exit 2; }
 
 export PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}"
 export TF_USE_LEGACY_KERAS=1 TF_CPP_MIN_LOG_LEVEL=${TF_CPP_MIN_LOG_LEVEL:-2} PYTHONUNBUFFERED=1

@@ -382,3 +382,19 @@ def test_an_allowed_origin_browsers_never_send_is_refused(tmp_path, origin):
         render(str(tmp_path / "origin"), "127.0.0.1:8080", origin, str(tmp_path / "run"))
     for good in ("https://lab.example.org", "http://127.0.0.1:5173", "http://[::1]:8080", "*"):
         render(str(tmp_path / "origin"), "127.0.0.1:8080", good, str(tmp_path / "run"))
+
+
+def test_an_environment_that_cannot_be_built_exits_2(tmp_path):
+    """run.sh left under `set -e` with setup's own status (1): a timer's first run at boot with the network
+    down read as "a step failed or the model was not blessed", the runner's 1, not its 2 (before any step)."""
+    import shutil
+    import subprocess
+
+    env = tmp_path / "infra" / "env"
+    env.mkdir(parents=True)
+    shutil.copy(REPO / "infra" / "env" / "run.sh", env / "run.sh")
+    (env / "setup.sh").write_text("#!/usr/bin/env bash\necho 'setup: no network' >&2\nexit 1\n")
+    (env / "setup.sh").chmod(0o755)
+    done = subprocess.run(["bash", str(env / "run.sh"), "true"], capture_output=True, text=True)
+    assert done.returncode == 2, done
+    assert done.stderr.strip().splitlines()[-1].startswith("run.sh: the environment could not be built"), done.stderr
