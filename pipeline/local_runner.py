@@ -196,10 +196,11 @@ def _prune_line(config, started: float) -> str | None:
         pruned = retention.prune_examples(config.metadata_path, config.keep_examples, started)
     except Exception as err:  # a file held open, a store mid-repair: the next run tries again
         return f"warning: older runs' image copies were not deleted: {one_line(err)}"
-    if not pruned.artifacts:
+    if not pruned.artifacts + pruned.orphans:
         return None
-    return (f"disk: {pruned.artifacts} older copies of the images deleted, {pruned.bytes_freed / 2**20:.0f} MiB "
-            f"freed (the newest {config.keep_examples} of each kept: keep_examples)")
+    stopped = f", {pruned.orphans} of them left by runs stopped mid-step" if pruned.orphans else ""
+    return (f"disk: {pruned.artifacts + pruned.orphans} older copies of the images deleted{stopped}, "
+            f"{pruned.bytes_freed / 2**20:.0f} MiB freed (the newest {config.keep_examples} of each kept: keep_examples)")
 
 
 def _run_locked(args: argparse.Namespace, config, data_root: str, base_files: list[str]) -> int:

@@ -22,6 +22,7 @@ SPLIT_PREFIX = "Split-"
 @dataclasses.dataclass
 class Pruned:
     artifacts: int = 0
+    orphans: int = 0      # copies no artifact records: a run stopped mid-step left them
     bytes_freed: int = 0
 
 
@@ -44,6 +45,22 @@ def _used_since(store, since_epoch_s: float) -> set[int]:
     return {event.artifact_id for event in store.get_events_by_execution_ids(executions)} if executions else set()
 
 
+def _prune_orphans(output: str, recorded: set[str], pruned: Pruned) -> None:
+    """Deletes the splits of each copy in an output's folder that no artifact records: TFX records a
+    step's outputs only when it succeeds, and removes them only on an ordinary error, so a run stopped
+    mid-step (Ctrl-C, a service stop, a power cut) leaves them. Runs never overlap (the run lock)."""
+    try:
+        folders = [os.path.join(output, n) for n in sorted(os.listdir(output))]
+    except OSError:
+        return
+    for folder in folders:
+        splits = _splits(folder) if os.path.normpath(folder) not in recorded else []
+        for split in splits:
+            pruned.bytes_freed += _size(split)
+            shutil.rmtree(split)
+        pruned.orphans += bool(splits)
+
+
 def prune_examples(metadata_path: str, keep: int, since_epoch_s: float | None = None) -> Pruned:
     """Keeps the `keep` newest Examples of each output (ExampleGen's, Transform's: one folder of the
     pipeline root each), and any that the run started at `since_epoch_s` read or wrote (a run taken
@@ -60,7 +77,8 @@ def prune_examples(metadata_path: str, keep: int, since_epoch_s: float | None = 
     for artifact in store.get_artifacts_by_type("Examples"):
         if artifact.uri and "://" not in artifact.uri:
             by_output[os.path.dirname(os.path.normpath(artifact.uri))].append(artifact)
-    for artifacts in by_output.values():
+    for output, artifacts in by_output.items():
+        _prune_orphans(output, {os.path.normpath(a.uri) for a in artifacts}, pruned)
         live = sorted((a for a in artifacts if a.state == metadata_store_pb2.Artifact.LIVE), key=lambda a: a.id)
         kept = {a.id for a in live[-keep:]} | used
         for artifact in artifacts:

@@ -90,3 +90,19 @@ def test_the_copies_the_finished_run_used_are_kept_however_old(tmp_path):
     assert pruned.artifacts == 1
     states = {a.id: a.state for a in _store(tmp_path / "metadata.sqlite").get_artifacts_by_type("Examples")}
     assert states[oldest] == metadata_store_pb2.Artifact.LIVE and states[middle] == metadata_store_pb2.Artifact.DELETED
+
+
+def test_a_copy_a_run_stopped_mid_step_left_is_pruned_too(tmp_path):
+    """TFX records a step's outputs only when it succeeds and removes them only on an ordinary error: a
+    run stopped mid-Transform (Ctrl-C, systemctl stop, a power cut) left up to 738 MiB that nothing
+    recorded, so nothing deleted."""
+    store = _store(tmp_path / "metadata.sqlite")
+    _examples(store, tmp_path, "Transform", 2)
+    stopped = tmp_path / "Transform" / "examples" / "99"
+    (stopped / "Split-train").mkdir(parents=True)
+    (stopped / "Split-train" / "data.gz").write_bytes(b"x" * 500)
+    pruned = retention.prune_examples(str(tmp_path / "metadata.sqlite"), keep=2)
+    assert (pruned.orphans, pruned.bytes_freed) == (1, 500)
+    assert not list(stopped.glob("Split-*"))
+    assert len(list(tmp_path.glob("Transform/examples/1[01]/Split-*"))) == 4  # the recorded copies stay
+    assert retention.prune_examples(str(tmp_path / "metadata.sqlite"), keep=0).orphans == 0  # keep all: kept

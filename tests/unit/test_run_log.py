@@ -145,7 +145,7 @@ def test_a_failed_run_deletes_older_image_copies_too(tmp_path, capfd, monkeypatc
 
     calls = []
     monkeypatch.setattr(tfx.orchestration, "LocalDagRunner", Failing)
-    monkeypatch.setattr(retention, "prune_examples", lambda *args: calls.append(args) or retention.Pruned(1, 2**30))
+    monkeypatch.setattr(retention, "prune_examples", lambda *args: calls.append(args) or retention.Pruned(artifacts=1, bytes_freed=2**30))
     assert local_runner.main(["--output-dir", str(tmp_path / "runs")]) == 1
     out, err = capfd.readouterr()
     assert len(calls) == 1, (out, err)
