@@ -72,12 +72,18 @@ def labs_with_cells(labs: dict[str, str], wanted: list[str], class_names: list[s
             base = set(image_reader.file_digests(base_files, image_reader.max_file_bytes(max_pixels)))
         return sha256 in base
 
-    def trains(name: str) -> bool:
-        listing = lab_sources.list_lab(name, labs[name], class_names)
-        return any(_decodes(cell, max_pixels) and not in_base(cell.sha256)
-                   for cell in listing.cells if listing.side(cell, eval_fraction) == "train")
-
+    if not set(wanted) & set(labs):
+        return []
     try:
+        # Every lab, as the ingest lists them: an image reviewed in two labs is one lab's cell.
+        listings = {name: lab_sources.list_lab(name, folder, class_names) for name, folder in sorted(labs.items())}
+        lab_sources.drop_cross_lab_duplicates(listings)
+
+        def trains(name: str) -> bool:
+            listing = listings[name]
+            return any(_decodes(cell, max_pixels) and not in_base(cell.sha256)
+                       for cell in listing.cells if listing.side(cell, eval_fraction) == "train")
+
         return [name for name in wanted if name in labs and trains(name)]
     finally:
         lab_sources.release_held_export()  # not held through the run this check comes before

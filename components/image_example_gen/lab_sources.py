@@ -90,6 +90,7 @@ class LabListing:
     cells: list[Review]                 # latest review of each cell whose label is one of the classes
     refused: list[Refused]
     not_trained: int = 0                # cells whose latest review is one of NOT_TRAINED_LABELS
+    held_back: list[Review] = dataclasses.field(default_factory=list)  # those latest reviews
     duplicates: int = 0                 # reviews collapsed into an earlier or later one of the same cell
     relabelled: list[dict] = dataclasses.field(default_factory=list)
     other_lab_exports: list[dict] = dataclasses.field(default_factory=list)  # the manifest names another lab
@@ -388,33 +389,38 @@ def list_lab(name: str, root: str, class_names: list[str]) -> LabListing:
                                        "files": [r.rel_path for r in history]})
         if latest.label in NOT_TRAINED_LABELS:
             listing.not_trained += 1
+            listing.held_back.append(latest)
         else:
             listing.cells.append(latest)
     return listing
 
 
 def drop_cross_lab_duplicates(listings: dict[str, LabListing]) -> None:
-    """One image is one lab's cell: of the labs whose latest review holds it, the latest review counts
-    and the others are refused (each lab's listing says so). When no time tells which is latest (plain
-    class folders, or one time in two labs), all are refused."""
+    """One image is one lab's cell: of the labs whose latest review holds it (a class, or a label never
+    trained on), the latest review counts and the other labs' cells of it are refused (each lab's
+    listing says so). When no time tells which is latest (plain class folders, or one time in two
+    labs), one label is kept in the first lab, and differing labels are all refused."""
     by_cell: dict[str, list[tuple[str, Review]]] = {}
     for name, listing in sorted(listings.items()):
-        for review in listing.cells:
+        for review in (*listing.cells, *listing.held_back):
             by_cell.setdefault(review.sha256, []).append((name, review))
     for reviews in (r for r in by_cell.values() if len(r) > 1):
         latest = max(review.reviewed_at for _, review in reviews)
         at_latest = [(name, review) for name, review in reviews if review.reviewed_at == latest]
         if latest and len(at_latest) == 1:
             (winner_lab, winner), = at_latest
-            losers = [(name, review) for name, review in reviews if review is not winner]
             reason = f"reviewed again later in lab {winner_lab} ({winner.label}, {latest}): that review counts"
+        elif len({review.label for _, review in at_latest}) == 1:
+            winner_lab, winner = at_latest[0]
+            reason = f"the same image is a cell of lab {winner_lab} too ({winner.label}): counted there"
         else:
-            losers = reviews
-            reason = (f"the same image is reviewed in labs {' and '.join(name for name, _ in reviews)}"
-                      f"{' at the same time' if latest else ''}: keep it in one lab")
-        for name, review in losers:
-            listings[name].cells.remove(review)
-            listings[name].refused.append(Refused(review.rel_path, reason))
+            winner_lab, winner = None, None
+            reason = (f"the same image is reviewed in labs {' and '.join(name for name, _ in reviews)} with "
+                      f"other labels{' at the same time' if latest else ''}: keep it in one lab")
+        for name, review in reviews:
+            if review is not winner and review in listings[name].cells:
+                listings[name].cells.remove(review)
+                listings[name].refused.append(Refused(review.rel_path, reason))
 
 
 def ignored_name(name: str) -> bool:

@@ -602,20 +602,40 @@ def test_a_cell_reviewed_in_two_labs_counts_once_as_the_later_review_says(tmp_pa
     from components.image_example_gen.executor import Executor
 
     labs = tmp_path / "labs"
-    review_export.write_export(labs / "a" / "1.zip", [review_export.cell(images[0], "NEUTROPHIL", "2026-12-01T10:00:00Z"),
-                                                      review_export.cell(images[1], "MONOCYTE", "2026-12-01T10:00:00Z")],
-                               lab="a")
-    review_export.write_export(labs / "b" / "1.zip", [review_export.cell(images[0], "LYMPHOCYTE", "2026-12-02T10:00:00Z"),
-                                                      review_export.cell(images[1], "MONOCYTE", "2026-12-01T10:00:00Z")],
-                               lab="b")
+    day = "2026-12-0{}T10:00:00Z".format
+    review_export.write_export(labs / "a" / "1.zip", [review_export.cell(images[0], "NEUTROPHIL", day(1)),
+                                                      review_export.cell(images[1], "MONOCYTE", day(1)),
+                                                      review_export.cell(images[2], "EOSINOPHIL", day(1)),
+                                                      review_export.cell(images[3], "EOSINOPHIL", day(1))], lab="a")
+    review_export.write_export(labs / "b" / "1.zip", [review_export.cell(images[0], "LYMPHOCYTE", day(2)),
+                                                      review_export.cell(images[1], "MONOCYTE", day(1)),
+                                                      review_export.cell(images[2], "UNSURE", day(2)),
+                                                      review_export.cell(images[3], "NEUTROPHIL", day(1))], lab="b")
     executor = Executor()
     executor._params = {"labs_root": str(labs), "lab_sources": {}}
     out = executor._list_labs(CLASSES)
-    sha = [review_export.cell(image, "x")["sha256"] for image in images[:2]]
+    sha = [review_export.cell(image, "x")["sha256"] for image in images[:4]]
     cells = {name: sorted((c.sha256, c.label_name) for c in candidates) for name, (candidates, _) in out.items()}
-    assert cells == {"a": [], "b": [(sha[0], "LYMPHOCYTE")]}, cells
+    # Later in b: b's label; at one time with one label: a's cell; with two labels: neither; a later
+    # "unsure" in b keeps a's eosinophil from training.
+    assert cells == {"a": [(sha[1], "MONOCYTE")], "b": [(sha[0], "LYMPHOCYTE")]}, cells
     reasons = {name: sorted(r.reason for r in refused) for name, (_, refused) in out.items()}
-    assert reasons["a"] == ["reviewed again later in lab b (LYMPHOCYTE, 2026-12-02T10:00:00.000000+00:00): that review counts",
-                            "the same image is reviewed in labs a and b at the same time: keep it in one lab"], reasons
-    assert reasons["b"] == ["the same image is reviewed in labs a and b at the same time: keep it in one lab"], reasons
-    assert [len(executor._lab_listings[n].refused) for n in ("a", "b")] == [2, 1]
+    clash = "the same image is reviewed in labs a and b with other labels at the same time: keep it in one lab"
+    assert reasons["a"] == sorted([clash, f"reviewed again later in lab b (LYMPHOCYTE, {day(2)[:-1]}.000000+00:00): that review counts",
+                            f"reviewed again later in lab b (UNSURE, {day(2)[:-1]}.000000+00:00): that review counts"]), reasons
+    assert reasons["b"] == sorted([clash, "the same image is a cell of lab a too (MONOCYTE): counted there"]), reasons
+    assert [len(executor._lab_listings[n].refused) for n in ("a", "b")] == [3, 2]
+
+
+def test_the_runners_lab_check_counts_a_cell_reviewed_in_two_labs_once(tmp_path, images):
+    """The runner found lab a's cell and let the run start; the ingest gave it to lab b, and the run failed
+    late, in the Trainer, instead of before any step."""
+    from components.image_example_gen.stable_hash import hash_fraction
+    from pipeline import run_inputs
+
+    trained = next(i for i in images if hash_fraction(review_export.cell(i, "x")["sha256"]) >= 0.3)
+    labs = tmp_path / "labs"
+    review_export.write_export(labs / "a" / "1.zip", [review_export.cell(trained, "NEUTROPHIL", "2026-12-01T10:00:00Z")], lab="a")
+    review_export.write_export(labs / "b" / "1.zip", [review_export.cell(trained, "LYMPHOCYTE", "2026-12-02T10:00:00Z")], lab="b")
+    folders = {"a": str(labs / "a"), "b": str(labs / "b")}
+    assert run_inputs.labs_with_cells(folders, ["a", "b"], CLASSES, 10**8, 0.3, []) == ["b"]
