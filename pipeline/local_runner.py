@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 import errno
 import fcntl
-import logging
 import json
+import logging
 import os
 import re
 import sys
@@ -255,9 +255,10 @@ def _run_locked(args: argparse.Namespace, config, data_root: str, base_files: li
               f"'labs.retired={json.dumps(missing, separators=(',', ':'))}' "
               f"(in the config or the timer's line, not once: docs/labs.md)", file=sys.stderr)
         return 2
+    if not os.path.exists(config.metadata_path):  # moved aside to start afresh
+        run_inputs.forget_finished(config.run_dir)
     last = run_inputs.last_finished(config.run_dir)
-    # Without its metadata store (moved aside to start afresh) the last run's record means nothing.
-    if args.if_changed and last and last.get("inputs_key") == key and os.path.exists(config.metadata_path):
+    if args.if_changed and last and last.get("inputs_key") == key:
         if last.get("blessed") is not True:  # a failure until the inputs change: a skip must not read as all well
             print(f"error: nothing changed since the run that finished {last.get('finished_at')}, whose model was not "
                   "blessed (the last blessed model stays in service; it would not be blessed again): skipped",

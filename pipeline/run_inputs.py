@@ -46,6 +46,15 @@ def _write(run_dir: str, record: dict) -> None:
     os.replace(path + ".tmp", path)
 
 
+def forget_finished(run_dir: str) -> None:
+    """The record of the last finished run belongs to the metadata store it was made with: a store moved
+    aside (a fresh start) takes it along, or a run that fails before its first step skips the next."""
+    try:
+        os.remove(os.path.join(run_dir, LAST_RUN_FILE))
+    except FileNotFoundError:
+        pass
+
+
 def record_finished(run_dir: str, key: str, finished_at: str, blessed: bool | None) -> None:
     _write(run_dir, {"inputs_key": key, "finished_at": finished_at, "blessed": blessed})
 

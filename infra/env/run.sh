@@ -11,7 +11,7 @@
 # variables (ALLOWED_ENV below).
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-# Exit 2, as the runner's failures before any step: under set -e this exited with setup's own status.
+# Exit 2, as the runner's failures before any step: a timer's journal must not read it as a failed step.
 env_dir=$("$repo/infra/env/setup.sh") || { echo "run.sh: the environment could not be built (setup's lines above)" >&2; exit 2; }
 
 export PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}"

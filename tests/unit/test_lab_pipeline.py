@@ -87,21 +87,28 @@ def test_if_changed_skips_a_run_whose_inputs_the_last_finished_run_read(tmp_path
     run_dir.mkdir(parents=True)
     run_inputs.record_finished(str(run_dir), run_inputs.inputs_key(config, str(data)), "2026-12-06T00:00:00Z", True)
     # The metadata store moved aside (what an unreadable one's error says to do) is a fresh start: the
-    # record of the last run had skipped it for good.
+    # record of the last run had skipped it for good, and so it did again once a failed first run of
+    # the fresh start had made a store.
     from tfx import v1 as tfx
 
     ran = []
 
-    class Recording:
+    class Failing:
         def run(self, pipeline):
             ran.append(pipeline)
+            from ml_metadata.metadata_store import metadata_store
+            from ml_metadata.proto import metadata_store_pb2
+
+            store = metadata_store_pb2.ConnectionConfig()
+            store.sqlite.filename_uri = str(run_dir / "metadata.sqlite")
+            metadata_store.MetadataStore(store)  # made, as a run's first step makes it
+            raise RuntimeError("Trainer failed")
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(tfx.orchestration, "LocalDagRunner", Recording)
-        local_runner.main(args)
-    assert len(ran) == 1 and "skipped" not in capsys.readouterr().out
-    (run_dir / "metadata.sqlite").unlink(missing_ok=True)
-    (run_dir / "metadata.sqlite").touch()
+        patch.setattr(tfx.orchestration, "LocalDagRunner", Failing)
+        assert local_runner.main(args) == 1
+        assert local_runner.main(args) == 1
+    assert len(ran) == 2 and "skipped" not in capsys.readouterr().out
     run_inputs.record_finished(str(run_dir), run_inputs.inputs_key(config, str(data)), "2026-12-06T00:00:00Z", True)
     assert local_runner.main(args) == 0
     assert "nothing changed since the run that finished 2026-12-06T00:00:00Z: skipped" in capsys.readouterr().out
