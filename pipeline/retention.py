@@ -54,7 +54,7 @@ def _prune_orphans(output: str, recorded: set[str], pruned: Pruned) -> None:
     except OSError:
         return
     for folder in folders:
-        splits = _splits(folder) if os.path.normpath(folder) not in recorded else []
+        splits = _splits(folder) if os.path.realpath(folder) not in recorded else []
         for split in splits:
             pruned.bytes_freed += _size(split)
             shutil.rmtree(split)
@@ -77,8 +77,10 @@ def prune_examples(metadata_path: str, keep: int, since_epoch_s: float | None = 
     for artifact in store.get_artifacts_by_type("Examples"):
         if artifact.uri and "://" not in artifact.uri:
             by_output[os.path.dirname(os.path.normpath(artifact.uri))].append(artifact)
+    # Every recorded copy, whichever spelling of the output folder recorded it (a symlink, a relative path).
+    recorded = {os.path.realpath(a.uri) for group in by_output.values() for a in group}
     for output, artifacts in by_output.items():
-        _prune_orphans(output, {os.path.normpath(a.uri) for a in artifacts}, pruned)
+        _prune_orphans(output, recorded, pruned)
         live = sorted((a for a in artifacts if a.state == metadata_store_pb2.Artifact.LIVE), key=lambda a: a.id)
         kept = {a.id for a in live[-keep:]} | used
         for artifact in artifacts:

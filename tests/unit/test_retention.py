@@ -106,3 +106,18 @@ def test_a_copy_a_run_stopped_mid_step_left_is_pruned_too(tmp_path):
     assert not list(stopped.glob("Split-*"))
     assert len(list(tmp_path.glob("Transform/examples/1[01]/Split-*"))) == 4  # the recorded copies stay
     assert retention.prune_examples(str(tmp_path / "metadata.sqlite"), keep=0).orphans == 0  # keep all: kept
+
+
+def test_a_copy_recorded_under_another_spelling_of_its_folder_is_no_orphan(tmp_path):
+    # --output-dir is kept as given, the config's path resolved: one store may hold both spellings.
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    store = _store(tmp_path / "metadata.sqlite")
+    _examples(store, tmp_path / "real", "Transform", 1)
+    by_link = tmp_path / "link" / "Transform" / "examples" / "11"
+    (by_link / "Split-train").mkdir(parents=True)
+    [type_id] = {a.type_id for a in store.get_artifacts_by_type("Examples")}
+    store.put_artifacts([metadata_store_pb2.Artifact(type_id=type_id, uri=str(by_link),
+                                                     state=metadata_store_pb2.Artifact.LIVE)])
+    assert retention.prune_examples(str(tmp_path / "metadata.sqlite"), keep=2).orphans == 0
+    assert (tmp_path / "real" / "Transform" / "examples" / "11" / "Split-train").is_dir()
