@@ -350,7 +350,7 @@ def publish(tfjs_dir: str, base: str, model_name: str, version: str, metadata: d
                                        f"versions are immutable")
                 if gfile.exists(metadata_path):
                     _check_same_metadata(folder, version, metadata)
-            if existing == model:  # a file of this very model that was lost or damaged is written again
+            if existing == model:  # this very model: a shard lost or damaged, or the metadata lost, is written again
                 _repair_shards(folder, shards)
                 if not gfile.exists(metadata_path):
                     _write_whole(metadata_path, metadata_bytes)
@@ -428,9 +428,9 @@ def main(argv=None) -> int:
             metadata = json.loads(_read(args.metadata))
             pointer = publish(args.tfjs_dir, args.base, args.model_name, args.version, metadata)
         stayed = "" if pointer["version"] == args.version else (
-            " (pinned by a rollback)" if pointer.get("pinned") else
-            f" (a rollback moved it back from version {pointer['rolled_back_from']}: only a newer version moves it)"
-            if rolled_back(args.version, pointer) else f" (newer than {args.version})")
+            " (pinned by a rollback)" if pointer.get("pinned") else f" (newer than {args.version})"
+            if _is_older(args.version, pointer["version"]) else
+            f" (a rollback moved it back from version {pointer['rolled_back_from']}: only a newer version moves it)")
         print(f"{args.model_name} latest -> {pointer['version']}{stayed}")
         return 0
     except (PublishError, tf.errors.OpError, OSError, ValueError) as err:

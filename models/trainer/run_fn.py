@@ -174,7 +174,7 @@ def refuse_labs_left_behind(base_model: str, present: set[str], retired: tuple[s
             f"the last blessed model learned from lab(s) {', '.join(missing)}, of which this run's data holds no "
             f"training cell (an export folder or prefix gone, renamed or empty, or its cells all held out, "
             f"refused or relabelled as not trained?): restore them, or drop them on purpose "
-            f"with labs.retired: [{', '.join(missing)}] in the configuration")
+            f"with labs.retired: {json.dumps(missing, separators=(',', ':'))} in the configuration")
 
 
 class LabSplitChanged(ValueError):
