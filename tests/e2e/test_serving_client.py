@@ -158,11 +158,11 @@ def test_cli_predict_and_errors(server, capsys):
 def test_cli_flags_low_confidence_for_review_as_the_web_client_does(server, capsys):
     image = str(sample_jpegs("TEST", "LYMPHOCYTE")[0])
     target = ["--server", f"127.0.0.1:{server.grpc_port}", image]
-    assert cli.main(["predict", "--review-below", "1.01", *target]) == 0   # no probability reaches it
+    assert cli.main(["predict", "--review-below", "1", *target]) == 0   # the sample's model is never that sure
     assert capsys.readouterr().out.rstrip("\n").endswith("LOW CONFIDENCE: review")
     assert cli.main(["predict", "--review-below", "0", *target]) == 0
     assert "LOW CONFIDENCE" not in capsys.readouterr().out
-    assert cli.main(["predict", "--json", "--review-below", "1.01", *target]) == 0
+    assert cli.main(["predict", "--json", "--review-below", "1", *target]) == 0
     assert "LOW CONFIDENCE" in json.loads(capsys.readouterr().out)[0]["review"]
 
 
