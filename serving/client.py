@@ -112,6 +112,15 @@ class _BatchingClient:
     batch_size: int
     max_request_bytes: int
 
+    def close(self) -> None:
+        """Lets go of the connection (each protocol's own)."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
     def predict(self, images: list[bytes], version: int | None = None,
                 names: list[str] | None = None) -> list[Prediction]:
         """One Prediction per image; sizes are checked first, so nothing is sent if one is too large."""
@@ -266,12 +275,6 @@ class GrpcClient(_BatchingClient):
     def close(self) -> None:
         self._channel.close()
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
     def _spec(self, version: int | None, signature_name: str | None = None) -> model_pb2.ModelSpec:
         spec = model_pb2.ModelSpec(name=self.model_name)
         if signature_name:
@@ -382,12 +385,6 @@ class RestClient(_BatchingClient):
 
     def close(self) -> None:
         self._session.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
     def _url(self, version: int | None) -> str:
         url = f"{self.base_url}/v1/models/{self.model_name}"
