@@ -187,13 +187,13 @@ def main(argv=None) -> int:
         return _run_locked(args, config, data_root, [c.path for c in base])
 
 
-def _prune_line(config, started: float) -> str | None:
+def _prune_line(config, before: int) -> str | None:
     """Older runs' image copies deleted (pipeline/retention.py), in one line, or None when none was; a
     failure to delete them is said, never the run's failure (a finished run's model is delivered by then)."""
     from pipeline import retention
 
     try:
-        pruned = retention.prune_examples(config.metadata_path, config.keep_examples, started)
+        pruned = retention.prune_examples(config.metadata_path, config.keep_examples, before)
     except Exception as err:  # a file held open, a store mid-repair: the next run tries again
         return f"warning: older runs' image copies were not deleted: {one_line(err)}"
     if not pruned.artifacts + pruned.orphans:
@@ -231,6 +231,7 @@ def _run_locked(args: argparse.Namespace, config, data_root: str, base_files: li
         return 2
     try:
         blessed = run_summary.last_blessed_reports(config.metadata_path)  # read once for both checks
+        before = run_summary.last_execution_id(config.metadata_path)  # this run's steps come after it
         blessed_labs, blessed_split = run_summary.labs_of(blessed), run_summary.eval_fraction_of(blessed)
     except Exception as err:  # ml_metadata raises RuntimeError and its own errors alike
         detail = one_line(err).split(" query:")[0]  # not the SQL it was running
@@ -271,9 +272,9 @@ def _run_locked(args: argparse.Namespace, config, data_root: str, base_files: li
                                schema_file=schema_copy(os.path.join(config.run_dir, "curated_schema")))
     print(f"running pipeline '{config.pipeline_name}' on {data_root} (model {config.training.model}, "
           f"{config.training.epochs} epochs); outputs under {config.run_dir}", flush=True)
-    started = time.time()
+    started = time.monotonic()  # the wall time must not follow a clock step
     failure = None
-    log_path = os.path.join(config.run_dir, "logs", time.strftime("run-%Y%m%dT%H%M%SZ.log", time.gmtime(started)))
+    log_path = os.path.join(config.run_dir, "logs", time.strftime("run-%Y%m%dT%H%M%SZ.log", time.gmtime()))
     try:
         with run_log.captured(log_path, enabled=not args.verbose):
             tfx.orchestration.LocalDagRunner().run(pipeline)
@@ -286,14 +287,14 @@ def _run_locked(args: argparse.Namespace, config, data_root: str, base_files: li
               f"{'' if args.verbose else f' (full log of the run: {log_path})'}", file=sys.stderr)
         return 130
     with run_log.captured(log_path, enabled=not args.verbose):  # TFMA's notices while it reads the results
-        summary = run_summary.collect(config.metadata_path, started, config.class_names)
+        summary = run_summary.collect(config.metadata_path, before, config.class_names)
     if failure is None:
         run_inputs.record_finished(config.run_dir, key, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                                    summary.blessed)
-    print(run_summary.format_summary(summary, time.time() - started, config.class_names,
+    print(run_summary.format_summary(summary, time.monotonic() - started, config.class_names,
                                     config.labs.min_eval_cells))
     # After a failure too: runs that fail while new exports come would each keep their copies.
-    line = _prune_line(config, started)
+    line = _prune_line(config, before)
     if line:
         print(line)
     if not args.verbose:

@@ -37,11 +37,10 @@ def _splits(uri: str) -> list[str]:
         return []
 
 
-def _used_since(store, since_epoch_s: float) -> set[int]:
-    """The artifacts that executions recorded since then read or wrote (a step taken from the cache is
+def _used_after(store, after_execution_id: int) -> set[int]:
+    """The artifacts that the executions after that one read or wrote (a step taken from the cache is
     recorded too, with the outputs it reused)."""
-    since_ms = since_epoch_s * 1000
-    executions = [e.id for e in store.get_executions() if e.create_time_since_epoch >= since_ms]
+    executions = [e.id for e in store.get_executions() if e.id > after_execution_id]
     return {event.artifact_id for event in store.get_events_by_execution_ids(executions)} if executions else set()
 
 
@@ -61,10 +60,11 @@ def _prune_orphans(output: str, recorded: set[str], pruned: Pruned) -> None:
         pruned.orphans += bool(splits)
 
 
-def prune_examples(metadata_path: str, keep: int, since_epoch_s: float | None = None) -> Pruned:
+def prune_examples(metadata_path: str, keep: int, after_execution_id: int | None = None) -> Pruned:
     """Keeps the `keep` newest Examples of each output (ExampleGen's, Transform's: one folder of the
-    pipeline root each), and any that the run started at `since_epoch_s` read or wrote (a run taken
-    from the cache uses older copies: the served model's); prunes the others. keep=0 keeps all."""
+    pipeline root each), and any that the run whose steps were recorded after execution
+    `after_execution_id` read or wrote (a run taken from the cache uses older copies: the served
+    model's); prunes the others. keep=0 keeps all."""
     pruned = Pruned()
     if keep <= 0 or not os.path.exists(metadata_path):
         return pruned
@@ -72,7 +72,7 @@ def prune_examples(metadata_path: str, keep: int, since_epoch_s: float | None = 
     config.sqlite.filename_uri = metadata_path
     config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE
     store = metadata_store.MetadataStore(config)
-    used = _used_since(store, since_epoch_s) if since_epoch_s is not None else set()
+    used = _used_after(store, after_execution_id) if after_execution_id is not None else set()
     by_output = defaultdict(list)
     for artifact in store.get_artifacts_by_type("Examples"):
         if artifact.uri and "://" not in artifact.uri:

@@ -78,14 +78,22 @@ def channel_note(published) -> str | None:
     return f"the browser channel stays at version {channel}, newer than this one"
 
 
-def collect(metadata_path: str, since_epoch_s: float, class_names: list[str] = ()) -> RunSummary:
+def last_execution_id(metadata_path: str) -> int:
+    """The id of the newest execution in the store, 0 when it has none. The next run's steps get higher
+    ids: its records are told from older runs' by id, not by their times, which a clock stepped back or
+    forward (NTP correcting a clock that ran fast) would mix up."""
+    if not os.path.exists(metadata_path) or not os.path.getsize(metadata_path):  # empty: a first run cut short
+        return 0
+    return max((e.id for e in _read_only(metadata_path).get_executions()), default=0)
+
+
+def collect(metadata_path: str, after_execution_id: int, class_names: list[str] = ()) -> RunSummary:
+    """The run whose steps were recorded after execution `after_execution_id` (last_execution_id before it)."""
     if not os.path.exists(metadata_path):
         return RunSummary(components=[])
     store = _read_only(metadata_path)
-    since_ms = int(since_epoch_s * 1000) - 1000
     summary = RunSummary(components=[])
-    executions = sorted((e for e in store.get_executions() if e.create_time_since_epoch >= since_ms),
-                        key=lambda e: e.create_time_since_epoch)
+    executions = sorted((e for e in store.get_executions() if e.id > after_execution_id), key=lambda e: e.id)
     for execution in executions:
         node = next((c.name.split(".", 1)[-1] for c in store.get_contexts_by_execution(execution.id)
                      if store.get_context_types_by_id([c.type_id])[0].name == "node"), str(execution.id))

@@ -77,16 +77,13 @@ def test_a_failure_to_prune_is_one_warning_line_not_the_runs_failure(monkeypatch
 def test_the_copies_the_finished_run_used_are_kept_however_old(tmp_path):
     """A run taken wholly from the cache (the exports that came after it removed again) uses old copies:
     pruned as old, the next run would ingest and train again with nothing changed."""
-    import time
-
     store = _store(tmp_path / "metadata.sqlite")
     oldest, middle, _ = _examples(store, tmp_path, "FileBasedExampleGen", 3)
-    started = time.time() - 1
     type_id = store.put_execution_type(metadata_store_pb2.ExecutionType(name="Trainer"))
     read = metadata_store_pb2.Event(artifact_id=oldest, type=metadata_store_pb2.Event.INPUT)
     store.put_execution(metadata_store_pb2.Execution(type_id=type_id, last_known_state=metadata_store_pb2.Execution.CACHED),
                         [(store.get_artifacts_by_id([oldest])[0], read)], [])
-    pruned = retention.prune_examples(str(tmp_path / "metadata.sqlite"), keep=1, since_epoch_s=started)
+    pruned = retention.prune_examples(str(tmp_path / "metadata.sqlite"), keep=1, after_execution_id=0)
     assert pruned.artifacts == 1
     states = {a.id: a.state for a in _store(tmp_path / "metadata.sqlite").get_artifacts_by_type("Examples")}
     assert states[oldest] == metadata_store_pb2.Artifact.LIVE and states[middle] == metadata_store_pb2.Artifact.DELETED
