@@ -307,6 +307,10 @@ def format_summary(summary: RunSummary, wall_seconds: float, class_names: list[s
     lines += [f"note: {export['file']} was exported for lab '{export['lab']}': its cells are taken as {name}'s "
               f"(move it to labs/{export['lab']}/ if they are not)"
               for name, lab in labs.items() for export in lab.get("exports_of_other_labs", [])]
+    lines += [f"note: lab {name}: the export of {export['exported_at']} is {export['parts']} zips, and zips "
+              f"{', '.join(map(str, export['missing']))} of it are not in labs/{name}/ (their cells are not read "
+              "until they are)"
+              for name, lab in labs.items() for export in lab.get("incomplete_exports", [])]
     if summary.training and summary.training.get("mode") == "adapted":
         lines.append(adapted_line(summary.training))
     lines += [f"note: lab {name} not trained on: {why}"

@@ -318,4 +318,4 @@ def lab_summary(listing: lab_sources.LabListing, candidates: list[Candidate], ba
             "eval": sum(c.split == "eval" for c in usable), "not_trained": listing.not_trained,
             "duplicates_collapsed": listing.duplicates, "relabelled": listing.relabelled,
             "refused": len(listing.refused) + len(candidates) - len(usable),
-            "exports_of_other_labs": listing.other_lab_exports}
+            "exports_of_other_labs": listing.other_lab_exports, "incomplete_exports": listing.incomplete_exports}

@@ -18,6 +18,7 @@ import json
 import os
 import posixpath
 import threading
+import typing
 import zipfile
 import zlib
 
@@ -49,8 +50,12 @@ MANIFEST_SCHEMA = {
         "version": {"const": REVIEW_EXPORT_VERSION},
         "lab": {"type": "string"},
         "exported_at": {"type": "string"},
+        # A lab too large for one zip is exported as several, each a whole export: zip `part` of `parts`.
+        "part": {"type": "integer", "minimum": 1},
+        "parts": {"type": "integer", "minimum": 1},
         "cells": {"type": "array"},
     },
+    "dependentRequired": {"part": ["parts"], "parts": ["part"]},
 }
 CELL_SCHEMA = {
     "type": "object",
@@ -79,6 +84,14 @@ class Review:
     rel_path: str          # how the ingest report names it
 
 
+class ExportHeader(typing.NamedTuple):
+    """What an export's manifest says of the export as a whole."""
+    lab: str
+    exported_at: str
+    part: int | None    # which zip of the export (from 1); None in an export that does not number them
+    parts: int | None
+
+
 @dataclasses.dataclass(frozen=True)
 class Refused:
     rel_path: str
@@ -94,6 +107,7 @@ class LabListing:
     duplicates: int = 0                 # reviews collapsed into an earlier or later one of the same cell
     relabelled: list[dict] = dataclasses.field(default_factory=list)
     other_lab_exports: list[dict] = dataclasses.field(default_factory=list)  # the manifest names another lab
+    incomplete_exports: list[dict] = dataclasses.field(default_factory=list)  # split exports with zips not found
 
     def side(self, review: Review, eval_fraction: float) -> str:
         return "eval" if hash_fraction(review.sha256) < eval_fraction else "train"
@@ -203,9 +217,9 @@ def _starts_as_zip(path: str) -> bool:
 
 
 def read_export(path: str, rel: str, class_names: list[str], order: int
-                ) -> tuple[list[Review], list[Refused], str | None]:
-    """The reviews of one export zip, what in it cannot be used (each with a reason), and the lab its
-    manifest names (None when it is not an export)."""
+                ) -> tuple[list[Review], list[Refused], ExportHeader | None]:
+    """The reviews of one export zip, what in it cannot be used (each with a reason), and what its
+    manifest says of the export (None when it is not an export)."""
     with contextlib.ExitStack() as opened:  # not read into memory whole: a large zip may be no export at all
         try:
             length = gfile.stat(path).length
@@ -220,7 +234,7 @@ def read_export(path: str, rel: str, class_names: list[str], order: int
 
 
 def _read_archive(archive: zipfile.ZipFile, path: str, rel: str, class_names: list[str], order: int
-                  ) -> tuple[list[Review], list[Refused], str | None]:
+                  ) -> tuple[list[Review], list[Refused], ExportHeader | None]:
     # A read may fail in the file itself (a bucket's, a share's) as well as in the zip.
     damaged = (*DAMAGED_ZIP, tf.errors.OpError)
     members = {i.filename: i for i in archive.infolist() if not i.is_dir()}
@@ -234,6 +248,9 @@ def _read_archive(archive: zipfile.ZipFile, path: str, rel: str, class_names: li
     except (jsonschema.ValidationError, RecursionError, *damaged) as err:
         detail = err.message.splitlines()[0] if isinstance(err, jsonschema.ValidationError) else first_line(err)
         return [], [Refused(rel, f"not a review export (manifest: {detail})")], None
+    header = ExportHeader(manifest["lab"], manifest["exported_at"], manifest.get("part"), manifest.get("parts"))
+    if header.part is not None and header.part > header.parts:
+        return [], [Refused(rel, f"not a review export (manifest: part {header.part} of {header.parts})")], None
     reviews, refused, listed = [], [], set()
     for number, cell in enumerate(manifest["cells"], 1):
         when, problem = _entry_time(cell)
@@ -270,7 +287,7 @@ def _read_archive(archive: zipfile.ZipFile, path: str, rel: str, class_names: li
                 reviews.append(Review(cell["sha256"], label, when, order, path, member, where))
     refused += [Refused(f"{rel}!{m}", "file not listed in the manifest")
                 for m in sorted(set(members) - listed - {REVIEW_MANIFEST})]
-    return reviews, refused, manifest["lab"]
+    return reviews, refused, header
 
 
 def walk_files(root: str, unreadable: list[tuple[str, str]] | None = None):
@@ -324,6 +341,7 @@ def list_lab(name: str, root: str, class_names: list[str]) -> LabListing:
     reviews: list[Review] = []
     refused: list[Refused] = []
     other_labs: list[dict] = []
+    headers: list[ExportHeader] = []
     unreadable: list[tuple[str, str]] = []
     paths = sorted(walk_files(root, unreadable))
     refused += [Refused(posixpath.normpath(posixpath.join("labs", name, os.path.relpath(folder, root).replace(os.sep, "/"))),
@@ -347,11 +365,13 @@ def list_lab(name: str, root: str, class_names: list[str]) -> LabListing:
         if len(parts) > 1 and parts[0] in unzipped:
             continue  # one line for the folder, above
         if path.lower().endswith(".zip") and len(parts) == 1:
-            got, bad, lab = read_export(path, rel, class_names, order)
+            got, bad, header = read_export(path, rel, class_names, order)
             reviews += got
             refused += bad
-            if lab and lab != name:  # the folder names the lab; the page's name may be a slip
-                other_labs.append({"file": rel, "lab": lab})
+            if header:
+                headers.append(header)
+            if header and header.lab != name:  # the folder names the lab; the page's name may be a slip
+                other_labs.append({"file": rel, "lab": header.lab})
         elif len(parts) < 2:
             refused.append(Refused(rel, "not in a class folder or a review export"))
         elif parts[0].upper() not in labels:
@@ -369,7 +389,8 @@ def list_lab(name: str, root: str, class_names: list[str]) -> LabListing:
                 refused.append(Refused(rel, f"image too large: over {MAX_MEMBER_BYTES} bytes"))
                 continue
             reviews.append(Review(_sha256(data), labels[parts[0].upper()], "", order, path, None, rel))
-    listing = LabListing(cells=[], refused=refused, other_lab_exports=other_labs)
+    listing = LabListing(cells=[], refused=refused, other_lab_exports=other_labs,
+                         incomplete_exports=incomplete_exports(headers))
     by_cell: dict[str, list[Review]] = {}
     for review in reviews:
         by_cell.setdefault(review.sha256, []).append(review)
@@ -393,6 +414,20 @@ def list_lab(name: str, root: str, class_names: list[str]) -> LabListing:
         else:
             listing.cells.append(latest)
     return listing
+
+
+def incomplete_exports(headers: list[ExportHeader]) -> list[dict]:
+    """The split exports (one lab's, one time) of which some zips were not found, with their numbers."""
+    found: dict[tuple[str, str], set[int]] = {}
+    parts: dict[tuple[str, str], int] = {}
+    for header in headers:
+        if header.part is not None:
+            key = (header.lab, header.exported_at)
+            found.setdefault(key, set()).add(header.part)
+            parts[key] = max(parts.get(key, 0), header.parts)
+    return [{"lab": lab, "exported_at": at, "parts": parts[lab, at],
+             "missing": sorted(set(range(1, parts[lab, at] + 1)) - numbers)}
+            for (lab, at), numbers in sorted(found.items()) if len(numbers) < parts[lab, at]]
 
 
 def drop_cross_lab_duplicates(listings: dict[str, LabListing]) -> None:

@@ -639,3 +639,38 @@ def test_the_runners_lab_check_counts_a_cell_reviewed_in_two_labs_once(tmp_path,
     review_export.write_export(labs / "b" / "1.zip", [review_export.cell(trained, "LYMPHOCYTE", "2026-12-02T10:00:00Z")], lab="b")
     folders = {"a": str(labs / "a"), "b": str(labs / "b")}
     assert run_inputs.labs_with_cells(folders, ["a", "b"], CLASSES, 10**8, 0.3, []) == ["b"]
+
+
+def test_a_split_export_with_a_zip_missing_is_reported(tmp_path, images):
+    """The page splits a large lab's export into several zips, each read on its own: with one of them
+    not copied into the lab's folder, its cells were silently not trained on, while the page counted
+    them exported."""
+    lab = tmp_path / "onelab"
+
+    def part(name, image, at, number, parts):
+        review_export.write_export(lab / name, [review_export.cell(image, "NEUTROPHIL")], lab="onelab",
+                                   manifest_overrides={"exported_at": at, "part": number, "parts": parts})
+
+    part("split-part1-of-3.zip", images[0], "2026-12-02T09:00:00.000Z", 1, 3)
+    part("split-part3-of-3.zip", images[1], "2026-12-02T09:00:00.000Z", 3, 3)
+    part("whole-part1-of-2.zip", images[2], "2026-12-03T09:00:00.000Z", 1, 2)
+    part("whole-part2-of-2.zip", images[3], "2026-12-03T09:00:00.000Z", 2, 2)
+    review_export.write_export(lab / "unnumbered.zip", [review_export.cell(images[4], "MONOCYTE")], lab="onelab")
+    listing = lab_sources.list_lab("onelab", str(lab), CLASSES)
+    assert len(listing.cells) == 5 and not listing.refused
+    assert listing.incomplete_exports == [{"lab": "onelab", "exported_at": "2026-12-02T09:00:00.000Z", "parts": 3,
+                                           "missing": [2]}]
+    candidates, _ = image_reader.lab_candidates("onelab", listing, CLASSES, 0.3)
+    assert image_reader.lab_summary(listing, candidates, set())["incomplete_exports"] == listing.incomplete_exports
+
+
+def test_a_zip_numbered_past_its_export_is_refused(tmp_path, images):
+    lab = tmp_path / "onelab"
+    for name, numbering in [("past.zip", {"part": 4, "parts": 3}), ("zero.zip", {"part": 0, "parts": 1}),
+                            ("text.zip", {"part": "1", "parts": 1})]:
+        review_export.write_export(lab / name, [review_export.cell(images[0], "NEUTROPHIL")], lab="onelab",
+                                   manifest_overrides=numbering)
+    reasons = _reasons(lab_sources.list_lab("onelab", str(lab), CLASSES))
+    assert reasons["labs/onelab/past.zip"] == "not a review export (manifest: part 4 of 3)"
+    assert reasons["labs/onelab/zero.zip"].startswith("not a review export (manifest: 0 is less than the minimum")
+    assert reasons["labs/onelab/text.zip"].startswith("not a review export (manifest: '1' is not of type 'integer'")

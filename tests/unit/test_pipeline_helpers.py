@@ -338,6 +338,19 @@ def test_an_export_made_for_another_lab_is_named_in_the_summary(tmp_path):
             "(move it to labs/otherlab/ if they are not)") in text.splitlines()
 
 
+def test_a_split_export_with_a_zip_missing_is_named_in_the_summary(tmp_path):
+    from pipeline.run_summary import RunSummary, format_summary
+
+    report = tmp_path / "ingest_report.json"
+    report.write_text(json.dumps({"labs": {"onelab": {
+        "cells": 2, "train": 1, "eval": 1, "not_trained": 0, "relabelled": [], "refused": 0,
+        "incomplete_exports": [{"lab": "onelab", "exported_at": "2026-12-02T09:00:00.000Z", "parts": 3,
+                                "missing": [2, 3]}]}}}))
+    text = format_summary(RunSummary(components=[], ingest_report=str(report)), 1.0)
+    assert ("note: lab onelab: the export of 2026-12-02T09:00:00.000Z is 3 zips, and zips 2, 3 of it are not in "
+            "labs/onelab/ (their cells are not read until they are)") in text.splitlines()
+
+
 def test_a_lab_gated_on_few_cells_is_named_with_what_one_cell_weighs():
     # A lab with 6 held-out cells failed the no-regression gate on one cell, and the summary said only
     # "change vs last blessed model -0.1667 < -0.0100": the lab could not tell noise from a worse model.

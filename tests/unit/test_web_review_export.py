@@ -53,8 +53,8 @@ def test_an_export_is_built_one_cell_at_a_time_and_the_pipeline_takes_it(tmp_pat
     assert result["renamed"] == "mylab", result
     path = tmp_path / "export.zip"
     path.write_bytes(base64.b64decode(result["zip"]))
-    reviews, refused, lab = read_export(str(path), "export.zip", CLASSES, 0)
-    assert lab == "mylab" and refused == []
+    reviews, refused, header = read_export(str(path), "export.zip", CLASSES, 0)
+    assert header.lab == "mylab" and (header.part, header.parts) == (1, 1) and refused == []
     assert sorted((r.sha256, r.label) for r in reviews) == sorted(
         [(hashlib.sha256(JPEGS[0]).hexdigest(), "LYMPHOCYTE"), (hashlib.sha256(JPEGS[1]).hexdigest(), "MONOCYTE")])
 
@@ -101,8 +101,10 @@ def test_reviews_one_zip_cannot_hold_go_out_as_several_whole_exports(tmp_path):
         for i, zipped in enumerate(zips):
             path = tmp_path / f"{len(zips)}-{i}.zip"
             path.write_bytes(base64.b64decode(zipped))
-            reviews, refused, lab = read_export(str(path), path.name, CLASSES, i)
-            assert refused == [] and lab == "mylab"
+            reviews, refused, header = read_export(str(path), path.name, CLASSES, i)
+            assert refused == [] and header.lab == "mylab"
+            # Numbered, so that the pipeline can name a zip not copied over.
+            assert (header.part, header.parts) == (i + 1, len(zips))
             out.append(sorted(r.sha256 for r in reviews))
         return out
 
@@ -129,10 +131,10 @@ def test_each_zip_of_a_large_lab_keeps_its_manifest_under_what_the_pipeline_read
     def export(limits: str):
         return run_export(f"""
             {saves}
-            const {{ ZIP_LIMITS }} = await import('./src/reviewExport.js');
+            const {{ ZIP_LIMITS, MAX_PARTS }} = await import('./src/reviewExport.js');
             const out = await exportLab('mylab', new Date('2026-12-07T10:00:00Z'), 64, {limits});
             const zips = await Promise.all(out.blobs.map(async (b) => Buffer.from(await b.arrayBuffer()).toString('base64')));
-            process.stdout.write(JSON.stringify({{zips, limits: ZIP_LIMITS}}));
+            process.stdout.write(JSON.stringify({{zips, limits: ZIP_LIMITS, maxParts: MAX_PARTS}}));
         """)
 
     def manifests(zips):
@@ -151,7 +153,9 @@ def test_each_zip_of_a_large_lab_keeps_its_manifest_under_what_the_pipeline_read
     assert whole["limits"].get("manifestBytes", 1e18) <= REVIEW_MANIFEST_MAX_BYTES, whole["limits"]
     [(size, cells)] = manifests(whole["zips"])
     assert cells == 3
-    assert manifests(export(f"{{bytes: 1e9, files: 10, manifestBytes: {size}}}")["zips"]) == [(size, 3)]
+    # The count of zips is known only at the end: the sizing keeps room for the widest.
+    room = size + len(str(whole["maxParts"])) - len("1")
+    assert manifests(export(f"{{bytes: 1e9, files: 10, manifestBytes: {room}}}")["zips"]) == [(size, 3)]
     split = manifests(export(f"{{bytes: 1e9, files: 10, manifestBytes: {size - 1}}}")["zips"])
     assert [cells for _, cells in split] == [2, 1] and all(s <= size - 1 for s, _ in split), split
 

@@ -16,6 +16,9 @@ export const MANIFEST_MAX_BYTES = 20 * 2 ** 20; // models/features.py REVIEW_MAN
 // fflate writes no ZIP64: past `bytes` or `files` a zip's offsets and counts wrap, and the file is corrupt;
 // the byte limit leaves room for the manifest and the headers. A lab with more goes out as several zips.
 export const ZIP_LIMITS = { bytes: 2 ** 32 - 2 ** 26, files: 65_534, manifestBytes: MANIFEST_MAX_BYTES };
+// Each manifest numbers its zip, `part` of `parts`, so that the pipeline can tell one not copied over.
+// The count is known only at the end: each manifest's size keeps room for this many.
+export const MAX_PARTS = 999_999;
 
 // A zip entry's time is a DOS date, 1980 to 2099: fflate refuses others (a machine whose clock battery
 // died reads 1970). The day inside the range, whatever the time zone.
@@ -23,8 +26,10 @@ const ZIP_TIMES = [Date.parse('1980-01-02T00:00:00Z'), Date.parse('2099-12-30T00
 
 /** One zip being written: its finished bytes go into Blobs of about partBytes as they come. */
 class ExportZip {
-  /** @param {number} partBytes @param {Date} now the export's time, stamped on every entry */
-  constructor(partBytes, now) {
+  /** @param {number} partBytes @param {Date} now the export's time, stamped on every entry
+   * @param {number} part which zip of the export, from 1 */
+  constructor(partBytes, now, part) {
+    this.part = part;
     this.mtime = Math.min(Math.max(now.getTime(), ZIP_TIMES[0]), ZIP_TIMES[1]);
     /** @type {Blob[]} */
     this.parts = [];
@@ -68,12 +73,15 @@ class ExportZip {
     // turns the header's "[]" into "[\n" ... "\n ]".
     const text = JSON.stringify(entry, null, 1);
     const grows = strToU8(text).length + 2 * text.split('\n').length;
-    return this.cells.length ? grows + 2 : grows + 3 + strToU8(JSON.stringify({ ...manifest, cells: [] }, null, 1)).length;
+    const header = JSON.stringify({ ...manifest, part: this.part, parts: MAX_PARTS, cells: [] }, null, 1);
+    return this.cells.length ? grows + 2 : grows + 3 + strToU8(header).length;
   }
 
-  /** @param {object} manifest everything but its cells @returns {Blob} */
-  finish(manifest) {
-    this.add(MANIFEST, strToU8(JSON.stringify({ ...manifest, cells: this.cells }, null, 1)));
+  /** @param {object} manifest everything but its cells and numbering @param {number} parts the export's zips
+   * @returns {Blob} */
+  finish(manifest, parts) {
+    const whole = { ...manifest, part: this.part, parts, cells: this.cells };
+    this.add(MANIFEST, strToU8(JSON.stringify(whole, null, 1)));
     this.zip.end();
     if (this.failure) throw this.failure;
     return new Blob(this.parts, { type: 'application/zip' });
@@ -82,7 +90,8 @@ class ExportZip {
 
 /**
  * The export of `lab`'s reviewed cells: one zip, or several when one cannot hold them all (each a whole
- * export with its own manifest; the pipeline reads any number). Cells reviewed before a lab name the
+ * export with its own manifest, numbered part of parts; the pipeline reads any number, and names the
+ * zips of one it does not find). Cells reviewed before a lab name the
  * pipeline takes was given are filed under `lab` and exported with it, in the same pass: if the export
  * fails, they stay unnamed.
  * @param {string} lab a name labNameProblem accepts
@@ -94,8 +103,8 @@ class ExportZip {
  */
 export async function exportLab(lab, now = new Date(), partBytes = PART_BYTES, limits = ZIP_LIMITS) {
   const manifest = { format: EXPORT_FORMAT, version: EXPORT_VERSION, lab, exported_at: now.toISOString() };
-  /** @type {Blob[]} */
-  const blobs = [];
+  /** @type {ExportZip[]} all finished at the end, when their number is known */
+  const zips = [];
   /** @type {ExportZip | null} */
   let current = null;
   /** @type {{sha256: string, reviewedAt: string}[]} */
@@ -121,10 +130,13 @@ export async function exportLab(lab, now = new Date(), partBytes = PART_BYTES, l
     };
     if (current && (current.imageBytes + size > limits.bytes || current.cells.length + 1 > limits.files
         || current.manifestBytes + current.manifestGrowth(manifest, entry) > limits.manifestBytes)) {
-      blobs.push(current.finish(manifest));
       current = null;
     }
-    current ??= new ExportZip(partBytes, now);
+    if (!current) {
+      if (zips.length === MAX_PARTS) throw new Error(`${lab} has more cells than ${MAX_PARTS} zips hold`);
+      current = new ExportZip(partBytes, now, zips.length + 1);
+      zips.push(current);
+    }
     current.add(file, new Uint8Array(cell.bytes));
     current.imageBytes += size;
     current.manifestBytes += current.manifestGrowth(manifest, entry);
@@ -132,7 +144,7 @@ export async function exportLab(lab, now = new Date(), partBytes = PART_BYTES, l
     cells.push({ sha256: cell.sha256, reviewedAt: cell.reviewedAt });
     return cell === stored ? undefined : cell;
   });
-  if (current) blobs.push(current.finish(manifest));
+  const blobs = zips.map((zip) => zip.finish(manifest, zips.length));
   return { blobs, cells, others };
 }
 
