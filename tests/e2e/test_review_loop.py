@@ -297,6 +297,24 @@ try {
   await b.reload();
   await b.waitForSelector('#review-count[data-count]', { timeout: 120000 });
   report.countAfterEnter = (await count(b))[0];
+  await b.waitForSelector('#model-status[data-state="ready"]', { timeout: 120000 });
+  await b.setInputFiles('#file-input', images);
+  await b.waitForFunction((n) => document.querySelectorAll('#results li .review-buttons').length === n,
+    images.length, { timeout: 120000 });
+  // A asks to delete every review; while the question is on screen, B reviews its second image: the
+  // deletion takes what A was asked about, not B's new verdict.
+  a.once('dialog', async (dialog) => {
+    await b.focus('#results li:nth-child(2)');
+    await b.keyboard.press('1');
+    await until(b, () => document.getElementById('review-count')?.dataset.count === '2');
+    await dialog.accept();
+  });
+  await a.click('#clear-reviews', { timeout: 60000 });
+  await until(a, () => document.getElementById('review-count')?.textContent?.includes('not deleted'));
+  await until(b, () => document.querySelectorAll('#results li')[1]?.dataset.reviewed === 'EOSINOPHIL'
+    && document.getElementById('review-count')?.dataset.count === '1' && !document.querySelector('#results li')?.dataset.reviewed);
+  report.deleteAsked = { a: { count: await count(a), text: await a.textContent('#review-count'), rows: await rows(a) },
+    b: { count: await count(b), rows: await rows(b) } };
 } catch (err) {
   report.error = String(err && err.stack || err);
 } finally {
@@ -328,3 +346,8 @@ def test_a_second_tab_shows_the_verdicts_saved_and_deleted_in_the_first(pipeline
     # later write), not the label in the news that came last.
     assert report["sameMoment"]["b"]["reviewed"] == "NEUTROPHIL", report
     assert report["sameMoment"]["a"]["reviewed"] == "NEUTROPHIL", report
+    # A verdict saved in one tab while another asked "Delete ...?" was deleted unasked.
+    asked = report["deleteAsked"]
+    assert asked["b"]["count"] == ["1", "0"] and [r["reviewed"] for r in asked["b"]["rows"]] == [None, "EOSINOPHIL"], report
+    assert asked["a"]["count"][0] == "1" and "1 reviewed in another tab while you were asked was not deleted." in asked["a"]["text"], report
+    assert asked["a"]["rows"][0]["reviewed"] is None, report

@@ -89,6 +89,25 @@ def test_delete_knows_which_verdicts_were_never_exported_as_they_stand():
     assert result == {"before": 3, "exported": 1, "changed": 2, "afterClear": 1}
 
 
+def test_delete_deletes_the_verdicts_it_asked_about_and_not_one_saved_meanwhile():
+    """The reviewer is asked before a deletion; a verdict saved meanwhile in another tab (a new cell, or
+    a cell reviewed again) was deleted with the rest, though the question did not count it."""
+    result = run_store(f"""
+        const a = {CELL}, b = {{...{CELL}, sha256: 'b'.repeat(64)}}, c = {{...{CELL}, sha256: 'c'.repeat(64)}};
+        for (const cell of [a, b]) await store.saveReview(cell);
+        await store.markExported([a, b]);
+        const asked = (await store.reviewSummary()).verdicts;
+        await store.saveReview(c);  // while the question is on screen
+        await store.saveReview({{...b, label: 'MONOCYTE', reviewedAt: '2026-12-08T00:00:00.000Z'}});
+        const stayed = await store.clearReviews(asked);
+        const left = [];
+        await store.eachReview((cell) => {{ left.push([cell.sha256[0], cell.label]); }}, 'readonly');
+        await store.saveReview(a);  // its export mark went with it: reviewed again, it is unexported
+        process.stdout.write(JSON.stringify({{stayed, left, unexported: (await store.reviewSummary()).unexported}}));
+    """)
+    assert result == {"stayed": 2, "left": [["b", "MONOCYTE"], ["c", "NEUTROPHIL"]], "unexported": 3}
+
+
 def test_a_store_from_before_the_export_marks_keeps_its_cells_and_its_version():
     """The export marks came in a second version of the reviews' database: every tab still on the older
     page then failed to open it (VersionError) and could save no verdict. They have a database of their

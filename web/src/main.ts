@@ -387,20 +387,22 @@ function showVerdict(sha256: string, label: string) {
   }
 }
 
-/** After every review was deleted: the rows on screen have no verdict, and Enter confirms again instead
- * of keeping a deleted one. A verdict that could not be saved was in no store: deleted in another tab,
+/** After the reviews were deleted: the rows on screen show only the verdicts the store still holds
+ * (one saved while the deletion was asked about), and Enter confirms again instead of keeping a deleted one. A verdict that could not be saved was in no store: deleted in another tab,
  * it stays marked (here, deleting everything gives it up too). */
 function forgetVerdicts(unsavedToo: boolean) {
   storeChanges += 1;
   if (unsavedToo) unsaved.clear();
   for (const row of results.querySelectorAll<HTMLLIElement>(':scope > li')) {
-    if (!classified.has(row) || unsaved.has(row)) continue;
+    const entry = classified.get(row);
+    if (!entry || unsaved.has(row)) continue;
     delete row.dataset.reviewed;
     delete row.dataset.reviewedEarlier;
     pressed(row, null);
     const line = row.querySelector<HTMLParagraphElement>('.verdict')!;
     delete line.dataset.saved;
     line.textContent = '';
+    void showStoredVerdict(entry.sha256);
   }
 }
 
@@ -582,8 +584,9 @@ clearButton.addEventListener('click', async () => {
     : summary.unexported ? `${summary.unexported} of them ${summary.unexported === 1 ? 'is' : 'are'} in no export offered for download: export first if they are needed.`
       : 'Each is in an export offered for download: check that the file was saved.';
   if (!window.confirm(`Delete ${which}? ${never}`)) return;
+  let stayed;
   try {
-    await clearReviews();
+    stayed = await clearReviews(summary?.verdicts);  // not one saved while the question was on screen
   } catch (err) {
     reviewCount.textContent = `Not deleted (${errorText(err)}).`;
     return;
@@ -591,6 +594,10 @@ clearButton.addEventListener('click', async () => {
   forgetVerdicts(true);
   otherTabs?.postMessage({ deleted: true });
   await showReviewCount();
+  if (stayed) {
+    reviewCount.textContent += ` ${stayed} reviewed in another tab while you were asked ${stayed === 1 ? 'was' : 'were'} `
+      + 'not deleted.';
+  }
 });
 
 /** The model's figure on this lab's held-out reviewed cells, from the published metadata. */

@@ -3,8 +3,9 @@ import type { ReviewedCell } from './review';
 export function saveReview(cell: ReviewedCell): Promise<IDBValidKey>;
 export function getReview(sha256: string): Promise<ReviewedCell | undefined>;
 export function countReviews(): Promise<number>;
-export function clearReviews(): Promise<undefined>;
-export function reviewSummary(): Promise<{ labs: string[]; unexported: number }>;
+export function clearReviews(only?: { sha256: string; reviewedAt: string }[]): Promise<number>;
+export function reviewSummary(): Promise<{ labs: string[]; unexported: number;
+  verdicts: { sha256: string; reviewedAt: string }[] }>;
 export function markExported(cells: { sha256: string; reviewedAt: string }[]): Promise<undefined>;
 export function eachReview(visit: (cell: ReviewedCell) => ReviewedCell | undefined,
   mode?: IDBTransactionMode): Promise<void>;

@@ -49,22 +49,26 @@ function requestResult(request) {
   return () => request.result;
 }
 
-/** The lab name of every reviewed cell, and how many cells were never exported as they stand, one cell
- * at a time through a cursor: getAll would hold every image's bytes at once, and fail on a large store.
- * @returns {Promise<{labs: string[], unexported: number}>} */
+/** The lab name of every reviewed cell, how many cells were never exported as they stand, and each
+ * verdict (what a deletion asked about deletes), one cell at a time through a cursor: getAll would hold
+ * every image's bytes at once, and fail on a large store.
+ * @returns {Promise<{labs: string[], unexported: number, verdicts: {sha256: string, reviewedAt: string}[]}>} */
 export async function reviewSummary() {
   /** @type {{sha256: string, reviewedAt: string}[]} */
   const marks = await inStore('readonly', (exported) => requestResult(exported.getAll()), EXPORTED);
   const exportedAt = new Map(marks.map((m) => [m.sha256, m.reviewedAt]));
   /** @type {string[]} */
   const labs = [];
+  /** @type {{sha256: string, reviewedAt: string}[]} */
+  const verdicts = [];
   let unexported = 0;
   await eachReview((cell) => {
     labs.push(cell.lab);
+    verdicts.push({ sha256: cell.sha256, reviewedAt: cell.reviewedAt });
     if (exportedAt.get(cell.sha256) !== cell.reviewedAt) unexported += 1;
     return undefined;
   }, 'readonly');
-  return { labs, unexported };
+  return { labs, unexported, verdicts };
 }
 
 /** Calls `visit` on every reviewed cell in one pass, one cell at a time through a cursor (getAll would
@@ -121,7 +125,37 @@ export function countReviews() {
   return inStore('readonly', (store) => requestResult(store.count()));
 }
 
-export async function clearReviews() {
-  await inStore('readwrite', (cells) => requestResult(cells.clear()));
-  await inStore('readwrite', (exported) => requestResult(exported.clear()), EXPORTED);
+/** Deletes the verdicts `only` lists (all when it is not given) with their export marks. A verdict saved
+ * since `only` was read (in another tab, while the reviewer was asked) stays: nobody was asked about it.
+ * @param {{sha256: string, reviewedAt: string}[]} [only] @returns {Promise<number>} how many stayed */
+export async function clearReviews(only) {
+  if (!only) {
+    await inStore('readwrite', (cells) => requestResult(cells.clear()));
+    await inStore('readwrite', (exported) => requestResult(exported.clear()), EXPORTED);
+    return 0;
+  }
+  const asked = new Map(only.map((v) => [v.sha256, v.reviewedAt]));
+  /** @type {string[]} */
+  const deleted = [];
+  let stayed = 0;
+  await inStore('readwrite', (cells) => {
+    const cursor = cells.openCursor();
+    cursor.onsuccess = () => {
+      const at = cursor.result;
+      if (!at) return;
+      if (asked.get(at.value.sha256) === at.value.reviewedAt) {
+        at.delete();
+        deleted.push(at.value.sha256);
+      } else {
+        stayed += 1;
+      }
+      at.continue();
+    };
+    return () => undefined;
+  });
+  await inStore('readwrite', (exported) => {
+    for (const sha256 of deleted) exported.delete(sha256);
+    return () => undefined;
+  }, EXPORTED);
+  return stayed;
 }
