@@ -247,10 +247,15 @@ def _set_dotted(data: dict, dotted: str) -> None:
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
             raise ConfigError(f"--set {key}: '{part}' is not a section")
+    if not raw.strip():  # `--set kubeflow.labs_dir=` empties a value; YAML would read null
+        node[parts[-1]] = ""
+        return
     try:
         node[parts[-1]] = yaml.safe_load(raw)
     except yaml.YAMLError as err:
-        raise ConfigError(f"--set {key}: '{raw}' is not a YAML value: {str(err).splitlines()[0]}") from None
+        if raw.lstrip().startswith(("[", "{")):  # a list or map cut short
+            raise ConfigError(f"--set {key}: '{raw}' is not a YAML value: {str(err).splitlines()[0]}") from None
+        node[parts[-1]] = raw  # plain text that YAML reserves: @weekly, */5 ..., a value holding ': '
 
 
 def _read_yaml(path: Path) -> dict:
@@ -301,4 +306,7 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] | No
         first = err.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "(top level)"
         more = f" (and {err.error_count() - 1} more)" if err.error_count() > 1 else ""
-        raise ConfigError(f"config {path}: {where}: {first['msg']}{more}") from None
+        # The value at fault came from the command line when a --set named it, a key under it or above it.
+        set_keys = {item.split("=", 1)[0].strip() for item in overrides or []}
+        from_set = any(f"{k}.".startswith(f"{where}.") or where.startswith(f"{k}.") for k in set_keys)
+        raise ConfigError(f"{'--set' if from_set else f'config {path}:'} {where}: {first['msg']}{more}") from None

@@ -48,6 +48,21 @@ def test_invalid_values_give_one_line_errors(override, message):
     assert "\n" not in str(err.value)
 
 
+def test_a_set_value_is_taken_as_written_where_yaml_reads_it_otherwise():
+    """`--set kubeflow.labs_dir=` (no labs) was YAML's null, refused as "config .../config.yaml:
+    kubeflow.labs_dir: Input should be a valid string", blaming a file that is fine; @weekly, which the
+    docs offer for kubeflow.schedule_cron, and a cron line starting with '*' were "not a YAML value"."""
+    assert load_config(overrides=["kubeflow.labs_dir=gs://b/labs", "kubeflow.labs_dir="]).kubeflow.labs_dir == ""
+    assert load_config(overrides=["kubeflow.schedule_cron=@weekly"]).kubeflow.schedule_cron == "@weekly"
+    assert load_config(overrides=["kubeflow.schedule_cron=*/30 * * * * *"]).kubeflow.schedule_cron == "*/30 * * * * *"
+    with pytest.raises(ConfigError) as err:
+        load_config(overrides=["training.epochs=many"])
+    assert str(err.value).startswith("--set training.epochs: Input should be a valid integer"), err.value
+    with pytest.raises(ConfigError) as err:
+        load_config(overrides=["labs.sources.x.y=1"])  # the error is under the key --set named
+    assert str(err.value).startswith("--set labs.sources"), err.value
+
+
 def test_missing_or_malformed_files(tmp_path):
     with pytest.raises(ConfigError, match="config file not found"):
         load_config(tmp_path / "nope.yaml")
