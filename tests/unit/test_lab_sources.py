@@ -105,6 +105,16 @@ def test_discover_lists_each_lab_folder(tmp_path):
     assert lab_sources.discover(str(tmp_path / "none")) == {}
 
 
+def test_a_labs_prefix_that_cannot_be_read_is_an_error_not_no_labs():
+    """An unreadable labs prefix (a scheme no file system here reads, a bucket the pods may not read) was
+    taken as "no labs": TensorFlow's isdir is False on any error. A cluster then trained week after week
+    without the labs' reviews, and said nothing."""
+    import tensorflow as tf
+
+    with pytest.raises(tf.errors.OpError, match="nosuch"):
+        lab_sources.discover("nosuch://bucket/labs")
+
+
 def test_a_corrupt_member_is_one_refused_line_and_the_rest_is_kept(tmp_path, images):
     lab = tmp_path / "lab"
     good, bad = review_export.cell(images[0], "NEUTROPHIL"), review_export.cell(images[1], "MONOCYTE")
