@@ -20,8 +20,9 @@ def fit_review_score(model: keras.Model, train_ds: tf.data.Dataset, val_ds: tf.d
 
     Fitted on the training images as they are and once recoloured, and its threshold set on val
     treated the same way: another stain is something the classifier was trained to handle, so it
-    should not make an image atypical. Other magnifications and non-cells still do. With `lab_ds` (an
-    adapted model) the labs' train cells add means of their own, one per lab and class.
+    should not make an image atypical. Other magnifications and non-cells still do. With `lab_ds` (a
+    model trained on lab cells, adapted or from the start) the labs' train cells add means of their
+    own, one per lab and class.
 
     At most typicality.MAX_FIT_IMAGES training images are used: with 8 views each, twice, all of
     TRAIN was still being fitted 30 minutes after training ended on a 2-core CPU."""

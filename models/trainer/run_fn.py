@@ -231,7 +231,8 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         logging.info("no lab cells to adapt to: training from the start")
     if not lab_records:
         model = train(params, dataset(fn_args.train_files, True), val_ds, fn_args.model_run_dir)
-    lab_ds = data.make_lab_dataset(lab_cells, tf_transform_output, params.batch_size) if lab_records else None
+    # The labs trained on, adapted to or trained from the start with, have review means of their own.
+    lab_ds = data.make_lab_dataset(lab_cells, tf_transform_output, params.batch_size) if lab_cells else None
     typical = review_score.fit_review_score(model, dataset(fn_args.train_files, False), val_ds, params.num_classes,
                                             params.average_symmetries, params.seed, params.batch_size, lab_ds)
     export.save_model(model, fn_args.serving_model_dir, tf_transform_output, params, typical)

@@ -146,9 +146,10 @@ def test_the_trainer_is_told_the_retired_labs():
     assert trainer_params(load_config(overrides=["labs.eval_fraction=0.2"])).lab_eval_fraction == 0.2
 
 
-def _run_fn_without_training(tmp_path, monkeypatch, base_model, params=PARAMS, lab_cells=None):
+def _run_fn_without_training(tmp_path, monkeypatch, base_model, params=PARAMS, lab_cells=None, fitted=None):
     """run_fn itself, with the transform output, training, review score and export replaced: what is left
-    is its checks of the blessed model and the training record it writes."""
+    is its checks of the blessed model and the training record it writes. `fitted` gets the review
+    score's arguments."""
     from types import SimpleNamespace
 
     monkeypatch.setattr(run_fn.tft, "TFTransformOutput", lambda path: None)
@@ -156,7 +157,8 @@ def _run_fn_without_training(tmp_path, monkeypatch, base_model, params=PARAMS, l
     monkeypatch.setattr(run_fn.data, "adaptable_labs", lambda *a: (lab_cells or {}, {}))
     monkeypatch.setattr(run_fn.data, "make_dataset", lambda *a: None)
     monkeypatch.setattr(run_fn, "train", lambda *a: "model")
-    monkeypatch.setattr(run_fn.review_score, "fit_review_score", lambda *a: None)
+    monkeypatch.setattr(run_fn.review_score, "fit_review_score", lambda *a: (fitted if fitted is not None else []).append(a))
+    monkeypatch.setattr(run_fn.data, "make_lab_dataset", lambda cells, *a: ("lab cells of", sorted(cells)))
     monkeypatch.setattr(run_fn.export, "save_model", lambda model, out, *a: (tmp_path / "out" / "assets.extra").mkdir(parents=True))
     fn_args = SimpleNamespace(custom_config=params.to_custom_config(), transform_output="", train_files=[],
                               eval_files=[], base_model=base_model, model_run_dir=str(tmp_path / "logs"),
@@ -179,6 +181,20 @@ def test_run_fn_refuses_another_split_and_records_its_own(tmp_path, monkeypatch)
     record = _run_fn_without_training(tmp_path, monkeypatch, None, dataclasses.replace(PARAMS, lab_eval_fraction=0.2),
                                       lab_cells=tecom)
     assert record["lab_eval_fraction"] == 0.2 and record["labs"] == ["tecom"] and record["mode"] == "trained"
+
+
+def test_a_model_trained_from_the_start_with_lab_cells_gets_their_review_means(tmp_path, monkeypatch):
+    """Trained from the start on base and lab cells (a first run with labs, a fresh start, a new
+    architecture), the review score had the base images' class means only: nearly every cell of the
+    lab it had just learned read as unlike the training images, and was flagged."""
+    fitted = []
+    record = _run_fn_without_training(tmp_path, monkeypatch, None, lab_cells={"tecom": [[b"a"], [b"b"]]}, fitted=fitted)
+    assert record["mode"] == "trained"
+    [args] = fitted
+    assert args[-1] == ("lab cells of", ["tecom"])
+    fitted.clear()
+    _run_fn_without_training(tmp_path / "none", monkeypatch, None, fitted=fitted)  # no lab: no lab means
+    assert fitted[0][-1] is None
 
 
 def test_a_training_or_fine_tune_whose_loss_becomes_nan_fails_in_one_line(tmp_path):
