@@ -152,6 +152,16 @@ class KubeflowConfig(_Section):
     # accuracy. The higher of the two applies.
     min_accuracy: float = Field(0.8, ge=0, le=1)
 
+    @field_validator("output_file")
+    @classmethod
+    def _yaml_file_here(cls, path: str) -> str:
+        # TFX writes a PipelineJob JSON for another suffix, which the upload and the labs' rewrite do not read.
+        if "://" in path:
+            raise ValueError(f"'{path}' must be a file of this machine (the compiler writes it here)")
+        if not path.endswith((".yaml", ".yml")):
+            raise ValueError(f"'{path}' must end in .yaml or .yml")
+        return path
+
 
 class Config(_Section):
     pipeline_name: str = Field("bloodcell", pattern=r"^[A-Za-z0-9_-]+$")

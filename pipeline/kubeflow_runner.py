@@ -36,7 +36,9 @@ def build_pipeline(config: Config):
     kf = config.kubeflow
     # The higher bar: kubeflow.min_accuracy (the sample's 0 is no bar for a cluster) or one set for this run.
     bar = max(kf.min_accuracy, config.evaluation.min_accuracy)
-    config = config.model_copy(update={"evaluation": config.evaluation.model_copy(update={"min_accuracy": bar})})
+    # browser.converter names a program of this machine; in the pod, the image's (BLOODCELL_TFJS_CONVERTER).
+    config = config.model_copy(update={"evaluation": config.evaluation.model_copy(update={"min_accuracy": bar}),
+                                       "browser": config.browser.model_copy(update={"converter": ""})})
     # Remote (check_for_kubeflow): not probed from here; the Kaggle TRAIN/TEST layout is assumed there.
     data_root = kf.data_dir if "://" in kf.data_dir else image_reader.resolve_data_root(kf.data_dir)
     pipeline = create_pipeline(config, data_root=data_root, pipeline_root=kf.pipeline_root,
@@ -128,6 +130,9 @@ def check_for_kubeflow(config: Config) -> None:
     problem = kfp_cron_problem(kf.schedule_cron)
     if problem:
         raise ConfigError(f"kubeflow.schedule_cron {problem}")
+    if "://" in config.labs.dir and config.labs.dir.rstrip("/") != kf.labs_dir.rstrip("/"):
+        raise ConfigError(f"labs.dir is the local runs' labs folder; a cluster's runs read kubeflow.labs_dir "
+                          f"(set it to {config.labs.dir})")
     local = {name: folder for name, folder in config.labs.sources.items() if "://" not in folder}
     if local:
         name = sorted(local)[0]

@@ -284,6 +284,34 @@ def test_a_location_of_the_compiling_machine_is_refused_in_one_line(tmp_path, ca
     assert not (tmp_path / "s.yaml").exists()
 
 
+@pytest.mark.parametrize("settings, message", [
+    # Compiled with exit 0, then never read: the cluster's runs read kubeflow.labs_dir alone.
+    (["labs.dir=gs://lab-bucket/labs"], "error: labs.dir is the local runs' labs folder; a cluster's runs read "
+                                        "kubeflow.labs_dir (set it to gs://lab-bucket/labs)"),
+    # TFX wrote a PipelineJob JSON for it, and the labs' spec rewrite raised KeyError: 'root'.
+    (["kubeflow.labs_dir=gs://lab-bucket/labs", "kubeflow.output_file=build/spec.json"],
+     "kubeflow.output_file: Value error, 'build/spec.json' must end in .yaml"),
+    # Became a local folder named gs:.
+    (["kubeflow.output_file=gs://b/spec.yaml"], "kubeflow.output_file: Value error, 'gs://b/spec.yaml' must be a file of this machine"),
+])
+def test_a_setting_a_cluster_cannot_use_is_refused_in_one_line(tmp_path, capsys, settings, message):
+    out = [] if "output_file" in settings[-1] else ["--set", f"kubeflow.output_file={tmp_path / 's.yaml'}"]
+    code = kubeflow_runner.main([arg for setting in settings for arg in ("--set", setting)] + out)
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and message in err and "\n" not in err, err
+    assert not (tmp_path / "s.yaml").exists()
+
+
+def test_the_local_runs_converter_is_not_baked_into_the_spec(tmp_path):
+    """A converter path set for local runs went into the spec: the publisher then failed in the pod ("tfjs
+    converter not found") after the Pusher had pushed, leaving TF Serving and the CDN on different versions."""
+    config = load_config(overrides=[f"kubeflow.output_file={tmp_path / 'spec.yaml'}", "kubeflow.image=registry.example/bc:1",
+                                    "browser.converter=/home/me/venv/bin/tensorflowjs_converter"])
+    with open(kubeflow_runner.compile_pipeline(config)) as f:
+        params = yaml.safe_load(f)["root"]["dag"]["tasks"]["TfjsPublisher"]["inputs"]["parameters"]
+    assert params["converter"]["runtimeValue"]["constantValue"]["stringValue"] == ""  # the image's own
+
+
 @pytest.mark.parametrize("cron", ["0 3 * * 1", "0 0 3 * * 1 2026", "x"])
 def test_a_cron_expression_without_its_seconds_field_is_refused(tmp_path, capsys, cron):
     """KFP reads six fields, seconds first: a usual five-field "0 3 * * 1" ran at minute 3 of every hour
