@@ -48,7 +48,7 @@ def schedule(client, config: Config, package: str, cron: str | None = None):
     create that fails leaves the schedule in place."""
     exp = experiment_id(client, config.kubeflow.experiment)
     job_name = f"{config.pipeline_name}-scheduled"
-    existing = client.list_recurring_runs(experiment_id=exp, page_size=100).recurring_runs or []
+    existing = _recurring_runs(client, exp)
     job = client.create_recurring_run(
         experiment_id=exp, job_name=job_name, cron_expression=cron or config.kubeflow.schedule_cron,
         pipeline_package_path=package, max_concurrency=1, no_catchup=True,
@@ -57,6 +57,18 @@ def schedule(client, config: Config, package: str, cron: str | None = None):
         if run.display_name == job_name and run.recurring_run_id != job.recurring_run_id:
             client.delete_recurring_run(run.recurring_run_id)
     return job
+
+
+def _recurring_runs(client, experiment: str) -> list:
+    """Every recurring run of the experiment, page by page: past the first page an old schedule would
+    stay beside the new one."""
+    runs, token = [], ""
+    while True:
+        page = client.list_recurring_runs(experiment_id=experiment, page_size=100, page_token=token)
+        runs += page.recurring_runs or []
+        token = page.next_page_token
+        if not token:
+            return runs
 
 
 def list_runs(client, config: Config, limit: int) -> list[str]:

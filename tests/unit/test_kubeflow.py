@@ -96,9 +96,17 @@ class FakeKfpClient:
         self.calls.append(("run", package, run_name, experiment_name, enable_caching, pipeline_root))
         return types.SimpleNamespace(run_id="run-1")
 
-    def list_recurring_runs(self, experiment_id, page_size):
-        self.calls.append(("list_recurring", experiment_id))
-        return types.SimpleNamespace(recurring_runs=self._recurring)
+    def list_recurring_runs(self, **kwargs):
+        import inspect
+
+        import kfp
+
+        inspect.signature(kfp.Client.list_recurring_runs).bind(self, **kwargs)
+        self.calls.append(("list_recurring", kwargs.get("experiment_id")))
+        start, size = int(kwargs.get("page_token") or 0), kwargs.get("page_size", 10)
+        more = start + size < len(self._recurring)
+        return types.SimpleNamespace(recurring_runs=self._recurring[start:start + size] or None,
+                                     next_page_token=str(start + size) if more else "")
 
     def delete_recurring_run(self, recurring_run_id):
         self.calls.append(("delete_recurring", recurring_run_id))
@@ -143,6 +151,17 @@ def test_schedule_replaces_the_recurring_run_of_the_same_name(compiled):
     assert create == {"experiment_id": "exp-1", "job_name": "bloodcell-scheduled", "cron_expression": "0 0 3 * * 1",
                       "pipeline_package_path": path, "max_concurrency": 1, "no_catchup": True,
                       "pipeline_root": config.kubeflow.pipeline_root}
+
+
+def test_schedule_replaces_a_recurring_run_past_the_first_page(compiled):
+    """Only the first 100 recurring runs were looked at: past them the old schedule stayed beside the new
+    one, and both pushed every week."""
+    config, path, _ = compiled
+    others = [types.SimpleNamespace(display_name=f"other-{n}", recurring_run_id=f"rr-o{n}") for n in range(250)]
+    old = types.SimpleNamespace(display_name="bloodcell-scheduled", recurring_run_id="rr-1")
+    client = FakeKfpClient([*others, old])
+    kubeflow_cli.schedule(client, config, path)
+    assert [c for c in client.calls if c[0] == "delete_recurring"] == [("delete_recurring", "rr-1")]
 
 
 def test_list_runs(compiled):
