@@ -73,7 +73,7 @@ def train(params: TrainerParams, train_ds: tf.data.Dataset, val_ds: tf.data.Data
     stop = StopOnNaN()
     callbacks.append(stop)
     model.fit(train_ds, validation_data=val_ds, epochs=params.epochs, callbacks=callbacks, verbose=2)
-    refuse_non_finite(model, stop, "training.learning_rate")
+    refuse_non_finite(model, stop, "training.learning_rate" if params.model != "tutorial_cnn" else None)
     if early_stopping and early_stopping.best_weights is not None:
         # tf_keras restores them at the end of training whether or not it stopped early.
         logging.info("kept the weights of the epoch with the best val_loss (%.4f)", early_stopping.best)
@@ -96,11 +96,14 @@ class StopOnNaN(keras.callbacks.TerminateOnNaN):
         super().on_batch_end(batch, logs)
 
 
-def refuse_non_finite(model: keras.Model, stop: StopOnNaN, rate_setting: str) -> None:
+def refuse_non_finite(model: keras.Model, stop: StopOnNaN, rate_setting: str | None) -> None:
+    """rate_setting: the setting that lowers the rate, None for a model trained at a fixed one."""
     # A NaN model would otherwise be exported, its probabilities NaN, and could be blessed where nothing
     # was blessed before it; a stopped one would be a model of a few batches.
     if stop.fired or not all(np.isfinite(w).all() for w in model.get_weights()):
-        raise TrainingDiverged(f"training diverged (the loss became NaN or infinite): lower {rate_setting}")
+        remedy = (f"lower {rate_setting}" if rate_setting else "the tutorial CNN trains at its recipe's fixed "
+                  "rate (training.learning_rate does not apply): check the training images, or train the default model")
+        raise TrainingDiverged(f"training diverged (the loss became NaN or infinite): {remedy}")
 
 
 class BaseModelMismatch(Exception):

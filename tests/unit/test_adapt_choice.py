@@ -208,6 +208,11 @@ def test_a_training_or_fine_tune_whose_loss_becomes_nan_fails_in_one_line(tmp_pa
     params = TrainerParams(**{**PARAMS.__dict__, "adapt_steps": 1})
     with pytest.raises(run_fn.TrainingDiverged, match=r"^training diverged .*lower training\.learning_rate$"):
         run_fn.train(params, nan_batches, nan_batches, str(tmp_path / "t"))
+    # The tutorial CNN trains at its recipe's fixed rate: lowering training.learning_rate changed nothing.
+    tutorial = TrainerParams(**{**params.__dict__, "model": "tutorial_cnn", "epochs": 1})
+    with pytest.raises(run_fn.TrainingDiverged) as diverged:
+        run_fn.train(tutorial, nan_batches, nan_batches, str(tmp_path / "tutorial"))
+    assert "lower training.learning_rate" not in str(diverged.value) and "fixed rate" in str(diverged.value)
     # Stopped on a NaN loss with finite weights (early stopping restores an earlier epoch's; on a GPU a
     # loss-scaling optimizer skips the step), the run fails all the same.
     from models.trainer import architectures
