@@ -153,9 +153,13 @@ def cluster_problem(config: Config) -> str | None:
     (an image no registry holds, a bucket no one owns), or an image tag that can move, under which a
     rebuilt image would run new code behind old cache keys."""
     kf = config.kubeflow
-    for key, value in [("image", kf.image), *_locations(kf)]:
+    read_in_pods = [(f"kubeflow.{key}", value) for key, value in [("image", kf.image), *_locations(kf)]]
+    read_in_pods += [(f"labs.sources.{name}", folder) for name, folder in sorted(config.labs.sources.items())]
+    read_in_pods += [("kubeflow.beam_args", arg) for arg in kf.beam_args]
+    read_in_pods += [("serving.warmup_images", path) for path in config.serving.warmup_images]
+    for key, value in read_in_pods:
         if any(p in value for p in PLACEHOLDERS):
-            return f"kubeflow.{key} still holds config.yaml's placeholder: {value}"
+            return f"{key} still holds config.yaml's placeholder: {value}"
     name = kf.image.rsplit("/", 1)[-1]
     if "@sha256:" not in kf.image and (":" not in name or name.endswith(":latest")):
         return (f"kubeflow.image {kf.image}: name a fixed tag or digest (a build's own tag, or @sha256:...), "

@@ -230,6 +230,11 @@ def test_submit_and_schedule_refuse_placeholders_and_a_moving_image_tag(tmp_path
         assert "name a fixed tag or digest" in capsys.readouterr().err
     assert kubeflow_cli.main(["submit", *out, *READY[:-2]]) == 2 and "REGISTRY/" in capsys.readouterr().err
     assert kubeflow_cli.main(["submit", *out, *READY[2:]]) == 2 and "kubeflow.data_dir" in capsys.readouterr().err
+    # Elsewhere in the settings the pods read: refused too (the ingest had reported "folder not found").
+    for setting in ("labs.sources={x: gs://YOUR-BUCKET/labs/x}", "kubeflow.beam_args=[--temp_location=gs://YOUR-BUCKET/t]",
+                    "serving.warmup_images=[gs://YOUR-BUCKET/w.jpg]"):
+        assert kubeflow_cli.main(["submit", *out, *READY, "--set", setting]) == 2
+        assert "still holds config.yaml's placeholder: " in capsys.readouterr().err
     assert kubeflow_cli.main(["submit", *out, *READY]) == 0
     digest = "registry.example/bloodcell-pipeline@sha256:" + "a" * 64
     assert kubeflow_cli.main(["submit", *out, *READY, "--set", f"kubeflow.image={digest}"]) == 0
