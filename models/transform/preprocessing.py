@@ -13,6 +13,9 @@ from models.transform.nucleus_crop import nucleus_boxes, nucleus_crop
 from models.transform.stain import ADJUSTED, normalise_stain
 
 
+_HEADER_BYTES = 32  # the furthest header field read below ends at byte 30
+
+
 def _header_uint(encoded: tf.Tensor, offset: int, size: int, big_endian: bool) -> tf.Tensor:
     raw = tf.cast(tf.io.decode_raw(tf.strings.substr(encoded, offset, size), tf.uint8), tf.int64)
     weights = tf.constant([256 ** i for i in (reversed(range(size)) if big_endian else range(size))], tf.int64)
@@ -22,11 +25,15 @@ def _header_uint(encoded: tf.Tensor, offset: int, size: int, big_endian: bool) -
 def declared_pixels(encoded: tf.Tensor) -> tf.Tensor:
     """Width x height as the file's header declares them (JPEG, PNG, GIF, BMP, WebP), read without
     decoding; 0 for a format it does not know (the decoder then refuses the file)."""
+    # Every branch's reads run (tf.case), past the end of a file shorter than a header: read zeros there,
+    # so that an empty or cut-short file is refused by the decoder as not an image, not by the read.
+    header = tf.strings.join([tf.strings.substr(encoded, 0, _HEADER_BYTES), b"\0" * _HEADER_BYTES])
+
     def signature_is(prefix: bytes, offset: int = 0):
-        return tf.equal(tf.strings.substr(encoded, offset, len(prefix)), prefix)
+        return tf.equal(tf.strings.substr(header, offset, len(prefix)), prefix)
 
     def uint(offset: int, size: int, big_endian: bool = False):
-        return _header_uint(encoded, offset, size, big_endian)
+        return _header_uint(header, offset, size, big_endian)
 
     def bmp_pixels():
         def signed(value):  # BMP sizes are signed 32-bit; a negative height means top-down rows

@@ -111,6 +111,18 @@ def test_a_header_over_the_pixel_limit_fails_before_decoding():
         decode_and_resize(tf.constant(small), 80, max_pixels=320 * 240 - 1)
 
 
+@pytest.mark.parametrize("data", [b"", b"GIF8", b"\x89PNG\r\n\x1a\n", b"RIFF", b"BM", b"\xff\xd8"])
+def test_a_file_shorter_than_its_header_is_refused_as_not_an_image(data):
+    """An empty or cut-short upload failed in the header read ("pos 8 out of range for string"), which TF
+    Serving sent back to the client instead of saying the file is not an image it can decode."""
+    from models.transform.preprocessing import decode_rgb
+
+    with pytest.raises(tf.errors.InvalidArgumentError) as refused:
+        decode_rgb(tf.constant(data), 25_000_000)
+    message = refused.value.message
+    assert "out of range" not in message and "Incompatible shapes" not in message, message
+
+
 def test_a_batch_is_decoded_one_image_at_a_time():
     """TF Serving runs this on a batch of up to 32 encoded images, each decoded at full size in float32:
     decoded side by side (map_fn's default, 10 at once), a few camera-sized frames exceeded a serving
