@@ -250,7 +250,7 @@ def _run_locked(args: argparse.Namespace, config, data_root: str, base_files: li
                                                  config.labs.eval_fraction, base_files),
         config.labs.retired)
     if missing:
-        print(f"error: the last blessed model was adapted to lab(s) {', '.join(missing)}, which this run does "
+        print(f"error: the last blessed model was trained or gated on lab(s) {', '.join(missing)}, which this run does "
               f"not find (folder gone, renamed or empty, a share not mounted, or no training cell in it the ingest "
               f"takes?): restore them, or drop them on purpose with --set "
               f"'labs.retired={json.dumps(missing, separators=(',', ':'))}' "

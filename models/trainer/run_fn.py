@@ -162,7 +162,7 @@ def same_model(base_model: str, params: TrainerParams) -> bool:
 
 
 class LabsLeftBehind(ValueError):
-    """A lab the blessed model learned from has no cells in this run's data and is not retired."""
+    """A lab the blessed model was trained or gated on has no cells in this run's data and is not retired."""
 
 
 def refuse_labs_left_behind(base_model: str, present: set[str], retired: tuple[str, ...]) -> None:
@@ -174,7 +174,7 @@ def refuse_labs_left_behind(base_model: str, present: set[str], retired: tuple[s
     missing = sorted(learned - set(present) - set(retired))
     if missing:
         raise LabsLeftBehind(
-            f"the last blessed model learned from lab(s) {', '.join(missing)}, of which this run's data holds no "
+            f"the last blessed model was trained or gated on lab(s) {', '.join(missing)}, of which this run's data holds no "
             f"training cell (an export folder or prefix gone, renamed or empty, or its cells all held out, "
             f"refused or relabelled as not trained?): restore them, or drop them on purpose "
             f"with labs.retired: {json.dumps(missing, separators=(',', ':'))} in the configuration")

@@ -116,6 +116,11 @@ def test_a_lab_the_blessed_model_learned_from_must_be_in_the_data_unless_retired
                      labs_not_trained_on={"onecls": "one class"})
     with pytest.raises(run_fn.LabsLeftBehind, match="onecls, tecom"):
         run_fn.refuse_labs_left_behind(older, set(), ())
+    # A lab of one class only was gated on, not learned from: the error had said "learned from".
+    gated = _blessed(tmp_path / "gated", mode="trained", labs=["trial"], labs_not_trained_on={"trial": "one class"})
+    with pytest.raises(run_fn.LabsLeftBehind) as refused:
+        run_fn.refuse_labs_left_behind(gated, set(), ())
+    assert str(refused.value).startswith("the last blessed model was trained or gated on lab(s) trial,")
     run_fn.refuse_labs_left_behind(str(tmp_path / "no record"), set(), ())
 
 

@@ -290,7 +290,7 @@ def test_a_lab_the_last_blessed_model_was_adapted_to_must_be_found_or_retired(tm
     bless(str(run_dir / "metadata.sqlite"), ["2024", "on"], tmp_path)  # then a run killed after blessing
     assert local_runner.main(args) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("error: the last blessed model was adapted to lab(s) 2024, on, which this run "
+    assert err.startswith("error: the last blessed model was trained or gated on lab(s) 2024, on, which this run "
                           "does not find") and "\n" not in err
     # The command it suggests works as pasted into a shell (unquoted, YAML had read 2024 and on otherwise).
     suggested = shlex.split(err.split("with ", 1)[1].split(" (in the config")[0])
@@ -301,14 +301,14 @@ def test_a_lab_the_last_blessed_model_was_adapted_to_must_be_found_or_retired(tm
     # An empty lab folder is not a lab found: an unmounted share leaves its mount point behind.
     (tmp_path / "labs" / "mylab").mkdir(parents=True)
     assert local_runner.main([*args, "--set", "labs.retired=[other]"]) == 2
-    assert "adapted to lab(s) mylab, which this run does not find" in capsys.readouterr().err
+    assert "trained or gated on lab(s) mylab, which this run does not find" in capsys.readouterr().err
     # Nor is one that holds no cell the ingest would take (a zip that is not an export, images that
     # do not decode).
     (tmp_path / "labs" / "mylab" / "notanexport.zip").write_bytes(b"not a zip")
     (tmp_path / "labs" / "mylab" / "NEUTROPHIL").mkdir()
     (tmp_path / "labs" / "mylab" / "NEUTROPHIL" / "cut.jpeg").write_bytes(b"\xff\xd8\xff\xe0 cut short")
     assert local_runner.main([*args, "--set", "labs.retired=[other]"]) == 2
-    assert "adapted to lab(s) mylab, which this run does not find" in capsys.readouterr().err
+    assert "trained or gated on lab(s) mylab, which this run does not find" in capsys.readouterr().err
     # Nor is one whose cells are all held out: they never train, and the Trainer counts training cells.
     from components.image_example_gen.stable_hash import hash_fraction
     from testkit.images import encoded
@@ -317,18 +317,18 @@ def test_a_lab_the_last_blessed_model_was_adapted_to_must_be_found_or_retired(tm
                     if hash_fraction(hashlib.sha256(data).hexdigest()) < 0.3)
     (tmp_path / "labs" / "mylab" / "NEUTROPHIL" / "held_out.jpeg").write_bytes(held_out)
     assert local_runner.main([*args, "--set", "labs.retired=[other]"]) == 2
-    assert "adapted to lab(s) mylab, which this run does not find" in capsys.readouterr().err
+    assert "trained or gated on lab(s) mylab, which this run does not find" in capsys.readouterr().err
     # Nor is one whose training cells are all images of the base dataset (the bundled sample reviewed to
     # try the page): the ingest refuses them, and the run had failed only in the Trainer.
     base_image = next(p for p in sorted(data.rglob("*.jp*g"))
                       if p.parent.parent.name == "TRAIN" and hash_fraction(hashlib.sha256(p.read_bytes()).hexdigest()) >= 0.3)
     shutil.copy(base_image, tmp_path / "labs" / "mylab" / "NEUTROPHIL" / "sample.jpeg")
     assert local_runner.main([*args, "--set", "labs.retired=[other]"]) == 2
-    assert "adapted to lab(s) mylab, which this run does not find" in capsys.readouterr().err
+    assert "trained or gated on lab(s) mylab, which this run does not find" in capsys.readouterr().err
     # A damaged record of the last run changes nothing: the store says which labs.
     (run_dir / run_inputs.LAST_RUN_FILE).write_text("{")
     assert local_runner.main([*args, "--set", "labs.retired=[other]"]) == 2
-    assert "adapted to lab(s) mylab, which this run does not find" in capsys.readouterr().err
+    assert "trained or gated on lab(s) mylab, which this run does not find" in capsys.readouterr().err
     # A later blessed model without labs forgets them.
     bless(str(run_dir / "metadata.sqlite"), [], tmp_path)
     run_inputs.record_finished(str(run_dir), key(args), "2026-12-07T00:00:00Z", True)
