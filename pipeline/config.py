@@ -152,16 +152,6 @@ class KubeflowConfig(_Section):
     # accuracy. The higher of the two applies.
     min_accuracy: float = Field(0.8, ge=0, le=1)
 
-    @field_validator("output_file")
-    @classmethod
-    def _yaml_file_here(cls, path: str) -> str:
-        # TFX writes a PipelineJob JSON for another suffix, which the upload and the labs' rewrite do not read.
-        if "://" in path:
-            raise ValueError(f"'{path}' must be a file of this machine (the compiler writes it here)")
-        if not path.endswith((".yaml", ".yml")):
-            raise ValueError(f"'{path}' must end in .yaml or .yml")
-        return path
-
 
 class Config(_Section):
     pipeline_name: str = Field("bloodcell", pattern=r"^[A-Za-z0-9_-]+$")
@@ -263,9 +253,9 @@ def _set_dotted(data: dict, dotted: str) -> None:
     try:
         node[parts[-1]] = yaml.safe_load(raw)
     except yaml.YAMLError as err:
-        if raw.lstrip().startswith(("[", "{")):  # a list or map cut short
+        if raw.lstrip().startswith(("[", "{", "'", '"')):  # a list, a map or a quote cut short
             raise ConfigError(f"--set {key}: '{raw}' is not a YAML value: {str(err).splitlines()[0]}") from None
-        node[parts[-1]] = raw  # plain text that YAML reserves: @weekly, */5 ..., a value holding ': '
+        node[parts[-1]] = raw  # plain text that starts with a character YAML reserves: @weekly, */5 ...
 
 
 def _read_yaml(path: Path) -> dict:
@@ -316,7 +306,14 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] | No
         first = err.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "(top level)"
         more = f" (and {err.error_count() - 1} more)" if err.error_count() > 1 else ""
-        # The value at fault came from the command line when a --set named it, a key under it or above it.
-        set_keys = {item.split("=", 1)[0].strip() for item in overrides or []}
-        from_set = any(f"{k}.".startswith(f"{where}.") or where.startswith(f"{k}.") for k in set_keys)
-        raise ConfigError(f"{'--set' if from_set else f'config {path}:'} {where}: {first['msg']}{more}") from None
+        raise ConfigError(f"{_origin(where, overrides or [], path)} {where}: {first['msg']}{more}") from None
+
+
+def _origin(where: str, overrides: list[str], path: Path) -> str:
+    """Where the value at fault came from: the --set that gave it (or a key under it), else the config
+    file; a section's own error (its keys checked together) names the file and the --set under it."""
+    keys = [item.split("=", 1)[0].strip() for item in overrides]
+    if any(where == k or where.startswith(f"{k}.") for k in keys):
+        return "--set"
+    under = [k for k in keys if k.startswith(f"{where}.")]
+    return f"config {path} with --set {under[-1]}:" if under else f"config {path}:"

@@ -127,6 +127,12 @@ def check_for_kubeflow(config: Config) -> None:
         if (value or key != "labs_dir") and "://" not in value:
             raise ConfigError(f"kubeflow.{key} must be remote (gs://...): the pipeline's pods have no folder "
                               f"of this machine; got '{value}'")
+    # TFX writes a PipelineJob JSON for another suffix, which the upload and the labs' rewrite do not read.
+    if "://" in kf.output_file:
+        raise ConfigError(f"kubeflow.output_file '{kf.output_file}' must be a file of this machine (the compiler "
+                          "writes it here)")
+    if not kf.output_file.endswith((".yaml", ".yml")):
+        raise ConfigError(f"kubeflow.output_file '{kf.output_file}' must end in .yaml or .yml")
     problem = kfp_cron_problem(kf.schedule_cron)
     if problem:
         raise ConfigError(f"kubeflow.schedule_cron {problem}")
@@ -155,7 +161,7 @@ def cluster_problem(config: Config) -> str | None:
     kf = config.kubeflow
     read_in_pods = [(f"kubeflow.{key}", value) for key, value in [("image", kf.image), *_locations(kf)]]
     read_in_pods += [(f"labs.sources.{name}", folder) for name, folder in sorted(config.labs.sources.items())]
-    read_in_pods += [("kubeflow.beam_args", arg) for arg in kf.beam_args]
+    read_in_pods += [("kubeflow.beam_args", arg) for arg in kf.beam_args or config.beam_args(kf.beam_workers)]
     read_in_pods += [("serving.warmup_images", path) for path in config.serving.warmup_images]
     for key, value in read_in_pods:
         if any(p in value for p in PLACEHOLDERS):

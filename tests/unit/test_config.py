@@ -30,6 +30,9 @@ def test_overrides_apply_with_yaml_types():
     ("serving.model_name=..", "serving.model_name: Value error, must name a folder"),
     ("serving.model_name=.", "serving.model_name: Value error, must name a folder"),
     ("training.epochs=[1", "--set training.epochs: '[1' is not a YAML value"),
+    # A quote cut short (an easy slip in a timer's line) is not taken as text, quote and all.
+    ("kubeflow.image=\"reg/x:1", "--set kubeflow.image: '\"reg/x:1' is not a YAML value"),
+    ("labs.dir='/srv/labs", "--set labs.dir: ''/srv/labs' is not a YAML value"),
     ("training.early_stopping_patience=2", "training: Value error, early stopping needs val held out"),
     # Checked here, not after the ingest and Transform have run (Keras refuses it in the Trainer).
     ("training.seed=-1", "training.seed: Input should be greater than or equal to 0"),
@@ -58,9 +61,10 @@ def test_a_set_value_is_taken_as_written_where_yaml_reads_it_otherwise():
     with pytest.raises(ConfigError) as err:
         load_config(overrides=["training.epochs=many"])
     assert str(err.value).startswith("--set training.epochs: Input should be a valid integer"), err.value
+    # A section's own error (its keys checked together) names the file and the --set under the section.
     with pytest.raises(ConfigError) as err:
-        load_config(overrides=["labs.sources.x.y=1"])  # the error is under the key --set named
-    assert str(err.value).startswith("--set labs.sources"), err.value
+        load_config(overrides=["labs.sources.x.y=1"])
+    assert str(err.value).startswith("config ") and " with --set labs.sources.x.y: labs.sources: " in str(err.value), err.value
 
 
 def test_missing_or_malformed_files(tmp_path):

@@ -232,6 +232,7 @@ def test_submit_and_schedule_refuse_placeholders_and_a_moving_image_tag(tmp_path
     assert kubeflow_cli.main(["submit", *out, *READY[2:]]) == 2 and "kubeflow.data_dir" in capsys.readouterr().err
     # Elsewhere in the settings the pods read: refused too (the ingest had reported "folder not found").
     for setting in ("labs.sources={x: gs://YOUR-BUCKET/labs/x}", "kubeflow.beam_args=[--temp_location=gs://YOUR-BUCKET/t]",
+                    "beam.extra_args=[--temp_location=gs://YOUR-BUCKET/t]",  # the pods' when kubeflow.beam_args is empty
                     "serving.warmup_images=[gs://YOUR-BUCKET/w.jpg]"):
         assert kubeflow_cli.main(["submit", *out, *READY, "--set", setting]) == 2
         assert "still holds config.yaml's placeholder: " in capsys.readouterr().err
@@ -314,9 +315,9 @@ def test_a_location_of_the_compiling_machine_is_refused_in_one_line(tmp_path, ca
                                         "kubeflow.labs_dir (set it to gs://lab-bucket/labs)"),
     # TFX wrote a PipelineJob JSON for it, and the labs' spec rewrite raised KeyError: 'root'.
     (["kubeflow.labs_dir=gs://lab-bucket/labs", "kubeflow.output_file=build/spec.json"],
-     "kubeflow.output_file: Value error, 'build/spec.json' must end in .yaml"),
+     "error: kubeflow.output_file 'build/spec.json' must end in .yaml"),
     # Became a local folder named gs:.
-    (["kubeflow.output_file=gs://b/spec.yaml"], "kubeflow.output_file: Value error, 'gs://b/spec.yaml' must be a file of this machine"),
+    (["kubeflow.output_file=gs://b/spec.yaml"], "error: kubeflow.output_file 'gs://b/spec.yaml' must be a file of this machine"),
 ])
 def test_a_setting_a_cluster_cannot_use_is_refused_in_one_line(tmp_path, capsys, settings, message):
     out = [] if "output_file" in settings[-1] else ["--set", f"kubeflow.output_file={tmp_path / 's.yaml'}"]
