@@ -203,6 +203,13 @@ def _prune_line(config, before: int) -> str | None:
             f"{pruned.bytes_freed / 2**20:.0f} MiB freed (the newest {config.keep_examples} of each kept: keep_examples)")
 
 
+def _unreadable_store(config, err: Exception) -> int:
+    detail = one_line(err).split(" query:")[0]  # not the SQL it was running
+    print(f"error: cannot read the metadata store {config.metadata_path}: {detail}; restore it, or move it "
+          f"aside to start afresh (no step cached, no blessed model to compare with)", file=sys.stderr)
+    return 2
+
+
 def _run_locked(args: argparse.Namespace, config, data_root: str, base_files: list[str]) -> int:
     """The rest of main, while this process holds the output folder's run lock. base_files: the base
     dataset's images, as main listed them."""
@@ -231,13 +238,9 @@ def _run_locked(args: argparse.Namespace, config, data_root: str, base_files: li
         return 2
     try:
         blessed = run_summary.last_blessed_reports(config.metadata_path)  # read once for both checks
-        before = run_summary.last_execution_id(config.metadata_path)  # this run's steps come after it
         blessed_labs, blessed_split = run_summary.labs_of(blessed), run_summary.eval_fraction_of(blessed)
     except Exception as err:  # ml_metadata raises RuntimeError and its own errors alike
-        detail = one_line(err).split(" query:")[0]  # not the SQL it was running
-        print(f"error: cannot read the metadata store {config.metadata_path}: {detail}; restore it, or move it "
-              f"aside to start afresh (no step cached, no blessed model to compare with)", file=sys.stderr)
-        return 2
+        return _unreadable_store(config, err)
     # Before the missing-labs check, which counts training cells with this run's split. A retired lab
     # still in its folder is still read, and still binds the split.
     problem = split_change(blessed_split, config.labs.eval_fraction) if set(blessed_labs) & set(labs) else None
@@ -272,6 +275,11 @@ def _run_locked(args: argparse.Namespace, config, data_root: str, base_files: li
                                schema_file=schema_copy(os.path.join(config.run_dir, "curated_schema")))
     print(f"running pipeline '{config.pipeline_name}' on {data_root} (model {config.training.model}, "
           f"{config.training.epochs} epochs); outputs under {config.run_dir}", flush=True)
+    try:
+        # This run's steps come after it. Read last: the store may be moved aside while the labs are listed.
+        before = run_summary.last_execution_id(config.metadata_path)
+    except Exception as err:
+        return _unreadable_store(config, err)
     started = time.monotonic()  # the wall time must not follow a clock step
     failure = None
     log_path = os.path.join(config.run_dir, "logs", time.strftime("run-%Y%m%dT%H%M%SZ.log", time.gmtime()))

@@ -80,10 +80,15 @@ def test_the_copies_the_finished_run_used_are_kept_however_old(tmp_path):
     store = _store(tmp_path / "metadata.sqlite")
     oldest, middle, _ = _examples(store, tmp_path, "FileBasedExampleGen", 3)
     type_id = store.put_execution_type(metadata_store_pb2.ExecutionType(name="Trainer"))
-    read = metadata_store_pb2.Event(artifact_id=oldest, type=metadata_store_pb2.Event.INPUT)
-    store.put_execution(metadata_store_pb2.Execution(type_id=type_id, last_known_state=metadata_store_pb2.Execution.CACHED),
-                        [(store.get_artifacts_by_id([oldest])[0], read)], [])
-    pruned = retention.prune_examples(str(tmp_path / "metadata.sqlite"), keep=1, after_execution_id=0)
+
+    def step_reading(artifact_id):
+        read = metadata_store_pb2.Event(artifact_id=artifact_id, type=metadata_store_pb2.Event.INPUT)
+        execution = metadata_store_pb2.Execution(type_id=type_id, last_known_state=metadata_store_pb2.Execution.CACHED)
+        return store.put_execution(execution, [(store.get_artifacts_by_id([artifact_id])[0], read)], [])[0]
+
+    before = step_reading(middle)  # an older run's step: it keeps nothing
+    step_reading(oldest)           # this run's
+    pruned = retention.prune_examples(str(tmp_path / "metadata.sqlite"), keep=1, after_execution_id=before)
     assert pruned.artifacts == 1
     states = {a.id: a.state for a in _store(tmp_path / "metadata.sqlite").get_artifacts_by_type("Examples")}
     assert states[oldest] == metadata_store_pb2.Artifact.LIVE and states[middle] == metadata_store_pb2.Artifact.DELETED

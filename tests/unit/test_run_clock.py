@@ -103,3 +103,24 @@ def test_a_clock_set_back_during_the_run_keeps_its_summary_and_the_copies_it_use
     [kept] = _store(run_dir / "metadata.sqlite").get_artifacts_by_id([oldest.id])
     assert kept.state == metadata_store_pb2.Artifact.LIVE
     assert (run_dir / "pipeline_root" / "FileBasedExampleGen" / "examples" / "1" / "Split-train").is_dir()
+
+
+def test_a_store_moved_aside_while_the_labs_are_listed_does_not_hide_the_run(tmp_path, monkeypatch, capfd):
+    """The last id was read before the labs were listed (minutes on large labs): a store moved aside
+    meanwhile (to start afresh) gave the run ids at or under it, and its blessing went unreported (exit 1)."""
+    from pipeline import run_inputs
+
+    run_dir = tmp_path / "runs" / "bloodcell"
+    run_dir.mkdir(parents=True)
+    store = _store(run_dir / "metadata.sqlite")
+    for _ in range(3):
+        _execution(store, "Trainer")
+    listed = run_inputs.labs_with_cells
+
+    def moved_aside_meanwhile(*args, **kwargs):
+        (run_dir / "metadata.sqlite").rename(run_dir / "metadata.sqlite.old")
+        return listed(*args, **kwargs)
+
+    monkeypatch.setattr(run_inputs, "labs_with_cells", moved_aside_meanwhile)
+    assert _run_with_clock_shift(tmp_path, monkeypatch, [0.0], _blessing_run) == 0
+    assert "blessed: True" in capfd.readouterr().out
