@@ -308,8 +308,8 @@ def format_summary(summary: RunSummary, wall_seconds: float, class_names: list[s
               f"(move it to labs/{export['lab']}/ if they are not)"
               for name, lab in labs.items() for export in lab.get("exports_of_other_labs", [])]
     lines += [f"note: lab {name}: the export of {export['exported_at']} is {export['parts']} zips, and zips "
-              f"{', '.join(map(str, export['missing']))} of it are not in labs/{name}/ (their cells are not read "
-              "until they are)"
+              f"{', '.join(map(str, export['missing']))} of it were not found in the lab's folder, or were refused "
+              "(see the ingest report): their cells are not read until they are there, whole"
               for name, lab in labs.items() for export in lab.get("incomplete_exports", [])]
     if summary.training and summary.training.get("mode") == "adapted":
         lines.append(adapted_line(summary.training))

@@ -465,10 +465,12 @@ def ignored_name(name: str) -> bool:
 
 def _top_entries(labs_root: str) -> list[tuple[str, str, bool]]:
     """(name, path, is a folder) of each entry directly in labs_root but hidden and system ones; none for
-    a missing root. A root that cannot be read raises: isdir alone is False on any error, and a bucket
-    the pods may not read would have been taken for no labs."""
-    if not labs_root or not gfile.exists(labs_root) or not gfile.isdir(labs_root):  # exists raises but for "not found"
+    a missing root. A root that cannot be read, or is a file, raises: isdir alone is False on any error,
+    and a bucket the pods may not read would have been taken for no labs."""
+    if not labs_root or not gfile.exists(labs_root):  # exists raises but for "not found"
         return []
+    if not gfile.isdir(labs_root):
+        raise NotADirectoryError(f"the labs folder {labs_root} is a file, not a folder of labs")
     paths = [(e.rstrip("/"), os.path.join(labs_root, e.rstrip("/"))) for e in sorted(gfile.listdir(labs_root))
              if not ignored_name(e.rstrip("/"))]
     return [(name, path, gfile.isdir(path)) for name, path in paths]

@@ -115,6 +115,12 @@ def test_a_labs_prefix_that_cannot_be_read_is_an_error_not_no_labs():
         lab_sources.discover("nosuch://bucket/labs")
 
 
+def test_a_labs_folder_that_is_a_file_is_an_error_not_no_labs(tmp_path):
+    (tmp_path / "labs.zip").write_bytes(b"PK")  # labs.dir pointed at an export
+    with pytest.raises(NotADirectoryError, match="is a file, not a folder of labs"):
+        lab_sources.discover(str(tmp_path / "labs.zip"))
+
+
 def test_a_corrupt_member_is_one_refused_line_and_the_rest_is_kept(tmp_path, images):
     lab = tmp_path / "lab"
     good, bad = review_export.cell(images[0], "NEUTROPHIL"), review_export.cell(images[1], "MONOCYTE")

@@ -347,8 +347,9 @@ def test_a_split_export_with_a_zip_missing_is_named_in_the_summary(tmp_path):
         "incomplete_exports": [{"lab": "onelab", "exported_at": "2026-12-02T09:00:00.000Z", "parts": 3,
                                 "missing": [2, 3]}]}}}))
     text = format_summary(RunSummary(components=[], ingest_report=str(report)), 1.0)
-    assert ("note: lab onelab: the export of 2026-12-02T09:00:00.000Z is 3 zips, and zips 2, 3 of it are not in "
-            "labs/onelab/ (their cells are not read until they are)") in text.splitlines()
+    assert ("note: lab onelab: the export of 2026-12-02T09:00:00.000Z is 3 zips, and zips 2, 3 of it were not found "
+            "in the lab's folder, or were refused (see the ingest report): their cells are not read until they are "
+            "there, whole") in text.splitlines()
 
 
 def test_a_lab_gated_on_few_cells_is_named_with_what_one_cell_weighs():

@@ -99,13 +99,19 @@ def test_delete_deletes_the_verdicts_it_asked_about_and_not_one_saved_meanwhile(
         const asked = (await store.reviewSummary()).verdicts;
         await store.saveReview(c);  // while the question is on screen
         await store.saveReview({{...b, label: 'MONOCYTE', reviewedAt: '2026-12-08T00:00:00.000Z'}});
+        // Reviewed again with the very stamp asked about (two tabs stamp after one earlier verdict).
+        const d = {{...{CELL}, sha256: 'd'.repeat(64)}};
+        await store.saveReview(d);
+        asked.push((await store.reviewSummary()).verdicts.find((v) => v.sha256 === d.sha256));
+        await store.saveReview({{...d, label: 'EOSINOPHIL'}});
         const stayed = await store.clearReviews(asked);
         const left = [];
         await store.eachReview((cell) => {{ left.push([cell.sha256[0], cell.label]); }}, 'readonly');
         await store.saveReview(a);  // its export mark went with it: reviewed again, it is unexported
         process.stdout.write(JSON.stringify({{stayed, left, unexported: (await store.reviewSummary()).unexported}}));
     """)
-    assert result == {"stayed": 2, "left": [["b", "MONOCYTE"], ["c", "NEUTROPHIL"]], "unexported": 3}
+    assert result == {"stayed": 3, "left": [["b", "MONOCYTE"], ["c", "NEUTROPHIL"], ["d", "EOSINOPHIL"]],
+                      "unexported": 4}
 
 
 def test_a_store_from_before_the_export_marks_keeps_its_cells_and_its_version():

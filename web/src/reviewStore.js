@@ -52,7 +52,7 @@ function requestResult(request) {
 /** The lab name of every reviewed cell, how many cells were never exported as they stand, and each
  * verdict (what a deletion asked about deletes), one cell at a time through a cursor: getAll would hold
  * every image's bytes at once, and fail on a large store.
- * @returns {Promise<{labs: string[], unexported: number, verdicts: {sha256: string, reviewedAt: string}[]}>} */
+ * @returns {Promise<{labs: string[], unexported: number, verdicts: Verdict[]}>} */
 export async function reviewSummary() {
   /** @type {{sha256: string, reviewedAt: string}[]} */
   const marks = await inStore('readonly', (exported) => requestResult(exported.getAll()), EXPORTED);
@@ -64,7 +64,7 @@ export async function reviewSummary() {
   let unexported = 0;
   await eachReview((cell) => {
     labs.push(cell.lab);
-    verdicts.push({ sha256: cell.sha256, reviewedAt: cell.reviewedAt });
+    verdicts.push({ sha256: cell.sha256, reviewedAt: cell.reviewedAt, label: cell.label, lab: cell.lab });
     if (exportedAt.get(cell.sha256) !== cell.reviewedAt) unexported += 1;
     return undefined;
   }, 'readonly');
@@ -125,16 +125,24 @@ export function countReviews() {
   return inStore('readonly', (store) => requestResult(store.count()));
 }
 
+/** A verdict as a deletion was asked about it.
+ * @typedef {{sha256: string, reviewedAt: string, label: string, lab: string}} Verdict */
+
+/** @param {Verdict} verdict one stamp may be given twice (two tabs stamping after one earlier verdict) */
+function verdictKey(verdict) {
+  return JSON.stringify([verdict.reviewedAt, verdict.label, verdict.lab]);
+}
+
 /** Deletes the verdicts `only` lists (all when it is not given) with their export marks. A verdict saved
  * since `only` was read (in another tab, while the reviewer was asked) stays: nobody was asked about it.
- * @param {{sha256: string, reviewedAt: string}[]} [only] @returns {Promise<number>} how many stayed */
+ * @param {Verdict[]} [only] @returns {Promise<number>} how many stayed */
 export async function clearReviews(only) {
   if (!only) {
     await inStore('readwrite', (cells) => requestResult(cells.clear()));
     await inStore('readwrite', (exported) => requestResult(exported.clear()), EXPORTED);
     return 0;
   }
-  const asked = new Map(only.map((v) => [v.sha256, v.reviewedAt]));
+  const asked = new Map(only.map((v) => [v.sha256, verdictKey(v)]));
   /** @type {string[]} */
   const deleted = [];
   let stayed = 0;
@@ -143,7 +151,7 @@ export async function clearReviews(only) {
     cursor.onsuccess = () => {
       const at = cursor.result;
       if (!at) return;
-      if (asked.get(at.value.sha256) === at.value.reviewedAt) {
+      if (asked.get(at.value.sha256) === verdictKey(at.value)) {
         at.delete();
         deleted.push(at.value.sha256);
       } else {
