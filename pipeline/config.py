@@ -1,6 +1,7 @@
 """The pipeline configuration: one YAML file every runner reads, validated on load."""
 from __future__ import annotations
 
+import functools
 import os
 import re
 from pathlib import Path
@@ -13,6 +14,8 @@ from models.features import BASE_SOURCE, DEFAULT_REVIEW_THRESHOLD, LAB_NAME_PATT
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = REPO_ROOT / "pipeline" / "config.yaml"
+SCHEMA_DIR = REPO_ROOT / "pipeline" / "schema"
+SCHEMA_FILE = SCHEMA_DIR / "schema.pbtxt"  # the curated schema, which validation enforces
 
 
 class ConfigError(ValueError):
@@ -175,6 +178,11 @@ class Config(_Section):
     def _distinct_classes(cls, names: list[str]) -> list[str]:
         if len(names) < 2 or len(set(names)) != len(names):
             raise ValueError("needs at least two distinct class names")
+        # Found here, not after the ingest, when the validation of its labels stops the run.
+        curated = curated_classes()
+        if names != curated:
+            raise ValueError(f"must be the curated schema's label classes, in order ({', '.join(curated)}; "
+                             f"{SCHEMA_FILE.relative_to(REPO_ROOT)}): change both together")
         return names
 
     # Derived locations: one layout for every runner.
@@ -233,6 +241,16 @@ class Config(_Section):
             f"--direct_num_workers={workers}",  # 0: the cores where it runs
             *self.beam.extra_args,
         ]
+
+
+@functools.cache
+def curated_classes() -> list[str]:
+    """The label_name domain of the curated schema: the classes the ingest's labels are checked against."""
+    from google.protobuf import text_format
+    from tensorflow_metadata.proto.v0 import schema_pb2
+
+    schema = text_format.Parse(SCHEMA_FILE.read_text(encoding="utf-8"), schema_pb2.Schema())
+    return list(next(d for d in schema.string_domain if d.name == "label_name").value)
 
 
 def _set_dotted(data: dict, dotted: str) -> None:

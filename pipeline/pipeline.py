@@ -26,11 +26,9 @@ from components.tfjs_publisher.component import TfjsPublisher
 from models import features
 from models.trainer.params import TrainerParams
 from pipeline.code_version import code_fingerprint
-from pipeline.config import REPO_ROOT, Config
+from pipeline.config import SCHEMA_FILE, Config
 from pipeline.eval_config import eval_config
 
-SCHEMA_DIR = REPO_ROOT / "pipeline" / "schema"
-SCHEMA_FILE = SCHEMA_DIR / "schema.pbtxt"
 PREPROCESSING_FN = "models.transform.preprocessing.preprocessing_fn"
 RUN_FN = "models.trainer.run_fn.run_fn"
 

@@ -26,6 +26,11 @@ def test_overrides_apply_with_yaml_types():
     ("evaluation.min_accuracy=1.5", "evaluation.min_accuracy: Input should be less than or equal to 1"),
     ("training.epoch=3", "training.epoch: Extra inputs are not permitted"),
     ("class_names=[A, A]", "class_names: Value error, needs at least two distinct class names"),
+    # Accepted before, the run then stopped after the ingest, at the validation of its labels.
+    ("class_names=[EOSINOPHIL, LYMPHOCYTE, MONOCYTE, NEUTROPHIL, BASOPHIL]",
+     "class_names: Value error, must be the curated schema's label classes, in order (EOSINOPHIL, LYMPHOCYTE, "
+     "MONOCYTE, NEUTROPHIL; pipeline/schema/schema.pbtxt)"),
+    ("class_names=[LYMPHOCYTE, EOSINOPHIL, MONOCYTE, NEUTROPHIL]", "must be the curated schema's label classes, in order"),
     ("serving.model_name=a/b", "serving.model_name: String should match pattern"),
     ("serving.model_name=..", "serving.model_name: Value error, must name a folder"),
     ("serving.model_name=.", "serving.model_name: Value error, must name a folder"),
@@ -85,7 +90,7 @@ def test_curated_schema_label_domain_matches_config():
     from google.protobuf import text_format
     from tensorflow_metadata.proto.v0 import schema_pb2
 
-    from pipeline.pipeline import SCHEMA_DIR
+    from pipeline.config import SCHEMA_DIR
 
     schema = text_format.Parse((SCHEMA_DIR / "schema.pbtxt").read_text(), schema_pb2.Schema())
     config = load_config()
