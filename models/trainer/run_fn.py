@@ -60,7 +60,8 @@ def train(params: TrainerParams, train_ds: tf.data.Dataset, val_ds: tf.data.Data
     model.summary(print_fn=logging.info)
 
     callbacks = [keras.callbacks.TensorBoard(log_dir=log_dir, update_freq="epoch")]
-    if params.model != "tutorial_cnn":  # the tutorial's recipe: Adadelta at a constant rate
+    rate_applies = params.model != "tutorial_cnn"  # the tutorial's recipe: Adadelta at a constant rate
+    if rate_applies:
         callbacks.append(keras.callbacks.LearningRateScheduler(
             cosine_learning_rate(params.learning_rate, params.epochs)))
     early_stopping = None
@@ -73,7 +74,7 @@ def train(params: TrainerParams, train_ds: tf.data.Dataset, val_ds: tf.data.Data
     stop = StopOnNaN()
     callbacks.append(stop)
     model.fit(train_ds, validation_data=val_ds, epochs=params.epochs, callbacks=callbacks, verbose=2)
-    refuse_non_finite(model, stop, "training.learning_rate" if params.model != "tutorial_cnn" else None)
+    refuse_non_finite(model, stop, "training.learning_rate" if rate_applies else None)
     if early_stopping and early_stopping.best_weights is not None:
         # tf_keras restores them at the end of training whether or not it stopped early.
         logging.info("kept the weights of the epoch with the best val_loss (%.4f)", early_stopping.best)

@@ -388,7 +388,8 @@ function showVerdict(sha256: string, label: string) {
 }
 
 /** After the reviews were deleted: the rows on screen show only the verdicts the store still holds
- * (one saved while the deletion was asked about), and Enter confirms again instead of keeping a deleted one. A verdict that could not be saved was in no store: deleted in another tab,
+ * (one saved while the deletion was asked about), and Enter confirms again instead of keeping a deleted
+ * one. A verdict that could not be saved was in no store: deleted in another tab,
  * it stays marked (here, deleting everything gives it up too). */
 function forgetVerdicts(unsavedToo: boolean) {
   storeChanges += 1;

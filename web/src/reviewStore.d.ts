@@ -7,5 +7,5 @@ export interface Verdict { sha256: string; reviewedAt: string; label: string; la
 export function clearReviews(only?: Verdict[]): Promise<number>;
 export function reviewSummary(): Promise<{ labs: string[]; unexported: number; verdicts: Verdict[] }>;
 export function markExported(cells: { sha256: string; reviewedAt: string }[]): Promise<undefined>;
-export function eachReview(visit: (cell: ReviewedCell) => ReviewedCell | undefined,
+export function eachReview(visit: (cell: ReviewedCell) => ReviewedCell | null | undefined,
   mode?: IDBTransactionMode): Promise<void>;

@@ -59,7 +59,7 @@ export async function reviewSummary() {
   const exportedAt = new Map(marks.map((m) => [m.sha256, m.reviewedAt]));
   /** @type {string[]} */
   const labs = [];
-  /** @type {{sha256: string, reviewedAt: string}[]} */
+  /** @type {Verdict[]} */
   const verdicts = [];
   let unexported = 0;
   await eachReview((cell) => {
@@ -73,9 +73,9 @@ export async function reviewSummary() {
 
 /** Calls `visit` on every reviewed cell in one pass, one cell at a time through a cursor (getAll would
  * hold every image's bytes at once). `visit` runs synchronously and returns the record to put in the
- * cell's place (a read-write pass only), or undefined. A throw from `visit` undoes the pass's changes
+ * cell's place or null to delete the cell (a read-write pass only), or undefined. A throw from `visit` undoes the pass's changes
  * and is rethrown.
- * @param {(cell: any) => object | undefined} visit
+ * @param {(cell: any) => object | null | undefined} visit
  * @param {IDBTransactionMode} mode */
 export async function eachReview(visit, mode = 'readwrite') {
   /** @type {unknown} */
@@ -88,7 +88,8 @@ export async function eachReview(visit, mode = 'readwrite') {
         if (!at) return;
         try {
           const replacement = visit(at.value);
-          if (replacement) at.update(replacement);
+          if (replacement === null) at.delete();
+          else if (replacement) at.update(replacement);
           at.continue();
         } catch (err) {
           failure = err;
@@ -146,20 +147,13 @@ export async function clearReviews(only) {
   /** @type {string[]} */
   const deleted = [];
   let stayed = 0;
-  await inStore('readwrite', (cells) => {
-    const cursor = cells.openCursor();
-    cursor.onsuccess = () => {
-      const at = cursor.result;
-      if (!at) return;
-      if (asked.get(at.value.sha256) === verdictKey(at.value)) {
-        at.delete();
-        deleted.push(at.value.sha256);
-      } else {
-        stayed += 1;
-      }
-      at.continue();
-    };
-    return () => undefined;
+  await eachReview((cell) => {
+    if (asked.get(cell.sha256) !== verdictKey(cell)) {
+      stayed += 1;
+      return undefined;
+    }
+    deleted.push(cell.sha256);
+    return null;
   });
   await inStore('readwrite', (exported) => {
     for (const sha256 of deleted) exported.delete(sha256);
